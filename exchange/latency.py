@@ -1,0 +1,50 @@
+"""Latency histograms (HdrHistogram) in microseconds, mergeable across processes.
+
+Every process records into its own histograms and ships them encoded in its final
+status line; the run controller decodes and adds them, so percentiles are computed over
+every record, never averaged from per-process percentiles.
+"""
+
+from __future__ import annotations
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: a stalled run must still be measurable
+SIGNIFICANT_DIGITS = 3
+PERCENTILES = {"50pct": 50.0, "75pct": 75.0, "95pct": 95.0, "99pct": 99.0, "999pct": 99.9, "9999pct": 99.99}
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def record_ns(hist: HdrHistogram, nanoseconds: int, count: int = 1) -> None:
+    """Record a duration given in ns; negative values (clock skew) count as the lowest."""
+    us = nanoseconds // 1000
+    hist.record_value(min(max(us, LOWEST_US), HIGHEST_US), count)
+
+
+def encode(hist: HdrHistogram) -> str:
+    return hist.encode().decode("ascii")
+
+
+def decode(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode("ascii"))
+
+
+def merge(encoded: list[str]) -> HdrHistogram:
+    total = new_histogram()
+    for text in encoded:
+        total.add(decode(text))
+    return total
+
+
+def quantiles_ms(hist: HdrHistogram) -> dict[str, float]:
+    """p50 … p99.99, max and mean in milliseconds (OpenMessaging Benchmark's unit)."""
+    if hist.get_total_count() == 0:
+        return {**{k: 0.0 for k in PERCENTILES}, "max": 0.0, "avg": 0.0}
+    out = {name: hist.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES.items()}
+    out["max"] = hist.get_max_value() / 1000.0
+    out["avg"] = hist.get_mean_value() / 1000.0
+    return out

@@ -1,0 +1,56 @@
+"""数据脱敏: masking functions for personal data, one per rule.
+
+Each keeps just enough of the value for a subscriber to match records by eye (surname,
+ID-number region and tail, phone prefix and tail, district) and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from producers.identity import district_prefix, surname_of
+from schemas.scenario import MaskRule
+
+
+def mask_name(value: str) -> str:
+    surname = surname_of(value)
+    return surname + "*" * max(1, len(value) - len(surname))
+
+
+def mask_id_number(value: str) -> str:
+    if len(value) <= 10:
+        return "*" * len(value)
+    return value[:6] + "*" * (len(value) - 10) + value[-4:]
+
+
+def mask_phone(value: str) -> str:
+    if len(value) <= 7:
+        return "*" * len(value)
+    return value[:3] + "*" * (len(value) - 7) + value[-4:]
+
+
+def mask_address(value: str) -> str:
+    prefix = district_prefix(value)
+    return prefix if prefix and prefix != value else "*" * len(value)
+
+
+def redact(value: object) -> str:
+    return "***"
+
+
+MASKERS: dict[MaskRule, Callable[[str], str]] = {
+    MaskRule.name: mask_name,
+    MaskRule.id_number: mask_id_number,
+    MaskRule.phone: mask_phone,
+    MaskRule.address: mask_address,
+    MaskRule.redact: redact,
+}
+
+
+def apply_mask(rule: MaskRule, value: object) -> object:
+    """Mask one value; non-strings are redacted whole (a number cannot be half-shown)."""
+    if rule in (MaskRule.none, MaskRule.auto) or value is None:
+        return value
+    if not isinstance(value, str):
+        return "***"
+    return MASKERS[rule](value)

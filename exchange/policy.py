@@ -1,0 +1,187 @@
+"""The sharing rules as pure functions: what may a record become for each subscriber?
+
+No Kafka, no I/O: the router adapters decode a record, ask :func:`decide`, and encode
+what comes back. Everything that depends only on the scenario (which items a subscription
+gets, which are masked, whose jurisdiction filters rows) is compiled once into an
+:class:`EntryPolicy`, so the per-record cost does not grow with the catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from producers.identity import region_contains
+from schemas.envelope import PAD_FIELD, Topics
+from schemas.scenario import (
+    CatalogueEntry,
+    ItemType,
+    MaskRule,
+    Scenario,
+    Sharing,
+    SubscriptionStatus,
+)
+
+from .masking import apply_mask
+
+# Reasons, as they appear in audit records and result counts.
+UNCONDITIONAL = "unconditional"
+APPROVED = "approved"
+NOT_SHARED = "not_shared"
+NOT_APPROVED = "not_approved"
+NOT_PROVIDER = "not_provider"
+OUT_OF_JURISDICTION = "out_of_jurisdiction"
+NO_SUBSCRIBER = "no_subscriber"
+
+_STRING = (str,)
+_NUMBER = (int, float)
+_PYTHON_TYPES: dict[ItemType, tuple[type, ...]] = {
+    ItemType.latitude: _NUMBER,
+    ItemType.longitude: _NUMBER,
+    ItemType.decimal: _NUMBER,
+    ItemType.integer: (int,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One subscription on one entry, compiled."""
+
+    subscription: str
+    consumer: str
+    topic: str
+    approved: bool  # the scenario's status; live approvals override it
+    items: tuple[str, ...]
+    masks: tuple[tuple[str, MaskRule], ...]
+    region: str | None  # the consumer's jurisdiction when narrower than the platform's
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPolicy:
+    entry_id: str
+    provider: str
+    sharing: Sharing
+    routes: tuple[Route, ...]
+    item_types: Mapping[str, tuple[type, ...]]
+    region_key: str | None
+
+
+class Outcome(NamedTuple):
+    route: Route | None
+    delivered: bool
+    reason: str
+    value: dict[str, Any] | None = None
+
+
+class InvalidRecord(ValueError):
+    """A record that does not fit its catalogue entry; the router dead-letters it."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def compile_policy(scenario: Scenario, topics: Topics) -> dict[str, EntryPolicy]:
+    """Compile every catalogue entry's rules once, before any record arrives."""
+    subs = scenario.subscriptions_by_entry
+    depts = scenario.department_ids
+    platform_region = scenario.platform.region
+    return {
+        entry.id: _compile_entry(entry, subs.get(entry.id, ()), depts, platform_region, topics)
+        for entry in scenario.catalogue
+    }
+
+
+def _compile_entry(entry: CatalogueEntry, subs, depts, platform_region: str, topics: Topics) -> EntryPolicy:
+    routes = []
+    region_key = entry.region_item.key if entry.region_item else None
+    for sub in subs:
+        wanted = set(sub.items) if sub.items is not None else entry.item_keys
+        items = tuple(i.key for i in entry.items if i.key in wanted)
+        clear = set(sub.unmasked)
+        masks = tuple(
+            (i.key, i.effective_mask)
+            for i in entry.items
+            if i.key in wanted and i.effective_mask is not MaskRule.none and i.key not in clear
+        )
+        consumer_region = depts[sub.consumer].region or platform_region
+        narrower = consumer_region != platform_region and region_contains(platform_region, consumer_region)
+        routes.append(
+            Route(
+                subscription=sub.id,
+                consumer=sub.consumer,
+                topic=topics.delivery(sub.consumer),
+                approved=sub.status is SubscriptionStatus.approved,
+                items=items,
+                masks=masks,
+                region=consumer_region if narrower and region_key else None,
+            )
+        )
+    return EntryPolicy(
+        entry_id=entry.id,
+        provider=entry.provider,
+        sharing=entry.sharing,
+        routes=tuple(routes),
+        item_types={i.key: _PYTHON_TYPES.get(i.type, _STRING) for i in entry.items},
+        region_key=region_key,
+    )
+
+
+def check_record(policy: EntryPolicy, record: object) -> dict[str, Any]:
+    """The record as a dict of the entry's items, or :class:`InvalidRecord` saying why not."""
+    if not isinstance(record, dict):
+        raise InvalidRecord("not_an_object", f"value is a JSON {type(record).__name__}, not an object")
+    types = policy.item_types
+    for key, value in record.items():
+        expected = types.get(key)
+        if expected is None:
+            if key == PAD_FIELD:
+                continue
+            raise InvalidRecord("unknown_item", f"{key!r} is not an item of entry {policy.entry_id!r}")
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise InvalidRecord(
+                "wrong_type",
+                f"item {key!r} is {type(value).__name__}, expected {'/'.join(t.__name__ for t in expected)}",
+            )
+    return record
+
+
+def decide(
+    policy: EntryPolicy,
+    source: str,
+    record: Mapping[str, Any],
+    approvals: Container[str] | None = None,
+) -> list[Outcome]:
+    """One outcome per subscription on the entry (one denial when nobody subscribes).
+
+    ``approvals`` holds the subscription ids currently approved; ``None`` means the
+    scenario's own statuses apply.
+    """
+    if not policy.routes:
+        return [Outcome(None, False, NO_SUBSCRIBER)]
+    if policy.sharing is Sharing.not_shared:
+        return [Outcome(r, False, NOT_SHARED) for r in policy.routes]
+    if source != policy.provider:
+        return [Outcome(r, False, NOT_PROVIDER) for r in policy.routes]
+    conditional = policy.sharing is Sharing.conditional
+    region_key = policy.region_key
+    outcomes = []
+    for route in policy.routes:
+        if conditional:
+            ok = route.approved if approvals is None else route.subscription in approvals
+            if not ok:
+                outcomes.append(Outcome(route, False, NOT_APPROVED))
+                continue
+        if route.region is not None:
+            row_region = record.get(region_key)
+            if not isinstance(row_region, str) or not region_contains(route.region, row_region):
+                outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
+                continue
+        value = {k: record[k] for k in route.items if k in record}
+        for key, rule in route.masks:
+            if key in value:
+                value[key] = apply_mask(rule, value[key])
+        outcomes.append(Outcome(route, True, APPROVED if conditional else UNCONDITIONAL, value))
+    return outcomes

@@ -1,0 +1,3 @@
+from producers.process import main
+
+main()

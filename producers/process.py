@@ -1,0 +1,88 @@
+"""The producer process: every publishing department of a scenario, on one event loop.
+
+Started by the run controller (``python -m producers``); reports through status lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from pathlib import Path
+
+from exchange.latency import encode
+from exchange.status import StatusWriter
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
+
+from .publisher import DepartmentPublisher, PublishStats, Schedule
+from .records import EntityPool, RecordFactory, regions_of
+
+STATS_INTERVAL_S = 1.0
+
+
+def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
+    topics = Topics(scenario.platform.id)
+    pool = EntityPool(seed, regions_of(scenario.platform.region))
+    by_dept: dict[str, list[Schedule]] = {}
+    for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
+        entry = scenario.entries[entry_id]
+        factory = RecordFactory(entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size)
+        by_dept.setdefault(entry.provider, []).append(
+            Schedule(entry_id, topics.ingress(entry_id), rate * rate_multiplier, factory)
+        )
+    order = {d.id: i for i, d in enumerate(scenario.departments)}
+    return [
+        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats)
+        for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
+    ]
+
+
+async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, start_at_ns: int | None = None) -> PublishStats:
+    stats = PublishStats()
+    publishers = build_publishers(scenario, bootstrap, seed, stats)
+    await asyncio.gather(*(p.start() for p in publishers))
+    status.write("ready", departments=len(publishers))
+    start_ns = max(start_at_ns or 0, time.time_ns())
+    reporter = asyncio.create_task(_report(stats, status, start_ns))
+    try:
+        await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
+    finally:
+        reporter.cancel()
+        await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
+    status.write(
+        "final",
+        produced=dict(stats.produced),
+        sent=stats.sent,
+        retried=stats.retried,
+        publish_delay=encode(stats.publish_delay),
+        publish_latency=encode(stats.publish_latency),
+    )
+    return stats
+
+
+async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> None:
+    while True:
+        await asyncio.sleep(STATS_INTERVAL_S)
+        status.write("stats", t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m producers", description=__doc__)
+    parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--status", type=Path)
+    parser.add_argument("--start-at-ns", type=int, default=None)
+    args = parser.parse_args(argv)
+    scenario = Scenario.model_validate_json(args.scenario.read_bytes())
+    status = StatusWriter(args.status)
+    try:
+        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.start_at_ns))
+    except Exception as exc:
+        status.write("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        status.close()

@@ -1,0 +1,120 @@
+"""The wire format of records on the exchange: headers, values and topic names.
+
+A record's value is a flat JSON object of data items keyed by semantic key; everything
+about the record (who sent it, for which entry, when it was meant to be sent) travels in
+Kafka headers, so the router can decide without decoding the value twice and consumers
+can measure latency without decoding it at all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = b"1"
+
+# Header names (bytes, as aiokafka carries them).
+H_TRACE = "trace-id"  # "<producer>.<seq>": unique per produced record, used to drop duplicates
+H_ENTRY = "entry-id"
+H_SOURCE = "source-dept"
+H_INTENDED = "intended-ns"  # the rate schedule's send time, epoch ns (no coordinated omission)
+H_SENT = "sent-ns"  # when the producer handed it to the client, epoch ns
+H_SCHEMA = "schema-version"
+H_SUBSCRIPTION = "subscription"  # set by the router on deliveries
+H_ROUTED = "routed-ns"  # set by the router on deliveries
+
+REQUIRED_HEADERS = (H_TRACE, H_ENTRY, H_SOURCE, H_INTENDED, H_SENT, H_SCHEMA)
+PAD_FIELD = "_pad"  # filler to reach the scenario's record size; never delivered
+
+
+class Topics:
+    """Topic names for one platform: ``dx.<platform>.<kind>[.<id>]``.
+
+    One ingress topic per catalogue entry (``dx.dg.in.gps-fix``), one delivery topic per
+    subscribing department (``dx.dg.out.urban``), and per platform an audit topic, a
+    dead-letter topic, a quality topic and a control topic.
+    """
+
+    def __init__(self, platform: str) -> None:
+        self.prefix = f"dx.{platform}"
+        self.audit = f"{self.prefix}.audit"
+        self.dead_letter = f"{self.prefix}.dlq"
+        self.quality = f"{self.prefix}.quality"
+        self.control = f"{self.prefix}.control"
+        self._ingress = f"{self.prefix}.in."
+        self._delivery = f"{self.prefix}.out."
+
+    def ingress(self, entry_id: str) -> str:
+        return self._ingress + entry_id
+
+    def delivery(self, department_id: str) -> str:
+        return self._delivery + department_id
+
+    def entry_of(self, topic: str) -> str | None:
+        return topic[len(self._ingress):] if topic.startswith(self._ingress) else None
+
+    def department_of(self, topic: str) -> str | None:
+        return topic[len(self._delivery):] if topic.startswith(self._delivery) else None
+
+
+def trace_id(producer: int, seq: int) -> bytes:
+    return b"%d.%d" % (producer, seq)
+
+
+def parse_trace_id(value: bytes) -> tuple[int, int] | None:
+    """(producer, seq) from a trace id, or None when it is not one of ours."""
+    head, sep, tail = value.partition(b".")
+    if not sep or not head.isdigit() or not tail.isdigit():
+        return None
+    return int(head), int(tail)
+
+
+Decision = Literal["delivered", "denied"]
+
+
+class AuditRecord(BaseModel):
+    """One decision of the router about one record for one subscription (全程留痕)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace: str = Field(description="trace id of the record decided on")
+    entry: str
+    source: str = Field(description="department that published the record")
+    consumer: str | None = Field(description="subscribing department; None when no one subscribes")
+    decision: Decision
+    reason: str = Field(description="rule that decided: unconditional, approved, not_shared, not_approved, ...")
+    items: list[str] = Field(default_factory=list, description="items delivered (empty when denied)")
+    masked: list[str] = Field(default_factory=list, description="items delivered masked")
+    at_ns: int = Field(description="router decision time, epoch ns")
+
+
+class AuditBlock(BaseModel):
+    """What one audit message carries: the decisions of one routed batch.
+
+    Batching audit records keeps the audit trail complete at full routing speed: one
+    message per batch instead of one per decision.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = 1
+    worker: str
+    records: list[AuditRecord]
+
+
+class DeadLetter(BaseModel):
+    """A record the router could not route, kept whole with the reason (nothing is lost)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    trace: str | None = None
+    entry: str | None = None
+    value_b64: str = Field(description="the original value bytes, base64")
+    headers: list[tuple[str, str]] = Field(description="original headers, values base64")
+    at_ns: int
