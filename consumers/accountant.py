@@ -1,0 +1,104 @@
+"""Reads the platform's audit and dead-letter topics and counts every decision once.
+
+Deliveries are counted where they arrive (the subscribers); denials and dead letters are
+counted from the audit trail and the dead-letter topic, the platform's own records of
+what it refused. Together they account for every record produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import base64
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.envelope import H_RUN, H_TRACE, Topics
+
+from .dedupe import SeenSet
+
+
+class Accountant:
+    def __init__(self, topics: Topics, bootstrap: str, fanout: dict[str, int], run_id: str = "") -> None:
+        self.topics = topics
+        self.fanout = fanout  # outcomes one record of an entry accounts for
+        self.decisions: Counter = Counter()  # (subscription or entry, decision, reason)
+        self.dead_letters: Counter = Counter()  # (entry, reason) → records
+        self.dead_outcomes = 0
+        self.denied = 0
+        self.audited_deliveries = 0
+        self.duplicates = 0
+        self.foreign = 0
+        self._run = run_id
+        self._seen = SeenSet()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="dx-accountant",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=10_000,
+            fetch_max_bytes=32 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        tps = []
+        for topic in (self.topics.audit, self.topics.dead_letter):
+            parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                await self._consumer._client.force_metadata_update()
+                parts = self._consumer.partitions_for_topic(topic) or set()
+            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        self._consumer.assign(tps)
+        # Only this run's records count; it starts before any producer of the run.
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now, not lazily after producers have begun
+            await self._consumer.position(tp)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 200) -> int:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        n = 0
+        for tp, records in batches.items():
+            n += len(records)
+            if tp.topic == self.topics.audit:
+                for r in records:
+                    self._audit_block(r.value)
+            else:
+                for r in records:
+                    self._dead_letter(r)
+        return n
+
+    def _audit_block(self, value: bytes) -> None:
+        for a in orjson.loads(value)["records"]:
+            if a.get("run", "") != self._run:
+                self.foreign += 1
+                continue
+            scope = a["subscription"] or a["entry"]
+            if not self._seen.add("audit:" + scope, a["trace"].encode()):
+                self.duplicates += 1
+                continue
+            self.decisions[(scope, a["decision"], a["reason"])] += 1
+            if a["decision"] == "denied":
+                self.denied += 1
+            else:
+                self.audited_deliveries += 1
+
+    def _dead_letter(self, r) -> None:
+        headers = dict(r.headers)
+        letter = orjson.loads(r.value)
+        original = dict(letter.get("headers") or ())
+        if base64.b64decode(original.get(H_RUN, "")).decode(errors="replace") != self._run:
+            self.foreign += 1
+            return
+        trace = headers.get(H_TRACE) or f"{letter['topic']}/{letter['partition']}/{letter['offset']}".encode()
+        if not self._seen.add("dlq", trace):
+            self.duplicates += 1
+            return
+        entry = letter.get("entry") or "?"
+        self.dead_letters[(entry, letter["reason"])] += 1
+        self.dead_outcomes += self.fanout.get(entry, 1)

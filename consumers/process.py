@@ -1,0 +1,117 @@
+"""The consumer process: every subscribing department, plus the accountant.
+
+Started by the run controller (``python -m consumers``); runs until SIGTERM, then writes
+its final report (counts per flow and encoded latency histograms) as a status line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from exchange.latency import encode
+from exchange.status import StatusWriter
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
+
+from .accountant import Accountant
+from .dedupe import SeenSet
+from .subscriber import Subscriber
+
+STATS_INTERVAL_S = 1.0
+
+
+def fanout(scenario: Scenario) -> dict[str, int]:
+    """Outcomes one record of each entry accounts for: one per subscription, at least one."""
+    subs = scenario.subscriptions_by_entry
+    return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
+
+
+async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "") -> None:
+    topics = Topics(scenario.platform.id)
+    seen = SeenSet()
+    subscribers = [
+        Subscriber(dept, topics.delivery(dept), bootstrap, f"dx-{scenario.platform.id}-sub-{dept}", seen, run_id)
+        for dept in sorted({s.consumer for s in scenario.subscriptions})
+    ]
+    accountant = Accountant(topics, bootstrap, fanout(scenario), run_id)
+    await asyncio.gather(*(s.start() for s in subscribers), accountant.start())
+    status.write("ready", subscribers=len(subscribers))
+    readers = [*subscribers, accountant]
+
+    async def read_until_stopped(reader) -> None:
+        # each reader on its own: one quiet topic must not hold up the others' polls
+        while not stop.is_set():
+            await reader.poll(100)
+        while await reader.poll(50):  # whatever arrived before the stop
+            pass
+
+    async def report() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(STATS_INTERVAL_S)
+            status.write("stats", **_totals(subscribers, accountant))
+
+    reporter = asyncio.create_task(report())
+    try:
+        await asyncio.gather(*(read_until_stopped(r) for r in readers))
+    finally:
+        reporter.cancel()
+        await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
+    flows = {}
+    for s in subscribers:
+        for name, f in s.flows.items():
+            flows[name] = {
+                "delivered": f.delivered,
+                "duplicates": f.duplicates,
+                "e2e": encode(f.e2e),
+                "e2e_intended": encode(f.e2e_intended),
+            }
+    status.write(
+        "final",
+        **_totals(subscribers, accountant),
+        flows=flows,
+        decisions=[[*k, v] for k, v in accountant.decisions.items()],
+        dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
+    )
+
+
+def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
+    return {
+        "received": sum(s.received for s in subscribers),
+        "delivered": sum(f.delivered for s in subscribers for f in s.flows.values()),
+        "duplicates": sum(f.duplicates for s in subscribers for f in s.flows.values()) + accountant.duplicates,
+        "unlabelled": sum(s.unlabelled for s in subscribers),
+        "foreign": sum(s.foreign for s in subscribers) + accountant.foreign,
+        "denied": accountant.denied,
+        "dead_lettered": accountant.dead_outcomes,
+        "dead_letter_records": sum(accountant.dead_letters.values()),
+        "audited_deliveries": accountant.audited_deliveries,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m consumers", description=__doc__)
+    parser.add_argument("--scenario", type=Path, required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--status", type=Path)
+    parser.add_argument("--run-id", default="")
+    args = parser.parse_args(argv)
+    scenario = Scenario.model_validate_json(args.scenario.read_bytes())
+    status = StatusWriter(args.status)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(scenario, args.bootstrap, status, stop, args.run_id)
+
+    try:
+        asyncio.run(_main())
+    except Exception as exc:
+        status.write("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        status.close()

@@ -1,0 +1,101 @@
+"""A subscribing department reading its delivery topic and measuring what it receives.
+
+End-to-end latency is measured twice per record, from the producer's send time and from
+the schedule's intended send time; the second includes any time the producer spent
+behind schedule, so a stalled producer cannot hide (see the README's latency notes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+from aiokafka import AIOKafkaConsumer
+from hdrh.histogram import HdrHistogram
+
+from exchange.latency import new_histogram, record_ns
+from schemas.envelope import H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
+
+from .dedupe import SeenSet
+
+
+class FlowStats:
+    """What one subscription (entry → consumer) received."""
+
+    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.duplicates = 0
+        self.e2e: HdrHistogram = new_histogram()
+        self.e2e_intended: HdrHistogram = new_histogram()
+
+
+class Subscriber:
+    """One aiokafka consumer in the department's own group, on its delivery topic."""
+
+    def __init__(self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "") -> None:
+        self.department = department
+        self.topic = topic
+        self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
+        self.unlabelled = 0
+        self.foreign = 0  # records of other runs on a shared cluster
+        self._run = run_id.encode()
+        self.received = 0
+        self._seen = seen
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=f"sub-{department}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+            auto_commit_interval_ms=1000,
+            max_poll_records=5000,
+            fetch_max_wait_ms=10,  # Tansu holds an empty fetch for the whole wait
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 200) -> int:
+        """Read what is there, record it; returns how many records were read."""
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        now = time.time_ns()
+        n = 0
+        seen_add = self._seen.add
+        flows = self.flows
+        for records in batches.values():
+            n += len(records)
+            for r in records:
+                h = dict(r.headers)
+                sub = h.get(H_SUBSCRIPTION)
+                trace = h.get(H_TRACE)
+                if sub is None or trace is None:
+                    self.unlabelled += 1
+                    continue
+                if h.get(H_RUN, b"") != self._run:
+                    self.foreign += 1
+                    continue
+                flow = flows[sub.decode()]
+                if not seen_add(sub.decode(), trace):
+                    flow.duplicates += 1
+                    continue
+                flow.delivered += 1
+                sent, intended = h.get(H_SENT), h.get(H_INTENDED)
+                if sent is not None:
+                    record_ns(flow.e2e, now - int(sent))
+                if intended is not None:
+                    record_ns(flow.e2e_intended, now - int(intended))
+        self.received += n
+        return n
+
+    def delivered_by_flow(self) -> Counter:
+        return Counter({k: f.delivered for k, f in self.flows.items()})

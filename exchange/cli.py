@@ -1,0 +1,136 @@
+"""The ``exchange`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from schemas.scenario import Scenario
+
+from . import scenario_file
+from .scenario_file import ScenarioError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka.",
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _load(name_or_path: str) -> Scenario:
+    try:
+        return scenario_file.load(name_or_path)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
+    duration: Annotated[Optional[float], typer.Option(help="seconds of publishing (default: the scenario's)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
+    bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
+    drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
+) -> None:
+    """Run a scenario end to end and check that every record is accounted for."""
+    from .display import LiveProgress, summary_table
+    from .run import RunFailed, RunOptions
+    from .run import run as run_scenario
+
+    loaded = _load(scenario)
+    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout)
+    try:
+        with LiveProgress(console) as live:
+            result, run_dir = _run_async(run_scenario(options, live.update))
+    except RunFailed as exc:
+        err.print(f"[red]run failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(summary_table(result))
+    ok = result.conservation.ok
+    console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
+    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _run_async(coro):
+    """asyncio.run, with SIGTERM treated like Ctrl-C so every child is stopped."""
+
+    async def main():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("[yellow]interrupted: stopped every process of the run[/yellow]")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenario presets."""
+    for name in scenario_file.preset_names():
+        s = scenario_file.load(name)
+        console.print(f"[bold]{name}[/bold]  {s.description}", highlight=False)
+
+
+@app.command()
+def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or preset name")]) -> None:
+    """Check a scenario and list every problem with line, column and field."""
+    try:
+        s = scenario_file.load(file)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            console.print(str(problem), highlight=False, soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s)")
+        raise typer.Exit(1) from None
+    console.print(
+        f"ok: {s.name}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
+        f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the scenario format (for editors)."""
+    console.print_json(json.dumps(Scenario.model_json_schema()))
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="port to listen on (0: a free one)")] = 0) -> None:
+    """Run the embedded broker in the foreground; prints its bootstrap address."""
+    from .broker import EmbeddedBroker
+
+    with EmbeddedBroker(port=port or None) as b:
+        console.print(b.bootstrap)
+        sys.stdout.flush()
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"] and b.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        if not b.running and not stop["now"]:
+            err.print(f"the broker exited with code {b.returncode}")
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="exchange")

@@ -1,0 +1,162 @@
+"""Turn the processes' final reports into a :class:`~schemas.results.Result`.
+
+Histograms are merged from every process before any percentile is read, and every count
+is checked against what the producers say they published (the conservation check).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.results import Conservation, Counts, EntryCounts, FlowResult, Quantiles, Result, RunInfo
+from schemas.scenario import Scenario
+
+from .latency import merge, new_histogram, quantiles_ms
+
+
+@dataclass
+class Reports:
+    """What the controller collected from its children."""
+
+    producers: dict[str, Any]  # final status line of the producer process
+    consumers: dict[str, Any]  # final status line of the consumer process
+    publish_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative produced)
+    consume_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative received)
+
+
+def rates(samples: list[tuple[float, int]]) -> list[float]:
+    """Per-interval rates from cumulative (time, count) samples."""
+    out = []
+    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
+        dt = t1 - t0
+        out.append(round((c1 - c0) / dt, 1) if dt > 0 else 0.0)
+    return out
+
+
+def expected_outcomes(scenario: Scenario, produced: dict[str, int]) -> dict[str, int]:
+    subs = scenario.subscriptions_by_entry
+    return {e: n * max(1, len(subs.get(e, ()))) for e, n in produced.items()}
+
+
+def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: str) -> Result:
+    produced: dict[str, int] = reports.producers.get("produced", {})
+    consumers = reports.consumers
+    flows_raw: dict[str, dict] = consumers.get("flows", {})
+    decisions = Counter({(s, d, r): n for s, d, r, n in consumers.get("decisions", [])})
+    dead = Counter({(e, r): n for e, r, n in consumers.get("dead_letters", [])})
+    subs_by_entry = scenario.subscriptions_by_entry
+
+    flows: dict[str, FlowResult] = {}
+    e2e_all, e2e_intended_all = new_histogram(), new_histogram()
+    for sub in scenario.subscriptions:
+        raw = flows_raw.get(sub.id, {})
+        e2e = merge([raw["e2e"]]) if raw else new_histogram()
+        e2e_i = merge([raw["e2e_intended"]]) if raw else new_histogram()
+        e2e_all.add(e2e)
+        e2e_intended_all.add(e2e_i)
+        denied_by_reason = {r: n for (s, d, r), n in decisions.items() if s == sub.id and d == "denied"}
+        delivered = raw.get("delivered", 0)
+        flows[sub.id] = FlowResult(
+            entry=sub.entry,
+            consumer=sub.consumer,
+            delivered=delivered,
+            denied=sum(denied_by_reason.values()),
+            denied_by_reason=denied_by_reason,
+            duplicates=raw.get("duplicates", 0),
+            records_per_s=round(delivered / info.duration_s, 1) if info.duration_s else 0.0,
+            end_to_end_ms=Quantiles(**quantiles_ms(e2e)),
+            end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e_i)),
+        )
+
+    by_entry: dict[str, EntryCounts] = {}
+    for entry in scenario.catalogue:
+        subs = subs_by_entry.get(entry.id, ())
+        n = produced.get(entry.id, 0)
+        if n == 0 and not any(e == entry.id for e, _ in dead):
+            continue
+        scopes = {s.id for s in subs} | {entry.id}
+        expected = n * max(1, len(subs))
+        delivered = sum(flows[s.id].delivered for s in subs)
+        denied = sum(c for (s, d, _), c in decisions.items() if s in scopes and d == "denied")
+        dead_lettered = sum(c for (e, _), c in dead.items() if e == entry.id) * max(1, len(subs))
+        by_entry[entry.id] = EntryCounts(
+            produced=n,
+            subscriptions=len(subs),
+            expected=expected,
+            delivered=delivered,
+            denied=denied,
+            dead_lettered=dead_lettered,
+            unaccounted=expected - delivered - denied - dead_lettered,
+        )
+
+    total_dead = sum(e.dead_lettered for e in by_entry.values())
+    counts = Counts(
+        produced=sum(produced.values()),
+        expected=sum(e.expected for e in by_entry.values()),
+        delivered=sum(e.delivered for e in by_entry.values()),
+        denied=sum(e.denied for e in by_entry.values()),
+        dead_lettered=total_dead,
+        unaccounted=sum(e.unaccounted for e in by_entry.values()),
+        duplicates=consumers.get("duplicates", 0),
+    )
+    conservation = _conservation(counts, by_entry)
+
+    pub = merge([reports.producers["publish_latency"]]) if "publish_latency" in reports.producers else new_histogram()
+    delay = merge([reports.producers["publish_delay"]]) if "publish_delay" in reports.producers else new_histogram()
+    pq, dq, eq = quantiles_ms(pub), quantiles_ms(delay), quantiles_ms(e2e_all)
+    ingress_partitions = sum(e.partitions for e in scenario.catalogue if e.id in produced)
+    return Result(
+        workload=scenario.name,
+        driver=driver,
+        messageSize=scenario.load.record_size,
+        topics=len(produced),
+        partitions=ingress_partitions,
+        producersPerTopic=1,
+        consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
+        publishRate=rates(reports.publish_samples),
+        consumeRate=rates(reports.consume_samples),
+        aggregatedPublishLatencyAvg=pq["avg"],
+        aggregatedPublishLatency50pct=pq["50pct"],
+        aggregatedPublishLatency75pct=pq["75pct"],
+        aggregatedPublishLatency95pct=pq["95pct"],
+        aggregatedPublishLatency99pct=pq["99pct"],
+        aggregatedPublishLatency999pct=pq["999pct"],
+        aggregatedPublishLatency9999pct=pq["9999pct"],
+        aggregatedPublishLatencyMax=pq["max"],
+        aggregatedPublishDelayLatencyAvg=dq["avg"] * 1000,
+        aggregatedPublishDelayLatency50pct=dq["50pct"] * 1000,
+        aggregatedPublishDelayLatency99pct=dq["99pct"] * 1000,
+        aggregatedPublishDelayLatency999pct=dq["999pct"] * 1000,
+        aggregatedPublishDelayLatencyMax=dq["max"] * 1000,
+        aggregatedEndToEndLatencyAvg=eq["avg"],
+        aggregatedEndToEndLatency50pct=eq["50pct"],
+        aggregatedEndToEndLatency75pct=eq["75pct"],
+        aggregatedEndToEndLatency95pct=eq["95pct"],
+        aggregatedEndToEndLatency99pct=eq["99pct"],
+        aggregatedEndToEndLatency999pct=eq["999pct"],
+        aggregatedEndToEndLatency9999pct=eq["9999pct"],
+        aggregatedEndToEndLatencyMax=eq["max"],
+        counts=counts,
+        counts_by_entry=by_entry,
+        flows=flows,
+        conservation=conservation,
+        run=info,
+    )
+
+
+def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservation:
+    if counts.unaccounted == 0 and all(e.unaccounted == 0 for e in by_entry.values()):
+        return Conservation(
+            ok=True,
+            message=(
+                f"all {counts.expected:,} outcomes of {counts.produced:,} records accounted for: "
+                f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered"
+            ),
+        )
+    off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
+    return Conservation(
+        ok=False,
+        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off})",
+    )

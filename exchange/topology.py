@@ -1,0 +1,56 @@
+"""The topics a scenario needs, created up front with the scenario's partition counts.
+
+Creating them before any process starts means producers never race auto-creation and
+partition counts are what the scenario says, not the broker's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
+
+
+def topic_plan(scenario: Scenario) -> dict[str, int]:
+    """Topic name → partitions, for every topic of the scenario's platform."""
+    topics = Topics(scenario.platform.id)
+    max_parts = max(e.partitions for e in scenario.catalogue)
+    plan = {topics.ingress(e.id): e.partitions for e in scenario.catalogue}
+    for consumer in sorted({s.consumer for s in scenario.subscriptions}):
+        plan[topics.delivery(consumer)] = max_parts
+    for name in (topics.audit, topics.dead_letter, topics.quality):
+        plan[name] = max_parts
+    plan[topics.control] = 1
+    return plan
+
+
+async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-topology")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, parts, 1) for name, parts in plan.items() if name not in existing]
+        for start in range(0, len(missing), batch):
+            try:
+                await admin.create_topics(missing[start : start + batch])
+            except TopicAlreadyExistsError:
+                pass
+        await _wait_visible(admin, set(plan))
+    finally:
+        await admin.close()
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        missing = names - set(await admin.list_topics())
+        if not missing:
+            return
+        if loop.time() > deadline:
+            raise RuntimeError(f"topics not visible after {timeout:.0f} s: {sorted(missing)[:5]}")
+        await asyncio.sleep(0.05)

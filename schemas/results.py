@@ -1,0 +1,126 @@
+"""The result of a run (``OUT/result.json``).
+
+Top-level fields follow OpenMessaging Benchmark's ``TestResult``, with its names and
+units (latencies in milliseconds, publish delay in microseconds, rates in records/s per
+``sampleRateMillis`` interval), so tools written for OMB results read ours unchanged.
+Our own breakdown (counts, per-entry and per-flow figures, the conservation check)
+sits beside them in snake_case.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Counts(_Model):
+    """Outcomes are counted per record and subscription: a record of an entry with three
+    subscriptions accounts for three outcomes (one when nobody subscribes)."""
+
+    produced: int = Field(description="records acknowledged by the broker")
+    expected: int = Field(description="outcomes the produced records must account for")
+    delivered: int = Field(description="outcomes received by a subscriber (duplicates dropped)")
+    denied: int = Field(description="outcomes denied by a sharing rule (from the audit trail)")
+    dead_lettered: int = Field(description="outcomes of records sent to the dead-letter topic")
+    unaccounted: int = Field(description="expected − delivered − denied − dead_lettered; must be 0")
+    duplicates: int = Field(default=0, description="redelivered records dropped by trace id")
+
+
+class EntryCounts(_Model):
+    produced: int
+    subscriptions: int
+    expected: int
+    delivered: int
+    denied: int
+    dead_lettered: int
+    unaccounted: int
+
+
+class Quantiles(_Model):
+    p50: float = Field(alias="50pct")
+    p75: float = Field(alias="75pct")
+    p95: float = Field(alias="95pct")
+    p99: float = Field(alias="99pct")
+    p999: float = Field(alias="999pct")
+    p9999: float = Field(alias="9999pct")
+    max: float
+    avg: float
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FlowResult(_Model):
+    """One subscription: an entry flowing to a consumer department."""
+
+    entry: str
+    consumer: str
+    delivered: int
+    denied: int
+    denied_by_reason: dict[str, int]
+    duplicates: int
+    records_per_s: float
+    end_to_end_ms: Quantiles = Field(description="receive − send time")
+    end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time")
+
+
+class Conservation(_Model):
+    ok: bool
+    message: str
+
+
+class RunInfo(_Model):
+    scenario: str
+    run_id: str = Field(description="stamped on every record of the run (header run-id)")
+    seed: int
+    duration_s: float
+    started_at: str
+    bootstrap: str
+    embedded_broker: bool
+    router_workers: int
+    router_ready_s: list[float]
+    drain_s: float
+    dead_letters_by_reason: dict[str, int]
+
+
+class Result(_Model):
+    # OpenMessaging Benchmark TestResult fields
+    workload: str
+    driver: str
+    messageSize: int
+    topics: int
+    partitions: int
+    producersPerTopic: int
+    consumersPerTopic: int
+    sampleRateMillis: int = 1000
+    publishRate: list[float]
+    consumeRate: list[float]
+    aggregatedPublishLatencyAvg: float
+    aggregatedPublishLatency50pct: float
+    aggregatedPublishLatency75pct: float
+    aggregatedPublishLatency95pct: float
+    aggregatedPublishLatency99pct: float
+    aggregatedPublishLatency999pct: float
+    aggregatedPublishLatency9999pct: float
+    aggregatedPublishLatencyMax: float
+    aggregatedPublishDelayLatencyAvg: float = Field(description="microseconds, as OMB reports publish delay")
+    aggregatedPublishDelayLatency50pct: float
+    aggregatedPublishDelayLatency99pct: float
+    aggregatedPublishDelayLatency999pct: float
+    aggregatedPublishDelayLatencyMax: float
+    aggregatedEndToEndLatencyAvg: float
+    aggregatedEndToEndLatency50pct: float
+    aggregatedEndToEndLatency75pct: float
+    aggregatedEndToEndLatency95pct: float
+    aggregatedEndToEndLatency99pct: float
+    aggregatedEndToEndLatency999pct: float
+    aggregatedEndToEndLatency9999pct: float
+    aggregatedEndToEndLatencyMax: float
+    # our breakdown
+    counts: Counts
+    counts_by_entry: dict[str, EntryCounts]
+    flows: dict[str, FlowResult]
+    conservation: Conservation
+    run: RunInfo
