@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.scenario import Scenario
 
@@ -23,8 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka.",
 )
-console = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def _load(name_or_path: str) -> Scenario:
@@ -32,7 +34,7 @@ def _load(name_or_path: str) -> Scenario:
         return scenario_file.load(name_or_path)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False)
+            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -97,11 +99,11 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
         s = scenario_file.load(file)
     except ScenarioError as exc:
         for problem in exc.problems:
-            console.print(str(problem), highlight=False, soft_wrap=True)
+            console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from None
     console.print(
-        f"ok: {s.name}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
+        f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
         f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
     )
 

@@ -49,35 +49,37 @@ class LiveProgress:
 
 
 def summary_table(result: Result) -> Table:
-    table = Table(title=f"{result.workload}: per flow (entry → subscriber)")
-    for col in ("flow", "produced", "delivered", "denied", "dead-lettered", "records/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
-        table.add_column(col, justify="left" if col == "flow" else "right")
-    for name, flow in sorted(result.flows.items()):
+    table = Table(title=f"{result.workload}: per flow (entry → subscriber); latency end to end, ms", title_justify="left")
+    table.add_column("flow", overflow="fold")
+    for col in ("produced", "delivered", "denied", "dead", "rec/s", "p50", "p99", "p99.9", "max"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for name, flow in sorted(result.flows.items(), key=lambda kv: (kv[1].entry, kv[1].consumer)):
         entry = result.counts_by_entry.get(flow.entry)
         produced = entry.produced if entry else 0
         dead = (entry.dead_lettered // max(1, entry.subscriptions)) if entry else 0
         lat = flow.end_to_end_ms
-        denied = f"{flow.denied:,}"
-        if flow.denied_by_reason:
-            denied += " (" + ", ".join(f"{r}" for r in sorted(flow.denied_by_reason)) + ")"
         table.add_row(
             f"{flow.entry} → {flow.consumer}",
             f"{produced:,}",
             f"{flow.delivered:,}",
-            denied,
+            f"{flow.denied:,}",
             f"{dead:,}",
             f"{flow.records_per_s:,.0f}",
-            _ms(lat.p50, flow.delivered),
-            _ms(lat.p99, flow.delivered),
-            _ms(lat.p999, flow.delivered),
-            _ms(lat.max, flow.delivered),
+            *(_ms(v, flow.delivered) for v in (lat.p50, lat.p99, lat.p999, lat.max)),
         )
     c = result.counts
+    reasons: dict[str, int] = {}
+    for flow in result.flows.values():
+        for reason, n in flow.denied_by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    denied = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())) or "none"
+    dead = ", ".join(f"{r} {n:,}" for r, n in sorted(result.run.dead_letters_by_reason.items())) or "none"
     table.caption = (
-        f"all flows: end-to-end p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, "
-        f"p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, max {result.aggregatedEndToEndLatencyMax:.1f} ms; "
-        f"{c.produced:,} records produced, {c.duplicates:,} duplicates dropped"
+        f"all flows: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
+        f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
+        f"denied by reason: {denied} · dead letters by reason: {dead}"
     )
+    table.caption_justify = "left"
     return table
 
 

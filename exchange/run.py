@@ -203,8 +203,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         on_progress(progress)
         return result, run_dir
     finally:
-        for child in reversed(children):
-            await asyncio.to_thread(terminate, child.proc, 5.0)
+        # All at once, and briefly when the broker is gone: a child cannot finish
+        # cleanly without it, and nobody should wait on it.
+        grace = 5.0 if broker is None or broker.running else 1.0
+        await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
         if broker is not None:
             await broker.astop()
 

@@ -1,0 +1,212 @@
+"""Integration-test harness: a real embedded broker and a real router worker process.
+
+Nothing is mocked: the router is ``python -m exchange.router``, exactly as a run starts
+it; records go in through Kafka and are read back from Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from exchange.processes import spawn, terminate
+from exchange.scenario_file import parse
+from exchange.status import StatusReader
+from exchange.topology import create_topics, topic_plan
+from schemas.envelope import (
+    H_ENTRY,
+    H_INTENDED,
+    H_RUN,
+    H_SCHEMA,
+    H_SENT,
+    H_SOURCE,
+    H_TRACE,
+    SCHEMA_VERSION,
+    Topics,
+)
+from schemas.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (zombies excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in Path(f"/proc/{entry}/status").read_text().splitlines() if line.startswith("State:"))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, StopIteration):
+            continue
+        if text in cmd and " Z" not in state:
+            found.append(int(entry))
+    return found
+
+
+class RouterProcess:
+    """A router worker for one scenario on a given broker, started like a run starts it."""
+
+    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0") -> None:
+        self.scenario = scenario
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.worker = worker
+        self.topics = Topics(scenario.platform.id)
+        self.proc: subprocess.Popen | None = None
+        self.status_path = workdir / f"router-{worker}.jsonl"
+        self.log_path = workdir / f"router-{worker}.log"
+
+    async def start(self, timeout: float = 60.0) -> float:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scenario_json = self.workdir / "scenario.json"
+        scenario_json.write_text(self.scenario.model_dump_json())
+        await create_topics(self.bootstrap, topic_plan(self.scenario))
+        argv = [sys.executable, "-m", "exchange.router", "--scenario", str(scenario_json), "--bootstrap", self.bootstrap,
+                "--status", str(self.status_path), "--worker", self.worker, "--datadir", str(self.workdir / f"data-{self.worker}")]
+        started = time.monotonic()
+        self.proc = spawn(argv, log_path=self.log_path)
+        reader = StatusReader(self.status_path)
+        while time.monotonic() - started < timeout:
+            if any(e["event"] == "ready" for e in reader.read()):
+                return time.monotonic() - started
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            await asyncio.sleep(0.05)
+        raise TimeoutError("router not ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+
+
+def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:
+    now = b"%d" % time.time_ns()
+    return [
+        (H_TRACE, trace.encode()),
+        (H_ENTRY, entry.encode()),
+        (H_SOURCE, source.encode()),
+        (H_INTENDED, now),
+        (H_SENT, now),
+        (H_SCHEMA, SCHEMA_VERSION),
+        (H_RUN, run.encode()),
+    ]
+
+
+async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k, headers=h) for k, v, h in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5):
+    """Every record on a topic (of one run, when given), read until ``until`` records or an idle spell."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    await consumer.start()
+    out = []
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    if run is None or dict(r.headers).get(H_RUN, b"").decode() == run or _dlq_run(r) == run:
+                        out.append(r)
+                        last_new = time.monotonic()
+            if until is not None and len(out) >= until and time.monotonic() - last_new > 0.3:
+                break
+            if until is None and time.monotonic() - last_new > idle:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _dlq_run(record) -> str | None:
+    """The run id inside a dead letter (its original headers are kept base64-encoded)."""
+    try:
+        letter = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(letter, dict) or "headers" not in letter:
+        return None
+    import base64
+
+    for k, v in letter["headers"]:
+        if k == H_RUN:
+            return base64.b64decode(v).decode(errors="replace")
+    return None
+
+
+def new_run() -> str:
+    return "t" + secrets.token_hex(4)
+
+
+SHARING_SCENARIO = """
+name: sharing-rules
+platform: {id: t1, name: 测试平台, level: municipal, region: "441900"}
+departments:
+  - {id: prov, name: 提供部门}
+  - {id: a, name: 甲局}
+  - {id: b, name: 乙局}
+  - {id: c, name: 丙局}
+catalogue:
+  - id: open
+    name: 无条件资源
+    provider: prov
+    sharing: 无条件共享
+    partitions: 2
+    items:
+      - {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}
+      - {key: person.name, name: 姓名, type: person_name, sensitivity: personal}
+      - {key: person.status, name: 状态, type: status}
+  - id: cond
+    name: 有条件资源
+    provider: prov
+    sharing: 有条件共享
+    partitions: 2
+    items:
+      - {key: enterprise.code, name: 信用代码, type: credit_code}
+      - {key: enterprise.name, name: 企业名称, type: enterprise_name}
+      - {key: enterprise.phone, name: 电话, type: phone, sensitivity: personal}
+      - {key: enterprise.count, name: 人数, type: integer}
+  - id: secret
+    name: 不予共享资源
+    provider: prov
+    sharing: 不予共享
+    partitions: 2
+    items:
+      - {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}
+      - {key: person.name, name: 姓名, type: person_name, sensitivity: personal}
+subscriptions:
+  - {consumer: a, entry: open}
+  - {consumer: a, entry: cond, purpose: 测试, items: [enterprise.code, enterprise.name]}
+  - {consumer: b, entry: cond, purpose: 测试, status: pending}
+  - {consumer: c, entry: secret, purpose: 测试}
+  - {consumer: b, entry: secret, purpose: 测试}
+"""
+
+
+def sharing_scenario() -> Scenario:
+    return parse(SHARING_SCENARIO, "sharing-rules.yaml")

@@ -1,0 +1,147 @@
+"""`exchange run` end to end, as a user runs it: conservation, and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas.results import Result
+
+from .harness import ROOT, pids_mentioning
+
+
+def start_run(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "exchange", "run", *args, "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def broker_port(run_dir: Path) -> str | None:
+    log = run_dir / "broker.log"
+    if not log.exists():
+        return None
+    m = re.search(r"listening on: tcp://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+    return m.group(1) if m else None
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_event(path: Path, event: str) -> dict | None:
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        if e["event"] == event:
+            return e
+    return None
+
+
+def assert_nothing_left(run_dir: Path, port: str | None) -> None:
+    def gone():
+        left = pids_mentioning(str(run_dir))
+        if port:
+            left += pids_mentioning(f"127.0.0.1:{port}")
+        return not left
+    wait_for(gone, 10, f"every process of {run_dir} to exit")
+
+
+def test_demo_run_accounts_for_every_record(tmp_path):
+    out = tmp_path / "demo"
+    proc = start_run(out, "demo", "--duration", "3")
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr + stdout
+    assert "conservation check passed" in stdout
+    assert str(out / "result.json") in stdout.replace("\n", "")
+    result = Result.model_validate_json((out / "result.json").read_text())
+    assert result.conservation.ok and result.counts.unaccounted == 0
+    assert result.counts.produced > 8000  # ~2,870 records/s for 3 s
+    assert result.counts.expected == result.counts.delivered + result.counts.denied + result.counts.dead_lettered
+    flows = result.flows
+    assert flows["psb.enterprise-registration"].delivered == 0  # pending application
+    assert flows["psb.enterprise-registration"].denied_by_reason == {"not_approved": result.counts_by_entry["enterprise-registration"].produced}
+    assert flows["urban.population"].delivered == 0 and set(flows["urban.population"].denied_by_reason) == {"not_shared"}
+    assert flows["urban.gps-fix"].delivered == result.counts_by_entry["gps-fix"].produced
+    town = flows["nancheng.gps-fix"]
+    assert 0 < town.delivered < flows["urban.gps-fix"].delivered  # only its own jurisdiction's rows
+    assert town.delivered + town.denied == result.counts_by_entry["gps-fix"].produced
+    assert len(result.publishRate) >= 2 and len(result.consumeRate) >= 2
+    assert result.aggregatedEndToEndLatency99pct > 0
+    raw = json.loads((out / "result.json").read_text())
+    for field in ("workload", "driver", "messageSize", "topics", "partitions", "publishRate", "consumeRate",
+                  "aggregatedEndToEndLatency50pct", "aggregatedEndToEndLatency9999pct", "aggregatedEndToEndLatencyMax"):
+        assert field in raw
+    assert_nothing_left(out, broker_port(out))
+
+
+def test_a_router_killed_mid_run_fails_the_run_fast_and_leaves_nothing(tmp_path):
+    out = tmp_path / "killed"
+    proc = start_run(out, "demo", "--duration", "30")
+    try:
+        ready = wait_for(lambda: status_event(out / "router-0.jsonl", "ready"), 60, "the router")
+        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 30, "publishing to start")
+        os.kill(ready["pid"], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "router-0 exited with code -9" in stderr
+    assert_nothing_left(out, broker_port(out))
+
+
+def test_ctrl_c_stops_every_process(tmp_path):
+    out = tmp_path / "interrupted"
+    proc = start_run(out, "demo", "--duration", "30")
+    try:
+        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 60, "publishing to start")
+        port = broker_port(out)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert_nothing_left(out, port)
+
+
+def test_the_embedded_broker_dying_fails_the_run_with_a_clear_message(tmp_path):
+    out = tmp_path / "broker-died"
+    proc = start_run(out, "demo", "--duration", "30")
+    try:
+        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 60, "publishing to start")
+        port = broker_port(out)
+        broker_pids = [p for p in pids_mentioning(f"tcp://127.0.0.1:{port}") if "tansu" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert broker_pids
+        started = time.monotonic()
+        os.kill(broker_pids[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "the embedded broker died" in stderr and "memory" in stderr
+    assert took < 20, f"failing took {took:.1f} s (a hang?)"
+    assert_nothing_left(out, port)
+
+
+@pytest.mark.parametrize("argv", [["-m", "exchange", "scenarios"], ["-m", "exchange", "validate", "demo"]])
+def test_python_dash_m_exchange_works(argv):
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "demo" in done.stdout
