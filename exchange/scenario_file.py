@@ -106,7 +106,6 @@ def _to_python(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]],
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, (*loc, n), positions, filename) for n, v in enumerate(node.value)]
-    return _CONSTRUCTOR.construct_object(node)
-
-
-_CONSTRUCTOR = yaml.SafeLoader("")
+    # A fresh constructor per scalar: a shared one would remember (and keep alive) every
+    # value of every file it ever read.
+    return yaml.SafeLoader("").construct_object(node)

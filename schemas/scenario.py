@@ -248,7 +248,9 @@ class Platform(_Model):
 class ProducerLoad(_Model):
     department: Identifier
     rate: float = Field(gt=0, le=10_000_000, description="records/s for the department, split over its entries")
-    entries: tuple[Identifier, ...] | None = Field(default=None, description="entries to publish; all of its own when omitted")
+    entries: tuple[Identifier, ...] | None = Field(
+        default=None, min_length=1, description="entries to publish; all of its own when omitted"
+    )
 
 
 class Load(_Model):

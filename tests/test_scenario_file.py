@@ -1,0 +1,462 @@
+"""Tests for exchange.scenario_file and the scenario CLI: loading YAML, and problems
+reported with file, line, column and field."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from exchange.cli import app
+from exchange.scenario_file import PRESETS_DIR, Problem, ScenarioError, load, parse, preset_names
+from schemas.scenario import Scenario, Sharing, UpdateCycle
+from tests.harness import SHARING_SCENARIO
+
+FILE = "s.yaml"
+
+# Block style, so that each value of interest sits on its own line.
+BASE = """\
+name: base
+platform:
+  id: t1
+  name: 测试平台
+  region: "441900"
+departments:
+  - id: prov
+    name: 提供部门
+  - id: alpha
+    name: 甲局
+  - id: beta
+    name: 乙局
+catalogue:
+  - id: open
+    name: 无条件资源
+    provider: prov
+    sharing: unconditional
+    partitions: 2
+    items:
+      - key: person.name
+        name: 姓名
+        type: person_name
+        sensitivity: personal
+  - id: cond
+    name: 有条件资源
+    provider: prov
+    sharing: conditional
+    items:
+      - key: enterprise.code
+        name: 信用代码
+        type: credit_code
+subscriptions:
+  - consumer: alpha
+    entry: open
+  - consumer: beta
+    entry: cond
+    purpose: 测试
+"""
+
+
+def pos(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
+    """1-based (line, column) of the nth occurrence of needle."""
+    at = -1
+    for _ in range(nth + 1):
+        at = text.index(needle, at + 1)
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    return line, col
+
+
+def edit(old: str, new: str, text: str = BASE) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def problems_of(text: str) -> list[Problem]:
+    with pytest.raises(ScenarioError) as info:
+        parse(text, FILE)
+    problems = info.value.problems
+    assert problems
+    assert str(info.value) == "\n".join(str(p) for p in problems)
+    return problems
+
+
+def only_problem(text: str) -> Problem:
+    [problem] = problems_of(text)
+    assert problem.file == FILE
+    return problem
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+def test_base_fixture_is_valid() -> None:
+    s = parse(BASE, FILE)
+    assert [e.id for e in s.catalogue] == ["open", "cond"]
+    assert s.catalogue[0].partitions == 2
+    assert s.subscriptions[1].id == "beta.cond"
+
+
+def test_demo_preset_loads() -> None:
+    assert "demo" in preset_names()
+    assert preset_names() == sorted(preset_names())
+    s = load("demo")
+    assert isinstance(s, Scenario)
+    assert s.name == "demo"
+    assert s.platform.region == "441900"
+    assert {e.id: e.sharing for e in s.catalogue} == {
+        "gps-fix": Sharing.unconditional,
+        "enterprise-registration": Sharing.conditional,
+        "population": Sharing.not_shared,
+        "social-insurance": Sharing.unconditional,
+    }
+    assert s.entries["population"].update_cycle is UpdateCycle.daily
+    assert s.department_ids["nancheng"].region == "441900004"
+    # a path works as well as a preset name
+    assert load(PRESETS_DIR / "demo.yaml") == s
+
+
+def test_load_from_a_file_reports_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(edit("entry: open", "entry: nosuch"), encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [problem] = info.value.problems
+    assert problem.file == str(path)
+
+
+def test_load_unknown_name_lists_presets() -> None:
+    with pytest.raises(ScenarioError) as info:
+        load("no-such-scenario-anywhere")
+    [problem] = info.value.problems
+    assert problem.file == "no-such-scenario-anywhere"
+    assert "demo" in problem.message
+
+
+def test_sharing_harness_scenario_parses() -> None:
+    s = parse(SHARING_SCENARIO, "sharing.yaml")
+    assert [e.sharing for e in s.catalogue] == [Sharing.unconditional, Sharing.conditional, Sharing.not_shared]
+
+
+# --- problems with positions ----------------------------------------------------------
+
+
+def test_problem_str_format() -> None:
+    assert str(Problem("a.yaml", 3, 7, "departments.0.id", "bad")) == "a.yaml:3:7: departments.0.id: bad"
+    assert str(Problem("a.yaml", 1, 1, "", "the file is empty")) == "a.yaml:1:1: (document): the file is empty"
+
+
+def test_subscription_to_unknown_entry() -> None:
+    text = edit("    entry: cond\n", "    entry: nosuch\n")
+    p = only_problem(text)
+    assert p.field == "subscriptions.1.entry"
+    assert (p.line, p.column) == pos(text, "nosuch")
+    assert "'beta'" in p.message and "'nosuch'" in p.message
+
+
+def test_subscription_to_unknown_entry_flow_style() -> None:
+    text = SHARING_SCENARIO.replace("{consumer: b, entry: cond,", "{consumer: b, entry: gone,")
+    [p] = problems_of(text)
+    assert p.field == "subscriptions.2.entry"
+    assert (p.line, p.column) == pos(text, "gone")
+    assert "'b'" in p.message and "'gone'" in p.message
+
+
+def test_unknown_consumer() -> None:
+    text = edit("consumer: alpha", "consumer: gamma")
+    p = only_problem(text)
+    assert p.field == "subscriptions.0.consumer"
+    assert (p.line, p.column) == pos(text, "gamma")
+    assert "'gamma'" in p.message
+
+
+def test_unknown_provider() -> None:
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional")
+    p = only_problem(text)
+    assert p.field == "catalogue.1.provider"
+    assert (p.line, p.column) == pos(text, "ghost")
+    assert "'ghost'" in p.message and "'cond'" in p.message
+
+
+def test_duplicate_department_id() -> None:
+    text = edit("    name: 乙局\n", "    name: 乙局\n  - id: alpha\n    name: 重复\n")
+    p = only_problem(text)
+    assert p.field == "departments.3.id"
+    assert (p.line, p.column) == pos(text, "alpha", nth=1)
+    assert "duplicate" in p.message and "'alpha'" in p.message
+
+
+def test_wrong_type() -> None:
+    text = edit("partitions: 2", "partitions: many")
+    p = only_problem(text)
+    assert p.field == "catalogue.0.partitions"
+    assert (p.line, p.column) == pos(text, "many")
+    assert "integer" in p.message
+
+
+def test_out_of_range_value() -> None:
+    text = edit("partitions: 2", "partitions: 0")
+    p = only_problem(text)
+    assert p.field == "catalogue.0.partitions"
+    line, col = pos(text, "partitions: 0")
+    assert (p.line, p.column) == (line, col + len("partitions: "))
+    assert "greater than or equal to 1" in p.message
+
+
+def test_missing_required_field_reported_at_its_mapping() -> None:
+    text = edit("  - id: beta\n    name: 乙局\n", "  - id: beta\n")
+    p = only_problem(text)
+    assert p.field == "departments.2.name"
+    assert (p.line, p.column) == pos(text, "id: beta")
+    assert "required" in p.message.lower()
+
+
+def test_missing_required_field_flow_style() -> None:
+    text = SHARING_SCENARIO.replace("{id: b, name: 乙局}", "{id: b}")
+    [p] = problems_of(text)
+    assert p.field == "departments.2.name"
+    assert (p.line, p.column) == pos(text, "{id: b}")
+
+
+def test_missing_top_level_field() -> None:
+    text = edit("name: base\n", "")
+    p = only_problem(text)
+    assert p.field == "name"
+    assert (p.line, p.column) == (1, 1)
+
+
+def test_unknown_field() -> None:
+    text = edit("    name: 乙局\n", "    name: 乙局\n    colour: red\n")
+    p = only_problem(text)
+    assert p.field == "departments.2.colour"
+    line, key_col = pos(text, "colour")
+    assert p.line == line
+    assert p.column in (key_col, pos(text, "red")[1])
+    assert "not permitted" in p.message
+
+
+def test_invalid_yaml_reports_the_error_line() -> None:
+    text = edit("    name: 甲局\n", "    name: [甲局\n")
+    p = only_problem(text)
+    assert p.field == ""
+    assert p.message.startswith("not valid YAML")
+    # the flow sequence opened on the line of 甲局 runs into the next key
+    assert pos(text, "[甲局")[0] <= p.line <= pos(text, "[甲局")[0] + 1
+    assert p.column >= 1
+
+
+def test_invalid_yaml_bad_indentation_line() -> None:
+    text = edit("  id: t1\n  name: 测试平台\n", "  id: t1\n   name: 测试平台\n")
+    p = only_problem(text)
+    assert p.message.startswith("not valid YAML")
+    assert p.line == pos(text, "   name: 测试平台")[0]
+
+
+def test_empty_file() -> None:
+    for text in ("", "\n", "# just a comment\n"):
+        p = only_problem(text)
+        assert p.message == "the file is empty"
+
+
+def test_not_a_mapping() -> None:
+    p = only_problem("- a\n- b\n")
+    assert p.field == ""
+    assert "dictionary" in p.message
+
+
+def test_duplicated_key_in_a_mapping() -> None:
+    text = edit("    name: 乙局\n", "    name: 乙局\n    name: 丙局\n")
+    p = only_problem(text)
+    assert p.field == "departments.2.name"
+    assert p.message == "key given twice"
+    assert (p.line, p.column) == pos(text, "name: 丙局")
+
+
+def test_duplicated_top_level_key() -> None:
+    text = BASE + "name: again\n"
+    p = only_problem(text)
+    assert p.field == "name"
+    assert (p.line, p.column) == pos(text, "name: again")
+
+
+def test_chinese_sharing_alias() -> None:
+    s = parse(edit("sharing: conditional", "sharing: 有条件共享"), FILE)
+    assert s.entries["cond"].sharing is Sharing.conditional
+    s = parse(edit("sharing: unconditional", "sharing: 不予共享"), FILE)
+    assert s.entries["open"].sharing is Sharing.not_shared
+    s = parse(edit("sharing: unconditional", 'sharing: " 无条件共享 "'), FILE)
+    assert s.entries["open"].sharing is Sharing.unconditional
+
+
+def test_unknown_sharing_value() -> None:
+    text = edit("sharing: conditional", "sharing: 部分共享")
+    p = only_problem(text)
+    assert p.field == "catalogue.1.sharing"
+    assert (p.line, p.column) == pos(text, "部分共享")
+
+
+def test_unquoted_region_codes() -> None:
+    text = edit('  region: "441900"\n', "  region: 441900\n")
+    text = edit("    name: 乙局\n", "    name: 乙局\n    region: 441900004\n", text)
+    s = parse(text, FILE)
+    assert s.platform.region == "441900"
+    assert s.department_ids["beta"].region == "441900004"
+
+
+@pytest.mark.parametrize("bad", ["4419", '"44190"', "true", '"44190a"'])
+def test_malformed_region_code(bad: str) -> None:
+    text = edit('  region: "441900"\n', f"  region: {bad}\n")
+    p = only_problem(text)
+    assert p.field == "platform.region"
+    assert p.line == pos(text, f"region: {bad}")[0]
+
+
+def test_all_reference_problems_at_once() -> None:
+    text = edit("  - id: beta\n", "  - id: alpha\n")  # duplicate department (and beta disappears)
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional", text)
+    text = edit("    entry: open\n", "    entry: nosuch\n", text)
+    problems = problems_of(text)
+    fields = {p.field for p in problems}
+    assert len(problems) >= 3
+    assert {"departments.2.id", "catalogue.1.provider", "subscriptions.0.entry"} <= fields
+    assert "subscriptions.1.consumer" in fields  # beta is gone
+    assert all(p.line > 1 for p in problems)
+
+
+def test_all_schema_problems_at_once() -> None:
+    text = edit("partitions: 2", "partitions: many")
+    text = edit("    name: 乙局\n", "    name: 乙局\n    colour: red\n", text)
+    text = edit("        type: credit_code\n", "        type: banknote\n", text)
+    problems = problems_of(text)
+    assert len(problems) >= 3
+    by_field = {p.field: p for p in problems}
+    assert set(by_field) >= {"catalogue.0.partitions", "departments.2.colour", "catalogue.1.items.0.type"}
+    assert by_field["catalogue.1.items.0.type"].line == pos(text, "banknote")[0]
+    assert by_field["catalogue.0.partitions"].line == pos(text, "many")[0]
+
+
+def test_entry_level_validator_problem_is_placed_at_the_entry() -> None:
+    text = edit("    sharing: unconditional\n", "    sharing: unconditional\n    master_key: person.name\n")
+    p = only_problem(text)
+    assert p.field.startswith("catalogue.0")
+    assert p.line == pos(text, "  - id: open")[0]
+    assert "master_key" in p.message
+
+
+# --- CLI ----------------------------------------------------------------------------
+
+PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): (?P<field>[\w.()]+): (?P<msg>.+)$")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_cli_validate_reports_every_problem(runner: CliRunner, tmp_path: Path) -> None:
+    text = edit("partitions: 2", "partitions: many")
+    text = edit("  - id: beta\n", "  - id: Beta\n", text)  # message quotes a regex with [...] in it
+    text = edit("    name: 乙局\n", "    name: 乙局\n    colour: red\n", text)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    expected = [str(p) for p in info.value.problems]
+    assert len(expected) == 3
+
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines == expected  # verbatim: nothing eaten as markup, nothing wrapped
+    for line in lines:
+        m = PROBLEM_LINE.match(line)
+        assert m, line
+        assert m["file"] == str(path)
+        assert int(m["line"]) >= 1 and int(m["col"]) >= 1
+    assert any("[a-z0-9]" in line for line in lines)
+    assert "3 problem(s)" in result.output
+
+
+def test_cli_validate_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent.yaml")
+    result = runner.invoke(app, ["validate", missing])
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{missing}:0:0: (document): no such file")
+
+
+def test_cli_validate_demo_ok(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["validate", "demo"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok:")
+    assert "ok: demo: 9 departments, 4 entries, 22 items, 9 subscriptions" in result.stdout
+
+
+def test_cli_schema_is_json(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Scenario"
+    assert "CatalogueEntry" in schema["$defs"]
+    assert schema == json.loads(json.dumps(Scenario.model_json_schema()))
+    assert "additionalProperties" in schema["$defs"]["Department"]
+
+
+# --- load rates ----------------------------------------------------------------------
+
+
+def rates_scenario(load: dict) -> Scenario:
+    def entry(i: str, provider: str) -> dict:
+        return {"id": i, "name": i, "provider": provider, "sharing": "unconditional",
+                "items": [{"key": "x.v", "name": "v", "type": "text"}]}
+
+    return Scenario.model_validate(
+        {
+            "name": "rates",
+            "platform": {"id": "r", "name": "r", "region": "441900"},
+            "departments": [{"id": d, "name": d} for d in ("p", "q", "r")],
+            "catalogue": [entry("p1", "p"), entry("p2", "p"), entry("p3", "p"), entry("q1", "q"), entry("q2", "q"),
+                          entry("r1", "r")],
+            "load": load,
+        }
+    )
+
+
+def test_entry_rates_split_evenly_over_own_entries() -> None:
+    s = rates_scenario({"producers": [{"department": "p", "rate": 300}]})
+    assert s.entry_rates() == pytest.approx({"p1": 100.0, "p2": 100.0, "p3": 100.0})
+
+
+def test_entry_rates_named_entries_and_default_rate() -> None:
+    s = rates_scenario(
+        {
+            "default_rate": 7,
+            "producers": [
+                {"department": "p", "rate": 90},
+                {"department": "q", "rate": 40, "entries": ["q2"]},
+            ],
+        }
+    )
+    assert s.entry_rates() == pytest.approx({"p1": 30.0, "p2": 30.0, "p3": 30.0, "q1": 7.0, "q2": 40.0, "r1": 7.0})
+
+
+def test_entry_rates_two_producers_of_one_department_add_up() -> None:
+    s = rates_scenario(
+        {"producers": [{"department": "q", "rate": 10}, {"department": "q", "rate": 4, "entries": ["q1"]}]}
+    )
+    assert s.entry_rates() == pytest.approx({"q1": 9.0, "q2": 5.0})
+
+
+def test_entry_rates_demo() -> None:
+    assert load("demo").entry_rates() == pytest.approx(
+        {"gps-fix": 2470.0, "enterprise-registration": 200.0, "population": 100.0, "social-insurance": 100.0}
+    )
+
+
+def test_producer_naming_another_departments_entry_is_a_problem() -> None:
+    text = BASE + "load:\n  producers:\n    - department: alpha\n      rate: 5\n      entries: [open]\n"
+    p = only_problem(text)
+    assert p.field == "load.producers.0.entries.0"
+    assert (p.line, p.column) == pos(text, "open]")
+    assert "'prov'" in p.message
