@@ -80,6 +80,8 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
 def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
     return {
         "received": sum(s.received for s in subscribers),
+        "first_ns": min((s.first_ns for s in subscribers if s.first_ns), default=0),
+        "last_ns": max((s.last_ns for s in subscribers), default=0),
         "delivered": sum(f.delivered for s in subscribers for f in s.flows.values()),
         "duplicates": sum(f.duplicates for s in subscribers for f in s.flows.values()) + accountant.duplicates,
         "unlabelled": sum(s.unlabelled for s in subscribers),

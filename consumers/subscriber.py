@@ -42,6 +42,8 @@ class Subscriber:
         self.foreign = 0  # records of other runs on a shared cluster
         self._run = run_id.encode()
         self.received = 0
+        self.first_ns = 0
+        self.last_ns = 0
         self._seen = seen
         self._consumer = AIOKafkaConsumer(
             topic,
@@ -94,7 +96,10 @@ class Subscriber:
                     record_ns(flow.e2e, now - int(sent))
                 if intended is not None:
                     record_ns(flow.e2e_intended, now - int(intended))
-        self.received += n
+        if n:
+            self.received += n
+            self.first_ns = self.first_ns or now
+            self.last_ns = now
         return n
 
     def delivered_by_flow(self) -> Counter:

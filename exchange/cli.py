@@ -85,6 +85,36 @@ def _run_async(coro):
 
 
 @app.command()
+def bench(
+    records: Annotated[int, typer.Option(min=1000, help="records through every path")] = 200_000,
+    record_size: Annotated[int, typer.Option(help="bytes per record value")] = 1024,
+    workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
+    latency_seconds: Annotated[float, typer.Option(help="seconds of the half-rate latency run")] = 10.0,
+    bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
+) -> None:
+    """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
+    from rich.table import Table
+
+    from .bench import BenchFailed, BenchOptions, run_bench
+
+    say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]"))
+    try:
+        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds), say))
+    except BenchFailed as exc:
+        err.print(f"[red]bench failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table(title="exchange bench", show_header=False, title_justify="left")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    console.print(table)
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario presets."""
     for name in scenario_file.preset_names():

@@ -98,3 +98,27 @@ def terminate(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
         return None
+
+
+def peak_rss_bytes(pid: int | str = "self") -> int:
+    """Peak resident set size (VmHWM) of a process, 0 where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def process_age_s() -> float:
+    """Seconds since this process was started (by the kernel's clock, so imports count)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0

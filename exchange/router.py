@@ -26,6 +26,7 @@ from schemas.scenario import Scenario
 
 from .batching import BatchSender
 from .faust_bulk import BulkApp
+from .processes import peak_rss_bytes, process_age_s
 from .policy import compile_policy
 from .routing import RouterCore
 from .status import StatusWriter
@@ -58,8 +59,10 @@ class Router:
         self.decisions: Counter = Counter()
         self.dead: Counter = Counter()
         self.records = 0
+        self.acked = 0
         self.batches = 0
-        self.started = time.monotonic()
+        self.first_ns = 0  # first batch taken in
+        self.last_ack_ns = 0  # last batch's output acknowledged
         self.app = BulkApp(
             group_id(scenario.platform.id),
             broker=f"kafka://{bootstrap}",
@@ -97,13 +100,15 @@ class Router:
         )
         await self._producer.start()
         self._sender = BatchSender(self._producer)
-        self.status.write("ready", worker=self.worker, seconds=round(time.monotonic() - self.started, 3))
+        self.status.write("ready", worker=self.worker, seconds=round(process_age_s(), 3))
 
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
         while self._sender is None:
             await asyncio.sleep(0.01)
         records = [r for recs in batch.values() for r in recs]
+        if not self.first_ns:
+            self.first_ns = time.time_ns()
         routed = self.core.route(records)
         send = self._sender.send
         sent = []
@@ -118,7 +123,12 @@ class Router:
         self.batches += 1
         self.decisions.update(routed.decisions)
         self.dead.update(routed.dead_reasons)
-        return self._sender.acknowledged(sent)
+        return self._acknowledged(sent, routed.records)
+
+    async def _acknowledged(self, sent, records: int) -> None:
+        await self._sender.acknowledged(sent)
+        self.acked += records
+        self.last_ack_ns = time.time_ns()
 
     async def _report(self) -> None:
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
@@ -126,7 +136,11 @@ class Router:
             "stats",
             worker=self.worker,
             records=self.records,
+            acked=self.acked,
             batches=self.batches,
+            first_ns=self.first_ns,
+            last_ack_ns=self.last_ack_ns,
+            peak_rss_bytes=peak_rss_bytes(),
             dead_lettered=sum(self.dead.values()),
             handling_s=round(handling, 3),
             committing_s=round(committing, 3),

@@ -92,6 +92,12 @@ def _problem(filename: str, loc: Loc, message: str, positions: dict[Loc, tuple[i
     return Problem(filename, line, col, ".".join(str(p) for p in loc), message)
 
 
+def _scalar(node: yaml.Node) -> Any:
+    # A fresh constructor each time: a shared one remembers (and keeps alive) every value
+    # it ever built. Scalars only, so this is cheap.
+    return yaml.SafeLoader("").construct_object(node)
+
+
 def _to_python(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]], filename: str) -> Any:
     positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
@@ -106,6 +112,4 @@ def _to_python(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]],
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, (*loc, n), positions, filename) for n, v in enumerate(node.value)]
-    # A fresh constructor per scalar: a shared one would remember (and keep alive) every
-    # value of every file it ever read.
-    return yaml.SafeLoader("").construct_object(node)
+    return _scalar(node)

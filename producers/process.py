@@ -24,7 +24,7 @@ STATS_INTERVAL_S = 1.0
 
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
     topics = Topics(scenario.platform.id)
-    pool = EntityPool(seed, regions_of(scenario.platform.region))
+    pool = EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
     by_dept: dict[str, list[Schedule]] = {}
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
@@ -55,6 +55,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
     status.write(
         "final",
+        elapsed_s=(time.time_ns() - start_ns) / 1e9,
         produced=dict(stats.produced),
         sent=stats.sent,
         retried=stats.retried,

@@ -258,6 +258,9 @@ class Load(_Model):
     record_size: int = Field(default=512, ge=64, le=1_000_000, description="target bytes per record value (padded)")
     producers: tuple[ProducerLoad, ...] = ()
     default_rate: float = Field(default=0.0, ge=0, description="records/s for each entry no producer names")
+    regions: tuple[RegionCode, ...] | None = Field(
+        default=None, min_length=1, description="regions the synthetic records come from; the platform's own when omitted"
+    )
 
 
 class Scenario(_Model):

@@ -1,0 +1,226 @@
+"""``exchange bench``: is the simulator ever the bottleneck?
+
+One invocation, one broker, the same records for every path:
+
+1. the producer process publishes N records of the bench entry as fast as it can
+   (generation included): producer records/s;
+2. a raw aiokafka pass-through copies them to another topic: the baseline;
+3. the router worker(s), full policy on (conditional approval check, item projection,
+   masking, row filter, audit record per decision), route the same records:
+   records/s, start-to-ready time, peak RSS;
+4. a consumer process reads the N deliveries: consumer records/s;
+5. a live run at half the router's rate gives end-to-end latency at that load.
+
+Every path must process every record; the counts are part of the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
+
+from .broker import EmbeddedBroker
+from .processes import spawn, terminate
+from .run import RunOptions, _Child, run
+from .status import StatusReader
+from .topology import create_topics, topic_plan
+
+ENTRY = "enterprise-registration"
+FAST_RATE = 5_000_000.0  # records/s asked of the producer: "as fast as you can"
+
+
+def bench_scenario(record_size: int, rate: float, duration: float) -> Scenario:
+    """A provincial hub; one conditional entry; one approved, masked, row-filtered flow."""
+    personal = {"sensitivity": "personal"}
+    return Scenario.model_validate(
+        {
+            "name": "bench",
+            "description": "one conditional entry, full policy on every record",
+            "platform": {"id": "bench", "name": "广东省政务数据共享交换平台", "level": "provincial", "region": "440000"},
+            "departments": [
+                {"id": "market", "name": "市场监管局"},
+                {"id": "tax", "name": "东莞市税务局", "region": "441900"},
+            ],
+            "catalogue": [
+                {
+                    "id": ENTRY,
+                    "name": "企业登记信息",
+                    "provider": "market",
+                    "sharing": "有条件共享",
+                    "partitions": 4,
+                    "items": [
+                        {"key": "enterprise.credit_code", "name": "统一社会信用代码", "type": "credit_code"},
+                        {"key": "enterprise.name", "name": "企业名称", "type": "enterprise_name"},
+                        {"key": "enterprise.address", "name": "住所", "type": "address"},
+                        {"key": "enterprise.region", "name": "所在镇街", "type": "region_code"},
+                        {"key": "enterprise.legal_rep", "name": "法定代表人", "type": "person_name", **personal},
+                        {"key": "enterprise.legal_rep_id", "name": "法定代表人身份证号", "type": "resident_id", **personal},
+                        {"key": "enterprise.phone", "name": "联系电话", "type": "phone", **personal},
+                        {"key": "enterprise.registered_on", "name": "成立日期", "type": "date"},
+                        {"key": "enterprise.status", "name": "登记状态", "type": "status"},
+                    ],
+                }
+            ],
+            "subscriptions": [
+                {
+                    "consumer": "tax",
+                    "entry": ENTRY,
+                    "purpose": "企业开办 — 发票申领",
+                    "status": "approved",
+                    "items": [
+                        "enterprise.credit_code", "enterprise.name", "enterprise.address", "enterprise.region",
+                        "enterprise.legal_rep", "enterprise.legal_rep_id", "enterprise.registered_on", "enterprise.status",
+                    ],
+                }
+            ],
+            # Records come from Dongguan; tax's jurisdiction (441900) is narrower than the
+            # provincial platform's, so the row filter runs on every record and passes it.
+            "load": {"duration": duration, "record_size": record_size, "regions": ["441900"],
+                     "producers": [{"department": "market", "rate": rate}]},
+        }
+    )
+
+
+@dataclass
+class BenchOptions:
+    records: int = 200_000
+    record_size: int = 1024
+    workers: int = 1
+    bootstrap: str | None = None
+    out: Path | None = None
+    latency_seconds: float = 10.0
+
+
+class BenchFailed(RuntimeError):
+    pass
+
+
+async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, Any]:
+    run_dir = options.out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    n = options.records
+    scenario = bench_scenario(options.record_size, FAST_RATE, n / FAST_RATE)
+    scenario_json = run_dir / "scenario.json"
+    scenario_json.write_text(scenario.model_dump_json())
+    topics = Topics(scenario.platform.id)
+    raw_target = f"{topics.prefix}.raw-out"
+    broker = None if options.bootstrap else EmbeddedBroker(log_path=run_dir / "broker.log")
+    children: list[_Child] = []
+    out: dict[str, Any] = {"records": n, "record_size": options.record_size, "router_workers": options.workers}
+
+    def start(name: str, argv: list[str]) -> _Child:
+        status = run_dir / f"{name}.jsonl"
+        child = _Child(name, spawn([sys.executable, "-m", *argv, "--status", str(status)], log_path=run_dir / f"{name}.log"), StatusReader(status), run_dir / f"{name}.log")
+        children.append(child)
+        return child
+
+    try:
+        if broker is not None:
+            await broker.astart()
+        bootstrap = options.bootstrap or broker.bootstrap
+        plan = topic_plan(scenario)
+        plan[raw_target] = scenario.catalogue[0].partitions
+        await create_topics(bootstrap, plan)
+        common = ["--scenario", str(scenario_json), "--bootstrap", bootstrap]
+
+        say(f"producing {n:,} records of {options.record_size} bytes…")
+        producers = start("producers", ["producers", *common, "--duration", str(n / FAST_RATE), "--run-id", "bench"])
+        final = await _wait_event(producers, "final", 600)
+        produced = sum(final["produced"].values())
+        out["produced"] = produced
+        out["producer_records_per_s"] = round(produced / final["elapsed_s"])
+
+        say("raw aiokafka pass-through…")
+        raw = start("raw", ["exchange.bench_raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])
+        final = await _wait_event(raw, "final", 600)
+        out["raw_records"] = final["records"]
+        out["raw_records_per_s"] = round(final["records"] / ((final["last_ns"] - final["first_ns"]) / 1e9))
+
+        say(f"router ({options.workers} worker{'s' if options.workers > 1 else ''}), full policy…")
+        routers = [
+            start(f"router-{i}", ["exchange.router", *common, "--worker", str(i), "--datadir", str(run_dir / f"router-{i}-data")])
+            for i in range(options.workers)
+        ]
+        readies = [await _wait_event(r, "ready", 120) for r in routers]
+        out["router_ready_s"] = max(e["seconds"] for e in readies)
+        stats = await _wait_routed(routers, produced, 600)
+        first = min(s["first_ns"] for s in stats if s["first_ns"])
+        last = max(s["last_ack_ns"] for s in stats)
+        out["router_records"] = sum(s["acked"] for s in stats)
+        out["router_records_per_s"] = round(out["router_records"] / ((last - first) / 1e9))
+        out["router_peak_rss_mb"] = round(max(s["peak_rss_bytes"] for s in stats) / 2**20, 1)
+        out["ratio"] = round(out["router_records_per_s"] / out["raw_records_per_s"], 3)
+
+        say("consumer…")
+        consumers = start("consumers", ["consumers", *common, "--run-id", "bench"])
+        totals = await _wait_delivered(consumers, produced, 600)
+        out["consumer_records"] = totals["delivered"]
+        out["consumer_records_per_s"] = round(totals["received"] / ((totals["last_ns"] - totals["first_ns"]) / 1e9))
+        for child in [*routers, consumers]:
+            await asyncio.to_thread(terminate, child.proc)
+
+        half = out["router_records_per_s"] / 2
+        say(f"end-to-end latency at half the router's rate ({half:,.0f} records/s) for {options.latency_seconds:.0f} s…")
+        live = bench_scenario(options.record_size, half, options.latency_seconds)
+        result, _ = await run(RunOptions(live, options.latency_seconds, run_dir / "half-rate", bootstrap, workers=options.workers))
+        out["half_rate_records_per_s"] = round(half)
+        out["half_rate_e2e_p50_ms"] = result.aggregatedEndToEndLatency50pct
+        out["half_rate_e2e_p99_ms"] = result.aggregatedEndToEndLatency99pct
+        out["half_rate_publish_delay_p99_ms"] = round(result.aggregatedPublishDelayLatency99pct / 1000, 3)
+        out["half_rate_conservation_ok"] = result.conservation.ok
+        out["all_records_processed"] = produced == out["raw_records"] == out["router_records"] == out["consumer_records"] == n
+        out["run_dir"] = str(run_dir)
+        return out
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, 3.0) for c in children))
+        if broker is not None:
+            await broker.astop()
+
+
+async def _wait_event(child: _Child, event: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child.read()
+        found = child.last(event)
+        if found is not None:
+            return found
+        if child.last("error") or child.proc.poll() not in (None, 0):
+            raise BenchFailed(f"{child.name} failed:\n{child.tail()}")
+        await asyncio.sleep(0.05)
+    raise BenchFailed(f"{child.name}: no {event!r} within {timeout:.0f} s")
+
+
+async def _wait_routed(routers: list[_Child], records: int, timeout: float) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for r in routers:
+            for e in r.read():
+                if e["event"] == "stats":
+                    latest[r.name] = e
+            if r.proc.poll() is not None:
+                raise BenchFailed(f"{r.name} exited:\n{r.tail()}")
+        if len(latest) == len(routers) and sum(e["acked"] for e in latest.values()) >= records:
+            return list(latest.values())
+        await asyncio.sleep(0.1)
+    raise BenchFailed(f"the router did not route {records:,} records within {timeout:.0f} s")
+
+
+async def _wait_delivered(consumers: _Child, records: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = [e for e in consumers.read() if e["event"] == "stats"]
+        if stats and stats[-1]["delivered"] >= records:
+            return stats[-1]
+        if consumers.proc.poll() is not None:
+            raise BenchFailed(f"consumers exited:\n{consumers.tail()}")
+        await asyncio.sleep(0.1)
+    raise BenchFailed(f"the consumer did not receive {records:,} records within {timeout:.0f} s")
