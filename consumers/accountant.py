@@ -14,7 +14,7 @@ import base64
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.envelope import H_RUN, H_TRACE, Topics
+from schemas.envelope import H_RUN, H_TRACE, Topics, audit_records
 
 from .dedupe import SeenSet
 
@@ -74,8 +74,8 @@ class Accountant:
         return n
 
     def _audit_block(self, value: bytes) -> None:
-        for a in orjson.loads(value)["records"]:
-            if a.get("run", "") != self._run:
+        for a in audit_records(orjson.loads(value)):
+            if a["run"] != self._run:
                 self.foreign += 1
                 continue
             scope = a["subscription"] or a["entry"]

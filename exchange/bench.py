@@ -142,7 +142,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         raw = start("raw", ["exchange.bench_raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])
         final = await _wait_event(raw, "final", 600)
         out["raw_records"] = final["records"]
-        out["raw_records_per_s"] = round(final["records"] / ((final["last_ns"] - final["first_ns"]) / 1e9))
+        out["raw_records_per_s"] = per_second(final["records"], final["first_ns"], final["last_ns"])
 
         say(f"router ({options.workers} worker{'s' if options.workers > 1 else ''}), full policy…")
         routers = [
@@ -155,7 +155,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         first = min(s["first_ns"] for s in stats if s["first_ns"])
         last = max(s["last_ack_ns"] for s in stats)
         out["router_records"] = sum(s["acked"] for s in stats)
-        out["router_records_per_s"] = round(out["router_records"] / ((last - first) / 1e9))
+        out["router_records_per_s"] = per_second(out["router_records"], first, last)
         out["router_peak_rss_mb"] = round(max(s["peak_rss_bytes"] for s in stats) / 2**20, 1)
         out["ratio"] = round(out["router_records_per_s"] / out["raw_records_per_s"], 3)
 
@@ -163,7 +163,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         consumers = start("consumers", ["consumers", *common, "--run-id", "bench"])
         totals = await _wait_delivered(consumers, produced, 600)
         out["consumer_records"] = totals["delivered"]
-        out["consumer_records_per_s"] = round(totals["received"] / ((totals["last_ns"] - totals["first_ns"]) / 1e9))
+        out["consumer_records_per_s"] = per_second(totals["received"], totals["first_ns"], totals["last_ns"])
         for child in [*routers, consumers]:
             await asyncio.to_thread(terminate, child.proc)
 
@@ -183,6 +183,11 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, 3.0) for c in children))
         if broker is not None:
             await broker.astop()
+
+
+def per_second(records: int, first_ns: int, last_ns: int) -> int:
+    """Records/s between the first record taken in and the last one done (at least 1 ms)."""
+    return round(records / max((last_ns - first_ns) / 1e9, 1e-3))
 
 
 async def _wait_event(child: _Child, event: str, timeout: float) -> dict[str, Any]:

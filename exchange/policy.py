@@ -36,14 +36,17 @@ NO_SUBSCRIBER = "no_subscriber"
 
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
-_STRING = (str,)
-_NUMBER = (int, float)
-_PYTHON_TYPES: dict[ItemType, tuple[type, ...]] = {
+# Exact types as decoded from JSON (never bool for a number; null always allowed).
+_NONE = type(None)
+_STRING = frozenset({str, _NONE})
+_NUMBER = frozenset({int, float, _NONE})
+_PYTHON_TYPES: dict[ItemType, frozenset[type]] = {
     ItemType.latitude: _NUMBER,
     ItemType.longitude: _NUMBER,
     ItemType.decimal: _NUMBER,
-    ItemType.integer: (int,),
+    ItemType.integer: frozenset({int, _NONE}),
 }
+_ANY_STRING = frozenset({str})  # the padding field: any length
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ class Route:
     items: tuple[str, ...]
     masks: tuple[tuple[str, MaskRule], ...]
     region: str | None  # the consumer's jurisdiction when narrower than the platform's
+    # Precomputed for the per-record path:
+    subscription_bytes: bytes = b""
+    masked: tuple[str, ...] = ()
+    delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +72,7 @@ class EntryPolicy:
     provider: str
     sharing: Sharing
     routes: tuple[Route, ...]
-    item_types: Mapping[str, tuple[type, ...]]
+    item_types: Mapping[str, frozenset[type]]
     region_key: str | None
 
 
@@ -119,6 +126,12 @@ def _compile_entry(entry: CatalogueEntry, subs, depts, platform_region: str, top
                 items=items,
                 masks=masks,
                 region=consumer_region if narrower and region_key else None,
+                subscription_bytes=sub.id.encode(),
+                masked=tuple(k for k, _ in masks),
+                delivered_audit=(
+                    entry.id, sub.consumer, sub.id, "delivered",
+                    APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
+                ),
             )
         )
     return EntryPolicy(
@@ -126,7 +139,7 @@ def _compile_entry(entry: CatalogueEntry, subs, depts, platform_region: str, top
         provider=entry.provider,
         sharing=entry.sharing,
         routes=tuple(routes),
-        item_types={i.key: _PYTHON_TYPES.get(i.type, _STRING) for i in entry.items},
+        item_types={PAD_FIELD: _ANY_STRING} | {i.key: _PYTHON_TYPES.get(i.type, _STRING) for i in entry.items},
         region_key=region_key,
     )
 
@@ -138,18 +151,19 @@ def check_record(policy: EntryPolicy, record: object) -> dict[str, Any]:
     types = policy.item_types
     for key, value in record.items():
         expected = types.get(key)
-        if expected is None:
-            if key == PAD_FIELD:
-                continue
-            raise InvalidRecord("unknown_item", f"{key!r} is not an item of entry {policy.entry_id!r}")
-        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
-            raise InvalidRecord(
-                "wrong_type",
-                f"item {key!r} is {type(value).__name__}, expected {'/'.join(t.__name__ for t in expected)}",
-            )
-        if isinstance(value, str) and len(value) > MAX_ITEM_CHARS:
+        kind = type(value)
+        if expected is None or kind not in expected:
+            _reject(policy, key, value, expected)
+        if kind is str and len(value) > MAX_ITEM_CHARS and expected is not _ANY_STRING:
             raise InvalidRecord("value_too_large", f"item {key!r} has {len(value)} characters (limit {MAX_ITEM_CHARS})")
     return record
+
+
+def _reject(policy: EntryPolicy, key: str, value: object, expected: frozenset[type] | None) -> None:
+    if expected is None:
+        raise InvalidRecord("unknown_item", f"{key!r} is not an item of entry {policy.entry_id!r}")
+    names = "/".join(sorted(t.__name__ for t in expected if t is not _NONE))
+    raise InvalidRecord("wrong_type", f"item {key!r} is {type(value).__name__}, expected {names}")
 
 
 def decide(

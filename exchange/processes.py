@@ -122,3 +122,4 @@ def process_age_s() -> float:
         return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.envelope import Topics
+from schemas.envelope import AUDIT_FIELDS, Topics
 from schemas.scenario import Scenario
 
 from .batching import BatchSender
@@ -115,7 +115,7 @@ class Router:
         for topic, messages in routed.deliveries.items():
             sent.extend(await send(topic, messages))
         for partition, audit in routed.audit.items():
-            block = orjson.dumps({"v": 1, "worker": self.worker, "records": audit})
+            block = orjson.dumps({"v": 2, "worker": self.worker, "fields": AUDIT_FIELDS, "rows": audit})
             sent.extend(await send(self.topics.audit, [(None, block, [])], partition=partition))
         if routed.dead_letters:
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))

@@ -34,6 +34,9 @@ from schemas.envelope import (
 
 from .policy import EntryPolicy, InvalidRecord, check_record, decide
 
+_REQUIRED = frozenset(REQUIRED_HEADERS)
+
+
 class FetchedRecord(Protocol):
     topic: str
     partition: int
@@ -79,6 +82,7 @@ class RouterCore:
         now = time.time_ns()
         routed_header = (H_ROUTED, b"%d" % now)
         deliveries = out.deliveries
+        decisions: Counter = Counter()
         for r in records:
             out.records += 1
             try:
@@ -96,26 +100,21 @@ class RouterCore:
             for outcome in outcomes:
                 route = outcome.route
                 if outcome.delivered:
-                    h = [*header_list, (H_SUBSCRIPTION, route.subscription.encode()), routed_header]
+                    h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(outcome.value), h))
-                audit.append(
-                    {
-                        "trace": trace,
-                        "run": run,
-                        "entry": policy.entry_id,
-                        "source": source,
-                        "consumer": route.consumer if route else None,
-                        "subscription": route.subscription if route else None,
-                        "decision": "delivered" if outcome.delivered else "denied",
-                        "reason": outcome.reason,
-                        "items": list(outcome.value) if outcome.delivered else [],
-                        "masked": [k for k, _ in route.masks] if outcome.delivered else [],
-                        "at_ns": now,
-                    }
-                )
-                key = route.subscription if route else policy.entry_id
-                out.decisions[(key, "delivered" if outcome.delivered else "denied", outcome.reason)] += 1
+                    items = route.items if len(outcome.value) == len(route.items) else tuple(outcome.value)
+                    audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))
+                else:
+                    audit.append((trace, run, source, now, *self._denied_fields(policy, route, outcome.reason), (), ()))
+                decisions[(route.subscription if route else policy.entry_id, outcome.delivered, outcome.reason)] += 1
+        for (scope, delivered, reason), n in decisions.items():
+            out.decisions[(scope, "delivered" if delivered else "denied", reason)] += n
         return out
+
+    def _denied_fields(self, policy: EntryPolicy, route, reason: str) -> tuple:
+        if route is None:
+            return (policy.entry_id, None, None, "denied", reason)
+        return (policy.entry_id, route.consumer, route.subscription, "denied", reason)
 
     def _admit(self, r: FetchedRecord) -> tuple[EntryPolicy, dict[str, bytes], str]:
         """Headers and entry checked before the value is even decoded."""
@@ -124,14 +123,13 @@ class RouterCore:
         if len(headers) != len(raw):
             dupes = sorted({k for k, _ in raw if sum(1 for k2, _ in raw if k2 == k) > 1})
             raise InvalidRecord("duplicate_header", f"headers given more than once: {dupes}")
-        missing = [h for h in REQUIRED_HEADERS if h not in headers]
-        if missing:
-            raise InvalidRecord("missing_header", f"missing headers: {missing}")
+        if not _REQUIRED.issubset(headers):
+            raise InvalidRecord("missing_header", f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
         if headers[H_SCHEMA] != SCHEMA_VERSION:
             raise InvalidRecord("unsupported_schema", f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
-        for name in (H_INTENDED, H_SENT):
-            if not headers[name].isdigit():
-                raise InvalidRecord("bad_header", f"{name} is not an integer: {headers[name][:40]!r}")
+        if not (headers[H_INTENDED].isdigit() and headers[H_SENT].isdigit()):
+            name = H_INTENDED if not headers[H_INTENDED].isdigit() else H_SENT
+            raise InvalidRecord("bad_header", f"{name} is not an integer: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
         if policy is None:

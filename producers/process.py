@@ -45,6 +45,8 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
     reporter = None
     try:
         await asyncio.gather(*(p.start() for p in publishers))
+        for p in publishers:
+            p.prepare(duration)
         status.write("ready", departments=len(publishers))
         start_ns = time.time_ns()
         reporter = asyncio.create_task(_report(stats, status, start_ns))

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from producers import identity
 from schemas.envelope import PAD_FIELD
 from schemas.scenario import CatalogueEntry, ItemType
@@ -142,8 +144,6 @@ class RecordFactory:
         self.pad = "x" * max(0, record_size - self._estimate_size()) if record_size else ""
 
     def _estimate_size(self) -> int:
-        import orjson
-
         sample = [orjson.dumps(self._record(self.subjects[i % len(self.subjects)])[1]) for i in range(8)]
         return sum(len(s) for s in sample) // len(sample) + len(PAD_FIELD) + 6
 
@@ -152,6 +152,11 @@ class RecordFactory:
         record = {key: get(subject, rng) for key, get in self._getters}
         key = self._master_getter(subject, rng).encode() if self._master_getter else None
         return key, record
+
+    def encoded(self, n: int) -> list[tuple[bytes | None, bytes]]:
+        """``n`` records as (key, JSON bytes), ready to publish."""
+        dumps = orjson.dumps
+        return [(key, dumps(record)) for key, record in (self.make() for _ in range(n))]
 
     def make(self) -> tuple[bytes | None, dict[str, Any]]:
         key, record = self._record(self.subjects[int(self.rng.random() * len(self.subjects))])

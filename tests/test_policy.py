@@ -90,8 +90,12 @@ def test_compile_policy_one_entry_policy_per_entry() -> None:
         assert p.sharing is entry.sharing
         assert [r.subscription for r in p.routes] == [sub.id for sub in s.subscriptions if sub.entry == entry.id]
     assert [r.topic for r in compiled["secret"].routes] == ["dx.t1.out.c", "dx.t1.out.b"]
-    assert compiled["cond"].item_types["enterprise.count"] == (int,)
-    assert compiled["cond"].item_types["enterprise.name"] == (str,)
+    cond = compiled["cond"]
+    assert check_record(cond, {"enterprise.count": 3, "enterprise.name": "x"})
+    with pytest.raises(InvalidRecord):
+        check_record(cond, {"enterprise.count": "3"})
+    with pytest.raises(InvalidRecord):
+        check_record(cond, {"enterprise.name": 3})
 
 
 # --- unconditional -------------------------------------------------------------

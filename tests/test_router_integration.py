@@ -12,6 +12,7 @@ import pytest_asyncio
 from exchange.broker import EmbeddedBroker
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import H_SUBSCRIPTION, H_TRACE
+from schemas.envelope import audit_records as rows_of
 
 from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
 
@@ -110,7 +111,7 @@ async def test_a_department_cannot_publish_into_another_departments_entry(exchan
 
 async def audit_records(exchange, run: str) -> list[dict]:
     blocks = await read_all(exchange.bootstrap, exchange.topics.audit, idle=1.5)
-    return [a for b in blocks for a in orjson.loads(b.value)["records"] if a["run"] == run]
+    return [a for b in blocks for a in rows_of(orjson.loads(b.value)) if a["run"] == run]
 
 
 BAD_INPUTS = {
