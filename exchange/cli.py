@@ -114,6 +114,108 @@ def bench(
     console.print(table)
 
 
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail (全程留痕).")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bootstrap: Annotated[str, typer.Option(help="HOST:PORT of the Kafka holding the audit topic")],
+    scenario: Annotated[Optional[str], typer.Argument(help="scenario (for its platform id)")] = None,
+    platform: Annotated[Optional[str], typer.Option(help="platform id (instead of a scenario)")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="audit topic name (default dx.<platform>.audit)")] = None,
+) -> None:
+    """Check every hash chain of a platform's audit topic; exit 1 at any broken link."""
+    from schemas.envelope import Topics
+
+    from .audit import read_topic, verify
+
+    if topic is None:
+        platform_id = platform or (_load(scenario).platform.id if scenario else None)
+        if platform_id is None:
+            err.print("give a scenario, --platform or --topic")
+            raise typer.Exit(2)
+        topic = Topics(platform_id).audit
+    result = verify(_run_async(read_topic(bootstrap, topic)))
+    console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False)
+    if result.ok:
+        console.print("[green]every chain intact[/green]")
+        return
+    console.print(f"[red]broken:[/red] {result.broken[0]}", highlight=False)
+    if len(result.broken) > 1:
+        console.print(f"({len(result.broken) - 1} more broken links)")
+    raise typer.Exit(1)
+
+
+def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: str, actor: Optional[str],
+             items: Optional[str] = None, purpose: str = "", valid_for: Optional[float] = None, reason: str = "") -> None:
+    """Publish one control event to the platform's control topic."""
+    from schemas.applications import PROVIDER_ACTIONS, ControlEvent
+    from schemas.envelope import Topics
+
+    from .controlplane import publish_control
+
+    s = _load(scenario)
+    if entry not in s.entries:
+        err.print(f"entry {entry!r} is not in {s.name}'s catalogue")
+        raise typer.Exit(2)
+    if consumer not in s.department_ids:
+        err.print(f"{consumer!r} is not a department of {s.name}")
+        raise typer.Exit(2)
+    who = actor or (s.entries[entry].provider if action in PROVIDER_ACTIONS else consumer)
+    event = ControlEvent(
+        action=action, actor=who, consumer=consumer, entry=entry,
+        items=[i.strip() for i in items.split(",")] if items else None,
+        purpose=purpose, valid_for_s=valid_for, reason=reason, at_ns=time.time_ns(),
+    )
+    _run_async(publish_control(bootstrap, Topics(s.platform.id).control, event))
+    console.print(f"{action}: {event.application} by {who} → {Topics(s.platform.id).control}", highlight=False)
+
+
+Bootstrap = Annotated[str, typer.Option(help="HOST:PORT of the exchange's Kafka")]
+Consumer = Annotated[str, typer.Option(help="the applying (subscribing) department")]
+Entry = Annotated[str, typer.Option(help="the catalogue entry")]
+Actor = Annotated[Optional[str], typer.Option("--as", help="department acting (default: the consumer for apply, the provider otherwise)")]
+ScenarioArg = Annotated[str, typer.Argument(help="scenario (YAML path or preset)")]
+
+
+@app.command()
+def apply(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
+          purpose: Annotated[str, typer.Option(help="用途: what the data is for")],
+          items: Annotated[Optional[str], typer.Option(help="comma-separated items (default: all)")] = None,
+          actor: Actor = None) -> None:
+    """File an application (申请) for a conditional entry."""
+    _control("apply", scenario, consumer, entry, bootstrap, actor, items=items, purpose=purpose)
+
+
+@app.command()
+def review(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap, actor: Actor = None) -> None:
+    """Take an application under review (the provider)."""
+    _control("review", scenario, consumer, entry, bootstrap, actor)
+
+
+@app.command()
+def approve(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
+            valid_for: Annotated[Optional[float], typer.Option(help="seconds the approval lasts (default: no end)")] = None,
+            actor: Actor = None) -> None:
+    """Approve an application under review (审批; only the entry's provider may)."""
+    _control("approve", scenario, consumer, entry, bootstrap, actor, valid_for=valid_for)
+
+
+@app.command()
+def reject(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
+           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None) -> None:
+    """Reject an application."""
+    _control("reject", scenario, consumer, entry, bootstrap, actor, reason=reason)
+
+
+@app.command()
+def revoke(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
+           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None) -> None:
+    """Revoke an approval: delivery stops on the live stream."""
+    _control("revoke", scenario, consumer, entry, bootstrap, actor, reason=reason)
+
+
 @app.command()
 def scenarios() -> None:
     """List the built-in scenario presets."""

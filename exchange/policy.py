@@ -33,6 +33,7 @@ NOT_APPROVED = "not_approved"
 NOT_PROVIDER = "not_provider"
 OUT_OF_JURISDICTION = "out_of_jurisdiction"
 NO_SUBSCRIBER = "no_subscriber"
+NEGATIVE_LIST = "negative_list"
 
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
@@ -67,6 +68,15 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Authority:
+    """一数一源 for one entry: which of its items it is the source of, which it copies."""
+
+    master_key: str  # item whose value keys the authoritative store
+    own: tuple[str, ...]  # items the entry's provider is authoritative for
+    copies: tuple[tuple[str, str], ...]  # (item, authoritative department) held by someone else
+
+
+@dataclass(frozen=True, slots=True)
 class EntryPolicy:
     entry_id: str
     provider: str
@@ -74,6 +84,8 @@ class EntryPolicy:
     routes: tuple[Route, ...]
     item_types: Mapping[str, frozenset[type]]
     region_key: str | None
+    authority: Authority | None = None
+    negative_listed: bool = False
 
 
 class Outcome(NamedTuple):
@@ -97,17 +109,35 @@ def compile_policy(scenario: Scenario, topics: Topics) -> dict[str, EntryPolicy]
     subs = scenario.subscriptions_by_entry
     depts = scenario.department_ids
     platform_region = scenario.platform.region
+    banned = scenario.negative_items
+    negative_entries = set(scenario.negative_list.entries)
     return {
-        entry.id: _compile_entry(entry, subs.get(entry.id, ()), depts, platform_region, topics)
+        entry.id: _compile_entry(
+            entry, subs.get(entry.id, ()), depts, platform_region, topics, banned,
+            _authority(entry, scenario.authority), entry.id in negative_entries,
+        )
         for entry in scenario.catalogue
     }
 
 
-def _compile_entry(entry: CatalogueEntry, subs, depts, platform_region: str, topics: Topics) -> EntryPolicy:
+def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority | None:
+    master = entry.master_key_item
+    governed = [i for i in entry.items if i.key in authority and i is not master]
+    if master is None or not governed:
+        return None
+    own = tuple(i.key for i in governed if authority[i.key] == entry.provider)
+    copies = tuple((i.key, authority[i.key]) for i in governed if authority[i.key] != entry.provider)
+    return Authority(master.key, own, copies)
+
+
+def _compile_entry(
+    entry: CatalogueEntry, subs, depts, platform_region: str, topics: Topics,
+    banned: frozenset[str] = frozenset(), authority: Authority | None = None, negative_listed: bool = False,
+) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None
     for sub in subs:
-        wanted = set(sub.items) if sub.items is not None else entry.item_keys
+        wanted = (set(sub.items) if sub.items is not None else set(entry.item_keys)) - banned
         items = tuple(i.key for i in entry.items if i.key in wanted)
         clear = set(sub.unmasked)
         masks = tuple(
@@ -141,6 +171,8 @@ def _compile_entry(entry: CatalogueEntry, subs, depts, platform_region: str, top
         routes=tuple(routes),
         item_types={PAD_FIELD: _ANY_STRING} | {i.key: _PYTHON_TYPES.get(i.type, _STRING) for i in entry.items},
         region_key=region_key,
+        authority=authority,
+        negative_listed=negative_listed,
     )
 
 
@@ -170,36 +202,86 @@ def decide(
     policy: EntryPolicy,
     source: str,
     record: Mapping[str, Any],
-    approvals: Container[str] | None = None,
+    approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
 ) -> list[Outcome]:
     """One outcome per subscription on the entry (one denial when nobody subscribes).
 
-    ``approvals`` holds the subscription ids currently approved; ``None`` means the
-    scenario's own statuses apply.
+    ``approvals`` holds the subscriptions currently approved (expired ones left out); a
+    mapping may restrict an approval to some items (``None``: all the subscription's).
+    ``None`` means the scenario's own statuses apply.
     """
     if not policy.routes:
         return [Outcome(None, False, NO_SUBSCRIBER)]
+    if policy.negative_listed:
+        return [Outcome(r, False, NEGATIVE_LIST) for r in policy.routes]
     if policy.sharing is Sharing.not_shared:
         return [Outcome(r, False, NOT_SHARED) for r in policy.routes]
     if source != policy.provider:
         return [Outcome(r, False, NOT_PROVIDER) for r in policy.routes]
     conditional = policy.sharing is Sharing.conditional
     region_key = policy.region_key
+    restrict = approvals.get if isinstance(approvals, Mapping) else None
     outcomes = []
     for route in policy.routes:
+        granted = None
         if conditional:
             ok = route.approved if approvals is None else route.subscription in approvals
             if not ok:
                 outcomes.append(Outcome(route, False, NOT_APPROVED))
                 continue
+            if restrict is not None:
+                granted = restrict(route.subscription)
         if route.region is not None:
             row_region = record.get(region_key)
             if not isinstance(row_region, str) or not region_contains(route.region, row_region):
                 outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
                 continue
-        value = {k: record[k] for k in route.items if k in record}
+        value = {k: record[k] for k in route.items if k in record and (granted is None or k in granted)}
         for key, rule in route.masks:
             if key in value:
                 value[key] = apply_mask(rule, value[key])
         outcomes.append(Outcome(route, True, APPROVED if conditional else UNCONDITIONAL, value))
     return outcomes
+
+
+class Reconciled(NamedTuple):
+    """What one number, one source makes of a record."""
+
+    record: dict[str, Any]  # copies replaced by authoritative values; unknown ones left out
+    updates: dict[str, Any]  # authoritative items whose stored value this record changes
+    verified: tuple[str, ...]  # copied items that agree with the source
+    conflicts: tuple[tuple[str, str, Any, Any], ...]  # (item, authority, authoritative value, copy value)
+    unverified: tuple[str, ...]  # copied items with no authoritative value yet
+
+
+def reconcile(policy: EntryPolicy, record: dict[str, Any], known: Mapping[str, Any] | None) -> Reconciled:
+    """一数一源、多源核验: verify copies against the source and deliver only the source's values.
+
+    ``known`` holds the authoritative values stored for the record's master key. The
+    source's own items update them; another department's copy of an item is compared
+    with them (match: verified; mismatch: a conflict) and replaced by the authoritative
+    value, or left out when there is none yet: a copy is never delivered as the truth.
+    """
+    authority = policy.authority
+    if authority is None or record.get(authority.master_key) is None:
+        return Reconciled(record, {}, (), (), ())
+    known = known or {}
+    updates = {k: record[k] for k in authority.own if k in record and known.get(k) != record[k]}
+    if not authority.copies:
+        return Reconciled(record, updates, (), (), ())
+    out = dict(record)
+    verified, conflicts, unverified = [], [], []
+    for item, source in authority.copies:
+        if item not in record:
+            continue
+        copy = out.pop(item)
+        if item not in known:
+            unverified.append(item)
+            continue
+        truth = known[item]
+        out[item] = truth
+        if copy == truth:
+            verified.append(item)
+        else:
+            conflicts.append((item, source, truth, copy))
+    return Reconciled(out, updates, tuple(verified), tuple(conflicts), tuple(unverified))

@@ -10,7 +10,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.results import Conservation, Counts, EntryCounts, FlowResult, Quantiles, Result, RunInfo
+from schemas.results import (
+    Conservation,
+    Counts,
+    EntryCounts,
+    FlowResult,
+    Quantiles,
+    Result,
+    RunInfo,
+)
 from schemas.scenario import Scenario
 
 from .latency import merge, new_histogram, quantiles_ms

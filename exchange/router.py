@@ -21,13 +21,16 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.envelope import AUDIT_FIELDS, Topics
+from schemas.applications import ControlEvent, IllegalTransition
+from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
+from .audit import AuditWriter
 from .batching import BatchSender
+from .control import ApprovalBook, AuthorityTable
 from .faust_bulk import BulkApp
-from .processes import peak_rss_bytes, process_age_s
 from .policy import compile_policy
+from .processes import peak_rss_bytes, process_age_s
 from .routing import RouterCore
 from .status import StatusWriter
 
@@ -39,6 +42,21 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_S = 2.0
 HEARTBEAT_S = 0.25
 STATS_INTERVAL_S = 1.0
+EXPIRY_CHECK_S = 0.1
+
+
+def _control_fields(message: bytes) -> dict:
+    """Whatever can be read from a control message that was refused, for its audit row."""
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out = {k: str(data[k]) for k in ("action", "actor", "consumer", "entry") if k in data}
+    if "consumer" in out and "entry" in out:
+        out["application"] = f"{out['consumer']}.{out['entry']}"
+    return out
 
 
 def group_id(platform: str) -> str:
@@ -79,6 +97,18 @@ class Router:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
         )
+        self.audit = AuditWriter(worker)
+        self.verifications: Counter = Counter()
+        self.control_actions: Counter = Counter()
+        # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
+        self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
+        self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=max_parts)
+        self.book = ApprovalBook(scenario, self.approvals_table, time.time_ns())
+        self.authority = AuthorityTable(self.authority_table.data)
+        self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
+        self.app.agent(self._control_topic, name="control")(self._control)
+        self.app.timer(EXPIRY_CHECK_S)(self._expire)
+        self._expiring: dict[str, int | None] = {}
         ingress = [self.topics.ingress(e.id) for e in scenario.catalogue]
         self.app.route_in_bulk(frozenset(ingress), self.handle)
         # The agent subscribes the group to the ingress topics; its records never reach
@@ -107,18 +137,24 @@ class Router:
         while self._sender is None:
             await asyncio.sleep(0.01)
         records = [r for recs in batch.values() for r in recs]
+        now = time.time_ns()
         if not self.first_ns:
-            self.first_ns = time.time_ns()
-        routed = self.core.route(records)
+            self.first_ns = now
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority)
         send = self._sender.send
         sent = []
         for topic, messages in routed.deliveries.items():
             sent.extend(await send(topic, messages))
-        for partition, audit in routed.audit.items():
-            block = orjson.dumps({"v": 2, "worker": self.worker, "fields": AUDIT_FIELDS, "rows": audit})
-            sent.extend(await send(self.topics.audit, [(None, block, [])], partition=partition))
+        for partition, rows in routed.audit.items():
+            sent.extend(await send(self.topics.audit, [(None, self.audit.block(partition, rows), [])], partition=partition))
         if routed.dead_letters:
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
+        if routed.quality:
+            sent.extend(await send(self.topics.quality, routed.quality))
+        if routed.authority_writes:
+            changelog = self.authority_table.changelog_topic.get_topic_name()
+            sent.extend(await send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes]))
+        self.verifications.update(routed.verifications)
         self.records += routed.records
         self.batches += 1
         self.decisions.update(routed.decisions)
@@ -129,6 +165,51 @@ class Router:
         await self._sender.acknowledged(sent)
         self.acked += records
         self.last_ack_ns = time.time_ns()
+
+    async def _control(self, stream) -> None:
+        """Applications, approvals, rejections, revocations: each applied and audited."""
+        async for message in stream:
+            now = time.time_ns()
+            try:
+                event = ControlEvent.model_validate_json(message)
+                app = self.book.apply(event)
+                row = (event.application, "", event.actor, now, event.entry, event.consumer, event.application,
+                       app.state.value, event.reason or event.purpose or event.action, event.items or [], [])
+                self.control_actions[(event.action, "accepted")] += 1
+            except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
+                fields = _control_fields(message)
+                row = (fields.get("application", "?"), "", fields.get("actor", "?"), now, fields.get("entry", "?"),
+                       fields.get("consumer"), fields.get("application"), "refused", str(exc)[:300], [], [])
+                self.control_actions[(fields.get("action", "?"), "refused")] += 1
+                log.warning("control event refused: %s", exc)
+            await self._audit_control([row])
+
+    async def _expire(self) -> None:
+        """Publish an ``expire`` event for approvals whose validity ended.
+
+        Delivery already stops at the end of validity (every worker checks it per batch);
+        this records the change through the control topic, like any other, by the one
+        worker that holds the control partition.
+        """
+        try:
+            if not any(tp.topic == self.topics.control for tp in self.app.consumer.assignment()):
+                return
+            now = time.time_ns()
+            for app in self.book.expired(now):
+                if self._expiring.get(app.id) == app.valid_until_ns:
+                    continue
+                self._expiring[app.id] = app.valid_until_ns
+                event = ControlEvent(action="expire", actor="platform", consumer=app.consumer, entry=app.entry,
+                                     reason="validity ended", at_ns=now)
+                await self._control_topic.send(key=app.id.encode(), value=event.model_dump_json().encode())
+        except Exception:  # a timer must never take the worker down
+            log.exception("expiry check failed")
+
+    async def _audit_control(self, rows: list) -> None:
+        while self._sender is None:
+            await asyncio.sleep(0.01)
+        sent = await self._sender.send(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+        await self._sender.acknowledged(sent)
 
     async def _report(self) -> None:
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
@@ -153,6 +234,8 @@ class Router:
             records=self.records,
             batches=self.batches,
             decisions=[[*k, v] for k, v in self.decisions.items()],
+            verifications=[[*k, v] for k, v in self.verifications.items()],
+            control_actions=[[*k, v] for k, v in self.control_actions.items()],
             dead_letters=dict(self.dead),
         )
 

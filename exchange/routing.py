@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from schemas.envelope import (
     Topics,
 )
 
-from .policy import EntryPolicy, InvalidRecord, check_record, decide
+from .policy import EntryPolicy, InvalidRecord, check_record, decide, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
 
@@ -58,7 +58,18 @@ class Routed:
     dead_letters: list[Message] = field(default_factory=list)
     decisions: Counter = field(default_factory=Counter)  # (subscription or entry, decision, reason)
     dead_reasons: Counter = field(default_factory=Counter)
+    quality: list[Message] = field(default_factory=list)  # one-number-one-source conflicts
+    authority_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (master key, values)
+    verifications: Counter = field(default_factory=Counter)  # (item, copying department, result)
     records: int = 0
+
+
+class AuthorityStore(Protocol):
+    """The authoritative values per master key (a Faust table in the router, a dict in tests)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None: ...
 
 
 class RouterCore:
@@ -77,7 +88,12 @@ class RouterCore:
             entry = self._entry_of_topic[topic] = self.topics.entry_of(topic)
         return entry
 
-    def route(self, records: Iterable[FetchedRecord], approvals: Container[str] | None = None) -> Routed:
+    def route(
+        self,
+        records: Iterable[FetchedRecord],
+        approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
+        authority: AuthorityStore | None = None,
+    ) -> Routed:
         out = Routed()
         now = time.time_ns()
         routed_header = (H_ROUTED, b"%d" % now)
@@ -89,6 +105,8 @@ class RouterCore:
                 policy, headers, source = self._admit(r)
                 value = _decode(r.value)
                 record = check_record(policy, value)
+                if policy.authority is not None and authority is not None:
+                    record = self._reconcile(out, policy, source, record, authority, headers, now)
                 outcomes = decide(policy, source, record, approvals)
             except InvalidRecord as exc:
                 self._dead_letter(out, r, exc.reason, exc.detail, now)
@@ -110,6 +128,32 @@ class RouterCore:
         for (scope, delivered, reason), n in decisions.items():
             out.decisions[(scope, "delivered" if delivered else "denied", reason)] += n
         return out
+
+    def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
+        master = record.get(policy.authority.master_key)
+        if not isinstance(master, str) or source != policy.provider:
+            return record  # a record its provider did not send is denied anyway
+        known = store.get(master)
+        result = reconcile(policy, record, known)
+        if result.updates:
+            merged = {**(known or {}), **result.updates}
+            store[master] = merged
+            out.authority_writes.append((master, merged))
+        count = out.verifications
+        for item in result.verified:
+            count[(item, source, "verified")] += 1
+        for item in result.unverified:
+            count[(item, source, "unverified")] += 1
+        for item, authority, truth, copy in result.conflicts:
+            count[(item, source, "conflict")] += 1
+            event = {
+                "item": item, "master_key": master, "entry": policy.entry_id,
+                "authority": authority, "authoritative_value": truth,
+                "department": source, "copy_value": copy,
+                "trace": headers[H_TRACE].decode(), "run": headers.get(H_RUN, b"").decode(errors="replace"), "at_ns": now,
+            }
+            out.quality.append((master.encode(), orjson.dumps(event), [(H_TRACE, headers[H_TRACE]), (H_RUN, headers.get(H_RUN, b""))]))
+        return result.record
 
     def _denied_fields(self, policy: EntryPolicy, route, reason: str) -> tuple:
         if route is None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import datetime as dt
+import secrets
 import subprocess
 import sys
 import time

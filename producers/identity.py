@@ -272,7 +272,60 @@ def _build_regions() -> dict[str, Region]:
     ):
         rows += [Region(code + suffix, name, province, city, name) for suffix, name in dists]
     rows += DONGGUAN_TOWNS
+    for code, name in _HUBEI_CITIES + _GUIZHOU_CITIES:
+        province = "湖北省" if code.startswith("42") else "贵州省"
+        rows.append(Region(code, name, province, name))
+    rows.append(Region(NATIONAL, "全国", "", ""))
+    for code, name in PROVINCES.items():
+        rows.append(Region(code, name, name, ""))
     return {r.code: r for r in rows}
+
+
+NATIONAL = "000000"  # the national hub's jurisdiction: contains every region
+
+#: The 34 provincial-level divisions (GB/T 2260), by 6-digit code.
+PROVINCES: dict[str, str] = {
+    f"{c}0000": n
+    for c, n in (
+        ("11", "北京市"), ("12", "天津市"), ("13", "河北省"), ("14", "山西省"), ("15", "内蒙古自治区"),
+        ("21", "辽宁省"), ("22", "吉林省"), ("23", "黑龙江省"), ("31", "上海市"), ("32", "江苏省"),
+        ("33", "浙江省"), ("34", "安徽省"), ("35", "福建省"), ("36", "江西省"), ("37", "山东省"),
+        ("41", "河南省"), ("42", "湖北省"), ("43", "湖南省"), ("44", "广东省"), ("45", "广西壮族自治区"),
+        ("46", "海南省"), ("50", "重庆市"), ("51", "四川省"), ("52", "贵州省"), ("53", "云南省"),
+        ("54", "西藏自治区"), ("61", "陕西省"), ("62", "甘肃省"), ("63", "青海省"), ("64", "宁夏回族自治区"),
+        ("65", "新疆维吾尔自治区"), ("71", "台湾省"), ("81", "香港特别行政区"), ("82", "澳门特别行政区"),
+    )
+}
+
+#: Hubei's 17 cities and prefectures (市州), including the province-administered ones.
+_HUBEI_CITIES = (
+    ("420200", "黄石市"), ("420300", "十堰市"), ("420500", "宜昌市"), ("420600", "襄阳市"),
+    ("420700", "鄂州市"), ("420800", "荆门市"), ("420900", "孝感市"), ("421000", "荆州市"), ("421100", "黄冈市"),
+    ("421200", "咸宁市"), ("421300", "随州市"), ("422800", "恩施土家族苗族自治州"), ("429004", "仙桃市"),
+    ("429005", "潜江市"), ("429006", "天门市"), ("429021", "神农架林区"),
+)  # with 420100 武汉市 above: 17
+
+#: Guizhou's 9 cities and prefectures (市州), plus Gui'an New Area, which has no division
+#: code of its own (it spans Guiyang and Anshun): 520190 is illustrative.
+_GUIZHOU_CITIES = (
+    ("520200", "六盘水市"), ("520300", "遵义市"), ("520400", "安顺市"), ("520500", "毕节市"),
+    ("520600", "铜仁市"), ("522300", "黔西南布依族苗族自治州"), ("522600", "黔东南苗族侗族自治州"),
+    ("522700", "黔南布依族苗族自治州"), ("520190", "贵安新区"),
+)  # with 520100 贵阳市 above: 9 + 贵安新区
+
+#: Cities whose every town/district is in the table: a code under them not in it does not exist.
+_COMPLETE_CITIES = ("441900",)
+
+
+def region_exists(code: str) -> bool:
+    """False when the code provably names no region: an unknown province, or a town
+    missing from a city whose towns are all known. Other well-formed codes pass, since the
+    table does not hold all ~3,000 counties."""
+    if code in REGIONS:
+        return True
+    if len(code) not in (6, 9) or not _is_digits(code) or code[:2] + "0000" not in PROVINCES:
+        return False
+    return not any(code.startswith(city[:4]) and code[4:6] == city[4:6] for city in _COMPLETE_CITIES)
 
 
 REGIONS: dict[str, Region] = _build_regions()
@@ -298,6 +351,8 @@ def region_contains(parent_code: str, child_code: str) -> bool:
     """
     if len(child_code) not in (6, 9) or not _is_digits(child_code):
         return False
+    if parent_code == NATIONAL:
+        return True
     return child_code.startswith(_scope(parent_code))
 
 
@@ -325,7 +380,9 @@ def _prefixes_for(region: Region) -> tuple[str, ...]:
         for r in REGIONS.values() if r.district and region_contains(region.code, r.code)
     )
     if not leaves:
-        raise ValueError(f"no district-level units known inside {region.code} {region.name}")
+        # a city whose districts the table does not list: its urban area (城区)
+        city = region.city if region.city != region.province else ""
+        return (region.province + city + "城区",)
     return leaves
 
 

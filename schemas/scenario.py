@@ -63,6 +63,34 @@ SharingField = Annotated[
 ]
 
 
+class OpenData(str, Enum):
+    """开放属性: whether the dataset may go to the open-data portal."""
+
+    open = "open"  # 无条件开放
+    conditional = "conditional"  # 有条件开放
+    not_open = "not_open"  # 不予开放
+
+
+OpenDataField = Annotated[
+    OpenData,
+    _aliases({"无条件开放": "open", "有条件开放": "conditional", "不予开放": "not_open"}),
+]
+
+
+class DepartmentKind(str, Enum):
+    local_bureau = "local_bureau"  # 委办局: a bureau of this level
+    vertical = "vertical"  # 垂直部门: managed from the centre (tax, customs), shares locally
+    public_institution = "public_institution"  # 事业单位 (e.g. provident fund centre)
+    local_government = "local_government"  # a town/street government (镇/街道)
+    platform_operator = "platform_operator"  # 政务服务数据管理局
+
+
+DepartmentKindField = Annotated[
+    DepartmentKind,
+    _aliases({"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}),
+]
+
+
 class ExchangeMode(str, Enum):
     event_stream = "event_stream"  # 实时事件流 / 服务调用
     table_sync = "table_sync"  # 库表同步
@@ -142,6 +170,9 @@ class DataItem(_Model):
     type: ItemType
     sensitivity: Sensitivity = Sensitivity.internal
     mask: MaskRule = MaskRule.auto
+    authoritative: bool = Field(
+        default=False, description="the entry's provider is the authoritative source (数源部门) of this item"
+    )
 
     @property
     def effective_mask(self) -> MaskRule:
@@ -163,6 +194,7 @@ class CatalogueEntry(_Model):
     provider: Identifier = Field(description="id of the provider department (数源部门 for its items)")
     theme: str | None = None
     sharing: SharingField
+    open_data: OpenDataField = OpenData.not_open
     exchange_mode: ExchangeMode = ExchangeMode.event_stream
     update_cycle: UpdateCycleField = UpdateCycle.realtime
     partitions: int = Field(default=1, ge=1, le=1024)
@@ -214,6 +246,8 @@ class Department(_Model):
     id: Identifier
     name: str = Field(description="Chinese name, e.g. 市场监管局")
     region: RegionCode | None = Field(default=None, description="the jurisdiction it serves; defaults to the platform's")
+    kind: DepartmentKindField = DepartmentKind.local_bureau
+    platform: Identifier | None = Field(default=None, description="the platform it attaches to; the main platform when omitted")
 
 
 class SubscriptionStatus(str, Enum):
@@ -229,6 +263,9 @@ class Subscription(_Model):
     purpose: str = Field(default="", description="用途, required for conditional entries")
     items: tuple[str, ...] | None = Field(default=None, description="items asked for; all items when omitted")
     status: SubscriptionStatus = SubscriptionStatus.approved
+    valid_for: float | None = Field(
+        default=None, gt=0, description="seconds an approval given in the scenario lasts from the start of a run (then it expires)"
+    )
     unmasked: tuple[str, ...] = Field(
         default=(), description="personal items this subscriber may receive in clear (conditional entries, under approval)"
     )
@@ -243,6 +280,7 @@ class Platform(_Model):
     name: str
     level: Literal["national", "provincial", "municipal", "county", "township"] = "municipal"
     region: RegionCode
+    parent: Identifier | None = Field(default=None, description="the platform it cascades up to (级联)")
 
 
 class ProducerLoad(_Model):
@@ -253,11 +291,28 @@ class ProducerLoad(_Model):
     )
 
 
+class NegativeList(_Model):
+    """负面清单: entries and items never shared, whatever an entry or subscription says."""
+
+    entries: tuple[Identifier, ...] = ()
+    items: tuple[str, ...] = ()
+
+
+class Responsibility(_Model):
+    """责任清单: the items a department is responsible for providing."""
+
+    department: Identifier
+    items: tuple[str, ...] = Field(min_length=1)
+
+
 class Load(_Model):
     duration: float = Field(default=30.0, gt=0, le=86_400, description="seconds of publishing")
     record_size: int = Field(default=512, ge=64, le=1_000_000, description="target bytes per record value (padded)")
     producers: tuple[ProducerLoad, ...] = ()
     default_rate: float = Field(default=0.0, ge=0, description="records/s for each entry no producer names")
+    mismatch_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of non-authoritative copies published with a value that disagrees with the source"
+    )
     regions: tuple[RegionCode, ...] | None = Field(
         default=None, min_length=1, description="regions the synthetic records come from; the platform's own when omitted"
     )
@@ -273,6 +328,9 @@ class Scenario(_Model):
     catalogue: tuple[CatalogueEntry, ...] = Field(min_length=1)
     subscriptions: tuple[Subscription, ...] = ()
     load: Load = Load()
+    platforms: tuple[Platform, ...] = Field(default=(), description="further platforms of a cascade (see `parent`)")
+    negative_list: NegativeList = Field(default_factory=lambda: NegativeList(), description="负面清单: never shared")
+    responsibilities: tuple[Responsibility, ...] = Field(default=(), description="责任清单: items a department must provide")
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:
@@ -286,6 +344,31 @@ class Scenario(_Model):
     @cached_property
     def entries(self) -> dict[str, CatalogueEntry]:
         return {e.id: e for e in self.catalogue}
+
+    @cached_property
+    def all_platforms(self) -> dict[str, Platform]:
+        return {p.id: p for p in (self.platform, *self.platforms)}
+
+    def platform_of(self, department: str) -> str:
+        return self.department_ids[department].platform or self.platform.id
+
+    def root_of(self, platform: str) -> str:
+        """The top of a platform's cascade (its national or provincial hub)."""
+        seen = set()
+        cur = self.all_platforms[platform]
+        while cur.parent is not None and cur.parent in self.all_platforms and cur.id not in seen:
+            seen.add(cur.id)
+            cur = self.all_platforms[cur.parent]
+        return cur.id
+
+    @cached_property
+    def authority(self) -> dict[str, str]:
+        """一数一源: item key → its authoritative source department."""
+        return {i.key: e.provider for e in self.catalogue for i in e.items if i.authoritative}
+
+    @cached_property
+    def negative_items(self) -> frozenset[str]:
+        return frozenset(self.negative_list.items)
 
     @cached_property
     def department_ids(self) -> dict[str, Department]:
@@ -341,6 +424,8 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             errors.append((("subscriptions", n, "unmasked"), f"{where}: only a conditional entry's approval can lift masking"))
         if entry.sharing is Sharing.conditional and not sub.purpose:
             errors.append((("subscriptions", n, "purpose"), f"{where}: a conditional entry needs a purpose (用途)"))
+    errors.extend(_platform_errors(scenario))
+    errors.extend(_catalogue_rule_errors(scenario))
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
             errors.append((("load", "producers", n, "department"), f"producer {load.department!r} is not a department"))
@@ -350,6 +435,94 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
                 errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} names entry {entry_id!r}, not in the catalogue"))
             elif entry.provider != load.department:
                 errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
+    return errors
+
+
+def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """Platform ids, parents (no cycles), region codes, departments' platforms, reachability."""
+    from producers.identity import region_exists  # the region table lives with the generators
+
+    errors: list[tuple[Loc, str]] = []
+    platforms = scenario.all_platforms
+    for n, p in enumerate(scenario.platforms):
+        if p.id in {q.id for q in scenario.platforms[:n]} or p.id == scenario.platform.id:
+            errors.append((("platforms", n, "id"), f"duplicate platform id {p.id!r}"))
+    for loc, p in [(("platform",), scenario.platform)] + [(("platforms", n), p) for n, p in enumerate(scenario.platforms)]:
+        if p.parent is not None and p.parent not in platforms:
+            errors.append(((*loc, "parent"), f"platform {p.id!r}: parent {p.parent!r} is not a platform"))
+        if not region_exists(p.region):
+            errors.append(((*loc, "region"), f"platform {p.id!r}: region code {p.region} does not exist"))
+        seen, cur = {p.id}, p
+        while cur.parent is not None and cur.parent in platforms:
+            if cur.parent in seen:
+                errors.append(((*loc, "parent"), f"platform {p.id!r}: its parents form a cycle ({' → '.join([*seen, cur.parent])})"))
+                break
+            seen.add(cur.parent)
+            cur = platforms[cur.parent]
+    for n, d in enumerate(scenario.departments):
+        if d.region is not None and not region_exists(d.region):
+            errors.append((("departments", n, "region"), f"department {d.id!r}: region code {d.region} does not exist"))
+        if d.platform is not None and d.platform not in platforms:
+            errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))
+    for n, code in enumerate(scenario.load.regions or ()):
+        if not region_exists(code):
+            errors.append((("load", "regions", n), f"region code {code} does not exist"))
+    if errors:
+        return errors
+    depts = scenario.department_ids
+    for n, sub in enumerate(scenario.subscriptions):
+        entry = scenario.entries.get(sub.entry)
+        if entry is None or sub.consumer not in depts or entry.provider not in depts:
+            continue
+        mine, theirs = scenario.platform_of(sub.consumer), scenario.platform_of(entry.provider)
+        if scenario.root_of(mine) != scenario.root_of(theirs):
+            errors.append((("subscriptions", n, "entry"), (
+                f"subscription of {sub.consumer!r} to {sub.entry!r}: the entry is on platform {theirs!r}, "
+                f"which no hub path connects to {sub.consumer!r}'s platform {mine!r}"
+            )))
+    return errors
+
+
+def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """One authority per item; negative list and responsibility list consistent."""
+    errors: list[tuple[Loc, str]] = []
+    authority: dict[str, str] = {}
+    for n, entry in enumerate(scenario.catalogue):
+        for k, item in enumerate(entry.items):
+            if not item.authoritative:
+                continue
+            claimed = authority.setdefault(item.key, entry.provider)
+            if claimed != entry.provider:
+                errors.append((("catalogue", n, "items", k, "authoritative"), (
+                    f"item {item.key!r}: {entry.provider!r} and {claimed!r} both claim to be its authoritative source; "
+                    "one number, one source (一数一源) allows one"
+                )))
+    all_items = {i.key for e in scenario.catalogue for i in e.items}
+    negative = scenario.negative_list
+    for k, entry_id in enumerate(negative.entries):
+        if entry_id not in scenario.entries:
+            errors.append((("negative_list", "entries", k), f"negative list names entry {entry_id!r}, not in the catalogue"))
+    for k, item in enumerate(negative.items):
+        if item not in all_items:
+            errors.append((("negative_list", "items", k), f"negative list names item {item!r}, which no entry has"))
+    banned = set(negative.items)
+    for n, sub in enumerate(scenario.subscriptions):
+        for field in ("items", "unmasked"):
+            listed = sorted(set(getattr(sub, field) or ()) & banned)
+            if listed:
+                errors.append((("subscriptions", n, field), (
+                    f"subscription of {sub.consumer!r} to {sub.entry!r} asks for {listed}, on the negative list (负面清单)"
+                )))
+    for n, duty in enumerate(scenario.responsibilities):
+        if duty.department not in scenario.department_ids:
+            errors.append((("responsibilities", n, "department"), f"{duty.department!r} is not a department"))
+            continue
+        provided = {i.key for e in scenario.catalogue if e.provider == duty.department for i in e.items}
+        missing = [i for i in duty.items if i not in provided]
+        if missing:
+            errors.append((("responsibilities", n, "items"), (
+                f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"
+            )))
     return errors
 
 
