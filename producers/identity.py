@@ -366,7 +366,7 @@ _ROADS = tuple(
     ).split()
     for suffix in ("路", "大道", "街")
 )
-_PROVINCE_ENDS = ("省", "自治区")
+_PROVINCE_ENDS = ("省", "自治区", "特别行政区")
 _CITY_ENDS = ("市", "自治州", "地区", "盟")
 _DISTRICT_ENDS = ("街道", "区", "县", "镇", "乡", "市")
 _ADDRESS_PREFIXES: dict[str, tuple[str, ...]] = {}
