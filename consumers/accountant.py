@@ -14,7 +14,7 @@ import base64
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.envelope import H_RUN, H_TRACE, Topics, audit_records
+from schemas.envelope import H_RUN, H_TRACE, Topics
 
 from .dedupe import SeenSet
 
@@ -26,6 +26,7 @@ class Accountant:
         self.decisions: Counter = Counter()  # (subscription or entry, decision, reason)
         self.dead_letters: Counter = Counter()  # (entry, reason) → records
         self.dead_outcomes = 0
+        self.quality_events: Counter = Counter()  # (item, copying department) → events
         self.denied = 0
         self.audited_deliveries = 0
         self.duplicates = 0
@@ -45,7 +46,7 @@ class Accountant:
     async def start(self) -> None:
         await self._consumer.start()
         tps = []
-        for topic in (self.topics.audit, self.topics.dead_letter):
+        for topic in (self.topics.audit, self.topics.dead_letter, self.topics.quality):
             parts = self._consumer.partitions_for_topic(topic)
             if not parts:
                 await self._consumer._client.force_metadata_update()
@@ -68,25 +69,48 @@ class Accountant:
             if tp.topic == self.topics.audit:
                 for r in records:
                     self._audit_block(r.value)
+            elif tp.topic == self.topics.quality:
+                for r in records:
+                    self._quality_event(r.value)
             else:
                 for r in records:
                     self._dead_letter(r)
         return n
 
     def _audit_block(self, value: bytes) -> None:
-        for a in audit_records(orjson.loads(value)):
-            if a["run"] != self._run:
+        block = orjson.loads(value)
+        fields = block["fields"]
+        i_trace, i_run, i_sub, i_entry = (fields.index(f) for f in ("trace", "run", "subscription", "entry"))
+        i_decision, i_reason = fields.index("decision"), fields.index("reason")
+        seen = self._seen.add
+        for row in block["rows"]:
+            if row[i_run] != self._run:
                 self.foreign += 1
                 continue
-            scope = a["subscription"] or a["entry"]
-            if not self._seen.add("audit:" + scope, a["trace"].encode()):
-                self.duplicates += 1
-                continue
-            self.decisions[(scope, a["decision"], a["reason"])] += 1
-            if a["decision"] == "denied":
-                self.denied += 1
-            else:
-                self.audited_deliveries += 1
+            decision = row[i_decision]
+            if decision not in ("delivered", "denied"):
+                continue  # a control-plane row (application, approval…): not a routing outcome
+            subs = row[i_sub]
+            trace = row[i_trace].encode()
+            for scope in (subs if isinstance(subs, list) else (subs or row[i_entry],)):
+                if not seen("audit:" + scope, trace):
+                    self.duplicates += 1
+                    continue
+                self.decisions[(scope, decision, row[i_reason])] += 1
+                if decision == "denied":
+                    self.denied += 1
+                else:
+                    self.audited_deliveries += 1
+
+    def _quality_event(self, value: bytes) -> None:
+        event = orjson.loads(value)
+        if event.get("run", "") != self._run:
+            self.foreign += 1
+            return
+        if not self._seen.add("quality:" + event["item"], event["trace"].encode()):
+            self.duplicates += 1
+            return
+        self.quality_events[(event["item"], event["department"])] += 1
 
     def _dead_letter(self, r) -> None:
         headers = dict(r.headers)

@@ -34,7 +34,9 @@ class FlowStats:
 class Subscriber:
     """One aiokafka consumer in the department's own group, on its delivery topic."""
 
-    def __init__(self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "") -> None:
+    def __init__(
+        self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10
+    ) -> None:
         self.department = department
         self.topic = topic
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
@@ -54,7 +56,7 @@ class Subscriber:
             enable_auto_commit=True,
             auto_commit_interval_ms=1000,
             max_poll_records=5000,
-            fetch_max_wait_ms=10,  # Tansu holds an empty fetch for the whole wait
+            fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=6000,

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout or the image's /app
     sys.path.insert(0, str(ROOT))
 
-from exchange import scenario_file  # noqa: E402
-from exchange.topology import topic_plan  # noqa: E402
+from exchange import scenario_file
+from exchange.topology import topic_plan
 
 
 async def create_replicated_topics(

@@ -29,9 +29,9 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
-def _load(name_or_path: str) -> Scenario:
+def _load(name_or_path: str, seed: int = 1) -> Scenario:
     try:
-        return scenario_file.load(name_or_path)
+        return scenario_file.load(name_or_path, seed)
     except ScenarioError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False)
@@ -53,7 +53,7 @@ def run(
     from .run import RunFailed, RunOptions
     from .run import run as run_scenario
 
-    loaded = _load(scenario)
+    loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout)
     try:
         with LiveProgress(console) as live:

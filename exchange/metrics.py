@@ -362,7 +362,34 @@ def remove_sd_target(path: Path | str | None) -> None:
 
 
 # Faust's own sensor -------------------------------------------------------------------
-_faust_metrics: dict[tuple[int, str], Any] = {}
+_faust_metrics: dict[tuple[int, str, bool], Any] = {}
+
+
+class _Discard:
+    """Stands in for a Faust family we do not expose: takes every update, keeps nothing."""
+
+    def labels(self, *args: Any, **kwargs: Any) -> _Discard:
+        return self
+
+    def inc(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def dec(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def set(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def observe(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+#: Faust families labelled per topic or per topic partition (see faust_sensor).
+FAUST_PER_TOPIC_FIELDS = (
+    "messages_received_per_topics",
+    "messages_received_per_topics_partition",
+    "topic_partition_end_offset",
+    "topic_partition_offset_commited",
+    "topic_messages_sent",
+)
 
 
 class _MillisecondsToSeconds:
@@ -393,7 +420,7 @@ def _faust_family_names(prefix: str) -> dict[str, tuple[str, str, str]]:
     return out
 
 
-def faust_sensor(app: Any, registry: CollectorRegistry | None = None, prefix: str = "faust") -> Any:
+def faust_sensor(app: Any, registry: CollectorRegistry | None = None, prefix: str = "faust", per_topic: bool = False) -> Any:
     """Attach Faust's own Prometheus monitor to ``app``, exposed through our registry.
 
     This is faust-streaming's :class:`faust.sensors.prometheus.PrometheusMonitor` (what
@@ -403,21 +430,29 @@ def faust_sensor(app: Any, registry: CollectorRegistry | None = None, prefix: st
     histograms named without a unit (``faust_events_runtime_ms``); here they are
     histograms in seconds named ``faust_<name>_seconds`` with :data:`LATENCY_BUCKETS`,
     so the exposition passes ``promtool check metrics``. Counters and gauges are Faust's
-    own (``faust_total_rebalances``, ``faust_topic_partition_end_offset``…). Call it
-    before the app starts; calling it again in the same process reuses the families.
-    Returns the monitor.
+    own (``faust_total_rebalances``, ``faust_assignment_operations_total``…).
+
+    ``per_topic=False`` (the default) leaves out Faust's families labelled per topic or
+    per topic partition (:data:`FAUST_PER_TOPIC_FIELDS`: messages received per topic and
+    partition, end and committed offsets per partition): with one ingress topic per
+    catalogue entry they would be the largest families of all (about 9,000 series for a
+    Dongguan-sized catalogue of 1,322 entries), and ``dx_router_lag_records`` and
+    ``dx_router_records_in_total`` say what a dashboard needs. Call it before the app
+    starts; calling it again in the same process reuses the families. Returns the monitor.
     """
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
     registry = registry or REGISTRY
-    key = (id(registry), prefix)
+    key = (id(registry), prefix, per_topic)
     metrics = _faust_metrics.get(key)
     if metrics is None:
         scratch = CollectorRegistry(auto_describe=True)
         fields: dict[str, Any] = {}
         names = _faust_family_names(prefix)
         for field, metric in FaustMetrics.create(scratch, prefix)._asdict().items():
-            if isinstance(metric, Histogram):
+            if field in FAUST_PER_TOPIC_FIELDS and not per_topic:
+                fields[field] = _Discard()
+            elif isinstance(metric, Histogram):
                 name, _, doc = names[field]
                 fields[field] = _MillisecondsToSeconds(Histogram(name, doc, registry=registry, buckets=LATENCY_BUCKETS))
             else:
@@ -428,10 +463,12 @@ def faust_sensor(app: Any, registry: CollectorRegistry | None = None, prefix: st
     return app.monitor
 
 
-def faust_exposed_names(prefix: str = "faust") -> frozenset[str]:
+def faust_exposed_names(prefix: str = "faust", per_topic: bool = False) -> frozenset[str]:
     """Sample names :func:`faust_sensor` exposes (dashboards may use them)."""
     out = set()
-    for name, kind, _ in _faust_family_names(prefix).values():
+    for field, (name, kind, _) in _faust_family_names(prefix).items():
+        if field in FAUST_PER_TOPIC_FIELDS and not per_topic:
+            continue
         if kind == "counter":
             out.add(f"{name}_total")
         elif kind == "histogram":
@@ -577,31 +614,31 @@ def label_sets(scenario: Any, worker: str = "0") -> dict[MetricWrapperBase, list
     return sets
 
 
-#: Faust's per-topic and per-partition families (see faust_sensor)
-_FAUST_PER_TOPIC = ("faust_messages_received_per_topic",)
-_FAUST_PER_PARTITION = (
-    "faust_messages_received_per_topics_partition",
-    "faust_topic_partition_end_offset",
-    "faust_topic_partition_offset_commited",
-)
 #: process_* and python_* series of prometheus-client's default collectors on Linux
 PROCESS_SERIES = 16
 
 
-def _faust_fixed_series() -> int:
-    """Series of Faust's unlabelled families in one worker (histograms count buckets)."""
-    total = 0
-    labelled = {"faust_messages_received_per_topic", "faust_total_events_per_stream", "faust_table_operations",
-                "faust_topic_messages_sent", "faust_assignment_operations", "faust_metrics_by_name",
-                "faust_http_status_codes", *_FAUST_PER_PARTITION}  # fmt: skip
-    for name, kind, _ in _faust_family_names("faust").values():
-        if name in labelled:
+def _faust_series(scenario: Any, workers: int, per_topic: bool) -> int:
+    """Series of Faust's sensor over all router workers."""
+    fixed = 0
+    labelled = {"total_events_per_stream": 1, "assignment_operations": 2, "table_operations": 0,  # one stream, completed/error
+                "metrics_by_name": 0, "http_status_codes": 0}
+    for field, (_, kind, _) in _faust_family_names("faust").items():
+        if field in FAUST_PER_TOPIC_FIELDS:
             continue
-        total += len(LATENCY_BUCKETS) + 3 if kind == "histogram" else 1
-    return total + 1 + 2  # one stream (the ingress agent), assignment completed/error
+        if field in labelled:
+            fixed += labelled[field]
+        else:
+            fixed += len(LATENCY_BUCKETS) + 3 if kind == "histogram" else 1
+    total = workers * fixed
+    if per_topic:
+        partitions = sum(e.partitions for e in scenario.catalogue)
+        # per topic: in every worker that ever had one of its partitions; per partition: in its current owner
+        total += workers * len(scenario.catalogue) + 3 * partitions
+    return total
 
 
-def estimated_series(scenario: Any, workers: int = 1, faust: bool = True) -> dict[str, int]:
+def estimated_series(scenario: Any, workers: int = 1, faust: bool = True, faust_per_topic: bool = False) -> dict[str, int]:
     """Upper bound of the time series a run of ``scenario`` exposes, per family.
 
     Keys are family names (``dx_…``), ``faust_*`` (Faust's sensor over all router
@@ -621,10 +658,7 @@ def estimated_series(scenario: Any, workers: int = 1, faust: bool = True) -> dic
             n *= workers
         out[metric._name] = n
     if faust:
-        partitions = sum(e.partitions for e in scenario.catalogue)
-        out["faust_*"] = workers * (_faust_fixed_series() + len(scenario.catalogue) * len(_FAUST_PER_TOPIC)) + partitions * len(
-            _FAUST_PER_PARTITION
-        )
+        out["faust_*"] = _faust_series(scenario, workers, faust_per_topic)
     processes = 1 + workers + 1 + 1  # producers, router workers, consumers, controller
     out["process_*"] = processes * PROCESS_SERIES
     out["total"] = sum(out.values())

@@ -12,7 +12,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from producers.identity import region_contains
+from producers.identity import jurisdiction_prefix, region_contains
 from schemas.envelope import PAD_FIELD, Topics
 from schemas.scenario import (
     CatalogueEntry,
@@ -61,6 +61,7 @@ class Route:
     items: tuple[str, ...]
     masks: tuple[tuple[str, MaskRule], ...]
     region: str | None  # the consumer's jurisdiction when narrower than the platform's
+    region_prefix: str = ""  # every region inside ``region`` starts with it
     # Precomputed for the per-record path:
     subscription_bytes: bytes = b""
     masked: tuple[str, ...] = ()
@@ -156,6 +157,7 @@ def _compile_entry(
                 items=items,
                 masks=masks,
                 region=consumer_region if narrower and region_key else None,
+                region_prefix=jurisdiction_prefix(consumer_region),
                 subscription_bytes=sub.id.encode(),
                 masked=tuple(k for k, _ in masks),
                 delivered_audit=(
@@ -233,7 +235,7 @@ def decide(
                 granted = restrict(route.subscription)
         if route.region is not None:
             row_region = record.get(region_key)
-            if not isinstance(row_region, str) or not region_contains(route.region, row_region):
+            if not isinstance(row_region, str) or not row_region.startswith(route.region_prefix) or len(row_region) not in (6, 9):
                 outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
                 continue
         value = {k: record[k] for k in route.items if k in record and (granted is None or k in granted)}

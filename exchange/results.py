@@ -14,6 +14,7 @@ from schemas.results import (
     Conservation,
     Counts,
     EntryCounts,
+    ItemVerification,
     FlowResult,
     Quantiles,
     Result,
@@ -32,6 +33,7 @@ class Reports:
     consumers: dict[str, Any]  # final status line of the consumer process
     publish_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative produced)
     consume_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative received)
+    routers: list[dict[str, Any]] = field(default_factory=list)  # final status line of each router worker
 
 
 def rates(samples: list[tuple[float, int]]) -> list[float]:
@@ -110,6 +112,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         duplicates=consumers.get("duplicates", 0),
     )
     conservation = _conservation(counts, by_entry)
+    onss = _one_number_one_source(reports.routers, consumers)
 
     pub = merge([reports.producers["publish_latency"]]) if "publish_latency" in reports.producers else new_histogram()
     delay = merge([reports.producers["publish_delay"]]) if "publish_delay" in reports.producers else new_histogram()
@@ -150,8 +153,41 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         counts_by_entry=by_entry,
         flows=flows,
         conservation=conservation,
+        one_number_one_source=onss,
+        control_actions=_control_actions(reports.routers),
         run=info,
     )
+
+
+def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, Any]) -> dict[str, ItemVerification]:
+    totals: dict[str, Counter] = {}
+    by_dept: dict[str, Counter] = {}
+    for final in routers:
+        for item, dept, outcome, n in final.get("verifications", []):
+            totals.setdefault(item, Counter())[outcome] += n
+            by_dept.setdefault(item, Counter())[f"{dept}:{outcome}"] += n
+    events: Counter = Counter()
+    for item, _dept, n in consumers.get("quality_events", []):
+        events[item] += n
+    out = {}
+    for item in sorted(set(totals) | set(events)):
+        c = totals.get(item, Counter())
+        checked = c["verified"] + c["conflict"]
+        out[item] = ItemVerification(
+            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"],
+            verification_rate=round(c["verified"] / checked, 4) if checked else 0.0,
+            quality_events=events[item],
+            by_department=dict(sorted(by_dept.get(item, Counter()).items())),
+        )
+    return out
+
+
+def _control_actions(routers: list[dict[str, Any]]) -> dict[str, int]:
+    out: Counter = Counter()
+    for final in routers:
+        for action, outcome, n in final.get("control_actions", []):
+            out[f"{action}:{outcome}"] += n
+    return dict(out)
 
 
 def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservation:

@@ -92,7 +92,7 @@ class Router:
             broker_session_timeout=SESSION_TIMEOUT_S,
             broker_heartbeat_interval=HEARTBEAT_S,
             broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
-            broker_max_poll_records=5000,
+            broker_max_poll_records=1000,  # bounds a batch's latency and the memory in flight
             consumer_max_fetch_size=8 * 1024 * 1024,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,

@@ -115,6 +115,7 @@ class RouterCore:
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
             header_list = list(r.headers)
+            denied: dict[str, list] = {}
             for outcome in outcomes:
                 route = outcome.route
                 if outcome.delivered:
@@ -123,8 +124,10 @@ class RouterCore:
                     items = route.items if len(outcome.value) == len(route.items) else tuple(outcome.value)
                     audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))
                 else:
-                    audit.append((trace, run, source, now, *self._denied_fields(policy, route, outcome.reason), (), ()))
+                    denied.setdefault(outcome.reason, []).append(route)
                 decisions[(route.subscription if route else policy.entry_id, outcome.delivered, outcome.reason)] += 1
+            for reason, routes in denied.items():
+                audit.append((trace, run, source, now, *self._denied_fields(policy, routes, reason), (), ()))
         for (scope, delivered, reason), n in decisions.items():
             out.decisions[(scope, "delivered" if delivered else "denied", reason)] += n
         return out
@@ -155,10 +158,13 @@ class RouterCore:
             out.quality.append((master.encode(), orjson.dumps(event), [(H_TRACE, headers[H_TRACE]), (H_RUN, headers.get(H_RUN, b""))]))
         return result.record
 
-    def _denied_fields(self, policy: EntryPolicy, route, reason: str) -> tuple:
-        if route is None:
+    def _denied_fields(self, policy: EntryPolicy, routes: list, reason: str) -> tuple:
+        """One audit row for every subscription one rule denied the record to."""
+        if routes[0] is None:
             return (policy.entry_id, None, None, "denied", reason)
-        return (policy.entry_id, route.consumer, route.subscription, "denied", reason)
+        if len(routes) == 1:
+            return (policy.entry_id, routes[0].consumer, routes[0].subscription, "denied", reason)
+        return (policy.entry_id, [r.consumer for r in routes], [r.subscription for r in routes], "denied", reason)
 
     def _admit(self, r: FetchedRecord) -> tuple[EntryPolicy, dict[str, bytes], str]:
         """Headers and entry checked before the value is even decoded."""

@@ -181,8 +181,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "collecting"
         on_progress(progress)
         reports.consumers = await _stop_for_final(consumers)
-        for r in routers:
-            await _stop_for_final(r)
+        reports.routers = [await _stop_for_final(r) for r in routers]
         info = RunInfo(
             scenario=scenario.name,
             run_id=run_id,

@@ -6,6 +6,7 @@ is wrong. Joining the two gives messages a person can act on without hunting.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,15 @@ class ScenarioError(Exception):
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    """YAML presets, and generated ones (a module with ``build(seed)``, for catalogues too big to write)."""
+    generated = {p.stem for p in PRESETS_DIR.glob("*.py") if not p.stem.startswith("_")}
+    return sorted({p.stem for p in PRESETS_DIR.glob("*.yaml")} | generated)
+
+
+def _generated(name: str):
+    if not (PRESETS_DIR / f"{name}.py").exists():
+        return None
+    return importlib.import_module(f"exchange.presets.{name}")
 
 
 def resolve(name_or_path: str) -> Path:
@@ -56,8 +65,17 @@ def resolve(name_or_path: str) -> Path:
     )
 
 
-def load(name_or_path: str | Path) -> Scenario:
-    """The validated scenario, or :class:`ScenarioError` with every problem in it."""
+def load(name_or_path: str | Path, seed: int = 1) -> Scenario:
+    """The validated scenario, or :class:`ScenarioError` with every problem in it.
+
+    ``seed`` shapes generated presets (their catalogue is drawn from it).
+    """
+    module = None if Path(str(name_or_path)).exists() else _generated(str(name_or_path))
+    if module is not None:
+        try:
+            return module.build(seed)
+        except ValidationError as exc:
+            raise ScenarioError([Problem(f"preset {name_or_path}", 0, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from None
     path = resolve(str(name_or_path))
     return parse(path.read_text(encoding="utf-8"), str(path))
 

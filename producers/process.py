@@ -26,9 +26,13 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
     topics = Topics(scenario.platform.id)
     pool = EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
     by_dept: dict[str, list[Schedule]] = {}
+    authority = scenario.authority
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
-        factory = RecordFactory(entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size)
+        copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+        factory = RecordFactory(
+            entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
+        )
         by_dept.setdefault(entry.provider, []).append(
             Schedule(entry_id, topics.ingress(entry_id), rate * rate_multiplier, factory)
         )

@@ -123,9 +123,14 @@ _SUBJECT_OF_KEY = {ItemType.credit_code: "enterprises", ItemType.plate: "vehicle
 class RecordFactory:
     """Makes (key, record) pairs for one entry; the key is the record's master key."""
 
-    def __init__(self, entry: CatalogueEntry, pool: EntityPool, rng: random.Random, record_size: int = 0) -> None:
+    def __init__(
+        self, entry: CatalogueEntry, pool: EntityPool, rng: random.Random, record_size: int = 0,
+        mismatch_items: tuple[str, ...] = (), mismatch_rate: float = 0.0,
+    ) -> None:
         self.entry = entry
         self.rng = rng
+        self.mismatch_items = mismatch_items  # copies of another department's items that may disagree
+        self.mismatch_rate = mismatch_rate if mismatch_items else 0.0
         master = entry.master_key_item
         kinds = {i.type for i in entry.items}
         if master is not None:
@@ -160,9 +165,22 @@ class RecordFactory:
 
     def make(self) -> tuple[bytes | None, dict[str, Any]]:
         key, record = self._record(self.subjects[int(self.rng.random() * len(self.subjects))])
+        if self.mismatch_rate and self.rng.random() < self.mismatch_rate:
+            item = self.rng.choice(self.mismatch_items)
+            if isinstance(record.get(item), str):
+                record[item] = perturb(record[item], self.rng)
         if self.pad:
             record[PAD_FIELD] = self.pad
         return key, record
+
+
+def perturb(value: str, rng: random.Random) -> str:
+    """A copy that disagrees with the source the way copies do: a typo, a stale number."""
+    if value.endswith("号") and any(c.isdigit() for c in value):
+        return value.rstrip("0123456789号") + f"{rng.randrange(1, 1000)}号"
+    if value[-1:].isdigit():
+        return value[:-1] + str((int(value[-1]) + rng.randrange(1, 10)) % 10)
+    return value[:-1] + rng.choice("华明丽强伟芳") if len(value) > 1 else value + "甲"
 
 
 def _vehicle_getter(kind: ItemType, pool: EntityPool) -> Getter:

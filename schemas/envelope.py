@@ -84,8 +84,10 @@ class AuditRecord(BaseModel):
     source: str = Field(description="department that published the record")
     at_ns: int = Field(description="router decision time, epoch ns")
     entry: str
-    consumer: str | None = Field(description="subscribing department; None when no one subscribes")
-    subscription: str | None
+    consumer: str | list[str] | None = Field(
+        description="subscribing department; a list when one rule denied the record to several at once; None when no one subscribes"
+    )
+    subscription: str | list[str] | None
     decision: Decision
     reason: str = Field(description="rule that decided: unconditional, approved, not_shared, not_approved, ...")
     items: list[str] = Field(default_factory=list, description="items delivered (empty when denied)")

@@ -66,6 +66,17 @@ class FlowResult(_Model):
     end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time")
 
 
+class ItemVerification(_Model):
+    """一数一源 for one data item: copies checked against its authoritative source."""
+
+    verified: int = Field(description="copies that agreed with the source")
+    conflicts: int = Field(description="copies that disagreed (each a quality event)")
+    unverified: int = Field(description="copies with no authoritative value yet (not delivered)")
+    verification_rate: float = Field(description="verified / (verified + conflicts)")
+    quality_events: int = Field(description="quality events read back from the quality topic (duplicates dropped)")
+    by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")
+
+
 class Conservation(_Model):
     ok: bool
     message: str
@@ -123,4 +134,6 @@ class Result(_Model):
     counts_by_entry: dict[str, EntryCounts]
     flows: dict[str, FlowResult]
     conservation: Conservation
+    one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
+    control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
     run: RunInfo

@@ -111,7 +111,15 @@ async def test_a_department_cannot_publish_into_another_departments_entry(exchan
 
 async def audit_records(exchange, run: str) -> list[dict]:
     blocks = await read_all(exchange.bootstrap, exchange.topics.audit, idle=1.5)
-    return [a for b in blocks for a in rows_of(orjson.loads(b.value)) if a["run"] == run]
+    out = []
+    for b in blocks:
+        for a in rows_of(orjson.loads(b.value)):
+            if a["run"] != run:
+                continue
+            # one row may record one rule denying the record to several subscriptions
+            subs = a["subscription"] if isinstance(a["subscription"], list) else [a["subscription"]]
+            out.extend({**a, "subscription": s} for s in subs)
+    return out
 
 
 BAD_INPUTS = {

@@ -87,7 +87,7 @@ def _queries(targets: list[Target]) -> list[prom.Dataquery]:
 
 
 def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 12, height: int = 8,
-               description: str = "") -> ts_b.Panel:  # fmt: skip
+               description: str = "") -> ts_b.Panel:
     p = (
         ts_b.Panel()
         .id(ids.next())
@@ -115,7 +115,7 @@ def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short"
 
 def stat(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 4, height: int = 4,
          description: str = "", thresholds: list[tuple[float | None, str]] | None = None,
-         mappings: list[dash_m.ValueMap] | None = None) -> stat_b.Panel:  # fmt: skip
+         mappings: list[dash_m.ValueMap] | None = None) -> stat_b.Panel:
     p = (
         stat_b.Panel()
         .id(ids.next())
@@ -227,19 +227,19 @@ def overview() -> dash.Dashboard:
     )
     d = d.with_panel(
         stat(ids, "Dead-lettered", [Target(f"sum(rate(dx_dead_letters_total{s}[{RATE}]))", "dead letters")], RECORDS_PER_S,
-             thresholds=[(None, "green"), (0.001, "orange")])  # fmt: skip
+             thresholds=[(None, "green"), (0.001, "orange")])
     )
     d = d.with_panel(
         stat(ids, "Unaccounted outcomes", [Target(f"sum(dx_run_unaccounted_outcomes{s})", "unaccounted")],
              thresholds=[(None, "green"), (1, "red")],
-             description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run.")  # fmt: skip
+             description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run.")
     )
     d = d.with_panel(
         stat(ids, "Run progress", [Target(f"max(dx_run_elapsed_seconds{s}) / max(dx_run_duration_seconds{s})", "progress")], "percentunit")
     )
     d = d.with_panel(
         stat(ids, "SLO status", [Target(f"min by (slo) (dx_slo_status{s})", "{{slo}}")], span=8, mappings=PASS_FAIL,
-             thresholds=[(None, "red"), (1, "green")], description="1 = the objective holds (PASS), 0 = violated (FAIL).")  # fmt: skip
+             thresholds=[(None, "red"), (1, "green")], description="1 = the objective holds (PASS), 0 = violated (FAIL).")
     )
     d = d.with_panel(
         stat(
@@ -257,11 +257,11 @@ def overview() -> dash.Dashboard:
     d = d.with_row(dash.Row("Throughput"))
     d = d.with_panel(
         timeseries(ids, "Publish rate by department (top 10)",
-                   [Target(f"topk(10, sum by (department) (rate(dx_records_published_total{s}[{RATE}])))", "{{department}}")], RECORDS_PER_S)  # fmt: skip
+                   [Target(f"topk(10, sum by (department) (rate(dx_records_published_total{s}[{RATE}])))", "{{department}}")], RECORDS_PER_S)
     )
     d = d.with_panel(
         timeseries(ids, "Consume rate by department (top 10)",
-                   [Target(f"topk(10, sum by (consumer) (rate(dx_records_delivered_total{s}[{RATE}])))", "{{consumer}}")], RECORDS_PER_S)  # fmt: skip
+                   [Target(f"topk(10, sum by (consumer) (rate(dx_records_delivered_total{s}[{RATE}])))", "{{consumer}}")], RECORDS_PER_S)
     )
     d = d.with_panel(
         timeseries(ids, "Bytes published", [Target(f"sum by (platform) (rate(dx_published_bytes_total{s}[{RATE}]))", "{{platform}}")], "Bps")
@@ -314,17 +314,17 @@ def overview() -> dash.Dashboard:
     d = d.with_panel(
         timeseries(ids, "Denied by reason",
                    [Target(f"sum by (reason) (rate(dx_router_decisions_total{DENIED}[{RATE}]))", "{{reason}}")],
-                   RECORDS_PER_S, span=8)  # fmt: skip
+                   RECORDS_PER_S, span=8)
     )
     d = d.with_panel(
         timeseries(ids, "Masked deliveries by flow (top 10)",
                    [Target(f"topk(10, sum by (subscription) (rate(dx_router_masked_records_total{s}[{RATE}])))", "{{subscription}}")],
-                   RECORDS_PER_S, span=8)  # fmt: skip
+                   RECORDS_PER_S, span=8)
     )
     d = d.with_panel(
         timeseries(ids, "Rows filtered out of jurisdiction (top 10 flows)",
                    [Target(f"topk(10, sum by (subscription) (rate(dx_router_decisions_total{OUT_OF_JURISDICTION}[{RATE}])))", "{{subscription}}")],
-                   RECORDS_PER_S, span=8)  # fmt: skip
+                   RECORDS_PER_S, span=8)
     )
     d = d.with_panel(
         timeseries(ids, "Dead letters by reason", [Target(f"sum by (reason) (rate(dx_dead_letters_total{s}[{RATE}]))", "{{reason}}")], RECORDS_PER_S, span=8)
@@ -372,7 +372,7 @@ def one_number_one_source() -> dash.Dashboard:
     d = d.with_panel(
         stat(ids, "Conflict ratio",
              [Target(f"sum(rate(dx_verifications_total{conflict}[{RATE}])) / sum(rate(dx_verifications_total{s}[{RATE}]))", "conflicts")],
-             "percentunit", span=6, thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")])  # fmt: skip
+             "percentunit", span=6, thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")])
     )
     d = d.with_panel(
         stat(ids, "Quality events", [Target(f"sum(rate(dx_quality_events_total{s}[{RATE}]))", "quality events")], "suffix: /s", span=6)
@@ -380,7 +380,7 @@ def one_number_one_source() -> dash.Dashboard:
     d = d.with_panel(
         stat(ids, "Unverified copies",
              [Target(f"sum(rate(dx_verifications_total{UNVERIFIED}[{RATE}]))", "unverified")],
-             "suffix: /s", span=6)  # fmt: skip
+             "suffix: /s", span=6)
     )
     d = d.with_panel(
         timeseries(ids, "Verification rate by result", [Target(f"sum by (result) (rate(dx_verifications_total{s}[{RATE}]))", "{{result}}")], "suffix: /s")
@@ -393,12 +393,12 @@ def one_number_one_source() -> dash.Dashboard:
     )
     d = d.with_panel(
         timeseries(ids, "Conflicts by department holding the copy (top 10)",
-                   [Target(f"topk(10, sum by (department) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{department}}")], "suffix: /s")  # fmt: skip
+                   [Target(f"topk(10, sum by (department) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{department}}")], "suffix: /s")
     )
     d = d.with_panel(
         table(ids, "Conflicts by item and department over the time range",
               [Target(f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))", "", instant=True, table=True)],
-              description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times.")  # fmt: skip
+              description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times.")
     )
     return d
 
@@ -440,11 +440,11 @@ def per_platform() -> dash.Dashboard:
     every = '{run_id=~"$run_id"}'
     d = d.with_panel(
         timeseries(ids, "Records in, every platform of the cascade",
-                   [Target(f"sum by (platform) (rate(dx_router_records_in_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)  # fmt: skip
+                   [Target(f"sum by (platform) (rate(dx_router_records_in_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)
     )
     d = d.with_panel(
         timeseries(ids, "Deliveries, every platform of the cascade",
-                   [Target(f"sum by (platform) (rate(dx_records_delivered_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)  # fmt: skip
+                   [Target(f"sum by (platform) (rate(dx_records_delivered_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)
     )
     return d
 
@@ -503,12 +503,12 @@ def router_internals() -> dash.Dashboard:
     )
     d = d.with_panel(
         stat(ids, "Ready after", [Target(f"max by (worker) (dx_router_ready_seconds{r})", "{{worker}}")], "s", span=8, height=8,
-             description="Seconds from process start to routing, per worker.")  # fmt: skip
+             description="Seconds from process start to routing, per worker.")
     )
     d = d.with_panel(timeseries(ids, "Lag per worker", [Target(f"sum by (worker) (dx_router_lag_records{r})", "{{worker}}")], span=8))
     d = d.with_panel(
         timeseries(ids, "Records in by entry (top 10)",
-                   [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{_sel(base=SEL)}[{RATE}])))", "{{entry}}")], RECORDS_PER_S, span=8)  # fmt: skip
+                   [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{_sel(base=SEL)}[{RATE}])))", "{{entry}}")], RECORDS_PER_S, span=8)
     )
     d = d.with_row(dash.Row("Faust"))
     d = d.with_panel(timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=8))
