@@ -7,9 +7,8 @@ what it refused. Together they account for every record produced.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import base64
+from collections import Counter
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition

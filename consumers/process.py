@@ -13,11 +13,13 @@ from pathlib import Path
 
 from exchange.latency import encode
 from exchange.status import StatusWriter
+from producers.process import entity_pool
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from .accountant import Accountant
 from .dedupe import SeenSet
+from .reactions import ReactionEngine, WorkflowTracker
 from .subscriber import Subscriber
 
 STATS_INTERVAL_S = 1.0
@@ -29,7 +31,7 @@ def fanout(scenario: Scenario) -> dict[str, int]:
     return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
 
 
-async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "") -> None:
+async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1) -> None:
     topics = Topics(scenario.platform.id)
     seen = SeenSet()
     departments = sorted({s.consumer for s in scenario.subscriptions})
@@ -41,7 +43,14 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         for dept in departments
     ]
     accountant = Accountant(topics, bootstrap, fanout(scenario), run_id)
-    await asyncio.gather(*(s.start() for s in subscribers), accountant.start())
+    reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
+    workflows = WorkflowTracker(scenario)
+    for s in subscribers:
+        if reactions.active:
+            s.listeners.append(reactions.on_delivery)
+        if scenario.workflows:
+            s.listeners.append(lambda consumer, entry, key, h, now: workflows.on_delivery(entry, key, h, now))
+    await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
     status.write("ready", subscribers=len(subscribers))
     readers = [*subscribers, accountant]
 
@@ -55,13 +64,14 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     async def report() -> None:
         while not stop.is_set():
             await asyncio.sleep(STATS_INTERVAL_S)
-            status.write("stats", **_totals(subscribers, accountant))
+            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions))
 
     reporter = asyncio.create_task(report())
     try:
         await asyncio.gather(*(read_until_stopped(r) for r in readers))
     finally:
         reporter.cancel()
+        await reactions.stop()
         await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
     flows = {}
     for s in subscribers:
@@ -79,7 +89,16 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
+        **_reactions(reactions),
+        workflows={
+            name: {"completed": workflows.completed[name], "incomplete": workflows.incomplete().get(name, 0), "times": encode(h)}
+            for name, h in workflows.times.items()
+        },
     )
+
+
+def _reactions(reactions: ReactionEngine) -> dict:
+    return {"reactions_produced": dict(reactions.produced), "reactions_pending": reactions.pending}
 
 
 def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
@@ -104,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(scenario, args.bootstrap, status, stop, args.run_id)
+        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed)
 
     try:
         asyncio.run(_main())

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from hdrh.histogram import HdrHistogram
 
 from exchange.latency import new_histogram, record_ns
-from schemas.envelope import H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
+from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
 
@@ -42,6 +42,7 @@ class Subscriber:
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
         self.unlabelled = 0
         self.foreign = 0  # records of other runs on a shared cluster
+        self.listeners: list = []  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
         self._run = run_id.encode()
         self.received = 0
         self.first_ns = 0
@@ -93,6 +94,8 @@ class Subscriber:
                     flow.duplicates += 1
                     continue
                 flow.delivered += 1
+                for listener in self.listeners:
+                    listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 if sent is not None:
                     record_ns(flow.e2e, now - int(sent))

@@ -14,11 +14,12 @@ from schemas.results import (
     Conservation,
     Counts,
     EntryCounts,
-    ItemVerification,
     FlowResult,
+    ItemVerification,
     Quantiles,
     Result,
     RunInfo,
+    WorkflowResult,
 )
 from schemas.scenario import Scenario
 
@@ -51,7 +52,7 @@ def expected_outcomes(scenario: Scenario, produced: dict[str, int]) -> dict[str,
 
 
 def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: str) -> Result:
-    produced: dict[str, int] = reports.producers.get("produced", {})
+    produced: dict[str, int] = dict(Counter(reports.producers.get("produced", {})) + Counter(reports.consumers.get("reactions_produced", {})))
     consumers = reports.consumers
     flows_raw: dict[str, dict] = consumers.get("flows", {})
     decisions = Counter({(s, d, r): n for s, d, r, n in consumers.get("decisions", [])})
@@ -154,6 +155,10 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         flows=flows,
         conservation=conservation,
         one_number_one_source=onss,
+        workflows={
+            name: WorkflowResult(completed=w["completed"], incomplete=w["incomplete"], time_ms=Quantiles(**quantiles_ms(merge([w["times"]]))))
+            for name, w in consumers.get("workflows", {}).items()
+        },
         control_actions=_control_actions(reports.routers),
         run=info,
     )

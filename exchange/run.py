@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             start(f"router-{i}", "exchange.router", "--worker", str(i), "--datadir", str(run_dir / f"router-{i}-data"))
             for i in range(options.workers)
         ]
-        consumers = start("consumers", "consumers", "--run-id", run_id)
+        consumers = start("consumers", "consumers", "--run-id", run_id, "--seed", str(options.seed))
         await _wait_ready([*routers, consumers], broker, options.ready_timeout)
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
@@ -142,6 +143,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         reports = Reports(producers={}, consumers={})
         t0 = time.monotonic()
         drain_started: float | None = None
+        reactions: dict[str, int] = {}
+        pending_reactions = 0
         while True:
             await asyncio.sleep(POLL_S)
             _check_alive(children, broker, allow_exit={producers.name})
@@ -157,6 +160,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     reports.consume_samples.append((t, e["received"]))
                     progress.delivered, progress.denied = e["delivered"], e["denied"]
                     progress.dead_lettered, progress.duplicates = e["dead_lettered"], e["duplicates"]
+                    reactions, pending_reactions = e.get("reactions_produced", {}), e.get("reactions_pending", 0)
             for r in routers:
                 r.read()
             progress.elapsed = time.monotonic() - t0
@@ -164,13 +168,15 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             progress.consume_rate = _last_rate(reports.consume_samples)
             final = producers.last("final")
             if final is not None:
-                progress.produced = sum(final["produced"].values())
-                progress.expected = sum(expected_outcomes(scenario, final["produced"]).values())
+                produced = Counter(final["produced"]) + Counter(reactions)
+                progress.produced = sum(produced.values())
+                progress.expected = sum(expected_outcomes(scenario, produced).values())
                 if drain_started is None:
                     drain_started = time.monotonic()
                     progress.phase = "draining"
                 accounted = progress.delivered + progress.denied + progress.dead_lettered
-                if accounted >= progress.expected or time.monotonic() - drain_started > options.drain_timeout:
+                settled = accounted >= progress.expected and not pending_reactions
+                if settled or time.monotonic() - drain_started > options.drain_timeout:
                     break
             elif producers.proc.poll() is not None:
                 raise RunFailed(f"producers exited ({producers.proc.returncode}) without a final report\n{producers.tail()}")

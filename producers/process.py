@@ -22,9 +22,14 @@ from .records import EntityPool, RecordFactory, regions_of
 STATS_INTERVAL_S = 1.0
 
 
+def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
+    """The people, enterprises and vehicles records are about (the same in every process)."""
+    return EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
+
+
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
     topics = Topics(scenario.platform.id)
-    pool = EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
+    pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     authority = scenario.authority
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):

@@ -19,7 +19,16 @@ from aiokafka import AIOKafkaProducer
 
 from exchange.batching import Partitioner, send_batches
 from exchange.latency import new_histogram, record_ns
-from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_TRACE, SCHEMA_VERSION
+from schemas.envelope import (
+    H_ENTRY,
+    H_INTENDED,
+    H_RUN,
+    H_SCHEMA,
+    H_SENT,
+    H_SOURCE,
+    H_TRACE,
+    SCHEMA_VERSION,
+)
 
 from .records import RecordFactory
 

@@ -131,6 +131,7 @@ class RecordFactory:
         self.rng = rng
         self.mismatch_items = mismatch_items  # copies of another department's items that may disagree
         self.mismatch_rate = mismatch_rate if mismatch_items else 0.0
+        self._by_key: dict[str, Any] | None = None
         master = entry.master_key_item
         kinds = {i.type for i in entry.items}
         if master is not None:
@@ -157,6 +158,19 @@ class RecordFactory:
         record = {key: get(subject, rng) for key, get in self._getters}
         key = self._master_getter(subject, rng).encode() if self._master_getter else None
         return key, record
+
+    def for_key(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """A record about the subject with this master key (a reaction to someone else's record)."""
+        if self._by_key is None:
+            get = self._master_getter
+            self._by_key = {get(s, self.rng): s for s in self.subjects} if get else {}
+        subject = self._by_key.get(key) or self.subjects[int(self.rng.random() * len(self.subjects))]
+        k, record = self._record(subject)
+        if self.mismatch_rate and self.rng.random() < self.mismatch_rate:
+            item = self.rng.choice(self.mismatch_items)
+            if isinstance(record.get(item), str):
+                record[item] = perturb(record[item], self.rng)
+        return k, record
 
     def encoded(self, n: int) -> list[tuple[bytes | None, bytes]]:
         """``n`` records as (key, JSON bytes), ready to publish."""

@@ -21,6 +21,7 @@ H_SOURCE = "source-dept"
 H_INTENDED = "intended-ns"  # the rate schedule's send time, epoch ns (no coordinated omission)
 H_SENT = "sent-ns"  # when the producer handed it to the client, epoch ns
 H_SCHEMA = "schema-version"
+H_ORIGIN = "origin-ns"  # reactions: the intended send time of the record that started the process
 H_RUN = "run-id"  # which run published it: a shared cluster keeps records of earlier runs
 H_SUBSCRIPTION = "subscription"  # set by the router on deliveries
 H_ROUTED = "routed-ns"  # set by the router on deliveries

@@ -77,6 +77,15 @@ class ItemVerification(_Model):
     by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")
 
 
+class WorkflowResult(_Model):
+    """A joint process (e.g. 企业开办), per master key: start record's intended send time
+    to the arrival of its last step."""
+
+    completed: int
+    incomplete: int = Field(description="started, but not every step had arrived when the run ended")
+    time_ms: Quantiles
+
+
 class Conservation(_Model):
     ok: bool
     message: str
@@ -135,5 +144,6 @@ class Result(_Model):
     flows: dict[str, FlowResult]
     conservation: Conservation
     one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
+    workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
     run: RunInfo

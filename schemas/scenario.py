@@ -291,6 +291,27 @@ class ProducerLoad(_Model):
     )
 
 
+class Reaction(_Model):
+    """A department acting on what it receives: on each new record of ``on``, after its
+    processing time, it publishes a record of its own entry ``publish`` for the same
+    master key. Chains of reactions model joint processes such as 企业开办."""
+
+    department: Identifier
+    on: Identifier = Field(description="entry whose deliveries trigger the reaction")
+    publish: Identifier = Field(description="entry of the department's own to publish")
+    delay: float = Field(default=0.2, ge=0, le=3600, description="processing time, seconds")
+    jitter: float = Field(default=0.1, ge=0, le=3600, description="uniform extra processing time, seconds")
+
+
+class Workflow(_Model):
+    """A joint process measured end to end, per master key: from the intended send time of
+    the ``start`` record to the arrival of the last of the ``steps`` records."""
+
+    name: str
+    start: Identifier
+    steps: tuple[Identifier, ...] = Field(min_length=1)
+
+
 class NegativeList(_Model):
     """负面清单: entries and items never shared, whatever an entry or subscription says."""
 
@@ -331,6 +352,8 @@ class Scenario(_Model):
     platforms: tuple[Platform, ...] = Field(default=(), description="further platforms of a cascade (see `parent`)")
     negative_list: NegativeList = Field(default_factory=lambda: NegativeList(), description="负面清单: never shared")
     responsibilities: tuple[Responsibility, ...] = Field(default=(), description="责任清单: items a department must provide")
+    reactions: tuple[Reaction, ...] = ()
+    workflows: tuple[Workflow, ...] = ()
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:
@@ -425,6 +448,21 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         if entry.sharing is Sharing.conditional and not sub.purpose:
             errors.append((("subscriptions", n, "purpose"), f"{where}: a conditional entry needs a purpose (用途)"))
     errors.extend(_platform_errors(scenario))
+    subs = {(s.consumer, s.entry) for s in scenario.subscriptions}
+    for n, r in enumerate(scenario.reactions):
+        where = f"reaction of {r.department!r} to {r.on!r}"
+        if (r.department, r.on) not in subs:
+            errors.append((("reactions", n, "on"), f"{where}: {r.department!r} has no subscription to {r.on!r}"))
+        published = scenario.entries.get(r.publish)
+        if published is None or published.provider != r.department:
+            errors.append((("reactions", n, "publish"), f"{where}: {r.publish!r} is not an entry {r.department!r} provides"))
+        elif published.master_key_item is None:
+            errors.append((("reactions", n, "publish"), f"{where}: {r.publish!r} has no master key to react with"))
+    for n, w in enumerate(scenario.workflows):
+        for k, entry_id in enumerate((w.start, *w.steps)):
+            if entry_id not in scenario.entries:
+                loc = ("workflows", n, "start") if k == 0 else ("workflows", n, "steps", k - 1)
+                errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue"))
     errors.extend(_catalogue_rule_errors(scenario))
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
@@ -440,7 +478,9 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
 
 def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     """Platform ids, parents (no cycles), region codes, departments' platforms, reachability."""
-    from producers.identity import region_exists  # the region table lives with the generators
+    from producers.identity import (
+        region_exists,  # the region table lives with the generators
+    )
 
     errors: list[tuple[Loc, str]] = []
     platforms = scenario.all_platforms

@@ -19,7 +19,14 @@ from schemas.applications import ControlEvent
 from schemas.envelope import H_ROUTED, H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
+from .harness import (
+    RouterProcess,
+    envelope,
+    new_run,
+    publish,
+    read_all,
+    sharing_scenario,
+)
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

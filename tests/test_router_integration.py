@@ -14,7 +14,14 @@ from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
+from .harness import (
+    RouterProcess,
+    envelope,
+    new_run,
+    publish,
+    read_all,
+    sharing_scenario,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

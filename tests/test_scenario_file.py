@@ -11,7 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.scenario_file import PRESETS_DIR, Problem, ScenarioError, load, parse, preset_names
+from exchange.scenario_file import (
+    PRESETS_DIR,
+    Problem,
+    ScenarioError,
+    load,
+    parse,
+    preset_names,
+)
 from schemas.scenario import Scenario, Sharing, UpdateCycle
 from tests.harness import SHARING_SCENARIO
 

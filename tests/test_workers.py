@@ -11,7 +11,14 @@ import pytest
 from exchange.broker import EmbeddedBroker
 from schemas.envelope import H_TRACE
 
-from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
+from .harness import (
+    RouterProcess,
+    envelope,
+    new_run,
+    publish,
+    read_all,
+    sharing_scenario,
+)
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio
