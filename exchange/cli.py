@@ -93,6 +93,7 @@ def bench(
     bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
+    policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -101,7 +102,12 @@ def bench(
 
     say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]"))
     try:
-        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds), say))
+        if policy:
+            from .policy_bench import run as run_policy_bench
+
+            figures = run_policy_bench()
+        else:
+            figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds), say))
     except BenchFailed as exc:
         err.print(f"[red]bench failed:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
