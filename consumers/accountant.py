@@ -13,6 +13,7 @@ from collections import Counter
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from exchange import metrics
 from schemas.envelope import H_RUN, H_TRACE, Topics
 
 from .dedupe import SeenSet
@@ -32,6 +33,7 @@ class Accountant:
         self.foreign = 0
         self._run = run_id
         self._seen = SeenSet()
+        self._read: Counter = Counter()  # audit rows counted since the last metrics flush
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id="dx-accountant",
@@ -59,6 +61,11 @@ class Accountant:
 
     async def stop(self) -> None:
         await self._consumer.stop()
+
+    def flush_metrics(self, platform: str) -> None:
+        for decision, n in self._read.items():
+            metrics.AUDIT_RECORDS_READ.labels(platform, decision).inc(n)
+        self._read.clear()
 
     async def poll(self, timeout_ms: int = 200) -> int:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
@@ -96,6 +103,7 @@ class Accountant:
                     self.duplicates += 1
                     continue
                 self.decisions[(scope, decision, row[i_reason])] += 1
+                self._read[decision] += 1
                 if decision == "denied":
                     self.denied += 1
                 else:

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 from exchange.latency import encode
+from exchange import metrics
 from exchange.status import StatusWriter
 from producers.process import entity_pool
 from schemas.envelope import Topics
@@ -39,7 +40,8 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = min(100, max(10, len(departments)))
     subscribers = [
-        Subscriber(dept, topics.delivery(dept), bootstrap, f"dx-{scenario.platform.id}-sub-{dept}", seen, run_id, wait_ms)
+        Subscriber(dept, topics.delivery(dept), bootstrap, f"dx-{scenario.platform.id}-sub-{dept}", seen, run_id, wait_ms,
+                   scenario.platform.id)
         for dept in departments
     ]
     accountant = Accountant(topics, bootstrap, fanout(scenario), run_id)
@@ -65,6 +67,9 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         while not stop.is_set():
             await asyncio.sleep(STATS_INTERVAL_S)
             status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions))
+            accountant.flush_metrics(scenario.platform.id)
+            for s in subscribers:
+                metrics.CONSUMER_LAG.labels(scenario.platform.id, s.department).set(s.lag())
 
     reporter = asyncio.create_task(report())
     try:
@@ -124,9 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -141,4 +148,5 @@ def main(argv: list[str] | None = None) -> None:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        metrics.remove_sd_target(sd_file)
         status.close()

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from aiokafka import AIOKafkaConsumer
 from hdrh.histogram import HdrHistogram
 
+from exchange import metrics
 from exchange.latency import new_histogram, record_ns
 from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
 
@@ -35,14 +36,18 @@ class Subscriber:
     """One aiokafka consumer in the department's own group, on its delivery topic."""
 
     def __init__(
-        self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10
+        self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10,
+        platform: str = "",
     ) -> None:
         self.department = department
         self.topic = topic
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
         self.unlabelled = 0
         self.foreign = 0  # records of other runs on a shared cluster
-        self.listeners: list = []  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
+        self.listeners: list = []
+        self.platform = platform
+        self._children: dict[bytes, tuple] = {}
+        self._positions: dict = {}  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
         self._run = run_id.encode()
         self.received = 0
         self.first_ns = 0
@@ -64,6 +69,26 @@ class Subscriber:
             heartbeat_interval_ms=500,
         )
 
+    def _metric_children(self, sub: bytes):
+        children = self._children.get(sub)
+        if children is None:
+            name = sub.decode()
+            children = self._children[sub] = (
+                metrics.RECORDS_DELIVERED.labels(self.platform, name, self.department),
+                metrics.END_TO_END_LATENCY.labels(self.platform, name, self.department),
+                metrics.DUPLICATES_DROPPED.labels(self.platform, self.department),
+            )
+        return children
+
+    def lag(self) -> int:
+        """Records on the delivery topic not yet read (for the lag gauge)."""
+        total = 0
+        for tp, position in self._positions.items():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                total += max(0, high - position)
+        return total
+
     async def start(self) -> None:
         await self._consumer.start()
 
@@ -77,8 +102,10 @@ class Subscriber:
         n = 0
         seen_add = self._seen.add
         flows = self.flows
-        for records in batches.values():
+        for tp, records in batches.items():
             n += len(records)
+            if records:
+                self._positions[tp] = records[-1].offset + 1
             for r in records:
                 h = dict(r.headers)
                 sub = h.get(H_SUBSCRIPTION)
@@ -92,13 +119,17 @@ class Subscriber:
                 flow = flows[sub.decode()]
                 if not seen_add(sub.decode(), trace):
                     flow.duplicates += 1
+                    self._metric_children(sub)[2].inc()
                     continue
                 flow.delivered += 1
+                delivered_metric, e2e_metric, _ = self._metric_children(sub)
+                delivered_metric.inc()
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 if sent is not None:
                     record_ns(flow.e2e, now - int(sent))
+                    e2e_metric.observe((now - int(sent)) / 1e9)
                 if intended is not None:
                     record_ns(flow.e2e_intended, now - int(intended))
         if n:

@@ -381,6 +381,16 @@ class _Discard:
 
     def clear(self) -> None: ...
 
+    def remove(self, *args: Any) -> None: ...
+
+    def collect(self) -> list:
+        """Faust reads the samples of its per-partition families on every rebalance."""
+        return [_NoSamples()]
+
+
+class _NoSamples:
+    samples: tuple = ()
+
 
 #: Faust families labelled per topic or per topic partition (see faust_sensor).
 FAUST_PER_TOPIC_FIELDS = (
@@ -688,3 +698,18 @@ def families(names: Iterable[str] | None = None) -> list[MetricWrapperBase]:
     if names is None:
         return list(METRICS.values())
     return [METRICS[n] for n in names]
+
+
+def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, port: int = 0, run_id: str = "", worker: str = "0") -> Path | None:
+    """Everything a process does to be scraped: serve, advertise, pre-create its series.
+
+    Returns the service-discovery file written (remove it at exit with
+    :func:`remove_sd_target`), or None when there is no run directory to write to.
+    """
+    bound = serve_metrics(port=port)
+    init_series(role, scenario, worker=worker)
+    print(f"{role} {ident}: metrics on port {bound}", flush=True)
+    if run_dir is None and not os.environ.get(SD_DIR_ENV):
+        return None
+    labels = {"worker": worker, "run_id": run_id, "platform": scenario.platform.id}
+    return write_sd_target(Path(run_dir or "."), role, ident, bound, labels)

@@ -25,6 +25,7 @@ from schemas.applications import ControlEvent, IllegalTransition
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
+from . import metrics
 from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
@@ -98,6 +99,9 @@ class Router:
             producer_acks=-1,
         )
         self.audit = AuditWriter(worker)
+        self.platform = scenario.platform.id
+        self._scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}
+        self._masked_subs = {r.subscription for p in self.core.policies.values() for r in p.routes if r.masks}
         self.verifications: Counter = Counter()
         self.control_actions: Counter = Counter()
         # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
@@ -130,7 +134,9 @@ class Router:
         )
         await self._producer.start()
         self._sender = BatchSender(self._producer)
-        self.status.write("ready", worker=self.worker, seconds=round(process_age_s(), 3))
+        ready = round(process_age_s(), 3)
+        metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
+        self.status.write("ready", worker=self.worker, seconds=ready)
 
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
@@ -155,6 +161,7 @@ class Router:
             changelog = self.authority_table.changelog_topic.get_topic_name()
             sent.extend(await send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes]))
         self.verifications.update(routed.verifications)
+        self._metrics(batch, routed, time.time_ns() - now)
         self.records += routed.records
         self.batches += 1
         self.decisions.update(routed.decisions)
@@ -165,6 +172,30 @@ class Router:
         await self._sender.acknowledged(sent)
         self.acked += records
         self.last_ack_ns = time.time_ns()
+
+    def _metrics(self, batch, routed, handling_ns: int) -> None:
+        p = self.platform
+        for tp, recs in batch.items():
+            metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
+        written: Counter = Counter()
+        for (scope, decision, reason), n in routed.decisions.items():
+            entry, sub = self._scope_labels.get(scope, (scope, ""))
+            metrics.ROUTER_DECISIONS.labels(p, entry, sub, decision, reason).inc(n)
+            written[decision] += n
+            if decision == "delivered" and sub in self._masked_subs:
+                metrics.ROUTER_MASKED_RECORDS.labels(p, entry, sub).inc(n)
+        for decision, n in written.items():
+            metrics.AUDIT_RECORDS_WRITTEN.labels(p, decision).inc(n)
+        for reason, n in routed.dead_reasons.items():
+            metrics.DEAD_LETTERS.labels(p, reason).inc(n)
+            metrics.ROUTER_DECISIONS.labels(p, "", "", "dead_lettered", reason).inc(n)
+        for (item, dept, result), n in routed.verifications.items():
+            metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
+        if routed.quality:
+            for dept, n in Counter(orjson.loads(m[1])["department"] for m in routed.quality).items():
+                metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
+        metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
+        metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)
 
     async def _control(self, stream) -> None:
         """Applications, approvals, rejections, revocations: each applied and audited."""
@@ -212,6 +243,12 @@ class Router:
         await self._sender.acknowledged(sent)
 
     async def _report(self) -> None:
+        states: Counter = Counter()
+        for sub in self.book.conditional:
+            app = self.book.current(sub.id)
+            states[app.state.value if app else "none"] += 1
+        for state in metrics.APPROVAL_STATES:
+            metrics.APPROVALS.labels(self.platform, state).set(states.get(state, 0))
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
         self.status.write(
             "stats",
@@ -258,11 +295,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--datadir", type=Path, default=None)
     parser.add_argument("--loglevel", default="warning")
+    parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
+    parser.add_argument("--run-id", default="")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir)
+    sd_file = metrics.expose("router", args.worker, scenario, args.status.parent if args.status else None,
+                             args.metrics_port, args.run_id, args.worker)
+    metrics.faust_sensor(router.app)
     from faust.worker import Worker
 
     worker = Worker(router.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False, override_logging=True)
@@ -275,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         worker.execute_from_commandline()
     finally:
+        metrics.remove_sd_target(sd_file)
         status.close()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from schemas.results import Result, RunInfo
 from schemas.scenario import Scenario
 
+from . import metrics
 from .broker import EmbeddedBroker
 from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes
@@ -116,6 +117,9 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         if broker is not None:
             await broker.astart()
         bootstrap = options.bootstrap or broker.bootstrap
+        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id)
+        p = scenario.platform.id
+        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
         progress.phase = "creating topics"
         on_progress(progress)
         await create_topics(bootstrap, topic_plan(scenario))
@@ -123,7 +127,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         def start(name: str, module: str, *args: str) -> _Child:
             status = run_dir / f"{name}.jsonl"
             log = run_dir / f"{name}.log"
-            argv = [sys.executable, "-m", module, "--scenario", str(scenario_json), "--bootstrap", bootstrap, "--status", str(status), *args]
+            argv = [sys.executable, "-m", module, "--scenario", str(scenario_json), "--bootstrap", bootstrap, "--status", str(status),
+                    "--run-id", run_id, *args]
             child = _Child(name, spawn(argv, log_path=log), StatusReader(status), log)
             children.append(child)
             return child
@@ -134,12 +139,12 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             start(f"router-{i}", "exchange.router", "--worker", str(i), "--datadir", str(run_dir / f"router-{i}-data"))
             for i in range(options.workers)
         ]
-        consumers = start("consumers", "consumers", "--run-id", run_id, "--seed", str(options.seed))
+        consumers = start("consumers", "consumers", "--seed", str(options.seed))
         await _wait_ready([*routers, consumers], broker, options.ready_timeout)
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
-        producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed), "--run-id", run_id)
+        producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed))
         reports = Reports(producers={}, consumers={})
         t0 = time.monotonic()
         drain_started: float | None = None
@@ -164,6 +169,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             for r in routers:
                 r.read()
             progress.elapsed = time.monotonic() - t0
+            _progress_metrics(p, progress)
             progress.publish_rate = _last_rate(reports.publish_samples)
             progress.consume_rate = _last_rate(reports.consume_samples)
             final = producers.last("final")
@@ -204,6 +210,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         where = "Tansu (embedded, memory)" if broker is not None else f"Kafka at {bootstrap}"
         result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
         (run_dir / "result.json").write_text(result.model_dump_json(indent=2, by_alias=True), encoding="utf-8")
+        metrics.SLO_STATUS.labels(p, "conservation").set(1 if result.conservation.ok else 0)
+        metrics.RUN_UNACCOUNTED_OUTCOMES.labels(p).set(result.counts.unaccounted)
         progress.phase = "done"
         on_progress(progress)
         return result, run_dir
@@ -214,6 +222,16 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
         if broker is not None:
             await broker.astop()
+        metrics.remove_sd_target(locals().get("sd_file"))
+
+
+def _progress_metrics(platform: str, progress: Progress) -> None:
+    accounted = progress.delivered + progress.denied + progress.dead_lettered
+    metrics.RUN_ELAPSED_SECONDS.labels(platform).set(progress.elapsed)
+    metrics.RUN_PRODUCED_RECORDS.labels(platform).set(progress.produced)
+    metrics.RUN_EXPECTED_OUTCOMES.labels(platform).set(progress.expected)
+    metrics.RUN_ACCOUNTED_OUTCOMES.labels(platform).set(accounted)
+    metrics.RUN_UNACCOUNTED_OUTCOMES.labels(platform).set(max(0, progress.expected - accounted))
 
 
 def _dead_reasons(consumers: dict[str, Any]) -> dict[str, int]:

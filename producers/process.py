@@ -11,6 +11,7 @@ import random
 import time
 from pathlib import Path
 
+from exchange import metrics
 from exchange.latency import encode
 from exchange.status import StatusWriter
 from schemas.envelope import Topics
@@ -43,7 +44,7 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
-        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id)
+        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform.id)
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 
@@ -90,13 +91,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
+    parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id))
     except Exception as exc:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        metrics.remove_sd_target(sd_file)
         status.close()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from exchange import metrics
 from exchange.batching import Partitioner, send_batches
 from exchange.latency import new_histogram, record_ns
 from schemas.envelope import (
@@ -91,8 +92,10 @@ class DepartmentPublisher:
         bootstrap: str,
         stats: PublishStats,
         run_id: str = "",
+        platform: str = "",
     ) -> None:
         self.department = department
+        self.platform = platform
         self._run = run_id.encode()
         self.index = producer_index
         self.schedules = schedules
@@ -210,6 +213,7 @@ class DepartmentPublisher:
             await future
         except Exception as exc:  # the broker went away or refused: send the same records again
             self.stats.retried += len(chunk)
+            metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
             log.warning("publish to %s[%d] failed (%s); resending %d records", topic, partition, exc, len(chunk))
             self._in_flight -= len(chunk)
             await asyncio.sleep(0.5)
@@ -217,6 +221,12 @@ class DepartmentPublisher:
             return
         ack_ns = time.time_ns()
         record_ns(self.stats.publish_latency, ack_ns - sent_ns, len(chunk))
+        entry = chunk[0][4]
+        metrics.RECORDS_PUBLISHED.labels(self.platform, entry, self.department).inc(len(chunk))
+        metrics.PUBLISHED_BYTES.labels(self.platform, entry, self.department).inc(sum(len(r[1]) for r in chunk))
+        # per batch (records of a batch share it); per-record figures are in result.json
+        metrics.PUBLISH_LATENCY.labels(self.platform, self.department).observe((ack_ns - sent_ns) / 1e9)
+        metrics.PUBLISH_DELAY.labels(self.platform, self.department).observe(max(0, sent_ns - chunk[0][3]) / 1e9)
         produced = self.stats.produced
         for r in chunk:
             produced[r[4]] += 1
