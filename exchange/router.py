@@ -84,7 +84,7 @@ class Router:
         self.last_ack_ns = 0  # last batch's output acknowledged
         self.app = BulkApp(
             group_id(scenario.platform.id),
-            broker=f"kafka://{bootstrap}",
+            broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],  # HOST:PORT[,HOST:PORT…]
             store="memory://",
             datadir=str(datadir),
             web_enabled=False,
