@@ -53,6 +53,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -708,7 +709,7 @@ def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, por
     """
     bound = serve_metrics(port=port)
     init_series(role, scenario, worker=worker)
-    print(f"{role} {ident}: metrics on port {bound}", flush=True)
+    print(f"{role} {ident}: metrics on port {bound}", file=sys.stderr, flush=True)
     if run_dir is None and not os.environ.get(SD_DIR_ENV):
         return None
     labels = {"worker": worker, "run_id": run_id, "platform": scenario.platform.id}
