@@ -169,3 +169,46 @@ async def test_audit_verify_passes_and_catches_a_rewritten_record(plane):
     resealed = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1:]]
     broken = verify(resealed)
     assert not broken.ok and broken.broken[0].problem == "previous-hash link broken"
+
+
+async def test_exchange_audit_verify_command(plane, tmp_path):
+    """The CLI reads the real audit topic; a copy with one rewritten record fails with the link."""
+    import subprocess
+    import sys
+
+    from aiokafka import AIOKafkaProducer
+
+    from exchange.topology import create_topics
+
+    from .harness import ROOT
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "exchange", "audit", "verify", "--bootstrap", plane.bootstrap, *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    run = new_run()  # some decisions to audit, whatever ran before
+    messages = [(k, orjson.dumps(v), envelope("open", "prov", f"5.{i + 1}", run)) for i, (k, v) in enumerate(records_for("open", 30))]
+    for chunk in (messages[:10], messages[10:20], messages[20:]):
+        await publish(plane.bootstrap, plane.topics.ingress("open"), chunk)
+        await asyncio.sleep(0.3)
+    await read_all(plane.bootstrap, plane.topics.delivery("a"), run=run, until=30)
+    intact = cli("--platform", "t1")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "every chain intact" in intact.stdout
+    messages = await read_topic(plane.bootstrap, plane.topics.audit)
+    copy = "dx.t1.audit-tampered"
+    await create_topics(plane.bootstrap, {copy: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=plane.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n, (_, _, value) in enumerate(messages):
+            if n == len(messages) // 2:
+                block = orjson.loads(value)
+                block["rows"][0][2] = "someone-else"  # who made the decision, rewritten
+                value = orjson.dumps(block)
+            await producer.send_and_wait(copy, value, partition=0)
+    finally:
+        await producer.stop()
+    broken = cli("--topic", copy)
+    assert broken.returncode == 1
+    assert "broken:" in broken.stdout and f"offset {len(messages) // 2}" in broken.stdout

@@ -467,3 +467,75 @@ def test_producer_naming_another_departments_entry_is_a_problem() -> None:
     assert p.field == "load.producers.0.entries.0"
     assert (p.line, p.column) == pos(text, "open]")
     assert "'prov'" in p.message
+
+
+# --- catalogue rules (一数一源, 负面清单, 责任清单, regions, cascades) ------------------------------
+
+RULES_BASE = """
+name: rules
+platform: {id: p1, name: 平台, region: "441900"}
+departments:
+  - {id: market, name: 市场监管局}
+  - {id: tax, name: 税务局}
+catalogue:
+  - id: reg
+    name: 登记
+    provider: market
+    sharing: 无条件共享
+    items:
+      - {key: enterprise.credit_code, name: 代码, type: credit_code}
+      - {key: enterprise.name, name: 名称, type: enterprise_name, authoritative: true}
+  - id: taxreg
+    name: 税务登记
+    provider: tax
+    sharing: 无条件共享
+    items:
+      - {key: enterprise.credit_code, name: 代码, type: credit_code}
+      - {key: enterprise.name, name: 名称, type: enterprise_name, authoritative: AUTH}
+subscriptions:
+  - {consumer: tax, entry: reg, items: [enterprise.name]}
+"""
+
+
+def _rules(text: str):
+    with pytest.raises(ScenarioError) as info:
+        parse(text, "rules.yaml")
+    return info.value.problems
+
+
+def test_two_departments_claiming_one_item_is_an_error():
+    problems = _rules(RULES_BASE.replace("AUTH", "true"))
+    assert any("both claim" in p.message and "market" in p.message and "tax" in p.message for p in problems)
+    assert parse(RULES_BASE.replace("AUTH", "false"), "rules.yaml").authority == {"enterprise.name": "market"}
+
+
+def test_a_negative_listed_item_in_a_subscription_is_an_error():
+    text = RULES_BASE.replace("AUTH", "false") + "negative_list: {items: [enterprise.name]}\n"
+    problems = _rules(text)
+    assert any(p.field == "subscriptions.0.items" and "负面清单" in p.message for p in problems)
+
+
+def test_a_responsibility_nobody_fulfils_is_an_error():
+    text = RULES_BASE.replace("AUTH", "false") + "responsibilities: [{department: tax, items: [tax.status]}]\n"
+    problems = _rules(text)
+    assert any(p.field == "responsibilities.0.items" and "tax.status" in p.message for p in problems)
+
+
+def test_a_region_code_that_does_not_exist_is_an_error():
+    problems = _rules(RULES_BASE.replace("AUTH", "false").replace('region: "441900"}', 'region: "991900"}'))
+    assert any(p.field == "platform.region" and "does not exist" in p.message for p in problems)
+    problems = _rules(RULES_BASE.replace("AUTH", "false").replace("{id: tax, name: 税务局}", '{id: tax, name: 税务局, region: "441900999"}'))
+    assert any(p.field == "departments.1.region" for p in problems)
+
+
+def test_platform_cycles_and_unreachable_entries_are_errors():
+    base = RULES_BASE.replace("AUTH", "false")
+    cyclic = base.replace('region: "441900"}', 'region: "441900", parent: p2}') + (
+        'platforms:\n  - {id: p2, name: 省平台, region: "440000", parent: p1}\n'
+    )
+    assert any("cycle" in p.message for p in _rules(cyclic))
+    apart = base.replace("{id: tax, name: 税务局}", "{id: tax, name: 税务局, platform: p3}") + (
+        'platforms:\n  - {id: p3, name: 别的平台, region: "420000"}\n'
+    )
+    problems = _rules(apart)
+    assert any(p.field == "subscriptions.0.entry" and "no hub path" in p.message for p in problems)
