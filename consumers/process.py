@@ -11,7 +11,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from exchange.latency import encode
+from exchange.latency import encode, sample_quantiles
 from exchange import metrics
 from exchange.status import StatusWriter
 from producers.process import entity_pool
@@ -66,7 +66,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     async def report() -> None:
         while not stop.is_set():
             await asyncio.sleep(STATS_INTERVAL_S)
-            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions))
+            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions), **_interval(subscribers))
             accountant.flush_metrics(scenario.platform.id)
             for s in subscribers:
                 metrics.CONSUMER_LAG.labels(scenario.platform.id, s.department).set(s.lag())
@@ -100,6 +100,20 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             for name, h in workflows.times.items()
         },
     )
+
+
+def _interval(subscribers: list[Subscriber]) -> dict:
+    """This interval's end-to-end figures, overall and per flow; the samples are then dropped."""
+    everything: list[int] = []
+    flows = {}
+    for s in subscribers:
+        for name, flow in s.flows.items():
+            if flow.interval:
+                samples, flow.interval = flow.interval, []
+                everything.extend(samples)
+                q = sample_quantiles(samples)
+                flows[name] = {"50pct": q["50pct"], "99pct": q["99pct"], "n": len(samples)}
+    return {"e2e": sample_quantiles(everything), "flow_latency": flows}
 
 
 def _reactions(reactions: ReactionEngine) -> dict:

@@ -23,9 +23,10 @@ from .dedupe import SeenSet
 class FlowStats:
     """What one subscription (entry → consumer) received."""
 
-    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended")
+    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval")
 
     def __init__(self) -> None:
+        self.interval: list[int] = []  # this interval's end-to-end samples, ns
         self.delivered = 0
         self.duplicates = 0
         self.e2e: HdrHistogram = new_histogram()
@@ -129,6 +130,7 @@ class Subscriber:
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 if sent is not None:
                     record_ns(flow.e2e, now - int(sent))
+                    flow.interval.append(now - int(sent))
                     e2e_metric.observe((now - int(sent)) / 1e9)
                 if intended is not None:
                     record_ns(flow.e2e_intended, now - int(intended))

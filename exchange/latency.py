@@ -12,7 +12,10 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: a stalled run must still be measurable
 SIGNIFICANT_DIGITS = 3
-PERCENTILES = {"50pct": 50.0, "75pct": 75.0, "95pct": 95.0, "99pct": 99.0, "999pct": 99.9, "9999pct": 99.99}
+PERCENTILES = {"50pct": 50.0, "75pct": 75.0, "95pct": 95.0, "99pct": 99.0, "999pct": 99.9, "9999pct": 99.99, "99999pct": 99.999}
+#: percentiles of the aggregated quantile maps (OpenMessaging Benchmark's ``aggregated…Quantiles``)
+MAP_PERCENTILES = (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0,
+                   99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0)
 
 
 def new_histogram() -> HdrHistogram:
@@ -38,6 +41,30 @@ def merge(encoded: list[str]) -> HdrHistogram:
     for text in encoded:
         total.add(decode(text))
     return total
+
+
+def quantile_map(hist: HdrHistogram, scale: float = 1000.0) -> dict[str, float]:
+    """Percentile → value (ms by default), in one pass over the histogram."""
+    if hist.get_total_count() == 0:
+        return {}
+    values = hist.get_percentile_to_value_dict(list(MAP_PERCENTILES))
+    return {str(p): values[p] / scale for p in MAP_PERCENTILES}
+
+
+def sample_quantiles(values: list[int], scale: float = 1e6) -> dict[str, float]:
+    """Avg, p50 … p99.999 and max of raw samples in ns (ms by default): one interval's figures.
+
+    Per-interval figures come from sorting the interval's samples, because reading a
+    percentile from an HdrHistogram of this range costs milliseconds in pure Python.
+    """
+    if not values:
+        return {}
+    values.sort()
+    n = len(values)
+    out = {name: values[min(n - 1, int(p / 100 * n))] / scale for name, p in PERCENTILES.items()}
+    out["max"] = values[-1] / scale
+    out["avg"] = sum(values) / n / scale
+    return out
 
 
 def quantiles_ms(hist: HdrHistogram) -> dict[str, float]:

@@ -23,7 +23,7 @@ from schemas.results import (
 )
 from schemas.scenario import Scenario
 
-from .latency import merge, new_histogram, quantiles_ms
+from .latency import merge, new_histogram, quantile_map, quantiles_ms
 
 
 @dataclass
@@ -35,6 +35,10 @@ class Reports:
     publish_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative produced)
     consume_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative received)
     routers: list[dict[str, Any]] = field(default_factory=list)  # final status line of each router worker
+    error_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative retried)
+    publish_intervals: list[dict[str, Any]] = field(default_factory=list)  # producer stats lines
+    consume_intervals: list[dict[str, Any]] = field(default_factory=list)  # consumer stats lines
+    backlog: list[int] = field(default_factory=list)  # ingress records behind, summed over router workers
 
 
 def rates(samples: list[tuple[float, int]]) -> list[float]:
@@ -117,8 +121,19 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
 
     pub = merge([reports.producers["publish_latency"]]) if "publish_latency" in reports.producers else new_histogram()
     delay = merge([reports.producers["publish_delay"]]) if "publish_delay" in reports.producers else new_histogram()
-    pq, dq, eq = quantiles_ms(pub), quantiles_ms(delay), quantiles_ms(e2e_all)
     ingress_partitions = sum(e.partitions for e in scenario.catalogue if e.id in produced)
+    omb = {
+        **_aggregated("aggregatedPublishLatency", pub, 1000.0),
+        **_aggregated("aggregatedPublishDelayLatency", delay, 1.0),  # µs, as OMB
+        **_aggregated("aggregatedEndToEndLatency", e2e_all, 1000.0),
+        **_series("publishLatency", [i.get("publish_latency", {}) for i in reports.publish_intervals]),
+        **_series("publishDelayLatency", [i.get("publish_delay_us", {}) for i in reports.publish_intervals]),
+        **_series("endToEndLatency", [i.get("e2e", {}) for i in reports.consume_intervals]),
+    }
+    for name, flow in flows.items():
+        per = [i.get("flow_latency", {}).get(name) for i in reports.consume_intervals]
+        flow.interval_p50_ms = [p["50pct"] if p else None for p in per]
+        flow.interval_p99_ms = [p["99pct"] if p else None for p in per]
     return Result(
         workload=scenario.name,
         driver=driver,
@@ -128,28 +143,10 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         producersPerTopic=1,
         consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
         publishRate=rates(reports.publish_samples),
+        publishErrorRate=rates(reports.error_samples),
         consumeRate=rates(reports.consume_samples),
-        aggregatedPublishLatencyAvg=pq["avg"],
-        aggregatedPublishLatency50pct=pq["50pct"],
-        aggregatedPublishLatency75pct=pq["75pct"],
-        aggregatedPublishLatency95pct=pq["95pct"],
-        aggregatedPublishLatency99pct=pq["99pct"],
-        aggregatedPublishLatency999pct=pq["999pct"],
-        aggregatedPublishLatency9999pct=pq["9999pct"],
-        aggregatedPublishLatencyMax=pq["max"],
-        aggregatedPublishDelayLatencyAvg=dq["avg"] * 1000,
-        aggregatedPublishDelayLatency50pct=dq["50pct"] * 1000,
-        aggregatedPublishDelayLatency99pct=dq["99pct"] * 1000,
-        aggregatedPublishDelayLatency999pct=dq["999pct"] * 1000,
-        aggregatedPublishDelayLatencyMax=dq["max"] * 1000,
-        aggregatedEndToEndLatencyAvg=eq["avg"],
-        aggregatedEndToEndLatency50pct=eq["50pct"],
-        aggregatedEndToEndLatency75pct=eq["75pct"],
-        aggregatedEndToEndLatency95pct=eq["95pct"],
-        aggregatedEndToEndLatency99pct=eq["99pct"],
-        aggregatedEndToEndLatency999pct=eq["999pct"],
-        aggregatedEndToEndLatency9999pct=eq["9999pct"],
-        aggregatedEndToEndLatencyMax=eq["max"],
+        backlog=reports.backlog,
+        **omb,
         counts=counts,
         counts_by_entry=by_entry,
         flows=flows,
@@ -162,6 +159,23 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         control_actions=_control_actions(reports.routers),
         run=info,
     )
+
+
+_OMB = {"Avg": "avg", "50pct": "50pct", "75pct": "75pct", "95pct": "95pct", "99pct": "99pct", "999pct": "999pct",
+        "9999pct": "9999pct", "99999pct": "99999pct", "Max": "max"}
+
+
+def _aggregated(prefix: str, hist, scale: float) -> dict[str, Any]:
+    """OMB's aggregated fields for one histogram (µs inside; ``scale`` 1000 gives ms)."""
+    q = quantiles_ms(hist)  # ms
+    out: dict[str, Any] = {prefix + suffix: round(q[key] * 1000.0 / scale, 3) for suffix, key in _OMB.items()}
+    out[prefix + "Quantiles"] = quantile_map(hist, scale)
+    return out
+
+
+def _series(prefix: str, intervals: list[dict[str, float]]) -> dict[str, list[float]]:
+    """OMB's per-interval lists from each interval's figures (0 where an interval had none)."""
+    return {prefix + suffix: [round(i.get(key, 0.0), 3) for i in intervals] for suffix, key in _OMB.items()}
 
 
 def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, Any]) -> dict[str, ItemVerification]:

@@ -101,6 +101,7 @@ class Router:
         self.audit = AuditWriter(worker)
         self.platform = scenario.platform.id
         self._scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}
+        self._lag: dict = {}  # ingress partition → records behind its end offset, at the last batch
         self._masked_subs = {r.subscription for p in self.core.policies.values() for r in p.routes if r.masks}
         self.verifications: Counter = Counter()
         self.control_actions: Counter = Counter()
@@ -175,8 +176,12 @@ class Router:
 
     def _metrics(self, batch, routed, handling_ns: int) -> None:
         p = self.platform
+        highwater = self.app.consumer.highwater
         for tp, recs in batch.items():
             metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
+            end = highwater(tp)
+            if end is not None:
+                self._lag[tp] = max(0, end - recs[-1].offset - 1)
         written: Counter = Counter()
         for (scope, decision, reason), n in routed.decisions.items():
             entry, sub = self._scope_labels.get(scope, (scope, ""))
@@ -250,10 +255,13 @@ class Router:
         for state in metrics.APPROVAL_STATES:
             metrics.APPROVALS.labels(self.platform, state).set(states.get(state, 0))
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
+        lag = sum(self._lag.values())
+        metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
         self.status.write(
             "stats",
             worker=self.worker,
             records=self.records,
+            lag=lag,
             acked=self.acked,
             batches=self.batches,
             first_ns=self.first_ns,

@@ -146,9 +146,14 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "publishing"
         producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed))
         reports = Reports(producers={}, consumers={})
+        # counts start at zero when publishing starts
+        reports.publish_samples.append((0.0, 0))
+        reports.error_samples.append((0.0, 0))
+        reports.consume_samples.append((0.0, 0))
         t0 = time.monotonic()
         drain_started: float | None = None
         reactions: dict[str, int] = {}
+        routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
         pending_reactions = 0
         while True:
             await asyncio.sleep(POLL_S)
@@ -156,6 +161,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             for e in producers.read():
                 if e["event"] == "stats":
                     reports.publish_samples.append((e["t"], e["produced"]))
+                    reports.error_samples.append((e["t"], e["retried"]))
+                    reports.publish_intervals.append(e)
                     progress.produced = e["produced"]
                 elif e["event"] == "error":
                     raise RunFailed(f"producers failed: {e['message']}\n{producers.tail()}")
@@ -163,11 +170,15 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                 if e["event"] == "stats":
                     t = time.monotonic() - t0
                     reports.consume_samples.append((t, e["received"]))
+                    reports.consume_intervals.append(e)
+                    reports.backlog.append(sum(routed.values()))
                     progress.delivered, progress.denied = e["delivered"], e["denied"]
                     progress.dead_lettered, progress.duplicates = e["dead_lettered"], e["duplicates"]
                     reactions, pending_reactions = e.get("reactions_produced", {}), e.get("reactions_pending", 0)
             for r in routers:
-                r.read()
+                for e in r.read():
+                    if e["event"] == "stats":
+                        routed[r.name] = e.get("lag", 0)
             progress.elapsed = time.monotonic() - t0
             _progress_metrics(p, progress)
             progress.publish_rate = _last_rate(reports.publish_samples)
@@ -179,6 +190,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                 progress.expected = sum(expected_outcomes(scenario, produced).values())
                 if drain_started is None:
                     drain_started = time.monotonic()
+                    # the last, partial interval of publishing
+                    if not reports.publish_samples or reports.publish_samples[-1][0] < final["elapsed_s"]:
+                        reports.publish_samples.append((final["elapsed_s"], sum(final["produced"].values())))
+                        reports.error_samples.append((final["elapsed_s"], final["retried"]))
                     progress.phase = "draining"
                 accounted = progress.delivered + progress.denied + progress.dead_lettered
                 settled = accounted >= progress.expected and not pending_reactions

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from exchange import metrics
-from exchange.latency import encode
+from exchange.latency import encode, sample_quantiles
 from exchange.status import StatusWriter
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
@@ -80,7 +80,11 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
 async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> None:
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
-        status.write("stats", t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried)
+        delay, latency = stats.take_interval()
+        status.write(
+            "stats", t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
+            publish_latency=sample_quantiles(latency), publish_delay_us=sample_quantiles(delay, 1e3),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,6 +60,14 @@ class PublishStats:
     def __post_init__(self) -> None:
         self.publish_delay = new_histogram()
         self.publish_latency = new_histogram()
+        # this interval's raw samples (ns), for OpenMessaging Benchmark's per-interval lists
+        self.interval_delay: list[int] = []
+        self.interval_latency: list[int] = []
+
+    def take_interval(self) -> tuple[list[int], list[int]]:
+        delay, latency = self.interval_delay, self.interval_latency
+        self.interval_delay, self.interval_latency = [], []
+        return delay, latency
 
     @property
     def total(self) -> int:
@@ -195,9 +203,11 @@ class DepartmentPublisher:
     async def _send(self, batches: dict) -> None:
         sent_ns = time.time_ns()
         delay = self.stats.publish_delay
+        interval = self.stats.interval_delay
         for (topic, partition), records in batches.items():
             for r in records:
                 record_ns(delay, sent_ns - r[3])
+                interval.append(sent_ns - r[3])
             await self._send_records(topic, partition, records, sent_ns)
 
     async def _send_records(self, topic: str, partition: int, records: list, sent_ns: int) -> None:
@@ -221,6 +231,7 @@ class DepartmentPublisher:
             return
         ack_ns = time.time_ns()
         record_ns(self.stats.publish_latency, ack_ns - sent_ns, len(chunk))
+        self.stats.interval_latency.extend([ack_ns - sent_ns] * len(chunk))
         entry = chunk[0][4]
         metrics.RECORDS_PUBLISHED.labels(self.platform, entry, self.department).inc(len(chunk))
         metrics.PUBLISHED_BYTES.labels(self.platform, entry, self.department).inc(sum(len(r[1]) for r in chunk))

@@ -46,6 +46,7 @@ class Quantiles(_Model):
     p99: float = Field(alias="99pct")
     p999: float = Field(alias="999pct")
     p9999: float = Field(alias="9999pct")
+    p99999: float = Field(alias="99999pct")
     max: float
     avg: float
 
@@ -64,6 +65,8 @@ class FlowResult(_Model):
     records_per_s: float
     end_to_end_ms: Quantiles = Field(description="receive − send time")
     end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time")
+    interval_p50_ms: list[float | None] = Field(default_factory=list, description="per consumer interval; null: nothing arrived")
+    interval_p99_ms: list[float | None] = Field(default_factory=list)
 
 
 class ItemVerification(_Model):
@@ -105,7 +108,15 @@ class RunInfo(_Model):
     dead_letters_by_reason: dict[str, int]
 
 
+_SUFFIXES = ("Avg", "50pct", "75pct", "95pct", "99pct", "999pct", "9999pct", "99999pct", "Max")
+
+
 class Result(_Model):
+    """``OUT/result.json``. The camelCase fields are OpenMessaging Benchmark's TestResult,
+    named, shaped and in units as it has them (per-interval lists; aggregated values;
+    ``aggregated…Quantiles`` maps of percentile → value; milliseconds, except publish delay
+    in microseconds); our breakdown follows in snake_case."""
+
     # OpenMessaging Benchmark TestResult fields
     workload: str
     driver: str
@@ -116,28 +127,66 @@ class Result(_Model):
     consumersPerTopic: int
     sampleRateMillis: int = 1000
     publishRate: list[float]
+    publishErrorRate: list[float] = Field(default_factory=list)
     consumeRate: list[float]
-    aggregatedPublishLatencyAvg: float
-    aggregatedPublishLatency50pct: float
-    aggregatedPublishLatency75pct: float
-    aggregatedPublishLatency95pct: float
-    aggregatedPublishLatency99pct: float
-    aggregatedPublishLatency999pct: float
-    aggregatedPublishLatency9999pct: float
-    aggregatedPublishLatencyMax: float
-    aggregatedPublishDelayLatencyAvg: float = Field(description="microseconds, as OMB reports publish delay")
-    aggregatedPublishDelayLatency50pct: float
-    aggregatedPublishDelayLatency99pct: float
-    aggregatedPublishDelayLatency999pct: float
-    aggregatedPublishDelayLatencyMax: float
-    aggregatedEndToEndLatencyAvg: float
-    aggregatedEndToEndLatency50pct: float
-    aggregatedEndToEndLatency75pct: float
-    aggregatedEndToEndLatency95pct: float
-    aggregatedEndToEndLatency99pct: float
-    aggregatedEndToEndLatency999pct: float
-    aggregatedEndToEndLatency9999pct: float
-    aggregatedEndToEndLatencyMax: float
+    backlog: list[int] = Field(default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)")
+    publishLatencyAvg: list[float] = Field(default_factory=list)
+    publishLatency50pct: list[float] = Field(default_factory=list)
+    publishLatency75pct: list[float] = Field(default_factory=list)
+    publishLatency95pct: list[float] = Field(default_factory=list)
+    publishLatency99pct: list[float] = Field(default_factory=list)
+    publishLatency999pct: list[float] = Field(default_factory=list)
+    publishLatency9999pct: list[float] = Field(default_factory=list)
+    publishLatency99999pct: list[float] = Field(default_factory=list)
+    publishLatencyMax: list[float] = Field(default_factory=list)
+    publishDelayLatencyAvg: list[float] = Field(default_factory=list)
+    publishDelayLatency50pct: list[float] = Field(default_factory=list)
+    publishDelayLatency75pct: list[float] = Field(default_factory=list)
+    publishDelayLatency95pct: list[float] = Field(default_factory=list)
+    publishDelayLatency99pct: list[float] = Field(default_factory=list)
+    publishDelayLatency999pct: list[float] = Field(default_factory=list)
+    publishDelayLatency9999pct: list[float] = Field(default_factory=list)
+    publishDelayLatency99999pct: list[float] = Field(default_factory=list)
+    publishDelayLatencyMax: list[float] = Field(default_factory=list)
+    endToEndLatencyAvg: list[float] = Field(default_factory=list)
+    endToEndLatency50pct: list[float] = Field(default_factory=list)
+    endToEndLatency75pct: list[float] = Field(default_factory=list)
+    endToEndLatency95pct: list[float] = Field(default_factory=list)
+    endToEndLatency99pct: list[float] = Field(default_factory=list)
+    endToEndLatency999pct: list[float] = Field(default_factory=list)
+    endToEndLatency9999pct: list[float] = Field(default_factory=list)
+    endToEndLatency99999pct: list[float] = Field(default_factory=list)
+    endToEndLatencyMax: list[float] = Field(default_factory=list)
+    aggregatedPublishLatencyAvg: float = 0.0
+    aggregatedPublishLatency50pct: float = 0.0
+    aggregatedPublishLatency75pct: float = 0.0
+    aggregatedPublishLatency95pct: float = 0.0
+    aggregatedPublishLatency99pct: float = 0.0
+    aggregatedPublishLatency999pct: float = 0.0
+    aggregatedPublishLatency9999pct: float = 0.0
+    aggregatedPublishLatency99999pct: float = 0.0
+    aggregatedPublishLatencyMax: float = 0.0
+    aggregatedPublishLatencyQuantiles: dict[str, float] = Field(default_factory=dict)
+    aggregatedPublishDelayLatencyAvg: float = 0.0
+    aggregatedPublishDelayLatency50pct: float = 0.0
+    aggregatedPublishDelayLatency75pct: float = 0.0
+    aggregatedPublishDelayLatency95pct: float = 0.0
+    aggregatedPublishDelayLatency99pct: float = 0.0
+    aggregatedPublishDelayLatency999pct: float = 0.0
+    aggregatedPublishDelayLatency9999pct: float = 0.0
+    aggregatedPublishDelayLatency99999pct: float = 0.0
+    aggregatedPublishDelayLatencyMax: float = 0.0
+    aggregatedPublishDelayLatencyQuantiles: dict[str, float] = Field(default_factory=dict)
+    aggregatedEndToEndLatencyAvg: float = 0.0
+    aggregatedEndToEndLatency50pct: float = 0.0
+    aggregatedEndToEndLatency75pct: float = 0.0
+    aggregatedEndToEndLatency95pct: float = 0.0
+    aggregatedEndToEndLatency99pct: float = 0.0
+    aggregatedEndToEndLatency999pct: float = 0.0
+    aggregatedEndToEndLatency9999pct: float = 0.0
+    aggregatedEndToEndLatency99999pct: float = 0.0
+    aggregatedEndToEndLatencyMax: float = 0.0
+    aggregatedEndToEndLatencyQuantiles: dict[str, float] = Field(default_factory=dict)
     # our breakdown
     counts: Counts
     counts_by_entry: dict[str, EntryCounts]
