@@ -47,6 +47,8 @@ def run(
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
     drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
+    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
+    rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from .display import LiveProgress, summary_table
@@ -54,7 +56,7 @@ def run(
     from .run import run as run_scenario
 
     loaded = _load(scenario, seed)
-    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout)
+    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier)
     try:
         with LiveProgress(console) as live:
             result, run_dir = _run_async(run_scenario(options, live.update))
@@ -64,8 +66,13 @@ def run(
     console.print(summary_table(result))
     ok = result.conservation.ok
     console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
+    for v in result.slos:
+        mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
+        measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
+        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False)
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}")
-    raise typer.Exit(0 if ok else 1)
+    slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
+    raise typer.Exit(0 if ok and not slo_failed else 1)
 
 
 def _run_async(coro):

@@ -28,6 +28,7 @@ from . import metrics
 from .broker import EmbeddedBroker
 from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes
+from .slos import judge
 from .status import StatusReader
 from .topology import create_topics, topic_plan
 
@@ -48,6 +49,7 @@ class RunOptions:
     workers: int = 1
     drain_timeout: float = 30.0
     ready_timeout: float = 60.0
+    rate_multiplier: float = 1.0
 
 
 @dataclass
@@ -144,7 +146,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
-        producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed))
+        producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed),
+                          "--rate-multiplier", str(options.rate_multiplier))
         reports = Reports(producers={}, consumers={})
         # counts start at zero when publishing starts
         reports.publish_samples.append((0.0, 0))
@@ -224,6 +227,9 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         )
         where = "Tansu (embedded, memory)" if broker is not None else f"Kafka at {bootstrap}"
         result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
+        result.slos = judge(scenario, result, {name: f["e2e"] for name, f in reports.consumers.get("flows", {}).items()})
+        for verdict in result.slos:
+            metrics.SLO_STATUS.labels(p, verdict.name).set(1 if verdict.passed else 0)
         (run_dir / "result.json").write_text(result.model_dump_json(indent=2, by_alias=True), encoding="utf-8")
         metrics.SLO_STATUS.labels(p, "conservation").set(1 if result.conservation.ok else 0)
         metrics.RUN_UNACCOUNTED_OUTCOMES.labels(p).set(result.counts.unaccounted)

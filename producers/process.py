@@ -49,9 +49,10 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
     ]
 
 
-async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, run_id: str = "") -> PublishStats:
+async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, run_id: str = "",
+              rate_multiplier: float = 1.0) -> PublishStats:
     stats = PublishStats()
-    publishers = build_publishers(scenario, bootstrap, seed, stats, run_id)
+    publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
     reporter = None
     try:
         await asyncio.gather(*(p.start() for p in publishers))
@@ -95,13 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
+    parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
-        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id))
+        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier))
     except Exception as exc:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise

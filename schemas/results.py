@@ -89,6 +89,14 @@ class WorkflowResult(_Model):
     time_ms: Quantiles
 
 
+class SloVerdict(_Model):
+    name: str
+    metric: str
+    target: str = Field(description="e.g. '≤ 200' or '≥ 0.99'")
+    measured: float | None = Field(description="None when nothing was measured (no records on the flows named)")
+    passed: bool
+
+
 class Conservation(_Model):
     ok: bool
     message: str
@@ -195,4 +203,5 @@ class Result(_Model):
     one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
+    slos: list[SloVerdict] = Field(default_factory=list)
     run: RunInfo

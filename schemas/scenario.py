@@ -312,6 +312,25 @@ class Workflow(_Model):
     steps: tuple[Identifier, ...] = Field(min_length=1)
 
 
+class SLO(_Model):
+    """A service-level objective the run is judged against (pass or fail, with the value)."""
+
+    name: str
+    metric: Literal[
+        "e2e_p50_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "publish_delay_p99_ms",
+        "denied_rate", "dead_letter_rate", "unaccounted", "delivered_per_s", "verification_rate", "workflow_p99_ms",
+    ]
+    max: float | None = Field(default=None, description="the measured value must not exceed this")
+    min: float | None = Field(default=None, description="the measured value must reach at least this")
+    entries: tuple[Identifier, ...] | None = Field(default=None, description="flows of these entries only (latency, rates)")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> SLO:
+        if (self.max is None) == (self.min is None):
+            raise ValueError("give exactly one of max or min")
+        return self
+
+
 class NegativeList(_Model):
     """负面清单: entries and items never shared, whatever an entry or subscription says."""
 
@@ -353,6 +372,7 @@ class Scenario(_Model):
     negative_list: NegativeList = Field(default_factory=lambda: NegativeList(), description="负面清单: never shared")
     responsibilities: tuple[Responsibility, ...] = Field(default=(), description="责任清单: items a department must provide")
     reactions: tuple[Reaction, ...] = ()
+    slos: tuple[SLO, ...] = ()
     workflows: tuple[Workflow, ...] = ()
 
     @model_validator(mode="after")

@@ -145,3 +145,23 @@ def test_python_dash_m_exchange_works(argv):
     done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
+
+
+def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_path):
+    """The demo's SLOs, plus one no exchange can meet; at a tenth of the rate."""
+    text = (ROOT / "exchange" / "presets" / "demo.yaml").read_text(encoding="utf-8")
+    text = text.replace("slos:\n", "slos:\n  - {name: impossible, metric: e2e_p50_ms, max: 0.001}\n"
+                                   "  - {name: never reached, metric: delivered_per_s, min: 1000000}\n", 1)
+    scenario = tmp_path / "demo-slos.yaml"
+    scenario.write_text(text, encoding="utf-8")
+    out = tmp_path / "slo-run"
+    done = subprocess.run([sys.executable, "-m", "exchange", "run", str(scenario), "--duration", "3", "--out", str(out),
+                           "--rate-multiplier", "0.1", "--fail-on-slo"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = Result.model_validate_json((out / "result.json").read_text())
+    verdicts = {v.name: v for v in result.slos}
+    assert not verdicts["impossible"].passed and verdicts["impossible"].measured > 0.001
+    assert not verdicts["never reached"].passed
+    assert verdicts["every record accounted for"].passed and verdicts["every record accounted for"].measured == 0
+    assert "SLO FAIL impossible" in done.stdout
+    assert 600 < result.counts.produced < 1200  # 2,870/s × 0.1 × 3 s
