@@ -205,7 +205,7 @@ def base_layout(fig: go.Figure, title: str, height: int = 380, **kw: Any) -> go.
         colorway=COLORS,
         height=height,
         margin={"l": 60, "r": 20, "t": 48, "b": 48},
-        legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
+        legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0, "font": {"size": 11}, "traceorder": "normal"},
         hoverlabel={"font": {"family": FONT}},
         paper_bgcolor="white",
         plot_bgcolor="white",
@@ -238,11 +238,11 @@ def fig_rates(runs: list[tuple[str, dict[str, Any]]]) -> go.Figure:
                                      mode="lines", line={"color": "#94a3b8", "width": 1}, fill="tozeroy",
                                      fillcolor="rgba(148,163,184,0.18)"))
     base_layout(fig, "Throughput over time")
-    fig.update_xaxes(title_text="seconds since start")
+    fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="records/s", rangemode="tozero")
     if any(d.yaxis == "y2" for d in fig.data):
-        fig.update_layout(yaxis2={"title": "backlog", "overlaying": "y", "side": "right", "showgrid": False,
-                                  "rangemode": "tozero"})
+        fig.update_layout(yaxis2={"title": "backlog, records", "overlaying": "y", "side": "right", "showgrid": False,
+                                  "rangemode": "tozero", "tickformat": ",.0f", "nticks": 6})
     return fig
 
 
@@ -275,25 +275,24 @@ def fig_latency_time(r: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=interval_x(r, len(ys)), y=ys, name=name, mode="lines", line=line,
                                  connectgaps=False, hovertemplate="%{y:.1f} ms at %{x} s<extra>" + html.escape(name) + "</extra>"))
     base_layout(fig, "Latency over time (per interval)")
-    fig.update_xaxes(title_text="seconds since start")
+    fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="ms", rangemode="tozero")
     return fig
 
 
 def percentile_axes(fig: go.Figure, title: str, height: int = 400) -> go.Figure:
     base_layout(fig, title, height=height)
-    ticks = [1, 2, 10, 100, 1e3, 1e4, 1e5, MAX_X]
-    labels = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%", "max"]
-    fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels, title_text="percentile",
-                     range=[0, math.log10(MAX_X) + 0.08])
-    fig.update_yaxes(type="log", title_text="latency, ms (log)")
+    ticks = [2, 10, 100, 1e3, 1e4, 1e5, MAX_X]
+    labels = ["p50", "p90", "p99", "p99.9", "p99.99", "p99.999", "max"]
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels, range=[0, math.log10(MAX_X) + 0.08])
+    fig.update_yaxes(title_text="latency, ms", rangemode="tozero")
     return fig
 
 
 def curve_trace(points: list[tuple[float, float]], name: str, **line: Any) -> go.Scatter:
     return go.Scatter(
         x=[pct_to_x(p) for p, _ in points], y=[v for _, v in points], name=name, mode="lines+markers",
-        line={"shape": "hv" if len(points) > 12 else "linear", **line}, marker={"size": 4},
+        line=line, marker={"size": 4},
         text=[pct_label(p) for p, _ in points],
         hovertemplate="%{text}: %{y:.2f} ms<extra>" + html.escape(name) + "</extra>")
 
@@ -312,25 +311,32 @@ def fig_percentiles(r: dict[str, Any]) -> go.Figure | None:
             fig.add_trace(curve_trace(pts, flow_label(flow, name), color=COLORS[i % len(COLORS)], width=1.4))
     if not fig.data:
         return None
-    return percentile_axes(fig, "Latency distribution (percentile plot)", height=420)
+    return percentile_axes(fig, "Latency distribution: percentile plot (each 9 a decade)", height=420)
 
 
 def fig_flow_latency(r: dict[str, Any], names: Names) -> go.Figure | None:
+    """One row per flow: a bar from p50 to max, dots at p50, p99, p99.9 and max."""
     flows = delivered_flows(r)
     if not flows:
         return None
     labels = [flow_label(f, n) for n, f in flows]
     hover = [f"{names.entry(f.get('entry', ''))} → {names.dept(f.get('consumer', ''))}" for _, f in flows]
+    q = [f.get("end_to_end_ms") or {} for _, f in flows]
     fig = go.Figure()
-    for key, name, color in (("50pct", "p50", "#93c5fd"), ("99pct", "p99", "#2563eb"),
-                             ("999pct", "p99.9", "#1e3a8a"), ("max", "max", "#f97316")):
-        fig.add_trace(go.Bar(y=labels, x=[(f.get("end_to_end_ms") or {}).get(key) for _, f in flows], name=name,
-                             orientation="h", marker_color=color, customdata=hover,
-                             hovertemplate="%{customdata}<br>" + name + ": %{x:.1f} ms<extra></extra>"))
-    base_layout(fig, "End-to-end latency per flow", height=max(320, 110 + 24 * len(flows)), barmode="group",
-                bargap=0.25, bargroupgap=0.05)
-    fig.update_xaxes(type="log", title_text="ms (log)")
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    xs, ys = [], []
+    for label, qq in zip(labels, q):
+        xs += [qq.get("50pct"), qq.get("max"), None]
+        ys += [label, label, None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#cbd5e1", "width": 6}, showlegend=False,
+                             hoverinfo="skip"))
+    for key, name, color, size in (("50pct", "p50", "#60a5fa", 11), ("99pct", "p99", "#1d4ed8", 11),
+                                   ("999pct", "p99.9", "#1e3a8a", 9), ("max", "max", "#f97316", 9)):
+        fig.add_trace(go.Scatter(x=[qq.get(key) for qq in q], y=labels, name=name, mode="markers",
+                                 marker={"color": color, "size": size, "line": {"color": "white", "width": 1}},
+                                 customdata=hover, hovertemplate="%{customdata}<br>" + name + ": %{x:.1f} ms<extra></extra>"))
+    base_layout(fig, "End-to-end latency per flow: p50 · p99 · p99.9 · max", height=max(320, 120 + 30 * len(flows)))
+    fig.update_xaxes(ticksuffix=" ms", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=True)
     fig.update_layout(margin={"l": 10})
     return fig
 
@@ -339,7 +345,7 @@ def fig_outcomes(r: dict[str, Any], names: Names) -> go.Figure | None:
     flows = sorted((r.get("flows") or {}).items(), key=lambda kv: flow_label(kv[1], kv[0]))
     if not flows:
         return None
-    title = "Outcomes per flow: delivered, masked, denied by reason"
+    title = "Outcomes per flow (records × subscription): delivered, denied by reason"
     if len(flows) > MAX_BARS:
         flows = sorted(flows, key=lambda kv: -(kv[1].get("delivered", 0) + kv[1].get("denied", 0)))[:MAX_BARS]
         title += f" (the {MAX_BARS} busiest of {len(r['flows'])})"
@@ -354,12 +360,13 @@ def fig_outcomes(r: dict[str, Any], names: Names) -> go.Figure | None:
         fig.add_trace(go.Bar(y=labels, x=[(f.get("denied_by_reason") or {}).get(reason, 0) for _, f in flows],
                              name=f"denied: {reason}", orientation="h", marker_color=REASON_COLORS[i % len(REASON_COLORS)],
                              customdata=hover, hovertemplate="%{customdata}<br>" + reason + ": %{x:,}<extra></extra>"))
-    if any(isinstance(f.get("masked"), int) for _, f in flows):  # masked deliveries are a subset of delivered
+    if any(isinstance(f.get("masked"), int) for _, f in flows):
+        title = title.replace("delivered,", "delivered (| masked),")  # masked deliveries are a subset of delivered
         fig.add_trace(go.Scatter(y=labels, x=[f.get("masked", 0) for _, f in flows], name="of which masked",
                                  mode="markers", marker={"symbol": "line-ns-open", "size": 16, "color": "#0f172a",
                                                          "line": {"width": 2}}))
     base_layout(fig, title, height=max(300, 120 + 26 * len(flows)), barmode="stack", bargap=0.3)
-    fig.update_xaxes(title_text="outcomes (records × subscription)")
+    fig.update_xaxes(tickformat=",")
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_layout(margin={"l": 10})
     return fig
@@ -401,21 +408,23 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
                 continue
             d, n = cell["delivered"], cell["denied"]
             z[-1].append(math.log10(d + 1))
-            text[-1].append(f"{d:,}" + (f"<br><span style='font-size:10px'>✕ {n:,}</span>" if n else ""))
+            text[-1].append(f"<b>{d:,}</b>" + (f"<br>✕ {n:,}" if n else ""))
             hover[-1].append(f"{row} → {col}<br>delivered {d:,} · denied {n:,}<br>{'、'.join(sorted(set(cell['entries'])))}")
     top = max((v for line in z for v in line if v is not None), default=1.0) or 1.0
     ticks = [t for t in range(0, int(top) + 1)]
     fig = go.Figure(go.Heatmap(
         z=z, x=cols, y=rows, text=text, texttemplate="%{text}", customdata=hover,
-        hovertemplate="%{customdata}<extra></extra>", colorscale=[[0, "#eff6ff"], [0.5, "#60a5fa"], [1, "#1e3a8a"]],
+        hovertemplate="%{customdata}<extra></extra>", colorscale=[[0, "#eff6ff"], [0.5, "#93c5fd"], [1, "#2563eb"]],
+        textfont={"size": 13},
         zmin=0, zmax=top, xgap=3, ygap=3,
         colorbar={"title": {"text": "delivered"}, "tickvals": ticks, "ticktext": [f"{10 ** t:,}" for t in ticks],
                   "thickness": 12}))
     label = "providing department" if names.known else "entry (no scenario.json: rows by entry)"
     base_layout(fig, "Flows between departments: delivered (✕ denied)",
                 height=max(300, 150 + 46 * len(rows)))
-    fig.update_xaxes(title_text="consuming department", side="bottom", showgrid=False, automargin=True, tickangle=-30)
-    fig.update_yaxes(title_text=label, autorange="reversed", showgrid=False, automargin=True)
+    fig.update_xaxes(title_text="consuming department", side="bottom", showgrid=False, automargin=True,
+                     tickfont={"size": 13})
+    fig.update_yaxes(title_text=label, autorange="reversed", showgrid=False, automargin=True, tickfont={"size": 13})
     return fig
 
 
@@ -433,12 +442,14 @@ h1 small { font-weight:400; color:var(--muted); font-size:17px; margin-left:8px;
 h2 { font-size:17px; margin:28px 0 10px; }
 .meta { color:var(--muted); font-size:12.5px; display:flex; flex-wrap:wrap; gap:4px 16px; margin-top:6px; }
 .meta b { color:var(--ink); font-weight:600; }
-.verdict { border-radius:10px; padding:14px 18px; font-size:16px; font-weight:600; display:flex; gap:12px; align-items:center; margin:8px 0 16px; }
+.verdicts { display:grid; grid-template-columns:5fr 2fr; gap:12px; margin:8px 0 14px; }
+.verdict { border-radius:10px; padding:14px 18px; font-size:16px; font-weight:600; display:flex; gap:12px; align-items:center; }
+.verdict.none { background:white; color:var(--muted); border:1px solid var(--line); }
 .verdict.ok { background:#dcfce7; color:var(--ok); border:1px solid #86efac; }
 .verdict.bad { background:#fee2e2; color:var(--bad); border:1px solid #fca5a5; }
 .verdict .icon { font-size:24px; line-height:1; }
 .verdict .sub { font-weight:400; color:var(--ink); font-size:14px; }
-.kpis { display:grid; grid-template-columns:repeat(auto-fit, minmax(150px, 1fr)); gap:10px; margin-bottom:8px; }
+.kpis { display:grid; grid-template-columns:repeat(auto-fit, minmax(116px, 1fr)); gap:10px; margin-bottom:8px; }
 .kpi { background:white; border:1px solid var(--line); border-radius:10px; padding:10px 14px; }
 .kpi .v { font-size:22px; font-weight:700; font-variant-numeric:tabular-nums; }
 .kpi .l { color:var(--muted); font-size:12px; }
@@ -501,6 +512,18 @@ def verdict(result: dict[str, Any]) -> str:
             f'<div>{word}<div class="sub">{esc(cons.get("message", "no conservation check in this result"))}</div></div></div>')
 
 
+def slo_verdict(result: dict[str, Any]) -> str:
+    slos = result.get("slos")
+    if not isinstance(slos, list) or not slos:
+        return '<div class="verdict none"><span class="icon">–</span><div>SLOs<div class="sub">no SLOs declared</div></div></div>'
+    failed = [s.get("name", "?") for s in slos if not s.get("passed")]
+    if not failed:
+        return (f'<div class="verdict ok"><span class="icon">✓</span><div>All {len(slos)} SLOs met'
+                f'<div class="sub">{esc(", ".join(s.get("name", "?") for s in slos))}</div></div></div>')
+    return (f'<div class="verdict bad"><span class="icon">✕</span><div>{len(failed)} of {len(slos)} SLOs missed'
+            f'<div class="sub">{esc(", ".join(failed))}</div></div></div>')
+
+
 def run_meta(r: dict[str, Any]) -> str:
     run = r.get("run") or {}
     ready = ", ".join(f"{s:.1f} s" for s in run.get("router_ready_s") or [])
@@ -516,7 +539,6 @@ def run_meta(r: dict[str, Any]) -> str:
 
 def kpis(r: dict[str, Any]) -> str:
     c = r.get("counts") or {}
-    slos = r.get("slos")
     cards = [
         ("produced", fmt_int(c.get("produced")), False),
         ("delivered", fmt_int(c.get("delivered")), False),
@@ -525,26 +547,40 @@ def kpis(r: dict[str, Any]) -> str:
         ("unaccounted", fmt_int(c.get("unaccounted")), bool(c.get("unaccounted"))),
         ("mean publish rate, rec/s", fmt_int(round(mean(r.get("publishRate") or []) or 0)), False),
         ("mean consume rate, rec/s", fmt_int(round(mean(r.get("consumeRate") or []) or 0)), False),
-        ("end-to-end p50 / p99, ms", f"{fmt_ms(r.get('aggregatedEndToEndLatency50pct'))} / {fmt_ms(r.get('aggregatedEndToEndLatency99pct'))}", False),
+        ("end-to-end p50, ms", fmt_ms(r.get("aggregatedEndToEndLatency50pct")), False),
+        ("end-to-end p99, ms", fmt_ms(r.get("aggregatedEndToEndLatency99pct")), False),
         ("end-to-end max, ms", fmt_ms(r.get("aggregatedEndToEndLatencyMax")), False),
     ]
     if isinstance(c.get("masked"), int):
         cards.insert(2, ("masked", fmt_int(c["masked"]), False))
-    if isinstance(slos, list) and slos:
-        passed = sum(1 for s in slos if s.get("passed"))
-        cards.append(("SLOs passed", f"{passed} / {len(slos)}", passed < len(slos)))
     return '<div class="kpis">' + "".join(
         f'<div class="kpi{" warn" if warn else ""}"><div class="v">{esc(v)}</div><div class="l">{esc(label)}</div></div>'
         for label, v, warn in cards) + "</div>"
+
+
+def slo_unit(slo: dict[str, Any]) -> str:
+    if slo.get("unit"):
+        return str(slo["unit"])
+    metric = str(slo.get("metric", ""))
+    return "ms" if metric.endswith("_ms") else "records/s" if metric.endswith("_per_s") else "ratio" if metric.endswith("rate") else ""
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "—" if v is None else str(v)
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def slo_section(r: dict[str, Any]) -> str:
     slos = r.get("slos")
     if not isinstance(slos, list) or not slos:
         return '<div class="card" id="slos"><div class="note">no SLOs declared</div></div>'
-    rows = [[esc(s.get("name", "")), esc(s.get("target", "")), esc(s.get("measured", "")), esc(s.get("unit", "")),
+    rows = [[esc(s.get("name", "")), esc(s.get("metric", "")), esc(fmt_value(s.get("target"))),
+             esc(fmt_value(s.get("measured"))), esc(slo_unit(s)),
              '<span class="pass">✓ pass</span>' if s.get("passed") else '<span class="fail">✕ fail</span>'] for s in slos]
-    return '<div class="card" id="slos">' + table(["SLO", "target", "measured", "unit", "verdict"], rows) + "</div>"
+    return '<div class="card" id="slos">' + table(["SLO", "metric", "target", "measured", "unit", "verdict"], rows, left=2) + "</div>"
 
 
 def workflow_section(r: dict[str, Any]) -> str:
@@ -605,7 +641,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         '<header class="top"><div>',
         f"<h1>{esc(r.get('workload', 'result'))}<small>{esc(names.platform)}</small></h1>",
         run_meta(r), "</div></header>",
-        verdict(r), kpis(r),
+        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", kpis(r),
         "<h2>Throughput and latency</h2>",
         '<div class="grid">',
         chart(fig_rates([("", r)]), "chart-rates"),

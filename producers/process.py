@@ -33,6 +33,7 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     authority = scenario.authority
+    profiles = scenario.entry_profiles()
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
         copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
@@ -40,7 +41,7 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
             entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
         )
         by_dept.setdefault(entry.provider, []).append(
-            Schedule(entry_id, topics.ingress(entry_id), rate * rate_multiplier, factory)
+            Schedule(entry_id, topics.ingress(entry_id), rate * rate_multiplier, factory, profiles.get(entry_id))
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [

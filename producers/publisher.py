@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from schemas.envelope import (
     H_TRACE,
     SCHEMA_VERSION,
 )
+from schemas.scenario import LoadProfile
 
+from .profiles import RateSchedule
 from .records import RecordFactory
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,8 @@ class Schedule:
     topic: str
     rate: float
     factory: RecordFactory
-    total: int = 0
+    profile: LoadProfile | None = None
+    schedule: RateSchedule | None = None  # set by prepare(): the intended send times
     next_index: int = 0
     partitions: list[int] = field(default_factory=list)
     corpus: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)  # (key, value, partition)
@@ -131,9 +135,9 @@ class DepartmentPublisher:
 
     def prepare(self, duration_s: float) -> None:
         """Build each entry's corpus before the clock starts (see :data:`CORPUS_SIZE`)."""
-        for s in self.schedules:
-            s.total = int(duration_s * s.rate)
-            size = max(1, min(CORPUS_SIZE, s.total))
+        for n, s in enumerate(self.schedules):
+            s.schedule = RateSchedule(s.rate, duration_s, s.profile, random.Random(self.index * 1000 + n))
+            size = max(1, min(CORPUS_SIZE, s.schedule.expected_total))
             of = self._partitioner.of
             s.corpus = [(key, value, of(s.topic, key, s.partitions)) for key, value in s.factory.encoded(size)]
 
@@ -146,31 +150,25 @@ class DepartmentPublisher:
         """Publish every scheduled record with intended time in [start, start + duration)."""
         if any(not s.corpus for s in self.schedules):
             self.prepare(duration_s)
-        active = [s for s in self.schedules if s.total > 0]
+        active = list(self.schedules)
         while active:
-            now = time.time_ns()
+            elapsed = time.time_ns() - start_ns
             budget = MAX_RECORDS_PER_TICK
             batches: dict[tuple[str, int], list] = {}
-            next_due = None
             for s in active:
-                due = min(s.total, int((now - start_ns) * s.rate / 1e9) + 1)
-                n = min(due - s.next_index, budget)
+                n = min(s.schedule.due(elapsed) - s.next_index, budget)
                 if n > 0:
                     budget -= n
                     self._build(s, n, start_ns, batches)
-                if s.next_index < s.total:
-                    t = start_ns + int(s.next_index * 1e9 / s.rate)
-                    next_due = t if next_due is None else min(next_due, t)
             batches = {k: v for k, v in batches.items() if v}
             if batches:
                 await self._send(batches)
-            active = [s for s in active if s.next_index < s.total]
+            active = [s for s in active if not s.schedule.finished(s.next_index, elapsed)]
             while self._in_flight > MAX_IN_FLIGHT:
                 self._acked.clear()
                 await self._acked.wait()
-            if next_due is not None:
-                delay = (next_due - time.time_ns()) / 1e9
-                await asyncio.sleep(min(max(delay, TICK_S), 0.05) if budget > 0 else 0)
+            if active:
+                await asyncio.sleep(TICK_S if budget > 0 else 0)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -185,15 +183,15 @@ class DepartmentPublisher:
             (H_RUN, self._run),
         )
         lists = {p: batches.setdefault((s.topic, p), []) for p in s.partitions}
-        step = 1e9 / s.rate
+        offsets = s.schedule.offsets(s.next_index, n)
         corpus = s.corpus
         size = len(corpus)
         entry_id = s.entry_id
         prefix = b"%d." % self.index
         seq = self._seq
-        for i in range(s.next_index, s.next_index + n):
+        for i, offset in zip(range(s.next_index, s.next_index + n), offsets, strict=True):
             key, value, p = corpus[i % size]
-            intended = start_ns + int(i * step)
+            intended = start_ns + offset
             seq += 1
             headers = [(H_TRACE, prefix + b"%d" % seq), (H_INTENDED, b"%d" % intended), *tail]
             lists[p].append((key, value, headers, intended, entry_id))

@@ -283,12 +283,31 @@ class Platform(_Model):
     parent: Identifier | None = Field(default=None, description="the platform it cascades up to (级联)")
 
 
+class LoadProfile(_Model):
+    """How a producer's rate moves over the run. The rate given is the base: a ramp goes
+    from ``start``× to ``end``×; steps switch multiplier at fractions of the run; a burst
+    multiplies it for ``length`` (fraction of the run) from ``at``; diurnal compresses a
+    working day (night batch window, morning peak, lunch dip) into the run; poisson draws
+    exponential inter-arrival times; batch publishes ``rate × every`` rows at once every
+    ``every`` seconds (table and file exchange)."""
+
+    kind: Literal["constant", "poisson", "ramp", "steps", "burst", "diurnal", "batch"] = "constant"
+    start: float = Field(default=0.1, ge=0, description="ramp: multiplier at the start")
+    end: float = Field(default=1.0, ge=0, description="ramp: multiplier at the end")
+    steps: tuple[tuple[float, float], ...] = Field(default=(), description="steps: (fraction of the run, multiplier)")
+    at: float = Field(default=0.5, ge=0, lt=1, description="burst: where it starts, fraction of the run")
+    length: float = Field(default=0.1, gt=0, le=1, description="burst: how long, fraction of the run")
+    multiplier: float = Field(default=5.0, gt=0, description="burst: rate multiple during the burst")
+    every: float = Field(default=10.0, gt=0, description="batch: seconds between batches (the compressed update cycle)")
+
+
 class ProducerLoad(_Model):
     department: Identifier
     rate: float = Field(gt=0, le=10_000_000, description="records/s for the department, split over its entries")
     entries: tuple[Identifier, ...] | None = Field(
         default=None, min_length=1, description="entries to publish; all of its own when omitted"
     )
+    profile: LoadProfile | None = Field(default=None, description="shape of the rate over the run; constant when omitted")
 
 
 class Reaction(_Model):
@@ -423,6 +442,15 @@ class Scenario(_Model):
         for sub in self.subscriptions:
             out.setdefault(sub.entry, []).append(sub)
         return {k: tuple(v) for k, v in out.items()}
+
+    def entry_profiles(self) -> dict[str, LoadProfile]:
+        """The load profile of each entry a producer with a profile publishes."""
+        out: dict[str, LoadProfile] = {}
+        for load in self.load.producers:
+            if load.profile is not None:
+                for entry_id in load.entries or (e.id for e in self.catalogue if e.provider == load.department):
+                    out[entry_id] = load.profile
+        return out
 
     def entry_rates(self) -> dict[str, float]:
         """Records/s per entry: each producer's rate split evenly over its entries."""
