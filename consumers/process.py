@@ -44,6 +44,11 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
                    scenario.platform.id)
         for dept in departments
     ]
+    for s in subscribers:
+        limit = scenario.department_ids[s.department].consume_rate
+        if limit is not None:
+            s.consume_rate = limit
+            s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
     accountant = Accountant(topics, bootstrap, fanout(scenario), run_id)
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
     workflows = WorkflowTracker(scenario)

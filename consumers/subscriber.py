@@ -7,6 +7,7 @@ behind schedule, so a stalled producer cannot hide (see the README's latency not
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 
@@ -48,7 +49,10 @@ class Subscriber:
         self.listeners: list = []
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
-        self._positions: dict = {}  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
+        self._positions: dict = {}
+        self.consume_rate: float | None = None
+        self._next_read = 0.0
+        self._max_records: int | None = None  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
         self._run = run_id.encode()
         self.received = 0
         self.first_ns = 0
@@ -98,7 +102,11 @@ class Subscriber:
 
     async def poll(self, timeout_ms: int = 200) -> int:
         """Read what is there, record it; returns how many records were read."""
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        if self.consume_rate is not None:  # a department system that takes in only so much
+            wait = self._next_read - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         now = time.time_ns()
         n = 0
         seen_add = self._seen.add
@@ -134,6 +142,8 @@ class Subscriber:
                     e2e_metric.observe((now - int(sent)) / 1e9)
                 if intended is not None:
                     record_ns(flow.e2e_intended, now - int(intended))
+        if n and self.consume_rate is not None:
+            self._next_read = max(self._next_read, time.monotonic()) + n / self.consume_rate
         if n:
             self.received += n
             self.first_ns = self.first_ns or now

@@ -49,6 +49,8 @@ def run(
     drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
+    find_max_rate: Annotated[bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
+    slo_p99: Annotated[Optional[float], typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from .display import LiveProgress, summary_table
@@ -57,6 +59,9 @@ def run(
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier)
+    if find_max_rate:
+        _find_max_rate(options, slo_p99)
+        return
     try:
         with LiveProgress(console) as live:
             result, run_dir = _run_async(run_scenario(options, live.update))
@@ -73,6 +78,34 @@ def run(
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}")
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
+
+
+def _find_max_rate(options, slo_p99: Optional[float]) -> None:
+    from rich.table import Table
+
+    from .maxrate import find_max_rate
+    from .run import RunFailed, default_run_dir
+
+    objective = slo_p99 or next((s.max for s in options.scenario.slos if s.metric == "e2e_p99_ms" and s.max), 1000.0)
+    out = options.out or default_run_dir(options.scenario).with_name(f"{options.scenario.name}-maxrate")
+    out.mkdir(parents=True, exist_ok=True)
+    options.out = None
+    try:
+        found = _run_async(find_max_rate(options, out, objective, options.duration or 10.0,
+                                         say=lambda text: err.print(f"[dim]{text}[/dim]")))
+    except RunFailed as exc:
+        err.print(f"[red]run failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table(title=f"{options.scenario.name}: maximum sustainable rate (p99 ≤ {objective:g} ms, no backlog)")
+    for col in ("×", "offered/s", "held", "p99 ms", "drain s", "publish delay p99 ms", "why"):
+        table.add_column(col)
+    for t in found.trials:
+        table.add_row(f"{t.multiplier:g}", f"{t.offered_per_s:,.0f}", "yes" if t.held else "no", f"{t.e2e_p99_ms:.0f}",
+                      f"{t.drain_s:.1f}", f"{t.publish_delay_p99_ms:.0f}", t.why)
+    console.print(table)
+    console.print(f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s")
+    (out / "max-rate.json").write_text(json.dumps(found.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    console.print(f"trials and figures: {out / 'max-rate.json'}")
 
 
 def _run_async(coro):

@@ -420,11 +420,15 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
         colorbar={"title": {"text": "delivered"}, "tickvals": ticks, "ticktext": [f"{10 ** t:,}" for t in ticks],
                   "thickness": 12}))
     label = "providing department" if names.known else "entry (no scenario.json: rows by entry)"
+    big = len(rows) * len(cols) > 300  # too many cells to label: hover only
+    if big:
+        fig.update_traces(texttemplate=None, text=None, xgap=1, ygap=1)
     base_layout(fig, "Flows between departments: delivered (✕ denied)",
-                height=max(300, 150 + 46 * len(rows)))
+                height=max(300, 150 + (18 if big else 46) * len(rows)))
     fig.update_xaxes(title_text="consuming department", side="bottom", showgrid=False, automargin=True,
-                     tickfont={"size": 13})
-    fig.update_yaxes(title_text=label, autorange="reversed", showgrid=False, automargin=True, tickfont={"size": 13})
+                     tickfont={"size": 11 if big else 13})
+    fig.update_yaxes(title_text=label, autorange="reversed", showgrid=False, automargin=True,
+                     tickfont={"size": 11 if big else 13})
     return fig
 
 
@@ -485,11 +489,16 @@ def chart(fig: go.Figure | None, div_id: str, wide: bool = False, empty: str = "
     return f'<div class="{cls} chart">{body}</div>'
 
 
-def table(headers: list[str], rows: Iterable[list[Any]], left: int = 1, scroll: bool = False) -> str:
-    head = "".join(f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
+def table(headers: list[str], rows: Iterable[list[Any]], left: int = 1, scroll: bool = False,
+          last_left: bool = False) -> str:
+    """An HTML table; cells are HTML already (escape them), the first ``left`` columns align left."""
+    n = len(headers)
+
+    def cls(i: int) -> str:
+        return ' class="l"' if i < left or (last_left and i == n - 1) else ""
+
+    head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows)
     out = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return f'<div class="scroll">{out}</div>' if scroll else out
 
@@ -607,7 +616,7 @@ def onss_section(r: dict[str, Any]) -> str:
     return ('<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>'
             '<div class="card" id="one-source">' + table(
                 ["item", "verified", "conflicts", "unverified", "verification rate", "quality events", "by department"],
-                rows) + "</div>")
+                rows, last_left=True) + "</div>")
 
 
 def flow_table(r: dict[str, Any], names: Names) -> str:

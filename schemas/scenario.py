@@ -248,6 +248,9 @@ class Department(_Model):
     region: RegionCode | None = Field(default=None, description="the jurisdiction it serves; defaults to the platform's")
     kind: DepartmentKindField = DepartmentKind.local_bureau
     platform: Identifier | None = Field(default=None, description="the platform it attaches to; the main platform when omitted")
+    consume_rate: float | None = Field(
+        default=None, gt=0, description="records/s its system can take in at most (its consumer reads no faster)"
+    )
 
 
 class SubscriptionStatus(str, Enum):
