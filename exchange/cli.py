@@ -263,6 +263,41 @@ def revoke(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: B
 
 
 @app.command()
+def report(
+    result: Annotated[Path, typer.Argument(help="a run's result.json (scenario.json beside it adds department names)")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: report.html beside RESULT)")] = None,
+) -> None:
+    """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
+    from .report import ReportError, write_report
+
+    try:
+        path = write_report(result, output)
+    except ReportError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"report: {path}")
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="result.json of design A")],
+    b: Annotated[Path, typer.Argument(help="result.json of design B")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("compare.html"),
+) -> None:
+    """Two runs side by side: a table here, and an HTML page with the same table and overlaid charts."""
+    from .compare import run_compare
+    from .report import ReportError
+
+    try:
+        table, path = run_compare(a, b, output)
+    except ReportError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(table)
+    console.print(f"comparison: {path}")
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario presets."""
     for name in scenario_file.preset_names():

@@ -15,10 +15,30 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .report import (COLORS, Names, aggregated_curve, base_layout, chart, curve_trace, delivered_flows, esc,
-                     fig_rates, flow_label, fmt_int, fmt_ms, fmt_value, interval_x, load_result,
-                     load_scenario_beside, mean, nonempty_list, page, percentile_axes, run_meta, slo_verdict, table,
-                     verdict)
+from .report import (
+    Names,
+    aggregated_curve,
+    base_layout,
+    chart,
+    curve_trace,
+    delivered_flows,
+    esc,
+    fig_rates,
+    flow_label,
+    fmt_int,
+    fmt_ms,
+    fmt_value,
+    interval_x,
+    load_result,
+    load_scenario_beside,
+    mean,
+    nonempty_list,
+    page,
+    percentile_axes,
+    run_meta,
+    slo_verdict,
+    verdict,
+)
 
 LATENCY = [("Avg", "mean"), ("50pct", "p50"), ("75pct", "p75"), ("95pct", "p95"), ("99pct", "p99"),
            ("999pct", "p99.9"), ("9999pct", "p99.99"), ("Max", "max")]
@@ -258,8 +278,8 @@ def build_compare_html(a: dict[str, Any], b: dict[str, Any], scenario_a: dict[st
     rates = fig_rates([(la, a), (lb, b)])
     rates.update_layout(title={"text": "Throughput over time, A (solid) against B (dashed)"})
     body = [
-        f"<header class=\"top\"><div><h1>{esc(a.get('workload', '?'))} <small>against</small> "
-        f"{esc(b.get('workload', '?'))}</h1></div></header>",
+        (f"<header class=\"top\"><div><h1>{esc(a.get('workload', '?'))} <small>against</small> "
+         f"{esc(b.get('workload', '?'))}</h1></div></header>"),
         '<div class="grid">', _run_card(a, la, scenario_a, paths[0]), _run_card(b, lb, scenario_b, paths[1]), "</div>",
         "<h2>Throughput and latency</h2>", '<div class="grid">',
         chart(rates, "chart-rates"),
@@ -273,8 +293,8 @@ def build_compare_html(a: dict[str, Any], b: dict[str, Any], scenario_a: dict[st
                    la, lb, "comparison"),
         html_table([s for s in sections if s.title.startswith(("latency", "per flow"))], la, lb, "comparison-latency"),
         "</div>",
-        "<footer>exchange compare · B vs A: relative change; green where lower latency or fewer losses, red where "
-        "worse (changes under 5 % are not judged)</footer>",
+        ("<footer>exchange compare · B vs A: relative change; green where lower latency or fewer losses, red where "
+         "worse (changes under 5 % are not judged)</footer>"),
     ]
     return page(f"{la} vs {lb} · exchange compare", "\n".join(body))
 

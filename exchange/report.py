@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 import plotly.graph_objects as go
@@ -30,7 +31,8 @@ MAX_BARS = 40  # flows in the outcome chart
 COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
           "#4b5563", "#65a30d", "#7c3aed", "#0d9488"]
 REASON_COLORS = ["#f97316", "#ef4444", "#a855f7", "#eab308", "#64748b", "#be123c", "#0ea5e9"]
-CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+CONFIG = {"displaylogo": False, "responsive": True,
+          "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "pan2d"]}
 ESSENTIAL = {"workload", "counts", "flows", "conservation"}
 
 
@@ -319,6 +321,10 @@ def fig_flow_latency(r: dict[str, Any], names: Names) -> go.Figure | None:
     flows = delivered_flows(r)
     if not flows:
         return None
+    title = "End-to-end latency per flow: p50 · p99 · p99.9 · max"
+    if len(flows) > MAX_BARS:
+        title += f" (the {MAX_BARS} slowest at p99 of {len(flows)})"
+        flows = sorted(worst_flows(r, MAX_BARS), key=lambda kv: flow_label(kv[1], kv[0]))
     labels = [flow_label(f, n) for n, f in flows]
     hover = [f"{names.entry(f.get('entry', ''))} → {names.dept(f.get('consumer', ''))}" for _, f in flows]
     q = [f.get("end_to_end_ms") or {} for _, f in flows]
@@ -334,7 +340,7 @@ def fig_flow_latency(r: dict[str, Any], names: Names) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=[qq.get(key) for qq in q], y=labels, name=name, mode="markers",
                                  marker={"color": color, "size": size, "line": {"color": "white", "width": 1}},
                                  customdata=hover, hovertemplate="%{customdata}<br>" + name + ": %{x:.1f} ms<extra></extra>"))
-    base_layout(fig, "End-to-end latency per flow: p50 · p99 · p99.9 · max", height=max(320, 120 + 30 * len(flows)))
+    base_layout(fig, title, height=max(320, 120 + 30 * len(flows)))
     fig.update_xaxes(ticksuffix=" ms", rangemode="tozero")
     fig.update_yaxes(autorange="reversed", automargin=True, showgrid=True)
     fig.update_layout(margin={"l": 10})
@@ -411,7 +417,7 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
             text[-1].append(f"<b>{d:,}</b>" + (f"<br>✕ {n:,}" if n else ""))
             hover[-1].append(f"{row} → {col}<br>delivered {d:,} · denied {n:,}<br>{'、'.join(sorted(set(cell['entries'])))}")
     top = max((v for line in z for v in line if v is not None), default=1.0) or 1.0
-    ticks = [t for t in range(0, int(top) + 1)]
+    ticks = [t for t in range(int(top) + 1)]
     fig = go.Figure(go.Heatmap(
         z=z, x=cols, y=rows, text=text, texttemplate="%{text}", customdata=hover,
         hovertemplate="%{customdata}<extra></extra>", colorscale=[[0, "#eff6ff"], [0.5, "#93c5fd"], [1, "#2563eb"]],
@@ -463,7 +469,7 @@ h2 { font-size:17px; margin:28px 0 10px; }
 .card.wide { grid-column:1 / -1; }
 .note { color:var(--muted); font-size:13px; padding:14px 12px; }
 table { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; font-size:13px; }
-th, td { padding:6px 10px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
+th, td { padding:6px 8px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
 th { color:var(--muted); font-weight:600; background:#f8fafc; position:sticky; top:0; }
 td.l, th.l { text-align:left; }
 tr:last-child td { border-bottom:none; }
@@ -627,14 +633,16 @@ def flow_table(r: dict[str, Any], names: Names) -> str:
         provider = names.provider(entry)
         q = f.get("end_to_end_ms") or {}
         lat = [fmt_ms(q.get(k)) if f.get("delivered") else "—" for k in ("50pct", "99pct", "999pct", "max")]
+        ec = by_entry.get(entry) or {}  # an entry's dead letters count once per subscription
         denied = ", ".join(f"{k} {v:,}" for k, v in sorted((f.get("denied_by_reason") or {}).items()))
         rows.append([esc(flow_label(f, name)), esc(names.entry(entry)),
                      esc(f"{names.dept(provider)} → {names.dept(consumer)}" if provider else names.dept(consumer)),
-                     fmt_int((by_entry.get(entry) or {}).get("produced")), fmt_int(f.get("delivered")),
-                     fmt_int(f.get("denied")), esc(denied), fmt_int(round(f.get("records_per_s", 0))), *lat])
+                     fmt_int(ec.get("produced")), fmt_int(f.get("delivered")), fmt_int(f.get("denied")), esc(denied),
+                     fmt_int(ec.get("dead_lettered", 0) // max(1, ec.get("subscriptions", 1)) if ec else None),
+                     fmt_int(round(f.get("records_per_s", 0))), *lat])
     return '<div class="card">' + table(
         ["flow (entry → consumer)", "entry", "departments", "produced", "delivered", "denied", "denied by reason",
-         "rec/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"], rows, left=3, scroll=True) + "</div>"
+         "dead", "rec/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"], rows, left=3, scroll=True) + "</div>"
 
 
 def title_of(r: dict[str, Any], names: Names) -> str:
@@ -668,8 +676,8 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         "<h2>Service-level objectives</h2>", slo_section(r),
         workflow_section(r), onss_section(r),
         "<h2>Flows</h2>", flow_table(r, names),
-        "<footer>exchange report · latencies in ms (publish delay converted from µs) · "
-        "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>",
+        ("<footer>exchange report · latencies in ms (publish delay converted from µs) · "
+         "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>"),
     ]
     return page(f"{title_of(r, names)} · exchange report", "\n".join(body))
 
