@@ -44,7 +44,9 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
                    scenario.platform.id)
         for dept in departments
     ]
+    cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for s in subscribers:
+        s.cycles = cycles
         limit = scenario.department_ids[s.department].consume_rate
         if limit is not None:
             s.consume_rate = limit
@@ -87,6 +89,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     for s in subscribers:
         for name, f in s.flows.items():
             flows[name] = {
+                "within_cycle": f.within_cycle,
                 "delivered": f.delivered,
                 "duplicates": f.duplicates,
                 "e2e": encode(f.e2e),
@@ -138,6 +141,8 @@ def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
         "dead_lettered": accountant.dead_outcomes,
         "dead_letter_records": sum(accountant.dead_letters.values()),
         "audited_deliveries": accountant.audited_deliveries,
+        "conflicts": sum(accountant.quality_events.values()),
+        "lag": {s.department: s.lag() for s in subscribers},
     }
 
 

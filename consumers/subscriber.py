@@ -24,9 +24,10 @@ from .dedupe import SeenSet
 class FlowStats:
     """What one subscription (entry → consumer) received."""
 
-    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval")
+    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval", "within_cycle")
 
     def __init__(self) -> None:
+        self.within_cycle = 0  # batch records delivered before their next update cycle
         self.interval: list[int] = []  # this interval's end-to-end samples, ns
         self.delivered = 0
         self.duplicates = 0
@@ -51,6 +52,7 @@ class Subscriber:
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
         self.consume_rate: float | None = None
+        self.cycles: dict[str, int] = {}  # batch entries: update cycle, ns
         self._next_read = 0.0
         self._max_records: int | None = None  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
         self._run = run_id.encode()
@@ -142,6 +144,10 @@ class Subscriber:
                     e2e_metric.observe((now - int(sent)) / 1e9)
                 if intended is not None:
                     record_ns(flow.e2e_intended, now - int(intended))
+                    if self.cycles:
+                        cycle = self.cycles.get(h.get(H_ENTRY, b"").decode())
+                        if cycle is not None and now - int(intended) <= cycle:
+                            flow.within_cycle += 1
         if n and self.consume_rate is not None:
             self._next_read = max(self._next_read, time.monotonic()) + n / self.consume_rate
         if n:

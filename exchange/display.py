@@ -41,6 +41,10 @@ class LiveProgress:
         table.add_row("consume rate", f"{p.consume_rate:,.0f} records/s")
         table.add_row("produced", f"{p.produced:,}")
         table.add_row("delivered / denied / dead-lettered", f"{p.delivered:,} / {p.denied:,} / {p.dead_lettered:,}")
+        table.add_row("lag: router / subscribers", f"{p.router_lag:,} / {p.consumer_lag:,} records")
+        table.add_row("end-to-end p99, last second", f"{p.p99_ms:,.1f} ms")
+        if p.conflicts:
+            table.add_row("一数一源 conflicts", f"{p.conflicts:,}")
         if p.expected:
             table.add_row("still to account for", f"{p.expected - p.delivered - p.denied - p.dead_lettered:,}")
         if p.duplicates:

@@ -130,7 +130,10 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         **_series("publishDelayLatency", [i.get("publish_delay_us", {}) for i in reports.publish_intervals]),
         **_series("endToEndLatency", [i.get("e2e", {}) for i in reports.consume_intervals]),
     }
+    batch_entries = {e for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for name, flow in flows.items():
+        if flow.entry in batch_entries and flow.delivered:
+            flow.within_cycle_share = round(flows_raw.get(name, {}).get("within_cycle", 0) / flow.delivered, 4)
         per = [i.get("flow_latency", {}).get(name) for i in reports.consume_intervals]
         flow.interval_p50_ms = [p["50pct"] if p else None for p in per]
         flow.interval_p99_ms = [p["99pct"] if p else None for p in per]
@@ -146,6 +149,10 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         publishErrorRate=rates(reports.error_samples),
         consumeRate=rates(reports.consume_samples),
         backlog=reports.backlog,
+        consumer_lag={
+            dept: [i.get("lag", {}).get(dept, 0) for i in reports.consume_intervals]
+            for dept in sorted({d for i in reports.consume_intervals for d in i.get("lag", {})})
+        },
         **omb,
         counts=counts,
         counts_by_entry=by_entry,

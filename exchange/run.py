@@ -67,6 +67,10 @@ class Progress:
     dead_lettered: int = 0
     expected: int = 0
     duplicates: int = 0
+    router_lag: int = 0
+    consumer_lag: int = 0
+    p99_ms: float = 0.0  # end to end, last interval
+    conflicts: int = 0
 
 
 @dataclass
@@ -178,10 +182,14 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     progress.delivered, progress.denied = e["delivered"], e["denied"]
                     progress.dead_lettered, progress.duplicates = e["dead_lettered"], e["duplicates"]
                     reactions, pending_reactions = e.get("reactions_produced", {}), e.get("reactions_pending", 0)
+                    progress.consumer_lag = sum(e.get("lag", {}).values())
+                    progress.p99_ms = e.get("e2e", {}).get("99pct", progress.p99_ms)
+                    progress.conflicts = e.get("conflicts", 0)
             for r in routers:
                 for e in r.read():
                     if e["event"] == "stats":
                         routed[r.name] = e.get("lag", 0)
+                        progress.router_lag = sum(routed.values())
             progress.elapsed = time.monotonic() - t0
             _progress_metrics(p, progress)
             progress.publish_rate = _last_rate(reports.publish_samples)

@@ -65,6 +65,7 @@ class FlowResult(_Model):
     records_per_s: float
     end_to_end_ms: Quantiles = Field(description="receive − send time")
     end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time")
+    within_cycle_share: float | None = Field(default=None, description="batch entries: share delivered within their update cycle")
     interval_p50_ms: list[float | None] = Field(default_factory=list, description="per consumer interval; null: nothing arrived")
     interval_p99_ms: list[float | None] = Field(default_factory=list)
 
@@ -138,6 +139,7 @@ class Result(_Model):
     publishErrorRate: list[float] = Field(default_factory=list)
     consumeRate: list[float]
     backlog: list[int] = Field(default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)")
+    consumer_lag: dict[str, list[int]] = Field(default_factory=dict, description="per delivery topic (department), per interval")
     publishLatencyAvg: list[float] = Field(default_factory=list)
     publishLatency50pct: list[float] = Field(default_factory=list)
     publishLatency75pct: list[float] = Field(default_factory=list)

@@ -341,6 +341,7 @@ class SLO(_Model):
     metric: Literal[
         "e2e_p50_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "publish_delay_p99_ms",
         "denied_rate", "dead_letter_rate", "unaccounted", "delivered_per_s", "verification_rate", "workflow_p99_ms",
+        "batch_within_cycle",
     ]
     max: float | None = Field(default=None, description="the measured value must not exceed this")
     min: float | None = Field(default=None, description="the measured value must reach at least this")
