@@ -134,6 +134,7 @@ def bench(
     out: Annotated[Optional[Path], typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
     policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
+    find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -147,7 +148,7 @@ def bench(
 
             figures = run_policy_bench()
         else:
-            figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds), say))
+            figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max), say))
     except BenchFailed as exc:
         err.print(f"[red]bench failed:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -5,6 +5,11 @@ the scenario's rates, doubling until a trial fails, then bisecting between the l
 that held and the first that did not. A trial holds when every record is accounted for
 soon after publishing stops (no backlog left to drain: nothing fell behind anywhere, the
 router or any subscriber) and the end-to-end p99 stays within the objective.
+
+On the embedded broker every trial runs on a broker of its own, so a failed trial's
+backlog cannot slow the next one down. On a cluster (``--bootstrap``) the trials share
+consumer groups: a trial that failed leaves backlog the next one must get through first,
+which makes the search err on the low side.
 """
 
 from __future__ import annotations
