@@ -11,8 +11,8 @@ import asyncio
 import signal
 from pathlib import Path
 
-from exchange.latency import encode, sample_quantiles
 from exchange import metrics
+from exchange.latency import encode, sample_quantiles
 from exchange.status import StatusWriter
 from producers.process import entity_pool
 from schemas.envelope import Topics

@@ -21,18 +21,7 @@ from aiokafka import AIOKafkaProducer
 from exchange.batching import BatchSender
 from exchange.latency import new_histogram, record_ns
 from producers.records import EntityPool, RecordFactory
-from schemas.envelope import (
-    H_ENTRY,
-    H_INTENDED,
-    H_ORIGIN,
-    H_RUN,
-    H_SCHEMA,
-    H_SENT,
-    H_SOURCE,
-    H_TRACE,
-    SCHEMA_VERSION,
-    Topics,
-)
+from schemas.envelope import H_INTENDED, H_ORIGIN, Topics, record_headers, trace_id
 from schemas.scenario import Reaction, Scenario
 
 REACTION_PRODUCER_BASE = 9000  # trace ids <9000 + reaction index>.<seq>: apart from the producers'
@@ -41,7 +30,7 @@ REACTION_PRODUCER_BASE = 9000  # trace ids <9000 + reaction index>.<seq>: apart 
 class ReactionEngine:
     def __init__(self, scenario: Scenario, bootstrap: str, pool: EntityPool, seed: int, run_id: str) -> None:
         self.topics = Topics(scenario.platform.id)
-        self.run = run_id.encode()
+        self.run = run_id
         self.rng = random.Random(seed * 31 + 7)
         authority = scenario.authority
         self.by_trigger: dict[tuple[str, str], list[tuple[int, Reaction, RecordFactory]]] = defaultdict(list)
@@ -85,16 +74,10 @@ class ReactionEngine:
             due = now_ns + int((reaction.delay + self.rng.random() * reaction.jitter) * 1e9)
             k, record = factory.for_key(key.decode(errors="replace"))
             self._seq[n] += 1
-            headers_out = [
-                (H_TRACE, b"%d.%d" % (REACTION_PRODUCER_BASE + n, self._seq[n])),
-                (H_ENTRY, reaction.publish.encode()),
-                (H_SOURCE, reaction.department.encode()),
-                (H_INTENDED, b"%d" % due),
-                (H_SENT, b"%d" % due),
-                (H_SCHEMA, SCHEMA_VERSION),
-                (H_RUN, self.run),
-                (H_ORIGIN, origin),
-            ]
+            headers_out = record_headers(
+                trace_id(REACTION_PRODUCER_BASE + n, self._seq[n]), reaction.publish, reaction.department,
+                due, due, self.run, origin,
+            )
             self._due.append((due, reaction.publish, k, orjson.dumps(record), headers_out))
             self.pending += 1
 

@@ -28,8 +28,8 @@ from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from .broker import EmbeddedBroker
-from .processes import spawn, terminate
 from .maxrate import find_max_rate
+from .processes import spawn, terminate
 from .run import RunOptions, _Child, run
 from .status import StatusReader
 from .topology import create_topics, topic_plan

@@ -14,7 +14,17 @@ from types import SimpleNamespace
 import orjson
 
 from producers.records import EntityPool, RecordFactory, regions_of
-from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_TRACE, SCHEMA_VERSION, Topics
+from schemas.envelope import (
+    H_ENTRY,
+    H_INTENDED,
+    H_RUN,
+    H_SCHEMA,
+    H_SENT,
+    H_SOURCE,
+    H_TRACE,
+    SCHEMA_VERSION,
+    Topics,
+)
 from schemas.scenario import Scenario
 
 from .policy import compile_policy

@@ -21,17 +21,7 @@ from exchange.processes import spawn, terminate
 from exchange.scenario_file import parse
 from exchange.status import StatusReader
 from exchange.topology import create_topics, topic_plan
-from schemas.envelope import (
-    H_ENTRY,
-    H_INTENDED,
-    H_RUN,
-    H_SCHEMA,
-    H_SENT,
-    H_SOURCE,
-    H_TRACE,
-    SCHEMA_VERSION,
-    Topics,
-)
+from schemas.envelope import H_RUN, Topics, record_headers
 from schemas.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,16 +80,8 @@ class RouterProcess:
 
 
 def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:
-    now = b"%d" % time.time_ns()
-    return [
-        (H_TRACE, trace.encode()),
-        (H_ENTRY, entry.encode()),
-        (H_SOURCE, source.encode()),
-        (H_INTENDED, now),
-        (H_SENT, now),
-        (H_SCHEMA, SCHEMA_VERSION),
-        (H_RUN, run.encode()),
-    ]
+    now = time.time_ns()
+    return record_headers(trace.encode(), entry, source, now, now, run)
 
 
 async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list]]) -> None:
