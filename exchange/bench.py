@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,8 @@ from schemas.scenario import Scenario
 
 from .broker import EmbeddedBroker
 from .maxrate import find_max_rate
-from .processes import spawn, terminate
+from .processes import terminate
 from .run import RunOptions, _Child, run
-from .status import StatusReader
 from .topology import create_topics, topic_plan
 
 ENTRY = "enterprise-registration"
@@ -119,8 +117,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
     out: dict[str, Any] = {"records": n, "record_size": options.record_size, "router_workers": options.workers}
 
     def start(name: str, argv: list[str]) -> _Child:
-        status = run_dir / f"{name}.jsonl"
-        child = _Child(name, spawn([sys.executable, "-m", *argv, "--status", str(status)], log_path=run_dir / f"{name}.log"), StatusReader(status), run_dir / f"{name}.log")
+        child = _Child.spawn(run_dir, name, argv)
         children.append(child)
         return child
 

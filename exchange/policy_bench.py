@@ -14,17 +14,7 @@ from types import SimpleNamespace
 import orjson
 
 from producers.records import EntityPool, RecordFactory, regions_of
-from schemas.envelope import (
-    H_ENTRY,
-    H_INTENDED,
-    H_RUN,
-    H_SCHEMA,
-    H_SENT,
-    H_SOURCE,
-    H_TRACE,
-    SCHEMA_VERSION,
-    Topics,
-)
+from schemas.envelope import Topics, record_headers
 from schemas.scenario import Scenario
 
 from .policy import compile_policy
@@ -50,8 +40,7 @@ def decisions_per_second(scenario: Scenario, entry_id: str, records: int = 20_00
         key, value = factory.make()
         batch.append(SimpleNamespace(
             topic=topics.ingress(entry_id), partition=0, offset=i, key=key, value=orjson.dumps(value),
-            headers=((H_TRACE, b"1.%d" % i), (H_ENTRY, entry_id.encode()), (H_SOURCE, entry.provider.encode()),
-                     (H_INTENDED, b"1"), (H_SENT, b"1"), (H_SCHEMA, SCHEMA_VERSION), (H_RUN, b"")),
+            headers=record_headers(b"1.%d" % i, entry_id, entry.provider, 1, 1, ""),
         ))
     approvals = {s.id: None for s in scenario.subscriptions}
     best = float("inf")

@@ -81,6 +81,13 @@ class _Child:
     log: Path
     events: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def spawn(cls, run_dir: Path, name: str, module_args: list[str]) -> _Child:
+        """``python -m <module_args…> --status RUN_DIR/NAME.jsonl``, logging to RUN_DIR/NAME.log."""
+        status, log = run_dir / f"{name}.jsonl", run_dir / f"{name}.log"
+        proc = spawn([sys.executable, "-m", *module_args, "--status", str(status)], log_path=log)
+        return cls(name, proc, StatusReader(status), log)
+
     def read(self) -> list[dict[str, Any]]:
         new = self.status.read()
         self.events.extend(e for e in new if e["event"] != "stats")
@@ -131,11 +138,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         await create_topics(bootstrap, topic_plan(scenario))
 
         def start(name: str, module: str, *args: str) -> _Child:
-            status = run_dir / f"{name}.jsonl"
-            log = run_dir / f"{name}.log"
-            argv = [sys.executable, "-m", module, "--scenario", str(scenario_json), "--bootstrap", bootstrap, "--status", str(status),
-                    "--run-id", run_id, *args]
-            child = _Child(name, spawn(argv, log_path=log), StatusReader(status), log)
+            child = _Child.spawn(run_dir, name, [module, "--scenario", str(scenario_json), "--bootstrap", bootstrap,
+                                                 "--run-id", run_id, *args])
             children.append(child)
             return child
 
