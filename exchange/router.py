@@ -196,8 +196,7 @@ class Router:
             metrics.ROUTER_DECISIONS.labels(p, "", "", "dead_lettered", reason).inc(n)
         for (item, dept, result), n in routed.verifications.items():
             metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
-        if routed.quality:
-            for dept, n in Counter(orjson.loads(m[1])["department"] for m in routed.quality).items():
+            if result == "conflict":  # each conflict is one quality event
                 metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
         metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
         metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)

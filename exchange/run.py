@@ -126,6 +126,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     children: list[_Child] = []
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_id = secrets.token_hex(4)
+    sd_file = None
     try:
         if broker is not None:
             await broker.astart()
@@ -255,7 +256,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
         if broker is not None:
             await broker.astop()
-        metrics.remove_sd_target(locals().get("sd_file"))
+        metrics.remove_sd_target(sd_file)
 
 
 def _progress_metrics(platform: str, progress: Progress) -> None:
