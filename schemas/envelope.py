@@ -25,6 +25,7 @@ H_ORIGIN = "origin-ns"  # reactions: the intended send time of the record that s
 H_RUN = "run-id"  # which run published it: a shared cluster keeps records of earlier runs
 H_SUBSCRIPTION = "subscription"  # set by the router on deliveries
 H_ROUTED = "routed-ns"  # set by the router on deliveries
+H_HOPS = "hops"  # "<hub>:<in ns>:<out ns>" per hub crossed, ";"-separated: when each took the record in and let it out
 
 REQUIRED_HEADERS = (H_TRACE, H_ENTRY, H_SOURCE, H_INTENDED, H_SENT, H_SCHEMA)
 PAD_FIELD = "_pad"  # filler to reach the scenario's record size; never delivered
@@ -35,15 +36,18 @@ class Topics:
 
     One ingress topic per catalogue entry (``dx.dg.in.gps-fix``), one delivery topic per
     subscribing department (``dx.dg.out.urban``), and per platform an audit topic, a
-    dead-letter topic, a quality topic and a control topic.
+    dead-letter topic, a quality topic, a control topic and, in a cascade, a transit topic
+    where neighbouring hubs hand it records on their way up or down (``dx.gz.transit``).
     """
 
     def __init__(self, platform: str) -> None:
+        self.platform = platform
         self.prefix = f"dx.{platform}"
         self.audit = f"{self.prefix}.audit"
         self.dead_letter = f"{self.prefix}.dlq"
         self.quality = f"{self.prefix}.quality"
         self.control = f"{self.prefix}.control"
+        self.transit = f"{self.prefix}.transit"
         self._ingress = f"{self.prefix}.in."
         self._delivery = f"{self.prefix}.out."
 
@@ -91,7 +95,7 @@ def parse_trace_id(value: bytes) -> tuple[int, int] | None:
     return int(head), int(tail)
 
 
-Decision = Literal["delivered", "denied"]
+Decision = Literal["delivered", "denied", "forwarded"]
 
 
 class AuditRecord(BaseModel):
@@ -108,7 +112,7 @@ class AuditRecord(BaseModel):
         description="subscribing department; a list when one rule denied the record to several at once; None when no one subscribes"
     )
     subscription: str | list[str] | None
-    decision: Decision
+    decision: Decision = Field(description="delivered (to the consumer, by its own hub), denied, or forwarded (handed to the next hub of a cascade)")
     reason: str = Field(description="rule that decided: unconditional, approved, not_shared, not_approved, ...")
     items: list[str] = Field(default_factory=list, description="items delivered (empty when denied)")
     masked: list[str] = Field(default_factory=list, description="items delivered masked")

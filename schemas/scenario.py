@@ -251,6 +251,9 @@ class Department(_Model):
     consume_rate: float | None = Field(
         default=None, gt=0, description="records/s its system can take in at most (its consumer reads no faster)"
     )
+    gateway: Identifier | None = Field(
+        default=None, description="the boundary gateway it reaches its hub through (a separate network zone, e.g. 公安网)"
+    )
 
 
 class SubscriptionStatus(str, Enum):
@@ -278,12 +281,34 @@ class Subscription(_Model):
         return f"{self.consumer}.{self.entry}"
 
 
+class NegativeList(_Model):
+    """负面清单: entries and items never shared, whatever an entry or subscription says."""
+
+    entries: tuple[Identifier, ...] = ()
+    items: tuple[str, ...] = ()
+
+
 class Platform(_Model):
+    """A hub (数据共享交换平台). In a cascade each runs its own router with its own rules."""
+
     id: Identifier
     name: str
     level: Literal["national", "provincial", "municipal", "county", "township"] = "municipal"
     region: RegionCode
     parent: Identifier | None = Field(default=None, description="the platform it cascades up to (级联)")
+    negative_list: NegativeList = Field(
+        default_factory=lambda: NegativeList(),
+        description="this hub's own rule: entries it never lets through (denied here, audited here) and items never sent towards it",
+    )
+
+
+class Gateway(_Model):
+    """A security boundary gateway (边界安全网关) between a separate network zone and its hub."""
+
+    id: Identifier
+    name: str = Field(default="", description="e.g. 公安网边界接入平台")
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000, description="added to every record crossing it, each way")
+    max_records_per_s: float | None = Field(default=None, gt=0, description="records/s it lets through at most, each way")
 
 
 class LoadProfile(_Model):
@@ -354,13 +379,6 @@ class SLO(_Model):
         return self
 
 
-class NegativeList(_Model):
-    """负面清单: entries and items never shared, whatever an entry or subscription says."""
-
-    entries: tuple[Identifier, ...] = ()
-    items: tuple[str, ...] = ()
-
-
 class Responsibility(_Model):
     """责任清单: the items a department is responsible for providing."""
 
@@ -392,6 +410,7 @@ class Scenario(_Model):
     subscriptions: tuple[Subscription, ...] = ()
     load: Load = Load()
     platforms: tuple[Platform, ...] = Field(default=(), description="further platforms of a cascade (see `parent`)")
+    gateways: tuple[Gateway, ...] = Field(default=(), description="boundary gateways departments may sit behind")
     negative_list: NegativeList = Field(default_factory=lambda: NegativeList(), description="负面清单: never shared")
     responsibilities: tuple[Responsibility, ...] = Field(default=(), description="责任清单: items a department must provide")
     reactions: tuple[Reaction, ...] = ()
@@ -426,6 +445,48 @@ class Scenario(_Model):
             seen.add(cur.id)
             cur = self.all_platforms[cur.parent]
         return cur.id
+
+    def path(self, source: str, target: str) -> tuple[str, ...]:
+        """The hubs a record crosses from platform ``source`` to ``target``: up the
+        cascade to their nearest common hub, then down; never sideways."""
+        up = [source]
+        while self.all_platforms[up[-1]].parent is not None and up[-1] != target:
+            up.append(self.all_platforms[up[-1]].parent)
+        down = [target]
+        while down[-1] not in up:
+            parent = self.all_platforms[down[-1]].parent
+            if parent is None:
+                raise ValueError(f"platforms {source!r} and {target!r} share no hub")
+            down.append(parent)
+        return (*up[: up.index(down[-1]) + 1], *reversed(down[:-1]))
+
+    def subscription_path(self, subscription: Subscription) -> tuple[str, ...]:
+        """The hubs a subscription's records cross, from the provider's to the consumer's."""
+        entry = self.entries[subscription.entry]
+        return self.path(self.platform_of(entry.provider), self.platform_of(subscription.consumer))
+
+    @cached_property
+    def hubs_in_use(self) -> tuple[str, ...]:
+        """Platforms some record crosses (each needs a router), in declaration order."""
+        used: set[str] = set()
+        used.update(self.platform_of(self.entries[e].provider) for e in self.live_entries)
+        for sub in self.subscriptions:
+            used.update(self.subscription_path(sub))
+        return tuple(p for p in self.all_platforms if p in used)
+
+    @cached_property
+    def live_entries(self) -> frozenset[str]:
+        """Entries some record can flow on: published under load, by a reaction, or subscribed.
+        The rest are registered but dormant (most of a real catalogue) and need no topic."""
+        return frozenset(self.entry_rates()) | {r.publish for r in self.reactions} | set(self.subscriptions_by_entry)
+
+    @cached_property
+    def gateway_ids(self) -> dict[str, Gateway]:
+        return {g.id: g for g in self.gateways}
+
+    def gateway_of(self, department: str) -> Gateway | None:
+        gateway = self.department_ids[department].gateway
+        return self.gateway_ids.get(gateway) if gateway else None
 
     @cached_property
     def authority(self) -> dict[str, str]:
@@ -475,6 +536,7 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     errors: list[tuple[Loc, str]] = []
     _no_duplicates("departments", [d.id for d in scenario.departments], errors)
     _no_duplicates("catalogue", [e.id for e in scenario.catalogue], errors)
+    _no_duplicates("gateways", [g.id for g in scenario.gateways], errors)
     _no_duplicates("subscriptions", [s.id for s in scenario.subscriptions], errors, field="entry")
     depts = {d.id for d in scenario.departments}
     entries = {e.id: e for e in scenario.catalogue}
@@ -544,6 +606,9 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             errors.append(((*loc, "parent"), f"platform {p.id!r}: parent {p.parent!r} is not a platform"))
         if not region_exists(p.region):
             errors.append(((*loc, "region"), f"platform {p.id!r}: region code {p.region} does not exist"))
+        for k, entry_id in enumerate(p.negative_list.entries):
+            if entry_id not in scenario.entries:
+                errors.append(((*loc, "negative_list", "entries", k), f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue"))
         seen, cur = {p.id}, p
         while cur.parent is not None and cur.parent in platforms:
             if cur.parent in seen:
@@ -556,6 +621,8 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             errors.append((("departments", n, "region"), f"department {d.id!r}: region code {d.region} does not exist"))
         if d.platform is not None and d.platform not in platforms:
             errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))
+        if d.gateway is not None and d.gateway not in scenario.gateway_ids:
+            errors.append((("departments", n, "gateway"), f"department {d.id!r}: gateway {d.gateway!r} is not a gateway"))
     for n, code in enumerate(scenario.load.regions or ()):
         if not region_exists(code):
             errors.append((("load", "regions", n), f"region code {code} does not exist"))
