@@ -215,8 +215,9 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
         items=[i.strip() for i in items.split(",")] if items else None,
         purpose=purpose, valid_for_s=valid_for, reason=reason, at_ns=time.time_ns(),
     )
-    _run_async(publish_control(bootstrap, Topics(s.platform.id).control, event))
-    console.print(f"{action}: {event.application} by {who} → {Topics(s.platform.id).control}", highlight=False)
+    control = Topics(s.platform_of(s.entries[entry].provider)).control  # the hub the entry is published on
+    _run_async(publish_control(bootstrap, control, event))
+    console.print(f"{action}: {event.application} by {who} → {control}", highlight=False)
 
 
 Bootstrap = Annotated[str, typer.Option(help="HOST:PORT of the exchange's Kafka")]

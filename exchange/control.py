@@ -28,11 +28,15 @@ from schemas.scenario import Scenario, Sharing, SubscriptionStatus
 class ApprovalBook:
     """Applications by id (``consumer.entry``): the table's, else the scenario's."""
 
-    def __init__(self, scenario: Scenario, table: MutableMapping[bytes, bytes], started_ns: int) -> None:
+    def __init__(self, scenario: Scenario, table: MutableMapping[bytes, bytes], started_ns: int, platform: str | None = None) -> None:
         self.table = table
         self.providers = {e.id: e.provider for e in scenario.catalogue}
+        # applications are made to the hub the entry is published on
+        platform = platform or scenario.platform.id
         self.conditional = [
-            s for s in scenario.subscriptions if scenario.entries[s.entry].sharing is Sharing.conditional
+            s for s in scenario.subscriptions
+            if scenario.entries[s.entry].sharing is Sharing.conditional
+            and scenario.platform_of(scenario.entries[s.entry].provider) == platform
         ]
         self.known = {s.id for s in scenario.subscriptions}
         self.scenario_default: dict[str, Application] = {

@@ -701,7 +701,8 @@ def families(names: Iterable[str] | None = None) -> list[MetricWrapperBase]:
     return [METRICS[n] for n in names]
 
 
-def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, port: int = 0, run_id: str = "", worker: str = "0") -> Path | None:
+def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, port: int = 0, run_id: str = "", worker: str = "0",
+           platform: str | None = None) -> Path | None:
     """Everything a process does to be scraped: serve, advertise, pre-create its series.
 
     Returns the service-discovery file written (remove it at exit with
@@ -712,5 +713,5 @@ def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, por
     print(f"{role} {ident}: metrics on port {bound}", file=sys.stderr, flush=True)
     if run_dir is None and not os.environ.get(SD_DIR_ENV):
         return None
-    labels = {"worker": worker, "run_id": run_id, "platform": scenario.platform.id}
+    labels = {"worker": worker, "run_id": run_id, "platform": platform or scenario.platform.id}
     return write_sd_target(Path(run_dir or "."), role, ident, bound, labels)

@@ -34,6 +34,10 @@ NOT_PROVIDER = "not_provider"
 OUT_OF_JURISDICTION = "out_of_jurisdiction"
 NO_SUBSCRIBER = "no_subscriber"
 NEGATIVE_LIST = "negative_list"
+HUB_NEGATIVE_LIST = "hub_negative_list"  # a hub of a cascade refuses to let the entry through
+RELAYED = "relayed"  # a transit hub handed the record on
+FORWARDED = "forwarded"
+DELIVERED = "delivered"
 
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
@@ -65,7 +69,21 @@ class Route:
     # Precomputed for the per-record path:
     subscription_bytes: bytes = b""
     masked: tuple[str, ...] = ()
-    delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered", reason)
+    delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered" or "forwarded", reason)
+    next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
+
+
+@dataclass(frozen=True, slots=True)
+class TransitRoute:
+    """One subscription crossing this hub of a cascade, compiled: where it goes next."""
+
+    subscription: str
+    consumer: str
+    entry: str
+    topic: str  # the consumer's delivery topic on this hub, or the next hub's transit topic
+    final: bool  # this hub is the consumer's own
+    denied: str | None  # this hub's rule refusing it (its negative list)
+    audit: tuple  # (entry, consumer, subscription, decision, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +123,49 @@ class InvalidRecord(ValueError):
         self.detail = detail
 
 
-def compile_policy(scenario: Scenario, topics: Topics) -> dict[str, EntryPolicy]:
-    """Compile every catalogue entry's rules once, before any record arrives."""
+def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = None) -> dict[str, EntryPolicy]:
+    """Compile the rules of every entry published on ``platform`` (the main one by
+    default) once, before any record arrives."""
+    platform = platform or scenario.platform.id
     subs = scenario.subscriptions_by_entry
-    depts = scenario.department_ids
-    platform_region = scenario.platform.region
-    banned = scenario.negative_items
-    negative_entries = set(scenario.negative_list.entries)
+    hub = scenario.all_platforms[platform]
+    negative_entries = set(scenario.negative_list.entries) | set(hub.negative_list.entries)
     return {
         entry.id: _compile_entry(
-            entry, subs.get(entry.id, ()), depts, platform_region, topics, banned,
-            _authority(entry, scenario.authority), entry.id in negative_entries,
+            scenario, entry, subs.get(entry.id, ()), topics, _authority(entry, scenario.authority), entry.id in negative_entries,
         )
         for entry in scenario.catalogue
+        if scenario.platform_of(entry.provider) == platform
     }
+
+
+def compile_transit(scenario: Scenario, platform: str) -> dict[bytes, TransitRoute]:
+    """The subscriptions whose records cross ``platform`` from another hub, by id."""
+    hub = scenario.all_platforms[platform]
+    out: dict[bytes, TransitRoute] = {}
+    for sub in scenario.subscriptions:
+        path = scenario.subscription_path(sub)
+        if platform not in path[1:]:
+            continue
+        at = path.index(platform)
+        final = at == len(path) - 1
+        entry = scenario.entries[sub.entry]
+        denied = HUB_NEGATIVE_LIST if entry.id in hub.negative_list.entries else None
+        if denied:
+            audit = (entry.id, sub.consumer, sub.id, "denied", denied)
+        else:
+            reason = (APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL) if final else RELAYED
+            audit = (entry.id, sub.consumer, sub.id, DELIVERED if final else FORWARDED, reason)
+        out[sub.id.encode()] = TransitRoute(
+            subscription=sub.id,
+            consumer=sub.consumer,
+            entry=entry.id,
+            topic=Topics(platform).delivery(sub.consumer) if final else Topics(path[at + 1]).transit,
+            final=final,
+            denied=denied,
+            audit=audit,
+        )
+    return out
 
 
 def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority | None:
@@ -132,12 +179,17 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
 
 
 def _compile_entry(
-    entry: CatalogueEntry, subs, depts, platform_region: str, topics: Topics,
-    banned: frozenset[str] = frozenset(), authority: Authority | None = None, negative_listed: bool = False,
+    scenario: Scenario, entry: CatalogueEntry, subs, topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
 ) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None
+    platforms = scenario.all_platforms
+    depts = scenario.department_ids
+    platform_region = platforms[scenario.platform_of(entry.provider)].region
     for sub in subs:
+        path = scenario.subscription_path(sub)
+        # the scenario's negative items, and those of every hub the records will cross
+        banned = scenario.negative_items.union(*(platforms[p].negative_list.items for p in path))
         wanted = (set(sub.items) if sub.items is not None else set(entry.item_keys)) - banned
         items = tuple(i.key for i in entry.items if i.key in wanted)
         clear = set(sub.unmasked)
@@ -146,13 +198,14 @@ def _compile_entry(
             for i in entry.items
             if i.key in wanted and i.effective_mask is not MaskRule.none and i.key not in clear
         )
-        consumer_region = depts[sub.consumer].region or platform_region
+        consumer_region = depts[sub.consumer].region or platforms[scenario.platform_of(sub.consumer)].region
         narrower = consumer_region != platform_region and region_contains(platform_region, consumer_region)
+        local = len(path) == 1
         routes.append(
             Route(
                 subscription=sub.id,
                 consumer=sub.consumer,
-                topic=topics.delivery(sub.consumer),
+                topic=topics.delivery(sub.consumer) if local else Topics(path[1]).transit,
                 approved=sub.status is SubscriptionStatus.approved,
                 items=items,
                 masks=masks,
@@ -161,9 +214,10 @@ def _compile_entry(
                 subscription_bytes=sub.id.encode(),
                 masked=tuple(k for k, _ in masks),
                 delivered_audit=(
-                    entry.id, sub.consumer, sub.id, "delivered",
+                    entry.id, sub.consumer, sub.id, DELIVERED if local else FORWARDED,
                     APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
                 ),
+                next_hub=None if local else path[1],
             )
         )
     return EntryPolicy(

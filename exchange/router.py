@@ -4,7 +4,9 @@ Ingress records arrive in batches from :class:`~exchange.faust_bulk.BulkApp`, go
 through :class:`~exchange.routing.RouterCore` (pure), and leave as deliveries, audit
 blocks and dead letters sent with aiokafka batches. Run one per process with
 ``python -m exchange.router``; several workers share the ingress partitions through the
-consumer group ``dx-<platform>-router``.
+consumer group ``dx-<platform>-router``. In a cascade each hub runs its own workers
+(``--platform``): they route the entries published on that hub and relay, unopened, the
+records other hubs hand them on the hub's transit topic.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
 from .faust_bulk import BulkApp
-from .policy import compile_policy
+from .policy import compile_policy, compile_transit
 from .processes import peak_rss_bytes, process_age_s
 from .routing import RouterCore
 from .status import StatusWriter
@@ -67,14 +69,19 @@ def group_id(platform: str) -> str:
 class Router:
     """Owns the Faust app, the output producer and the counters of one worker."""
 
-    def __init__(self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
+    ) -> None:
         self.scenario = scenario
-        self.topics = Topics(scenario.platform.id)
+        self.platform = platform = platform or scenario.platform.id
+        self.topics = Topics(platform)
         self.worker = worker
         self.status = status
         self.bootstrap = bootstrap
         max_parts = max(e.partitions for e in scenario.catalogue)
-        self.core = RouterCore(compile_policy(scenario, self.topics), self.topics, worker, audit_partitions=max_parts)
+        transit = compile_transit(scenario, platform)
+        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=max_parts,
+                               transit=transit)
         self.decisions: Counter = Counter()
         self.dead: Counter = Counter()
         self.records = 0
@@ -83,7 +90,7 @@ class Router:
         self.first_ns = 0  # first batch taken in
         self.last_ack_ns = 0  # last batch's output acknowledged
         self.app = BulkApp(
-            group_id(scenario.platform.id),
+            group_id(platform),
             broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],  # HOST:PORT[,HOST:PORT…]
             store="memory://",
             datadir=str(datadir),
@@ -98,8 +105,7 @@ class Router:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
         )
-        self.audit = AuditWriter(worker)
-        self.platform = scenario.platform.id
+        self.audit = AuditWriter(worker if platform == scenario.platform.id else f"{platform}-{worker}")
         self._scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}
         self._lag: dict = {}  # ingress partition → records behind its end offset, at the last batch
         self._masked_subs = {r.subscription for p in self.core.policies.values() for r in p.routes if r.masks}
@@ -108,13 +114,15 @@ class Router:
         # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
         self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
         self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=max_parts)
-        self.book = ApprovalBook(scenario, self.approvals_table, time.time_ns())
+        self.book = ApprovalBook(scenario, self.approvals_table, time.time_ns(), platform)
         self.authority = AuthorityTable(self.authority_table.data)
         self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
         self.app.agent(self._control_topic, name="control")(self._control)
         self.app.timer(EXPIRY_CHECK_S)(self._expire)
         self._expiring: dict[str, int | None] = {}
-        ingress = [self.topics.ingress(e.id) for e in scenario.catalogue]
+        ingress = [self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
+        if transit:
+            ingress.append(self.topics.transit)
         self.app.route_in_bulk(frozenset(ingress), self.handle)
         # The agent subscribes the group to the ingress topics; its records never reach
         # it, the bulk handler takes them first.
@@ -299,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--worker", default="0")
+    parser.add_argument("--platform", default=None, help="the hub this worker routes for (the scenario's main platform by default)")
     parser.add_argument("--status", type=Path)
     parser.add_argument("--datadir", type=Path, default=None)
     parser.add_argument("--loglevel", default="warning")
@@ -308,9 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
-    router = Router(scenario, args.bootstrap, args.worker, status, datadir)
-    sd_file = metrics.expose("router", args.worker, scenario, args.status.parent if args.status else None,
-                             args.metrics_port, args.run_id, args.worker)
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
+    sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
+                             args.metrics_port, args.run_id, args.worker, router.platform)
     metrics.faust_sensor(router.app)
     from faust.worker import Worker
 

@@ -19,6 +19,7 @@ import orjson
 
 from schemas.envelope import (
     H_ENTRY,
+    H_HOPS,
     H_INTENDED,
     H_ROUTED,
     H_RUN,
@@ -32,7 +33,7 @@ from schemas.envelope import (
     Topics,
 )
 
-from .policy import EntryPolicy, InvalidRecord, check_record, decide, reconcile
+from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, decide, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
 
@@ -75,11 +76,16 @@ class AuthorityStore(Protocol):
 class RouterCore:
     """The router's per-record logic for one platform, compiled from its scenario."""
 
-    def __init__(self, policies: dict[str, EntryPolicy], topics: Topics, worker: str, audit_partitions: int = 1) -> None:
+    def __init__(
+        self, policies: dict[str, EntryPolicy], topics: Topics, worker: str, audit_partitions: int = 1,
+        transit: dict[bytes, TransitRoute] | None = None,
+    ) -> None:
         self.policies = policies
         self.topics = topics
         self.worker = worker
         self.audit_partitions = audit_partitions
+        self.transit = transit or {}
+        self._hub = topics.platform.encode()
         self._entry_of_topic: dict[str, str | None] = {}
 
     def entry_of(self, topic: str) -> str | None:
@@ -97,10 +103,15 @@ class RouterCore:
         out = Routed()
         now = time.time_ns()
         routed_header = (H_ROUTED, b"%d" % now)
+        stamp = b"%s:%d:" % (self._hub, now)
+        transit_topic = self.topics.transit
         deliveries = out.deliveries
         decisions: Counter = Counter()
         for r in records:
             out.records += 1
+            if r.topic == transit_topic:
+                self._relay(out, r, now, stamp, routed_header, decisions)
+                continue
             try:
                 policy, headers, source = self._admit(r)
                 value = _decode(r.value)
@@ -114,7 +125,7 @@ class RouterCore:
             trace = headers[H_TRACE].decode()
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
-            header_list = list(r.headers)
+            header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
             denied: dict[str, list] = {}
             for outcome in outcomes:
                 route = outcome.route
@@ -123,14 +134,39 @@ class RouterCore:
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(outcome.value), h))
                     items = route.items if len(outcome.value) == len(route.items) else tuple(outcome.value)
                     audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))
+                    decisions[(route.subscription, route.delivered_audit[3], outcome.reason)] += 1
                 else:
                     denied.setdefault(outcome.reason, []).append(route)
-                decisions[(route.subscription if route else policy.entry_id, outcome.delivered, outcome.reason)] += 1
+                    decisions[(route.subscription if route else policy.entry_id, "denied", outcome.reason)] += 1
             for reason, routes in denied.items():
                 audit.append((trace, run, source, now, *self._denied_fields(policy, routes, reason), (), ()))
-        for (scope, delivered, reason), n in decisions.items():
-            out.decisions[(scope, "delivered" if delivered else "denied", reason)] += n
+        out.decisions.update(decisions)
         return out
+
+    def _relay(self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header, decisions: Counter) -> None:
+        """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
+        raw = r.headers or ()
+        headers = dict(raw)
+        route = self.transit.get(headers.get(H_SUBSCRIPTION))
+        if route is None or len(headers) != len(raw) or not _REQUIRED.issubset(headers) or headers[H_ENTRY] != route.entry.encode():
+            detail = ("duplicate or missing headers" if route is not None
+                      else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
+            self._dead_letter(out, r, "bad_transit", detail, now, route.entry if route else None)
+            return
+        trace = headers[H_TRACE].decode(errors="replace")
+        run = headers.get(H_RUN, b"").decode(errors="replace")
+        source = headers[H_SOURCE].decode(errors="replace")
+        audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
+        audit.append((trace, run, source, now, *route.audit, (), ()))
+        decisions[(route.subscription, route.audit[3], route.audit[4])] += 1
+        if route.denied:
+            return
+        hops = headers.get(H_HOPS, b"")
+        hop = stamp + b"%d" % time.time_ns()
+        h = [(k, v) for k, v in raw if k != H_HOPS and k != H_ROUTED]
+        h.append((H_HOPS, hops + b";" + hop if hops else hop))
+        h.append(routed_header)
+        out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
     def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
         master = record.get(policy.authority.master_key)
@@ -193,9 +229,10 @@ class RouterCore:
             raise InvalidRecord("bad_header", f"header is not UTF-8: {exc}") from None
         return policy, headers, source
 
-    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: str, detail: str, now: int) -> None:
+    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: str, detail: str, now: int, entry: str | None = None) -> None:
         raw = list(r.headers or ())
         trace = next((v for k, v in raw if k == H_TRACE), None)
+        subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None
         letter = {
             "reason": reason,
             "detail": detail[:1000],
@@ -203,7 +240,9 @@ class RouterCore:
             "partition": r.partition,
             "offset": r.offset,
             "trace": trace.decode(errors="replace") if trace else None,
-            "entry": self.entry_of(r.topic),
+            "entry": entry or self.entry_of(r.topic),
+            # a record in transit carries one subscription: it accounts for one outcome
+            "subscription": subscription.decode(errors="replace") if subscription else None,
             "value_b64": base64.b64encode(r.value or b"").decode(),
             "headers": [(k, base64.b64encode(v or b"").decode()) for k, v in raw],
             "at_ns": now,

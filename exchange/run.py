@@ -147,8 +147,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "starting router"
         on_progress(progress)
         routers = [
-            start(f"router-{i}", "exchange.router", "--worker", str(i), "--datadir", str(run_dir / f"router-{i}-data"))
-            for i in range(options.workers)
+            start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"))
+            for hub, i, name in _router_names(scenario, options.workers)
         ]
         consumers = start("consumers", "consumers", "--seed", str(options.seed))
         await _wait_ready([*routers, consumers], broker, options.ready_timeout)
@@ -257,6 +257,14 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         if broker is not None:
             await broker.astop()
         metrics.remove_sd_target(sd_file)
+
+
+def _router_names(scenario: Scenario, workers: int) -> list[tuple[str, int, str]]:
+    """(hub, worker, process name) for every router worker: ``workers`` per hub in use."""
+    hubs = scenario.hubs_in_use
+    if hubs == (scenario.platform.id,):
+        return [(hubs[0], i, f"router-{i}") for i in range(workers)]
+    return [(hub, i, f"router-{hub}-{i}") for hub in hubs for i in range(workers)]
 
 
 def _progress_metrics(platform: str, progress: Progress) -> None:

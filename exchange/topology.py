@@ -16,15 +16,24 @@ from schemas.scenario import Scenario
 
 
 def topic_plan(scenario: Scenario) -> dict[str, int]:
-    """Topic name → partitions, for every topic of the scenario's platform."""
-    topics = Topics(scenario.platform.id)
+    """Topic name → partitions, for every topic of every hub the scenario's records cross."""
     max_parts = max(e.partitions for e in scenario.catalogue)
-    plan = {topics.ingress(e.id): e.partitions for e in scenario.catalogue}
-    for consumer in sorted({s.consumer for s in scenario.subscriptions}):
-        plan[topics.delivery(consumer)] = max_parts
-    for name in (topics.audit, topics.dead_letter, topics.quality):
-        plan[name] = max_parts
-    plan[topics.control] = 1
+    cascade = len(scenario.hubs_in_use) > 1
+    plan: dict[str, int] = {}
+    for hub in scenario.hubs_in_use:
+        topics = Topics(hub)
+        plan.update({
+            topics.ingress(e.id): e.partitions
+            for e in scenario.catalogue
+            if e.id in scenario.live_entries and scenario.platform_of(e.provider) == hub
+        })
+        for consumer in sorted({s.consumer for s in scenario.subscriptions if scenario.platform_of(s.consumer) == hub}):
+            plan[topics.delivery(consumer)] = max_parts
+        for name in (topics.audit, topics.dead_letter, topics.quality):
+            plan[name] = max_parts
+        plan[topics.control] = 1
+        if cascade:
+            plan[topics.transit] = max_parts
     return plan
 
 
