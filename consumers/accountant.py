@@ -20,8 +20,11 @@ from .dedupe import SeenSet
 
 
 class Accountant:
-    def __init__(self, topics: Topics, bootstrap: str, fanout: dict[str, int], run_id: str = "") -> None:
-        self.topics = topics
+    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "") -> None:
+        # every hub of a cascade keeps its own audit trail: all are read
+        self.hubs = topics if isinstance(topics, list) else [topics]
+        self._audit_topics = {t.audit for t in self.hubs}
+        self._quality_topics = {t.quality for t in self.hubs}
         self.fanout = fanout  # outcomes one record of an entry accounts for
         self.decisions: Counter = Counter()  # (subscription or entry, decision, reason)
         self.dead_letters: Counter = Counter()  # (entry, reason) → records
@@ -47,7 +50,7 @@ class Accountant:
     async def start(self) -> None:
         await self._consumer.start()
         tps = []
-        for topic in (self.topics.audit, self.topics.dead_letter, self.topics.quality):
+        for topic in (name for t in self.hubs for name in (t.audit, t.dead_letter, t.quality)):
             parts = self._consumer.partitions_for_topic(topic)
             if not parts:
                 await self._consumer._client.force_metadata_update()
@@ -72,10 +75,10 @@ class Accountant:
         n = 0
         for tp, records in batches.items():
             n += len(records)
-            if tp.topic == self.topics.audit:
+            if tp.topic in self._audit_topics:
                 for r in records:
                     self._audit_block(r.value)
-            elif tp.topic == self.topics.quality:
+            elif tp.topic in self._quality_topics:
                 for r in records:
                     self._quality_event(r.value)
             else:
@@ -95,7 +98,7 @@ class Accountant:
                 continue
             decision = row[i_decision]
             if decision not in ("delivered", "denied"):
-                continue  # a control-plane row (application, approval…): not a routing outcome
+                continue  # forwarded by a hub of a cascade, or a control-plane row: not an outcome
             subs = row[i_sub]
             trace = row[i_trace].encode()
             for scope in (subs if isinstance(subs, list) else (subs or row[i_entry],)):
@@ -127,9 +130,10 @@ class Accountant:
             self.foreign += 1
             return
         trace = headers.get(H_TRACE) or f"{letter['topic']}/{letter['partition']}/{letter['offset']}".encode()
-        if not self._seen.add("dlq", trace):
+        subscription = letter.get("subscription")  # set when a hub refused a record in transit
+        if not self._seen.add(f"dlq:{subscription}" if subscription else "dlq", trace):
             self.duplicates += 1
             return
         entry = letter.get("entry") or "?"
         self.dead_letters[(entry, letter["reason"])] += 1
-        self.dead_outcomes += self.fanout.get(entry, 1)
+        self.dead_outcomes += 1 if subscription else self.fanout.get(entry, 1)

@@ -20,6 +20,7 @@ from schemas.scenario import Scenario
 
 from .accountant import Accountant
 from .dedupe import SeenSet
+from .hops import HopStats
 from .reactions import ReactionEngine, WorkflowTracker
 from .subscriber import Subscriber
 
@@ -33,25 +34,29 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1) -> None:
-    topics = Topics(scenario.platform.id)
     seen = SeenSet()
+    hops = HopStats()
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = min(100, max(10, len(departments)))
     subscribers = [
-        Subscriber(dept, topics.delivery(dept), bootstrap, f"dx-{scenario.platform.id}-sub-{dept}", seen, run_id, wait_ms,
-                   scenario.platform.id)
-        for dept in departments
+        Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops)
+        for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for s in subscribers:
         s.cycles = cycles
         limit = scenario.department_ids[s.department].consume_rate
+        gateway = scenario.gateway_of(s.department)
+        if gateway is not None:  # what crosses its boundary gateway is held up and capped there
+            s.gateway_latency_ns = int(gateway.latency_ms * 1e6)
+            if gateway.max_records_per_s is not None:
+                limit = min(limit or gateway.max_records_per_s, gateway.max_records_per_s)
         if limit is not None:
             s.consume_rate = limit
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
-    accountant = Accountant(topics, bootstrap, fanout(scenario), run_id)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
     workflows = WorkflowTracker(scenario)
     for s in subscribers:
@@ -76,7 +81,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions), **_interval(subscribers))
             accountant.flush_metrics(scenario.platform.id)
             for s in subscribers:
-                metrics.CONSUMER_LAG.labels(scenario.platform.id, s.department).set(s.lag())
+                metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
 
     reporter = asyncio.create_task(report())
     try:
@@ -99,6 +104,8 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         "final",
         **_totals(subscribers, accountant),
         flows=flows,
+        hops={name: encode(h) for name, h in hops.segments.items()},
+        paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(h)} for name, h in hops.paths.items()},
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],

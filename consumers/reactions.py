@@ -29,7 +29,8 @@ REACTION_PRODUCER_BASE = 9000  # trace ids <9000 + reaction index>.<seq>: apart 
 
 class ReactionEngine:
     def __init__(self, scenario: Scenario, bootstrap: str, pool: EntityPool, seed: int, run_id: str) -> None:
-        self.topics = Topics(scenario.platform.id)
+        # a reaction is published into its provider's own hub
+        self.ingress = {e.id: Topics(scenario.platform_of(e.provider)).ingress(e.id) for e in scenario.catalogue}
         self.run = run_id
         self.rng = random.Random(seed * 31 + 7)
         authority = scenario.authority
@@ -93,7 +94,7 @@ class ReactionEngine:
             for _, entry, key, value, headers in ready:
                 by_entry[entry].append((key, value, headers))
             for entry, messages in by_entry.items():
-                sent = await self._sender.send(self.topics.ingress(entry), messages)
+                sent = await self._sender.send(self.ingress[entry], messages)
                 await self._sender.acknowledged(sent)
                 self.produced[entry] += len(messages)
                 self.pending -= len(messages)

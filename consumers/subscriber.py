@@ -16,9 +16,10 @@ from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
 from exchange.latency import new_histogram, record_ns
-from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
+from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
+from .hops import HopStats
 
 
 class FlowStats:
@@ -40,9 +41,10 @@ class Subscriber:
 
     def __init__(
         self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10,
-        platform: str = "",
+        platform: str = "", hops: HopStats | None = None,
     ) -> None:
         self.department = department
+        self.hops = hops if hops is not None else HopStats()
         self.topic = topic
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
         self.unlabelled = 0
@@ -52,6 +54,7 @@ class Subscriber:
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
         self.consume_rate: float | None = None
+        self.gateway_latency_ns = 0  # a boundary gateway between it and its hub adds this to every record
         self.cycles: dict[str, int] = {}  # batch entries: update cycle, ns
         self._next_read = 0.0
         self._max_records: int | None = None  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
@@ -109,6 +112,8 @@ class Subscriber:
             if wait > 0:
                 await asyncio.sleep(wait)
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        if self.gateway_latency_ns and batches:
+            await self._cross_gateway(batches)
         now = time.time_ns()
         n = 0
         seen_add = self._seen.add
@@ -140,6 +145,9 @@ class Subscriber:
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 if sent is not None:
                     record_ns(flow.e2e, now - int(sent))
+                    hops = h.get(H_HOPS)
+                    if hops is not None:
+                        self.hops.record(hops, int(sent), now)
                     flow.interval.append(now - int(sent))
                     e2e_metric.observe((now - int(sent)) / 1e9)
                 if intended is not None:
@@ -155,6 +163,13 @@ class Subscriber:
             self.first_ns = self.first_ns or now
             self.last_ns = now
         return n
+
+    async def _cross_gateway(self, batches) -> None:
+        """Hold the batch until its oldest record has spent the gateway's latency in it."""
+        oldest = min(records[0].timestamp for records in batches.values() if records) * 1_000_000  # ms → ns
+        wait = oldest + self.gateway_latency_ns - time.time_ns()
+        if wait > 0:
+            await asyncio.sleep(wait / 1e9)
 
     def delivered_by_flow(self) -> Counter:
         return Counter({k: f.delivered for k, f in self.flows.items()})

@@ -15,7 +15,9 @@ from schemas.results import (
     Counts,
     EntryCounts,
     FlowResult,
+    HopResult,
     ItemVerification,
+    PathResult,
     Quantiles,
     Result,
     RunInfo,
@@ -95,7 +97,8 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         expected = n * max(1, len(subs))
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for (s, d, _), c in decisions.items() if s in scopes and d == "denied")
-        dead_lettered = sum(c for (e, _), c in dead.items() if e == entry.id) * max(1, len(subs))
+        # a record refused in transit by a hub of a cascade carried one subscription
+        dead_lettered = sum(c * (1 if r == "bad_transit" else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),
@@ -157,6 +160,11 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         counts=counts,
         counts_by_entry=by_entry,
         flows=flows,
+        hops={name: _hop(h) for name, h in sorted(consumers.get("hops", {}).items())},
+        paths={
+            name: PathResult(hubs=list(p["hubs"]), delivered=(h := merge([p["e2e"]])).get_total_count(), end_to_end_ms=Quantiles(**quantiles_ms(h)))
+            for name, p in sorted(consumers.get("paths", {}).items())
+        },
         conservation=conservation,
         one_number_one_source=onss,
         workflows={
@@ -170,6 +178,11 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
 
 _OMB = {"Avg": "avg", "50pct": "50pct", "75pct": "75pct", "95pct": "95pct", "99pct": "99pct", "999pct": "999pct",
         "9999pct": "9999pct", "99999pct": "99999pct", "Max": "max"}
+
+
+def _hop(encoded: str) -> HopResult:
+    h = merge([encoded])
+    return HopResult(count=h.get_total_count(), latency_ms=Quantiles(**quantiles_ms(h)))
 
 
 def _aggregated(prefix: str, hist, scale: float) -> dict[str, Any]:

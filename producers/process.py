@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from exchange import metrics
+from exchange.gateway import GatewayGate
 from exchange.latency import encode, sample_quantiles
 from exchange.status import StatusWriter
 from schemas.envelope import Topics
@@ -29,7 +30,6 @@ def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
 
 
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
-    topics = Topics(scenario.platform.id)
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     authority = scenario.authority
@@ -41,11 +41,14 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
             entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
         )
         by_dept.setdefault(entry.provider, []).append(
-            Schedule(entry_id, topics.ingress(entry_id), rate * rate_multiplier, factory, profiles.get(entry_id))
+            # each department publishes into its own hub
+            Schedule(entry_id, Topics(scenario.platform_of(entry.provider)).ingress(entry_id), rate * rate_multiplier, factory,
+                     profiles.get(entry_id))
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
-        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform.id)
+        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform_of(dept),
+                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None)
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from exchange import metrics
 from exchange.batching import Partitioner, send_batches
+from exchange.gateway import GatewayGate
 from exchange.latency import new_histogram, record_ns
 from schemas.envelope import (
     H_ENTRY,
@@ -105,8 +106,10 @@ class DepartmentPublisher:
         stats: PublishStats,
         run_id: str = "",
         platform: str = "",
+        gate: GatewayGate | None = None,
     ) -> None:
         self.department = department
+        self.gate = gate  # the boundary gateway it publishes through, if any
         self.platform = platform
         self._run = run_id.encode()
         self.index = producer_index
@@ -153,7 +156,8 @@ class DepartmentPublisher:
         active = list(self.schedules)
         while active:
             elapsed = time.time_ns() - start_ns
-            budget = MAX_RECORDS_PER_TICK
+            limit = MAX_RECORDS_PER_TICK if self.gate is None else self.gate.allowance(MAX_RECORDS_PER_TICK)
+            budget = limit
             batches: dict[tuple[str, int], list] = {}
             for s in active:
                 n = min(s.schedule.due(elapsed) - s.next_index, budget)
@@ -168,7 +172,8 @@ class DepartmentPublisher:
                 self._acked.clear()
                 await self._acked.wait()
             if active:
-                await asyncio.sleep(TICK_S if budget > 0 else 0)
+                # a full tick's worth: go on at once, unless the gateway is what held it back
+                await asyncio.sleep(TICK_S if budget > 0 or limit < MAX_RECORDS_PER_TICK else 0)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -206,7 +211,18 @@ class DepartmentPublisher:
             for r in records:
                 record_ns(delay, sent_ns - r[3])
                 interval.append(sent_ns - r[3])
-            await self._send_records(topic, partition, records, sent_ns)
+            if self.gate is not None and self.gate.latency_s:
+                self._in_flight += len(records)
+                task = asyncio.ensure_future(self._through_gateway(topic, partition, records, sent_ns))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                await self._send_records(topic, partition, records, sent_ns)
+
+    async def _through_gateway(self, topic: str, partition: int, records: list, sent_ns: int) -> None:
+        await asyncio.sleep(self.gate.latency_s)
+        self._in_flight -= len(records)
+        await self._send_records(topic, partition, records, sent_ns)
 
     async def _send_records(self, topic: str, partition: int, records: list, sent_ns: int) -> None:
         for future, chunk in await send_batches(self._producer, topic, partition, records):

@@ -70,6 +70,21 @@ class FlowResult(_Model):
     interval_p99_ms: list[float | None] = Field(default_factory=list)
 
 
+class HopResult(_Model):
+    """One segment of the hub path: a link into a hub, the time inside one, or the last link."""
+
+    count: int
+    latency_ms: Quantiles
+
+
+class PathResult(_Model):
+    """The records that crossed the same hubs in the same order (一条链路)."""
+
+    hubs: list[str]
+    delivered: int
+    end_to_end_ms: Quantiles = Field(description="receive − send time over the whole path")
+
+
 class ItemVerification(_Model):
     """一数一源 for one data item: copies checked against its authoritative source."""
 
@@ -201,6 +216,11 @@ class Result(_Model):
     counts: Counts
     counts_by_entry: dict[str, EntryCounts]
     flows: dict[str, FlowResult]
+    hops: dict[str, HopResult] = Field(
+        default_factory=dict,
+        description="per segment, from the hubs' in/out stamps: 'producer → gz' (into a hub), 'gz' (inside it), 'gz → gy', 'gy → consumer'",
+    )
+    paths: dict[str, PathResult] = Field(default_factory=dict, description="per hub path ('gy > gz > nation'), end to end")
     conservation: Conservation
     one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
