@@ -58,7 +58,7 @@ async def test_copies_are_verified_and_only_authoritative_values_are_delivered(t
                 (CODE_A.encode(), orjson.dumps({"enterprise.credit_code": CODE_A, "enterprise.name": TRUE_NAME,
                                                 "enterprise.address": TRUE_ADDRESS}), envelope("registration", "market", "1.1", run)),
             ])
-            await read_all(broker.bootstrap, t.audit, run=None, idle=1.0)  # let the source's record be routed first
+            await read_all(broker.bootstrap, t.audit, run=None, until=1, timeout=30)  # the source's record routed first, however loaded the machine
             copies = [
                 (CODE_A, TRUE_NAME, TRUE_ADDRESS),  # agrees
                 (CODE_A, "武汉市华盛科技有限公司（分公司）", TRUE_ADDRESS),  # a stale name
