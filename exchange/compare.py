@@ -144,13 +144,43 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
                 continue  # delivered nothing in either run
             flows.rows.append(Row(f"{label} {name}", _flow_q(fa.get(label), key), _flow_q(fb.get(label), key),
                                   better="lower", kind="ms"))
+    sections = [run, rates, counts, latency, flows, *_cascade_sections(a, b)]
     sa = {s.get("name"): s for s in a.get("slos") or []}
     sb = {s.get("name"): s for s in b.get("slos") or []}
     slos = Section("SLOs", [Row(name, _slo_text(sa.get(name)), _slo_text(sb.get(name)), kind="verdict")
                             for name in list(sa) + [n for n in sb if n not in sa]])
     if not slos.rows:
         slos.rows.append(Row("SLOs", "no SLOs declared", "no SLOs declared", kind="text"))
-    return [run, rates, counts, latency, flows, slos]
+    return [*sections, slos]
+
+
+def _hubs_per_delivery(r: dict[str, Any]) -> float | None:
+    paths = (r.get("paths") or {}).values()
+    delivered = sum(p.get("delivered", 0) for p in paths)
+    return sum(len(p.get("hubs", ())) * p.get("delivered", 0) for p in paths) / delivered if delivered else None
+
+
+def _cascade_sections(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
+    """What the hub topology costs: hubs crossed, and the latency of every hop and path."""
+    if not a.get("hops") and not b.get("hops"):
+        return []  # results written before hop stamps existed
+    topology = Section("hubs", [
+        Row("hubs crossed per delivery (mean)", _hubs_per_delivery(a), _hubs_per_delivery(b), kind="value"),
+        Row("distinct paths", len(a.get("paths") or {}), len(b.get("paths") or {})),
+    ])
+    hops = Section("per hop (into a hub, inside it, out to the consumer), ms")
+    ha, hb = a.get("hops") or {}, b.get("hops") or {}
+    for name in sorted(set(ha) | set(hb)):
+        for key, label in (("50pct", "p50"), ("99pct", "p99")):
+            hops.rows.append(Row(f"{name} {label}", ((ha.get(name) or {}).get("latency_ms") or {}).get(key),
+                                 ((hb.get(name) or {}).get("latency_ms") or {}).get(key), better="lower", kind="ms"))
+    paths = Section("per hub path, end to end, ms")
+    pa, pb = a.get("paths") or {}, b.get("paths") or {}
+    for name in sorted(set(pa) | set(pb), key=lambda n: (n.count(">"), n)):
+        for key, label in (("50pct", "p50"), ("99pct", "p99")):
+            paths.rows.append(Row(f"{name} {label}", ((pa.get(name) or {}).get("end_to_end_ms") or {}).get(key),
+                                  ((pb.get(name) or {}).get("end_to_end_ms") or {}).get(key), better="lower", kind="ms"))
+    return [topology, hops, paths]
 
 
 def _us_to_ms(v: Any) -> float | None:

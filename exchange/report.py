@@ -625,6 +625,22 @@ def onss_section(r: dict[str, Any]) -> str:
                 rows, last_left=True) + "</div>")
 
 
+def hops_section(r: dict[str, Any]) -> str:
+    """Per hub path and per hop (X-Road style in/out stamps): where the time goes in a cascade."""
+    paths, hops = r.get("paths") or {}, r.get("hops") or {}
+    if not paths:
+        return ""
+    path_rows = [[esc(name), fmt_int(len(p.get("hubs", ()))), fmt_int(p.get("delivered")),
+                  *(fmt_ms((p.get("end_to_end_ms") or {}).get(k)) for k in ("50pct", "99pct", "max"))]
+                 for name, p in sorted(paths.items(), key=lambda kv: (len(kv[1].get("hubs", ())), kv[0]))]
+    hop_rows = [[esc(name), fmt_int(h.get("count")), *(fmt_ms((h.get("latency_ms") or {}).get(k)) for k in ("50pct", "99pct", "max"))]
+                for name, h in sorted(hops.items())]
+    return ('<h2>Hub paths and hops (级联: each hub stamps a record in and out)</h2><div class="grid" style="align-items:start">'
+            '<div class="card" id="paths">' + table(["path (hubs in order)", "hubs", "delivered", "p50 ms", "p99 ms", "max ms"], path_rows)
+            + '</div><div class="card" id="hops">'
+            + table(["segment (a → b: into b; b: inside b)", "records", "p50 ms", "p99 ms", "max ms"], hop_rows) + "</div></div>")
+
+
 def flow_table(r: dict[str, Any], names: Names) -> str:
     by_entry = r.get("counts_by_entry") or {}
     rows = []
@@ -674,7 +690,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
               empty="No dead letters and no one-number-one-source conflicts in this run."),
         "</div>",
         "<h2>Service-level objectives</h2>", slo_section(r),
-        workflow_section(r), onss_section(r),
+        workflow_section(r), onss_section(r), hops_section(r),
         "<h2>Flows</h2>", flow_table(r, names),
         ("<footer>exchange report · latencies in ms (publish delay converted from µs) · "
          "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>"),

@@ -171,3 +171,21 @@ def _rows(records, run_id):
             if row["run"] == run_id:
                 out.append(row)
     return out
+
+
+def test_a_department_behind_an_unknown_gateway_is_an_error():
+    bad = CASCADE.replace("{id: prov-tax, name: 省税务局, platform: gz}", "{id: prov-tax, name: 省税务局, platform: gz, gateway: police-net}")
+    with pytest.raises(ScenarioError) as exc:
+        parse(bad, "cascade-test.yaml")
+    assert "departments.1.gateway" in str(exc.value) and "police-net" in str(exc.value)
+
+
+def test_a_gateway_caps_what_crosses_it():
+    from exchange.gateway import GatewayGate
+    from schemas.scenario import Gateway
+
+    gate = GatewayGate(Gateway(id="g", latency_ms=5, max_records_per_s=1000))
+    first = gate.allowance(10_000)
+    assert first == 100  # a tenth of a second's burst
+    assert gate.allowance(10_000) < 10  # then only what the rate refills
+    assert GatewayGate(Gateway(id="open")).allowance(10_000) == 10_000
