@@ -476,9 +476,11 @@ class Scenario(_Model):
 
     @cached_property
     def live_entries(self) -> frozenset[str]:
-        """Entries some record can flow on: published under load, by a reaction, or subscribed.
-        The rest are registered but dormant (most of a real catalogue) and need no topic."""
-        return frozenset(self.entry_rates()) | {r.publish for r in self.reactions} | set(self.subscriptions_by_entry)
+        """Entries some record can flow on: published under load or by a reaction, subscribed,
+        or a source of truth (一数一源) for others. The rest are registered but dormant (most of
+        a real catalogue) and need no topic."""
+        sources = {e.id for e in self.catalogue if any(i.authoritative for i in e.items)}
+        return frozenset(self.entry_rates()) | {r.publish for r in self.reactions} | set(self.subscriptions_by_entry) | sources
 
     @cached_property
     def gateway_ids(self) -> dict[str, Gateway]:
