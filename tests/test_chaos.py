@@ -112,7 +112,8 @@ def test_a_killed_router_worker_is_restarted_and_nothing_is_lost(tmp_path):
     (fault,) = result.faults
     assert fault.kind == "kill-router" and fault.target == "0" and fault.injected_at_s >= 4.0
     assert fault.recovered_after_s is not None and fault.recovered_after_s > 1.0  # a restart takes seconds
-    assert fault.peak_lag > fault.baseline_lag
+    # no peak assertion: a dead worker reports nothing, and the restarted one often clears the
+    # backlog before its first report (README: the peak is a lower bound for router kills)
     log = (tmp_path / "run" / "router-0.jsonl").read_text().splitlines()
     assert len({json.loads(line)["pid"] for line in log}) == 2  # two incarnations, one status file
 
@@ -148,3 +149,20 @@ def test_a_paused_department_falls_behind_alone_and_catches_up(tmp_path):
     assert urban.delivered == emergency.delivered == result.counts_by_entry["gps-fix"].produced
     assert urban.end_to_end_ms.max >= 2500  # urban waited for the pause…
     assert emergency.end_to_end_ms.p99 < urban.end_to_end_ms.max / 2  # …the others did not
+
+
+def test_the_command_line_refuses_a_bad_spec_before_starting_anything(tmp_path):
+    import subprocess
+    import sys
+
+    from .harness import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--duration", "5", "--out", str(tmp_path / "x"),
+                           "--chaos", "kill-router@1s,pause-consumer:police@2s+1s"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "'pause-consumer:police@2s+1s': 'police' is not a subscribing department" in done.stderr
+    assert not (tmp_path / "x").exists()
+    helped = subprocess.run([sys.executable, "-m", "exchange", "run", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, env={**__import__("os").environ, "COLUMNS": "200"})
+    assert "--chaos" in helped.stdout and "pause-broker" in helped.stdout
