@@ -36,6 +36,8 @@ class Accountant:
         self.foreign = 0
         self._run = run_id
         self._seen = SeenSet()
+        self._positions: dict[TopicPartition, int] = {}  # next offset to read, for checkpoints
+        self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -57,10 +59,36 @@ class Accountant:
                 parts = self._consumer.partitions_for_topic(topic) or set()
             tps.extend(TopicPartition(topic, p) for p in sorted(parts))
         self._consumer.assign(tps)
-        # Only this run's records count; it starts before any producer of the run.
+        # Only this run's records count; it starts before any producer of the run. After a
+        # restart it goes on from its checkpoint, whose counts cover everything before.
         await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the positions now, not lazily after producers have begun
-            await self._consumer.position(tp)
+        resume = {(t, p): o for t, p, o in (self._resume or {}).get("positions", [])}
+        for tp in tps:
+            if (tp.topic, tp.partition) in resume:
+                self._consumer.seek(tp, resume[(tp.topic, tp.partition)])
+            # resolve the positions now, not lazily after producers have begun
+            self._positions[tp] = await self._consumer.position(tp)
+
+    def snapshot(self) -> dict:
+        """Counters, positions and what was seen, for a checkpoint (no await: consistent)."""
+        return {
+            "positions": [[tp.topic, tp.partition, o] for tp, o in self._positions.items()],
+            "decisions": [[*k, v] for k, v in self.decisions.items()],
+            "dead_letters": [[*k, v] for k, v in self.dead_letters.items()],
+            "quality_events": [[*k, v] for k, v in self.quality_events.items()],
+            "counters": {k: getattr(self, k) for k in ("dead_outcomes", "denied", "audited_deliveries", "duplicates", "foreign")},
+            "seen": self._seen.snapshot(),
+        }
+
+    def restore(self, data: dict) -> None:
+        """Take a checkpoint's counts; :meth:`start` then seeks to its positions."""
+        self._resume = data
+        self.decisions = Counter({tuple(row[:-1]): row[-1] for row in data["decisions"]})
+        self.dead_letters = Counter({tuple(row[:-1]): row[-1] for row in data["dead_letters"]})
+        self.quality_events = Counter({tuple(row[:-1]): row[-1] for row in data["quality_events"]})
+        for k, v in data["counters"].items():
+            setattr(self, k, v)
+        self._seen = SeenSet.restore(data["seen"])
 
     async def stop(self) -> None:
         await self._consumer.stop()
@@ -75,6 +103,8 @@ class Accountant:
         n = 0
         for tp, records in batches.items():
             n += len(records)
+            if records:
+                self._positions[tp] = records[-1].offset + 1
             if tp.topic in self._audit_topics:
                 for r in records:
                     self._audit_block(r.value)

@@ -7,6 +7,8 @@ a set of strings would cost a gigabyte.
 
 from __future__ import annotations
 
+import base64
+
 from schemas.envelope import parse_trace_id
 
 
@@ -35,3 +37,17 @@ class SeenSet:
             return False
         bits[byte] |= mask
         return True
+
+    def snapshot(self) -> dict:
+        """Everything seen, as JSON-ready data (bitmaps base64) for a consumer checkpoint."""
+        return {
+            "bits": [[scope, producer, base64.b64encode(bytes(bits)).decode()] for (scope, producer), bits in self._bits.items()],
+            "other": [[scope, base64.b64encode(trace).decode()] for scope, trace in self._other],
+        }
+
+    @classmethod
+    def restore(cls, data: dict) -> SeenSet:
+        seen = cls()
+        seen._bits = {(scope, producer): bytearray(base64.b64decode(b)) for scope, producer, b in data.get("bits", [])}
+        seen._other = {(scope, base64.b64decode(t)) for scope, t in data.get("other", [])}
+        return seen

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from pathlib import Path
+
+import orjson
 
 from exchange import metrics
 from exchange.latency import encode, sample_quantiles
@@ -18,6 +21,7 @@ from producers.process import entity_pool
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
+from . import checkpoint
 from .accountant import Accountant
 from .dedupe import SeenSet
 from .hops import HopStats
@@ -25,6 +29,11 @@ from .reactions import ReactionEngine, WorkflowTracker
 from .subscriber import Subscriber
 
 STATS_INTERVAL_S = 1.0
+CHECKPOINT_INTERVAL_S = 1.0
+RESTARTABLE_SESSION_MS = 2000
+PAUSE_POLL_S = 0.1
+
+log = logging.getLogger(__name__)
 
 
 def fanout(scenario: Scenario) -> dict[str, int]:
@@ -33,15 +42,21 @@ def fanout(scenario: Scenario) -> dict[str, int]:
     return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
 
 
-async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1) -> None:
-    seen = SeenSet()
+async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
+              checkpoint_path: Path | None = None, pause_file: Path | None = None) -> None:
+    state = checkpoint.load(checkpoint_path)
+    seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     hops = HopStats()
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = min(100, max(10, len(departments)))
     subscribers = [
-        Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops)
+        Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
+                   auto_commit=checkpoint_path is None,
+                   # Restartable (--chaos): a restarted process rejoins each group once the
+                   # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
+                   session_timeout_ms=RESTARTABLE_SESSION_MS if checkpoint_path is not None else 6000)
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
@@ -57,6 +72,11 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             s.consume_rate = limit
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
     accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
+    if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
+        for s in subscribers:
+            if s.department in state["subscribers"]:
+                s.restore(state["subscribers"][s.department])
+        accountant.restore(state["accountant"])
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
     workflows = WorkflowTracker(scenario)
     for s in subscribers:
@@ -65,29 +85,42 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         if scenario.workflows:
             s.listeners.append(lambda consumer, entry, key, h, now: workflows.on_delivery(entry, key, h, now))
     await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
-    status.write("ready", subscribers=len(subscribers))
+    status.write("ready", subscribers=len(subscribers), restored=state is not None)
     readers = [*subscribers, accountant]
 
     async def read_until_stopped(reader) -> None:
         # each reader on its own: one quiet topic must not hold up the others' polls
         while not stop.is_set():
+            if getattr(reader, "paused", False):
+                await asyncio.sleep(PAUSE_POLL_S)
+                continue
             await reader.poll(100)
         while await reader.poll(50):  # whatever arrived before the stop
             pass
 
     async def report() -> None:
-        while not stop.is_set():
+        if not state:
             await asyncio.sleep(STATS_INTERVAL_S)
-            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions), **_interval(subscribers))
+        # after a restart, the first line at once: it shows the backlog the process starts from
+        while not stop.is_set():
+            await asyncio.gather(*(s.refresh_lag() for s in subscribers))
+            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions), **_interval(subscribers),
+                         lag_known=all(s.lag_known for s in subscribers))
             accountant.flush_metrics(scenario.platform.id)
             for s in subscribers:
                 metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
+            await asyncio.sleep(STATS_INTERVAL_S)
 
-    reporter = asyncio.create_task(report())
+    background = [asyncio.create_task(report())]
+    if pause_file is not None:
+        background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
+    if checkpoint_path is not None:
+        background.append(asyncio.create_task(_checkpoints(checkpoint_path, seen, subscribers, accountant)))
     try:
         await asyncio.gather(*(read_until_stopped(r) for r in readers))
     finally:
-        reporter.cancel()
+        for task in background:
+            task.cancel()
         await reactions.stop()
         await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
     flows = {}
@@ -115,6 +148,42 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             for name, h in workflows.times.items()
         },
     )
+
+
+async def _watch_pauses(path: Path, subscribers: list[Subscriber]) -> None:
+    """Pause and resume departments as the run controller's pause file says (``--chaos``).
+
+    The file holds a JSON list of paused departments, replaced atomically by the
+    controller; a restarted process reads the same file, so a pause survives a kill.
+    """
+    seen_mtime = None
+    while True:
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime != seen_mtime:
+                paused = set(orjson.loads(path.read_bytes()))
+                seen_mtime = mtime
+                for s in subscribers:
+                    s.paused = s.department in paused
+        except FileNotFoundError:
+            pass
+        except orjson.JSONDecodeError:  # pragma: no cover - the controller replaces it whole
+            log.warning("unreadable pause file %s", path)
+        await asyncio.sleep(PAUSE_POLL_S)
+
+
+async def _checkpoints(path: Path, seen: SeenSet, subscribers: list[Subscriber], accountant: Accountant) -> None:
+    """Checkpoint, then commit: committed offsets never run ahead of the counts saved."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        # one synchronous step: no record is read between the snapshots
+        subs = {s.department: s.snapshot() for s in subscribers}
+        checkpoint.save(path, {"seen": seen.snapshot(), "subscribers": subs, "accountant": accountant.snapshot()})
+        for s in subscribers:
+            try:
+                await s.commit(subs[s.department]["positions"])
+            except Exception as exc:  # noqa: BLE001 - a later commit covers it; the checkpoint is saved
+                log.warning("commit for %s failed: %r", s.department, exc)
 
 
 def _interval(subscribers: list[Subscriber]) -> dict:
@@ -161,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default="")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
+    parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
     args = parser.parse_args(argv)
     scenario = Scenario.model_validate_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
@@ -171,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed)
+        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file)
 
     try:
         asyncio.run(_main())

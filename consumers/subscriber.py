@@ -11,11 +11,12 @@ import asyncio
 import time
 from collections import Counter, defaultdict
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
-from exchange.latency import new_histogram, record_ns
+from exchange.latency import decode, encode, new_histogram, record_ns
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
@@ -35,13 +36,24 @@ class FlowStats:
         self.e2e: HdrHistogram = new_histogram()
         self.e2e_intended: HdrHistogram = new_histogram()
 
+    def snapshot(self) -> dict:
+        return {"delivered": self.delivered, "duplicates": self.duplicates, "within_cycle": self.within_cycle,
+                "e2e": encode(self.e2e), "e2e_intended": encode(self.e2e_intended)}
+
+    @classmethod
+    def restore(cls, data: dict) -> FlowStats:
+        flow = cls()
+        flow.delivered, flow.duplicates, flow.within_cycle = data["delivered"], data["duplicates"], data["within_cycle"]
+        flow.e2e, flow.e2e_intended = decode(data["e2e"]), decode(data["e2e_intended"])
+        return flow
+
 
 class Subscriber:
     """One aiokafka consumer in the department's own group, on its delivery topic."""
 
     def __init__(
         self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10,
-        platform: str = "", hops: HopStats | None = None,
+        platform: str = "", hops: HopStats | None = None, auto_commit: bool = True, session_timeout_ms: int = 6000,
     ) -> None:
         self.department = department
         self.hops = hops if hops is not None else HopStats()
@@ -63,20 +75,25 @@ class Subscriber:
         self.first_ns = 0
         self.last_ns = 0
         self._seen = seen
+        self.paused = False  # a chaos fault: the department's system stops reading for a while
+        self._lag = 0
+        self.lag_known = False  # False until the group has assigned the topic (and while the broker does not answer)
+        # Auto-commit when nothing is checkpointed; else the process commits after each
+        # checkpoint (consumers/checkpoint.py), so committed offsets never pass it.
         self._consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=f"sub-{department}",
             auto_offset_reset="earliest",
-            enable_auto_commit=True,
+            enable_auto_commit=auto_commit,
             auto_commit_interval_ms=1000,
             max_poll_records=5000,
             fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=500,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=min(500, session_timeout_ms // 6),
         )
 
     def _metric_children(self, sub: bytes):
@@ -91,13 +108,60 @@ class Subscriber:
         return children
 
     def lag(self) -> int:
-        """Records on the delivery topic not yet read (for the lag gauge)."""
-        total = 0
-        for tp, position in self._positions.items():
-            high = self._consumer.highwater(tp)
-            if high is not None:
-                total += max(0, high - position)
-        return total
+        """Records on the delivery topic not yet read, as of the last :meth:`refresh_lag`."""
+        return self._lag
+
+    async def refresh_lag(self, timeout_s: float = 1.0) -> None:
+        """Lag from the broker's end offsets and our positions, once a second.
+
+        The fetcher's high-water marks go stale while the department is paused (nothing is
+        fetched), and a just-restarted consumer has no positions yet; asking the broker
+        keeps the figure honest in both cases, and ``lag_known`` says when it cannot be
+        known (no assignment yet, or the broker does not answer).
+        """
+        tps = self._consumer.assignment()
+        if not tps:
+            self.lag_known = False
+            return
+        highs = {tp: self._consumer.highwater(tp) for tp in tps}
+        if not self.paused and all(highs[tp] is not None and tp in self._positions for tp in tps):
+            # reading normally: the fetcher's marks are fresh, no request needed
+            self._lag = sum(max(0, highs[tp] - self._positions[tp]) for tp in tps)
+            self.lag_known = True
+            return
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(list(tps)), timeout_s)
+            total = 0
+            for tp in tps:
+                position = self._positions.get(tp)
+                if position is None:
+                    position = await asyncio.wait_for(self._consumer.position(tp), timeout_s)
+                # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
+                total += max(0, max(ends[tp], highs[tp] or 0) - position)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
+            self.lag_known = False
+            return
+        self._lag, self.lag_known = total, True
+
+    def snapshot(self) -> dict:
+        """Counters and positions for a checkpoint (taken with no await in between: consistent)."""
+        return {
+            "flows": {name: f.snapshot() for name, f in self.flows.items()},
+            "positions": [[tp.partition, position] for tp, position in self._positions.items()],
+            "received": self.received, "first_ns": self.first_ns, "last_ns": self.last_ns,
+            "unlabelled": self.unlabelled, "foreign": self.foreign,
+        }
+
+    def restore(self, data: dict) -> None:
+        for name, flow in data["flows"].items():
+            self.flows[name] = FlowStats.restore(flow)
+        self.received, self.first_ns, self.last_ns = data["received"], data["first_ns"], data["last_ns"]
+        self.unlabelled, self.foreign = data["unlabelled"], data["foreign"]
+
+    async def commit(self, positions: list[list[int]]) -> None:
+        """Commit the positions of a checkpoint already written."""
+        if positions:
+            await self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in positions})
 
     async def start(self) -> None:
         await self._consumer.start()

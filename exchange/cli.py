@@ -51,15 +51,30 @@ def run(
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
     find_max_rate: Annotated[bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
     slo_p99: Annotated[Optional[float], typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
+    chaos: Annotated[Optional[str], typer.Option(
+        help="faults to inject, comma-separated KIND[:TARGET]@TIME[+DURATION], times after publishing starts "
+             "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
+             "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
+             "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from .display import LiveProgress, summary_table
-    from .run import RunFailed, RunOptions
+    from .chaos import ChaosError
+    from .display import LiveProgress, fault_table, summary_table
+    from .run import RunFailed, RunOptions, parse_chaos
     from .run import run as run_scenario
 
     loaded = _load(scenario, seed)
-    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier)
+    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
+                         chaos=chaos)
+    try:
+        parse_chaos(options, duration if duration is not None else loaded.load.duration)
+    except ChaosError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     if find_max_rate:
+        if chaos:
+            err.print("[red]error[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
+            raise typer.Exit(2)
         _find_max_rate(options, slo_p99)
         return
     try:
@@ -69,6 +84,8 @@ def run(
         err.print(f"[red]run failed:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print(summary_table(result))
+    if result.faults:
+        console.print(fault_table(result))
     ok = result.conservation.ok
     console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
     for v in result.slos:

@@ -49,6 +49,8 @@ class LiveProgress:
             table.add_row("still to account for", f"{p.expected - p.delivered - p.denied - p.dead_lettered:,}")
         if p.duplicates:
             table.add_row("duplicates dropped", f"{p.duplicates:,}")
+        for said in p.faults[-4:]:
+            table.add_row("chaos", said)
         return table
 
 
@@ -96,3 +98,23 @@ def summary_table(result: Result) -> Table:
 
 def _ms(value: float, n: int) -> str:
     return f"{value:.1f}" if n else "—"
+
+
+def fault_table(result: Result) -> Table:
+    """The faults injected with --chaos, and how long the exchange took to come back."""
+    table = Table(title="faults injected (--chaos); lag = router + subscriber lag, records", title_justify="left")
+    for col in ("fault", "injected at", "baseline lag", "peak lag", "recovered after", "publish delay max"):
+        table.add_column(col, justify="left" if col == "fault" else "right", no_wrap=True)
+    for f in result.faults:
+        table.add_row(
+            f.spec,
+            "—" if f.injected_at_s is None else f"{f.injected_at_s:.1f} s",
+            f"{f.baseline_lag:,.0f}",
+            f"{f.peak_lag:,}",
+            "not within the run" if f.recovered_after_s is None else f"{f.recovered_after_s:.1f} s",
+            "—" if f.publish_delay_max_ms is None else f"{f.publish_delay_max_ms:,.0f} ms",
+        )
+    table.caption = (f"{result.counts.duplicates:,} duplicates dropped by trace id (redeliveries, not counted as deliveries); "
+                     "recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) after the fault ended")
+    table.caption_justify = "left"
+    return table

@@ -240,12 +240,29 @@ def fig_rates(runs: list[tuple[str, dict[str, Any]]]) -> go.Figure:
                                      mode="lines", line={"color": "#94a3b8", "width": 1}, fill="tozeroy",
                                      fillcolor="rgba(148,163,184,0.18)"))
     base_layout(fig, "Throughput over time")
+    if not compare:
+        mark_faults(fig, runs[0][1])
     fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="records/s", rangemode="tozero")
     if any(d.yaxis == "y2" for d in fig.data):
         fig.update_layout(yaxis2={"title": "backlog, records", "overlaying": "y", "side": "right", "showgrid": False,
                                   "rangemode": "tozero", "tickformat": ",.0f", "nticks": 6})
     return fig
+
+
+def mark_faults(fig: go.Figure, r: dict[str, Any]) -> None:
+    """The --chaos faults on a time axis: a band while a pause lasts, a line at a kill."""
+    for f in r.get("faults") or []:
+        at = f.get("injected_at_s") if f.get("injected_at_s") is not None else f.get("at_s")
+        if not isinstance(at, (int, float)):
+            continue
+        label = {"text": html.escape(str(f.get("spec", ""))), "font": {"size": 10, "color": "#b91c1c"}}
+        if f.get("duration_s"):
+            fig.add_vrect(x0=at, x1=at + f["duration_s"], fillcolor="rgba(220,38,38,0.10)", line_width=0,
+                          label={**label, "textposition": "top left"})
+        else:
+            fig.add_vline(x=at, line={"color": "#dc2626", "width": 1.5, "dash": "dash"},
+                          label={**label, "textposition": "end", "textangle": 0, "xanchor": "left"})
 
 
 def latency_series(r: dict[str, Any]) -> list[tuple[str, list, str]]:
@@ -277,6 +294,7 @@ def fig_latency_time(r: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=interval_x(r, len(ys)), y=ys, name=name, mode="lines", line=line,
                                  connectgaps=False, hovertemplate="%{y:.1f} ms at %{x} s<extra>" + html.escape(name) + "</extra>"))
     base_layout(fig, "Latency over time (per interval)")
+    mark_faults(fig, r)
     fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="ms", rangemode="tozero")
     return fig
@@ -598,6 +616,27 @@ def slo_section(r: dict[str, Any]) -> str:
     return '<div class="card" id="slos">' + table(["SLO", "metric", "target", "measured", "unit", "verdict"], rows, left=2) + "</div>"
 
 
+def fault_section(r: dict[str, Any]) -> str:
+    faults = r.get("faults") or []
+    if not faults:
+        return ""
+    rows = []
+    for f in faults:
+        recovered = f.get("recovered_after_s")
+        rows.append([esc(f.get("spec", "")), esc(f.get("kind", "")), esc(f.get("target") or "—"),
+                     esc(f"{f['injected_at_s']:.1f} s" if f.get("injected_at_s") is not None else "not injected"),
+                     esc(f"{f.get('duration_s', 0):g} s"), fmt_int(round(f.get("baseline_lag", 0))), fmt_int(f.get("peak_lag")),
+                     '<span class="fail">not within the run</span>' if recovered is None else esc(f"{recovered:.1f} s"),
+                     fmt_ms(f.get("publish_delay_max_ms"))])
+    duplicates = (r.get("counts") or {}).get("duplicates", 0)
+    return ('<h2>Faults injected (--chaos) and recovery</h2><div class="card" id="faults">'
+            + table(["fault", "kind", "target", "injected at", "duration", "baseline lag", "peak lag", "recovered after",
+                     "publish delay max ms"], rows, left=3)
+            + f'<div class="note">lag: router + subscriber lag, records; recovered: lag back to ≤ max(baseline × 1.5, '
+              f"baseline + 100) after the fault ended (a kill: from the kill, so the restart counts). "
+              f"{duplicates:,} redeliveries were dropped as duplicates by trace id, not counted as deliveries.</div></div>")
+
+
 def workflow_section(r: dict[str, Any]) -> str:
     workflows = r.get("workflows") or {}
     if not workflows:
@@ -689,6 +728,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         chart(fig_exceptions(r), "chart-exceptions", wide=True,
               empty="No dead letters and no one-number-one-source conflicts in this run."),
         "</div>",
+        fault_section(r),
         "<h2>Service-level objectives</h2>", slo_section(r),
         workflow_section(r), onss_section(r), hops_section(r),
         "<h2>Flows</h2>", flow_table(r, names),

@@ -277,6 +277,9 @@ class Router:
             dead_lettered=sum(self.dead.values()),
             handling_s=round(handling, 3),
             committing_s=round(committing, 3),
+            # so the figures of a worker killed before its final report are not lost
+            verifications=[[*k, v] for k, v in self.verifications.items()],
+            control_actions=[[*k, v] for k, v in self.control_actions.items()],
         )
 
     def final_report(self) -> None:

@@ -3,7 +3,8 @@
 It starts every process itself, watches them through their status files, and ends the
 run only when every produced record is accounted for (or the drain time runs out), so
 the conservation check speaks about the whole run. Any child or broker death fails the
-run at once with the reason; no process outlives the controller.
+run at once with the reason, except the deaths a ``--chaos`` schedule causes: those
+processes are restarted (``exchange/faults.py``). No process outlives the controller.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.results import Result, RunInfo
+import orjson
+
+from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import Scenario
 
-from . import metrics
+from . import chaos, metrics
 from .broker import EmbeddedBroker
+from .faults import FaultInjector
 from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes
 from .slos import judge
@@ -50,6 +54,19 @@ class RunOptions:
     drain_timeout: float = 30.0
     ready_timeout: float = 60.0
     rate_multiplier: float = 1.0
+    chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
+
+
+def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
+    """The run's faults; raises :class:`chaos.ChaosError` for a spec that cannot run."""
+    if not options.chaos:
+        return []
+    scenario = options.scenario
+    return chaos.parse(
+        options.chaos, duration=duration, workers=options.workers,
+        departments={s.consumer for s in scenario.subscriptions}, embedded_broker=options.bootstrap is None,
+        restartable_consumers=not scenario.reactions and not scenario.workflows,
+    )
 
 
 @dataclass
@@ -71,30 +88,61 @@ class Progress:
     consumer_lag: int = 0
     p99_ms: float = 0.0  # end to end, last interval
     conflicts: int = 0
+    faults: list[str] = field(default_factory=list)  # what the chaos schedule did so far
 
 
 @dataclass
 class _Child:
+    """A child process; after a restart (``--chaos``) the same name, files and reader go on
+    with a new process, and status lines tell the incarnations apart by their pid."""
+
     name: str
     proc: subprocess.Popen
     status: StatusReader
     log: Path
+    argv: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)  # every incarnation, in order
+    last_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # by pid
 
     @classmethod
     def spawn(cls, run_dir: Path, name: str, module_args: list[str]) -> _Child:
         """``python -m <module_args…> --status RUN_DIR/NAME.jsonl``, logging to RUN_DIR/NAME.log."""
         status, log = run_dir / f"{name}.jsonl", run_dir / f"{name}.log"
-        proc = spawn([sys.executable, "-m", *module_args, "--status", str(status)], log_path=log)
-        return cls(name, proc, StatusReader(status), log)
+        argv = [sys.executable, "-m", *module_args, "--status", str(status)]
+        proc = spawn(argv, log_path=log)
+        return cls(name, proc, StatusReader(status), log, argv, pids=[proc.pid])
+
+    def restart(self) -> None:
+        """Start the same command again (the old process must be gone); files are appended to."""
+        self.proc = spawn(self.argv, log_path=self.log)
+        self.pids.append(self.proc.pid)
 
     def read(self) -> list[dict[str, Any]]:
         new = self.status.read()
-        self.events.extend(e for e in new if e["event"] != "stats")
+        for e in new:
+            if e["event"] == "stats":
+                self.last_stats[e.get("pid", 0)] = e
+            else:
+                self.events.append(e)
         return new
 
+    def current(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events of the running incarnation (an old one's last lines may come late)."""
+        return [e for e in events if e.get("pid", self.proc.pid) == self.proc.pid]
+
     def last(self, event: str) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e["event"] == event), None)
+        pid = self.proc.pid
+        return next((e for e in reversed(self.events) if e["event"] == event and e.get("pid", pid) == pid), None)
+
+    def reports(self) -> list[dict[str, Any]]:
+        """Per incarnation, its final report, or its last stats line if it was killed first."""
+        out = []
+        for pid in self.pids:
+            final = next((e for e in reversed(self.events) if e["event"] == "final" and e.get("pid") == pid), None)
+            if final is not None or pid in self.last_stats:
+                out.append(final or self.last_stats[pid])
+        return out
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -117,6 +165,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     """Run a scenario end to end; returns the result and the run directory."""
     scenario = options.scenario
     duration = options.duration if options.duration is not None else scenario.load.duration
+    faults = parse_chaos(options, duration)
     run_dir = options.out or default_run_dir(scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     scenario_json = run_dir / "scenario.json"
@@ -127,6 +176,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_id = secrets.token_hex(4)
     sd_file = None
+    injector: FaultInjector | None = None
+    stack = contextlib.ExitStack()
     try:
         if broker is not None:
             await broker.astart()
@@ -146,11 +197,17 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
 
         progress.phase = "starting router"
         on_progress(progress)
+        names = _router_names(scenario, options.workers)
         routers = [
             start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"))
-            for hub, i, name in _router_names(scenario, options.workers)
+            for hub, i, name in names
         ]
-        consumers = start("consumers", "consumers", "--seed", str(options.seed))
+        # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
+        workers_by_id = {str(i): r for (hub, i, _), r in zip(names, routers) if hub == names[0][0]}
+        chaos_args: list[str] = []
+        if faults:  # resumable after a kill, and pausable per department
+            chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args)
         await _wait_ready([*routers, consumers], broker, options.ready_timeout)
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
@@ -163,12 +220,23 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         reports.error_samples.append((0.0, 0))
         reports.consume_samples.append((0.0, 0))
         t0 = time.monotonic()
+        if faults:
+            # what was done when, and every lag sample the recovery times come from
+            chaos_log = stack.enter_context(open(run_dir / "chaos.jsonl", "ab", buffering=0))
+            injector = FaultInjector(faults, workers_by_id, consumers,
+                                     broker.pid if broker is not None else None, run_dir / "consumers.paused")
+        lag_samples: list[chaos.LagSample] = []
+        lag_known = True
         drain_started: float | None = None
         reactions: dict[str, int] = {}
         routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
         pending_reactions = 0
         while True:
             await asyncio.sleep(POLL_S)
+            if injector is not None:
+                for said in injector.step(time.monotonic() - t0):
+                    progress.faults.append(f"{time.monotonic() - t0:5.1f} s {said}")
+                    chaos_log.write(orjson.dumps({"t": round(time.monotonic() - t0, 3), "action": said}) + b"\n")
             _check_alive(children, broker, allow_exit={producers.name})
             for e in producers.read():
                 if e["event"] == "stats":
@@ -178,10 +246,14 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     progress.produced = e["produced"]
                 elif e["event"] == "error":
                     raise RunFailed(f"producers failed: {e['message']}\n{producers.tail()}")
-            for e in consumers.read():
+            for e in consumers.current(consumers.read()):
                 if e["event"] == "stats":
                     t = time.monotonic() - t0
-                    reports.consume_samples.append((t, e["received"]))
+                    if injector is not None:
+                        injector.reported(consumers.name, t, e["pid"])
+                    lag_known = e.get("lag_known", True)
+                    # a restarted process goes on from its checkpoint, a little behind its last line
+                    reports.consume_samples.append((t, max(e["received"], reports.consume_samples[-1][1])))
                     reports.consume_intervals.append(e)
                     reports.backlog.append(sum(routed.values()))
                     progress.delivered, progress.denied = e["delivered"], e["denied"]
@@ -191,11 +263,19 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     progress.p99_ms = e.get("e2e", {}).get("99pct", progress.p99_ms)
                     progress.conflicts = e.get("conflicts", 0)
             for r in routers:
-                for e in r.read():
+                for e in r.current(r.read()):
                     if e["event"] == "stats":
                         routed[r.name] = e.get("lag", 0)
                         progress.router_lag = sum(routed.values())
+                        if injector is not None:
+                            injector.reported(r.name, time.monotonic() - t0, e["pid"], e.get("batches", 0))
             progress.elapsed = time.monotonic() - t0
+            if injector is not None:
+                pids = {c.name: c.proc.pid for c in [*routers, consumers]}
+                complete = lag_known and injector.complete(progress.elapsed, pids)
+                lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete))
+                chaos_log.write(orjson.dumps({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
+                                              "consumer_lag": progress.consumer_lag, "complete": complete}) + b"\n")
             _progress_metrics(p, progress)
             progress.publish_rate = _last_rate(reports.publish_samples)
             progress.consume_rate = _last_rate(reports.consume_samples)
@@ -213,18 +293,29 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     progress.phase = "draining"
                 accounted = progress.delivered + progress.denied + progress.dead_lettered
                 settled = accounted >= progress.expected and not pending_reactions
+                if injector is not None:  # every fault over, and counts from the running consumers
+                    settled = settled and injector.done and consumers.last_stats.get(consumers.proc.pid) is not None
+                if settled and injector is not None:
+                    # everything accounted for: nothing is left anywhere, whatever the last reports said
+                    lag_samples.append(chaos.LagSample(time.monotonic() - t0, 0, True))
                 if settled or time.monotonic() - drain_started > options.drain_timeout:
                     break
             elif producers.proc.poll() is not None:
                 raise RunFailed(f"producers exited ({producers.proc.returncode}) without a final report\n{producers.tail()}")
             on_progress(progress)
         drain_s = time.monotonic() - drain_started
+        end_s = time.monotonic() - t0
         reports.producers = final
+        if injector is not None:
+            injector.release()
 
         progress.phase = "collecting"
         on_progress(progress)
         reports.consumers = await _stop_for_final(consumers)
-        reports.routers = [await _stop_for_final(r) for r in routers]
+        for r in routers:
+            await _stop_for_final(r)
+        # every incarnation's figures: a killed worker's last stats stand in for its final report
+        reports.routers = [report for r in routers for report in r.reports()]
         info = RunInfo(
             scenario=scenario.name,
             run_id=run_id,
@@ -240,6 +331,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         )
         where = "Tansu (embedded, memory)" if broker is not None else f"Kafka at {bootstrap}"
         result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
+        if injector is not None:
+            result.faults = _fault_results(injector, lag_samples, reports.publish_intervals, end_s)
         result.slos = judge(scenario, result, {name: f["e2e"] for name, f in reports.consumers.get("flows", {}).items()})
         for verdict in result.slos:
             metrics.SLO_STATUS.labels(p, verdict.name).set(1 if verdict.passed else 0)
@@ -252,6 +345,9 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     finally:
         # All at once, and briefly when the broker is gone: a child cannot finish
         # cleanly without it, and nobody should wait on it.
+        stack.close()
+        if injector is not None:
+            injector.release()  # a stopped process cannot even take its SIGTERM
         grace = 5.0 if broker is None or broker.running else 1.0
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
         if broker is not None:
@@ -265,6 +361,24 @@ def _router_names(scenario: Scenario, workers: int) -> list[tuple[str, int, str]
     if hubs == (scenario.platform.id,):
         return [(hubs[0], i, f"router-{i}") for i in range(workers)]
     return [(hub, i, f"router-{hub}-{i}") for hub in hubs for i in range(workers)]
+
+
+def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publish_intervals: list[dict[str, Any]],
+                   end_s: float) -> list[FaultResult]:
+    out = []
+    for entry in injector.injected:
+        f = entry.fault
+        rec = chaos.recovery(f, samples, until_s=end_s)
+        window_end = f.end_s + rec.recovered_after_s if rec.recovered_after_s is not None else end_s
+        # producer intervals overlapping the fault: does publishing show the stall?
+        delays = [i["publish_delay_us"]["max"] / 1000 for i in publish_intervals
+                  if f.at_s <= i["t"] <= window_end + 1 and i.get("publish_delay_us")]
+        out.append(FaultResult(
+            spec=f.label, kind=f.kind, target=f.target, at_s=f.at_s, duration_s=f.duration_s,
+            injected_at_s=entry.at_s, baseline_lag=rec.baseline_lag, peak_lag=rec.peak_lag,
+            recovered_after_s=rec.recovered_after_s, publish_delay_max_ms=round(max(delays), 1) if delays else None,
+        ))
+    return out
 
 
 def _progress_metrics(platform: str, progress: Progress) -> None:

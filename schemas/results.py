@@ -118,6 +118,27 @@ class Conservation(_Model):
     message: str
 
 
+class FaultResult(_Model):
+    """One fault injected with ``exchange run --chaos`` and how the exchange came back.
+
+    Lag is router lag (ingress records not yet taken in) plus consumer lag (deliveries not
+    yet read), in records, sampled by the controller five times a second."""
+
+    spec: str = Field(description="the fault as given, normalised, e.g. 'pause-broker@5s+3s'")
+    kind: str = Field(description="kill-router, pause-router, kill-consumers, pause-consumer or pause-broker")
+    target: str | None = Field(description="router worker id or subscribing department; null for the others")
+    at_s: float = Field(description="scheduled time, seconds after publishing started")
+    injected_at_s: float | None = Field(description="when it was injected (the controller polls every 0.2 s); null if the run ended first")
+    duration_s: float = Field(description="0 for kills (the process is restarted at once)")
+    baseline_lag: float = Field(description="mean lag over the 3 s before the fault, records")
+    peak_lag: int = Field(description="highest lag from the fault until recovery (or the end of the run), records")
+    recovered_after_s: float | None = Field(
+        description="seconds from the end of the fault (a kill: the kill) until the lag was back to "
+                    "≤ max(baseline × 1.5, baseline + 100); null if not within the run")
+    publish_delay_max_ms: float | None = Field(
+        default=None, description="highest per-interval publish delay from the fault until recovery: a producer stall shows here")
+
+
 class RunInfo(_Model):
     scenario: str
     run_id: str = Field(description="stamped on every record of the run (header run-id)")
@@ -226,4 +247,5 @@ class Result(_Model):
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
     slos: list[SloVerdict] = Field(default_factory=list)
+    faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")
     run: RunInfo
