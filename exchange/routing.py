@@ -173,6 +173,10 @@ class RouterCore:
         if len(headers) != len(raw):
             dupes = sorted({k for k, _ in raw if sum(1 for k2, _ in raw if k2 == k) > 1})
             raise InvalidRecord("duplicate_header", f"headers given more than once: {dupes}")
+        if None in headers.values():  # Kafka allows a null header value; none of ours is ever null
+            raise InvalidRecord("bad_header", f"headers with a null value: {[k for k, v in raw if v is None]}")
+        if not "".join(headers).isascii() and not all(_utf8(k) for k in headers):
+            raise InvalidRecord("bad_header", f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
         if not _REQUIRED.issubset(headers):
             raise InvalidRecord("missing_header", f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
         if headers[H_SCHEMA] != SCHEMA_VERSION:
@@ -205,7 +209,7 @@ class RouterCore:
             "trace": trace.decode(errors="replace") if trace else None,
             "entry": self.entry_of(r.topic),
             "value_b64": base64.b64encode(r.value or b"").decode(),
-            "headers": [(k, base64.b64encode(v or b"").decode()) for k, v in raw],
+            "headers": [(_printable(k), base64.b64encode(v or b"").decode()) for k, v in raw],
             "at_ns": now,
         }
         headers = [("reason", reason.encode()), ("entry-topic", r.topic.encode())]
@@ -223,3 +227,16 @@ def _decode(value: bytes | None) -> Any:
     except orjson.JSONDecodeError as exc:
         raise InvalidRecord("bad_json", str(exc)) from None
 
+
+
+def _utf8(key: str) -> bool:
+    """False for a header key that was not UTF-8 on the wire (see :mod:`exchange.lenient_records`)."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(key: str) -> str:
+    return key if _utf8(key) else key.encode(errors="surrogateescape").decode(errors="backslashreplace")
