@@ -25,7 +25,7 @@ from schemas.applications import ControlEvent, IllegalTransition
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from . import metrics
+from . import lenient_records, metrics
 from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
@@ -68,6 +68,7 @@ class Router:
     """Owns the Faust app, the output producer and the counters of one worker."""
 
     def __init__(self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path) -> None:
+        lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
         self.topics = Topics(scenario.platform.id)
         self.worker = worker
