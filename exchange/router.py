@@ -27,7 +27,7 @@ from schemas.applications import ControlEvent, IllegalTransition
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from . import metrics
+from . import lenient_records, metrics
 from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
@@ -72,6 +72,7 @@ class Router:
     def __init__(
         self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
     ) -> None:
+        lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
         self.platform = platform = platform or scenario.platform.id
         self.topics = Topics(platform)

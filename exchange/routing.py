@@ -148,7 +148,8 @@ class RouterCore:
         raw = r.headers or ()
         headers = dict(raw)
         route = self.transit.get(headers.get(H_SUBSCRIPTION))
-        if route is None or len(headers) != len(raw) or not _REQUIRED.issubset(headers) or headers[H_ENTRY] != route.entry.encode():
+        if (route is None or len(headers) != len(raw) or None in headers.values() or not _REQUIRED.issubset(headers)
+                or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
                       else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
             self._dead_letter(out, r, "bad_transit", detail, now, route.entry if route else None)
@@ -209,13 +210,17 @@ class RouterCore:
         if len(headers) != len(raw):
             dupes = sorted({k for k, _ in raw if sum(1 for k2, _ in raw if k2 == k) > 1})
             raise InvalidRecord("duplicate_header", f"headers given more than once: {dupes}")
+        if None in headers.values():  # Kafka allows a null header value; none of ours is ever null
+            raise InvalidRecord("bad_header", f"headers with a null value: {[k for k, v in raw if v is None]}")
+        if not "".join(headers).isascii() and not all(_utf8(k) for k in headers):
+            raise InvalidRecord("bad_header", f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
         if not _REQUIRED.issubset(headers):
             raise InvalidRecord("missing_header", f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
         if headers[H_SCHEMA] != SCHEMA_VERSION:
             raise InvalidRecord("unsupported_schema", f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
-        if not (headers[H_INTENDED].isdigit() and headers[H_SENT].isdigit()):
-            name = H_INTENDED if not headers[H_INTENDED].isdigit() else H_SENT
-            raise InvalidRecord("bad_header", f"{name} is not an integer: {headers[name][:40]!r}")
+        if not (_is_ns(headers[H_INTENDED]) and _is_ns(headers[H_SENT])):
+            name = H_INTENDED if not _is_ns(headers[H_INTENDED]) else H_SENT
+            raise InvalidRecord("bad_header", f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
         if policy is None:
@@ -244,7 +249,7 @@ class RouterCore:
             # a record in transit carries one subscription: it accounts for one outcome
             "subscription": subscription.decode(errors="replace") if subscription else None,
             "value_b64": base64.b64encode(r.value or b"").decode(),
-            "headers": [(k, base64.b64encode(v or b"").decode()) for k, v in raw],
+            "headers": [(_printable(k), base64.b64encode(v or b"").decode()) for k, v in raw],
             "at_ns": now,
         }
         headers = [("reason", reason.encode()), ("entry-topic", r.topic.encode())]
@@ -252,6 +257,11 @@ class RouterCore:
             headers.append((H_TRACE, trace))
         out.dead_letters.append((r.key, orjson.dumps(letter), headers))
         out.dead_reasons[reason] += 1
+
+
+def _is_ns(value: bytes) -> bool:
+    """An epoch time in nanoseconds: digits, and few enough of them for any consumer to parse."""
+    return len(value) <= 20 and value.isdigit()
 
 
 def _decode(value: bytes | None) -> Any:
@@ -262,3 +272,16 @@ def _decode(value: bytes | None) -> Any:
     except orjson.JSONDecodeError as exc:
         raise InvalidRecord("bad_json", str(exc)) from None
 
+
+
+def _utf8(key: str) -> bool:
+    """False for a header key that was not UTF-8 on the wire (see :mod:`exchange.lenient_records`)."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(key: str) -> str:
+    return key if _utf8(key) else key.encode(errors="surrogateescape").decode(errors="backslashreplace")

@@ -162,6 +162,7 @@ class DeadLetter(BaseModel):
     offset: int
     trace: str | None = None
     entry: str | None = None
+    subscription: str | None = Field(default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)")
     value_b64: str = Field(description="the original value bytes, base64")
     headers: list[tuple[str, str]] = Field(description="original headers, values base64")
     at_ns: int

@@ -35,7 +35,8 @@ RegionCode = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # no infinite or NaN rate, multiplier, duration or delay: YAML writes them as .inf / .nan
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def _aliases(mapping: dict[str, str]):
@@ -390,7 +391,7 @@ class Load(_Model):
     duration: float = Field(default=30.0, gt=0, le=86_400, description="seconds of publishing")
     record_size: int = Field(default=512, ge=64, le=1_000_000, description="target bytes per record value (padded)")
     producers: tuple[ProducerLoad, ...] = ()
-    default_rate: float = Field(default=0.0, ge=0, description="records/s for each entry no producer names")
+    default_rate: float = Field(default=0.0, ge=0, le=10_000_000, description="records/s for each entry no producer names")
     mismatch_rate: float = Field(
         default=0.0, ge=0, le=1, description="share of non-authoritative copies published with a value that disagrees with the source"
     )

@@ -539,3 +539,93 @@ def test_platform_cycles_and_unreachable_entries_are_errors():
     )
     problems = _rules(apart)
     assert any(p.field == "subscriptions.0.entry" and "no hub path" in p.message for p in problems)
+
+
+# --- bad input: each class named by file, line and field ---------------------------------
+
+
+def test_duplicate_entry_and_subscription_ids_are_each_placed():
+    text = edit("  - id: cond\n", "  - id: open\n")  # a second entry called open
+    text = edit("    purpose: 测试\n", "    purpose: 测试\n  - consumer: alpha\n    entry: open\n", text)
+    problems = {p.field: p for p in problems_of(text)}
+    assert problems["catalogue.1.id"].line == pos(text, "  - id: open", nth=1)[0]
+    assert "duplicate" in problems["catalogue.1.id"].message and "'open'" in problems["catalogue.1.id"].message
+    assert problems["subscriptions.2.entry"].line == pos(text, "    entry: open", nth=1)[0]
+    assert "alpha.open" in problems["subscriptions.2.entry"].message
+    assert all(p.file == FILE for p in problems.values())
+
+
+def test_two_authorities_for_one_item_names_the_second_claim():
+    text = RULES_BASE.replace("AUTH", "true")
+    [p] = _rules(text)
+    assert p.file == "rules.yaml"
+    assert p.field == "catalogue.1.items.1.authoritative"
+    assert p.line == pos(text, "authoritative: true", nth=1)[0]
+
+
+def test_a_cycle_in_platform_parents_names_the_parent_field():
+    text = RULES_BASE.replace("AUTH", "false").replace('region: "441900"}', 'region: "441900", parent: p2}') + (
+        'platforms:\n  - {id: p2, name: 省平台, region: "440000", parent: p1}\n'
+    )
+    problems = [p for p in _rules(text) if "cycle" in p.message]
+    assert {p.field for p in problems} == {"platform.parent", "platforms.0.parent"}
+    for p in problems:
+        assert p.line == pos(text, "parent: p2" if p.field == "platform.parent" else "parent: p1")[0]
+
+
+@pytest.mark.parametrize(("yaml_field", "value", "field", "words"), [
+    ("rate", "1e12", "load.producers.0.rate", "less than or equal to 10000000"),
+    ("rate", "-5", "load.producers.0.rate", "greater than 0"),
+    ("rate", "0", "load.producers.0.rate", "greater than 0"),
+    ("rate", ".inf", "load.producers.0.rate", "finite"),
+    ("rate", ".nan", "load.producers.0.rate", ""),
+    ("rate", "fast", "load.producers.0.rate", "valid number"),
+    ("profile", "{kind: burst, multiplier: .inf}", "load.producers.0.profile.multiplier", "finite"),
+    ("profile", "{kind: steps, steps: [[0.5, .inf]]}", "load.producers.0.profile.steps.0.1", "finite"),
+    ("profile", "{kind: ramp, end: .nan}", "load.producers.0.profile.end", "finite"),
+])
+def test_absurd_rates_are_refused_at_their_line(yaml_field, value, field, words):
+    rate = value if yaml_field == "rate" else "5"
+    profile = f"      profile: {value}\n" if yaml_field == "profile" else ""
+    text = BASE + f"load:\n  producers:\n    - department: prov\n      rate: {rate}\n{profile}"
+    p = only_problem(text)
+    assert p.field == field
+    assert p.line == pos(text, f"rate: {rate}" if yaml_field == "rate" else "profile:")[0]
+    assert words in p.message
+
+
+@pytest.mark.parametrize(("text_in", "field"), [
+    ("load:\n  default_rate: .inf\n", "load.default_rate"),
+    ("load:\n  default_rate: 1e15\n", "load.default_rate"),
+    ("load:\n  duration: .nan\n", "load.duration"),
+])
+def test_absurd_load_settings_are_refused(text_in, field):
+    text = BASE + text_in
+    p = only_problem(text)
+    assert (p.field, p.line) == (field, text.count("\n", 0, text.index(text_in.split("\n")[1].strip())) + 1)
+
+
+def test_an_infinite_consume_rate_is_refused():
+    text = edit("  - id: alpha\n    name: 甲局\n", "  - id: alpha\n    name: 甲局\n    consume_rate: .inf\n")
+    p = only_problem(text)
+    assert p.field == "departments.1.consume_rate" and p.line == pos(text, ".inf")[0]
+
+
+def test_cli_validate_lists_every_class_of_reference_problem_at_once(runner: CliRunner, tmp_path: Path) -> None:
+    text = RULES_BASE.replace("AUTH", "true")  # two authorities for enterprise.name
+    text = text.replace('region: "441900"}', 'region: "441900", parent: p2}') + (
+        'platforms:\n  - {id: p2, name: 省平台, region: "440000", parent: p1}\n'  # a cycle
+    )
+    text = text.replace("  - {id: tax, name: 税务局}\n", "  - {id: tax, name: 税务局}\n  - {id: tax, name: 重复}\n")  # duplicate id
+    text = text.replace("  - {consumer: tax, entry: reg, items: [enterprise.name]}\n",
+                        "  - {consumer: tax, entry: reg, items: [enterprise.name]}\n  - {consumer: ghost, entry: nosuch}\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    lines = [m for m in (PROBLEM_LINE.match(line) for line in result.stdout.splitlines()) if m]
+    fields = {m["field"] for m in lines}
+    assert {"departments.2.id", "subscriptions.1.consumer", "subscriptions.1.entry", "catalogue.1.items.1.authoritative",
+            "platform.parent", "platforms.0.parent"} <= fields, fields
+    assert all(m["file"] == str(path) and int(m["line"]) > 1 for m in lines)
+    assert f"{len(lines)} problem(s)" in result.output
