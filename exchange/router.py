@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--worker", default="0")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None, help="how long a fetch waits for data (default 10)")
     parser.add_argument("--platform", default=None, help="the hub this worker routes for (the scenario's main platform by default)")
     parser.add_argument("--status", type=Path)
     parser.add_argument("--datadir", type=Path, default=None)
@@ -322,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     status = StatusWriter(args.status)
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    if args.fetch_wait_ms is not None:
+        router.app.fetch_max_wait_ms = args.fetch_wait_ms
     ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
     sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
                              args.metrics_port, args.run_id, args.worker, router.platform)

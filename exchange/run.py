@@ -29,6 +29,7 @@ from schemas.scenario import Scenario
 
 from . import chaos, metrics
 from .broker import EmbeddedBroker
+from .faust_bulk import FETCH_MAX_WAIT_MS
 from .faults import FaultInjector
 from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes
@@ -54,6 +55,7 @@ class RunOptions:
     drain_timeout: float = 30.0
     ready_timeout: float = 60.0
     rate_multiplier: float = 1.0
+    fetch_wait_ms: int = FETCH_MAX_WAIT_MS  # routers' fetch wait: latency per hop against CPU per hub
     chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
 
 
@@ -199,7 +201,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         on_progress(progress)
         names = _router_names(scenario, options.workers)
         routers = [
-            start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"))
+            start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"),
+                  "--fetch-wait-ms", str(options.fetch_wait_ms))
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
@@ -325,6 +328,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             bootstrap=bootstrap,
             embedded_broker=broker is not None,
             router_workers=options.workers,
+            hubs=list(scenario.hubs_in_use),
+            fetch_wait_ms=options.fetch_wait_ms,
             router_ready_s=router_ready,
             drain_s=round(drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),

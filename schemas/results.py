@@ -147,7 +147,9 @@ class RunInfo(_Model):
     started_at: str
     bootstrap: str
     embedded_broker: bool
-    router_workers: int
+    router_workers: int = Field(description="router worker processes per hub")
+    hubs: list[str] = Field(default_factory=list, description="platforms that ran a router (several in a cascade)")
+    fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     router_ready_s: list[float]
     drain_s: float
     dead_letters_by_reason: dict[str, int]
