@@ -550,7 +550,10 @@ def label_sets(scenario: Any, worker: str = "0") -> dict[MetricWrapperBase, list
         sets[m] = list(publishers)
 
     deliverable: list[tuple[str, Any]] = []
+    live = getattr(scenario, "live_entries", None)  # a dormant entry (no load, no subscriber) has no series
     for e in scenario.catalogue:
+        if live is not None and e.id not in live:
+            continue
         p = entry_platform[e.id]
         sets[ROUTER_RECORDS_IN].append((p, e.id))
         subs = subs_by_entry.get(e.id, [])
