@@ -22,7 +22,9 @@ PRODUCER = "producer"
 class HopStats:
     """Histograms per segment and per path, for one consumer process."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe=None) -> None:
+        self.observe = observe  # (consumer's hub, segment) → a Prometheus histogram child; None: not exported
+        self._children: dict[tuple[str, str], object] = {}
         self.segments: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}
@@ -41,13 +43,21 @@ class HopStats:
         except (ValueError, UnicodeDecodeError):
             self.unparsed += 1
             return
-        previous, left = PRODUCER, sent_ns
+        previous, left, last = PRODUCER, sent_ns, stamps[-1][0]
         for hub, taken_in, let_out in stamps:
-            record_ns(self.segments[self._link(previous, hub)], taken_in - left)
-            record_ns(self.segments[hub], let_out - taken_in)
+            self._add(last, self._link(previous, hub), taken_in - left)
+            self._add(last, hub, let_out - taken_in)
             previous, left = hub, let_out
-        record_ns(self.segments[self._link(previous, CONSUMER)], received_ns - left)
+        self._add(last, self._link(previous, CONSUMER), received_ns - left)
         path = " > ".join(h for h, _, _ in stamps)
         if path not in self.path_hubs:
             self.path_hubs[path] = tuple(h for h, _, _ in stamps)
         record_ns(self.paths[path], received_ns - sent_ns)
+
+    def _add(self, hub: str, segment: str, ns: int) -> None:
+        record_ns(self.segments[segment], ns)
+        if self.observe is not None:
+            child = self._children.get((hub, segment))
+            if child is None:
+                child = self._children[(hub, segment)] = self.observe(hub, segment)
+            child.observe(max(0, ns) / 1e9)

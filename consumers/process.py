@@ -46,7 +46,8 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
               checkpoint_path: Path | None = None, pause_file: Path | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
-    hops = HopStats()
+    # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
+    hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.

@@ -187,6 +187,13 @@ END_TO_END_LATENCY = Histogram(
     [_P, "subscription", "consumer"],
     buckets=LATENCY_BUCKETS,
 )
+HOP_LATENCY = Histogram(
+    "dx_hop_latency_seconds",
+    "Cascades: time per segment of the hub path, from the hubs' in/out stamps ('producer → gy' into a hub, "
+    "'gy' inside it, 'gy → gz' between hubs, 'gz → consumer' the last link); platform: the receiving department's",
+    [_P, "segment"],
+    buckets=LATENCY_BUCKETS,
+)
 CONSUMER_LAG = Gauge(
     "dx_consumer_lag_records", "Records on a department's delivery topic not yet consumed", [_P, "consumer"]
 )
@@ -237,7 +244,7 @@ ROLE_METRICS: dict[str, tuple[MetricWrapperBase, ...]] = {
         QUALITY_EVENTS,
         APPROVALS,
     ),
-    "consumers": (RECORDS_DELIVERED, DUPLICATES_DROPPED, END_TO_END_LATENCY, CONSUMER_LAG, AUDIT_RECORDS_READ),
+    "consumers": (RECORDS_DELIVERED, DUPLICATES_DROPPED, END_TO_END_LATENCY, HOP_LATENCY, CONSUMER_LAG, AUDIT_RECORDS_READ),
     "controller": (
         RUN_ELAPSED_SECONDS,
         RUN_DURATION_SECONDS,
@@ -611,6 +618,7 @@ def label_sets(scenario: Any, worker: str = "0") -> dict[MetricWrapperBase, list
         sets[RECORDS_DELIVERED].append((p, sub.id, sub.consumer))
         sets[END_TO_END_LATENCY].append((p, sub.id, sub.consumer))
     sets[CONSUMER_LAG] = list(consumers)
+    sets[HOP_LATENCY] = _hop_segments(scenario, deliverable)
     sets[DUPLICATES_DROPPED] = consumers + [(p, "accountant") for p in platforms]
 
     authority = _authority(scenario)
@@ -626,6 +634,29 @@ def label_sets(scenario: Any, worker: str = "0") -> dict[MetricWrapperBase, list
     holders = sorted({(p, dept) for p, _, dept in copies})
     sets[QUALITY_EVENTS] = [(p, dept, reason) for p, dept in holders for reason in QUALITY_REASONS]
     return sets
+
+
+def _hop_segments(scenario: Any, deliverable: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(consumer's platform, segment) of every deliverable subscription's hub path, in a cascade only."""
+    hubs = getattr(scenario, "hubs_in_use", ())
+    if len(hubs) < 2:
+        return []
+    platform_of = _platform_of(scenario)
+    out: set[tuple[str, str]] = set()
+    for _, sub in deliverable:
+        path = scenario.subscription_path(sub)
+        p = platform_of.get(sub.consumer, scenario.platform.id)
+        out.update((p, name) for name in hop_segment_names(path))
+    return sorted(out)
+
+
+def hop_segment_names(path: tuple[str, ...]) -> list[str]:
+    """The segments a delivery along ``path`` splits into (the names consumers/hops.py records)."""
+    names, previous = [], "producer"
+    for hub in path:
+        names += [f"{previous} → {hub}", hub]
+        previous = hub
+    return [*names, f"{previous} → consumer"]
 
 
 #: process_* and python_* series of prometheus-client's default collectors on Linux

@@ -424,7 +424,7 @@ def test_committed_dashboards_are_what_the_generator_writes() -> None:
 
 # The metrics API ----------------------------------------------------------------------------
 ALLOWED_LABELS = {"platform", "entry", "department", "consumer", "subscription", "decision", "reason", "worker",
-                  "role", "item", "state", "result", "slo"}
+                  "role", "item", "state", "result", "slo", "segment"}  # segment: a hop of a cascade, bounded by the hub paths
 
 
 def test_metric_names_and_labels_follow_the_conventions() -> None:

@@ -57,6 +57,9 @@ needs_prometheus = pytest.mark.skipif(
 
 
 # The metrics sources: a real run ---------------------------------------------------------------
+#: panels with data only when several hubs route (tests/test_cascade.py runs one); the single
+#: hub scenario below still checks that Prometheus accepts their queries
+CASCADE_ONLY = {"p99 per hop (into a hub, inside it, between hubs, to the consumer)"}
 SCENARIO = "shenzhen-credit"  # conditional approvals, a negative list, row filters, one number one source
 
 
@@ -231,7 +234,7 @@ def test_every_dashboard_query_returns_data(prometheus: Prometheus, metrics_sour
         answer = prometheus.query(_substitute(expr), at)
         if answer.get("status") != "success":
             failures.append(f"{board}: {title}: {expr}\n    error: {answer.get('error')}")
-        elif not answer["data"]["result"]:
+        elif not answer["data"]["result"] and title not in CASCADE_ONLY:
             failures.append(f"{board}: {title}: {expr}\n    no data")
     assert not failures, f"{len(failures)} of {len(queries)} panel queries failed:\n" + "\n".join(failures)
 

@@ -446,6 +446,10 @@ def per_platform() -> dash.Dashboard:
         timeseries(ids, "Deliveries, every platform of the cascade",
                    [Target(f"sum by (platform) (rate(dx_records_delivered_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)
     )
+    d = d.with_panel(
+        timeseries(ids, "p99 per hop (into a hub, inside it, between hubs, to the consumer)",
+                   [Target(_q(0.99, "dx_hop_latency_seconds", "segment, le", every), "{{segment}}")], "s", span=24)
+    )
     return d
 
 
