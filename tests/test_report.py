@@ -297,3 +297,28 @@ def test_compare_renders_in_chromium(tmp_path):
     _, page = run_compare(DEMO, DEMO2, tmp_path / "compare.html")
     dom, png = render(page, tmp_path, height=2200)
     assert_rendered(dom, png, COMPARE_CHARTS, 2200)
+
+
+def _q(p50: float, p99: float) -> dict:
+    return {"50pct": p50, "75pct": p50, "95pct": p99, "99pct": p99, "999pct": p99, "9999pct": p99, "99999pct": p99,
+            "max": p99, "avg": p50}
+
+
+def test_cascade_against_flat_compares_hubs_hops_and_paths():
+    flat, cascade = load_result(DEMO), load_result(DEMO)
+    flat["paths"] = {"gz": {"hubs": ["gz"], "delivered": 100, "end_to_end_ms": _q(10, 40)}}
+    flat["hops"] = {"producer → gz": {"count": 100, "latency_ms": _q(4, 20)}, "gz": {"count": 100, "latency_ms": _q(0.3, 2)},
+                    "gz → consumer": {"count": 100, "latency_ms": _q(5, 20)}}
+    cascade["paths"] = {"gy": {"hubs": ["gy"], "delivered": 50, "end_to_end_ms": _q(10, 40)},
+                        "gy > gz": {"hubs": ["gy", "gz"], "delivered": 50, "end_to_end_ms": _q(30, 90)}}
+    cascade["hops"] = {"gy → gz": {"count": 50, "latency_ms": _q(12, 45)}}
+    sections = {s.title: s for s in comparison(flat, cascade)}
+    hubs = {r.label: (r.a, r.b) for r in sections["hubs"].rows}
+    assert hubs["hubs crossed per delivery (mean)"] == (1.0, 1.5) and hubs["distinct paths"] == (1, 2)
+    hops = {r.label: (r.a, r.b) for r in sections["per hop (into a hub, inside it, out to the consumer), ms"].rows}
+    assert hops["gy → gz p99"] == (None, 45) and hops["gz p50"] == (0.3, None)
+    paths = [r.label for r in sections["per hub path, end to end, ms"].rows]
+    assert paths[:4] == ["gy p50", "gy p99", "gz p50", "gz p99"] and paths[-1] == "gy > gz p99"  # by hubs crossed
+    page = build_report_html(cascade)
+    assert 'id="paths"' in page and "gy &gt; gz" in page and 'id="hops"' in page
+    assert "Hub paths" not in build_report_html(load_result(DEMO))  # a result without stamps has no such section
