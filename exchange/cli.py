@@ -49,9 +49,10 @@ def run(
     drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
-    fetch_wait_ms: Annotated[int, typer.Option(min=1, max=5000, help=(
+    fetch_wait_ms: Annotated[Optional[int], typer.Option(min=1, max=5000, help=(
         "how long a router's fetch waits for data; the embedded broker answers an empty fetch only when the wait ends, "
-        "so this is the latency an idle hop adds, against the CPU each hub spends polling (raise it for many hubs)"))] = 10,
+        "so this is the latency an idle hop adds, against the CPU each hub spends polling "
+        "(default: 10 ms per three router processes, at most 50)"))] = None,
     find_max_rate: Annotated[bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
     slo_p99: Annotated[Optional[float], typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
     chaos: Annotated[Optional[str], typer.Option(

@@ -189,3 +189,11 @@ def test_a_gateway_caps_what_crosses_it():
     assert first == 100  # a tenth of a second's burst
     assert gate.allowance(10_000) < 10  # then only what the rate refills
     assert GatewayGate(Gateway(id="open")).allowance(10_000) == 10_000
+
+
+def test_the_routers_fetch_wait_grows_with_the_number_of_routers():
+    from exchange.run import _router_names, default_fetch_wait
+
+    assert [default_fetch_wait(n) for n in (1, 3, 4, 13, 40)] == [10, 10, 20, 50, 50]
+    names = _router_names(scenario(), 1)
+    assert len(names) == 5 and ("gy", 0, "router-gy-0") in names  # one router per hub in use
