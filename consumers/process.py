@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
     args = parser.parse_args(argv)
-    scenario = Scenario.model_validate_json(args.scenario.read_bytes())
+    scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--run-id", default="")
     args = parser.parse_args(argv)
-    scenario = Scenario.model_validate_json(args.scenario.read_bytes())
+    scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)

@@ -170,8 +170,9 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     faults = parse_chaos(options, duration)
     run_dir = options.out or default_run_dir(scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
-    scenario_json = run_dir / "scenario.json"
-    scenario_json.write_text(scenario.model_dump_json(indent=2), encoding="utf-8")
+    (run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
+    scenario_json = run_dir / "scenario.runtime.json"  # what the processes read: live entries only
+    scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
     progress = Progress(duration=duration)
     broker = None if options.bootstrap else EmbeddedBroker(log_path=run_dir / "broker.log")
     children: list[_Child] = []

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
-    scenario = Scenario.model_validate_json(args.scenario.read_bytes())
+    scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:

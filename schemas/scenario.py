@@ -475,6 +475,22 @@ class Scenario(_Model):
             used.update(self.subscription_path(sub))
         return tuple(p for p in self.all_platforms if p in used)
 
+    def runtime_json(self) -> str:
+        """The scenario as the run's processes need it: dormant entries left out.
+
+        A provincial catalogue registers thousands of resources that carry no record; each
+        process would spend a second parsing them. Read it back with :meth:`from_runtime_json`.
+        """
+        data = self.model_dump(mode="json")
+        data["catalogue"] = [e for e in data["catalogue"] if e["id"] in self.live_entries]
+        return Scenario.model_validate(data, context={"skip_references": True}).model_dump_json()
+
+    @classmethod
+    def from_runtime_json(cls, data: bytes | str) -> Scenario:
+        """A scenario the controller has validated whole: references are not checked again
+        (a dormant entry a negative list names, for one, is no longer there)."""
+        return cls.model_validate_json(data, context={"skip_references": True})
+
     @cached_property
     def live_entries(self) -> frozenset[str]:
         """Entries some record can flow on: published under load or by a reaction, subscribed,
