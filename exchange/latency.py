@@ -28,6 +28,30 @@ def record_ns(hist: HdrHistogram, nanoseconds: int, count: int = 1) -> None:
     hist.record_value(min(max(us, LOWEST_US), HIGHEST_US), count)
 
 
+def record_many_ns(hist: HdrHistogram, nanoseconds: list[int]) -> None:
+    """Record many durations (ns) with one ``record_value`` per histogram bucket they fill.
+
+    ``record_value`` costs ~1.5 µs in pure Python, and a producer recorded one per record
+    (13 % of its time at 80,000 records/s). Each value is first brought down to the lowest
+    value of its bucket (what the histogram keeps of it anyway, at 3 significant digits:
+    2,048 sub-buckets), so the counts, and every percentile, min and max read from them,
+    are the same as recording one by one.
+    """
+    counts: dict[int, int] = {}
+    get = counts.get
+    for ns in nanoseconds:
+        us = min(max(ns // 1000, LOWEST_US), HIGHEST_US)
+        shift = us.bit_length() - _SUB_BUCKET_BITS
+        if shift > 0:
+            us = us >> shift << shift
+        counts[us] = get(us, 0) + 1
+    for us, n in counts.items():
+        hist.record_value(us, n)
+
+
+_SUB_BUCKET_BITS = 11  # 2,048 sub-buckets for 3 significant digits from a lowest value of 1
+
+
 def encode(hist: HdrHistogram) -> str:
     return hist.encode().decode("ascii")
 

@@ -70,6 +70,7 @@ class Route:
     subscription_bytes: bytes = b""
     masked: tuple[str, ...] = ()
     delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered" or "forwarded", reason)
+    decision_key: tuple = ()  # (subscription, "delivered" or "forwarded", reason): what a delivery is counted under
     next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
 
 
@@ -216,6 +217,9 @@ def _compile_entry(
                 delivered_audit=(
                     entry.id, sub.consumer, sub.id, DELIVERED if local else FORWARDED,
                     APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
+                ),
+                decision_key=(
+                    sub.id, DELIVERED if local else FORWARDED, APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
                 ),
                 next_hub=None if local else path[1],
             )

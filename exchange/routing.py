@@ -33,7 +33,8 @@ from schemas.envelope import (
     Topics,
 )
 
-from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, decide, reconcile
+from .grouping import Grant, decide_grouped
+from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
 
@@ -107,6 +108,8 @@ class RouterCore:
         transit_topic = self.topics.transit
         deliveries = out.deliveries
         decisions: Counter = Counter()
+        denials: Counter = Counter()  # DeniedGroup → records, expanded per subscription once per batch
+        grants: dict[str, Grant] = {}  # per entry: what this batch's approvals allow
         for r in records:
             out.records += 1
             if r.topic == transit_topic:
@@ -118,28 +121,30 @@ class RouterCore:
                 record = check_record(policy, value)
                 if policy.authority is not None and authority is not None:
                     record = self._reconcile(out, policy, source, record, authority, headers, now)
-                outcomes = decide(policy, source, record, approvals)
+                grant = grants.get(policy.entry_id)
+                if grant is None:
+                    grant = grants[policy.entry_id] = Grant(policy, approvals)
+                delivered, denied, _ = decide_grouped(policy, source, record, approvals, grant)
             except InvalidRecord as exc:
                 self._dead_letter(out, r, exc.reason, exc.detail, now)
                 continue
             trace = headers[H_TRACE].decode()
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
-            header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
-            denied: dict[str, list] = {}
-            for outcome in outcomes:
-                route = outcome.route
-                if outcome.delivered:
+            if delivered:
+                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
+                for route, value in delivered:
                     h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
-                    deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(outcome.value), h))
-                    items = route.items if len(outcome.value) == len(route.items) else tuple(outcome.value)
+                    deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(value), h))
+                    items = route.items if len(value) == len(route.items) else tuple(value)
                     audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))
-                    decisions[(route.subscription, route.delivered_audit[3], outcome.reason)] += 1
-                else:
-                    denied.setdefault(outcome.reason, []).append(route)
-                    decisions[(route.subscription if route else policy.entry_id, "denied", outcome.reason)] += 1
-            for reason, routes in denied.items():
-                audit.append((trace, run, source, now, *self._denied_fields(policy, routes, reason), (), ()))
+                    decisions[route.decision_key] += 1
+            for group in denied:
+                audit.append((trace, run, source, now, *group.audit, (), ()))
+                denials[group] += 1
+        for group, n in denials.items():
+            for scope in group.scopes:
+                decisions[(scope, "denied", group.reason)] += n
         out.decisions.update(decisions)
         return out
 
@@ -194,14 +199,6 @@ class RouterCore:
             }
             out.quality.append((master.encode(), orjson.dumps(event), [(H_TRACE, headers[H_TRACE]), (H_RUN, headers.get(H_RUN, b""))]))
         return result.record
-
-    def _denied_fields(self, policy: EntryPolicy, routes: list, reason: str) -> tuple:
-        """One audit row for every subscription one rule denied the record to."""
-        if routes[0] is None:
-            return (policy.entry_id, None, None, "denied", reason)
-        if len(routes) == 1:
-            return (policy.entry_id, routes[0].consumer, routes[0].subscription, "denied", reason)
-        return (policy.entry_id, [r.consumer for r in routes], [r.subscription for r in routes], "denied", reason)
 
     def _admit(self, r: FetchedRecord) -> tuple[EntryPolicy, dict[str, bytes], str]:
         """Headers and entry checked before the value is even decoded."""
