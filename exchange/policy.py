@@ -186,7 +186,10 @@ def _compile_entry(
     region_key = entry.region_item.key if entry.region_item else None
     platforms = scenario.all_platforms
     depts = scenario.department_ids
-    platform_region = platforms[scenario.platform_of(entry.provider)].region
+    # rows are filtered for a consumer whose jurisdiction is narrower than the provider's (a
+    # department's own region, else its hub's): a city bureau reading its own city's entry
+    # gets all of it, on the city's hub or on the province's
+    platform_region = depts[entry.provider].region or platforms[scenario.platform_of(entry.provider)].region
     for sub in subs:
         path = scenario.subscription_path(sub)
         # the scenario's negative items, and those of every hub the records will cross

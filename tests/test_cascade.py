@@ -197,3 +197,15 @@ def test_the_routers_fetch_wait_grows_with_the_number_of_routers():
     assert [default_fetch_wait(n) for n in (1, 3, 4, 13, 40)] == [10, 10, 20, 50, 50]
     names = _router_names(scenario(), 1)
     assert len(names) == 5 and ("gy", 0, "router-gy-0") in names  # one router per hub in use
+
+
+def test_rows_are_filtered_against_the_providers_jurisdiction_on_a_cascade_or_a_flat_hub():
+    from exchange.scenario_file import load
+
+    for name in ("guizhou-cascade", "guizhou-flat"):
+        s = load(name)
+        hub = s.platform_of("gy-market")
+        licence = {r.subscription: r for r in compile_policy(s, Topics(hub), hub)["gy-licence"].routes}
+        assert licence["gy-hrss.gy-licence"].region is None, name  # Guiyang's own entry: all of it
+        credit = {r.subscription: r for r in compile_policy(s, Topics("gz"), "gz")["gz-credit-list"].routes}
+        assert credit["gy-market.gz-credit-list"].region == "520100", name  # the province's list: Guiyang's rows
