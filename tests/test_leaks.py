@@ -159,8 +159,21 @@ def test_no_preset_leaks_anything_to_any_subscriber(name, tmp_path):
         if topics[record.topic] is not None:
             seen[sub] = seen.get(sub, 0) + 1
     assert records, f"{name}: nothing was delivered, so nothing was checked"
+    if name == "guizhou-cascade":  # the same run also shows the cascade doing what the preset says
+        check_guizhou_cascade(result)
     # the reader saw what the run's consumers counted (duplicates aside)
     assert sum(1 for r in records if topics[r.topic] is not None) >= result.counts.delivered
     # every subscription the run delivered to was read back and checked
     delivered_flows = {f for f, flow in result.flows.items() if flow.delivered}
     assert delivered_flows <= set(seen), sorted(delivered_flows - set(seen))[:5]
+
+
+def check_guizhou_cascade(r) -> None:
+    """Cross-province lookups through the national hub, its negative list, and 回流 per city."""
+    assert r.flows["gd-hrss.gy-population"].denied_by_reason == {"hub_negative_list": r.counts_by_entry["gy-population"].produced}
+    assert r.paths["gy > gz > nation > gd"].delivered == r.flows["gd-market.gy-licence"].delivered > 0
+    assert r.paths["gy"].delivered > 0 and r.hops["gz → nation"].count > 0
+    credit = {f.consumer: f for f in r.flows.values() if f.entry == "gz-credit-list"}
+    assert len(credit) == 10 and all(0 < f.delivered < r.counts_by_entry["gz-credit-list"].produced for f in credit.values())
+    # each city its own rows; 贵安新区's illustrative code lies inside Guiyang's, so Guiyang gets its rows too
+    assert credit["gy-market"].delivered > credit["ga-market"].delivered
