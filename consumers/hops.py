@@ -14,9 +14,7 @@ from collections import defaultdict
 from hdrh.histogram import HdrHistogram
 
 from exchange.latency import new_histogram, record_ns
-
-CONSUMER = "consumer"
-PRODUCER = "producer"
+from schemas.envelope import HOP_CONSUMER, HOP_PRODUCER, hop_link
 
 
 class HopStats:
@@ -34,7 +32,7 @@ class HopStats:
     def _link(self, a: str, b: str) -> str:
         name = self._names.get((a, b))
         if name is None:
-            name = self._names[(a, b)] = f"{a} → {b}"
+            name = self._names[(a, b)] = hop_link(a, b)
         return name
 
     def record(self, hops: bytes, sent_ns: int, received_ns: int) -> None:
@@ -43,12 +41,12 @@ class HopStats:
         except (ValueError, UnicodeDecodeError):
             self.unparsed += 1
             return
-        previous, left, last = PRODUCER, sent_ns, stamps[-1][0]
+        previous, left, last = HOP_PRODUCER, sent_ns, stamps[-1][0]
         for hub, taken_in, let_out in stamps:
             self._add(last, self._link(previous, hub), taken_in - left)
             self._add(last, hub, let_out - taken_in)
             previous, left = hub, let_out
-        self._add(last, self._link(previous, CONSUMER), received_ns - left)
+        self._add(last, self._link(previous, HOP_CONSUMER), received_ns - left)
         path = " > ".join(h for h, _, _ in stamps)
         if path not in self.path_hubs:
             self.path_hubs[path] = tuple(h for h, _, _ in stamps)

@@ -63,6 +63,8 @@ import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from schemas.envelope import hop_segments
+
 prometheus_client.disable_created_metrics()
 
 #: The port every containerised process serves metrics on (compose, Kubernetes). Local
@@ -646,17 +648,8 @@ def _hop_segments(scenario: Any, deliverable: list[tuple[str, Any]]) -> list[tup
     for _, sub in deliverable:
         path = scenario.subscription_path(sub)
         p = platform_of.get(sub.consumer, scenario.platform.id)
-        out.update((p, name) for name in hop_segment_names(path))
+        out.update((p, name) for name in hop_segments(path))
     return sorted(out)
-
-
-def hop_segment_names(path: tuple[str, ...]) -> list[str]:
-    """The segments a delivery along ``path`` splits into (the names consumers/hops.py records)."""
-    names, previous = [], "producer"
-    for hub in path:
-        names += [f"{previous} → {hub}", hub]
-        previous = hub
-    return [*names, f"{previous} → consumer"]
 
 
 #: process_* and python_* series of prometheus-client's default collectors on Linux

@@ -37,6 +37,7 @@ from .grouping import Grant, decide_grouped
 from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
+BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carried one subscription
 
 
 class FetchedRecord(Protocol):
@@ -157,7 +158,7 @@ class RouterCore:
                 or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
                       else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
-            self._dead_letter(out, r, "bad_transit", detail, now, route.entry if route else None)
+            self._dead_letter(out, r, BAD_TRANSIT, detail, now, route.entry if route else None)
             return
         trace = headers[H_TRACE].decode(errors="replace")
         run = headers.get(H_RUN, b"").decode(errors="replace")

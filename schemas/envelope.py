@@ -27,6 +27,23 @@ H_SUBSCRIPTION = "subscription"  # set by the router on deliveries
 H_ROUTED = "routed-ns"  # set by the router on deliveries
 H_HOPS = "hops"  # "<hub>:<in ns>:<out ns>" per hub crossed, ";"-separated: when each took the record in and let it out
 
+HOP_PRODUCER, HOP_CONSUMER = "producer", "consumer"  # the ends of a hub path's segments
+
+
+def hop_link(a: str, b: str) -> str:
+    """The segment between two stops of a hub path (``gy → gz``); a hub's own segment is its id."""
+    return f"{a} → {b}"
+
+
+def hop_segments(path: tuple[str, ...] | list[str]) -> list[str]:
+    """Every segment a delivery along ``path`` splits into, in order."""
+    names, previous = [], HOP_PRODUCER
+    for hub in path:
+        names += [hop_link(previous, hub), hub]
+        previous = hub
+    return [*names, hop_link(previous, HOP_CONSUMER)]
+
+
 REQUIRED_HEADERS = (H_TRACE, H_ENTRY, H_SOURCE, H_INTENDED, H_SENT, H_SCHEMA)
 PAD_FIELD = "_pad"  # filler to reach the scenario's record size; never delivered
 
