@@ -1,0 +1,109 @@
+"""Offsets committed in fetch order, each only once everything its batch produced is acked.
+
+At-least-once, pipelined: the router routes a batch and gets back an awaitable that
+resolves when the broker has acknowledged its outputs; the next fetch does not wait for
+it. A crash re-delivers at most the batches in flight, and consumers drop the duplicates
+by trace id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+MAX_BATCHES_IN_FLIGHT = 8
+COMMIT_INTERVAL_S = 1.0  # a commit is a broker round trip; Faust itself commits every 2.8 s
+
+TP = Hashable  # a topic partition: aiokafka's TopicPartition or Faust's TP
+
+
+class CommitPipeline:
+    """Commits offsets in fetch order, each only once its batch's outputs are acked."""
+
+    def __init__(
+        self,
+        commit: Callable[[dict[TP, int]], Awaitable[None]],
+        max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        self._commit = commit
+        self._observe = observe  # seconds from a batch added to its offsets committed
+        self._added: list[float] = []  # when each batch now pending was added
+        self._max = max_in_flight
+        self._queue: deque[tuple[dict[TP, int], asyncio.Future, float]] = deque()
+        self._room = asyncio.Event()
+        self._work = asyncio.Event()
+        self._pending: dict[TP, int] = {}
+        self._task: asyncio.Task | None = None
+        self.failed: BaseException | None = None
+        self.commit_seconds = 0.0
+
+    async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
+        if self.failed is not None:
+            raise self.failed
+        while len(self._queue) >= self._max:
+            self._room.clear()
+            await self._room.wait()
+        self._queue.append((offsets, asyncio.ensure_future(done), time.monotonic()))
+        self._work.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        last_commit = time.monotonic()
+        while True:
+            if not self._queue:
+                if self._pending:
+                    await self._commit_pending()
+                self._work.clear()
+                await self._work.wait()
+                continue
+            offsets, done, added = self._queue[0]
+            try:
+                await done
+            except BaseException as exc:  # outputs not acked: never commit past this batch
+                self.failed = exc
+                log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
+                self._queue.clear()
+                self._room.set()
+                return
+            self._queue.popleft()
+            self._room.set()
+            self._pending.update(offsets)
+            self._added.append(added)
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                await self._commit_pending()
+                last_commit = time.monotonic()
+
+    async def _commit_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        added, self._added = self._added, []
+        t0 = time.perf_counter()
+        try:
+            await self._commit(pending)
+        except Exception as exc:  # a rebalance took the partitions: the new owner re-reads them
+            log.info("commit of %s skipped: %r", sorted(pending), exc)
+        else:
+            if self._observe is not None:
+                now = time.monotonic()
+                for at in added:
+                    self._observe(now - at)
+        self.commit_seconds += time.perf_counter() - t0
+
+    async def flush(self) -> None:
+        """Wait for every batch in flight and commit; called before partitions go away."""
+        while self._queue and self.failed is None:
+            await asyncio.gather(*(done for _, done, _ in list(self._queue)), return_exceptions=True)
+            await asyncio.sleep(0)
+        if self._pending:
+            await self._commit_pending()
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()

@@ -1,0 +1,81 @@
+"""The commit pipeline: offsets only after their batch's outputs are acked, in fetch order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exchange import commits
+from exchange.commits import CommitPipeline
+
+
+@pytest.fixture(autouse=True)
+def commit_at_once(monkeypatch):
+    monkeypatch.setattr(commits, "COMMIT_INTERVAL_S", 0.0)
+
+
+def test_a_batch_is_committed_only_after_it_and_every_earlier_batch_are_acked():
+    async def scenario():
+        committed: list[dict] = []
+
+        async def commit(offsets):
+            committed.append(dict(offsets))
+
+        waits: list[float] = []
+        pipeline = CommitPipeline(commit, observe=waits.append)
+        first, second = asyncio.get_running_loop().create_future(), asyncio.get_running_loop().create_future()
+        await pipeline.add({("t", 0): 10}, first)
+        await pipeline.add({("t", 1): 5}, second)
+        second.set_result(None)  # the later batch is acked first: nothing may be committed yet
+        await asyncio.sleep(0.01)
+        assert committed == []
+        first.set_result(None)
+        await pipeline.flush()
+        merged = {k: v for c in committed for k, v in c.items()}
+        assert merged == {("t", 0): 10, ("t", 1): 5}
+        assert len(waits) == 2 and all(w >= 0 for w in waits)
+        await pipeline.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_that_was_not_acked_stops_commits_and_fails_the_next_add():
+    async def scenario():
+        committed: list[dict] = []
+
+        async def commit(offsets):
+            committed.append(dict(offsets))
+
+        pipeline = CommitPipeline(commit)
+        failed = asyncio.get_running_loop().create_future()
+        await pipeline.add({("t", 0): 10}, failed)
+        failed.set_exception(RuntimeError("broker refused"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="broker refused"):
+            await pipeline.add({("t", 0): 20}, asyncio.sleep(0))
+        assert committed == []
+
+    asyncio.run(scenario())
+
+
+def test_add_waits_while_the_pipeline_is_full():
+    async def scenario():
+        async def commit(offsets):
+            pass
+
+        pipeline = CommitPipeline(commit, max_in_flight=2)
+        loop = asyncio.get_running_loop()
+        acks = [loop.create_future() for _ in range(3)]
+        await pipeline.add({("t", 0): 1}, acks[0])
+        await pipeline.add({("t", 0): 2}, acks[1])
+        third = asyncio.ensure_future(pipeline.add({("t", 0): 3}, acks[2]))
+        await asyncio.sleep(0.01)
+        assert not third.done()
+        acks[0].set_result(None)
+        await asyncio.wait_for(third, 1)
+        for a in acks[1:]:
+            a.set_result(None)
+        await pipeline.stop()
+
+    asyncio.run(scenario())
