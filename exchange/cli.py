@@ -156,6 +156,8 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
     policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
     find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
+    broker_floor: Annotated[bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
+    floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -168,6 +170,10 @@ def bench(
             from .policy_bench import run as run_policy_bench
 
             figures = run_policy_bench()
+        elif broker_floor:
+            from .broker_floor import broker_floor as run_broker_floor
+
+            figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap))
         else:
             figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max), say))
     except BenchFailed as exc:
