@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Hashable
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 8
-COMMIT_INTERVAL_S = 1.0  # a commit is a broker round trip; Faust itself commits every 2.8 s
+COMMIT_INTERVAL_S = 1.0  # a commit is a broker round trip on Faust's consumer thread; Faust itself commits every 2.8 s
 
 TP = Hashable  # a topic partition: aiokafka's TopicPartition or Faust's TP
 

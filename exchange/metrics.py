@@ -169,9 +169,6 @@ ROUTER_COMMIT_SECONDS = Histogram(
     [_P, "worker"],
     buckets=LATENCY_BUCKETS,
 )
-ROUTER_REBALANCES = Counter(
-    "dx_router_rebalances", "Partition assignments this worker received from its ingress consumer group", [_P, "worker"]
-)
 ROUTER_READY_SECONDS = Gauge("dx_router_ready_seconds", "Seconds from process start to the worker routing", [_P, "worker"])
 ROUTER_LAG = Gauge(
     "dx_router_lag_records", "Ingress records not yet taken in by this worker (end offsets minus positions)", [_P, "worker"]
@@ -243,7 +240,6 @@ ROLE_METRICS: dict[str, tuple[MetricWrapperBase, ...]] = {
         ROUTER_BATCH_RECORDS,
         ROUTER_BATCH_SECONDS,
         ROUTER_COMMIT_SECONDS,
-        ROUTER_REBALANCES,
         ROUTER_READY_SECONDS,
         ROUTER_LAG,
         VERIFICATIONS,
@@ -262,9 +258,7 @@ ROLE_METRICS: dict[str, tuple[MetricWrapperBase, ...]] = {
     ),
 }
 #: Families a router worker exposes per worker (the others per platform, entry, flow…).
-PER_WORKER = frozenset(
-    {ROUTER_BATCH_RECORDS, ROUTER_BATCH_SECONDS, ROUTER_COMMIT_SECONDS, ROUTER_REBALANCES, ROUTER_READY_SECONDS, ROUTER_LAG}
-)
+PER_WORKER = frozenset({ROUTER_BATCH_RECORDS, ROUTER_BATCH_SECONDS, ROUTER_COMMIT_SECONDS, ROUTER_READY_SECONDS, ROUTER_LAG})
 
 
 def sample_names(metric: MetricWrapperBase) -> tuple[str, ...]:

@@ -1,11 +1,10 @@
 """The platform's router: a Faust worker enforcing the sharing rules on every record.
 
-Ingress records arrive in batches from :class:`~exchange.ingress.IngressConsumer`
-(aiokafka, on the worker's own loop), go through :class:`~exchange.routing.RouterCore`
-(pure), and leave as deliveries, audit blocks and dead letters sent with aiokafka
-batches. The Faust app holds the approvals and authority tables, the control agent and
-the timers. Run one per process with ``python -m exchange.router``; several workers
-share the ingress partitions through the consumer group ``dx-<platform>-ingress``. In a cascade each hub runs its own workers
+Ingress records arrive in batches from :class:`~exchange.faust_bulk.BulkApp`, go
+through :class:`~exchange.routing.RouterCore` (pure), and leave as deliveries, audit
+blocks and dead letters sent with aiokafka batches. Run one per process with
+``python -m exchange.router``; several workers share the ingress partitions through the
+consumer group ``dx-<platform>-router``. In a cascade each hub runs its own workers
 (``--platform``): they route the entries published on that hub and relay, unopened, the
 records other hubs hand them on the hub's transit topic.
 """
@@ -32,8 +31,7 @@ from . import lenient_records, metrics
 from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
-from .faust_app import RouterApp
-from .ingress import FETCH_MAX_WAIT_MS, IngressConsumer, ingress_group
+from .faust_bulk import BulkApp
 from .policy import compile_policy, compile_transit
 from .processes import peak_rss_bytes, process_age_s
 from .routing import RouterCore
@@ -42,8 +40,8 @@ from .status import StatusWriter
 log = logging.getLogger(__name__)
 
 # Tansu completes a group join after half the session timeout; Faust's default (60 s)
-# made a new worker wait 30 s. A batch is routed in tens of milliseconds, so the ingress
-# consumer's heartbeats (on the same loop) are never held up that long.
+# makes a new worker wait 30 s. Heartbeats run on Faust's consumer thread, so a short
+# session timeout does not evict a worker that is busy routing.
 SESSION_TIMEOUT_S = 2.0
 HEARTBEAT_S = 0.25
 STATS_INTERVAL_S = 1.0
@@ -72,8 +70,7 @@ class Router:
     """Owns the Faust app, the output producer and the counters of one worker."""
 
     def __init__(
-        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None,
-        fetch_wait_ms: int = FETCH_MAX_WAIT_MS,
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
     ) -> None:
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
@@ -93,7 +90,7 @@ class Router:
         self.batches = 0
         self.first_ns = 0  # first batch taken in
         self.last_ack_ns = 0  # last batch's output acknowledged
-        self.app = RouterApp(
+        self.app = BulkApp(
             group_id(platform),
             broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],  # HOST:PORT[,HOST:PORT…]
             store="memory://",
@@ -104,6 +101,8 @@ class Router:
             broker_session_timeout=SESSION_TIMEOUT_S,
             broker_heartbeat_interval=HEARTBEAT_S,
             broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
+            broker_max_poll_records=1000,  # bounds a batch's latency and the memory in flight
+            consumer_max_fetch_size=8 * 1024 * 1024,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
         )
@@ -131,12 +130,11 @@ class Router:
         ingress = [self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
         if transit:
             ingress.append(self.topics.transit)
-        self.ingress = IngressConsumer(
-            bootstrap, ingress_group(platform), ingress, self.handle, client_id=f"router-{self.audit.worker}",
-            fetch_wait_ms=fetch_wait_ms, session_timeout_s=SESSION_TIMEOUT_S, heartbeat_s=HEARTBEAT_S,
-            on_assigned=metrics.ROUTER_REBALANCES.labels(platform, worker).inc,
-            observe_commit=metrics.ROUTER_COMMIT_SECONDS.labels(platform, worker).observe,
-        )
+        self.app.route_in_bulk(frozenset(ingress), self.handle)
+        self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(platform, worker).observe
+        # The agent subscribes the group to the ingress topics; its records never reach
+        # it, the bulk handler takes them first.
+        self.app.agent(self.app.topic(*ingress, value_serializer="raw", key_serializer="raw"), name="ingress")(_unreachable)
         self.app.task(self._on_ready)
         self.app.timer(STATS_INTERVAL_S)(self._report)
         self._producer: AIOKafkaProducer | None = None
@@ -156,22 +154,14 @@ class Router:
         )
         await self._producer.start()
         self._sender = BatchSender(self._producer)
-        await self.ingress.start()
-        self.ingress.done.add_done_callback(self._ingress_ended)
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
         self.status.write("ready", worker=self.worker, seconds=ready)
 
-    def _ingress_ended(self, task: asyncio.Task) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        # an unplanned death fails the run at once (and a planned one restarts the worker)
-        log.error("the ingress consumer failed", exc_info=task.exception())
-        self.status.write("error", worker=self.worker, message=f"ingress consumer failed: {task.exception()!r}")
-        os._exit(70)
-
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
+        while self._sender is None:
+            await asyncio.sleep(0.01)
         records = [r for recs in batch.values() for r in recs]
         now = time.time_ns()
         if not self.first_ns:
@@ -205,7 +195,7 @@ class Router:
 
     def _metrics(self, batch, routed, handling_ns: int) -> None:
         p = self.platform
-        highwater = self.ingress.highwater
+        highwater = self.app.consumer.highwater
         for tp, recs in batch.items():
             metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
             end = highwater(tp)
@@ -289,7 +279,7 @@ class Router:
             states[app.state.value if app else "none"] += 1
         for state in metrics.APPROVAL_STATES:
             metrics.APPROVALS.labels(self.platform, state).set(states.get(state, 0))
-        handling, committing = self.ingress.handle_seconds, self.ingress.commits.commit_seconds
+        handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
         lag = sum(self._lag.values())
         metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
         self.status.write(
@@ -323,9 +313,14 @@ class Router:
         )
 
     async def stop_producer(self) -> None:
-        await self.ingress.stop()
+        await self.app.commits.stop()
         if self._producer is not None:
             await self._producer.stop()
+
+
+async def _unreachable(stream) -> None:
+    async for _ in stream:  # pragma: no cover - the bulk handler takes these records
+        log.error("an ingress record reached the Faust agent instead of the bulk handler")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -344,8 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
-    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform,
-                    FETCH_MAX_WAIT_MS if args.fetch_wait_ms is None else args.fetch_wait_ms)
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    if args.fetch_wait_ms is not None:
+        router.app.fetch_max_wait_ms = args.fetch_wait_ms
     ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
     sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
                              args.metrics_port, args.run_id, args.worker, router.platform)

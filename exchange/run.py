@@ -29,7 +29,7 @@ from schemas.scenario import Scenario
 
 from . import chaos, metrics
 from .broker import EmbeddedBroker
-from .ingress import FETCH_MAX_WAIT_MS
+from .faust_bulk import FETCH_MAX_WAIT_MS
 from .faults import FaultInjector
 from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes

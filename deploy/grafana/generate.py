@@ -514,22 +514,17 @@ def router_internals() -> dash.Dashboard:
         timeseries(ids, "Records in by entry (top 10)",
                    [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{_sel(base=SEL)}[{RATE}])))", "{{entry}}")], RECORDS_PER_S, span=8)
     )
-    d = d.with_row(dash.Row("Ingress consumer group"))
+    d = d.with_row(dash.Row("Faust"))
+    d = d.with_panel(timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=6))
     d = d.with_panel(
-        timeseries(ids, "Ingress assignments", [Target(f"sum by (worker) (increase(dx_router_rebalances_total{r}[{RATE}]))", "{{worker}}")], span=12,
-                   description="Partition assignments each worker received from dx-<hub>-ingress (a rebalance gives one to every member).")
-    )
-    d = d.with_panel(
-        timeseries(ids, "Batch to committed offsets p99", [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")], "s", span=12,
+        timeseries(ids, "Batch to committed offsets p99", [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")], "s", span=6,
                    description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval.")
     )
-    d = d.with_row(dash.Row("Faust (control agent, tables)"))
-    d = d.with_panel(timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=8))
     d = d.with_panel(
-        timeseries(ids, "Faust consumer commit latency p99", [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=8)
+        timeseries(ids, "Faust consumer commit latency p99", [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
     )
     d = d.with_panel(
-        timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=8)
+        timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
     )
     return d
 
