@@ -16,7 +16,7 @@ from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
-from exchange.latency import decode, encode, new_histogram, record_ns
+from exchange.latency import decode, encode, new_histogram, record_many_ns
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
@@ -182,6 +182,9 @@ class Subscriber:
         n = 0
         seen_add = self._seen.add
         flows = self.flows
+        # per flow, the durations of this poll: recorded a histogram bucket at a time below
+        e2e: dict = {}
+        e2e_intended: dict = {}
         for tp, records in batches.items():
             n += len(records)
             if records:
@@ -196,8 +199,9 @@ class Subscriber:
                 if h.get(H_RUN, b"") != self._run:
                     self.foreign += 1
                     continue
-                flow = flows[sub.decode()]
-                if not seen_add(sub.decode(), trace):
+                name = sub.decode()
+                flow = flows[name]
+                if not seen_add(name, trace):
                     flow.duplicates += 1
                     self._metric_children(sub)[2].inc()
                     continue
@@ -208,18 +212,24 @@ class Subscriber:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 if sent is not None:
-                    record_ns(flow.e2e, now - int(sent))
+                    took = now - int(sent)
+                    e2e.setdefault(name, []).append(took)
                     hops = h.get(H_HOPS)
                     if hops is not None:
                         self.hops.record(hops, int(sent), now)
-                    flow.interval.append(now - int(sent))
-                    e2e_metric.observe((now - int(sent)) / 1e9)
+                    flow.interval.append(took)
+                    e2e_metric.observe(took / 1e9)
                 if intended is not None:
-                    record_ns(flow.e2e_intended, now - int(intended))
+                    e2e_intended.setdefault(name, []).append(now - int(intended))
                     if self.cycles:
                         cycle = self.cycles.get(h.get(H_ENTRY, b"").decode())
                         if cycle is not None and now - int(intended) <= cycle:
                             flow.within_cycle += 1
+        for name, values in e2e.items():
+            record_many_ns(flows[name].e2e, values)
+        for name, values in e2e_intended.items():
+            record_many_ns(flows[name].e2e_intended, values)
+        self.hops.flush()
         if n and self.consume_rate is not None:
             self._next_read = max(self._next_read, time.monotonic()) + n / self.consume_rate
         if n:
