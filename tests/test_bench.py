@@ -27,3 +27,16 @@ def test_bench_counts_every_record_on_every_path(tmp_path):
         assert figures[key] > 0
     assert figures["ratio"] == round(figures["router_records_per_s"] / figures["raw_records_per_s"], 3)
     assert 0 < figures["router_ready_s"] and 0 < figures["router_peak_rss_mb"]
+
+
+def test_broker_floor_receives_every_record_and_reports_each_window(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "bench", "--broker-floor", "--floor-rate", "500", "--latency-seconds", "5",
+         "--record-size", "200", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    assert figures["received"] == 2500 == sum(w["received"] for w in figures["windows"])
+    assert figures["windows"][0]["from_s"] == 0.0 and figures["windows"][0]["received"] > 2000
+    assert all(0 < w["p50_ms"] <= w["p99_ms"] for w in figures["windows"])
