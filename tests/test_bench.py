@@ -31,12 +31,12 @@ def test_bench_counts_every_record_on_every_path(tmp_path):
 
 def test_broker_floor_receives_every_record_and_reports_each_window(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "exchange", "bench", "--broker-floor", "--floor-rate", "500", "--latency-seconds", "5",
+        [sys.executable, "-m", "exchange", "bench", "--broker-floor", "--floor-rate", "500", "--latency-seconds", "2",
          "--record-size", "200", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)
-    assert figures["received"] == 2500 == sum(w["received"] for w in figures["windows"])
-    assert figures["windows"][0]["from_s"] == 0.0 and figures["windows"][0]["received"] > 2000
+    assert figures["received"] == 1000 == sum(w["received"] for w in figures["windows"])
+    assert figures["windows"][0]["from_s"] == 0.0 and figures["windows"][0]["received"] > 900
     assert all(0 < w["p50_ms"] <= w["p99_ms"] for w in figures["windows"])

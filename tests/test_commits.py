@@ -52,8 +52,10 @@ def test_a_batch_that_was_not_acked_stops_commits_and_fails_the_next_add():
         await pipeline.add({("t", 0): 10}, failed)
         failed.set_exception(RuntimeError("broker refused"))
         await asyncio.sleep(0.01)
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
         with pytest.raises(RuntimeError, match="broker refused"):
-            await pipeline.add({("t", 0): 20}, asyncio.sleep(0))
+            await pipeline.add({("t", 0): 20}, acked)
         assert committed == []
 
     asyncio.run(scenario())
