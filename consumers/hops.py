@@ -28,8 +28,8 @@ class HopStats:
         self.path_hubs: dict[str, tuple[str, ...]] = {}
         self.unparsed = 0
         self._names: dict[tuple[str, str], str] = {}
-        # durations waiting for flush(): recording them a histogram bucket at a time, not
-        # one by one, was a fifth of a subscriber process's time
+        # durations waiting for flush(), recorded a histogram bucket at a time: one
+        # record_value each was ~19 % of a subscriber process's samples at 10,000/s
         self._pending_segments: dict[str, list[int]] = defaultdict(list)
         self._pending_paths: dict[str, list[int]] = defaultdict(list)
 

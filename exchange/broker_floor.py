@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from .broker import EmbeddedBroker
+from .latency import sample_quantiles
 from .topology import create_topics
 
 PARTITIONS = 4
@@ -37,7 +38,7 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
                                     fetch_max_wait_ms=10)
         await producer.start()
         await consumer.start()
-        windows: dict[int, list[float]] = {}
+        windows: dict[int, list[int]] = {}  # 5 s window of the send time → latencies in ns
         start_ns = 0
 
         async def consume() -> None:
@@ -47,7 +48,7 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
                 for recs in batch.values():
                     for r in recs:
                         sent = int(r.key)
-                        windows.setdefault(int((sent - start_ns) / 1e9 // WINDOW_S), []).append((now - sent) / 1e6)
+                        windows.setdefault(int((sent - start_ns) / 1e9 // WINDOW_S), []).append(now - sent)
 
         try:
             await asyncio.sleep(1.0)  # let the consumer join its group
@@ -72,21 +73,20 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
     finally:
         if broker is not None:
             await broker.astop()
-    everything = sorted(x for w in windows.values() for x in w)
+    everything = [x for w in windows.values() for x in w]
     return {
         "rate": rate,
         "seconds": seconds,
         "record_size": record_size,
         "received": len(everything),
-        "p50_ms": _quantile(everything, 0.5),
-        "p99_ms": _quantile(everything, 0.99),
+        **_p50_p99(everything),
         "windows": [
-            {"from_s": k * WINDOW_S, "to_s": (k + 1) * WINDOW_S, "received": len(w),
-             "p50_ms": _quantile(sorted(w), 0.5), "p99_ms": _quantile(sorted(w), 0.99)}
+            {"from_s": k * WINDOW_S, "to_s": (k + 1) * WINDOW_S, "received": len(w), **_p50_p99(w)}
             for k, w in sorted(windows.items())
         ],
     }
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
+def _p50_p99(nanoseconds: list[int]) -> dict[str, float | None]:
+    q = sample_quantiles(nanoseconds)
+    return {"p50_ms": round(q["50pct"], 1) if q else None, "p99_ms": round(q["99pct"], 1) if q else None}
