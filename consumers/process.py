@@ -142,6 +142,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(h)} for name, h in hops.paths.items()},
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
+        undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
         **_reactions(reactions),
         workflows={

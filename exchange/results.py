@@ -119,6 +119,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         dead_lettered=total_dead,
         unaccounted=sum(e.unaccounted for e in by_entry.values()),
         duplicates=consumers.get("duplicates", 0),
+        undecodable=sum(n for _, _, n in consumers.get("undecodable", [])),
     )
     conservation = _conservation(counts, by_entry)
     onss = _one_number_one_source(reports.routers, consumers)
@@ -232,15 +233,20 @@ def _control_actions(routers: list[dict[str, Any]]) -> dict[str, int]:
 
 def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservation:
     if counts.unaccounted == 0 and all(e.unaccounted == 0 for e in by_entry.values()):
+        undecodable = (f"; {counts.undecodable:,} records in ingress batches that could not be decoded were "
+                       "dead-lettered and are not this run's" if counts.undecodable else "")
         return Conservation(
             ok=True,
             message=(
                 f"all {counts.expected:,} outcomes of {counts.produced:,} records accounted for: "
                 f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered"
+                + undecodable
             ),
         )
     off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
+    undecodable = (f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
+                   "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read" if counts.undecodable else "")
     return Conservation(
         ok=False,
-        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off})",
+        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -32,6 +33,7 @@ from .audit import AuditWriter
 from .batching import BatchSender
 from .control import ApprovalBook, AuthorityTable
 from .faust_bulk import BulkApp
+from .lenient_records import UndecodableBatch
 from .policy import compile_policy, compile_transit
 from .processes import peak_rss_bytes, process_age_s
 from .routing import RouterCore
@@ -163,10 +165,18 @@ class Router:
         while self._sender is None:
             await asyncio.sleep(0.01)
         records = [r for recs in batch.values() for r in recs]
+        undecodable = [r for r in records if type(r) is UndecodableBatch]
+        if undecodable:
+            records = [r for r in records if type(r) is not UndecodableBatch]
         now = time.time_ns()
         if not self.first_ns:
             self.first_ns = now
         routed = self.core.route(records, self.book.approvals_at(now), self.authority)
+        for u in undecodable:
+            routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
+            routed.dead_reasons[u.reason] += u.records
+            routed.records += u.records
+            log.warning("dead-lettered %r", u)
         send = self._sender.send
         sent = []
         for topic, messages in routed.deliveries.items():
@@ -316,6 +326,34 @@ class Router:
         await self.app.commits.stop()
         if self._producer is not None:
             await self._producer.stop()
+
+
+def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple[None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter of a fetched batch that cannot be decoded (see :mod:`exchange.lenient_records`).
+
+    One letter stands for the batch's records from ``offset`` to ``last_offset``
+    (``records`` of them, from the batch header); ``value_b64`` holds the batch as fetched,
+    up to 1 MiB, so nothing is lost. No header can be read from it, so it has no trace id
+    and no run id.
+    """
+    kept = "" if u.raw is not None else f"; the batch ({u.size:,} bytes) is not copied here, read it from the topic"
+    letter = {
+        "reason": u.reason,
+        "detail": (f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: "
+                   f"{u.detail}{kept}")[:1000],
+        "topic": u.topic,
+        "partition": u.partition,
+        "offset": u.first_offset,
+        "last_offset": u.offset,
+        "records": u.records,
+        "trace": None,
+        "entry": entry,
+        "subscription": None,
+        "value_b64": base64.b64encode(u.raw or b"").decode(),
+        "headers": [],
+        "at_ns": now,
+    }
+    return None, orjson.dumps(letter), [("reason", u.reason.encode()), ("entry-topic", u.topic.encode())]
 
 
 async def _unreachable(stream) -> None:

@@ -180,6 +180,9 @@ class DeadLetter(BaseModel):
     trace: str | None = None
     entry: str | None = None
     subscription: str | None = Field(default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)")
-    value_b64: str = Field(description="the original value bytes, base64")
+    last_offset: int | None = Field(
+        default=None, description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset")
+    records: int | None = Field(default=None, description="records an undecodable batch's letter stands for (from the batch header)")
+    value_b64: str = Field(description="the original value bytes, base64 (for an undecodable batch: the batch as fetched, up to 1 MiB)")
     headers: list[tuple[str, str]] = Field(description="original headers, values base64")
     at_ns: int

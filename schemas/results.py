@@ -27,6 +27,10 @@ class Counts(_Model):
     dead_lettered: int = Field(description="outcomes of records sent to the dead-letter topic")
     unaccounted: int = Field(description="expected − delivered − denied − dead_lettered; must be 0")
     duplicates: int = Field(default=0, description="redelivered records dropped by trace id")
+    undecodable: int = Field(
+        default=0,
+        description="records in ingress batches the router could not decode (dead-lettered as unsupported_codec or "
+        "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes")
 
 
 class EntryCounts(_Model):
