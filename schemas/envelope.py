@@ -105,9 +105,13 @@ def trace_id(producer: int, seq: int) -> bytes:
 
 
 def parse_trace_id(value: bytes) -> tuple[int, int] | None:
-    """(producer, seq) from a trace id, or None when it is not one of ours."""
+    """(producer, seq) from a trace id, or None when it is not one of ours.
+
+    Ours are two decimal numbers below 10**18 (they fit Kafka's int64); longer digit runs
+    are not ours (and ``int()`` refuses more than 4,300 digits).
+    """
     head, sep, tail = value.partition(b".")
-    if not sep or not head.isdigit() or not tail.isdigit():
+    if not sep or not head.isdigit() or not tail.isdigit() or len(head) > 18 or len(tail) > 18:
         return None
     return int(head), int(tail)
 
