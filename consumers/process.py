@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from exchange import metrics
-from exchange.latency import encode, sample_quantiles
+from exchange.latency import ClockSkew, encode, sample_quantiles
 from exchange.status import StatusWriter
 from producers.process import entity_pool
 from schemas.envelope import Topics
@@ -221,7 +221,16 @@ def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
         "audited_deliveries": accountant.audited_deliveries,
         "conflicts": sum(accountant.quality_events.values()),
         "lag": {s.department: s.lag() for s in subscribers},
+        "clock_skew": _clock_skew(subscribers),
     }
+
+
+def _clock_skew(subscribers: list[Subscriber]) -> dict:
+    """Deliveries with a latency that cannot be true, per source department (see exchange/latency.py)."""
+    total = ClockSkew()
+    for s in subscribers:
+        total.merge(s.clock_skew)
+    return total.report()
 
 
 def main(argv: list[str] | None = None) -> None:

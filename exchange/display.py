@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from schemas.results import Result
@@ -92,8 +93,22 @@ def summary_table(result: Result) -> Table:
         f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
         f"denied by reason: {denied} · dead letters by reason: {dead}"
     )
+    table.caption += input_warnings(result)
     table.caption_justify = "left"
     return table
+
+
+def input_warnings(result: Result) -> str:
+    """Caption lines for input the figures leave out (empty when there is none)."""
+    out = ""
+    if result.clock_skew:
+        per = escape(", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items())))
+        out += ("\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
+                f"kept out of the latency figures — by source: {per}")
+    if result.counts.undecodable:
+        out += (f"\n[yellow]undecodable batches:[/yellow] {result.counts.undecodable:,} ingress records the router could not "
+                "decode were dead-lettered (unsupported_codec / corrupt_batch); their run cannot be read")
+    return out
 
 
 def _ms(value: float, n: int) -> str:

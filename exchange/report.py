@@ -545,6 +545,25 @@ def verdict(result: dict[str, Any]) -> str:
             f'<div>{word}<div class="sub">{esc(cons.get("message", "no conservation check in this result"))}</div></div></div>')
 
 
+def input_warnings(result: dict[str, Any]) -> str:
+    """Banners for input the figures leave out: clock skew per source, batches that could not be decoded."""
+    out = []
+    skew = result.get("clock_skew") or {}
+    if isinstance(skew, dict) and skew:
+        total = sum(int(v.get("records", 0)) for v in skew.values() if isinstance(v, dict))
+        per = "; ".join(f"{src}: {fmt_int(v.get('records'))} ({fmt_ms(v.get('min_ms'))} … {fmt_ms(v.get('max_ms'))} ms)"
+                        for src, v in sorted(skew.items()) if isinstance(v, dict))
+        out.append(f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
+                   "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
+                   f'<div class="sub">by source: {esc(per)}</div></div></div>')
+    undecodable = (result.get("counts") or {}).get("undecodable")
+    if undecodable:
+        out.append(f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '
+                   "ingress batches the router could not decode (dead-lettered as unsupported_codec / corrupt_batch)"
+                   '<div class="sub">their run cannot be read from them, so they are not among this run\'s outcomes</div></div></div>')
+    return "".join(out)
+
+
 def slo_verdict(result: dict[str, Any]) -> str:
     slos = result.get("slos")
     if not isinstance(slos, list) or not slos:
@@ -713,7 +732,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         '<header class="top"><div>',
         f"<h1>{esc(r.get('workload', 'result'))}<small>{esc(names.platform)}</small></h1>",
         run_meta(r), "</div></header>",
-        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", kpis(r),
+        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", input_warnings(r), kpis(r),
         "<h2>Throughput and latency</h2>",
         '<div class="grid">',
         chart(fig_rates([("", r)]), "chart-rates"),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.results import (
+    ClockSkewResult,
     Conservation,
     Counts,
     EntryCounts,
@@ -174,6 +175,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
             for name, w in consumers.get("workflows", {}).items()
         },
         control_actions=_control_actions(reports.routers),
+        clock_skew={source: ClockSkewResult(**v) for source, v in sorted(consumers.get("clock_skew", {}).items())},
         run=info,
     )
 

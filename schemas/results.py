@@ -162,6 +162,16 @@ class RunInfo(_Model):
 _SUFFIXES = ("Avg", "50pct", "75pct", "95pct", "99pct", "999pct", "9999pct", "99999pct", "Max")
 
 
+class ClockSkewResult(_Model):
+    """Deliveries from one source whose latency cannot be true: the source's clock disagrees
+    with the receiver's (or its headers lie). They are delivered and counted, but kept out of
+    every latency percentile, average and per-interval figure."""
+
+    records: int = Field(description="deliveries measured as negative or longer than an hour (end to end, from sent or intended time)")
+    min_ms: float = Field(description="the lowest impossible latency seen, ms (negative: the source's clock is ahead)")
+    max_ms: float = Field(description="the highest impossible latency seen, ms")
+
+
 class Result(_Model):
     """``OUT/result.json``. The camelCase fields are OpenMessaging Benchmark's TestResult,
     named, shaped and in units as it has them (per-interval lists; aggregated values;
@@ -252,6 +262,9 @@ class Result(_Model):
     one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
+    clock_skew: dict[str, ClockSkewResult] = Field(
+        default_factory=dict, description="per source department: deliveries whose latency cannot be true (clock skew), "
+        "kept out of the latency figures; empty when every clock agreed")
     slos: list[SloVerdict] = Field(default_factory=list)
     faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")
     run: RunInfo
