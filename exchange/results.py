@@ -246,8 +246,12 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
             ),
         )
     off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
-    undecodable = (f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
-                   "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read" if counts.undecodable else "")
+    undecodable = ""
+    if counts.undecodable and any(e.unaccounted > 0 for e in by_entry.values()):
+        undecodable = (f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
+                       "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read")
+    if any(e.unaccounted < 0 for e in by_entry.values()):  # more outcomes than the run's producers produced
+        undecodable += "; negative: records carrying this run's id were written by another client"
     return Conservation(
         ok=False,
         message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",

@@ -226,3 +226,23 @@ async def test_the_accountant_counts_an_undecodable_batch_apart_from_the_runs_ou
     restored = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")
     restored.restore(accountant.snapshot())
     assert restored.undecodable == accountant.undecodable
+
+
+def test_the_conservation_message_names_undecodable_records_only_where_they_can_explain_the_gap():
+    from exchange.results import _conservation
+    from schemas.results import Counts, EntryCounts
+
+    def check(unaccounted: int, undecodable: int):
+        entry = EntryCounts(produced=10, subscriptions=1, expected=10, delivered=10 - unaccounted, denied=0, dead_lettered=0,
+                            unaccounted=unaccounted)
+        counts = Counts(produced=10, expected=10, delivered=entry.delivered, denied=0, dead_lettered=0, unaccounted=unaccounted,
+                        undecodable=undecodable)
+        return _conservation(counts, {"open": entry})
+
+    ok = check(0, 4)
+    assert ok.ok and "4 records in ingress batches that could not be decoded were dead-lettered and are not this run's" in ok.message
+    short = check(3, 4)
+    assert not short.ok and "4 records sit in ingress batches the router could not decode" in short.message
+    over = check(-2, 4)
+    assert not over.ok and "could not decode" not in over.message and "written by another client" in over.message
+    assert "decode" not in check(0, 0).message
