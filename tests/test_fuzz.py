@@ -40,7 +40,7 @@ from schemas.envelope import (
     record_headers,
 )
 
-from .harness import sharing_scenario
+from .harness import envelope, new_run, sharing_scenario
 
 # --- the pure core ------------------------------------------------------------------
 
@@ -450,12 +450,10 @@ def _good_messages(run: str, traces: list[str]) -> list:
 
 
 def _envelope(trace: str, run: str) -> list:
-    from .harness import envelope
-
     return envelope("open", "prov", trace, run)
 
 
-def _batch_letters(bootstrap: str, dlq: str, topic: str, expected: int) -> list[DeadLetter]:
+def _batch_letters(bootstrap: str, dlq: str, topic: str) -> list[DeadLetter]:
     """The letters of undecodable batches on ``topic`` (they carry no run id: read them all)."""
     import asyncio
 
@@ -473,7 +471,7 @@ def test_batches_of_every_codec_from_kafka_python_are_routed_bad_records_in_them
     kafka = pytest.importorskip("kafka")
     from .harness import read_all
 
-    run = new_run_id()
+    run = new_run()
     topic = router.topics.ingress("open")
     expected: dict[str, str] = {}
     good: set[str] = set()
@@ -497,12 +495,6 @@ def test_batches_of_every_codec_from_kafka_python_are_routed_bad_records_in_them
     assert router.proc.poll() is None
 
 
-def new_run_id() -> str:
-    from .harness import new_run
-
-    return new_run()
-
-
 @pytest.mark.parametrize("codec", CODECS)
 def test_a_garbled_compressed_batch_is_dead_lettered_with_its_offsets_and_routing_goes_on(router, codec, monkeypatch):
     """kafka-python's encoder is made to write garbage: the broker stores the batch, the router cannot decode it."""
@@ -513,7 +505,7 @@ def test_a_garbled_compressed_batch_is_dead_lettered_with_its_offsets_and_routin
 
     from .harness import read_all
 
-    run = new_run_id()
+    run = new_run()
     topic = router.topics.ingress("open")
     producer = _producer(kafka, router.bootstrap, codec)
     try:
@@ -527,7 +519,7 @@ def test_a_garbled_compressed_batch_is_dead_lettered_with_its_offsets_and_routin
     assert bad == list(range(bad[0], bad[0] + 3)) and before[-1] < bad[0] < after[0]
     delivered = asyncio.run(read_all(router.bootstrap, router.topics.delivery("a"), run=run, until=4, timeout=60))
     assert {dict(r.headers)[H_TRACE].decode() for r in delivered} == {"31.1", "31.2", "33.1", "33.2"}
-    [letter] = [x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic, 1) if x.offset == bad[0]]
+    [letter] = [x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic) if x.offset == bad[0]]
     assert (letter.reason, letter.partition, letter.offset, letter.last_offset, letter.records) == ("corrupt_batch", 0, bad[0], bad[-1], 3)
     assert codec in letter.detail and letter.entry == "open" and letter.value_b64
     assert router.proc.poll() is None, "the router must survive a batch it cannot decode"
@@ -563,7 +555,7 @@ def test_out_of_range_headers_are_delivered_and_a_real_subscriber_survives_them(
     from consumers.process import _clock_skew
     from consumers.subscriber import Subscriber
 
-    run = new_run_id()
+    run = new_run()
     topic = router.topics.ingress("open")
     cases = _out_of_range(run)
     producer = _producer(kafka, router.bootstrap, "lz4")
@@ -635,7 +627,7 @@ def test_a_router_without_a_codecs_library_dead_letters_those_batches_and_routes
     from .harness import read_all
 
     router = router_without_codecs
-    run = new_run_id()
+    run = new_run()
     topic = router.topics.ingress("open")
     sent: dict[str, list[int]] = {}
     for i, codec in enumerate(["lz4", "gzip", "snappy", "zstd", None]):
@@ -646,7 +638,7 @@ def test_a_router_without_a_codecs_library_dead_letters_those_batches_and_routes
             producer.close()
     delivered = asyncio.run(read_all(router.bootstrap, router.topics.delivery("a"), run=run, until=6, timeout=60))
     assert {dict(r.headers)[H_TRACE].decode() for r in delivered} == {f"5{i}.{n}" for i in (1, 4) for n in range(1, 4)}
-    letters = {x.offset: x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic, 3)}
+    letters = {x.offset: x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic)}
     for codec in ("lz4", "snappy", "zstd"):
         offsets = sent[codec]
         letter = letters[offsets[0]]
