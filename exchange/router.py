@@ -176,6 +176,8 @@ class Router:
             routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
             routed.dead_reasons[u.reason] += u.records
             routed.records += u.records
+            # _metrics counts each fetched item once; this one stands for u.records records
+            metrics.ROUTER_RECORDS_IN.labels(self.platform, self.core.entry_of(u.topic) or "?").inc(max(0, u.records - 1))
             log.warning("dead-lettered %r", u)
         send = self._sender.send
         sent = []
