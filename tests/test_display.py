@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +18,7 @@ def demo() -> Result:
 
 
 def render(result: Result, width: int) -> list[str]:
-    console = Console(width=width, record=True, color_system=None)
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     console.print(summary_table(result))
     return console.export_text().splitlines()
 

@@ -7,6 +7,7 @@ items are their masking rule applied to the source value, and the report shows t
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,46 @@ def test_what_happened_to_each_item_is_read_off_the_values():
     assert "authoritative source" in how["addr"]
     assert "not in the subscription's items" in how["secret"]
     assert tally == {"masked": 1, "mask_wrong": 1, "same": 1, "replaced": 1, "not_shared": 1}
+
+
+async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this_run(tmp_path):
+    """A flow whose first deliveries come late (a mid-run approval, a narrow row filter) still gets
+    its sources; a record of another run with the same trace id is not taken; what is not there
+    is reported missing, within the time budget."""
+    from aiokafka import AIOKafkaProducer
+
+    from consumers.samples import DeliverySampler, Sample, find_sources, write_samples
+    from exchange.broker import EmbeddedBroker
+    from exchange.scenario_file import load
+    from exchange.topology import create_topics, topic_plan
+    from schemas.envelope import record_headers
+
+    scenario = load("demo")
+    topic = f"dx.{scenario.platform.id}.in.gps-fix"
+    async with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        await create_topics(broker.bootstrap, topic_plan(scenario))
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for run, count in (("old", 100), ("this", 3000)):  # an earlier run used the same trace ids
+                futures = [await producer.send(topic, key=b"k%d" % i, value=orjson.dumps({"vehicle.plate": f"{run}-{i}"}),
+                                               headers=record_headers(b"1.%d" % i, "gps-fix", "transport", 0, 0, run))
+                           for i in range(count)]
+                await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        sampler = DeliverySampler(per_flow=3)
+        for n, trace in enumerate(("1.7", "1.2999", "1.99999"), 1):
+            sampler.samples.setdefault("urban.gps-fix", []).append(
+                Sample("urban.gps-fix", "urban", "gps-fix", n, trace, b"k", b'{"vehicle.plate": "x"}', 0, n, 0, 0))
+        missing = await find_sources(sampler, scenario, broker.bootstrap, "this", budget_s=5.0)
+    found = {s.trace: s for s in sampler.samples["urban.gps-fix"]}
+    assert missing == 1 and found["1.99999"].source is None
+    assert found["1.7"].source == {"vehicle.plate": "this-7"}  # not the old run's record
+    assert found["1.2999"].source == {"vehicle.plate": "this-2999"}
+    assert found["1.2999"].source_at["topic"] == topic
+    assert sampler.lookup["records_read"] >= 3000
+    write_samples(sampler, scenario, tmp_path / SAMPLES)
+    written = lines(tmp_path)
+    assert [s["source"] for s in written] == [{"vehicle.plate": "this-7"}, {"vehicle.plate": "this-2999"}, None]
+    assert written[0]["items"] and written[0]["masks"] == {}
