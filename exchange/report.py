@@ -531,6 +531,7 @@ tr:last-child td { border-bottom:none; }
 .better { color:var(--ok); } .worse { color:var(--bad); }
 .sec td { background:#f8fafc; font-weight:700; text-align:left; color:var(--ink); }
 .muted { color:var(--muted); }
+.chg { font-weight:700; background:#fef9c3; padding:0 3px; border-radius:3px; }
 details.sample { border-top:1px solid var(--line); padding:6px 4px; }
 details.sample summary { cursor:pointer; padding:4px 0; }
 details.sample td { white-space:normal; word-break:break-all; }
@@ -774,7 +775,10 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
             how, kind = '<span class="muted">as published</span>', "same"
         tally[kind] += 1
         label = esc(key) + (f' <span class="muted">{esc(item_names[key])}</span>' if item_names.get(key) else "")
-        rows.append([label, esc(_value(src) if has_src else "—"), esc(_value(out) if has_out else "—"), how])
+        shown = esc(_value(out) if has_out else "—")
+        if kind in ("masked", "mask_wrong", "replaced"):  # what changed on the way stands out
+            shown = f'<span class="chg">{shown}</span>'
+        rows.append([label, esc(_value(src) if has_src else "—"), shown, how])
     return rows, tally
 
 
