@@ -133,10 +133,15 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     if samples_path is not None and sampler.samples:
         started = time.monotonic()
         missing = await find_sources(sampler, scenario, bootstrap, run_id)
-        samples = {"written": write_samples(sampler, scenario, samples_path), "without_source": missing,
-                   "lookup_s": round(time.monotonic() - started, 3), **sampler.lookup}
+        try:
+            written = write_samples(sampler, scenario, samples_path)
+        except OSError as exc:  # an aid, not a figure of the run: say so, and go on to the final report
+            log.warning("delivery samples: cannot write %s: %s", samples_path, exc)
+            written = 0
+        samples = {"written": written, "without_source": missing, "lookup_s": round(time.monotonic() - started, 3),
+                   **sampler.lookup}
         if missing:
-            log.warning("delivery samples: %d of %d without their source record", missing, samples["written"])
+            log.warning("delivery samples: %d of %d without their source record", missing, written)
     flows = {}
     for s in subscribers:
         for name, f in s.flows.items():

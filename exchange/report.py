@@ -837,6 +837,8 @@ def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
             f"The first deliveries of each flow as its subscriber received them, next to the record the provider published "
             f"(same trace id). {len(samples):,} deliveries of {len(cards):,} flows: {totals['masked']:,} masked values, "
             f"{totals['replaced']:,} from the authoritative source, {totals['not_shared']:,} items not shared. {verdict_line}."
+            + (f" {unread:,} deliveries without their source record (not read back within the time budget)."
+               if (unread := sum(1 for x in samples if x.get("source") is None)) else "")
             + (f" {left:,} more flows are in {SAMPLES_FILE}." if left > 0 else "")
             + "</div>" + "".join(html_cards) + "</div>")
 

@@ -120,6 +120,8 @@ def test_what_happened_to_each_item_is_read_off_the_values():
     assert "authoritative source" in how["addr"]
     assert "not in the subscription's items" in how["secret"]
     assert tally == {"masked": 1, "mask_wrong": 1, "same": 1, "replaced": 1, "not_shared": 1}
+    rows, tally = sample_item_rows(sample | {"source": None}, Names(None))  # not read back: nothing is claimed
+    assert {row[3] for row in rows} == {"source record not read back"} and tally == {"unknown": 4}
 
 
 async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this_run(tmp_path):
