@@ -101,21 +101,23 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     broker problem: samples are an aid, the run's figures do not depend on them.
     """
     wanted = sampler.wanted()
-    sampler.lookup = {"records_read": 0, "seek_by_time": False}
+    sampler.lookup = {"records_read": 0, "seek_by_time": False, "ended": "all found"}
     if not wanted:
         return 0
-    topics = {entry: Topics(scenario.platform_of(scenario.entries[entry].provider)).ingress(entry)
-              for entry in wanted if entry in scenario.entries}
+    wanted = {entry: by_trace for entry, by_trace in wanted.items() if entry in scenario.entries}
+    topics = {entry: Topics(scenario.platform_of(scenario.entries[entry].provider)).ingress(entry) for entry in wanted}
     deadline = time.monotonic() + budget_s
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="samples",
                                 fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
                                 request_timeout_ms=max(1000, int(budget_s * 1000)))
     try:
         await asyncio.wait_for(consumer.start(), max(0.1, deadline - time.monotonic()))
-        await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), deadline, max_records, sampler.lookup),
+        await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup),
                                max(0.1, deadline - time.monotonic()))
     except (asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
-        log.warning("delivery samples: sources not all read back (%s)", exc if str(exc) else type(exc).__name__)
+        why = "time budget spent" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        sampler.lookup["ended"] = why
+        log.warning("delivery samples: sources not all read back (%s)", why)
     finally:
         try:
             await asyncio.wait_for(consumer.stop(), 2.0)
@@ -124,8 +126,10 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     return sum(len(v) for by_trace in sampler.wanted().values() for v in by_trace.values())
 
 
-async def _read_back(consumer: AIOKafkaConsumer, wanted: dict, topics: dict[str, str], run: bytes, deadline: float,
-                     max_records: int, stats: dict[str, Any]) -> None:
+async def _read_back(consumer: AIOKafkaConsumer, wanted: dict[str, dict[str, list[Sample]]], topics: dict[str, str],
+                     run: bytes, max_records: int, stats: dict[str, Any]) -> None:
+    """Read the topics until every wanted trace id is found, an entry's record cap is reached,
+    or every partition still read is at its end (bounded from outside by a timeout)."""
     entry_of = {topic: entry for entry, topic in topics.items()}
     parts: dict[str, list[TopicPartition]] = {}
     for entry, topic in topics.items():
@@ -153,10 +157,11 @@ async def _read_back(consumer: AIOKafkaConsumer, wanted: dict, topics: dict[str,
                 consumer.seek(tp, at.offset)
                 stats["seek_by_time"] = True
     read: dict[str, int] = dict.fromkeys(parts, 0)
-    while wanted and time.monotonic() < deadline:
+    while wanted:
         batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
-        if not batches and all(await _at_end(consumer, tps) for entry, tps in parts.items() if entry in wanted):
-            return  # everything there was read: the rest are gone (retention) or never there
+        if not batches and await _at_end(consumer, [tp for entry, tps in parts.items() if entry in wanted for tp in tps]):
+            stats["ended"] = "read to the end"  # the rest are gone (retention) or were never there
+            return
         for tp, records in batches.items():
             entry = entry_of[tp.topic]
             by_trace = wanted.get(entry)
@@ -171,8 +176,8 @@ async def _read_back(consumer: AIOKafkaConsumer, wanted: dict, topics: dict[str,
                     continue
                 try:
                     source = orjson.loads(r.value)
-                except orjson.JSONDecodeError:
-                    source = {"(not JSON)": r.value.decode(errors="replace")}
+                except (orjson.JSONDecodeError, TypeError):  # the router dead-letters these: show what was sent
+                    source = {"(not JSON)": (r.value or b"").decode(errors="replace")}
                 if isinstance(source, dict):
                     source.pop(PAD_FIELD, None)
                 for s in samples:
@@ -180,6 +185,8 @@ async def _read_back(consumer: AIOKafkaConsumer, wanted: dict, topics: dict[str,
                     s.source_at = {"topic": tp.topic, "partition": tp.partition, "offset": r.offset}
                 del by_trace[(h.get(H_TRACE) or b"").decode()]
             if not by_trace or read[entry] >= max_records:
+                if by_trace:
+                    stats["ended"] = f"{max_records:,} records read of {entry}"
                 wanted.pop(entry, None)
                 consumer.pause(*parts[entry])
 
