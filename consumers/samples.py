@@ -199,7 +199,8 @@ async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool
     return True
 
 
-def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provider: str) -> dict[str, Any]:
+def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provider: str,
+                copies: dict[str, str] | None = None) -> dict[str, Any]:
     """One line of ``samples.jsonl``: a delivery and its source, side by side.
 
     ``flow``, ``entry``, ``consumer``, ``provider``; ``n`` (1 for the flow's first
@@ -207,8 +208,10 @@ def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provide
     ``delivered`` (the value as received) and ``delivered_at`` (delivery topic, partition,
     offset, ``received_ns``, ``sent_ns``); ``source`` (the value as published, filler left
     out; null when it could not be read back) and ``source_at`` (ingress topic, partition,
-    offset); ``items`` (the items the subscription gets) and ``masks`` (item → masking rule
-    applied on the way, from the scenario's rules).
+    offset); ``items`` (the items the subscription gets), ``masks`` (item → masking rule
+    applied on the way, from the scenario's rules) and ``copies`` (item → the department
+    that is its authoritative source, for the provider's copies of other departments'
+    items: 一数一源 delivers the authoritative value instead, or leaves the item out).
     """
     try:
         delivered = orjson.loads(sample.value)
@@ -220,7 +223,7 @@ def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provide
         "delivered": delivered,
         "delivered_at": {"partition": sample.partition, "offset": sample.offset, "received_ns": sample.received_ns,
                          "sent_ns": sample.sent_ns},
-        "source": sample.source, "source_at": sample.source_at, "items": items, "masks": masks,
+        "source": sample.source, "source_at": sample.source_at, "items": items, "masks": masks, "copies": copies or {},
     }
 
 
@@ -231,6 +234,7 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         for policy in compile_policy(scenario, Topics(hub), hub).values():
             for route in policy.routes:
                 routes[route.subscription] = route
+    authority = scenario.authority
     lines = []
     for flow in sorted(sampler.samples):
         route = routes.get(flow)
@@ -238,7 +242,9 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         items = list(route.items) if route else []
         for s in sampler.samples[flow]:
             entry = scenario.entries.get(s.entry)
-            lines.append(orjson.dumps(sample_line(s, masks, items, entry.provider if entry else "")))
+            copies = {i.key: authority[i.key] for i in entry.items
+                      if i.key in authority and authority[i.key] != entry.provider} if entry else {}
+            lines.append(orjson.dumps(sample_line(s, masks, items, entry.provider if entry else "", copies)))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(b"".join(line + b"\n" for line in lines))
     tmp.replace(path)

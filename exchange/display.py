@@ -157,7 +157,7 @@ class SummaryTable:
                     "p999": _ms(lat.p999, flow.delivered),
                     "max": _ms(lat.max, flow.delivered),
                 }
-                table.add_row(f"  → {flow.consumer}", *(cells.get(key, "") for _, key in COLUMNS if key in columns))
+                table.add_row(Text(f"  → {flow.consumer}"), *(cells.get(key, "") for _, key in COLUMNS if key in columns))
         c = result.counts
         reasons: dict[str, int] = {}
         for flow in result.flows.values():

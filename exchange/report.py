@@ -748,7 +748,7 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
     compares), not in the subscription's items, replaced by the authoritative value or
     left out (一数一源), or as published. Also returns the tally of those outcomes."""
     source, delivered = sample.get("source"), sample.get("delivered") or {}
-    masks, items = sample.get("masks") or {}, set(sample.get("items") or ())
+    masks, items, copies = sample.get("masks") or {}, set(sample.get("items") or ()), sample.get("copies") or {}
     item_names = {i.get("key"): i.get("name") for i in (names.entries.get(sample.get("entry")) or {}).get("items") or []}
     keys = list(source or {}) + [k for k in delivered if k not in (source or {})]
     rows, tally = [], Counter()
@@ -762,6 +762,11 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
             expected = apply_mask(MaskRule(rule), src) if rule in MaskRule._value2member_map_ else None
             if out == expected:
                 how, kind = f'<span class="pass">脱敏 masked</span> ({esc(rule)})', "masked"
+            elif key in copies and expected is not None and out != src and (
+                    rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out):
+                # the copy differed: the authoritative value, masked (the rule leaves a masked value as it is)
+                how, kind = (f'<span class="pass">脱敏 masked</span> ({esc(rule)}), of the authoritative value '
+                             f"(一数一源: {esc(copies[key])}'s; the copy differed)"), "masked"
             else:
                 how, kind = f'<span class="fail">✕ not masked as its rule ({esc(rule)}) says</span>', "mask_wrong"
         elif has_src and not has_out:
@@ -770,7 +775,8 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
             else:
                 how, kind = "left out (一数一源: no authoritative value yet, or not granted)", "left_out"
         elif has_out and (not has_src or out != src):
-            how, kind = "一数一源: the authoritative source's value", "replaced"
+            whose = f" ({esc(copies[key])})" if key in copies else ""
+            how, kind = f"一数一源: the authoritative source's value{whose}; the copy differed", "replaced"
         else:
             how, kind = '<span class="muted">as published</span>', "same"
         tally[kind] += 1

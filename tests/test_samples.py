@@ -120,6 +120,12 @@ def test_what_happened_to_each_item_is_read_off_the_values():
     assert "authoritative source" in how["addr"]
     assert "not in the subscription's items" in how["secret"]
     assert tally == {"masked": 1, "mask_wrong": 1, "same": 1, "replaced": 1, "not_shared": 1}
+    copy = sample | {"copies": {"name": "psb", "addr": "market"}, "masks": {"name": "name"},
+                     "delivered": {"name": "李**", "addr": "乙"}}  # the copies differed from their sources
+    how = {row[0]: row[3] for row in sample_item_rows(copy, Names(None))[0]}
+    assert "of the authoritative value (一数一源: psb's" in how["name"] and "authoritative source's value (market)" in how["addr"]
+    wrong = copy | {"delivered": {"name": "李四"}}  # a copy's value in clear is still not masked
+    assert "not masked as its rule (name) says" in sample_item_rows(wrong, Names(None))[0][1][3]
     rows, tally = sample_item_rows(sample | {"source": None}, Names(None))  # not read back: nothing is claimed
     assert {row[3] for row in rows} == {"source record not read back"} and tally == {"unknown": 4}
 
