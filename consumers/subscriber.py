@@ -65,6 +65,8 @@ class Subscriber:
         # with ours), kept out of every latency figure
         self.clock_skew = ClockSkew()
         self.listeners: list = []
+        self.sampling: set[str] = set()  # flows still wanting delivery samples (consumers/samples.py)
+        self.sampler = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
@@ -186,6 +188,7 @@ class Subscriber:
         n = 0
         seen_add = self._seen.add
         flows = self.flows
+        sampling = self.sampling
         # per flow, the durations of this poll: recorded a histogram bucket at a time below
         e2e: dict = {}
         e2e_intended: dict = {}
@@ -212,6 +215,8 @@ class Subscriber:
                 flow.delivered += 1
                 delivered_metric, e2e_metric, _ = self._metric_children(sub)
                 delivered_metric.inc()
+                if sampling and name in sampling:
+                    self.sampler(sampling, self.department, name, r, h, now)
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
