@@ -27,6 +27,7 @@ class HopStats:
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}
         self.unparsed = 0
+        self.warmup_paths: dict[str, int] = defaultdict(int)  # per path: warm-up deliveries, not in the histograms
         self._names: dict[tuple[str, str], str] = {}
         # durations waiting for flush(), recorded a histogram bucket at a time: one
         # record_value each was ~19 % of a subscriber process's samples at 10,000/s
@@ -39,12 +40,21 @@ class HopStats:
             name = self._names[(a, b)] = hop_link(a, b)
         return name
 
-    def record(self, hops: bytes, sent_ns: int, received_ns: int) -> None:
-        """Split one delivery's time into its segments; in the histograms after :meth:`flush`."""
+    def record(self, hops: bytes, sent_ns: int, received_ns: int, measured: bool = True) -> None:
+        """Split one delivery's time into its segments; in the histograms after :meth:`flush`.
+
+        A warm-up delivery (``measured`` false, exchange/warmup.py) is only counted for its path.
+        """
         try:
             stamps = [(h.decode(), int(i), int(o)) for h, i, o in (s.split(b":") for s in hops.split(b";"))]
         except (ValueError, UnicodeDecodeError):
             self.unparsed += 1
+            return
+        if not measured:
+            path = " > ".join(h for h, _, _ in stamps)
+            if path not in self.path_hubs:
+                self.path_hubs[path] = tuple(h for h, _, _ in stamps)
+            self.warmup_paths[path] += 1
             return
         previous, left, last = HOP_PRODUCER, sent_ns, stamps[-1][0]
         for hub, taken_in, let_out in stamps:

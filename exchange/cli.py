@@ -60,19 +60,24 @@ def run(
              "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
              "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
              "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=(
+        "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
+        "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from .chaos import ChaosError
     from .display import LiveProgress, fault_table, summary_table
     from .run import RunFailed, RunOptions, parse_chaos
     from .run import run as run_scenario
+    from .warmup import WarmupError, warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms)
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, warmup=warmup)
     try:
         parse_chaos(options, duration if duration is not None else loaded.load.duration)
-    except ChaosError as exc:
+        warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)
+    except (ChaosError, WarmupError) as exc:
         err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if find_max_rate:

@@ -36,6 +36,7 @@ from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
 from .topology import create_topics, topic_plan
+from .warmup import SCHEDULE_FILE, WarmupError, warmup_seconds
 
 POLL_S = 0.2
 
@@ -57,6 +58,7 @@ class RunOptions:
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
     chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
+    warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/warmup.py)
 
 
 def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
@@ -168,6 +170,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     scenario = options.scenario
     duration = options.duration if options.duration is not None else scenario.load.duration
     faults = parse_chaos(options, duration)
+    try:
+        warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
+    except WarmupError as exc:  # e.g. --find-max-rate trials shorter than the warm-up asked for
+        raise RunFailed(str(exc)) from None
     run_dir = options.out or default_run_dir(scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
@@ -212,13 +218,15 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         chaos_args: list[str] = []
         if faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args)
+        schedule = ["--schedule-file", str(run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
+        (run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *schedule)
         await _wait_ready([*routers, consumers], broker, options.ready_timeout)
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
         producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed),
-                          "--rate-multiplier", str(options.rate_multiplier))
+                          "--rate-multiplier", str(options.rate_multiplier), "--warmup", str(warmup_s), *schedule)
         reports = Reports(producers={}, consumers={})
         # counts start at zero when publishing starts
         reports.publish_samples.append((0.0, 0))
@@ -332,6 +340,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             router_workers=options.workers,
             hubs=list(scenario.hubs_in_use),
             fetch_wait_ms=fetch_wait_ms,
+            warmup_s=warmup_s,
             router_ready_s=router_ready,
             drain_s=round(drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
