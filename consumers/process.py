@@ -161,6 +161,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         **_totals(subscribers, accountant),
         flows=flows,
         hops={name: encode(h) for name, h in hops.segments.items()},
+        warmup_hops=dict(hops.warmup_segments),
         paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(hops.paths[name]), "warmup": hops.warmup_paths.get(name, 0)}
                for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))},
         decisions=[[*k, v] for k, v in accountant.decisions.items()],

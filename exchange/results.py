@@ -169,7 +169,8 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         counts=counts,
         counts_by_entry=by_entry,
         flows=flows,
-        hops={name: _hop(h) for name, h in sorted(consumers.get("hops", {}).items())},
+        hops={name: _hop(consumers.get("hops", {}).get(name), consumers.get("warmup_hops", {}).get(name, 0))
+              for name in sorted({*consumers.get("hops", {}), *consumers.get("warmup_hops", {})})},
         paths={
             name: PathResult(hubs=list(p["hubs"]), delivered=(h := merge([p["e2e"]])).get_total_count() + p.get("warmup", 0),
                              warmup_delivered=p.get("warmup", 0), end_to_end_ms=Quantiles(**quantiles_ms(h)))
@@ -209,9 +210,9 @@ def _warmup(seconds: float, producers: dict[str, Any], flows: dict[str, FlowResu
     )
 
 
-def _hop(encoded: str) -> HopResult:
-    h = merge([encoded])
-    return HopResult(count=h.get_total_count(), latency_ms=Quantiles(**quantiles_ms(h)))
+def _hop(encoded: str | None, warmup: int) -> HopResult:
+    h = merge([encoded] if encoded else [])
+    return HopResult(count=h.get_total_count() + warmup, warmup_count=warmup, latency_ms=Quantiles(**quantiles_ms(h)))
 
 
 def _aggregated(prefix: str, hist, scale: float) -> dict[str, Any]:

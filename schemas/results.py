@@ -78,8 +78,9 @@ class FlowResult(_Model):
 class HopResult(_Model):
     """One segment of the hub path: a link into a hub, the time inside one, or the last link."""
 
-    count: int
-    latency_ms: Quantiles
+    count: int = Field(description="deliveries that crossed this segment, the warm-up's included")
+    warmup_count: int = Field(default=0, description="of count, records of the warm-up (not in latency_ms)")
+    latency_ms: Quantiles = Field(description="after the warm-up")
 
 
 class PathResult(_Model):

@@ -75,9 +75,10 @@ async def test_warmup_records_are_counted_but_do_not_move_the_aggregated_percent
     assert flow.e2e.get_max_value() / 1000 < 3.1
     assert flow.warmup_e2e.get_value_at_percentile(50) / 1000 > 60_000
     assert len(flow.interval) == 2001  # the per-second series keep every record
-    # hops and paths: the warm-up only counted for its path
+    # hops and paths: the warm-up only counted, per path and segment
     assert sub.hops.paths["gz"].get_total_count() == 1000 and sub.hops.warmup_paths["gz"] == 1000
-    assert sub.hops.segments["gz"].get_max_value() == 1  # 0 ns in the hub, clamped to the histogram's 1 µs
+    assert sub.hops.segments["gz"].get_total_count() == 1000 and sub.hops.warmup_segments["gz"] == 1000
+    assert sub.hops.segments["producer → gz"].get_max_value() / 1000 < 3.1  # ms: the warm-up's minute is not there
     # a checkpoint keeps both halves apart
     restored = type(flow).restore(flow.snapshot())
     assert restored.warmup_delivered == 1001 and restored.e2e.get_total_count() == 1000
