@@ -174,7 +174,8 @@ class WarmupResult(_Model):
     Per-interval series keep every second, the warm-up's included."""
 
     seconds: float = Field(description="length of the warm-up, seconds from the start of the producers' schedule")
-    published: int = Field(description="records acknowledged whose intended send time fell in the warm-up")
+    published: int = Field(description="records the producers had acknowledged whose intended send time fell in the warm-up "
+                           "(reactions, published by the consumer process, not included)")
     delivered: int = Field(description="outcomes of warm-up records received by a subscriber (in counts.delivered too)")
     publish_latency_ms: Quantiles = Field(description="the warm-up's publish latency (send → broker ack)")
     publish_delay_ms: Quantiles = Field(description="the warm-up's publish delay (intended → actual send time)")
