@@ -22,6 +22,8 @@ from pydantic import ValidationError
 
 from schemas.results import Result
 
+from .errors import ExchangeError
+
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", "Helvetica Neue", Arial, sans-serif'
 PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9),
             ("9999pct", 99.99), ("99999pct", 99.999)]
@@ -36,7 +38,7 @@ CONFIG = {"displaylogo": False, "responsive": True,
 ESSENTIAL = {"workload", "counts", "flows", "conservation"}
 
 
-class ReportError(Exception):
+class ReportError(ExchangeError):
     """The file is not a result this report can read."""
 
 
