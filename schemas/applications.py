@@ -53,10 +53,32 @@ class ControlEvent(BaseModel):
     valid_for_s: float | None = Field(default=None, gt=0, description="validity of an approval, from its time")
     reason: str = ""
     at_ns: int = Field(description="when the action was taken, epoch ns")
+    request_id: str = Field(default="", description="set by the sender; the router's verdict carries it back")
 
     @property
     def application(self) -> str:
         return f"{self.consumer}.{self.entry}"
+
+
+class ControlVerdict(BaseModel):
+    """The router's answer to one control event, on the platform's verdict topic.
+
+    ``accepted`` with the application's new ``state``, or refused with the ``reason``
+    (the :class:`IllegalTransition` message, or why the event could not be read).
+    ``request_id`` is the event's, so a sender can wait for the answer to its own event.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = ""
+    action: str = Field(description="the event's action, '?' when it could not be read")
+    actor: str = "?"
+    application: str = Field(description="consumer.entry, '?' when it could not be read")
+    accepted: bool
+    state: str = Field(description="the application's state after the event; 'refused' when refused")
+    reason: str = ""
+    worker: str = Field(default="", description="the router worker that decided")
+    at_ns: int = Field(description="when the router decided, epoch ns")
 
 
 class Application(BaseModel):
