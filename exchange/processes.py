@@ -163,10 +163,12 @@ def crash_of(record: logging.LogRecord) -> str | None:
         where = text.split("]:", 1)[0].lstrip("[^-") if text.startswith("[") else record.name
         return f"{where} crashed: {_describe(reason)}"
     if record.name == "asyncio" and record.levelno >= logging.ERROR:
-        if isinstance(exc, asyncio.CancelledError):
+        # an exception nobody handled ("Task exception was never retrieved", "Exception in
+        # callback …"); asyncio's other errors (an unclosed client found at exit) are leaks, not crashes
+        if exc is None or isinstance(exc, asyncio.CancelledError):
             return None
         first = record.getMessage().splitlines()[0] if record.getMessage() else "asyncio error"
-        return f"{first}: {_describe(exc)}" if exc is not None else first
+        return f"{first}: {_describe(exc)}"
     return None
 
 
