@@ -74,7 +74,7 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         return scenario_file.load(name_or_path, seed)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False)
+            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -209,9 +209,43 @@ def bench(
         print(json.dumps(figures))
         return
     table = Table(title="exchange bench", show_header=False, title_justify="left")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    for key, value in _figure_rows(figures):
+        table.add_row(key, value)
     console.print(table)
+
+
+def _figure(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def _window_ms(key: str, value) -> str:
+    return f"{key.removesuffix('_ms')} {'—' if value is None else f'{value:,.1f}'} ms"
+
+
+def _figure_rows(figures: dict) -> list[tuple[str, str]]:
+    """Bench figures as (name, text) rows: per-window figures (``--broker-floor``) one row
+    per window, other lists and dicts spelled out, never as a Python literal."""
+    rows: list[tuple[str, str]] = []
+    for key, value in figures.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) and "from_s" in v for v in value):
+            for w in value:
+                rest = ", ".join(f"{_figure(v)} {k}" if k == "received" else _window_ms(k, v)
+                                 if k.endswith("_ms") else f"{k} {_figure(v)}"
+                                 for k, v in w.items() if k not in ("from_s", "to_s"))
+                rows.append((f"{key} {w['from_s']:g}–{w['to_s']:g} s", rest))
+        elif isinstance(value, dict):
+            rows.extend((f"{key} {k}", _figure(v)) for k, v in value.items())
+        elif isinstance(value, list):
+            rows.append((key, ", ".join(_figure(v) for v in value)))
+        else:
+            rows.append((key, _figure(value)))
+    return rows
 
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail (全程留痕).")

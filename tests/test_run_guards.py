@@ -6,6 +6,7 @@ real router worker."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,16 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     assert any("thread writer crashed: OSError: disk full in a thread" in m for m in crashes), crashes
     assert any("Task exception was never retrieved" in m and "KeyError" in m for m in crashes), crashes
     assert len(crashes) == 2, crashes  # a cancelled task is no crash
+
+
+async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broker, tmp_path, capfd):
+    """Issue 14 item 14: the line used to go straight to stderr, into the middle of the live view;
+    now the command line prints it through the console the live view is on, above it."""
+    from exchange.run import RunOptions, run
+
+    said: list[str] = []
+    result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap),
+                          say=said.append)
+    assert result.conservation.ok, result.conservation.message
+    assert any(re.fullmatch(r"controller 0: metrics on port \d+", line) for line in said), said
+    assert "metrics on port" not in capfd.readouterr().err
