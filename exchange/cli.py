@@ -19,7 +19,7 @@ from rich.markup import escape
 from schemas.scenario import Scenario
 
 from . import scenario_file
-from .errors import EXIT_COULD_NOT_CHECK, EXIT_FAILED, EXIT_INTERRUPTED, ExchangeError
+from .errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
 from .scenario_file import ScenarioError
 
 # Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns.

@@ -57,7 +57,7 @@ def kafka_errors(bootstrap: str, doing: str) -> Iterator[None]:
 
     try:
         yield
-    except KafkaConnectionError as exc:
+    except KafkaConnectionError:
         raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} while {doing}") from None
     except KafkaError as exc:
         raise KafkaRequestFailed(f"Kafka at {bootstrap} failed while {doing}: {type(exc).__name__}: {_first_line(exc)}") from None

@@ -4,8 +4,9 @@ It starts every process itself, watches them through their status files, and end
 run only when every produced record is accounted for (or the drain time runs out), so
 the conservation check speaks about the whole run. Any child or broker death, and any
 crash a child reports from inside while it lives on (a Faust agent, a task, a thread:
-``exchange/processes.py``), fails the run at once with the reason, except the deaths a ``--chaos`` schedule causes: those
-processes are restarted (``exchange/faults.py``). No process outlives the controller.
+``exchange/processes.py``), fails the run at once with the reason, except the deaths a
+``--chaos`` schedule causes: those processes are restarted (``exchange/faults.py``). No
+process outlives the controller.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ exit code 2, "could not check".
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -119,8 +118,9 @@ def test_an_unknown_audit_topic_is_could_not_check_not_a_broken_chain():
 
 def test_the_readme_lists_the_exit_codes_and_every_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    from exchange.cli import app
     import typer.main
+
+    from exchange.cli import app
 
     names = set(typer.main.get_command(app).commands)
     table = readme[readme.index("## Commands"):readme.index("## What a run does")]
@@ -128,7 +128,6 @@ def test_the_readme_lists_the_exit_codes_and_every_command():
         assert f"`exchange {name}" in table, name
     assert "`exchange audit verify" in table and "`exchange --version`" in table
     assert "exit code" in table.lower() and "could not check" in table
-    json.dumps(sorted(names))
 
 
 def test_chinese_in_the_report_has_a_font_where_the_report_is_rendered():
