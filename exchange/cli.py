@@ -238,7 +238,7 @@ def _figure_rows(figures: dict) -> list[tuple[str, str]]:
                 rest = ", ".join(f"{_figure(v)} {k}" if k == "received" else _window_ms(k, v)
                                  if k.endswith("_ms") else f"{k} {_figure(v)}"
                                  for k, v in w.items() if k not in ("from_s", "to_s"))
-                rows.append((f"{key} {w['from_s']:g}–{w['to_s']:g} s", rest))
+                rows.append((f"{key.removesuffix('s')} {w['from_s']:g}–{w['to_s']:g} s", rest))
         elif isinstance(value, dict):
             rows.extend((f"{key} {k}", _figure(v)) for k, v in value.items())
         elif isinstance(value, list):

@@ -82,7 +82,7 @@ def test_broker_floor_table_has_no_raw_python_list():
     rows = _figure_rows(figures)
     cells = " ".join(v for _, v in rows)
     assert "[" not in cells and "{" not in cells, rows
-    assert ("windows 0–5 s", "10,000 received, p50 3.0 ms, p99 8.0 ms") in rows
+    assert ("window 0–5 s", "10,000 received, p50 3.0 ms, p99 8.0 ms") in rows
 
 
 @pytest.mark.parametrize("args, needles", [
