@@ -94,6 +94,7 @@ class Application(BaseModel):
     state: State
     valid_until_ns: int | None = Field(default=None, description="approved until (epoch ns); None: no end")
     history: list[tuple[str, str, int]] = Field(default_factory=list, description="(action, actor, at_ns)")
+    last_request_id: str = Field(default="", description="request id of the last event applied (a re-delivery of it is not applied twice)")
 
     def approved_at(self, now_ns: int) -> bool:
         return self.state is State.approved and (self.valid_until_ns is None or now_ns < self.valid_until_ns)
@@ -138,6 +139,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
             purpose=event.purpose,
             state=target,
             history=[*(current.history if current else []), (event.action, event.actor, event.at_ns)],
+            last_request_id=event.request_id,
         )
     assert current is not None
     valid_until = current.valid_until_ns
@@ -148,6 +150,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
             "state": target,
             "valid_until_ns": valid_until,
             "history": [*current.history, (event.action, event.actor, event.at_ns)],
+            "last_request_id": event.request_id,
         }
     )
 
