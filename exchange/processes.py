@@ -175,8 +175,10 @@ def crash_of(record: logging.LogRecord) -> str | None:
 def _describe(exc: Any) -> str:
     if not isinstance(exc, BaseException):
         return repr(exc)
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    text = " ".join(str(exc).split())  # one line: Faust's messages span several
+    if len(text) > 400:
+        text = text[:399] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def report_crashes(status: Any) -> None:
