@@ -177,3 +177,21 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     assert result.conservation.ok, result.conservation.message
     assert any(re.fullmatch(r"controller 0: metrics on port \d+", line) for line in said), said
     assert "metrics on port" not in capfd.readouterr().err
+
+
+async def test_applications_filed_before_a_run_are_decided_when_its_router_starts(broker, tmp_path):
+    """The issue's sequence, now working: workflow commands against a fresh broker before any
+    run (fire and forget), then the run: its router applies them in order and psb receives the
+    conditional entry it had no approval for in the scenario."""
+    from exchange import scenario_file as scenarios
+    from exchange.run import RunOptions, run
+
+    flow = "psb.enterprise-registration"
+    for action, *extra in (("apply", "--purpose", "企业开办"), ("review",), ("approve",)):
+        done = exchange(action, "demo", "--bootstrap", broker.bootstrap, "--consumer", "psb", "--entry",
+                        "enterprise-registration", *extra, "--no-wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+    result, _ = await run(RunOptions(scenarios.load("demo"), duration=3.0, out=tmp_path / "run", bootstrap=broker.bootstrap,
+                                     rate_multiplier=0.2))
+    assert result.conservation.ok, result.conservation.message
+    assert result.flows[flow].delivered > 0 and not result.flows[flow].denied_by_reason.get("not_approved"), result.flows[flow]
