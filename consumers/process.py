@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from exchange.processes import report_crashes
 from exchange import metrics
 from exchange.latency import ClockSkew, encode, sample_quantiles
 from exchange.status import StatusWriter
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 
     async def _main() -> None:

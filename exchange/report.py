@@ -26,6 +26,8 @@ from schemas.scenario import MaskRule
 
 from .masking import apply_mask
 
+from .errors import ExchangeError
+
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", "Helvetica Neue", Arial, sans-serif'
 PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9),
             ("9999pct", 99.99), ("99999pct", 99.999)]
@@ -45,7 +47,7 @@ SAMPLE_FLOWS_SHOWN = 60  # flows shown, those with masked or replaced values fir
 SAMPLE_FLOWS_OPEN = 3  # flows shown unfolded
 
 
-class ReportError(Exception):
+class ReportError(ExchangeError):
     """The file is not a result this report can read."""
 
 

@@ -11,6 +11,7 @@ import random
 import time
 from pathlib import Path
 
+from exchange.processes import report_crashes
 from exchange import metrics
 from exchange.gateway import GatewayGate
 from exchange.latency import encode, sample_quantiles
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier))
