@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from producers import identity
+from schemas import regions
 from schemas.envelope import PAD_FIELD
 from schemas.scenario import CatalogueEntry, ItemType
 
@@ -95,7 +96,7 @@ def _person_of(subject: Any) -> Person:
 
 
 def _region_obj(code: str) -> identity.Region:
-    return identity.REGIONS.get(code) or identity.REGIONS[code[:6]]
+    return regions.get(code) or regions.get(code[:6]) or regions.get(regions.NATIONAL)
 
 
 GETTERS: dict[ItemType, Getter] = {
@@ -206,14 +207,12 @@ def _vehicle_getter(kind: ItemType, pool: EntityPool) -> Getter:
 
 
 def regions_of(platform_region: str) -> list[identity.Region]:
-    """The regions a platform's records come from: its towns/districts, else itself."""
-    inside = [
-        r for code, r in identity.REGIONS.items()
-        if code != platform_region and identity.region_contains(platform_region, code)
-    ]
-    if inside:
-        return inside
-    own = identity.REGIONS.get(platform_region)
-    if own is None:
-        raise ValueError(f"region {platform_region} is not in the region table")
-    return [own]
+    """The regions a platform's records come from: the smallest divisions inside its own
+    (its townships and streets; itself if it is one), so that a row filter at any level
+    below finds its rows. Raises ValueError, with the nearest real codes, for a code that
+    is not in the division table (schemas/regions.py)."""
+    try:
+        return list(regions.leaves(platform_region))
+    except KeyError:
+        hint = ", ".join(f"{r.code} {r.full_name}" for r in regions.nearest(platform_region))
+        raise ValueError(f"region {platform_region} is not in the division table (nearest: {hint})") from None
