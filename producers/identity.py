@@ -17,9 +17,20 @@ from __future__ import annotations
 
 import datetime
 import random
-from operator import mul
 
 from schemas import regions as _regions
+from schemas.keys import CC_ALPHABET as _CC_ALPHABET
+from schemas.keys import ID_CHECK as _ID_CHECK
+from schemas.keys import ID_WEIGHTS as _ID_WEIGHTS
+from schemas.keys import is_ascii_digits
+from schemas.keys import cc_check as _cc_check
+from schemas.keys import weighted as _weighted
+from schemas.keys import (  # the standards' rules live with the matching that uses them
+    credit_code_check_char,
+    is_valid_credit_code,
+    is_valid_resident_id,
+    resident_id_check_digit,
+)
 from schemas.regions import Region
 
 __all__ = [
@@ -32,13 +43,6 @@ __all__ = [
 _DIGITS = frozenset("0123456789")
 
 # --- Resident identity number (GB 11643-1999, ISO 7064 MOD 11-2) ------------
-
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-
-
-def _weighted(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(map(mul, map(int, digits), weights))
 
 
 def _birth_table(first: datetime.date, last: datetime.date) -> tuple[tuple[str, int], ...]:
@@ -60,32 +64,6 @@ _SEQS = tuple((f"{i:03d}", _weighted(f"{i:03d}", _ID_WEIGHTS[14:])) for i in ran
 _REGION_SUMS: dict[str, int] = {}
 
 
-def _is_digits(s: str) -> bool:
-    # str.isdigit() alone accepts non-ASCII digits such as '١'.
-    return s.isascii() and s.isdigit()
-
-
-def resident_id_check_digit(first17: str) -> str:
-    """Check character (0-9 or 'X') for the first 17 digits of a resident ID."""
-    if len(first17) != 17 or not _is_digits(first17):
-        raise ValueError(f"expected 17 ASCII digits, got {first17!r}")
-    return _ID_CHECK[_weighted(first17, _ID_WEIGHTS) % 11]
-
-
-def is_valid_resident_id(value: str) -> bool:
-    """Length, digits, real birth date (year 1900..2025) and check character."""
-    if len(value) != 18 or not _is_digits(value[:17]):
-        return False
-    year, month, day = int(value[6:10]), int(value[10:12]), int(value[12:14])
-    if not 1900 <= year <= 2025:
-        return False
-    try:
-        datetime.date(year, month, day)
-    except ValueError:
-        return False
-    return value[17] == _ID_CHECK[_weighted(value[:17], _ID_WEIGHTS) % 11]
-
-
 def resident_id(rng: random.Random, region_code: str, birth: datetime.date | None = None) -> str:
     """Valid 18-digit ID: 6-digit region + YYYYMMDD + 3-digit sequence + check.
 
@@ -93,7 +71,7 @@ def resident_id(rng: random.Random, region_code: str, birth: datetime.date | Non
     """
     region_sum = _REGION_SUMS.get(region_code)
     if region_sum is None:
-        if len(region_code) not in (6, 9) or not _is_digits(region_code):
+        if len(region_code) not in (6, 9) or not is_ascii_digits(region_code):
             raise ValueError(f"region code must be 6 or 9 digits, got {region_code!r}")
         region_sum = _REGION_SUMS[region_code] = _weighted(region_code[:6], _ID_WEIGHTS[:6])
     if birth is None:
@@ -107,28 +85,7 @@ def resident_id(rng: random.Random, region_code: str, birth: datetime.date | Non
 
 # --- Unified social credit code (GB 32100-2015, MOD 31) ----------------------
 
-_CC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # no I O Z S V
-_CC_VALUE = {c: i for i, c in enumerate(_CC_ALPHABET)}
-_CC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714 organisation code
-
-
-def _cc_check(first17: str) -> str:
-    return _CC_ALPHABET[(31 - sum(map(mul, map(_CC_VALUE.__getitem__, first17), _CC_WEIGHTS)) % 31) % 31]
-
-
-def credit_code_check_char(first17: str) -> str:
-    """Check character for the first 17 characters of a credit code."""
-    if len(first17) != 17 or not set(first17) <= _CC_VALUE.keys():
-        raise ValueError(f"expected 17 characters from {_CC_ALPHABET}, got {first17!r}")
-    return _cc_check(first17)
-
-
-def is_valid_credit_code(value: str) -> bool:
-    """Length 18, code alphabet, digit region part (positions 3-8), check char."""
-    if len(value) != 18 or not set(value) <= _CC_VALUE.keys():
-        return False
-    return _is_digits(value[2:8]) and value[17] == _cc_check(value[:17])
 
 
 def _org_code_check(body8: str) -> str:
@@ -143,7 +100,7 @@ def credit_code(rng: random.Random, region_code: str) -> str:
     The body mimics both post-2015 'MA…' codes and legacy all-digit
     organisation codes and carries its own GB 11714 check character.
     """
-    if len(region_code) not in (6, 9) or not _is_digits(region_code):
+    if len(region_code) not in (6, 9) or not is_ascii_digits(region_code):
         raise ValueError(f"region code must be 6 or 9 digits, got {region_code!r}")
     if rng.random() < 0.6:
         body = "MA" + "".join(rng.choices(_CC_ALPHABET, k=6))
