@@ -466,3 +466,19 @@ def test_a_code_that_does_not_exist_is_refused_with_its_nearest_neighbours(where
         parse(COUNTY_HUB.format(hub=hub, town=town), "hub.yaml")
     text = str(e.value)
     assert f"region code {code} does not exist (nearest: " in text and nearest in text
+
+
+def test_records_come_from_every_jurisdiction_level_by_level():
+    """Each listed region equally likely, then each city, county, town: a small county
+    (花溪区, 16 of Guizhou's ~1,500 townships) still gets its share of rows."""
+    from collections import Counter
+
+    from producers.records import EntityPool, region_of
+
+    pool = EntityPool(1, [region_of("520000")], people=3000, enterprises=10, vehicles=10)
+    cities = Counter(REGIONS[p.region].parent[:4] for p in pool.people)
+    assert set(cities) == {c[:4] for c in division_table.children("520000")}  # all nine 市州
+    assert min(cities.values()) > 3000 / 9 / 2
+    pool = EntityPool(1, [region_of("520100"), region_of("520111")], people=2000, enterprises=10, vehicles=10)
+    huaxi = sum(p.region.startswith("520111") for p in pool.people)
+    assert 2000 * 0.5 < huaxi < 2000 * 0.65  # half from the listed 花溪区, a tenth or so of the rest
