@@ -102,7 +102,7 @@ DEAD_LETTER_REASONS = (
     "unknown_entry",
 )
 #: one-number-one-source verification of a copied item against its source department
-VERIFICATION_RESULTS = ("verified", "conflict", "unverified")
+VERIFICATION_RESULTS = ("verified", "conflict", "unverified", "invalid_key")
 #: data-quality event kinds (consistency, completeness, timeliness)
 QUALITY_REASONS = ("inconsistent", "incomplete", "late")
 #: SLOs a run reports when the scenario names none

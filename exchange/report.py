@@ -716,12 +716,13 @@ def onss_section(r: dict[str, Any]) -> str:
     if not items:
         return ""
     rows = [[esc(k), fmt_int(v.get("verified")), fmt_int(v.get("conflicts")), fmt_int(v.get("unverified")),
-             f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
+             fmt_int(v.get("invalid_key", 0)), f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
              esc(", ".join(f"{d} {n:,}" for d, n in sorted((v.get("by_department") or {}).items())))]
             for k, v in sorted(items.items())]
     return ('<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>'
             '<div class="card" id="one-source">' + table(
-                ["item", "verified", "conflicts", "unverified", "verification rate", "quality events", "by department"],
+                ["item", "verified", "conflicts", "unverified", "invalid key", "verification rate", "quality events",
+                 "by department"],
                 rows, last_left=True) + "</div>")
 
 

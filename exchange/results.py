@@ -217,7 +217,7 @@ def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, A
         c = totals.get(item, Counter())
         checked = c["verified"] + c["conflict"]
         out[item] = ItemVerification(
-            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"],
+            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"], invalid_key=c["invalid_key"],
             verification_rate=round(c["verified"] / checked, 4) if checked else 0.0,
             quality_events=events[item],
             by_department=dict(sorted(by_dept.get(item, Counter()).items())),

@@ -20,14 +20,14 @@ from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from .publisher import DepartmentPublisher, PublishStats, Schedule
-from .records import EntityPool, RecordFactory, regions_of
+from .records import EntityPool, RecordFactory, region_of
 
 STATS_INTERVAL_S = 1.0
 
 
 def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
     """The people, enterprises and vehicles records are about (the same in every process)."""
-    return EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
+    return EntityPool(seed, [region_of(code) for code in (scenario.load.regions or (scenario.platform.region,))])
 
 
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:

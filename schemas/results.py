@@ -95,6 +95,9 @@ class ItemVerification(_Model):
     verified: int = Field(description="copies that agreed with the source")
     conflicts: int = Field(description="copies that disagreed (each a quality event)")
     unverified: int = Field(description="copies with no authoritative value yet (not delivered)")
+    invalid_key: int = Field(0, description=(
+        "values of records whose master key fits no standard form (GB 11643 ID number, GB 32100 credit code, "
+        "GA 36 plate), so nothing could be matched: copies not delivered, a source's values not stored"))
     verification_rate: float = Field(description="verified / (verified + conflicts)")
     quality_events: int = Field(description="quality events read back from the quality topic (duplicates dropped)")
     by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")

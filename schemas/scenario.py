@@ -609,12 +609,20 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     return errors
 
 
+def region_problem(code: str) -> str | None:
+    """None for a real division code (any level, see schemas/regions.py), else the problem
+    with the nearest real codes as a hint: 'region code 441900130 does not exist (nearest:
+    441900129 广东省东莞市高埗镇, …)'."""
+    from schemas import regions  # the table loads on first use (~0.3 s), so only when checked
+
+    if regions.exists(code):
+        return None
+    hint = ", ".join(f"{r.code} {r.full_name}" for r in regions.nearest(code))
+    return f"region code {code} does not exist" + (f" (nearest: {hint})" if hint else "")
+
+
 def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     """Platform ids, parents (no cycles), region codes, departments' platforms, reachability."""
-    from producers.identity import (
-        region_exists,  # the region table lives with the generators
-    )
-
     errors: list[tuple[Loc, str]] = []
     platforms = scenario.all_platforms
     for n, p in enumerate(scenario.platforms):
@@ -623,8 +631,8 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     for loc, p in [(("platform",), scenario.platform)] + [(("platforms", n), p) for n, p in enumerate(scenario.platforms)]:
         if p.parent is not None and p.parent not in platforms:
             errors.append(((*loc, "parent"), f"platform {p.id!r}: parent {p.parent!r} is not a platform"))
-        if not region_exists(p.region):
-            errors.append(((*loc, "region"), f"platform {p.id!r}: region code {p.region} does not exist"))
+        if (problem := region_problem(p.region)) is not None:
+            errors.append(((*loc, "region"), f"platform {p.id!r}: {problem}"))
         for k, entry_id in enumerate(p.negative_list.entries):
             if entry_id not in scenario.entries:
                 errors.append(((*loc, "negative_list", "entries", k), f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue"))
@@ -636,15 +644,15 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             seen.add(cur.parent)
             cur = platforms[cur.parent]
     for n, d in enumerate(scenario.departments):
-        if d.region is not None and not region_exists(d.region):
-            errors.append((("departments", n, "region"), f"department {d.id!r}: region code {d.region} does not exist"))
+        if d.region is not None and (problem := region_problem(d.region)) is not None:
+            errors.append((("departments", n, "region"), f"department {d.id!r}: {problem}"))
         if d.platform is not None and d.platform not in platforms:
             errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))
         if d.gateway is not None and d.gateway not in scenario.gateway_ids:
             errors.append((("departments", n, "gateway"), f"department {d.id!r}: gateway {d.gateway!r} is not a gateway"))
     for n, code in enumerate(scenario.load.regions or ()):
-        if not region_exists(code):
-            errors.append((("load", "regions", n), f"region code {code} does not exist"))
+        if (problem := region_problem(code)) is not None:
+            errors.append((("load", "regions", n), problem))
     if errors:
         return errors
     depts = scenario.department_ids
