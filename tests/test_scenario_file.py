@@ -629,3 +629,185 @@ def test_cli_validate_lists_every_class_of_reference_problem_at_once(runner: Cli
             "platform.parent", "platforms.0.parent"} <= fields, fields
     assert all(m["file"] == str(path) and int(m["line"]) > 1 for m in lines)
     assert f"{len(lines)} problem(s)" in result.output
+
+
+# --- YAML as people write it: merge keys, aliases, encodings, numbers YAML changes -------------
+
+PID = "      - key: person.name\n        name: 姓名\n        type: person_name\n        sensitivity: personal\n"
+
+
+def test_merge_keys_merge_and_written_keys_win() -> None:
+    text = edit(PID, (
+        "      - &pid {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}\n"
+        "      - {<<: *pid, key: person.name}\n"
+        "      - {<<: [*pid, {mask: redact}], key: person.phone, name: 手机}\n"
+    ))
+    s = parse(text, FILE)
+    pid, name, phone = s.entries["open"].items
+    assert (name.key, name.name, name.type, name.sensitivity.value) == ("person.name", "身份证号", pid.type, "personal")
+    assert (phone.key, phone.name, phone.mask.value) == ("person.phone", "手机", "redact")
+
+
+def test_a_merge_key_with_no_mapping_is_a_problem() -> None:
+    text = edit(PID, "      - &k person.id\n      - {<<: *k, key: person.name, name: 姓名, type: person_name}\n")
+    problems = problems_of(text)
+    assert any("merge key" in p.message and p.field == "catalogue.0.items.1" for p in problems)
+
+
+@pytest.mark.parametrize(("old", "new", "field", "alias"), [
+    ("name: base", "name: &n [hunt, *n]", "name.1", "*n"),
+    ("    name: 甲局\n", "    name: 甲局\n    x: &m {a: *m}\n", "departments.1.x.a", "*m"),
+    ("  - id: alpha\n    name: 甲局\n", "  - &d {id: alpha, name: 甲局, <<: *d}\n", "departments.1", "*d"),
+])
+def test_a_recursive_alias_is_a_problem_line(old: str, new: str, field: str, alias: str) -> None:
+    text = edit(old, new)
+    problems = problems_of(text)
+    [p] = [p for p in problems if "recursive alias" in p.message]
+    assert p.field == field
+    assert (p.line, p.column) == pos(text, alias)
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    text = "a0: &a0 [" + ", ".join(['"lol"'] * width) + "]\n"
+    for n in range(1, levels + 1):
+        text += f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * width) + "]\n"
+    return text
+
+
+@pytest.mark.parametrize("levels", [5, 7, 12])
+def test_an_alias_bomb_is_refused_within_the_bound(levels: int) -> None:
+    import tracemalloc
+
+    from exchange.scenario_file import MAX_ALIAS_EXPANSION
+
+    tracemalloc.start()
+    try:
+        p = only_problem(alias_bomb(levels) + BASE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "alias" in p.message and f"{MAX_ALIAS_EXPANSION:,}" in p.message
+    assert p.line <= levels + 1
+    assert peak < 300e6  # what the bound promises, whatever the number of levels
+
+
+def test_aliases_within_the_bound_are_expanded() -> None:
+    # a catalogue that reuses one list of items 50 times: 50 × 4 items, far within the bound
+    entries = "".join(
+        f"  - {{id: e{n}, name: 资源{n}, provider: prov, sharing: unconditional, items: *items}}\n" for n in range(50)
+    )
+    text = edit("catalogue:\n", "catalogue:\n" + entries.replace("items: *items", "items: &items [{key: a.b, name: 甲, type: text}, "
+                "{key: a.c, name: 乙, type: text}, {key: a.d, name: 丙, type: text}, {key: a.e, name: 丁, type: text}]", 1))
+    s = parse(text, FILE)
+    assert len(s.catalogue) == 52 and all(len(s.entries[f"e{n}"].items) == 4 for n in range(50))
+
+
+def test_values_nested_without_end_are_a_problem_not_a_crash() -> None:
+    for text in ("name: " + "[" * 5000 + "]" * 5000 + "\n", "name: " + "[" * 200 + "]" * 200 + "\n"):
+        assert any("nested" in p.message for p in problems_of(text))
+
+
+def _written(tmp_path: Path, text: str, encoding: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030"])
+def test_a_file_saved_as_gbk_is_refused_naming_the_encoding(tmp_path: Path, encoding: str) -> None:
+    path = _written(tmp_path, BASE, encoding)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert p.file == str(path)
+    assert (p.line, p.column) == pos(BASE, "测试平台")  # the first character that is not UTF-8
+    assert "not UTF-8" in p.message and "GBK/GB18030" in p.message and "iconv -f GB18030 -t UTF-8" in p.message
+
+
+def test_a_latin1_file_is_refused_without_a_false_guess(tmp_path: Path) -> None:
+    text = "name: café\n"
+    path = _written(tmp_path, text, "latin-1")
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert (p.line, p.column) == (1, 10) and "not UTF-8" in p.message and "GB" not in p.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_files_with_a_byte_order_mark_are_read(tmp_path: Path, encoding: str) -> None:
+    path = _written(tmp_path, BASE, encoding)
+    assert load(path).platform.name == "测试平台"
+
+
+def test_cli_validate_says_one_line_for_a_gbk_file(runner: CliRunner, tmp_path: Path) -> None:
+    path = _written(tmp_path, BASE, "gb18030")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"{path}:4:9: (document): not UTF-8") and "Traceback" not in result.output
+
+
+def test_a_directory_is_a_problem_line(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load(tmp_path)
+    [p] = info.value.problems
+    assert p.file == str(tmp_path) and "cannot read" in p.message
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ('  region: "441900"\n', "  region: 000000\n", "platform.region"),
+    ("    name: 乙局\n", "    name: 乙局\n    region: 0441900\n", None),  # not octal (9): YAML keeps it as text
+    ("partitions: 2", "partitions: 010", "catalogue.0.partitions"),
+    ("partitions: 2", "partitions: 07", "catalogue.0.partitions"),
+])
+def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, new: str, field: str | None) -> None:
+    text = edit(old, new)
+    if field is None:
+        problems = problems_of(text)
+        assert all("octal" not in p.message for p in problems)
+        return
+    p = only_problem(text)  # one problem: not also the pattern it then fails
+    written = new.split(": ")[1].strip()
+    assert p.field == field and (p.line, p.column) == pos(text, written)
+    assert "octal" in p.message and f'"{written}"' in p.message and "quotes" in p.message
+
+
+def test_a_value_yaml_reads_as_a_boolean_says_so() -> None:
+    text = edit("    name: 甲局\n", "    name: no\n")
+    p = only_problem(text)
+    assert p.field == "departments.1.name"
+    assert "valid string" in p.message and "YAML reads the unquoted no as the boolean false" in p.message
+
+
+# --- every problem in one pass ----------------------------------------------------------------
+
+
+def test_structural_and_reference_problems_come_together() -> None:
+    text = edit("partitions: 2", "partitions: many")
+    text = edit("consumer: alpha", "consumer: gamma", text)
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional", text)
+    fields = [p.field for p in problems_of(text)]
+    assert fields == ["catalogue.0.partitions", "catalogue.1.provider", "subscriptions.0.consumer"]
+
+
+def test_one_bad_item_type_is_one_problem() -> None:
+    text = edit("        type: credit_code\n", "        type: banknote\n")
+    [p] = problems_of(text)  # not also `catalogue: Tuple should have at least 1 item`, nor beta's subscription
+    assert p.field == "catalogue.1.items.0.type" and p.line == pos(text, "banknote")[0]
+    assert "'credit_code'" in p.message
+
+
+def test_references_to_a_refused_element_are_not_reported_again() -> None:
+    text = edit("  - id: alpha\n", "  - id: Alpha\n")  # refused by the id pattern
+    text = edit("    sharing: conditional\n", "    sharing: conditional\n    master_key: enterprise.nope\n", text)
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["departments.1.id", "catalogue.1"]
+
+
+def test_reference_problems_after_dropped_list_elements_keep_their_written_place() -> None:
+    text = edit("  - id: alpha\n    name: 甲局\n", "  - id: alpha\n    name: 甲局\n    kind: 外星\n")
+    text = edit("    purpose: 测试\n", "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n", text)
+    problems = {p.field: p for p in problems_of(text)}
+    # items: 5 is refused, and the subscription's entry is checked all the same
+    assert set(problems) == {"departments.1.kind", "subscriptions.2.items", "subscriptions.2.entry", "subscriptions.3.entry"}
+    assert problems["subscriptions.3.entry"].line == pos(text, "entry: gone")[0]
