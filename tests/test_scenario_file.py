@@ -811,3 +811,34 @@ def test_reference_problems_after_dropped_list_elements_keep_their_written_place
     # items: 5 is refused, and the subscription's entry is checked all the same
     assert set(problems) == {"departments.1.kind", "subscriptions.2.items", "subscriptions.2.entry", "subscriptions.3.entry"}
     assert problems["subscriptions.3.entry"].line == pos(text, "entry: gone")[0]
+
+
+@pytest.mark.parametrize(("old", "new", "terms"), [
+    ("sharing: conditional", "sharing: 部分共享", "无条件共享, 有条件共享, 不予共享"),
+    ("    name: 乙局\n", "    name: 乙局\n    kind: 外星\n", "委办局, 垂直部门"),
+])
+def test_enum_messages_list_the_chinese_terms(old: str, new: str, terms: str) -> None:
+    p = only_problem(edit(old, new))
+    assert terms in p.message and "'" in p.message
+
+
+def test_a_producer_whose_department_provides_nothing_is_a_problem() -> None:
+    text = BASE + "load:\n  producers:\n    - department: alpha\n      rate: 5\n"
+    p = only_problem(text)
+    assert p.field == "load.producers.0.department" and (p.line, p.column) == pos(text, "alpha", nth=2)
+    assert "provides no entry" in p.message
+
+
+# --- conditional subscriptions grant nothing by default (issue 14, item 6) --------------------
+
+
+def test_a_conditional_subscription_without_status_is_pending() -> None:
+    from exchange.policy import compile_policy
+    from schemas.envelope import Topics
+
+    s = parse(BASE, FILE)
+    assert s.subscriptions[1].status.value == "pending"
+    [route] = compile_policy(s, Topics("t1"))["cond"].routes
+    assert route.approved is False
+    s = parse(edit("    purpose: 测试\n", "    purpose: 测试\n    status: approved\n"), FILE)
+    assert compile_policy(s, Topics("t1"))["cond"].routes[0].approved is True
