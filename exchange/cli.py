@@ -352,8 +352,10 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors)."""
-    console.print_json(json.dumps(Scenario.model_json_schema()))
+    """Print the JSON Schema of the scenario format (for editors): it accepts the Chinese terms too."""
+    from schemas.scenario import json_schema
+
+    console.print_json(json.dumps(json_schema()))
 
 
 @app.command()

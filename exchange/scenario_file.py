@@ -209,13 +209,13 @@ class _Builder:
     """Python values from a composed YAML document, with the position of each and the
     problems only YAML can tell (keys given twice, recursive aliases, octal numbers)."""
 
-    def __init__(self, filename: str, own_nodes: int) -> None:
+    def __init__(self, filename: str) -> None:
         self.filename = filename
         self.positions: dict[Loc, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.flagged: set[Loc] = set()  # the loader has said what is wrong here
         self.hints: dict[Loc, str] = {}  # how YAML read a plain value, for the schema's message
-        self.budget = own_nodes + MAX_ALIAS_EXPANSION
+        self.budget = MAX_ALIAS_EXPANSION  # plus the document's own nodes, once composed
         self.visits = 0
         self.open: list[int] = []  # ids of the collections being built (a cycle shows here)
         self.constructor = yaml.SafeLoader("")
@@ -316,9 +316,19 @@ class _Builder:
         return value
 
 
-def parse(text: str, filename: str = "<scenario>") -> Scenario:
-    """The validated scenario in YAML ``text``, or :class:`ScenarioError` with every problem:
-    YAML's, the schema's and the references', found in one pass."""
+def read_yaml(text: str, filename: str = "<scenario>") -> Any:
+    """The plain data of a scenario file as :func:`parse` reads it before validation (merge
+    keys applied, keys as written: ``on`` stays the text ``on``), or :class:`ScenarioError`
+    for what YAML itself refuses."""
+    builder = _Builder(filename)
+    data = _build(text, builder)
+    if builder.problems:
+        raise ScenarioError(builder.problems)
+    return data
+
+
+def _build(text: str, builder: _Builder) -> Any:
+    filename = builder.filename
     composer = _Composer(text)
     try:
         node = composer.get_single_node()
@@ -336,11 +346,18 @@ def parse(text: str, filename: str = "<scenario>") -> Scenario:
         composer.dispose()
     if node is None:
         raise ScenarioError([Problem(filename, 1, 1, "", "the file is empty")])
-    builder = _Builder(filename, composer.nodes)
+    builder.budget += composer.nodes
     try:
-        data = builder.build(node, ())
+        return builder.build(node, ())
     except _TooMuch as exc:
         raise ScenarioError([exc.problem]) from None
+
+
+def parse(text: str, filename: str = "<scenario>") -> Scenario:
+    """The validated scenario in YAML ``text``, or :class:`ScenarioError` with every problem:
+    YAML's, the schema's and the references', found in one pass."""
+    builder = _Builder(filename)
+    data = _build(text, builder)
     return _validate(data, builder)
 
 

@@ -66,6 +66,35 @@ def _aliases(enum: type[Enum], mapping: dict[str, str]):
     return BeforeValidator(convert)
 
 
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of scenario files as `exchange validate` reads them:
+    the pydantic models' schema, widened where the loader accepts more than the models'
+    types say: each enum's Chinese terms (``sharing: 无条件共享``), and region codes written
+    as numbers (``region: 441900`` unquoted, which YAML reads as an integer). An editor
+    pointed at it flags only what the loader refuses; the cross-references (an entry that
+    is not in the catalogue, say) only `exchange validate` checks."""
+    from pydantic import TypeAdapter
+
+    schema = Scenario.model_json_schema()
+    for enum, terms in ENUM_ALIASES.items():
+        node = schema["$defs"].get(enum.__name__)
+        if node is not None:
+            node["enum"] = [*node["enum"], *terms]
+    region = TypeAdapter(RegionCode).json_schema()
+    as_number = {"type": "integer", "minimum": 100_000, "maximum": 999_999_999, "description": "a code written without quotes"}
+
+    def widen(node: object) -> object:
+        if isinstance(node, dict):
+            if {k: v for k, v in node.items() if k != "title"} == region:
+                return {"anyOf": [region, as_number], **({"title": node["title"]} if "title" in node else {})}
+            return {k: widen(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [widen(v) for v in node]
+        return node
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widen(schema)}
+
+
 class Sharing(str, Enum):
     """共享属性: the national three-way sharing classification."""
 
