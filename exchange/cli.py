@@ -38,10 +38,27 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         raise typer.Exit(2) from None
 
 
+def _check_duration(value: Optional[float]) -> Optional[float]:
+    """``--duration`` obeys the rule of ``load.duration`` in a scenario (0 < seconds <= 86,400,
+    finite), checked before anything starts."""
+    if value is None:
+        return value
+    from pydantic import ValidationError
+
+    from schemas.scenario import Load
+
+    try:
+        Load(duration=value)
+    except ValidationError as exc:
+        raise typer.BadParameter(f"{value:g} seconds: {exc.errors()[0]['msg']} (as load.duration in a scenario)") from None
+    return value
+
+
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
-    duration: Annotated[Optional[float], typer.Option(help="seconds of publishing (default: the scenario's)")] = None,
+    duration: Annotated[Optional[float], typer.Option(
+        callback=lambda value: _check_duration(value), help="seconds of publishing (default: the scenario's)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
     bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,

@@ -835,3 +835,13 @@ def test_a_conditional_subscription_without_status_is_pending() -> None:
     assert route.approved is False
     s = parse(edit("    purpose: 测试\n", "    purpose: 测试\n    status: approved\n"), FILE)
     assert compile_policy(s, Topics("t1"))["cond"].routes[0].approved is True
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "86401"])
+def test_cli_run_refuses_a_duration_that_load_duration_refuses(runner: CliRunner, tmp_path: Path, value: str) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "demo", "--duration", value, "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--duration" in result.output and "load.duration" in result.output
+    assert "Traceback" not in result.output and "conservation" not in result.output
+    assert not out.exists()  # refused before anything started
