@@ -172,6 +172,8 @@ MAX_DEPTH = 64
 """Nesting a scenario never needs (its deepest value sits seven levels down)."""
 
 _MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
 _OCTAL = re.compile(r"[-+]?0[0-7_]+")  # YAML 1.1 octal, as PyYAML reads it
 
 
@@ -218,6 +220,7 @@ class _Builder:
         self.budget = MAX_ALIAS_EXPANSION  # plus the document's own nodes, once composed
         self.visits = 0
         self.open: list[int] = []  # ids of the collections being built (a cycle shows here)
+        self.expanding: list[yaml.Mark] = []  # the aliases being expanded, outermost first
         self.constructor = yaml.SafeLoader("")
 
     def problem(self, mark: yaml.Mark, loc: Loc, message: str) -> None:
@@ -227,6 +230,7 @@ class _Builder:
     def tick(self, mark: yaml.Mark, count: int = 1) -> None:
         self.visits += count
         if self.visits > self.budget:
+            mark = self.expanding[0] if self.expanding else mark  # the alias written in the document's own lines
             raise _TooMuch(Problem(self.filename, mark.line + 1, mark.column + 1, "", (
                 f"aliases expand this file beyond {MAX_ALIAS_EXPANSION:,} values (an alias bomb?); "
                 "write repeated parts out, or generate the scenario from a preset module"
@@ -243,7 +247,14 @@ class _Builder:
             if id(node.node) in self.open:
                 self.problem(mark, loc, f"alias *{node.anchor} refers to a value that contains the alias itself (a recursive alias)")
                 return None
-            node = node.node
+            self.expanding.append(mark)
+            try:
+                return self.build_node(node.node, loc)
+            finally:
+                self.expanding.pop()
+        return self.build_node(node, loc)
+
+    def build_node(self, node: yaml.Node, loc: Loc) -> Any:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, loc)
         self.open.append(id(node))
@@ -289,12 +300,18 @@ class _Builder:
             self.problem(mark, loc, f"the merge {name}refers to a mapping that contains it (a recursive alias)")
             return {}
         self.open.append(id(target))
+        self.expanding.append(mark)
         try:
             return self.pairs(target, loc)
         finally:
             self.open.pop()
+            self.expanding.pop()
 
     def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        if node.tag == _STR:
+            return node.value  # what SafeConstructor gives, without its bookkeeping
+        if node.tag == _INT and node.value.isdigit() and (node.value[0] != "0" or node.value == "0"):
+            return int(node.value)
         try:
             value = self.constructor.construct_object(node)
         except yaml.YAMLError as exc:
