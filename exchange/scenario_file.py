@@ -326,6 +326,7 @@ class _Builder:
                     f"{text} without quotes is the octal number {value} to YAML (a leading 0 makes a number octal): "
                     f'write "{text}" in quotes if it is a code, or the number without leading zeros'
                 ))
+                return text  # validation goes on as if quoted (the problem stands)
             elif isinstance(value, bool) and text.lower() not in ("true", "false"):
                 self.hints[loc] = f"YAML reads the unquoted {text} as the boolean {str(value).lower()}; put it in quotes to keep it as text"
             elif isinstance(value, int) and not isinstance(value, bool) and text != str(value):
@@ -381,19 +382,23 @@ def parse(text: str, filename: str = "<scenario>") -> Scenario:
 # --- the schema and the references, in one pass -----------------------------------------
 
 def _validate(data: Any, builder: _Builder) -> Scenario:
-    """Validate; where a value is refused, repair the data (drop the field so its default
-    applies, else drop the list element holding it) and validate again, so that reference
-    problems come out with the schema's. Problems that only the repair caused (a required
-    field now missing, a list now empty, a reference to a dropped element) are not reported."""
+    """Validate; where a value is refused, repair the data and validate again, so that
+    reference problems come out with the schema's. A repair drops the refused field (its
+    default applies), else the list element holding it; where that would leave nothing to
+    check (the only entry of the catalogue, the platform), the value is replaced by a
+    placeholder (an enum's first value, an empty name). Problems that only the repair caused
+    (a required field now missing, a list now empty, a reference to a dropped element or
+    refused id, a check of a placeholder) are not reported."""
     problems = list(builder.problems)
     deleted: set[Loc] = set()  # keys dropped (written places)
-    injected: set[Loc] = set()  # required fields outside any list, given an empty text to go on with
     removed: set[Loc] = set()  # list elements dropped
-    dropped_ids: set[str] = set()  # ids and item keys of dropped elements
+    injected: dict[Loc, Any] = {}  # placeholders
+    refused: set[str] = set()  # ids and item keys of dropped elements, and refused texts
+    first_refusal: dict[Loc, Any] = {}  # why each place was refused first (before a repair made it missing)
     repaired: list[Loc] = []
     scenario: Scenario | None = None
     maps: dict[Loc, list[int]] = {}
-    for attempt in range(16):
+    for attempt in range(24):
         current, maps = (data, {}) if attempt == 0 else _materialize(data, deleted, removed, injected)
         try:
             scenario = Scenario.model_validate(current, context={"skip_references": True})
@@ -411,20 +416,28 @@ def _validate(data: Any, builder: _Builder) -> Scenario:
                 if loc in builder.hints:
                     message = f"{message} ({builder.hints[loc]})"
                 problems.append(_problem(builder.filename, loc, message, builder.positions))
+            if error["type"] == "too_short" and consequential:
+                continue  # the elements below are being repaired
+            written = _at(data, loc)
+            if isinstance(written, str):
+                refused.add(written.casefold())
+            first_refusal.setdefault(loc, error)
             target = _repair_target(data, loc, error["type"], deleted)
-            if target is None:
-                if error["type"] == "missing" and loc not in injected and _exists(data, loc[:-1]):
-                    injected.add(loc)  # a top-level name, say: go on to check the rest
+            if target is not None and isinstance(target[-1], int) and _left(data, target[:-1], removed) == 1 or target is None:
+                placeholder = _placeholder(loc, first_refusal[loc])
+                if placeholder is not _NOTHING and loc not in injected:
+                    injected[loc] = placeholder
                     repaired.append(loc)
-                else:
-                    stuck = True
+                    continue
+            if target is None:
+                stuck = True
                 continue
             repaired.append(target)
             if isinstance(target[-1], int):
                 removed.add(target)
                 dropped = _at(data, target)
                 if isinstance(dropped, dict):
-                    dropped_ids.update(v.casefold() for k in ("id", "key") if isinstance(v := dropped.get(k), str))
+                    refused.update(v.casefold() for k in ("id", "key") if isinstance(v := dropped.get(k), str))
             else:
                 deleted.add(target)
         if stuck:
@@ -433,17 +446,41 @@ def _validate(data: Any, builder: _Builder) -> Scenario:
     if scenario is not None:
         for loc, message in reference_errors(scenario):
             loc = _original(loc, maps)
+            if any(loc[: len(i)] == i for i in injected):
+                continue  # a placeholder's
             written = _at(data, loc)
-            # a reference to an element dropped above (its id refused, say, as `Beta`) is no news
-            if isinstance(written, str) and written.casefold() in dropped_ids:
+            # a reference to a dropped element or a refused id (written `Beta`, say) is no news
+            if isinstance(written, str) and written.casefold() in refused:
                 continue
-            if isinstance(written, list) and dropped_ids.intersection(v.casefold() for v in written if isinstance(v, str)):
+            if isinstance(written, list) and refused.intersection(v.casefold() for v in written if isinstance(v, str)):
                 continue
             problems.append(_problem(builder.filename, loc, message, builder.positions))
     if problems:
         raise ScenarioError(sorted(problems, key=lambda p: (p.line, p.column)))
     assert scenario is not None
     return scenario
+
+
+_NOTHING = object()
+_FILLERS = {"id": "x", "region": "110000"}  # for required fields of the platform: any valid value
+
+
+def _placeholder(loc: Loc, error: Any) -> Any:
+    """A value the schema accepts in place of the refused one, or _NOTHING."""
+    if error["type"] in ("enum", "literal_error"):
+        first = re.search(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        return first.group(1) if first else _NOTHING
+    if loc and isinstance(loc[-1], str) and error["type"] in ("missing", "string_type", "string_pattern_mismatch", "string_too_short"):
+        return _FILLERS.get(loc[-1], "")
+    return _NOTHING
+
+
+def _left(data: Any, path: Loc, removed: set[Loc]) -> int:
+    """Elements of the list at ``path`` not dropped yet."""
+    written = _at(data, path)
+    if not isinstance(written, list):
+        return 0
+    return sum(1 for n in range(len(written)) if (*path, n) not in removed)
 
 
 def _flagged(loc: Loc, flagged: set[Loc]) -> bool:
@@ -481,14 +518,14 @@ def _walk(data: Any, loc: Loc) -> Any:
     return data
 
 
-def _materialize(value: Any, deleted: set[Loc], removed: set[Loc], injected: set[Loc], path: Loc = (), maps: dict | None = None):
+def _materialize(value: Any, deleted: set[Loc], removed: set[Loc], injected: dict[Loc, Any], path: Loc = (), maps: dict | None = None):
     """A copy of the data without the dropped places (and with the injected ones), and for
     each shortened list the written index of each element left."""
     maps = {} if maps is None else maps
     if isinstance(value, dict):
         out: Any = {k: _materialize(v, deleted, removed, injected, (*path, k), maps)[0]
                     for k, v in value.items() if (*path, k) not in deleted}
-        out |= {loc[-1]: "" for loc in injected if loc[:-1] == path and loc[-1] not in out}
+        out |= {loc[-1]: v for loc, v in injected.items() if loc[:-1] == path}
     elif isinstance(value, list):
         keep = [n for n in range(len(value)) if (*path, n) not in removed]
         if len(keep) != len(value):

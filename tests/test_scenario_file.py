@@ -806,6 +806,25 @@ def test_reference_problems_after_dropped_list_elements_keep_their_written_place
     assert problems["subscriptions.3.entry"].line == pos(text, "entry: gone")[0]
 
 
+def test_every_problem_when_the_only_entry_and_the_platform_are_refused() -> None:
+    # dropping the only entry (or the platform) would leave nothing to check references against
+    text = (
+        "name: x\n"
+        "platform: {id: p, name: 平台, region: 4419}\n"
+        "departments: [{id: a, name: 甲}]\n"
+        "catalogue:\n"
+        "  - {id: e, name: 资源, provider: a, sharing: 部分共享, items: [{key: a.b, name: 乙, type: banknote}]}\n"
+        "subscriptions: [{consumer: ghost, entry: e}, {consumer: a, entry: nope}]\n"
+        "load: {producers: [{department: a, rate: 5}], duration: 010}\n"
+    )
+    problems = problems_of(text)
+    assert [p.field for p in problems] == [
+        "platform.region", "catalogue.0.sharing", "catalogue.0.items.0.type",
+        "subscriptions.0.consumer", "subscriptions.1.entry", "load.duration",
+    ]
+    assert [p.line for p in problems] == [2, 5, 5, 6, 6, 7]
+
+
 @pytest.mark.parametrize(("old", "new", "terms"), [
     ("sharing: conditional", "sharing: 部分共享", "无条件共享, 有条件共享, 不予共享"),
     ("    name: 乙局\n", "    name: 乙局\n    kind: 外星\n", "委办局, 垂直部门"),
