@@ -2,6 +2,10 @@
 
 PyYAML's node tree keeps where each value was written; pydantic's errors say which field
 is wrong. Joining the two gives messages a person can act on without hunting.
+
+Files are taken as people save them: UTF-8 with or without a BOM (other encodings are named,
+not guessed), anchors, aliases and merge keys (aliases bounded: no alias bomb), and numbers
+YAML 1.1 changes (``000000`` is octal 0) said as such. Every problem comes out in one pass.
 """
 
 from __future__ import annotations
@@ -166,7 +170,8 @@ def _looks_like(raw: bytes) -> tuple[str, str | None] | None:
 MAX_ALIAS_EXPANSION = 100_000
 """Values (YAML nodes) that aliases may add to a file in all. A plain file costs what its
 size says; aliases can multiply it ("billion laughs": nine aliases a level, nine-fold a
-level), so what they add is bounded, as libyaml-based and Go loaders bound it."""
+level), so what they add is bounded (go-yaml refuses "excessive aliasing" the same way).
+At the bound, refusing costs about 0.1 s of CPU and a few MB."""
 
 MAX_DEPTH = 64
 """Nesting a scenario never needs (its deepest value sits seven levels down)."""
