@@ -142,7 +142,9 @@ def _byte_position(raw: bytes, offset: int, codec: str) -> tuple[int, int]:
 
 def _cjk_share(text: str) -> float:
     wide = [c for c in text if ord(c) > 0x7F]
-    cjk = [c for c in wide if "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef"]
+    # ideographs, CJK punctuation and full-width forms: what Chinese text is made of (a
+    # wrong decoding of Chinese bytes shows kana, bopomofo, private-use or rare characters)
+    cjk = [c for c in wide if "\u4e00" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef"]
     return len(cjk) / len(wide) if wide else 0.0
 
 

@@ -684,6 +684,27 @@ def test_an_alias_bomb_is_refused_within_the_bound(levels: int) -> None:
     assert p.line <= levels + 1
 
 
+def mapping_bomb(levels: int) -> str:
+    text = "b0: &b0 {" + ", ".join(f"k{j}: lol" for j in range(9)) + "}\n"
+    for n in range(1, levels + 1):
+        text += f"b{n}: &b{n} {{" + ", ".join(f"k{j}: *b{n - 1}" for j in range(9)) + "}\n"
+    return text
+
+
+def merge_bomb(levels: int) -> str:
+    # merge keys fold equal keys together, but each merge still walks its sources' keys
+    text = "m0: &m0 {" + ", ".join(f"k{j}: lol" for j in range(9)) + "}\n"
+    for n in range(1, levels + 1):
+        text += f"m{n}: &m{n} {{<<: [" + ", ".join([f"*m{n - 1}"] * 9) + "]}\n"
+    return text
+
+
+@pytest.mark.parametrize("bomb", [mapping_bomb(8), merge_bomb(30)], ids=["mappings", "merges"])
+def test_alias_bombs_of_mappings_and_merges_are_refused(bomb: str) -> None:
+    p = only_problem(bomb + BASE)
+    assert "alias bomb" in p.message and p.field == ""
+
+
 def test_aliases_within_the_bound_are_expanded() -> None:
     # a catalogue that reuses one list of items 50 times: 50 × 4 items, far within the bound
     entries = "".join(
@@ -715,6 +736,16 @@ def test_a_file_saved_as_gbk_is_refused_naming_the_encoding(tmp_path: Path, enco
     assert p.file == str(path)
     assert (p.line, p.column) == pos(BASE, "测试平台")  # the first character that is not UTF-8
     assert "not UTF-8" in p.message and "GBK/GB18030" in p.message and "iconv -f GB18030 -t UTF-8" in p.message
+
+
+@pytest.mark.parametrize(("encoding", "looks"), [("big5", "Big5"), ("utf-16-le", "UTF-16 or UTF-32 without a byte-order mark")])
+def test_other_encodings_are_refused_saying_what_they_look_like(tmp_path: Path, encoding: str, looks: str) -> None:
+    # these Big5 bytes are valid GB18030 too, but read so they give kana and rare characters
+    path = _written(tmp_path, "name: 測試平臺\ndescription: 政務資料共享交換\n", encoding)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert p.file == str(path) and "not UTF-8" in p.message and looks in p.message
 
 
 def test_a_latin1_file_is_refused_without_a_false_guess(tmp_path: Path) -> None:
@@ -765,11 +796,14 @@ def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, n
     assert "octal" in p.message and f'"{written}"' in p.message and "quotes" in p.message
 
 
-def test_a_value_yaml_reads_as_a_boolean_says_so() -> None:
-    text = edit("    name: 甲局\n", "    name: no\n")
+@pytest.mark.parametrize(("written", "read_as"), [("no", "the boolean false"), ("On", "the boolean true"),
+                                                   ("12:30", "the number 750"), ("0x1F", "the number 31")])
+def test_a_value_yaml_changes_says_so(written: str, read_as: str) -> None:
+    text = edit("    name: 甲局\n", f"    name: {written}\n")
     p = only_problem(text)
     assert p.field == "departments.1.name"
-    assert "valid string" in p.message and "YAML reads the unquoted no as the boolean false" in p.message
+    assert "valid string" in p.message and f"YAML reads the unquoted {written} as {read_as}" in p.message
+    assert "quotes" in p.message
 
 
 # --- every problem in one pass ----------------------------------------------------------------
