@@ -193,12 +193,10 @@ class _Alias:
         self.node, self.anchor, self.mark = node, anchor, mark
 
 
-class _Composer(yaml.SafeLoader):
+class _AliasComposer(yaml.composer.Composer):
     """PyYAML's composer, keeping aliases visible (for positions and bounds) and counting nodes."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.nodes = 0
+    nodes = 0
 
     def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
         if self.check_event(yaml.AliasEvent):
@@ -207,6 +205,28 @@ class _Composer(yaml.SafeLoader):
             return _Alias(node, event.anchor, event.start_mark)
         self.nodes += 1
         return super().compose_node(parent, index)
+
+
+class _PyComposer(_AliasComposer, yaml.SafeLoader):
+    pass
+
+
+try:  # libyaml's parser: a 3.4 MB catalogue (9,000 entries) validates in 5 s instead of 20
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml
+    CParser = None
+
+if CParser is not None:
+
+    class _CComposer(_AliasComposer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            _AliasComposer.__init__(self)
+
+
+_COMPOSER = _CComposer if CParser is not None else _PyComposer
 
 
 class _TooMuch(Exception):
@@ -326,7 +346,7 @@ class _Builder:
             return None
         finally:
             self.constructor.constructed_objects.clear()
-        if node.style is None and not isinstance(value, str) and value is not None:
+        if not node.style and not isinstance(value, str) and value is not None:
             text = node.value
             if isinstance(value, int) and not isinstance(value, bool) and _OCTAL.fullmatch(text):
                 self.problem(node.start_mark, loc, (
@@ -354,7 +374,7 @@ def read_yaml(text: str, filename: str = "<scenario>") -> Any:
 
 def _build(text: str, builder: _Builder) -> Any:
     filename = builder.filename
-    composer = _Composer(text)
+    composer = _COMPOSER(text)
     try:
         node = composer.get_single_node()
     except yaml.YAMLError as exc:
