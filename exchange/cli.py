@@ -365,6 +365,16 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
         f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
         f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
     )
+    from schemas.scenario import Sharing
+
+    unsaid = [sub.id for sub in s.subscriptions
+              if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set]
+    if unsaid:  # pending by default (nothing flows until approved): say so, in case approved was meant
+        console.print(
+            f"note: {len(unsaid)} conditional subscription(s) without status are pending, nothing flows to them "
+            f"until approved: {', '.join(unsaid[:5])}{', …' if len(unsaid) > 5 else ''}",
+            highlight=False, markup=False, soft_wrap=True,
+        )
 
 
 @app.command()

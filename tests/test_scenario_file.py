@@ -918,3 +918,13 @@ def test_both_yaml_parsers_give_the_same_problems(monkeypatch: pytest.MonkeyPatc
         ("name", 1, 7), ("name.1", 1, 17), ("platform.region", 5, 11), ("departments.1.name", 10, 11)]
     assert "recursive alias" in problems[1].message and "octal" in problems[2].message and "boolean" in problems[3].message
     assert "alias bomb" in only_problem(alias_bomb(9) + BASE).message
+
+
+def test_cli_validate_notes_conditional_subscriptions_left_pending(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0
+    assert "note: 1 conditional subscription(s) without status are pending" in result.stdout and "beta.cond" in result.stdout
+    path.write_text(edit("    purpose: 测试\n", "    purpose: 测试\n    status: pending\n"), encoding="utf-8")
+    assert "note:" not in runner.invoke(app, ["validate", str(path)]).stdout  # said on purpose
