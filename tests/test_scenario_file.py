@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
@@ -928,3 +930,25 @@ def test_cli_validate_notes_conditional_subscriptions_left_pending(runner: CliRu
     assert "note: 1 conditional subscription(s) without status are pending" in result.stdout and "beta.cond" in result.stdout
     path.write_text(edit("    purpose: 测试\n", "    purpose: 测试\n    status: pending\n"), encoding="utf-8")
     assert "note:" not in runner.invoke(app, ["validate", str(path)]).stdout  # said on purpose
+
+
+YAML_BITS = ["*a", "&a x", "&a", "<<: *a", "{<<: *a}", "[*a, *a]", "{", "]", "000000", "0o17", "0x1F", "012", "1:30",
+             "yes", "~", "!!binary aGk=", "!!python/object:os.system x", "!!set {a, b}", "!!omap [a: 1]", "? [a]",
+             ".inf", "-.nan", "'quoted'", '"\\u0000"', "2001-12-14", "- x", "a: b: c", "\t", "%YAML 1.1", "---", "...",
+             "é", "测试", "\\x80", "@", "`", "|\n  text", ">-\n  text", "&b [*b]", "&c {k: *c}", "{<<: [*a, *a]}"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_edit_of_a_valid_file_is_a_scenario_or_problem_lines(data) -> None:
+    # what people type (and paste) into a file: never a traceback, always file:line:column problems
+    lines = ("a0: &a {id: x, name: y}\n" + BASE).splitlines()
+    for _ in range(data.draw(st.integers(1, 3))):
+        n = data.draw(st.integers(0, len(lines) - 1))
+        head = lines[n].split(": ", 1)[0] if ": " in lines[n] else lines[n]
+        lines[n] = head + ": " + data.draw(st.sampled_from(YAML_BITS) | st.text(max_size=12))
+    text = "\n".join(lines) + "\n"
+    try:
+        parse(text, FILE)
+    except ScenarioError as exc:
+        assert exc.problems and all(p.file == FILE and p.line >= 0 and p.column >= 0 for p in exc.problems)
