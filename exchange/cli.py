@@ -58,7 +58,7 @@ def _check_duration(value: Optional[float]) -> Optional[float]:
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
     duration: Annotated[Optional[float], typer.Option(
-        callback=lambda value: _check_duration(value), help="seconds of publishing (default: the scenario's)")] = None,
+        callback=_check_duration, help="seconds of publishing (default: the scenario's)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
     bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,

@@ -12,7 +12,6 @@ from enum import Enum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic_core import PydanticCustomError
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Identifier = Annotated[
