@@ -78,10 +78,27 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         raise typer.Exit(2) from None
 
 
+def _check_duration(value: Optional[float]) -> Optional[float]:
+    """``--duration`` obeys the rule of ``load.duration`` in a scenario (0 < seconds <= 86,400,
+    finite), checked before anything starts."""
+    if value is None:
+        return value
+    from pydantic import ValidationError
+
+    from schemas.scenario import Load
+
+    try:
+        Load(duration=value)
+    except ValidationError as exc:
+        raise typer.BadParameter(f"{value:g} seconds: {exc.errors()[0]['msg']} (as load.duration in a scenario)") from None
+    return value
+
+
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
-    duration: Annotated[Optional[float], typer.Option(help="seconds of publishing (default: the scenario's)")] = None,
+    duration: Annotated[Optional[float], typer.Option(
+        callback=_check_duration, help="seconds of publishing (default: the scenario's)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
     bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
@@ -431,12 +448,24 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
         f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
         f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
     )
+    from schemas.scenario import Sharing
+
+    unsaid = [sub.id for sub in s.subscriptions
+              if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set]
+    if unsaid:  # pending by default (nothing flows until approved): say so, in case approved was meant
+        console.print(
+            f"note: {len(unsaid)} conditional subscription(s) without status are pending, nothing flows to them "
+            f"until approved: {', '.join(unsaid[:5])}{', …' if len(unsaid) > 5 else ''}",
+            highlight=False, markup=False, soft_wrap=True,
+        )
 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors)."""
-    console.print_json(json.dumps(Scenario.model_json_schema()))
+    """Print the JSON Schema of the scenario format (for editors): it accepts the Chinese terms too."""
+    from schemas.scenario import json_schema
+
+    console.print_json(json.dumps(json_schema()))
 
 
 @app.command()

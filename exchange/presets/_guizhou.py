@@ -111,7 +111,8 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": f"{c}-hrss", "entry": f"{c}-licence"},
             {"consumer": "gz-market", "entry": f"{c}-licence"},
             {"consumer": "gz-tax", "entry": f"{c}-licence"},
-            {"consumer": "gz-hrss", "entry": f"{c}-population", "purpose": "社保参保资格核验", "items": ["person.id", "person.name", "person.region"]},
+            {"consumer": "gz-hrss", "entry": f"{c}-population", "purpose": "社保参保资格核验", "items": ["person.id", "person.name", "person.region"],
+             "status": "approved"},
             {"consumer": f"{c}-market", "entry": "gz-credit-list"},  # 回流: each city its own rows
         ]
         producers += [
@@ -124,7 +125,8 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": "samr", "entry": f"{c}-licence"},
         ]
     # asked for, approved by the provider, and still refused at the national hub by its negative list
-    subscriptions.append({"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"]})
+    subscriptions.append({"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"],
+                          "status": "approved"})
     catalogue += _dormant(rng, departments, RESOURCES - len(catalogue))
     return {
         "name": "guizhou-cascade" if cascade else "guizhou-flat",

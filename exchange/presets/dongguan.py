@@ -135,7 +135,8 @@ def build(seed: int = 1) -> Scenario:
     subscriptions = [{"consumer": c, "entry": "gps-fix"} for c in ("urban", "emergency")]
     subscriptions += [{"consumer": t["id"], "entry": "gps-fix"} for t in towns]
     subscriptions += [
-        {"consumer": c, "entry": "population", "purpose": "核验居民身份", "items": ["person.id", "person.name"]}
+        {"consumer": c, "entry": "population", "purpose": "核验居民身份", "items": ["person.id", "person.name"],
+         "status": "approved"}
         for c in ("civil", "hrss", "medsec", "housing-sec")
     ]
     subscriptions += [{"consumer": c, "entry": "enterprise-registration"} for c in ("tax", "hrss", "credit", "commerce")]
