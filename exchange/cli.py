@@ -440,6 +440,9 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
     try:
         s = scenario_file.load(file)
     except ScenarioError as exc:
+        if len(exc.problems) == 1 and exc.problems[0].line == 0 and "no such file" in exc.problems[0].message:
+            err.print(f"error: {exc.problems[0]}", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None  # could not check: nothing to read
         for problem in exc.problems:
             console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(exc.problems)} problem(s)")

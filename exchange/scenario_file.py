@@ -34,6 +34,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.line:  # no place inside a file (missing, unreadable, a generated preset)
+            return f"{self.file}: {self.field + ': ' if self.field else ''}{self.message}"
         where = f"{self.file}:{self.line}:{self.column}"
         return f"{where}: {self.field or '(document)'}: {self.message}"
 
