@@ -43,7 +43,7 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
-              checkpoint_path: Path | None = None, pause_file: Path | None = None) -> None:
+              checkpoint_path: Path | None = None, pause_file: Path | None = None, fetch_wait_ms: int | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
@@ -51,7 +51,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
-    wait_ms = min(100, max(10, len(departments)))
+    wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
     subscribers = [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
                    auto_commit=checkpoint_path is None,
@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None,
+                        help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file)
+        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file, args.fetch_wait_ms)
 
     try:
         asyncio.run(_main())

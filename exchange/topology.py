@@ -37,12 +37,14 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
     return plan
 
 
-async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200) -> None:
+async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, replication_factor: int = 1) -> None:
+    """Create the plan's missing topics with ``replication_factor`` replicas (the broker's
+    ``replication_factor``: 1 on Tansu and one Kafka node, 3 on ``kafka:3``); wait until all are visible."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-topology")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, parts, 1) for name, parts in plan.items() if name not in existing]
+        missing = [NewTopic(name, parts, replication_factor) for name, parts in plan.items() if name not in existing]
         for start in range(0, len(missing), batch):
             try:
                 await admin.create_topics(missing[start : start + batch])
