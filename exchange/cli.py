@@ -45,7 +45,7 @@ def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
         if kind == "kafka" and bootstrap is None:
             locate()
     except (BrokerSpecError, KafkaUnavailable) as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     return spec
 
@@ -433,7 +433,7 @@ def kafka_fetch() -> None:
         lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
         java_binary()
     except KafkaUnavailable as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(str(lib), highlight=False, soft_wrap=True)
 
@@ -446,7 +446,7 @@ def kafka_where() -> None:
     try:
         rt = locate()
     except KafkaUnavailable as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"Apache Kafka {rt.version} from {rt.source}; java: {rt.java}", highlight=False, soft_wrap=True)
 
