@@ -282,6 +282,8 @@ class KafkaBroker:
         self._nodes: list[_Node] = []
         self._data: Path | None = None
         self._lock = threading.Lock()
+        # stop() from another thread (a cancelled astart(): its thread runs on) aborts a start
+        self._cancel = threading.Event()
 
     # the EmbeddedBroker interface
     @property
@@ -336,6 +338,7 @@ class KafkaBroker:
         """Format storage, start every node, block until all answer as brokers. Returns ``self``."""
         if self.running:
             return self
+        self._cancel.clear()
         self.runtime = self.runtime or locate()
         for attempt in range(1 if self._explicit_port else 3):
             try:
@@ -345,6 +348,7 @@ class KafkaBroker:
                 self.stop()
                 if attempt == 2:
                     raise
+                self._cancel.clear()  # our own stop(), not a caller's
             except BaseException:
                 self.stop()  # timeout, early exit, Ctrl-C while waiting: never leave a JVM behind
                 raise
@@ -366,9 +370,14 @@ class KafkaBroker:
         configs = [self._write_config(n) for n in self._nodes]
         self._format(cluster_id, configs)
         for n, cfg in zip(self._nodes, configs):
+            self._check_cancel()
             n.proc = self._spawn(["kafka.Kafka", str(cfg)], n.log_path, mode="ab")
         self._wait_ready(self.ready_timeout)
         self.start_seconds = round(time.monotonic() - started, 2)
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise BrokerError("Kafka was stopped while starting")
 
     def _node_log(self, node_id: int) -> Path | None:
         if self.log_path is None:
@@ -430,7 +439,12 @@ class KafkaBroker:
         try:
             deadline = time.monotonic() + timeout
             for n, p in zip(self._nodes, procs):
-                rc = p.wait(max(0.1, deadline - time.monotonic()))
+                while p.poll() is None:
+                    self._check_cancel()
+                    if time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(p.args, timeout)
+                    time.sleep(0.05)
+                rc = p.returncode
                 if rc != 0:
                     raise BrokerError(f"formatting Kafka storage of node {n.node_id} failed (exit {rc}){self._log_suffix(n)}")
         except subprocess.TimeoutExpired:
@@ -442,6 +456,7 @@ class KafkaBroker:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            self._check_cancel()
             for n in self._nodes:
                 proc = n.proc
                 if proc is None:
@@ -474,6 +489,7 @@ class KafkaBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every node (a controlled shutdown), wait, then SIGKILL; remove the data. Idempotent."""
+        self._cancel.set()
         with self._lock:
             nodes, self._nodes = self._nodes, []
             data, self._data = self._data, None

@@ -259,6 +259,28 @@ def test_uncaught_exception_stops_the_jvm_via_atexit():
     assert all(wait_gone(p, 1.0) for p in pids)
 
 
+@pytest.mark.kafka
+def test_ctrl_c_while_kafka_starts_leaves_no_jvm(tmp_path):
+    """The hardest moment: storage being formatted or the JVM booting when Ctrl-C comes."""
+    if kafka_missing():
+        pytest.skip(kafka_missing())
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not jvms_of(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jvms_of(proc.pid), "no JVM started"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not jvms_of(proc.pid)
+
+
 # Three nodes -------------------------------------------------------------------------------------------
 @pytest.mark.kafka
 async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
