@@ -44,7 +44,18 @@ def make(spec: str, *, log_path: Path | None = None, port: int | None = None) ->
     return KafkaBroker(nodes=nodes, port=port, log_path=log_path)
 
 
-def fetch_wait_ms(kind: str) -> int | None:
+#: Seconds a run waits for its routers and subscribers on Kafka at least: the JVM creates
+#: each partition's log on disk (measured 0.1-0.3 s a partition on a loaded 2-core machine),
+#: and Faust creates its changelog topics after that.
+KAFKA_READY_TIMEOUT_S = 180.0
+
+
+def ready_timeout(kind: str | None, requested: float) -> float:
+    """The processes' ready timeout of a run on this broker kind (``requested`` or more)."""
+    return max(requested, KAFKA_READY_TIMEOUT_S) if kind == "kafka" else requested
+
+
+def fetch_wait_ms(kind: str | None) -> int | None:
     """The clients' fetch wait for a broker kind; None: keep the Tansu-tuned defaults."""
     return KAFKA_FETCH_WAIT_MS if kind == "kafka" else None
 

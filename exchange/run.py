@@ -27,8 +27,7 @@ import orjson
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import Scenario
 
-from . import chaos, metrics
-from . import brokers
+from . import brokers, chaos, metrics
 from .broker import EmbeddedBroker
 from .faust_bulk import FETCH_MAX_WAIT_MS
 from .faults import FaultInjector
@@ -218,10 +217,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         chaos_args: list[str] = []
         if faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
-        if brokers.fetch_wait_ms(kind):  # long-poll on Kafka (the consumers' own default is tuned for Tansu)
-            chaos_args += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))]
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args)
-        await _wait_ready([*routers, consumers], broker, options.ready_timeout)
+        # long-poll on Kafka (the consumers' own default is tuned for Tansu)
+        long_poll = ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))] if brokers.fetch_wait_ms(kind) else []
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll)
+        await _wait_ready([*routers, consumers], broker, brokers.ready_timeout(kind, options.ready_timeout))
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
