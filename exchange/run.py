@@ -35,7 +35,7 @@ from .processes import spawn, terminate
 from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
-from .topology import create_topics, topic_plan
+from .topology import create_router_internal_topics, create_topics, topic_plan
 
 POLL_S = 0.2
 
@@ -196,6 +196,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "creating topics"
         on_progress(progress)
         await create_topics(bootstrap, topic_plan(scenario), replication_factor=broker.replication_factor if broker else 1)
+        if kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
+            await create_router_internal_topics(bootstrap, scenario, broker.replication_factor)
 
         def start(name: str, module: str, *args: str) -> _Child:
             child = _Child.spawn(run_dir, name, [module, "--scenario", str(scenario_json), "--bootstrap", bootstrap,

@@ -37,7 +37,34 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
     return plan
 
 
-async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, replication_factor: int = 1) -> None:
+def router_internal_topics(scenario: Scenario) -> dict[str, tuple[int, dict[str, str]]]:
+    """Faust's own topics of every hub's router: name → (partitions, topic configs).
+
+    The tables' changelogs (compacted) and the leader topic, named as Faust names them for
+    the group ``dx-<hub>-router`` (exchange/router.py). A router creates them itself, but on
+    Apache Kafka a router that subscribes before a busy broker's metadata shows them never
+    gets their partitions and never becomes ready; created up front, they are there.
+    """
+    max_parts = max(e.partitions for e in scenario.catalogue)
+    compact = {"cleanup.policy": "compact"}
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    for hub in scenario.hubs_in_use:
+        group = f"dx-{hub}-router"
+        out[f"{group}-approvals-changelog"] = (1, compact)
+        out[f"{group}-authority-changelog"] = (max_parts, compact)
+        out[f"{group}-__assignor-__leader"] = (1, {})
+    return out
+
+
+async def create_router_internal_topics(bootstrap: str, scenario: Scenario, replication_factor: int = 1) -> None:
+    """Create :func:`router_internal_topics` (those missing) and wait until they are visible."""
+    topics = router_internal_topics(scenario)
+    await create_topics(bootstrap, {name: parts for name, (parts, _) in topics.items()}, replication_factor=replication_factor,
+                        configs={name: config for name, (_, config) in topics.items()})
+
+
+async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, replication_factor: int = 1,
+                        configs: dict[str, dict[str, str]] | None = None) -> None:
     """Create the plan's missing topics with ``replication_factor`` replicas (the broker's
     ``replication_factor``: 1 on Tansu and one Kafka node, 3 on ``kafka:3``); wait until all are
     visible: 10 s, or 50 ms a partition when more (Apache Kafka creates each partition's log on
@@ -46,7 +73,7 @@ async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, parts, replication_factor) for name, parts in plan.items() if name not in existing]
+        missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {})) for name, parts in plan.items() if name not in existing]
         for start in range(0, len(missing), batch):
             try:
                 await admin.create_topics(missing[start : start + batch])

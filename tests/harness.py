@@ -27,7 +27,7 @@ from exchange.kafka_broker import KafkaUnavailable, locate
 from exchange.processes import spawn, terminate
 from exchange.scenario_file import parse
 from exchange.status import StatusReader
-from exchange.topology import create_topics, topic_plan
+from exchange.topology import create_router_internal_topics, create_topics, topic_plan
 from schemas.envelope import H_RUN, Topics, record_headers
 from schemas.scenario import Scenario
 
@@ -101,6 +101,8 @@ class RouterProcess:
         scenario_json = self.workdir / "scenario.json"
         scenario_json.write_text(self.scenario.model_dump_json())
         await create_topics(self.bootstrap, topic_plan(self.scenario))
+        if self.kind == "kafka":
+            await create_router_internal_topics(self.bootstrap, self.scenario)
         argv = [sys.executable, "-m", "exchange.router", "--scenario", str(scenario_json), "--bootstrap", self.bootstrap,
                 "--status", str(self.status_path), "--worker", self.worker, "--datadir", str(self.workdir / f"data-{self.worker}")]
         if brokers.fetch_wait_ms(self.kind):

@@ -308,3 +308,20 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
         assert meta.offset == 0
         pids = b.pids
     assert not b.running and all(wait_gone(p, 1.0) for p in pids)
+
+
+def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tmp_path):
+    """Created up front on Kafka (exchange/topology.py), they must be the very topics Faust uses."""
+    from exchange.router import Router
+    from exchange.scenario_file import load
+    from exchange.status import StatusWriter
+    from exchange.topology import router_internal_topics
+
+    scenario = load("guizhou-cascade")
+    planned = router_internal_topics(scenario)
+    for hub in scenario.hubs_in_use[:2]:
+        router = Router(scenario, "127.0.0.1:1", "0", StatusWriter(None), tmp_path / hub, platform=hub)
+        for table in (router.approvals_table, router.authority_table):
+            name = table.changelog_topic.get_topic_name()
+            assert planned[name][0] == table.partitions and planned[name][1] == {"cleanup.policy": "compact"}
+        assert f"{router.app.conf.id}-__assignor-__leader" in planned
