@@ -143,6 +143,17 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         produced = sum(final["produced"].values())
         out["produced"] = produced
         out["producer_records_per_s"] = round(produced / final["elapsed_s"])
+        if broker is not None and broker.kind == "kafka":
+            # the peer: Apache Kafka's own Java producer, same broker, records, size and acks
+            say(f"Apache Kafka's ProducerPerformance: {n:,} records of {options.record_size} bytes…")
+            from .kafka_broker import producer_performance
+
+            peer = f"{topics.prefix}.producer-performance"
+            await create_topics(bootstrap, {peer: scenario.catalogue[0].partitions}, replication_factor=broker.replication_factor)
+            java = await asyncio.to_thread(producer_performance, bootstrap, peer, n, options.record_size,
+                                           run_dir / "producer-performance.log", {"acks": "all", "batch.size": str(512 * 1024)})
+            out["java_producer_records_per_s"] = java["records_per_s"]
+            out["java_producer_p99_ms"] = java["p99_ms"]
 
         say("raw aiokafka pass-through…")
         raw = start("raw", ["exchange.bench_raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])

@@ -589,6 +589,43 @@ class KafkaBroker:
         await self.astop()
 
 
+_PERF = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+                   r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+
+
+def producer_performance(bootstrap: str, topic: str, records: int, record_size: int, log_path: Path,
+                         props: dict[str, str] | None = None, timeout: float = 600.0) -> dict[str, float]:
+    """Apache Kafka's own producer benchmark (``org.apache.kafka.tools.ProducerPerformance``,
+    kafka-tools) as fast as it can: ``records`` of ``record_size`` bytes to ``topic``.
+
+    Returns records/s, MB/s and send latency (avg, p50, p95, p99, max; ms) from its summary
+    line. The JVM dies with us (exchange/processes.py). Raises :class:`BrokerError` when it
+    fails or prints no summary.
+    """
+    from .processes import spawn, terminate
+
+    rt = locate()
+    argv = [rt.java, "-Xmx256m", "-XX:+UseSerialGC", "-Dlog4j2.configurationFile=/dev/null", "-cp", rt.classpath,
+            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
+            "--record-size", str(record_size), "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+            *(f"{k}={v}" for k, v in (props or {}).items())]
+    proc = spawn(argv, log_path=log_path)
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise BrokerError(f"ProducerPerformance did not finish in {timeout:.0f} s (see {log_path})") from None
+    finally:
+        terminate(proc, 2.0)
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    found = _PERF.findall(text)
+    if rc != 0 or not found:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise BrokerError(f"ProducerPerformance failed (exit {rc}): {tail}")
+    sent, rate, mb, avg, mx, p50, p95, p99 = found[-1]
+    return {"records": int(sent), "records_per_s": round(float(rate)), "mb_per_s": float(mb), "avg_ms": float(avg),
+            "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(mx)}
+
+
 class _PortLost(BrokerError):
     """An automatically chosen port was taken before the node could bind it."""
 
