@@ -47,7 +47,7 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
-              samples_per_flow: int = DEFAULT_PER_FLOW) -> None:
+              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
@@ -55,7 +55,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
-    wait_ms = min(100, max(10, len(departments)))
+    wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
     subscribers = [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
                    auto_commit=checkpoint_path is None,
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
     parser.add_argument("--samples", type=int, default=DEFAULT_PER_FLOW,
                         help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None,
+                        help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
         await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file,
-                  samples, args.samples)
+                  samples, args.samples, args.fetch_wait_ms)
 
     try:
         asyncio.run(_main())

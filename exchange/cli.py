@@ -69,6 +69,24 @@ def _main(
     """Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka."""
 
 
+BrokerOption = Annotated[str, typer.Option(
+    "--broker", help="the broker the run starts (without --bootstrap): tansu (embedded, zero install), "
+                     "kafka (Apache Kafka, one KRaft node) or kafka:3 (three nodes, RF 3, min ISR 2); Kafka needs Java 17+ "
+                     "and `exchange kafka fetch`")]
+
+
+def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
+    """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
+    (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
+    from .brokers import parse
+    from .kafka_broker import locate
+
+    kind, _ = parse(spec)
+    if kind == "kafka" and bootstrap is None:
+        locate()
+    return spec
+
+
 def _load(name_or_path: str, seed: int = 1) -> Scenario:
     try:
         return scenario_file.load(name_or_path, seed)
@@ -117,6 +135,7 @@ def run(
              "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
              "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
              "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
+    broker_kind: BrokerOption = "tansu",
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from .display import LiveProgress, fault_table, summary_table
@@ -125,7 +144,7 @@ def run(
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms)
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap))
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     if find_max_rate:
         if chaos:
@@ -205,6 +224,7 @@ def bench(
     find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
     broker_floor: Annotated[bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
+    broker_kind: BrokerOption = "tansu",
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -212,6 +232,7 @@ def bench(
     from .bench import BenchOptions, run_bench
 
     say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]"))
+    broker_kind = _check_broker(broker_kind, bootstrap) if not policy else broker_kind
     if policy:
         from .policy_bench import run as run_policy_bench
 
@@ -219,9 +240,10 @@ def bench(
     elif broker_floor:
         from .broker_floor import broker_floor as run_broker_floor
 
-        figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap))
+        figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap, broker_kind))
     else:
-        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max), say))
+        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max,
+                                                    broker=broker_kind), say))
     if as_json:
         print(json.dumps(figures))
         return
@@ -472,13 +494,27 @@ def schema() -> None:
 
 
 @app.command()
-def broker(port: Annotated[int, typer.Option(help="port to listen on (0: a free one)")] = 0) -> None:
-    """Run the embedded broker in the foreground; prints its bootstrap address."""
-    from .broker import EmbeddedBroker
+def broker(
+    port: Annotated[int, typer.Option(help="port to listen on (0: a free one); on several Kafka nodes, node 1's")] = 0,
+    kind: Annotated[str, typer.Option(help="tansu (embedded, memory storage) or kafka (Apache Kafka, KRaft)")] = "tansu",
+    nodes: Annotated[int, typer.Option(min=1, max=5, help="Kafka nodes, each a controller and a broker (3: RF 3, min ISR 2)")] = 1,
+    log: Annotated[Optional[Path], typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
+) -> None:
+    """Run a broker in the foreground until Ctrl-C; prints its bootstrap address."""
+    from . import brokers
 
-    with EmbeddedBroker(port=port or None) as b:
-        console.print(b.bootstrap)
+    if kind not in ("tansu", "kafka") or (kind == "tansu" and nodes != 1):
+        err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False)
+        raise typer.Exit(2)
+    spec = _check_broker(f"{kind}:{nodes}")
+    try:  # BrokerError (port in use, no Java…) is an ExchangeError: one line, exit 2
+        b = brokers.make(spec, port=port or None, log_path=log).start()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    with b:
+        console.print(b.bootstrap, highlight=False, soft_wrap=True)
         sys.stdout.flush()
+        err.print(f"[dim]{escape(b.describe())}, ready in {b.start_seconds:.1f} s; Ctrl-C stops it[/dim]", highlight=False)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:
@@ -489,6 +525,37 @@ def broker(port: Annotated[int, typer.Option(help="port to listen on (0: a free 
         if not b.running and not stop["now"]:
             err.print(f"the broker exited with code {b.returncode}")
             raise typer.Exit(1)
+
+
+kafka_app = typer.Typer(no_args_is_help=True, help="Apache Kafka for --broker kafka (Java 17+, Maven for fetch).")
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Resolve the pinned Apache Kafka (deploy/kafka/pom.xml) from Maven Central into the cache."""
+    from .kafka_broker import KafkaUnavailable, fetch, java_binary
+
+    try:
+        lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
+        java_binary()
+    except KafkaUnavailable as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(str(lib), highlight=False, soft_wrap=True)
+
+
+@kafka_app.command("where")
+def kafka_where() -> None:
+    """Which Java and which Kafka `--broker kafka` would run (exit 1 with how to get what is missing)."""
+    from .kafka_broker import KafkaUnavailable, locate
+
+    try:
+        rt = locate()
+    except KafkaUnavailable as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"Apache Kafka {rt.version} from {rt.source}; java: {rt.java}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -627,7 +627,8 @@ def run_meta(r: dict[str, Any]) -> str:
              ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
              ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
              ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
-             ("broker", ("embedded " if run.get("embedded_broker") else "") + str(run.get("bootstrap", "")) if run else None)]
+             ("broker", (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "")
+              + str(run.get("bootstrap", "")) if run else None)]
     return '<div class="meta">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in items if v not in (None, "")) + "</div>"
 
 

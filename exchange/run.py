@@ -29,7 +29,7 @@ import orjson
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import Scenario
 
-from . import chaos, metrics
+from . import brokers, chaos, metrics
 from .broker import EmbeddedBroker
 from .errors import EXIT_FAILED, ExchangeError
 from .faust_bulk import FETCH_MAX_WAIT_MS
@@ -38,7 +38,7 @@ from .processes import CRASHED, spawn, terminate
 from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
-from .topology import changelog_plan, create_topics, topic_plan
+from .topology import changelog_plan, create_router_internal_topics, create_topics, topic_plan
 
 POLL_S = 0.2
 
@@ -63,6 +63,7 @@ class RunOptions:
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
     chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
+    broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/brokers.py)
 
 
 def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
@@ -187,7 +188,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     scenario_json = run_dir / "scenario.runtime.json"  # what the processes read: live entries only
     scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
     progress = Progress(duration=duration)
-    broker = None if options.bootstrap else EmbeddedBroker(log_path=run_dir / "broker.log")
+    broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
+    kind = broker.kind if broker is not None else None
     children: list[_Child] = []
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_id = secrets.token_hex(4)
@@ -196,11 +198,17 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     stack = contextlib.ExitStack()
     try:
         if broker is not None:
-            await broker.astart()
+            try:
+                await broker.astart()
+            except brokers.BrokerError as exc:
+                raise RunFailed(f"could not start the broker ({options.broker}): {exc}") from None
         bootstrap = options.bootstrap or broker.bootstrap
         progress.phase = "creating topics"
         on_progress(progress)
-        await create_topics(bootstrap, topic_plan(scenario), check=changelog_plan(scenario))
+        await create_topics(bootstrap, topic_plan(scenario), check=changelog_plan(scenario),
+                            replication_factor=broker.replication_factor if broker else 1)
+        if kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
+            await create_router_internal_topics(bootstrap, scenario, broker.replication_factor)
         sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id, say=say)
         p = scenario.platform.id
         metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
@@ -214,7 +222,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "starting router"
         on_progress(progress)
         names = _router_names(scenario, options.workers)
-        fetch_wait_ms = options.fetch_wait_ms or default_fetch_wait(len(names))
+        fetch_wait_ms = options.fetch_wait_ms or brokers.fetch_wait_ms(kind) or default_fetch_wait(len(names))
         routers = [
             start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"),
                   "--fetch-wait-ms", str(fetch_wait_ms))
@@ -225,8 +233,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         chaos_args: list[str] = []
         if faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args)
-        await _wait_ready([*routers, consumers], broker, options.ready_timeout)
+        # long-poll on Kafka (the consumers' own default is tuned for Tansu)
+        long_poll = ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))] if brokers.fetch_wait_ms(kind) else []
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll)
+        await _wait_ready([*routers, consumers], broker, brokers.ready_timeout(kind, options.ready_timeout))
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
@@ -349,8 +359,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             router_ready_s=router_ready,
             drain_s=round(drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
+            broker=broker.describe() if broker is not None else None,
+            broker_start_s=broker.start_seconds if broker is not None else None,
         )
-        where = "Tansu (embedded, memory)" if broker is not None else f"Kafka at {bootstrap}"
+        where = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
         result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
         if injector is not None:
             result.faults = _fault_results(injector, lag_samples, reports.publish_intervals, end_s)

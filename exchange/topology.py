@@ -45,20 +45,42 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
     return plan
 
 
+def router_internal_topics(scenario: Scenario) -> dict[str, tuple[int, dict[str, str]]]:
+    """Faust's own topics of every hub's router: name → (partitions, topic configs).
+
+    The tables' changelogs (compacted) and the leader topic, named as Faust names them for
+    the group ``dx-<hub>-router`` (``<app id>-<table>-changelog``; exchange/router.py): the
+    ``approvals`` table (1 partition, like the control topic it is keyed by) and the
+    ``authority`` table (the scenario's largest partition count). A router creates them
+    itself, but on Apache Kafka a router that subscribes before a busy broker's metadata
+    shows them never gets their partitions and never becomes ready; created up front, they
+    are there.
+    """
+    max_parts = max(e.partitions for e in scenario.catalogue)
+    compact = {"cleanup.policy": "compact"}
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    for hub in scenario.hubs_in_use:
+        group = f"dx-{hub}-router"
+        out[f"{group}-approvals-changelog"] = (1, compact)
+        out[f"{group}-authority-changelog"] = (max_parts, compact)
+        out[f"{group}-__assignor-__leader"] = (1, {})
+    return out
+
+
 def changelog_plan(scenario: Scenario) -> dict[str, int]:
     """Faust's changelog topics of every hub's router → the partitions they must have.
 
-    Faust creates them itself (compacted); they are only checked here. The names follow
-    Faust's ``<app id>-<table>-changelog`` with the router's app id ``dx-<hub>-router``
-    and its tables (``exchange/router.py``): ``approvals`` (1 partition, like the control
-    topic it is keyed by) and ``authority`` (the scenario's largest partition count).
+    Checked before a run (a changelog with other partitions than its table's source topic
+    crashes the router's agent); see :func:`router_internal_topics`.
     """
-    max_parts = max(e.partitions for e in scenario.catalogue)
-    plan: dict[str, int] = {}
-    for hub in scenario.hubs_in_use:
-        plan[f"dx-{hub}-router-approvals-changelog"] = 1
-        plan[f"dx-{hub}-router-authority-changelog"] = max_parts
-    return plan
+    return {name: parts for name, (parts, _) in router_internal_topics(scenario).items() if name.endswith("-changelog")}
+
+
+async def create_router_internal_topics(bootstrap: str, scenario: Scenario, replication_factor: int = 1) -> None:
+    """Create :func:`router_internal_topics` (those missing) and wait until they are visible."""
+    topics = router_internal_topics(scenario)
+    await create_topics(bootstrap, {name: parts for name, (parts, _) in topics.items()}, replication_factor=replication_factor,
+                        configs={name: config for name, (_, config) in topics.items()})
 
 
 def mismatches(plan: dict[str, int], existing: dict[str, int]) -> list[str]:
@@ -67,8 +89,14 @@ def mismatches(plan: dict[str, int], existing: dict[str, int]) -> list[str]:
             for name, parts in sorted(plan.items()) if name in existing and existing[name] != parts]
 
 
-async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, check: dict[str, int] | None = None) -> None:
-    """Create the topics of ``plan`` (name → partitions) that do not exist, replication 1.
+async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, check: dict[str, int] | None = None,
+                        replication_factor: int = 1, configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics of ``plan`` (name → partitions) that do not exist.
+
+    ``replication_factor`` replicas (the broker's: 1 on Tansu and one Kafka node, 3 on
+    ``kafka:3``), ``configs`` per topic name. Waits until all are visible: 10 s, or 50 ms a
+    partition when more (Apache Kafka creates each partition's log on disk first: 1,612 of
+    Dongguan's took 25 s on a loaded 2-core machine).
 
     Raises :class:`~exchange.errors.TopicMismatch` when a topic of ``plan`` or ``check``
     (topics only checked, never created) exists with another partition count, before
@@ -90,13 +118,14 @@ async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, 
                     f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
                     "or use a fresh broker"
                 )
-            missing = [NewTopic(name, parts, 1) for name, parts in plan.items() if name not in existing]
+            missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
+                       for name, parts in plan.items() if name not in existing]
             for start in range(0, len(missing), batch):
                 try:
                     await admin.create_topics(missing[start : start + batch])
                 except TopicAlreadyExistsError:
                     pass
-            await _wait_visible(admin, set(plan))
+            await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
         finally:
             await admin.close()
 

@@ -158,6 +158,9 @@ class RunInfo(_Model):
     hubs: list[str] = Field(default_factory=list, description="platforms that ran a router (several in a cascade)")
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     router_ready_s: list[float]
+    broker: str | None = Field(default=None, description="the broker the run started, kind and version, e.g. "
+                               "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap")
+    broker_start_s: float | None = Field(default=None, description="seconds from starting the broker until it answered")
     drain_s: float
     dead_letters_by_reason: dict[str, int]
 
