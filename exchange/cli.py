@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,9 +23,11 @@ from . import scenario_file
 from .errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
 from .scenario_file import ScenarioError
 
-# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns,
+# unless COLUMNS says how wide it should be (rich then reads it, as it does on a terminal).
+_WIDTH_SET = os.environ.get("COLUMNS", "").isdigit()
+console = Console(width=None if sys.stdout.isatty() or _WIDTH_SET else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or _WIDTH_SET else 140)
 
 
 class _Commands(TyperGroup):
