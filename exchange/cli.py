@@ -77,7 +77,7 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         return scenario_file.load(name_or_path, seed)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -132,7 +132,7 @@ def run(
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     if find_max_rate:
         if chaos:
-            err.print("[red]error[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
+            err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
             raise typer.Exit(2)
         _find_max_rate(options, slo_p99)
         return
