@@ -57,7 +57,11 @@ class ReportError(ExchangeError):
 def load_json(path: Path) -> dict[str, Any]:
     try:
         data = orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file (give a run's directory or its result.json)") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
         raise ReportError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object")
