@@ -78,6 +78,11 @@ BrokerOption = Annotated[str, typer.Option(
                      "and `exchange kafka fetch`")]
 
 
+def _n(count: int, one: str, many: str = "") -> str:
+    """``3 entries``, ``1 entry``: a count with its noun."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
 def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
     """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
     (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
@@ -473,8 +478,8 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
         err.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from None
     console.print(
-        f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
-        f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
+        f"ok: {escape(s.name)}: {_n(len(s.departments), 'department')}, {_n(len(s.catalogue), 'entry', 'entries')}, "
+        f"{_n(sum(len(e.items) for e in s.catalogue), 'item')}, {_n(len(s.subscriptions), 'subscription')}"
     )
     from schemas.scenario import Sharing
 
