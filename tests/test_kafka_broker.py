@@ -325,3 +325,24 @@ def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tm
             name = table.changelog_topic.get_topic_name()
             assert planned[name][0] == table.partitions and planned[name][1] == {"cleanup.policy": "compact"}
         assert f"{router.app.conf.id}-__assignor-__leader" in planned
+
+
+@pytest.mark.kafka
+def test_exchange_broker_kind_kafka_runs_in_the_foreground_until_ctrl_c(tmp_path):
+    if kafka_missing():
+        pytest.skip(kafka_missing())
+    proc = subprocess.Popen([sys.executable, "-m", "exchange", "broker", "--kind", "kafka", "--log", str(tmp_path / "b.log")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        bootstrap = proc.stdout.readline().strip()
+        host, port = bootstrap.split(":")
+        assert kafka_broker.metadata_brokers(host, int(port)) == 1
+        assert jvms_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Apache Kafka" in err and "Traceback" not in err
+    assert not jvms_of(proc.pid)
+    assert "Kafka Server started" in (tmp_path / "b.log").read_text(errors="replace")
