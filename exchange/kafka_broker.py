@@ -412,7 +412,9 @@ class KafkaBroker:
         assert self.runtime is not None
         if os.environ.get("DX_KAFKA_CDS", "1") == "0":
             return []
-        key = hashlib.sha1(f"{self.runtime.java}|{self.runtime.classpath}|{role}".encode()).hexdigest()[:12]
+        java = Path(self.runtime.java).resolve()  # a JDK upgrade changes its mtime: a new archive
+        stamp = java.stat().st_mtime_ns if java.exists() else 0
+        key = hashlib.sha1(f"{java}|{stamp}|{self.runtime.classpath}|{role}".encode()).hexdigest()[:12]
         archive = cache_dir(self.runtime.version).parent / "cds" / f"{role}-{self.runtime.version}-{key}.jsa"
         if archive.exists():
             return [f"-XX:SharedArchiveFile={archive}"]
