@@ -10,12 +10,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 
 import orjson
 
+from exchange.processes import report_crashes
 from exchange import metrics
-from exchange.latency import encode, sample_quantiles
+from exchange.latency import ClockSkew, encode, sample_quantiles
 from exchange.status import StatusWriter
 from producers.process import entity_pool
 from schemas.envelope import Topics
@@ -26,6 +28,7 @@ from .accountant import Accountant
 from .dedupe import SeenSet
 from .hops import HopStats
 from .reactions import ReactionEngine, WorkflowTracker
+from .samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
 from .subscriber import Subscriber
 
 STATS_INTERVAL_S = 1.0
@@ -43,7 +46,8 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
-              checkpoint_path: Path | None = None, pause_file: Path | None = None, fetch_wait_ms: int | None = None) -> None:
+              checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
+              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
@@ -80,7 +84,9 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         accountant.restore(state["accountant"])
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
     workflows = WorkflowTracker(scenario)
+    sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     for s in subscribers:
+        s.sampling, s.sampler = sampler.flows_of(scenario, s.department), sampler.take
         if reactions.active:
             s.listeners.append(reactions.on_delivery)
         if scenario.workflows:
@@ -124,6 +130,19 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             task.cancel()
         await reactions.stop()
         await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
+    samples = {}
+    if samples_path is not None and sampler.samples:
+        started = time.monotonic()
+        missing = await find_sources(sampler, scenario, bootstrap, run_id)
+        try:
+            written = write_samples(sampler, scenario, samples_path)
+        except OSError as exc:  # an aid, not a figure of the run: say so, and go on to the final report
+            log.warning("delivery samples: cannot write %s: %s", samples_path, exc)
+            written = 0
+        samples = {"written": written, "without_source": missing, "lookup_s": round(time.monotonic() - started, 3),
+                   **sampler.lookup}
+        if missing:
+            log.warning("delivery samples: %d of %d without their source record", missing, written)
     flows = {}
     for s in subscribers:
         for name, f in s.flows.items():
@@ -142,8 +161,10 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(h)} for name, h in hops.paths.items()},
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
+        undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
         **_reactions(reactions),
+        samples=samples,
         workflows={
             name: {"completed": workflows.completed[name], "incomplete": workflows.incomplete().get(name, 0), "times": encode(h)}
             for name, h in workflows.times.items()
@@ -220,7 +241,16 @@ def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
         "audited_deliveries": accountant.audited_deliveries,
         "conflicts": sum(accountant.quality_events.values()),
         "lag": {s.department: s.lag() for s in subscribers},
+        "clock_skew": _clock_skew(subscribers),
     }
+
+
+def _clock_skew(subscribers: list[Subscriber]) -> dict:
+    """Deliveries with a latency that cannot be true, per source department (see exchange/latency.py)."""
+    total = ClockSkew()
+    for s in subscribers:
+        total.merge(s.clock_skew)
+    return total.report()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,11 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
+    parser.add_argument("--samples", type=int, default=DEFAULT_PER_FLOW,
+                        help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)")
     parser.add_argument("--fetch-wait-ms", type=int, default=None,
                         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 
     async def _main() -> None:
@@ -245,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file, args.fetch_wait_ms)
+        samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
+        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file,
+                  samples, args.samples, args.fetch_wait_ms)
 
     try:
         asyncio.run(_main())

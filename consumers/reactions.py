@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from exchange.batching import BatchSender
-from exchange.latency import new_histogram, record_ns
+from exchange.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
 from producers.records import EntityPool, RecordFactory
 from schemas.envelope import H_INTENDED, H_ORIGIN, Topics, record_headers, trace_id
 from schemas.scenario import Reaction, Scenario
@@ -125,7 +125,9 @@ class WorkflowTracker:
             if done >= self.steps_of[name]:
                 del self.open[(name, key)]
                 self.completed[name] += 1
-                record_ns(self.times[name], now_ns - int(origin))
+                took = now_ns - int(origin)
+                if 0 <= took <= MAX_PLAUSIBLE_NS:  # else clock skew: completed, but not timed
+                    record_ns(self.times[name], took)
 
     def incomplete(self) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)

@@ -16,8 +16,8 @@ from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
-from exchange.latency import decode, encode, new_histogram, record_many_ns
-from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SUBSCRIPTION, H_TRACE
+from exchange.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
+from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
 from .hops import HopStats
@@ -61,7 +61,12 @@ class Subscriber:
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
         self.unlabelled = 0
         self.foreign = 0  # records of other runs on a shared cluster
+        # per source department: deliveries whose latency cannot be true (their clocks disagree
+        # with ours), kept out of every latency figure
+        self.clock_skew = ClockSkew()
         self.listeners: list = []
+        self.sampling: set[str] = set()  # flows still wanting delivery samples (consumers/samples.py)
+        self.sampler = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
@@ -149,7 +154,7 @@ class Subscriber:
             "flows": {name: f.snapshot() for name, f in self.flows.items()},
             "positions": [[tp.partition, position] for tp, position in self._positions.items()],
             "received": self.received, "first_ns": self.first_ns, "last_ns": self.last_ns,
-            "unlabelled": self.unlabelled, "foreign": self.foreign,
+            "unlabelled": self.unlabelled, "foreign": self.foreign, "clock_skew": self.clock_skew.snapshot(),
         }
 
     def restore(self, data: dict) -> None:
@@ -157,6 +162,7 @@ class Subscriber:
             self.flows[name] = FlowStats.restore(flow)
         self.received, self.first_ns, self.last_ns = data["received"], data["first_ns"], data["last_ns"]
         self.unlabelled, self.foreign = data["unlabelled"], data["foreign"]
+        self.clock_skew = ClockSkew.restore(data.get("clock_skew", {}))
 
     async def commit(self, positions: list[list[int]]) -> None:
         """Commit the positions of a checkpoint already written."""
@@ -182,6 +188,7 @@ class Subscriber:
         n = 0
         seen_add = self._seen.add
         flows = self.flows
+        sampling = self.sampling
         # per flow, the durations of this poll: recorded a histogram bucket at a time below
         e2e: dict = {}
         e2e_intended: dict = {}
@@ -208,11 +215,19 @@ class Subscriber:
                 flow.delivered += 1
                 delivered_metric, e2e_metric, _ = self._metric_children(sub)
                 delivered_metric.inc()
+                if sampling and name in sampling:
+                    self.sampler(sampling, self.department, name, r, h, now)
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
+                # a latency that cannot be true (negative, or over MAX_PLAUSIBLE_NS: the sender's
+                # clock is not ours) is counted per source as clock skew and measured nowhere
+                took = now - int(sent) if sent is not None else 0
+                took_intended = now - int(intended) if intended is not None else 0
+                if not (0 <= took <= MAX_PLAUSIBLE_NS and 0 <= took_intended <= MAX_PLAUSIBLE_NS):
+                    self.clock_skew.add(h.get(H_SOURCE, b"?").decode(errors="replace"), took, took_intended)
+                    continue
                 if sent is not None:
-                    took = now - int(sent)
                     e2e.setdefault(name, []).append(took)
                     hops = h.get(H_HOPS)
                     if hops is not None:
@@ -220,10 +235,10 @@ class Subscriber:
                     flow.interval.append(took)
                     e2e_metric.observe(took / 1e9)
                 if intended is not None:
-                    e2e_intended.setdefault(name, []).append(now - int(intended))
+                    e2e_intended.setdefault(name, []).append(took_intended)
                     if self.cycles:
                         cycle = self.cycles.get(h.get(H_ENTRY, b"").decode())
-                        if cycle is not None and now - int(intended) <= cycle:
+                        if cycle is not None and took_intended <= cycle:
                             flow.within_cycle += 1
         for name, values in e2e.items():
             record_many_ns(flows[name].e2e, values)

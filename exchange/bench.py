@@ -27,6 +27,7 @@ from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from . import brokers
+from .errors import EXIT_FAILED, ExchangeError
 from .maxrate import find_max_rate
 from .processes import terminate
 from .run import RunOptions, _Child, run
@@ -100,8 +101,11 @@ class BenchOptions:
     broker: str = "tansu"  # started without bootstrap: tansu, kafka, kafka:3 (exchange/brokers.py)
 
 
-class BenchFailed(RuntimeError):
-    pass
+class BenchFailed(ExchangeError, RuntimeError):
+    """A bench run could not complete (exit code 1)."""
+
+    exit_code = EXIT_FAILED
+    label = "bench failed"
 
 
 async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, Any]:

@@ -36,12 +36,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .errors import ExchangeError
 from .processes import in_long_lived_thread, pdeathsig_preexec
 
 _POLL = 0.02  # readiness poll interval (s)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ExchangeError, RuntimeError):
     """The embedded broker could not be started, or is not usable."""
 
 

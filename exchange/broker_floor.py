@@ -85,7 +85,7 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
         "received": len(everything),
         **_p50_p99(everything),
         "windows": [
-            {"from_s": k * WINDOW_S, "to_s": (k + 1) * WINDOW_S, "received": len(w), **_p50_p99(w)}
+            {"from_s": k * WINDOW_S, "to_s": min((k + 1) * WINDOW_S, seconds), "received": len(w), **_p50_p99(w)}
             for k, w in sorted(windows.items())
         ],
     }

@@ -7,6 +7,8 @@ and a broker (exchange/kafka_broker.py: needs Java 17+ and ``exchange kafka fetc
 
 from __future__ import annotations
 
+from .errors import ExchangeError
+
 import re
 from pathlib import Path
 
@@ -21,7 +23,7 @@ MAX_NODES = 5
 KAFKA_FETCH_WAIT_MS = 500
 
 
-class BrokerSpecError(ValueError):
+class BrokerSpecError(ExchangeError, ValueError):
     """A --broker value that names no broker; the message says what is accepted."""
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
-from schemas.results import Result
+from schemas.results import FlowResult, Result
 
 from .run import Progress
 
@@ -55,45 +59,142 @@ class LiveProgress:
 
 
 MAX_FLOWS_SHOWN = 25
+MAX_TIED_EXTRA = 10  # flows tied at the cut are shown together, up to this many past MAX_FLOWS_SHOWN
+
+# Columns of the summary, (header, key); left out right to left of DROP_ORDER, one at a time,
+# until the table fits the terminal (the flow names are never cut: see SummaryTable).
+COLUMNS = (("produced", "produced"), ("delivered", "delivered"), ("denied", "denied"), ("dead", "dead"),
+           ("rec/s", "rate"), ("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
+DROP_ORDER = ("p999", "max", "dead", "p50", "rate", "produced")
 
 
-def summary_table(result: Result) -> Table:
-    table = Table(title=f"{result.workload}: per flow (entry → subscriber); latency end to end, ms", title_justify="left")
-    table.add_column("flow", overflow="fold")
-    for col in ("produced", "delivered", "denied", "dead", "rec/s", "p50", "p99", "p99.9", "max"):
-        table.add_column(col, justify="right", no_wrap=True)
-    flows = sorted(result.flows.items(), key=lambda kv: (kv[1].entry, kv[1].consumer))
-    if len(flows) > MAX_FLOWS_SHOWN:  # the busiest; result.json has them all
-        flows = sorted(flows, key=lambda kv: -(kv[1].delivered + kv[1].denied))[:MAX_FLOWS_SHOWN]
-        table.title += f" — the {MAX_FLOWS_SHOWN} busiest of {len(result.flows)} flows"
-    for name, flow in flows:
-        entry = result.counts_by_entry.get(flow.entry)
-        produced = entry.produced if entry else 0
-        dead = (entry.dead_lettered // max(1, entry.subscriptions)) if entry else 0
-        lat = flow.end_to_end_ms
-        table.add_row(
-            f"{flow.entry} → {flow.consumer}",
-            f"{produced:,}",
-            f"{flow.delivered:,}",
-            f"{flow.denied:,}",
-            f"{dead:,}",
-            f"{flow.records_per_s:,.0f}",
-            *(_ms(v, flow.delivered) for v in (lat.p50, lat.p99, lat.p999, lat.max)),
+def busiest_flows(flows: dict[str, FlowResult], n: int = MAX_FLOWS_SHOWN) -> tuple[list[tuple[str, FlowResult]], str]:
+    """The ``n`` busiest flows, and a note on any left out; busiest: most records delivered.
+
+    Ranked by records delivered, then denied, then name (so equal flows come out in the
+    same order every time). Flows tied with the last one kept are kept too, up to
+    ``n + MAX_TIED_EXTRA`` flows; past that the cut stays at ``n`` and the note says how
+    many tied flows were left out. Returns every flow, ranked, when there are at most ``n``.
+    """
+    ranked = sorted(flows.items(), key=lambda kv: (-kv[1].delivered, -kv[1].denied, kv[1].entry, kv[1].consumer))
+    if len(ranked) <= n:
+        return ranked, ""
+
+    def rank(kv: tuple[str, FlowResult]) -> tuple[int, int]:
+        return kv[1].delivered, kv[1].denied
+
+    end = n
+    while end < len(ranked) and rank(ranked[end]) == rank(ranked[n - 1]):
+        end += 1
+    if end - n <= MAX_TIED_EXTRA:
+        return ranked[:end], ""
+    left = end - n
+    d, x = rank(ranked[n - 1])
+    return ranked[:n], f"{left:,} more tied at {d:,} delivered, {x:,} denied"
+
+
+class SummaryTable:
+    """The per-flow summary printed after a run, laid out for the console it is printed on.
+
+    Flows are grouped by catalogue entry: a row per entry (records produced, dead-lettered)
+    and under it a row per subscriber (``→ consumer``), so a name is at most an entry id
+    or a department id and the entry's own figures are not repeated per flow. When the
+    console is too narrow for every column, columns are left out (in :data:`DROP_ORDER`)
+    rather than squeezing the names; the caption names what was left out. Flow names are
+    never wrapped or cut.
+    """
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        shown = [key for _, key in COLUMNS if key != "dead" or self._any_dead()]
+        table = self.table(shown)
+        unbounded = options.update(max_width=10_000)
+        for key in DROP_ORDER:
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+            if key in shown:
+                shown.remove(key)
+                table = self.table(shown)
+        yield table
+
+    def _any_dead(self) -> bool:
+        return any(e.dead_lettered for e in self.result.counts_by_entry.values())
+
+    def table(self, columns: list[str]) -> Table:
+        """The summary with these columns (keys of :data:`COLUMNS`), at its natural width."""
+        result = self.result
+        flows, note = busiest_flows(result.flows)
+        title = f"{result.workload}: per flow (entry → subscriber); latency end to end, ms"
+        if len(flows) < len(result.flows):
+            title += f" — the {len(flows)} busiest (most delivered) of {len(result.flows):,} flows"
+            title += f"; {note}" if note else ""
+            title += "; all are in result.json"
+        by_entry: dict[str, list[FlowResult]] = {}
+        if len(flows) == len(result.flows):  # everything: in name order
+            flows = sorted(flows, key=lambda kv: (kv[1].entry, kv[1].consumer))
+        for _, flow in flows:  # else the entries in order of their busiest flow
+            by_entry.setdefault(flow.entry, []).append(flow)
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        widest = max([len(e) for e in by_entry] + [4 + len(f.consumer) for _, f in flows], default=0)
+        table.add_column("entry → subscriber", no_wrap=True, min_width=widest)
+        for header, key in COLUMNS:
+            if key in columns:
+                table.add_column(header, justify="right", no_wrap=True)
+        for entry_id, entry_flows in by_entry.items():
+            entry = result.counts_by_entry.get(entry_id)
+            cells = {"produced": f"{entry.produced:,}" if entry else "—",
+                     "dead": f"{entry.dead_lettered // max(1, entry.subscriptions):,}" if entry else "—"}
+            table.add_row(Text(entry_id, style="bold"), *(cells.get(key, "") for _, key in COLUMNS if key in columns))
+            for flow in entry_flows:
+                lat = flow.end_to_end_ms
+                cells = {
+                    "delivered": f"{flow.delivered:,}",
+                    "denied": f"{flow.denied:,}",
+                    "rate": f"{flow.records_per_s:,.0f}",
+                    "p50": _ms(lat.p50, flow.delivered),
+                    "p99": _ms(lat.p99, flow.delivered),
+                    "p999": _ms(lat.p999, flow.delivered),
+                    "max": _ms(lat.max, flow.delivered),
+                }
+                table.add_row(Text(f"  → {flow.consumer}"), *(cells.get(key, "") for _, key in COLUMNS if key in columns))
+        c = result.counts
+        reasons: dict[str, int] = {}
+        for flow in result.flows.values():
+            for reason, n in flow.denied_by_reason.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        denied = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())) or "none"
+        dead = ", ".join(f"{r} {n:,}" for r, n in sorted(result.run.dead_letters_by_reason.items())) or "none"
+        caption = (
+            f"all flows: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
+            f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
+            f"denied by reason: {denied} · dead letters by reason: {dead}"
         )
-    c = result.counts
-    reasons: dict[str, int] = {}
-    for flow in result.flows.values():
-        for reason, n in flow.denied_by_reason.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    denied = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())) or "none"
-    dead = ", ".join(f"{r} {n:,}" for r, n in sorted(result.run.dead_letters_by_reason.items())) or "none"
-    table.caption = (
-        f"all flows: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
-        f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
-        f"denied by reason: {denied} · dead letters by reason: {dead}"
-    )
-    table.caption_justify = "left"
-    return table
+        left_out = [header for header, key in COLUMNS if key not in columns and (key != "dead" or self._any_dead())]
+        if left_out:
+            caption += f"\nleft out to fit the terminal: {', '.join(left_out)} (a wider terminal, or result.json, has them)"
+        table.caption = caption + input_warnings(result)
+        table.caption_justify = "left"
+        return table
+
+
+def summary_table(result: Result) -> SummaryTable:
+    """The per-flow summary of a run, as a rich renderable that fits the console's width."""
+    return SummaryTable(result)
+
+
+def input_warnings(result: Result) -> str:
+    """Caption lines for input the figures leave out (empty when there is none)."""
+    out = ""
+    if result.clock_skew:
+        per = escape(", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items())))
+        out += ("\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
+                f"kept out of the latency figures — by source: {per}")
+    if result.counts.undecodable:
+        out += (f"\n[yellow]undecodable batches:[/yellow] {result.counts.undecodable:,} ingress records the router could not "
+                "decode were dead-lettered (unsupported_codec / corrupt_batch); their run cannot be read")
+    return out
 
 
 def _ms(value: float, n: int) -> str:

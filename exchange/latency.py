@@ -18,12 +18,71 @@ MAP_PERCENTILES = (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.
                    99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0)
 
 
+#: The longest end-to-end latency taken as true: one hour, the histograms' range (a stalled
+#: run must still be measurable). A delivery measured as negative, or as longer than this,
+#: was stamped by a clock that disagrees with the receiver's (or by a header that lies): it
+#: is clock skew, counted per source by :class:`ClockSkew` and kept out of every percentile,
+#: average and per-interval figure.
+MAX_PLAUSIBLE_NS = HIGHEST_US * 1000
+
+
+class ClockSkew:
+    """Deliveries whose latency cannot be true, per source department.
+
+    Per source: how many, and the lowest and highest impossible latency seen (ns, signed:
+    ``-600_000_000_000`` is a sender ten minutes ahead). Mergeable across processes.
+    """
+
+    __slots__ = ("by_source",)
+
+    def __init__(self, by_source: dict[str, list[int]] | None = None) -> None:
+        self.by_source: dict[str, list[int]] = by_source or {}  # source → [records, lowest ns, highest ns]
+
+    def add(self, source: str, *latencies_ns: int) -> None:
+        """Count one delivery whose latencies (ns; from sent and from intended time) are not all plausible."""
+        wrong = [ns for ns in latencies_ns if not 0 <= ns <= MAX_PLAUSIBLE_NS] or list(latencies_ns)
+        row = self.by_source.get(source)
+        if row is None:
+            self.by_source[source] = [1, min(wrong), max(wrong)]
+        else:
+            row[0] += 1
+            row[1], row[2] = min(row[1], *wrong), max(row[2], *wrong)
+
+    def merge(self, other: ClockSkew) -> None:
+        for source, (n, lo, hi) in other.by_source.items():
+            row = self.by_source.get(source)
+            if row is None:
+                self.by_source[source] = [n, lo, hi]
+            else:
+                row[0] += n
+                row[1], row[2] = min(row[1], lo), max(row[2], hi)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_source)
+
+    def snapshot(self) -> dict[str, list[int]]:
+        return {source: list(row) for source, row in self.by_source.items()}
+
+    @classmethod
+    def restore(cls, data: dict[str, list[int]]) -> ClockSkew:
+        return cls({source: list(row) for source, row in data.items()})
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Per source: ``records``, ``min_ms`` and ``max_ms`` (the impossible latencies, ms)."""
+        return {source: {"records": n, "min_ms": round(lo / 1e6, 3), "max_ms": round(hi / 1e6, 3)}
+                for source, (n, lo, hi) in sorted(self.by_source.items())}
+
+
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
 def record_ns(hist: HdrHistogram, nanoseconds: int, count: int = 1) -> None:
-    """Record a duration given in ns; negative values (clock skew) count as the lowest."""
+    """Record a duration given in ns, clamped to the histogram's range.
+
+    Callers keep latencies that cannot be true out (see :data:`MAX_PLAUSIBLE_NS`); the clamp
+    only guards the histogram.
+    """
     us = nanoseconds // 1000
     hist.record_value(min(max(us, LOWEST_US), HIGHEST_US), count)
 

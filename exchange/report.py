@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from plotly.offline import get_plotlyjs
 from pydantic import ValidationError
 
 from schemas.results import Result
+from schemas.scenario import MaskRule
+
+from .masking import apply_mask
+
+from .errors import ExchangeError
 
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", "Helvetica Neue", Arial, sans-serif'
 PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9),
@@ -34,9 +40,14 @@ REASON_COLORS = ["#f97316", "#ef4444", "#a855f7", "#eab308", "#64748b", "#be123c
 CONFIG = {"displaylogo": False, "responsive": True,
           "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "pan2d"]}
 ESSENTIAL = {"workload", "counts", "flows", "conservation"}
+SAMPLES_FILE = "samples.jsonl"  # written by the consumer process (consumers/samples.py)
+SAMPLE_KEYS = {"flow", "entry", "consumer", "n", "trace", "delivered", "source", "masks", "items"}
+SAMPLES_SHOWN = 3  # deliveries shown per flow; samples.jsonl has them all
+SAMPLE_FLOWS_SHOWN = 60  # flows shown, those with masked or replaced values first
+SAMPLE_FLOWS_OPEN = 3  # flows shown unfolded
 
 
-class ReportError(Exception):
+class ReportError(ExchangeError):
     """The file is not a result this report can read."""
 
 
@@ -78,6 +89,32 @@ def load_scenario_beside(result_path: Path) -> dict[str, Any] | None:
         return load_json(path)
     except ReportError:
         return None
+
+
+def load_samples_beside(result_path: Path) -> list[dict[str, Any]] | None:
+    """The delivery samples (``samples.jsonl``) beside a result, or None when there are none.
+
+    Raises :class:`ReportError` naming the file and line of a line that is not a sample."""
+    path = Path(result_path).with_name(SAMPLES_FILE)
+    if not path.is_file():
+        return None
+    samples = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            sample = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ReportError(f"{path}, line {n}: not JSON ({exc})") from None
+        missing = SAMPLE_KEYS - set(sample) if isinstance(sample, dict) else SAMPLE_KEYS
+        if missing:
+            raise ReportError(f"{path}, line {n}: not a delivery sample (missing {', '.join(sorted(missing))})")
+        samples.append(sample)
+    return samples
 
 
 # ---------------------------------------------------------------- reading the result
@@ -495,6 +532,11 @@ tr:last-child td { border-bottom:none; }
 .pass { color:var(--ok); font-weight:700; } .fail { color:var(--bad); font-weight:700; }
 .better { color:var(--ok); } .worse { color:var(--bad); }
 .sec td { background:#f8fafc; font-weight:700; text-align:left; color:var(--ink); }
+.muted { color:var(--muted); }
+.chg { font-weight:700; background:#fef9c3; padding:0 3px; border-radius:3px; }
+details.sample { border-top:1px solid var(--line); padding:6px 4px; }
+details.sample summary { cursor:pointer; padding:4px 0; }
+details.sample td { white-space:normal; word-break:break-all; }
 footer { color:var(--muted); font-size:12px; margin-top:28px; }
 @media (max-width: 1000px) { .grid { grid-template-columns:1fr; } }
 """.replace("FONTSTACK", FONT)
@@ -543,6 +585,25 @@ def verdict(result: dict[str, Any]) -> str:
     icon, word = ("✓", "Conservation check passed") if ok else ("✕", "Conservation check FAILED")
     return (f'<div class="verdict {"ok" if ok else "bad"}" id="conservation"><span class="icon">{icon}</span>'
             f'<div>{word}<div class="sub">{esc(cons.get("message", "no conservation check in this result"))}</div></div></div>')
+
+
+def input_warnings(result: dict[str, Any]) -> str:
+    """Banners for input the figures leave out: clock skew per source, batches that could not be decoded."""
+    out = []
+    skew = result.get("clock_skew") or {}
+    if isinstance(skew, dict) and skew:
+        total = sum(int(v.get("records", 0)) for v in skew.values() if isinstance(v, dict))
+        per = "; ".join(f"{src}: {fmt_int(v.get('records'))} ({fmt_ms(v.get('min_ms'))} … {fmt_ms(v.get('max_ms'))} ms)"
+                        for src, v in sorted(skew.items()) if isinstance(v, dict))
+        out.append(f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
+                   "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
+                   f'<div class="sub">by source: {esc(per)}</div></div></div>')
+    undecodable = (result.get("counts") or {}).get("undecodable")
+    if undecodable:
+        out.append(f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '
+                   "ingress batches the router could not decode (dead-lettered as unsupported_codec / corrupt_batch)"
+                   '<div class="sub">their run cannot be read from them, so they are not among this run\'s outcomes</div></div></div>')
+    return "".join(out)
 
 
 def slo_verdict(result: dict[str, Any]) -> str:
@@ -656,12 +717,13 @@ def onss_section(r: dict[str, Any]) -> str:
     if not items:
         return ""
     rows = [[esc(k), fmt_int(v.get("verified")), fmt_int(v.get("conflicts")), fmt_int(v.get("unverified")),
-             f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
+             fmt_int(v.get("invalid_key", 0)), f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
              esc(", ".join(f"{d} {n:,}" for d, n in sorted((v.get("by_department") or {}).items())))]
             for k, v in sorted(items.items())]
     return ('<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>'
             '<div class="card" id="one-source">' + table(
-                ["item", "verified", "conflicts", "unverified", "verification rate", "quality events", "by department"],
+                ["item", "verified", "conflicts", "unverified", "invalid key", "verification rate", "quality events",
+                 "by department"],
                 rows, last_left=True) + "</div>")
 
 
@@ -701,12 +763,123 @@ def flow_table(r: dict[str, Any], names: Names) -> str:
          "dead", "rec/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"], rows, left=3, scroll=True) + "</div>"
 
 
+def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[str]], Counter]:
+    """One row per item of a sampled delivery: item, source value, delivered value, what happened.
+
+    What happened is read off the two values and the sample's ``masks`` and ``items``:
+    masked as its rule says (脱敏; the report applies the rule to the source value and
+    compares), not in the subscription's items, replaced by the authoritative value or
+    left out (一数一源), or as published. Also returns the tally of those outcomes."""
+    source, delivered = sample.get("source"), sample.get("delivered") or {}
+    masks, items, copies = sample.get("masks") or {}, set(sample.get("items") or ()), sample.get("copies") or {}
+    item_names = {i.get("key"): i.get("name") for i in (names.entries.get(sample.get("entry")) or {}).get("items") or []}
+    keys = list(source or {}) + [k for k in delivered if k not in (source or {})]
+    rows, tally = [], Counter()
+    for key in keys:
+        has_src, has_out = source is not None and key in source, key in delivered
+        src, out = (source or {}).get(key), delivered.get(key)
+        if source is None:
+            how, kind = "source record not read back", "unknown"
+        elif key in masks and has_out:
+            rule = masks[key]
+            expected = apply_mask(MaskRule(rule), src) if rule in MaskRule._value2member_map_ else None
+            if out == expected:
+                how, kind = f'<span class="pass">脱敏 masked</span> ({esc(rule)})', "masked"
+            elif key in copies and expected is not None and out != src and (
+                    rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out):
+                # the copy differed: the authoritative value, masked (the rule leaves a masked value as it is)
+                how, kind = (f'<span class="pass">脱敏 masked</span> ({esc(rule)}), of the authoritative value '
+                             f"(一数一源: {esc(copies[key])}'s; the copy differed)"), "masked"
+            else:
+                how, kind = f'<span class="fail">✕ not masked as its rule ({esc(rule)}) says</span>', "mask_wrong"
+        elif has_src and not has_out:
+            if key not in items:
+                how, kind = "not shared: not in the subscription's items", "not_shared"
+            else:
+                how, kind = "left out (一数一源: no authoritative value yet, or not granted)", "left_out"
+        elif has_out and (not has_src or out != src):
+            whose = f" ({esc(copies[key])})" if key in copies else ""
+            how, kind = f"一数一源: the authoritative source's value{whose}; the copy differed", "replaced"
+        else:
+            how, kind = '<span class="muted">as published</span>', "same"
+        tally[kind] += 1
+        label = esc(key) + (f' <span class="muted">{esc(item_names[key])}</span>' if item_names.get(key) else "")
+        shown = esc(_value(out) if has_out else "—")
+        if kind in ("masked", "mask_wrong", "replaced"):  # what changed on the way stands out
+            shown = f'<span class="chg">{shown}</span>'
+        rows.append([label, esc(_value(src) if has_src else "—"), shown, how])
+    return rows, tally
+
+
+def _value(v: Any) -> str:
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
+    """What each subscriber actually received: sampled deliveries beside their source records."""
+    if not samples:
+        return ""
+    by_flow: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        by_flow.setdefault(s["flow"], []).append(s)
+    cards, totals = [], Counter()
+    for flow, kept in by_flow.items():
+        kept.sort(key=lambda s: s.get("n", 0))
+        blocks, tally = [], Counter()
+        for s in kept[:SAMPLES_SHOWN]:
+            rows, t = sample_item_rows(s, names)
+            tally += t
+            head = (f"delivery #{s.get('n')} · trace {s.get('trace')}" + (f" · key {s['key']}" if s.get("key") else "")
+                    + (f" · from {s['source_at']['topic']}[{s['source_at']['partition']}]@{s['source_at']['offset']}"
+                       if isinstance(s.get("source_at"), dict) else ""))
+            blocks.append([f'<tr class="sec"><td colspan="4">{esc(head)}</td></tr>'] +
+                          ["<tr>" + "".join(f'<td class="l">{c}</td>' for c in row) + "</tr>" for row in rows])
+        for s in kept[SAMPLES_SHOWN:]:
+            tally += sample_item_rows(s, names)[1]
+        totals += tally
+        cards.append((flow, kept, blocks, tally))
+    # flows whose deliveries differ from the source first: those show masking and 一数一源
+    cards.sort(key=lambda c: (-(c[3]["masked"] + c[3]["replaced"] + c[3]["mask_wrong"]), c[0]))
+    html_cards = []
+    for i, (flow, kept, blocks, tally) in enumerate(cards[:SAMPLE_FLOWS_SHOWN]):
+        s = kept[0]
+        provider = s.get("provider") or names.provider(s.get("entry", ""))
+        who = f"{names.dept(provider)} → {names.dept(s.get('consumer', ''))}" if provider else names.dept(s.get("consumer", ""))
+        said = [f"{tally[k]:,} {label}" for k, label in (("masked", "masked"), ("replaced", "from the authoritative source"),
+                                                        ("not_shared", "not shared"), ("left_out", "left out"),
+                                                        ("mask_wrong", "NOT masked as the rule says")) if tally[k]]
+        summary = (f"<b>{esc(s.get('entry'))} → {esc(s.get('consumer'))}</b> · {esc(names.entry(s.get('entry', '')))}: "
+                   f"{esc(who)} · {len(kept)} deliveries sampled" + (f" · {esc(', '.join(said))}" if said else ""))
+        body = ("<table><thead><tr><th class=\"l\">item</th><th class=\"l\">source record (as published)</th>"
+                "<th class=\"l\">as the subscriber received it</th><th class=\"l\">what happened</th></tr></thead><tbody>"
+                + "".join(line for block in blocks for line in block) + "</tbody></table>")
+        more = f'<div class="note">{len(kept) - SAMPLES_SHOWN} more in {SAMPLES_FILE}</div>' if len(kept) > SAMPLES_SHOWN else ""
+        html_cards.append(f'<details class="sample" data-flow="{esc(flow)}"{" open" if i < SAMPLE_FLOWS_OPEN else ""}>'
+                          f"<summary>{summary}</summary>{body}{more}</details>")
+    bad = totals["mask_wrong"]
+    verdict_line = (f'<span class="fail">✕ {bad:,} masked values do not match their rule</span>' if bad else
+                    f'<span class="pass">✓</span> every masked value is its masking rule applied to the source value'
+                    if totals["masked"] else "no masked items in these flows")
+    left = len(cards) - SAMPLE_FLOWS_SHOWN
+    return ('<h2>What each subscriber received (脱敏 and 一数一源): sampled deliveries beside their source records</h2>'
+            '<div class="card" id="samples"><div class="note">'
+            f"The first deliveries of each flow as its subscriber received them, next to the record the provider published "
+            f"(same trace id). {len(samples):,} deliveries of {len(cards):,} flows: {totals['masked']:,} masked values, "
+            f"{totals['replaced']:,} from the authoritative source, {totals['not_shared']:,} items not shared. {verdict_line}."
+            + (f" {unread:,} deliveries without their source record (not read back within the time budget)."
+               if (unread := sum(1 for x in samples if x.get("source") is None)) else "")
+            + (f" {left:,} more flows are in {SAMPLES_FILE}." if left > 0 else "")
+            + "</div>" + "".join(html_cards) + "</div>")
+
+
 def title_of(r: dict[str, Any], names: Names) -> str:
     return str(r.get("workload", "result")) + (f" — {names.platform}" if names.platform else "")
 
 
-def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = None) -> str:
-    """The whole page, from the raw result dict (and scenario.json's dict, if there is one)."""
+def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = None,
+                      samples: list[dict[str, Any]] | None = None) -> str:
+    """The whole page, from the raw result dict (and scenario.json's dict and the lines of
+    samples.jsonl, if there are any)."""
     names = Names(scenario)
     r = result
     no_intervals = "No per-interval latency lists in this result (older format): see the distribution and per-flow latency."
@@ -714,7 +887,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         '<header class="top"><div>',
         f"<h1>{esc(r.get('workload', 'result'))}<small>{esc(names.platform)}</small></h1>",
         run_meta(r), "</div></header>",
-        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", kpis(r),
+        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", input_warnings(r), kpis(r),
         "<h2>Throughput and latency</h2>",
         '<div class="grid">',
         chart(fig_rates([("", r)]), "chart-rates"),
@@ -731,7 +904,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         "</div>",
         fault_section(r),
         "<h2>Service-level objectives</h2>", slo_section(r),
-        workflow_section(r), onss_section(r), hops_section(r),
+        workflow_section(r), onss_section(r), samples_section(samples, names), hops_section(r),
         "<h2>Flows</h2>", flow_table(r, names),
         ("<footer>exchange report · latencies in ms (publish delay converted from µs) · "
          "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>"),
@@ -743,7 +916,7 @@ def write_report(result_path: Path, out_path: Path | None = None) -> Path:
     """Read ``result_path`` (and ``scenario.json`` beside it), write the page, return its path."""
     result_path = Path(result_path)
     out = Path(out_path) if out_path else result_path.with_name("report.html")
-    html_text = build_report_html(load_result(result_path), load_scenario_beside(result_path))
+    html_text = build_report_html(load_result(result_path), load_scenario_beside(result_path), load_samples_beside(result_path))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html_text, encoding="utf-8")
     return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.results import (
+    ClockSkewResult,
     Conservation,
     Counts,
     EntryCounts,
@@ -119,6 +120,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         dead_lettered=total_dead,
         unaccounted=sum(e.unaccounted for e in by_entry.values()),
         duplicates=consumers.get("duplicates", 0),
+        undecodable=sum(n for _, _, n in consumers.get("undecodable", [])),
     )
     conservation = _conservation(counts, by_entry)
     onss = _one_number_one_source(reports.routers, consumers)
@@ -173,6 +175,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
             for name, w in consumers.get("workflows", {}).items()
         },
         control_actions=_control_actions(reports.routers),
+        clock_skew={source: ClockSkewResult(**v) for source, v in sorted(consumers.get("clock_skew", {}).items())},
         run=info,
     )
 
@@ -214,7 +217,7 @@ def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, A
         c = totals.get(item, Counter())
         checked = c["verified"] + c["conflict"]
         out[item] = ItemVerification(
-            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"],
+            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"], invalid_key=c["invalid_key"],
             verification_rate=round(c["verified"] / checked, 4) if checked else 0.0,
             quality_events=events[item],
             by_department=dict(sorted(by_dept.get(item, Counter()).items())),
@@ -232,15 +235,24 @@ def _control_actions(routers: list[dict[str, Any]]) -> dict[str, int]:
 
 def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservation:
     if counts.unaccounted == 0 and all(e.unaccounted == 0 for e in by_entry.values()):
+        undecodable = (f"; {counts.undecodable:,} records in ingress batches that could not be decoded were "
+                       "dead-lettered and are not this run's" if counts.undecodable else "")
         return Conservation(
             ok=True,
             message=(
                 f"all {counts.expected:,} outcomes of {counts.produced:,} records accounted for: "
                 f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered"
+                + undecodable
             ),
         )
     off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
+    undecodable = ""
+    if counts.undecodable and any(e.unaccounted > 0 for e in by_entry.values()):
+        undecodable = (f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
+                       "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read")
+    if any(e.unaccounted < 0 for e in by_entry.values()):  # more outcomes than the run's producers produced
+        undecodable += "; negative: records carrying this run's id were written by another client"
     return Conservation(
         ok=False,
-        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off})",
+        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",
     )

@@ -2,9 +2,11 @@
 
 It starts every process itself, watches them through their status files, and ends the
 run only when every produced record is accounted for (or the drain time runs out), so
-the conservation check speaks about the whole run. Any child or broker death fails the
-run at once with the reason, except the deaths a ``--chaos`` schedule causes: those
-processes are restarted (``exchange/faults.py``). No process outlives the controller.
+the conservation check speaks about the whole run. Any child or broker death, and any
+crash a child reports from inside while it lives on (a Faust agent, a task, a thread:
+``exchange/processes.py``), fails the run at once with the reason, except the deaths a
+``--chaos`` schedule causes: those processes are restarted (``exchange/faults.py``). No
+process outlives the controller.
 """
 
 from __future__ import annotations
@@ -29,19 +31,23 @@ from schemas.scenario import Scenario
 
 from . import brokers, chaos, metrics
 from .broker import EmbeddedBroker
+from .errors import EXIT_FAILED, ExchangeError
 from .faust_bulk import FETCH_MAX_WAIT_MS
 from .faults import FaultInjector
-from .processes import spawn, terminate
+from .processes import CRASHED, spawn, terminate
 from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
-from .topology import create_router_internal_topics, create_topics, topic_plan
+from .topology import changelog_plan, create_router_internal_topics, create_topics, topic_plan
 
 POLL_S = 0.2
 
 
-class RunFailed(RuntimeError):
-    """The run could not complete; the message says what died or timed out."""
+class RunFailed(ExchangeError, RuntimeError):
+    """The run could not complete; the message says what died, crashed or timed out (exit code 1)."""
+
+    exit_code = EXIT_FAILED
+    label = "run failed"
 
 
 @dataclass
@@ -164,8 +170,15 @@ def default_run_dir(scenario: Scenario) -> Path:
     return path
 
 
-async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None) -> tuple[Result, Path]:
-    """Run a scenario end to end; returns the result and the run directory."""
+async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None,
+              say: Callable[[str], None] | None = None) -> tuple[Result, Path]:
+    """Run a scenario end to end; returns the result and the run directory.
+
+    ``say`` takes the controller's informational lines (its metrics port; default stderr),
+    so a live view can print them above itself. Raises :class:`RunFailed` when a process
+    dies or crashes, and the :class:`~exchange.errors.ExchangeError` of what could not be
+    set up (no broker, topics with other partitions) before anything starts.
+    """
     scenario = options.scenario
     duration = options.duration if options.duration is not None else scenario.load.duration
     faults = parse_chaos(options, duration)
@@ -190,14 +203,15 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             except brokers.BrokerError as exc:
                 raise RunFailed(f"could not start the broker ({options.broker}): {exc}") from None
         bootstrap = options.bootstrap or broker.bootstrap
-        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id)
-        p = scenario.platform.id
-        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
         progress.phase = "creating topics"
         on_progress(progress)
-        await create_topics(bootstrap, topic_plan(scenario), replication_factor=broker.replication_factor if broker else 1)
+        await create_topics(bootstrap, topic_plan(scenario), check=changelog_plan(scenario),
+                            replication_factor=broker.replication_factor if broker else 1)
         if kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
             await create_router_internal_topics(bootstrap, scenario, broker.replication_factor)
+        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id, say=say)
+        p = scenario.platform.id
+        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
 
         def start(name: str, module: str, *args: str) -> _Child:
             child = _Child.spawn(run_dir, name, [module, "--scenario", str(scenario_json), "--bootstrap", bootstrap,
@@ -328,6 +342,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         reports.consumers = await _stop_for_final(consumers)
         for r in routers:
             await _stop_for_final(r)
+        _check_crashed([consumers, producers, *routers])  # a crash logged since the last look fails the run too
         # every incarnation's figures: a killed worker's last stats stand in for its final report
         reports.routers = [report for r in routers for report in r.reports()]
         info = RunInfo(
@@ -435,6 +450,9 @@ def _last_rate(samples: list[tuple[float, int]]) -> float:
 
 
 def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_exit: set[str]) -> None:
+    """RunFailed when the broker or a child died, or a child reported a crash inside it
+    (read from the status lines read so far)."""
+    _check_crashed(children)
     if broker is not None and not broker.running:
         raise RunFailed(
             f"the embedded broker died (exit code {broker.returncode}); its storage is memory, so the run's records are gone.\n"
@@ -444,6 +462,16 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
         code = child.proc.poll()
         if code is not None and (child.name not in allow_exit or code != 0):
             raise RunFailed(f"{child.name} exited with code {code}; last lines of {child.log}:\n{child.tail()}")
+
+
+def _check_crashed(children: list[_Child]) -> None:
+    """RunFailed for the first crash a child reported (an agent, task or thread of a process
+    that lives on: ``exchange/processes.py``'s :func:`report_crashes`)."""
+    for child in children:
+        crash = next((e for e in child.events if e["event"] == CRASHED), None)
+        if crash is not None:
+            raise RunFailed(f"{child.name} (pid {crash.get('pid', '?')}): {crash.get('message', 'crashed')}; "
+                            f"see {child.log}")
 
 
 async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, timeout: float) -> None:

@@ -53,7 +53,8 @@ class Topics:
 
     One ingress topic per catalogue entry (``dx.dg.in.gps-fix``), one delivery topic per
     subscribing department (``dx.dg.out.urban``), and per platform an audit topic, a
-    dead-letter topic, a quality topic, a control topic and, in a cascade, a transit topic
+    dead-letter topic, a quality topic, a control topic and its verdict topic (the router's
+    answer to each control event) and, in a cascade, a transit topic
     where neighbouring hubs hand it records on their way up or down (``dx.gz.transit``).
     """
 
@@ -64,6 +65,7 @@ class Topics:
         self.dead_letter = f"{self.prefix}.dlq"
         self.quality = f"{self.prefix}.quality"
         self.control = f"{self.prefix}.control"
+        self.verdicts = f"{self.prefix}.verdicts"  # the router's answer to each control event
         self.transit = f"{self.prefix}.transit"
         self._ingress = f"{self.prefix}.in."
         self._delivery = f"{self.prefix}.out."
@@ -105,9 +107,13 @@ def trace_id(producer: int, seq: int) -> bytes:
 
 
 def parse_trace_id(value: bytes) -> tuple[int, int] | None:
-    """(producer, seq) from a trace id, or None when it is not one of ours."""
+    """(producer, seq) from a trace id, or None when it is not one of ours.
+
+    Ours are two decimal numbers below 10**18 (they fit Kafka's int64); longer digit runs
+    are not ours (and ``int()`` refuses more than 4,300 digits).
+    """
     head, sep, tail = value.partition(b".")
-    if not sep or not head.isdigit() or not tail.isdigit():
+    if not sep or not head.isdigit() or not tail.isdigit() or len(head) > 18 or len(tail) > 18:
         return None
     return int(head), int(tail)
 
@@ -180,6 +186,9 @@ class DeadLetter(BaseModel):
     trace: str | None = None
     entry: str | None = None
     subscription: str | None = Field(default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)")
-    value_b64: str = Field(description="the original value bytes, base64")
+    last_offset: int | None = Field(
+        default=None, description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset")
+    records: int | None = Field(default=None, description="records an undecodable batch's letter stands for (from the batch header)")
+    value_b64: str = Field(description="the original value bytes, base64 (for an undecodable batch: the batch as fetched, up to 1 MiB)")
     headers: list[tuple[str, str]] = Field(description="original headers, values base64")
     at_ns: int

@@ -27,6 +27,10 @@ class Counts(_Model):
     dead_lettered: int = Field(description="outcomes of records sent to the dead-letter topic")
     unaccounted: int = Field(description="expected − delivered − denied − dead_lettered; must be 0")
     duplicates: int = Field(default=0, description="redelivered records dropped by trace id")
+    undecodable: int = Field(
+        default=0,
+        description="records in ingress batches the router could not decode (dead-lettered as unsupported_codec or "
+        "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes")
 
 
 class EntryCounts(_Model):
@@ -91,6 +95,9 @@ class ItemVerification(_Model):
     verified: int = Field(description="copies that agreed with the source")
     conflicts: int = Field(description="copies that disagreed (each a quality event)")
     unverified: int = Field(description="copies with no authoritative value yet (not delivered)")
+    invalid_key: int = Field(0, description=(
+        "values of records whose master key fits no standard form (GB 11643 ID number, GB 32100 credit code, "
+        "GA 36 plate), so nothing could be matched: copies not delivered, a source's values not stored"))
     verification_rate: float = Field(description="verified / (verified + conflicts)")
     quality_events: int = Field(description="quality events read back from the quality topic (duplicates dropped)")
     by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")
@@ -159,6 +166,16 @@ class RunInfo(_Model):
 
 
 _SUFFIXES = ("Avg", "50pct", "75pct", "95pct", "99pct", "999pct", "9999pct", "99999pct", "Max")
+
+
+class ClockSkewResult(_Model):
+    """Deliveries from one source whose latency cannot be true: the source's clock disagrees
+    with the receiver's (or its headers lie). They are delivered and counted, but kept out of
+    every latency percentile, average and per-interval figure."""
+
+    records: int = Field(description="deliveries measured as negative or longer than an hour (end to end, from sent or intended time)")
+    min_ms: float = Field(description="the lowest impossible latency seen, ms (negative: the source's clock is ahead)")
+    max_ms: float = Field(description="the highest impossible latency seen, ms")
 
 
 class Result(_Model):
@@ -251,6 +268,9 @@ class Result(_Model):
     one_number_one_source: dict[str, ItemVerification] = Field(default_factory=dict, description="per item")
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
+    clock_skew: dict[str, ClockSkewResult] = Field(
+        default_factory=dict, description="per source department: deliveries whose latency cannot be true (clock skew), "
+        "kept out of the latency figures; empty when every clock agreed")
     slos: list[SloVerdict] = Field(default_factory=list)
     faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")
     run: RunInfo

@@ -227,7 +227,7 @@ catalogue:
       - {key: person.name, name: 姓名, type: person_name, sensitivity: personal}
 subscriptions:
   - {consumer: a, entry: open}
-  - {consumer: a, entry: cond, purpose: 测试, items: [enterprise.code, enterprise.name]}
+  - {consumer: a, entry: cond, purpose: 测试, items: [enterprise.code, enterprise.name], status: approved}
   - {consumer: b, entry: cond, purpose: 测试, status: pending}
   - {consumer: c, entry: secret, purpose: 测试}
   - {consumer: b, entry: secret, purpose: 测试}

@@ -12,6 +12,7 @@ router worker on the embedded broker.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -39,7 +40,7 @@ from schemas.envelope import (
     record_headers,
 )
 
-from .harness import sharing_scenario
+from .harness import envelope, new_run, sharing_scenario
 
 # --- the pure core ------------------------------------------------------------------
 
@@ -413,3 +414,235 @@ def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_th
     # 7 MB requests), and the router delivers what it reads; consumers drop duplicates by trace.
     assert len(delivered) >= len(good)
     assert router.proc.poll() is None, "the router must survive every bad record"
+
+
+# --- compressed batches, batches that cannot be decoded, out-of-range headers -----------
+
+CODECS = ["gzip", "snappy", "lz4", "zstd"]
+# what each codec's encoder is made to write instead: the codec's own magic, then garbage
+GARBLE = {
+    "gzip": b"\x1f\x8b\x08\x00" + b"\xff" * 28,
+    "snappy": b"\xff" * 32,
+    "lz4": b"\x04\x22\x4d\x18" + bytes(28),
+    "zstd": b"\x28\xb5\x2f\xfd" + b"\xfe" * 28,
+}
+
+
+def _producer(kafka, bootstrap: str, codec: str | None = None):
+    return kafka.KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=codec, linger_ms=50,
+                               max_request_size=16 * 1024 * 1024)
+
+
+def _send(producer, topic: str, messages: list, partition: int = 0) -> list[int]:
+    """Send in one go (one batch per partition at linger 50 ms); the offsets the broker gave them."""
+    futures = [producer.send(topic, key=k, value=v, headers=h, partition=partition) for k, v, h in messages]
+    producer.flush(30)
+    return [f.get(30).offset for f in futures]
+
+
+def _good_messages(run: str, traces: list[str]) -> list:
+    _, _, _, factories = _world("sharing")
+    out = []
+    for trace in traces:
+        key, record = factories["open"].make()
+        out.append((key, orjson.dumps({**record, "person.status": "在办" * 30}), _envelope(trace, run)))
+    return out
+
+
+def _envelope(trace: str, run: str) -> list:
+    return envelope("open", "prov", trace, run)
+
+
+def _batch_letters(bootstrap: str, dlq: str, topic: str) -> list[DeadLetter]:
+    """The letters of undecodable batches on ``topic`` (they carry no run id: read them all)."""
+    import asyncio
+
+    from .harness import read_all
+
+    records = asyncio.run(read_all(bootstrap, dlq, timeout=60, idle=3.0))
+    letters = [DeadLetter.model_validate_json(r.value) for r in records]
+    return [x for x in letters if x.last_offset is not None and x.topic == topic]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_batches_of_every_codec_from_kafka_python_are_routed_bad_records_in_them_dead_lettered(router, codec):
+    import asyncio
+
+    kafka = pytest.importorskip("kafka")
+    from .harness import read_all
+
+    run = new_run()
+    topic = router.topics.ingress("open")
+    expected: dict[str, str] = {}
+    good: set[str] = set()
+    messages = []
+    for i, kind in enumerate(k for k in WIRE_KINDS if k != "oversize"):
+        for trace in (f"9{i}.1", f"9{i}.2"):
+            messages.extend(_good_messages(run, [trace]))
+            good.add(trace)
+        key, value, headers, reason = _wire(kind, _envelope(f"9{i}.3", run))
+        messages.append((key, value, headers))
+        expected[f"9{i}.3"] = reason
+    producer = _producer(kafka, router.bootstrap, codec)
+    try:
+        _send(producer, topic, messages, partition=1)
+    finally:
+        producer.close()
+    letters = asyncio.run(read_all(router.bootstrap, router.topics.dead_letter, run=run, until=len(expected), timeout=60))
+    assert {DeadLetter.model_validate_json(r.value).trace: DeadLetter.model_validate_json(r.value).reason for r in letters} == expected
+    delivered = asyncio.run(read_all(router.bootstrap, router.topics.delivery("a"), run=run, until=len(good), timeout=60))
+    assert {dict(r.headers)[H_TRACE].decode() for r in delivered} == good
+    assert router.proc.poll() is None
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_garbled_compressed_batch_is_dead_lettered_with_its_offsets_and_routing_goes_on(router, codec, monkeypatch):
+    """kafka-python's encoder is made to write garbage: the broker stores the batch, the router cannot decode it."""
+    import asyncio
+
+    kafka = pytest.importorskip("kafka")
+    import kafka.record.default_records as kafka_records
+
+    from .harness import read_all
+
+    run = new_run()
+    topic = router.topics.ingress("open")
+    producer = _producer(kafka, router.bootstrap, codec)
+    try:
+        before = _send(producer, topic, _good_messages(run, ["31.1", "31.2"]))
+        monkeypatch.setattr(kafka_records, f"{codec}_encode", lambda data, *a, **k: GARBLE[codec])
+        bad = _send(producer, topic, _good_messages(run, ["32.1", "32.2", "32.3"]))
+        monkeypatch.undo()
+        after = _send(producer, topic, _good_messages(run, ["33.1", "33.2"]))
+    finally:
+        producer.close()
+    assert bad == list(range(bad[0], bad[0] + 3)) and before[-1] < bad[0] < after[0]
+    delivered = asyncio.run(read_all(router.bootstrap, router.topics.delivery("a"), run=run, until=4, timeout=60))
+    assert {dict(r.headers)[H_TRACE].decode() for r in delivered} == {"31.1", "31.2", "33.1", "33.2"}
+    [letter] = [x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic) if x.offset == bad[0]]
+    assert (letter.reason, letter.partition, letter.offset, letter.last_offset, letter.records) == ("corrupt_batch", 0, bad[0], bad[-1], 3)
+    assert codec in letter.detail and letter.entry == "open" and letter.value_b64
+    assert router.proc.poll() is None, "the router must survive a batch it cannot decode"
+
+
+# Headers whose values are in range for the router but not for naive consumers: trace ids in
+# other systems' shapes (department id, then epoch ms; numbers beyond int64), and send times
+# from clocks ahead or behind. Each is delivered; the consumer survives it and says what it saw.
+def _out_of_range(run: str) -> list[tuple[str, list, str]]:
+    now = time.time_ns()
+    ahead, behind = now + 10 * 60 * 10**9, now - 2 * 3600 * 10**9
+
+    def env(trace: str, sent: int, intended: int) -> list:
+        return [(k, b"%d" % sent if k == H_SENT else b"%d" % intended if k == H_INTENDED else v) for k, v in _envelope(trace, run)]
+
+    return [
+        ("7.1795976000000", env("7.1795976000000", now, now), "ok"),
+        ("7.1795976000000000000", env("7.1795976000000000000", now, now), "ok"),
+        ("7." + "9" * 30, env("7." + "9" * 30, now, now), "ok"),
+        ("41.1", env("41.1", ahead, ahead), "skew"),  # the issue's record: both stamps ten minutes ahead
+        ("41.2", env("41.2", now, ahead), "skew"),
+        ("41.3", env("41.3", behind, behind), "skew"),
+        ("41.4", env("41.4", 0, 0), "skew"),
+        ("41.5", env("41.5", 10**20 - 1, 10**20 - 1), "skew"),  # 20 digits: the router's limit, far past int64
+    ]
+
+
+def test_out_of_range_headers_are_delivered_and_a_real_subscriber_survives_them(router):
+    import asyncio
+
+    kafka = pytest.importorskip("kafka")
+    from consumers.dedupe import SeenSet
+    from consumers.process import _clock_skew
+    from consumers.subscriber import Subscriber
+
+    run = new_run()
+    topic = router.topics.ingress("open")
+    cases = _out_of_range(run)
+    producer = _producer(kafka, router.bootstrap, "lz4")
+    try:
+        _send(producer, topic, [(b"k", orjson.dumps({"person.status": "ok"}), h) for _, h, _ in cases] * 2)  # each twice
+    finally:
+        producer.close()
+
+    async def read() -> Subscriber:
+        sub = Subscriber("a", router.topics.delivery("a"), router.bootstrap, f"fuzz-{run}", SeenSet(), run_id=run)
+        await sub.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                flow = sub.flows.get("a.open")
+                if flow is not None and flow.delivered + flow.duplicates >= 2 * len(cases):
+                    break
+                await sub.poll(200)
+        finally:
+            await sub.stop()
+        return sub
+
+    sub = asyncio.run(read())
+    flow = sub.flows["a.open"]
+    assert (flow.delivered, flow.duplicates) == (len(cases), len(cases)), "each once, the copy a duplicate"
+    plausible = sum(1 for *_, kind in cases if kind == "ok")
+    assert flow.e2e.get_total_count() == plausible
+    skew = _clock_skew([sub])
+    assert list(skew) == ["prov"] and skew["prov"]["records"] == len(cases) - plausible
+    assert skew["prov"]["min_ms"] < -590_000 and skew["prov"]["max_ms"] > 50 * 365 * 86_400_000
+    assert router.proc.poll() is None
+
+
+@pytest.fixture(scope="module")
+def router_without_codecs(tmp_path_factory):
+    """A router whose aiokafka finds no codec library (as installed without aiokafka's extras): the issue's crash."""
+    import asyncio
+    import os
+
+    from exchange.broker import EmbeddedBroker
+
+    from .harness import RouterProcess
+
+    site = tmp_path_factory.mktemp("no-cramjam")
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['cramjam'] = None  # import cramjam raises ImportError\n")
+    broker = EmbeddedBroker()
+    broker.start()
+    process = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("router-no-codecs"))
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved) if p)
+    try:
+        asyncio.run(process.start())
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+    try:
+        yield process
+    finally:
+        process.stop()
+        broker.stop()
+
+
+def test_a_router_without_a_codecs_library_dead_letters_those_batches_and_routes_the_rest(router_without_codecs):
+    import asyncio
+
+    kafka = pytest.importorskip("kafka")
+    from .harness import read_all
+
+    router = router_without_codecs
+    run = new_run()
+    topic = router.topics.ingress("open")
+    sent: dict[str, list[int]] = {}
+    for i, codec in enumerate(["lz4", "gzip", "snappy", "zstd", None]):
+        producer = _producer(kafka, router.bootstrap, codec)
+        try:
+            sent[str(codec)] = _send(producer, topic, _good_messages(run, [f"5{i}.{n}" for n in range(1, 4)]))
+        finally:
+            producer.close()
+    delivered = asyncio.run(read_all(router.bootstrap, router.topics.delivery("a"), run=run, until=6, timeout=60))
+    assert {dict(r.headers)[H_TRACE].decode() for r in delivered} == {f"5{i}.{n}" for i in (1, 4) for n in range(1, 4)}
+    letters = {x.offset: x for x in _batch_letters(router.bootstrap, router.topics.dead_letter, topic)}
+    for codec in ("lz4", "snappy", "zstd"):
+        offsets = sent[codec]
+        letter = letters[offsets[0]]
+        assert (letter.reason, letter.last_offset, letter.records) == ("unsupported_codec", offsets[-1], 3)
+        assert f"Libraries for {codec} compression codec not found" in letter.detail
+    assert len(letters) == 3
+    assert router.proc.poll() is None, "the issue's poison pill: the router must survive it"
