@@ -477,11 +477,14 @@ class KafkaBroker:
 
     def _format(self, cluster_id: str, configs: list[Path], timeout: float = 120.0) -> None:
         """``kafka.tools.StorageTool format`` for every node, in parallel; their output goes to the node logs."""
-        procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], n.log_path, mode="wb")
-                 for n, cfg in zip(self._nodes, configs)]
+        assert self._data is not None
+        # without a log_path, the tool's output still goes somewhere a failure can quote
+        logs = [n.log_path or self._data / f"node-{n.node_id}-format.log" for n in self._nodes]
+        procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], log, mode="wb")
+                 for cfg, log in zip(configs, logs)]
         try:
             deadline = time.monotonic() + timeout
-            for n, p in zip(self._nodes, procs):
+            for n, p, log in zip(self._nodes, procs, logs):
                 while p.poll() is None:
                     self._check_cancel()
                     if time.monotonic() > deadline:
@@ -489,7 +492,8 @@ class KafkaBroker:
                     time.sleep(0.05)
                 rc = p.returncode
                 if rc != 0:
-                    raise BrokerError(f"formatting Kafka storage of node {n.node_id} failed (exit {rc}){self._log_suffix(n)}")
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+                    raise BrokerError(f"formatting Kafka storage of node {n.node_id} failed (exit {rc}); {log}:\n{tail}")
         except subprocess.TimeoutExpired:
             raise BrokerError(f"formatting Kafka storage took over {timeout:.0f} s") from None
         finally:
