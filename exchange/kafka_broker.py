@@ -217,8 +217,13 @@ def broker_settings(nodes: int) -> dict[str, str]:
 
 
 def new_cluster_id() -> str:
-    """A random Kafka cluster id (a UUID in URL-safe base64, as ``kafka-storage random-uuid``)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id: a UUID in URL-safe base64, as ``kafka-storage random-uuid``,
+    and like Kafka's ``Uuid.randomUuid`` never starting with ``-`` (a command line would take
+    it for an option: StorageTool then fails, one start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 # Probing ------------------------------------------------------------------------------------------

@@ -48,6 +48,13 @@ def test_settings_follow_cluster_env_capped_at_the_nodes():
     assert kafka_broker.env_to_property("KAFKA_A__B___C") == "a_b-c"
 
 
+def test_cluster_ids_never_look_like_an_option(monkeypatch):
+    ids = iter([b"\xf8" + bytes(15), bytes(16)])  # the first encodes to "-A…"
+    monkeypatch.setattr(kafka_broker.uuid, "uuid4", lambda: type("U", (), {"bytes": next(ids)})())
+    cid = kafka_broker.new_cluster_id()
+    assert cid == "AAAAAAAAAAAAAAAAAAAAAA" and len(cid) == 22
+
+
 @pytest.mark.parametrize("spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)),
                                           ("KAFKA:1", ("kafka", 1))])
 def test_broker_specs(spec, parsed):
