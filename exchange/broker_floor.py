@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from .broker import EmbeddedBroker
+from . import brokers
 from .latency import sample_quantiles
 from .topology import create_topics
 
@@ -25,17 +25,20 @@ PARTITIONS = 4
 WINDOW_S = 5.0
 
 
-async def broker_floor(rate: float, seconds: float, record_size: int = 1024, bootstrap: str | None = None) -> dict[str, Any]:
-    broker = None if bootstrap else EmbeddedBroker()
+async def broker_floor(rate: float, seconds: float, record_size: int = 1024, bootstrap: str | None = None,
+                       broker_spec: str = "tansu") -> dict[str, Any]:
+    broker = None if bootstrap else brokers.make(broker_spec)
+    kind = broker.kind if broker is not None else None
     try:
         if broker is not None:
             await broker.astart()
         bootstrap = bootstrap or broker.bootstrap
         topic = f"dx.floor.{uuid.uuid4().hex[:8]}"
-        await create_topics(bootstrap, {topic: PARTITIONS})
+        await create_topics(bootstrap, {topic: PARTITIONS}, replication_factor=broker.replication_factor if broker else 1)
+        described = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024)
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-g", auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=10)
+                                    fetch_max_wait_ms=brokers.fetch_wait_ms(kind) or 10)
         await producer.start()
         await consumer.start()
         windows: dict[int, list[int]] = {}  # 5 s window of the send time → latencies in ns
@@ -75,13 +78,14 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
             await broker.astop()
     everything = [x for w in windows.values() for x in w]
     return {
+        "broker": described,
         "rate": rate,
         "seconds": seconds,
         "record_size": record_size,
         "received": len(everything),
         **_p50_p99(everything),
         "windows": [
-            {"from_s": k * WINDOW_S, "to_s": (k + 1) * WINDOW_S, "received": len(w), **_p50_p99(w)}
+            {"from_s": k * WINDOW_S, "to_s": min((k + 1) * WINDOW_S, seconds), "received": len(w), **_p50_p99(w)}
             for k, w in sorted(windows.items())
         ],
     }

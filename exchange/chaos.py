@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import ExchangeError
+
 #: kind → (what the target is, whether it takes a duration)
 KINDS: dict[str, tuple[str | None, bool]] = {
     "kill-router": ("worker", False),  # SIGKILL a router worker, restart it at once (same worker id)
@@ -32,7 +34,7 @@ _TIME = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(ms|s)$")
 _FAULT = re.compile(r"^(?P<kind>[a-z-]+)(?::(?P<target>[^@]*))?@(?P<at>[^+]*)(?:\+(?P<duration>.*))?$")
 
 
-class ChaosError(ValueError):
+class ChaosError(ExchangeError, ValueError):
     """A ``--chaos`` spec that cannot run; the message names the bad part."""
 
 

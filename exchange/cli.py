@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 import time
@@ -11,22 +13,86 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 
 from schemas.scenario import Scenario
 
 from . import scenario_file
+from .errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
 from .scenario_file import ScenarioError
 
+# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns,
+# unless COLUMNS says how wide it should be (rich then reads it, as it does on a terminal).
+_WIDTH_SET = os.environ.get("COLUMNS", "").isdigit()
+console = Console(width=None if sys.stdout.isatty() or _WIDTH_SET else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or _WIDTH_SET else 140)
+
+
+class _Commands(TyperGroup):
+    """Every command's expected failures (:class:`ExchangeError`), caught in this one place:
+    one line on stderr, the error's exit code (see ``exchange/errors.py``)."""
+
+    def invoke(self, ctx):
+        # aiokafka logs each failed connection attempt; the error that ends the command says it once
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        try:
+            return super().invoke(ctx)
+        except ExchangeError as exc:
+            err.print(f"[red]{escape(exc.label)}:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
-    help="Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka.",
+    help="Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka. "
+         "Exit codes: 0 ok, 1 the check failed (a run, a conservation check, an audit chain, a refused action), "
+         "2 could not check (bad input, no broker, unknown topic, no answer in time), 130 interrupted.",
 )
-# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"exchange {version('data-exchange-sim')}", highlight=False)
+        except PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
+            console.print("exchange (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka."""
+
+
+BrokerOption = Annotated[str, typer.Option(
+    "--broker", help="the broker the run starts (without --bootstrap): tansu (embedded, zero install), "
+                     "kafka (Apache Kafka, one KRaft node) or kafka:3 (three nodes, RF 3, min ISR 2); Kafka needs Java 17+ "
+                     "and `exchange kafka fetch`")]
+
+
+def _n(count: int, one: str, many: str = "") -> str:
+    """``3 entries``, ``1 entry``: a count with its noun."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
+    """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
+    (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
+    from .brokers import parse
+    from .kafka_broker import locate
+
+    kind, _ = parse(spec)
+    if kind == "kafka" and bootstrap is None:
+        locate()
+    return spec
 
 
 def _load(name_or_path: str, seed: int = 1) -> Scenario:
@@ -34,14 +100,31 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         return scenario_file.load(name_or_path, seed)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _check_duration(value: Optional[float]) -> Optional[float]:
+    """``--duration`` obeys the rule of ``load.duration`` in a scenario (0 < seconds <= 86,400,
+    finite), checked before anything starts."""
+    if value is None:
+        return value
+    from pydantic import ValidationError
+
+    from schemas.scenario import Load
+
+    try:
+        Load(duration=value)
+    except ValidationError as exc:
+        raise typer.BadParameter(f"{value:g} seconds: {exc.errors()[0]['msg']} (as load.duration in a scenario)") from None
+    return value
 
 
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
-    duration: Annotated[Optional[float], typer.Option(help="seconds of publishing (default: the scenario's)")] = None,
+    duration: Annotated[Optional[float], typer.Option(
+        callback=_check_duration, help="seconds of publishing (default: the scenario's)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
     bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
@@ -60,38 +143,33 @@ def run(
              "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
              "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
              "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
+    broker_kind: BrokerOption = "tansu",
     warmup: Annotated[Optional[float], typer.Option(help=(
         "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
         "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from .chaos import ChaosError
     from .display import LiveProgress, fault_table, summary_table
-    from .run import RunFailed, RunOptions, parse_chaos
+    from .run import RunOptions, parse_chaos
     from .run import run as run_scenario
-    from .warmup import WarmupError, warmup_seconds
+    from .warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, warmup=warmup)
-    try:
-        parse_chaos(options, duration if duration is not None else loaded.load.duration)
-        warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)
-    except (ChaosError, WarmupError) as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup)
+    parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
+    warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
         if chaos:
-            err.print("[red]error[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
+            err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
             raise typer.Exit(2)
         _find_max_rate(options, slo_p99)
         return
-    try:
-        with LiveProgress(console) as live:
-            result, run_dir = _run_async(run_scenario(options, live.update))
-    except RunFailed as exc:
-        err.print(f"[red]run failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    with LiveProgress(console) as live:
+        # printed above the live view while it shows (rich keeps console output above a Live)
+        say = (lambda text: console.print(f"[dim]{escape(text)}[/dim]", highlight=False)) if console.is_terminal else \
+            (lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
+        result, run_dir = _run_async(run_scenario(options, live.update, say))
     console.print(summary_table(result))
     if result.faults:
         console.print(fault_table(result))
@@ -110,18 +188,14 @@ def _find_max_rate(options, slo_p99: Optional[float]) -> None:
     from rich.table import Table
 
     from .maxrate import find_max_rate
-    from .run import RunFailed, default_run_dir
+    from .run import default_run_dir
 
     objective = slo_p99 or next((s.max for s in options.scenario.slos if s.metric == "e2e_p99_ms" and s.max), 1000.0)
     out = options.out or default_run_dir(options.scenario).with_name(f"{options.scenario.name}-maxrate")
     out.mkdir(parents=True, exist_ok=True)
     options.out = None
-    try:
-        found = _run_async(find_max_rate(options, out, objective, options.duration or 10.0,
-                                         say=lambda text: err.print(f"[dim]{text}[/dim]")))
-    except RunFailed as exc:
-        err.print(f"[red]run failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    found = _run_async(find_max_rate(options, out, objective, options.duration or 10.0,
+                                     say=lambda text: err.print(f"[dim]{text}[/dim]")))
     table = Table(title=f"{options.scenario.name}: maximum sustainable rate (p99 ≤ {objective:g} ms, no backlog)")
     for col in ("×", "offered/s", "held", "p99 ms", "drain s", "publish delay p99 ms", "why"):
         table.add_column(col)
@@ -147,7 +221,7 @@ def _run_async(coro):
         return asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         err.print("[yellow]interrupted: stopped every process of the run[/yellow]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @app.command()
@@ -163,34 +237,67 @@ def bench(
     find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
     broker_floor: Annotated[bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
+    broker_kind: BrokerOption = "tansu",
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
 
-    from .bench import BenchFailed, BenchOptions, run_bench
+    from .bench import BenchOptions, run_bench
 
     say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]"))
-    try:
-        if policy:
-            from .policy_bench import run as run_policy_bench
+    broker_kind = _check_broker(broker_kind, bootstrap) if not policy else broker_kind
+    if policy:
+        from .policy_bench import run as run_policy_bench
 
-            figures = run_policy_bench()
-        elif broker_floor:
-            from .broker_floor import broker_floor as run_broker_floor
+        figures = run_policy_bench()
+    elif broker_floor:
+        from .broker_floor import broker_floor as run_broker_floor
 
-            figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap))
-        else:
-            figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max), say))
-    except BenchFailed as exc:
-        err.print(f"[red]bench failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap, broker_kind))
+    else:
+        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max,
+                                                    broker=broker_kind), say))
     if as_json:
         print(json.dumps(figures))
         return
     table = Table(title="exchange bench", show_header=False, title_justify="left")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    for key, value in _figure_rows(figures):
+        table.add_row(key, value)
     console.print(table)
+
+
+def _figure(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def _window_ms(key: str, value) -> str:
+    return f"{key.removesuffix('_ms')} {'—' if value is None else f'{value:,.1f}'} ms"
+
+
+def _figure_rows(figures: dict) -> list[tuple[str, str]]:
+    """Bench figures as (name, text) rows: per-window figures (``--broker-floor``) one row
+    per window, other lists and dicts spelled out, never as a Python literal."""
+    rows: list[tuple[str, str]] = []
+    for key, value in figures.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) and "from_s" in v for v in value):
+            for w in value:
+                rest = ", ".join(f"{_figure(v)} {k}" if k == "received" else _window_ms(k, v)
+                                 if k.endswith("_ms") else f"{k} {_figure(v)}"
+                                 for k, v in w.items() if k not in ("from_s", "to_s"))
+                rows.append((f"{key.removesuffix('s')} {w['from_s']:g}–{w['to_s']:g} s", rest))
+        elif isinstance(value, dict):
+            rows.extend((f"{key} {k}", _figure(v)) for k, v in value.items())
+        elif isinstance(value, list):
+            rows.append((key, ", ".join(_figure(v) for v in value)))
+        else:
+            rows.append((key, _figure(value)))
+    return rows
 
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail (全程留痕).")
@@ -204,7 +311,7 @@ def audit_verify(
     platform: Annotated[Optional[str], typer.Option(help="platform id (instead of a scenario)")] = None,
     topic: Annotated[Optional[str], typer.Option(help="audit topic name (default dx.<platform>.audit)")] = None,
 ) -> None:
-    """Check every hash chain of a platform's audit topic; exit 1 at any broken link."""
+    """Check every hash chain of a platform's audit topic; exit 1 at any broken link, 2 when it cannot be read."""
     from schemas.envelope import Topics
 
     from .audit import read_topic, verify
@@ -212,8 +319,8 @@ def audit_verify(
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
         if platform_id is None:
-            err.print("give a scenario, --platform or --topic")
-            raise typer.Exit(2)
+            err.print("[red]error:[/red] give a scenario, --platform or --topic", highlight=False)
+            raise typer.Exit(EXIT_COULD_NOT_CHECK)
         topic = Topics(platform_id).audit
     result = verify(_run_async(read_topic(bootstrap, topic)))
     console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False)
@@ -227,29 +334,50 @@ def audit_verify(
 
 
 def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: str, actor: Optional[str],
-             items: Optional[str] = None, purpose: str = "", valid_for: Optional[float] = None, reason: str = "") -> None:
-    """Publish one control event to the platform's control topic."""
+             wait: bool, timeout: float, items: Optional[str] = None, purpose: str = "", valid_for: Optional[float] = None,
+             reason: str = "") -> None:
+    """Publish one control event to the platform's control topic and print the router's verdict.
+
+    The scenario's topics are created first, as a run creates them (so a command given
+    before any run does not leave a control topic auto-created with the broker's default
+    partitions). Exit 0 when accepted (or sent, with ``--no-wait``), 1 when refused, 2 when
+    no verdict came in time or the broker is not there.
+    """
     from schemas.applications import PROVIDER_ACTIONS, ControlEvent
     from schemas.envelope import Topics
 
-    from .controlplane import publish_control
+    from .controlplane import new_request_id, publish_control, request_control
+    from .topology import changelog_plan, create_topics, topic_plan
 
     s = _load(scenario)
     if entry not in s.entries:
-        err.print(f"entry {entry!r} is not in {s.name}'s catalogue")
-        raise typer.Exit(2)
+        err.print(f"[red]error:[/red] entry {escape(repr(entry))} is not in {escape(s.name)}'s catalogue", highlight=False)
+        raise typer.Exit(EXIT_COULD_NOT_CHECK)
     if consumer not in s.department_ids:
-        err.print(f"{consumer!r} is not a department of {s.name}")
-        raise typer.Exit(2)
+        err.print(f"[red]error:[/red] {escape(repr(consumer))} is not a department of {escape(s.name)}", highlight=False)
+        raise typer.Exit(EXIT_COULD_NOT_CHECK)
     who = actor or (s.entries[entry].provider if action in PROVIDER_ACTIONS else consumer)
     event = ControlEvent(
         action=action, actor=who, consumer=consumer, entry=entry,
         items=[i.strip() for i in items.split(",")] if items else None,
-        purpose=purpose, valid_for_s=valid_for, reason=reason, at_ns=time.time_ns(),
+        purpose=purpose, valid_for_s=valid_for, reason=reason, at_ns=time.time_ns(), request_id=new_request_id(),
     )
-    control = Topics(s.platform_of(s.entries[entry].provider)).control  # the hub the entry is published on
-    _run_async(publish_control(bootstrap, control, event))
-    console.print(f"{action}: {event.application} by {who} → {control}", highlight=False)
+    topics = Topics(s.platform_of(s.entries[entry].provider))  # the hub the entry is published on
+
+    async def send():
+        await create_topics(bootstrap, topic_plan(s), check=changelog_plan(s))
+        if not wait:
+            await publish_control(bootstrap, topics.control, event)
+            return None
+        return await request_control(bootstrap, topics.control, topics.verdicts, event, timeout)
+
+    verdict = _run_async(send())  # Refused: exit 1; no verdict in time, no broker: exit 2
+    if verdict is None:
+        console.print(f"sent {action}: {event.application} by {who} → {topics.control} (request {event.request_id}; "
+                      "not waiting for the verdict)", highlight=False)
+        return
+    console.print(f"{action}: {event.application} by {who}: accepted, now {verdict.state} "
+                  f"(router worker {verdict.worker} on {topics.control})", highlight=False)
 
 
 Bootstrap = Annotated[str, typer.Option(help="HOST:PORT of the exchange's Kafka")]
@@ -257,76 +385,78 @@ Consumer = Annotated[str, typer.Option(help="the applying (subscribing) departme
 Entry = Annotated[str, typer.Option(help="the catalogue entry")]
 Actor = Annotated[Optional[str], typer.Option("--as", help="department acting (default: the consumer for apply, the provider otherwise)")]
 ScenarioArg = Annotated[str, typer.Argument(help="scenario (YAML path or preset)")]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the router's verdict (exit 1 when refused); "
+                                    "--no-wait only publishes the event")]
+Timeout = Annotated[float, typer.Option(min=0.1, help="seconds to wait for the verdict (exit 2 when none comes)")]
 
 
 @app.command()
 def apply(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
           purpose: Annotated[str, typer.Option(help="用途: what the data is for")],
           items: Annotated[Optional[str], typer.Option(help="comma-separated items (default: all)")] = None,
-          actor: Actor = None) -> None:
-    """File an application (申请) for a conditional entry."""
-    _control("apply", scenario, consumer, entry, bootstrap, actor, items=items, purpose=purpose)
+          actor: Actor = None, wait: Wait = True, timeout: Timeout = 15.0) -> None:
+    """File an application (申请) for a conditional entry; prints the router's verdict."""
+    _control("apply", scenario, consumer, entry, bootstrap, actor, wait, timeout, items=items, purpose=purpose)
 
 
 @app.command()
-def review(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap, actor: Actor = None) -> None:
-    """Take an application under review (the provider)."""
-    _control("review", scenario, consumer, entry, bootstrap, actor)
+def review(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap, actor: Actor = None,
+           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+    """Take an application under review (the provider); prints the router's verdict."""
+    _control("review", scenario, consumer, entry, bootstrap, actor, wait, timeout)
 
 
 @app.command()
 def approve(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
             valid_for: Annotated[Optional[float], typer.Option(help="seconds the approval lasts (default: no end)")] = None,
-            actor: Actor = None) -> None:
-    """Approve an application under review (审批; only the entry's provider may)."""
-    _control("approve", scenario, consumer, entry, bootstrap, actor, valid_for=valid_for)
+            actor: Actor = None, wait: Wait = True, timeout: Timeout = 15.0) -> None:
+    """Approve an application under review (审批; only the entry's provider may); prints the router's verdict."""
+    _control("approve", scenario, consumer, entry, bootstrap, actor, wait, timeout, valid_for=valid_for)
 
 
 @app.command()
 def reject(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None) -> None:
-    """Reject an application."""
-    _control("reject", scenario, consumer, entry, bootstrap, actor, reason=reason)
+           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None,
+           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+    """Reject an application; prints the router's verdict."""
+    _control("reject", scenario, consumer, entry, bootstrap, actor, wait, timeout, reason=reason)
 
 
 @app.command()
 def revoke(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None) -> None:
-    """Revoke an approval: delivery stops on the live stream."""
-    _control("revoke", scenario, consumer, entry, bootstrap, actor, reason=reason)
+           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None,
+           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+    """Revoke an approval: delivery stops on the live stream; prints the router's verdict."""
+    _control("revoke", scenario, consumer, entry, bootstrap, actor, wait, timeout, reason=reason)
+
+
+def _result_path(path: Path) -> Path:
+    """A run's result.json, given the file or its run directory."""
+    return path / "result.json" if path.is_dir() else path
 
 
 @app.command()
 def report(
-    result: Annotated[Path, typer.Argument(help="a run's result.json (scenario.json beside it adds department names)")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: report.html beside RESULT)")] = None,
+    result: Annotated[Path, typer.Argument(help="a run's directory or its result.json (scenario.json beside it adds department names)")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")] = None,
 ) -> None:
     """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
-    from .report import ReportError, write_report
+    from .report import write_report
 
-    try:
-        path = write_report(result, output)
-    except ReportError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+    path = write_report(_result_path(result), output)
     console.print(f"report: {path}")
 
 
 @app.command()
 def compare(
-    a: Annotated[Path, typer.Argument(help="result.json of design A")],
-    b: Annotated[Path, typer.Argument(help="result.json of design B")],
+    a: Annotated[Path, typer.Argument(help="design A: a run's directory or its result.json")],
+    b: Annotated[Path, typer.Argument(help="design B: a run's directory or its result.json")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("compare.html"),
 ) -> None:
     """Two runs side by side: a table here, and an HTML page with the same table and overlaid charts."""
     from .compare import run_compare
-    from .report import ReportError
 
-    try:
-        table, path = run_compare(a, b, output)
-    except ReportError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+    table, path = run_compare(_result_path(a), _result_path(b), output)
     console.print(table)
     console.print(f"comparison: {path}")
 
@@ -345,30 +475,59 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
     try:
         s = scenario_file.load(file)
     except ScenarioError as exc:
+        if len(exc.problems) == 1 and exc.problems[0].line == 0 and "no such file" in exc.problems[0].message:
+            err.print(f"error: {exc.problems[0]}", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None  # could not check: nothing to read
         for problem in exc.problems:
             console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from None
     console.print(
-        f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
-        f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
+        f"ok: {escape(s.name)}: {_n(len(s.departments), 'department')}, {_n(len(s.catalogue), 'entry', 'entries')}, "
+        f"{_n(sum(len(e.items) for e in s.catalogue), 'item')}, {_n(len(s.subscriptions), 'subscription')}"
     )
+    from schemas.scenario import Sharing
+
+    unsaid = [sub.id for sub in s.subscriptions
+              if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set]
+    if unsaid:  # pending by default (nothing flows until approved): say so, in case approved was meant
+        console.print(
+            f"note: {len(unsaid)} conditional subscription(s) without status are pending, nothing flows to them "
+            f"until approved: {', '.join(unsaid[:5])}{', …' if len(unsaid) > 5 else ''}",
+            highlight=False, markup=False, soft_wrap=True,
+        )
 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors)."""
-    console.print_json(json.dumps(Scenario.model_json_schema()))
+    """Print the JSON Schema of the scenario format (for editors): it accepts the Chinese terms too."""
+    from schemas.scenario import json_schema
+
+    console.print_json(json.dumps(json_schema()))
 
 
 @app.command()
-def broker(port: Annotated[int, typer.Option(help="port to listen on (0: a free one)")] = 0) -> None:
-    """Run the embedded broker in the foreground; prints its bootstrap address."""
-    from .broker import EmbeddedBroker
+def broker(
+    port: Annotated[int, typer.Option(help="port to listen on (0: a free one); on several Kafka nodes, node 1's")] = 0,
+    kind: Annotated[str, typer.Option(help="tansu (embedded, memory storage) or kafka (Apache Kafka, KRaft)")] = "tansu",
+    nodes: Annotated[int, typer.Option(min=1, max=5, help="Kafka nodes, each a controller and a broker (3: RF 3, min ISR 2)")] = 1,
+    log: Annotated[Optional[Path], typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
+) -> None:
+    """Run a broker in the foreground until Ctrl-C; prints its bootstrap address."""
+    from . import brokers
 
-    with EmbeddedBroker(port=port or None) as b:
-        console.print(b.bootstrap)
+    if kind not in ("tansu", "kafka") or (kind == "tansu" and nodes != 1):
+        err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False)
+        raise typer.Exit(2)
+    spec = _check_broker(f"{kind}:{nodes}")
+    try:  # BrokerError (port in use, no Java…) is an ExchangeError: one line, exit 2
+        b = brokers.make(spec, port=port or None, log_path=log).start()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    with b:
+        console.print(b.bootstrap, highlight=False, soft_wrap=True)
         sys.stdout.flush()
+        err.print(f"[dim]{escape(b.describe())}, ready in {b.start_seconds:.1f} s; Ctrl-C stops it[/dim]", highlight=False)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:
@@ -379,6 +538,37 @@ def broker(port: Annotated[int, typer.Option(help="port to listen on (0: a free 
         if not b.running and not stop["now"]:
             err.print(f"the broker exited with code {b.returncode}")
             raise typer.Exit(1)
+
+
+kafka_app = typer.Typer(no_args_is_help=True, help="Apache Kafka for --broker kafka (Java 17+, Maven for fetch).")
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Resolve the pinned Apache Kafka (deploy/kafka/pom.xml) from Maven Central into the cache."""
+    from .kafka_broker import KafkaUnavailable, fetch, java_binary
+
+    try:
+        lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
+        java_binary()
+    except KafkaUnavailable as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(str(lib), highlight=False, soft_wrap=True)
+
+
+@kafka_app.command("where")
+def kafka_where() -> None:
+    """Which Java and which Kafka `--broker kafka` would run (exit 1 with how to get what is missing)."""
+    from .kafka_broker import KafkaUnavailable, locate
+
+    try:
+        rt = locate()
+    except KafkaUnavailable as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"Apache Kafka {rt.version} from {rt.source}; java: {rt.java}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -40,6 +40,40 @@ from .report import (
     verdict,
 )
 
+# What counts as a change of B against A, per kind of figure: (relative, absolute) noise.
+# Two runs of the same design never give the same figures: latency quantiles move by a few
+# per cent from run to run on the same machine (the repository's own back-to-back runs:
+# README, "Performance"), rates by a percent or two, volume counts by the timing of the
+# last interval. A difference within the noise is shown as "≈" and not judged; a loss
+# count (dead letters, unaccounted, duplicates) changes at any difference.
+NOISE: dict[str, tuple[float, float]] = {
+    "ms": (0.05, 1.0),  # 5 %, and at least 1 ms
+    "rate": (0.02, 1.0),  # 2 %, and at least 1 record/s
+    "int": (0.01, 0.0),  # volume counts: 1 %
+    "loss": (0.0, 0.0),  # counts where lower is better: any difference
+    "value": (0.01, 0.0),  # ratios, seconds, hubs per delivery: 1 %
+}
+
+
+def within_noise(a: float, b: float, kind: str) -> bool:
+    """True when ``a`` and ``b`` differ by no more than the noise of ``kind`` (see :data:`NOISE`)."""
+    relative, absolute = NOISE.get(kind, NOISE["value"])
+    return abs(b - a) <= max(relative * max(abs(a), abs(b)), absolute)
+
+
+def slo_kind(metric: str | None) -> str:
+    """The noise kind of an SLO metric's measured value."""
+    if not metric:
+        return "value"
+    if metric.endswith("_ms"):
+        return "ms"
+    if metric.endswith("_per_s"):
+        return "rate"
+    if metric == "unaccounted":
+        return "loss"
+    return "value"
+
+
 LATENCY = [("Avg", "mean"), ("50pct", "p50"), ("75pct", "p75"), ("95pct", "p95"), ("99pct", "p99"),
            ("999pct", "p99.9"), ("9999pct", "p99.99"), ("Max", "max")]
 RUN_COLORS = ("#2563eb", "#ea580c")  # A, B
@@ -51,7 +85,9 @@ class Row:
     a: Any
     b: Any
     better: str | None = None  # "lower", "higher" or None (no judgement)
-    kind: str = "int"  # int, ms, rate, text, verdict
+    kind: str = "int"  # int, ms, rate, value, text, verdict
+    measured: tuple[Any, Any] = (None, None)  # verdict rows: the figures behind the verdicts
+    measured_kind: str = "value"  # their noise kind (see NOISE)
 
     def text(self, v: Any) -> str:
         if v is None:
@@ -66,15 +102,32 @@ class Row:
             return fmt_value(v)
         return str(v)
 
+    def noise_kind(self) -> str:
+        return "loss" if self.kind == "int" and self.better == "lower" else self.kind
+
     def delta(self) -> tuple[str, str]:
-        """(text, judgement) of B against A; judgement is "better", "worse" or ""."""
+        """(text, judgement) of B against A; judgement is "better", "worse" or "".
+
+        Equal: "="; within the noise of the row's kind (:data:`NOISE`): "≈", not judged;
+        beyond it: the relative change, judged when the row says which way is better. A
+        verdict row says "changed" when the verdicts differ or the figures behind them
+        differ beyond their noise.
+        """
         a, b = self.a, self.b
-        if self.kind in ("text", "verdict") or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
-            return ("" if a == b or self.kind != "verdict" else "changed"), ""  # verdicts: the cells say it
+        if self.kind == "verdict":
+            ma, mb = self.measured
+            moved = (isinstance(ma, (int, float)) and isinstance(mb, (int, float))
+                     and not within_noise(ma, mb, self.measured_kind))
+            same_verdict = a == b or (isinstance(a, str) and isinstance(b, str) and a[:1] == b[:1])
+            return ("" if same_verdict and not moved else "changed"), ""  # the cells say how
+        if self.kind == "text" or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            return "", ""
         if a == b:
             return "=", ""
+        if within_noise(a, b, self.noise_kind()):
+            return "≈", ""
         text = f"{(b - a) / a * 100:+.1f} %" if a else f"{b - a:+,.4g}"
-        if self.better is None or (a and abs(b - a) / abs(a) < 0.05):
+        if self.better is None:
             return text, ""
         lower = b < a
         return text, "better" if lower == (self.better == "lower") else "worse"
@@ -148,7 +201,9 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     sections = [run, rates, counts, latency, flows, *_cascade_sections(a, b)]
     sa = {s.get("name"): s for s in a.get("slos") or []}
     sb = {s.get("name"): s for s in b.get("slos") or []}
-    slos = Section("SLOs", [Row(name, _slo_text(sa.get(name)), _slo_text(sb.get(name)), kind="verdict")
+    slos = Section("SLOs", [Row(name, _slo_text(sa.get(name)), _slo_text(sb.get(name)), kind="verdict",
+                                measured=((sa.get(name) or {}).get("measured"), (sb.get(name) or {}).get("measured")),
+                                measured_kind=slo_kind((sa.get(name) or sb.get(name) or {}).get("metric")))
                             for name in list(sa) + [n for n in sb if n not in sa]])
     if not slos.rows:
         slos.rows.append(Row("SLOs", "no SLOs declared", "no SLOs declared", kind="text"))
@@ -325,7 +380,8 @@ def build_compare_html(a: dict[str, Any], b: dict[str, Any], scenario_a: dict[st
         html_table([s for s in sections if s.title.startswith(("latency", "per flow"))], la, lb, "comparison-latency"),
         "</div>",
         ("<footer>exchange compare · B vs A: relative change; green where lower latency or fewer losses, red where "
-         "worse (changes under 5 % are not judged)</footer>"),
+         "worse; ≈: within run-to-run noise (latency 5 % and 1 ms, rates 2 %, counts 1 %, losses any difference), "
+         "not judged</footer>"),
     ]
     return page(f"{la} vs {lb} · exchange compare", "\n".join(body))
 

@@ -70,7 +70,16 @@ class ApprovalBook:
         return out
 
     def apply(self, event: ControlEvent) -> Application:
-        """Apply a control event, store the result; :class:`IllegalTransition` if refused."""
+        """Apply a control event, store the result; :class:`IllegalTransition` if refused.
+
+        The control topic is read at least once: an event delivered again after a worker
+        restart (its request id is the last one applied) returns the application as it is,
+        so its sender gets the same verdict twice, not a refusal of the second delivery.
+        """
+        if event.request_id:
+            current = self.current(event.application)
+            if current is not None and current.last_request_id == event.request_id:
+                return current
         if event.entry not in self.providers:
             raise IllegalTransition(f"entry {event.entry!r} is not in the catalogue")
         if event.application not in self.known:

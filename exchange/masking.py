@@ -2,14 +2,21 @@
 
 Each keeps just enough of the value for a subscriber to match records by eye (surname,
 ID-number region and tail, phone prefix and tail, district) and nothing more.
+
+Pure: no I/O at decision time. The address mask reads the national division table
+(schemas/regions.py) once, when this module is imported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from producers.identity import district_prefix, surname_of
+from producers.identity import surname_of
+from schemas import regions
 from schemas.scenario import MaskRule
+
+regions.table()  # load the division table now, not on the first record
+_HIDDEN = "***"
 
 
 def mask_name(value: str) -> str:
@@ -30,8 +37,13 @@ def mask_phone(value: str) -> str:
 
 
 def mask_address(value: str) -> str:
-    prefix = district_prefix(value)
-    return prefix if prefix and prefix != value else "*" * len(value)
+    """Keep the province, city and county-level division the address starts with, as the
+    national division table spells them, and replace everything after it with '***':
+    '广东省东莞市南城街道鸿福路8号' → '广东省东莞市南城街道***'. An address that starts with no
+    division the table knows becomes '***' (the length is not kept either). Defined by what
+    it keeps, so no shape of the rest (小区, 市场, A区, …) can leak through it."""
+    prefix = regions.address_prefix(value)
+    return prefix + _HIDDEN if prefix else _HIDDEN
 
 
 def redact(value: object) -> str:

@@ -55,7 +55,7 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ DEAD_LETTER_REASONS = (
     "unknown_entry",
 )
 #: one-number-one-source verification of a copied item against its source department
-VERIFICATION_RESULTS = ("verified", "conflict", "unverified")
+VERIFICATION_RESULTS = ("verified", "conflict", "unverified", "invalid_key")
 #: data-quality event kinds (consistency, completeness, timeliness)
 QUALITY_REASONS = ("inconsistent", "incomplete", "late")
 #: SLOs a run reports when the scenario names none
@@ -729,15 +729,20 @@ def families(names: Iterable[str] | None = None) -> list[MetricWrapperBase]:
 
 
 def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, port: int = 0, run_id: str = "", worker: str = "0",
-           platform: str | None = None) -> Path | None:
+           platform: str | None = None, say: Callable[[str], None] | None = None) -> Path | None:
     """Everything a process does to be scraped: serve, advertise, pre-create its series.
 
-    Returns the service-discovery file written (remove it at exit with
-    :func:`remove_sd_target`), or None when there is no run directory to write to.
+    The ``ROLE IDENT: metrics on port N`` line goes to ``say`` (default: stderr). Returns
+    the service-discovery file written (remove it at exit with :func:`remove_sd_target`),
+    or None when there is no run directory to write to.
     """
     bound = serve_metrics(port=port)
     init_series(role, scenario, worker=worker)
-    print(f"{role} {ident}: metrics on port {bound}", file=sys.stderr, flush=True)
+    line = f"{role} {ident}: metrics on port {bound}"
+    if say is None:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        say(line)
     if run_dir is None and not os.environ.get(SD_DIR_ENV):
         return None
     labels = {"worker": worker, "run_id": run_id, "platform": platform or scenario.platform.id}

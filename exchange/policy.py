@@ -12,8 +12,10 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from producers.identity import jurisdiction_prefix, region_contains
 from schemas.envelope import PAD_FIELD, Topics
+from schemas.keys import normalise_key
+from schemas.regions import contains as region_contains
+from schemas.regions import jurisdiction_prefix
 from schemas.scenario import (
     CatalogueEntry,
     ItemType,
@@ -92,6 +94,7 @@ class Authority:
     """一数一源 for one entry: which of its items it is the source of, which it copies."""
 
     master_key: str  # item whose value keys the authoritative store
+    master_type: str  # its item type: the standard its values are normalised by (schemas/keys.py)
     own: tuple[str, ...]  # items the entry's provider is authoritative for
     copies: tuple[tuple[str, str], ...]  # (item, authoritative department) held by someone else
 
@@ -176,7 +179,7 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
         return None
     own = tuple(i.key for i in governed if authority[i.key] == entry.provider)
     copies = tuple((i.key, authority[i.key]) for i in governed if authority[i.key] != entry.provider)
-    return Authority(master.key, own, copies)
+    return Authority(master.key, master.type.value, own, copies)
 
 
 def _compile_entry(
@@ -315,24 +318,56 @@ class Reconciled(NamedTuple):
     verified: tuple[str, ...]  # copied items that agree with the source
     conflicts: tuple[tuple[str, str, Any, Any], ...]  # (item, authority, authoritative value, copy value)
     unverified: tuple[str, ...]  # copied items with no authoritative value yet
+    invalid_key: tuple[str, ...] = ()  # governed items of a record whose master key fits no standard form
+
+
+def master_key_of(policy: EntryPolicy, record: dict[str, Any]) -> str | None:
+    """The record's master key in its standard form (GB 11643 ID number, GB 32100 credit
+    code, GA 36 plate; see schemas/keys.py), which keys the authoritative store; None when
+    the record has none or it cannot be normalised."""
+    authority = policy.authority
+    if authority is None:
+        return None
+    return normalise_key(authority.master_type, record.get(authority.master_key))
 
 
 def reconcile(policy: EntryPolicy, record: dict[str, Any], known: Mapping[str, Any] | None) -> Reconciled:
     """一数一源、多源核验: verify copies against the source and deliver only the source's values.
 
-    ``known`` holds the authoritative values stored for the record's master key. The
-    source's own items update them; another department's copy of an item is compared
-    with them (match: verified; mismatch: a conflict) and replaced by the authoritative
-    value, or left out when there is none yet: a copy is never delivered as the truth.
+    ``known`` holds the authoritative values stored for the record's master key, looked up
+    by its standard form (``master_key_of``). The source's own items update them; another
+    department's copy of an item is compared with them (match: verified; mismatch: a
+    conflict) and replaced by the authoritative value, or left out when there is none yet:
+    a copy is never delivered as the truth. The delivered master key is its standard form
+    ('11010519491231002x' → '11010519491231002X', a 15-digit legacy ID → 18 digits).
+
+    A master key that cannot be normalised matches nothing: the record's copies are left
+    out and its governed items (copies, and a source's own items, which are not stored)
+    are reported as ``invalid_key``, never as unverified.
     """
     authority = policy.authority
-    if authority is None or record.get(authority.master_key) is None:
+    if authority is None:
         return Reconciled(record, {}, (), (), ())
+    raw = record.get(authority.master_key)
+    if raw is None:
+        return Reconciled(record, {}, (), (), ())
+    master = normalise_key(authority.master_type, raw)
+    if master is None:
+        out = dict(record)
+        invalid = [k for k in authority.own if k in record]
+        for item, _source in authority.copies:
+            if item in out:
+                del out[item]
+                invalid.append(item)
+        return Reconciled(out, {}, (), (), (), tuple(invalid))
     known = known or {}
     updates = {k: record[k] for k in authority.own if k in record and known.get(k) != record[k]}
     if not authority.copies:
+        if master != raw:
+            record = {**record, authority.master_key: master}
         return Reconciled(record, updates, (), (), ())
     out = dict(record)
+    out[authority.master_key] = master
     verified, conflicts, unverified = [], [], []
     for item, source in authority.copies:
         if item not in record:

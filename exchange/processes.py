@@ -9,7 +9,9 @@ PDEATHSIG fires when the *thread* that forked the child exits, not the process (
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import logging
 import os
 import queue
 import signal
@@ -18,6 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _spawn_q: queue.SimpleQueue | None = None
 _spawn_lock = threading.Lock()
@@ -123,3 +126,81 @@ def process_age_s() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
 
+
+
+# ---------------------------------------------------------------- crashes inside a live process
+
+CRASHED = "crashed"  # the status event a crash becomes; the run controller fails the run on it
+
+
+class _CrashReporter(logging.Handler):
+    """Turns the log records that mean "something inside this process crashed" into
+    ``crashed`` status lines: a mode/Faust service, agent, task or timer that crashed
+    (``Crashed reason=…``; the cancellation Faust uses to restart an agent on a rebalance
+    is not a crash), and an asyncio task or callback whose exception nobody handled."""
+
+    def __init__(self, write: Callable[..., None]) -> None:
+        super().__init__(logging.ERROR)
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = crash_of(record)
+            if message is not None:
+                self.write(CRASHED, message=message)
+        except Exception:  # noqa: BLE001 - reporting must never raise into the logging call
+            self.handleError(record)
+
+
+def crash_of(record: logging.LogRecord) -> str | None:
+    """What crashed and why (one line), when ``record`` reports a crash; else None."""
+    text = str(record.msg)
+    exc = record.exc_info[1] if record.exc_info else None
+    if "Crashed reason=" in text:  # mode.Service.crash: "[^--Agent*: NAME]: Crashed reason=%r"
+        reason = record.args[0] if isinstance(record.args, tuple) and record.args else exc
+        if isinstance(reason, asyncio.CancelledError):
+            return None
+        where = text.split("]:", 1)[0].lstrip("[^-") if text.startswith("[") else record.name
+        return f"{where} crashed: {_describe(reason)}"
+    if record.name == "asyncio" and record.levelno >= logging.ERROR:
+        # an exception nobody handled ("Task exception was never retrieved", "Exception in
+        # callback …"); asyncio's other errors (an unclosed client found at exit) are leaks, not crashes
+        if exc is None or isinstance(exc, asyncio.CancelledError):
+            return None
+        first = record.getMessage().splitlines()[0] if record.getMessage() else "asyncio error"
+        return f"{first}: {_describe(exc)}"
+    return None
+
+
+def _describe(exc: Any) -> str:
+    if not isinstance(exc, BaseException):
+        return repr(exc)
+    text = " ".join(str(exc).split())  # one line: Faust's messages span several
+    if len(text) > 400:
+        text = text[:399] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_crashes(status: Any) -> None:
+    """Report every crash inside this process as a ``crashed`` line on ``status`` (a
+    :class:`~exchange.status.StatusWriter`), so the run fails with the reason although the
+    process lives on: crashed Faust/mode services, agents, tasks and timers, unhandled
+    asyncio task exceptions, and exceptions that end a thread.
+
+    Idempotent; call it again after a framework reset the root logger's handlers (Faust's
+    worker does when it sets up logging).
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h, _CrashReporter) for h in root.handlers):
+        root.addHandler(_CrashReporter(status.write))
+    if not getattr(threading.excepthook, "_reports_crashes", False):
+        previous = threading.excepthook
+
+        def excepthook(args: threading.ExceptHookArgs) -> None:
+            if args.exc_type is not SystemExit:
+                thread = args.thread.name if args.thread is not None else "a thread"
+                status.write(CRASHED, message=f"thread {thread} crashed: {_describe(args.exc_value)}")
+            previous(args)
+
+        excepthook._reports_crashes = True  # type: ignore[attr-defined]
+        threading.excepthook = excepthook

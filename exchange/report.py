@@ -26,6 +26,8 @@ from schemas.scenario import MaskRule
 
 from .masking import apply_mask
 
+from .errors import ExchangeError
+
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", "Helvetica Neue", Arial, sans-serif'
 PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9),
             ("9999pct", 99.99), ("99999pct", 99.999)]
@@ -45,7 +47,7 @@ SAMPLE_FLOWS_SHOWN = 60  # flows shown, those with masked or replaced values fir
 SAMPLE_FLOWS_OPEN = 3  # flows shown unfolded
 
 
-class ReportError(Exception):
+class ReportError(ExchangeError):
     """The file is not a result this report can read."""
 
 
@@ -55,7 +57,11 @@ class ReportError(Exception):
 def load_json(path: Path) -> dict[str, Any]:
     try:
         data = orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file (give a run's directory or its result.json)") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
         raise ReportError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object")
@@ -596,7 +602,7 @@ def verdict(result: dict[str, Any]) -> str:
 
 
 def input_warnings(result: dict[str, Any]) -> str:
-    """Banners for input the figures leave out: clock skew per source, batches that could not be decoded."""
+    """Banners for input the figures leave out: clock skew per source, records other clients wrote, batches that could not be decoded."""
     out = []
     skew = result.get("clock_skew") or {}
     if isinstance(skew, dict) and skew:
@@ -606,6 +612,12 @@ def input_warnings(result: dict[str, Any]) -> str:
         out.append(f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
                    "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
                    f'<div class="sub">by source: {esc(per)}</div></div></div>')
+    foreign = (result.get("counts") or {}).get("foreign_dead_lettered")
+    if foreign:
+        why = "; ".join(f"{r}: {fmt_int(n)}" for r, n in ((result.get("counts") or {}).get("foreign_dead_letters_by_reason") or {}).items())
+        out.append(f'<div class="verdict bad" id="foreign-dead-letters"><span class="icon">⚠</span><div>{fmt_int(foreign)} records '
+                   "dead-lettered during the run carry no run id or another run's (written to an ingress topic by another client)"
+                   f'<div class="sub">not among this run\'s outcomes; by reason: {esc(why)}</div></div></div>')
     undecodable = (result.get("counts") or {}).get("undecodable")
     if undecodable:
         out.append(f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '
@@ -635,7 +647,8 @@ def run_meta(r: dict[str, Any]) -> str:
              ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
              ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
              ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
-             ("broker", ("embedded " if run.get("embedded_broker") else "") + str(run.get("bootstrap", "")) if run else None)]
+             ("broker", (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "")
+              + str(run.get("bootstrap", "")) if run else None)]
     return '<div class="meta">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in items if v not in (None, "")) + "</div>"
 
 
@@ -745,12 +758,13 @@ def onss_section(r: dict[str, Any]) -> str:
     if not items:
         return ""
     rows = [[esc(k), fmt_int(v.get("verified")), fmt_int(v.get("conflicts")), fmt_int(v.get("unverified")),
-             f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
+             fmt_int(v.get("invalid_key", 0)), f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
              esc(", ".join(f"{d} {n:,}" for d, n in sorted((v.get("by_department") or {}).items())))]
             for k, v in sorted(items.items())]
     return ('<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>'
             '<div class="card" id="one-source">' + table(
-                ["item", "verified", "conflicts", "unverified", "verification rate", "quality events", "by department"],
+                ["item", "verified", "conflicts", "unverified", "invalid key", "verification rate", "quality events",
+                 "by department"],
                 rows, last_left=True) + "</div>")
 
 

@@ -127,6 +127,8 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         unaccounted=sum(e.unaccounted for e in by_entry.values()),
         duplicates=consumers.get("duplicates", 0),
         undecodable=sum(n for _, _, n in consumers.get("undecodable", [])),
+        foreign_dead_lettered=sum(n for _, _, n in consumers.get("foreign_dead_letters", [])),
+        foreign_dead_letters_by_reason=_by_reason(consumers.get("foreign_dead_letters", [])),
     )
     conservation = _conservation(counts, by_entry)
     onss = _one_number_one_source(reports.routers, consumers)
@@ -243,7 +245,7 @@ def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, A
         c = totals.get(item, Counter())
         checked = c["verified"] + c["conflict"]
         out[item] = ItemVerification(
-            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"],
+            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"], invalid_key=c["invalid_key"],
             verification_rate=round(c["verified"] / checked, 4) if checked else 0.0,
             quality_events=events[item],
             by_department=dict(sorted(by_dept.get(item, Counter()).items())),
@@ -282,3 +284,11 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
         ok=False,
         message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",
     )
+
+
+def _by_reason(rows: list[list[Any]]) -> dict[str, int]:
+    """``[[entry, reason, n], …]`` → reason → n."""
+    out: dict[str, int] = {}
+    for *_, reason, n in rows:
+        out[reason] = out.get(reason, 0) + n
+    return dict(sorted(out.items()))

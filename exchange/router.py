@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.applications import ControlEvent, IllegalTransition
+from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
@@ -35,7 +35,7 @@ from .control import ApprovalBook, AuthorityTable
 from .faust_bulk import BulkApp
 from .lenient_records import UndecodableBatch
 from .policy import compile_policy, compile_transit
-from .processes import peak_rss_bytes, process_age_s
+from .processes import peak_rss_bytes, process_age_s, report_crashes
 from .routing import RouterCore
 from .status import StatusWriter
 
@@ -58,7 +58,7 @@ def _control_fields(message: bytes) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    out = {k: str(data[k]) for k in ("action", "actor", "consumer", "entry") if k in data}
+    out = {k: str(data[k]) for k in ("action", "actor", "consumer", "entry", "request_id") if k in data}
     if "consumer" in out and "entry" in out:
         out["application"] = f"{out['consumer']}.{out['entry']}"
     return out
@@ -146,6 +146,7 @@ class Router:
         # Faust's logging set-up leaves aiokafka's loggers at DEBUG: every request built a
         # log record that no handler printed (measured: a tenth of an idle worker's CPU)
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
+        report_crashes(self.status)  # again: the worker's logging set-up cleared the root logger's handlers
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=f"router-{self.worker}",
@@ -242,13 +243,21 @@ class Router:
                 row = (event.application, "", event.actor, now, event.entry, event.consumer, event.application,
                        app.state.value, event.reason or event.purpose or event.action, event.items or [], [])
                 self.control_actions[(event.action, "accepted")] += 1
+                verdict = ControlVerdict(request_id=event.request_id, action=event.action, actor=event.actor,
+                                         application=event.application, accepted=True, state=app.state.value,
+                                         worker=self.worker, at_ns=now)
             except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
                 fields = _control_fields(message)
                 row = (fields.get("application", "?"), "", fields.get("actor", "?"), now, fields.get("entry", "?"),
                        fields.get("consumer"), fields.get("application"), "refused", str(exc)[:300], [], [])
                 self.control_actions[(fields.get("action", "?"), "refused")] += 1
                 log.warning("control event refused: %s", exc)
+                verdict = ControlVerdict(request_id=fields.get("request_id", ""), action=fields.get("action", "?"),
+                                         actor=fields.get("actor", "?"), application=fields.get("application", "?"),
+                                         accepted=False, state="refused", reason=str(exc)[:300], worker=self.worker, at_ns=now)
             await self._audit_control([row])
+            # after the audit row: an answer is given only for what the trail holds
+            await self._send_and_ack(self.topics.verdicts, [(verdict.application.encode(), verdict.model_dump_json().encode(), [])])
 
     async def _expire(self) -> None:
         """Publish an ``expire`` event for approvals whose validity ended.
@@ -281,7 +290,10 @@ class Router:
     async def _audit_control(self, rows: list) -> None:
         while self._sender is None:
             await asyncio.sleep(0.01)
-        sent = await self._sender.send(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+        await self._send_and_ack(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+
+    async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
+        sent = await self._sender.send(topic, messages, partition=partition)
         await self._sender.acknowledged(sent)
 
     async def _report(self) -> None:
@@ -378,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
     if args.fetch_wait_ms is not None:

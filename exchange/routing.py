@@ -34,7 +34,7 @@ from schemas.envelope import (
 )
 
 from .grouping import Grant, decide_grouped
-from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, reconcile
+from .policy import EntryPolicy, InvalidRecord, TransitRoute, check_record, master_key_of, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
 BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carried one subscription
@@ -176,10 +176,11 @@ class RouterCore:
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
     def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
-        master = record.get(policy.authority.master_key)
-        if not isinstance(master, str) or source != policy.provider:
+        raw = record.get(policy.authority.master_key)
+        if not isinstance(raw, str) or source != policy.provider:
             return record  # a record its provider did not send is denied anyway
-        known = store.get(master)
+        master = master_key_of(policy, record)  # the standard form: 11010519491231002x matches …02X
+        known = store.get(master) if master is not None else None
         result = reconcile(policy, record, known)
         if result.updates:
             merged = {**(known or {}), **result.updates}
@@ -190,6 +191,8 @@ class RouterCore:
             count[(item, source, "verified")] += 1
         for item in result.unverified:
             count[(item, source, "unverified")] += 1
+        for item in result.invalid_key:
+            count[(item, source, "invalid_key")] += 1
         for item, authority, truth, copy in result.conflicts:
             count[(item, source, "conflict")] += 1
             event = {

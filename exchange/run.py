@@ -2,9 +2,11 @@
 
 It starts every process itself, watches them through their status files, and ends the
 run only when every produced record is accounted for (or the drain time runs out), so
-the conservation check speaks about the whole run. Any child or broker death fails the
-run at once with the reason, except the deaths a ``--chaos`` schedule causes: those
-processes are restarted (``exchange/faults.py``). No process outlives the controller.
+the conservation check speaks about the whole run. Any child or broker death, and any
+crash a child reports from inside while it lives on (a Faust agent, a task, a thread:
+``exchange/processes.py``), fails the run at once with the reason, except the deaths a
+``--chaos`` schedule causes: those processes are restarted (``exchange/faults.py``). No
+process outlives the controller.
 """
 
 from __future__ import annotations
@@ -27,22 +29,26 @@ import orjson
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import Scenario
 
-from . import chaos, metrics
+from . import brokers, chaos, metrics
 from .broker import EmbeddedBroker
+from .errors import EXIT_FAILED, ExchangeError
 from .faust_bulk import FETCH_MAX_WAIT_MS
 from .faults import FaultInjector
-from .processes import spawn, terminate
+from .processes import CRASHED, spawn, terminate
 from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
-from .topology import create_topics, topic_plan
-from .warmup import SCHEDULE_FILE, WarmupError, warmup_seconds
+from .topology import changelog_plan, create_router_internal_topics, create_topics, topic_plan
+from .warmup import SCHEDULE_FILE, warmup_seconds
 
 POLL_S = 0.2
 
 
-class RunFailed(RuntimeError):
-    """The run could not complete; the message says what died or timed out."""
+class RunFailed(ExchangeError, RuntimeError):
+    """The run could not complete; the message says what died, crashed or timed out (exit code 1)."""
+
+    exit_code = EXIT_FAILED
+    label = "run failed"
 
 
 @dataclass
@@ -58,6 +64,7 @@ class RunOptions:
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
     chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
+    broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/warmup.py)
 
 
@@ -165,22 +172,27 @@ def default_run_dir(scenario: Scenario) -> Path:
     return path
 
 
-async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None) -> tuple[Result, Path]:
-    """Run a scenario end to end; returns the result and the run directory."""
+async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None,
+              say: Callable[[str], None] | None = None) -> tuple[Result, Path]:
+    """Run a scenario end to end; returns the result and the run directory.
+
+    ``say`` takes the controller's informational lines (its metrics port; default stderr),
+    so a live view can print them above itself. Raises :class:`RunFailed` when a process
+    dies or crashes, and the :class:`~exchange.errors.ExchangeError` of what could not be
+    set up (no broker, topics with other partitions) before anything starts.
+    """
     scenario = options.scenario
     duration = options.duration if options.duration is not None else scenario.load.duration
     faults = parse_chaos(options, duration)
-    try:
-        warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
-    except WarmupError as exc:  # e.g. --find-max-rate trials shorter than the warm-up asked for
-        raise RunFailed(str(exc)) from None
+    warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)  # WarmupError before anything starts
     run_dir = options.out or default_run_dir(scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
     scenario_json = run_dir / "scenario.runtime.json"  # what the processes read: live entries only
     scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
     progress = Progress(duration=duration)
-    broker = None if options.bootstrap else EmbeddedBroker(log_path=run_dir / "broker.log")
+    broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
+    kind = broker.kind if broker is not None else None
     children: list[_Child] = []
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_id = secrets.token_hex(4)
@@ -189,14 +201,20 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     stack = contextlib.ExitStack()
     try:
         if broker is not None:
-            await broker.astart()
+            try:
+                await broker.astart()
+            except brokers.BrokerError as exc:
+                raise RunFailed(f"could not start the broker ({options.broker}): {exc}") from None
         bootstrap = options.bootstrap or broker.bootstrap
-        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id)
-        p = scenario.platform.id
-        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
         progress.phase = "creating topics"
         on_progress(progress)
-        await create_topics(bootstrap, topic_plan(scenario))
+        await create_topics(bootstrap, topic_plan(scenario), check=changelog_plan(scenario),
+                            replication_factor=broker.replication_factor if broker else 1)
+        if kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
+            await create_router_internal_topics(bootstrap, scenario, broker.replication_factor)
+        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id, say=say)
+        p = scenario.platform.id
+        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
 
         def start(name: str, module: str, *args: str) -> _Child:
             child = _Child.spawn(run_dir, name, [module, "--scenario", str(scenario_json), "--bootstrap", bootstrap,
@@ -207,7 +225,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         progress.phase = "starting router"
         on_progress(progress)
         names = _router_names(scenario, options.workers)
-        fetch_wait_ms = options.fetch_wait_ms or default_fetch_wait(len(names))
+        fetch_wait_ms = options.fetch_wait_ms or brokers.fetch_wait_ms(kind) or default_fetch_wait(len(names))
         routers = [
             start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"),
                   "--fetch-wait-ms", str(fetch_wait_ms))
@@ -218,10 +236,12 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         chaos_args: list[str] = []
         if faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
+        # long-poll on Kafka (the consumers' own default is tuned for Tansu)
+        long_poll = ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))] if brokers.fetch_wait_ms(kind) else []
         schedule = ["--schedule-file", str(run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
         (run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *schedule)
-        await _wait_ready([*routers, consumers], broker, options.ready_timeout)
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll, *schedule)
+        await _wait_ready([*routers, consumers], broker, brokers.ready_timeout(kind, options.ready_timeout))
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
@@ -327,6 +347,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         reports.consumers = await _stop_for_final(consumers)
         for r in routers:
             await _stop_for_final(r)
+        _check_crashed([consumers, producers, *routers])  # a crash logged since the last look fails the run too
         # every incarnation's figures: a killed worker's last stats stand in for its final report
         reports.routers = [report for r in routers for report in r.reports()]
         info = RunInfo(
@@ -344,8 +365,10 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             router_ready_s=router_ready,
             drain_s=round(drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
+            broker=broker.describe() if broker is not None else None,
+            broker_start_s=broker.start_seconds if broker is not None else None,
         )
-        where = "Tansu (embedded, memory)" if broker is not None else f"Kafka at {bootstrap}"
+        where = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
         result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
         if injector is not None:
             result.faults = _fault_results(injector, lag_samples, reports.publish_intervals, end_s)
@@ -433,6 +456,9 @@ def _last_rate(samples: list[tuple[float, int]]) -> float:
 
 
 def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_exit: set[str]) -> None:
+    """RunFailed when the broker or a child died, or a child reported a crash inside it
+    (read from the status lines read so far)."""
+    _check_crashed(children)
     if broker is not None and not broker.running:
         raise RunFailed(
             f"the embedded broker died (exit code {broker.returncode}); its storage is memory, so the run's records are gone.\n"
@@ -442,6 +468,16 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
         code = child.proc.poll()
         if code is not None and (child.name not in allow_exit or code != 0):
             raise RunFailed(f"{child.name} exited with code {code}; last lines of {child.log}:\n{child.tail()}")
+
+
+def _check_crashed(children: list[_Child]) -> None:
+    """RunFailed for the first crash a child reported (an agent, task or thread of a process
+    that lives on: ``exchange/processes.py``'s :func:`report_crashes`)."""
+    for child in children:
+        crash = next((e for e in child.events if e["event"] == CRASHED), None)
+        if crash is not None:
+            raise RunFailed(f"{child.name} (pid {crash.get('pid', '?')}): {crash.get('message', 'crashed')}; "
+                            f"see {child.log}")
 
 
 async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, timeout: float) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from .errors import ExchangeError
+
 #: seconds of warm-up when neither ``--warmup`` nor the scenario's ``load.warmup`` says:
 #: the issue's measured start-up (no delivery in the first ~5 s of ``dongguan``) ...
 DEFAULT_WARMUP_S = 5.0
@@ -30,8 +32,8 @@ DEFAULT_WARMUP_SHARE = 0.2
 SCHEDULE_FILE = "schedule.json"
 
 
-class WarmupError(ValueError):
-    """A warm-up that leaves nothing to measure."""
+class WarmupError(ExchangeError, ValueError):
+    """A warm-up that leaves nothing to measure (exit 2: could not check)."""
 
 
 def warmup_seconds(requested: float | None, scenario_warmup: float | None, duration_s: float) -> float:

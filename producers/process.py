@@ -11,6 +11,7 @@ import random
 import time
 from pathlib import Path
 
+from exchange.processes import report_crashes
 from exchange import metrics
 from exchange.gateway import GatewayGate
 from exchange.latency import encode, sample_quantiles
@@ -20,14 +21,14 @@ from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from .publisher import DepartmentPublisher, PublishStats, Schedule
-from .records import EntityPool, RecordFactory, regions_of
+from .records import EntityPool, RecordFactory, region_of
 
 STATS_INTERVAL_S = 1.0
 
 
 def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
     """The people, enterprises and vehicles records are about (the same in every process)."""
-    return EntityPool(seed, [r for code in (scenario.load.regions or (scenario.platform.region,)) for r in regions_of(code)])
+    return EntityPool(seed, [region_of(code) for code in (scenario.load.regions or (scenario.platform.region,))])
 
 
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status)
+    report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from producers import identity
+from schemas import regions
 from schemas.envelope import PAD_FIELD
 from schemas.scenario import CatalogueEntry, ItemType
 
@@ -53,18 +54,35 @@ class Vehicle:
     region: str
 
 
+def sample_leaf(rng: random.Random, region: identity.Region) -> identity.Region:
+    """A smallest division inside ``region``, chosen level by level (each city of a
+    province, each county of a city, each town of a county equally likely), so every
+    jurisdiction below gets its share of rows however many towns its neighbours have."""
+    kids = regions.children(region.code)
+    while kids:
+        region = regions.get(kids[int(rng.random() * len(kids))])
+        kids = regions.children(region.code)
+    return region
+
+
 class EntityPool:
-    """People, enterprises and vehicles of the platform's regions, fixed by the seed."""
+    """People, enterprises and vehicles of the platform's regions, fixed by the seed.
+
+    ``regions`` are the divisions records come from, each equally likely; inside one, a
+    township is chosen level by level (``sample_leaf``)."""
 
     def __init__(self, seed: int, regions: list[identity.Region], people: int = 20_000, enterprises: int = 5_000, vehicles: int = 37_000) -> None:
         rng = random.Random(seed)
         self.regions = regions
         self.people = [self._person(rng) for _ in range(people)]
         self.enterprises = [self._enterprise(rng) for _ in range(enterprises)]
-        self.vehicles = [Vehicle(identity.plate_number(rng), rng.choice(regions).code) for _ in range(vehicles)]
+        self.vehicles = [Vehicle(identity.plate_number(rng), self._region(rng).code) for _ in range(vehicles)]
+
+    def _region(self, rng: random.Random) -> identity.Region:
+        return sample_leaf(rng, self.regions[int(rng.random() * len(self.regions))])
 
     def _person(self, rng: random.Random) -> Person:
-        region = rng.choice(self.regions)
+        region = self._region(rng)
         return Person(
             id=identity.resident_id(rng, region.code[:6]),
             name=identity.chinese_name(rng),
@@ -74,7 +92,7 @@ class EntityPool:
         )
 
     def _enterprise(self, rng: random.Random) -> Enterprise:
-        region = rng.choice(self.regions)
+        region = self._region(rng)
         name = region.city + "".join(rng.choices(_TRADE, k=2)) + rng.choice(_SUFFIXES)
         return Enterprise(
             code=identity.credit_code(rng, region.code[:6]),
@@ -95,7 +113,7 @@ def _person_of(subject: Any) -> Person:
 
 
 def _region_obj(code: str) -> identity.Region:
-    return identity.REGIONS.get(code) or identity.REGIONS[code[:6]]
+    return regions.get(code) or regions.get(code[:6]) or regions.get(regions.NATIONAL)
 
 
 GETTERS: dict[ItemType, Getter] = {
@@ -205,15 +223,19 @@ def _vehicle_getter(kind: ItemType, pool: EntityPool) -> Getter:
     return lambda s, r: base(people[zlib.crc32(s.plate.encode()) % len(people)], r)
 
 
+def region_of(code: str) -> identity.Region:
+    """The division with this code. Raises ValueError, with the nearest real codes, for a
+    code that is not in the division table (schemas/regions.py)."""
+    region = regions.get(code)
+    if region is None:
+        hint = ", ".join(f"{r.code} {r.full_name}" for r in regions.nearest(code))
+        raise ValueError(f"region {code} is not in the division table (nearest: {hint})")
+    return region
+
+
 def regions_of(platform_region: str) -> list[identity.Region]:
-    """The regions a platform's records come from: its towns/districts, else itself."""
-    inside = [
-        r for code, r in identity.REGIONS.items()
-        if code != platform_region and identity.region_contains(platform_region, code)
-    ]
-    if inside:
-        return inside
-    own = identity.REGIONS.get(platform_region)
-    if own is None:
-        raise ValueError(f"region {platform_region} is not in the region table")
-    return [own]
+    """The regions a platform's records come from: the smallest divisions inside its own
+    (its townships and streets; itself if it is one), so that a row filter at any level
+    below finds its rows. Raises ValueError, with the nearest real codes, for a code that
+    is not in the division table (schemas/regions.py)."""
+    return list(regions.leaves(region_of(platform_region).code))

@@ -53,10 +53,32 @@ class ControlEvent(BaseModel):
     valid_for_s: float | None = Field(default=None, gt=0, description="validity of an approval, from its time")
     reason: str = ""
     at_ns: int = Field(description="when the action was taken, epoch ns")
+    request_id: str = Field(default="", description="set by the sender; the router's verdict carries it back")
 
     @property
     def application(self) -> str:
         return f"{self.consumer}.{self.entry}"
+
+
+class ControlVerdict(BaseModel):
+    """The router's answer to one control event, on the platform's verdict topic.
+
+    ``accepted`` with the application's new ``state``, or refused with the ``reason``
+    (the :class:`IllegalTransition` message, or why the event could not be read).
+    ``request_id`` is the event's, so a sender can wait for the answer to its own event.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = ""
+    action: str = Field(description="the event's action, '?' when it could not be read")
+    actor: str = "?"
+    application: str = Field(description="consumer.entry, '?' when it could not be read")
+    accepted: bool
+    state: str = Field(description="the application's state after the event; 'refused' when refused")
+    reason: str = ""
+    worker: str = Field(default="", description="the router worker that decided")
+    at_ns: int = Field(description="when the router decided, epoch ns")
 
 
 class Application(BaseModel):
@@ -72,6 +94,7 @@ class Application(BaseModel):
     state: State
     valid_until_ns: int | None = Field(default=None, description="approved until (epoch ns); None: no end")
     history: list[tuple[str, str, int]] = Field(default_factory=list, description="(action, actor, at_ns)")
+    last_request_id: str = Field(default="", description="request id of the last event applied (a re-delivery of it is not applied twice)")
 
     def approved_at(self, now_ns: int) -> bool:
         return self.state is State.approved and (self.valid_until_ns is None or now_ns < self.valid_until_ns)
@@ -116,6 +139,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
             purpose=event.purpose,
             state=target,
             history=[*(current.history if current else []), (event.action, event.actor, event.at_ns)],
+            last_request_id=event.request_id,
         )
     assert current is not None
     valid_until = current.valid_until_ns
@@ -126,6 +150,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
             "state": target,
             "valid_until_ns": valid_until,
             "history": [*current.history, (event.action, event.actor, event.at_ns)],
+            "last_request_id": event.request_id,
         }
     )
 

@@ -53,7 +53,8 @@ class Topics:
 
     One ingress topic per catalogue entry (``dx.dg.in.gps-fix``), one delivery topic per
     subscribing department (``dx.dg.out.urban``), and per platform an audit topic, a
-    dead-letter topic, a quality topic, a control topic and, in a cascade, a transit topic
+    dead-letter topic, a quality topic, a control topic and its verdict topic (the router's
+    answer to each control event) and, in a cascade, a transit topic
     where neighbouring hubs hand it records on their way up or down (``dx.gz.transit``).
     """
 
@@ -64,6 +65,7 @@ class Topics:
         self.dead_letter = f"{self.prefix}.dlq"
         self.quality = f"{self.prefix}.quality"
         self.control = f"{self.prefix}.control"
+        self.verdicts = f"{self.prefix}.verdicts"  # the router's answer to each control event
         self.transit = f"{self.prefix}.transit"
         self._ingress = f"{self.prefix}.in."
         self._delivery = f"{self.prefix}.out."

@@ -31,6 +31,12 @@ class Counts(_Model):
         default=0,
         description="records in ingress batches the router could not decode (dead-lettered as unsupported_codec or "
         "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes")
+    foreign_dead_lettered: int = Field(
+        default=0,
+        description="records dead-lettered during the run that carry no run id or another run's (written to an "
+        "ingress topic by another client, or left by an earlier run); not among this run's outcomes")
+    foreign_dead_letters_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="foreign_dead_lettered by dead-letter reason (missing_header, bad_json…)")
 
 
 class EntryCounts(_Model):
@@ -98,6 +104,9 @@ class ItemVerification(_Model):
     verified: int = Field(description="copies that agreed with the source")
     conflicts: int = Field(description="copies that disagreed (each a quality event)")
     unverified: int = Field(description="copies with no authoritative value yet (not delivered)")
+    invalid_key: int = Field(0, description=(
+        "values of records whose master key fits no standard form (GB 11643 ID number, GB 32100 credit code, "
+        "GA 36 plate), so nothing could be matched: copies not delivered, a source's values not stored"))
     verification_rate: float = Field(description="verified / (verified + conflicts)")
     quality_events: int = Field(description="quality events read back from the quality topic (duplicates dropped)")
     by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")
@@ -159,6 +168,9 @@ class RunInfo(_Model):
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     warmup_s: float = Field(default=0.0, description="seconds of warm-up at the start of publishing (0: none)")
     router_ready_s: list[float]
+    broker: str | None = Field(default=None, description="the broker the run started, kind and version, e.g. "
+                               "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap")
+    broker_start_s: float | None = Field(default=None, description="seconds from starting the broker until it answered")
     drain_s: float
     dead_letters_by_reason: dict[str, int]
 

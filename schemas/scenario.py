@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Identifier = Annotated[
@@ -39,15 +40,59 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
-def _aliases(mapping: dict[str, str]):
-    """Accept the Chinese term (or a spelling variant) for an enum value."""
+ENUM_ALIASES: dict[type[Enum], dict[str, str]] = {}
+"""Each enum's accepted Chinese terms (and spelling variants) → its value; `exchange schema`
+lists them too, so that an editor accepts what the loader accepts."""
+
+
+def _aliases(enum: type[Enum], mapping: dict[str, str]):
+    """Accept the Chinese term (or a spelling variant) for an enum value; a value that is
+    neither is refused with both lists."""
+    ENUM_ALIASES[enum] = mapping
+    values = [m.value for m in enum]
 
     def convert(value: object) -> object:
-        if isinstance(value, str):
-            return mapping.get(value.strip(), value.strip())
+        if not isinstance(value, str):
+            return value
+        value = mapping.get(value.strip(), value.strip())
+        if value not in values:
+            raise PydanticCustomError(
+                "enum",
+                "Input should be {expected} (or {terms})",
+                {"expected": ", ".join(map(repr, values)), "terms": ", ".join(mapping)},
+            )
         return value
 
     return BeforeValidator(convert)
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of scenario files as `exchange validate` reads them:
+    the pydantic models' schema, widened where the loader accepts more than the models'
+    types say: each enum's Chinese terms (``sharing: 无条件共享``), and region codes written
+    as numbers (``region: 441900`` unquoted, which YAML reads as an integer). An editor
+    pointed at it flags only what the loader refuses; the cross-references (an entry that
+    is not in the catalogue, say) only `exchange validate` checks."""
+    from pydantic import TypeAdapter
+
+    schema = Scenario.model_json_schema()
+    for enum, terms in ENUM_ALIASES.items():
+        node = schema["$defs"].get(enum.__name__)
+        if node is not None:
+            node["enum"] = [*node["enum"], *terms]
+    region = TypeAdapter(RegionCode).json_schema()
+    as_number = {"type": "integer", "minimum": 100_000, "maximum": 999_999_999, "description": "a code written without quotes"}
+
+    def widen(node: object) -> object:
+        if isinstance(node, dict):
+            if {k: v for k, v in node.items() if k != "title"} == region:
+                return {"anyOf": [region, as_number], **({"title": node["title"]} if "title" in node else {})}
+            return {k: widen(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [widen(v) for v in node]
+        return node
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widen(schema)}
 
 
 class Sharing(str, Enum):
@@ -60,7 +105,7 @@ class Sharing(str, Enum):
 
 SharingField = Annotated[
     Sharing,
-    _aliases({"无条件共享": "unconditional", "有条件共享": "conditional", "不予共享": "not_shared"}),
+    _aliases(Sharing, {"无条件共享": "unconditional", "有条件共享": "conditional", "不予共享": "not_shared"}),
 ]
 
 
@@ -74,7 +119,7 @@ class OpenData(str, Enum):
 
 OpenDataField = Annotated[
     OpenData,
-    _aliases({"无条件开放": "open", "有条件开放": "conditional", "不予开放": "not_open"}),
+    _aliases(OpenData, {"无条件开放": "open", "有条件开放": "conditional", "不予开放": "not_open"}),
 ]
 
 
@@ -88,7 +133,7 @@ class DepartmentKind(str, Enum):
 
 DepartmentKindField = Annotated[
     DepartmentKind,
-    _aliases({"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}),
+    _aliases(DepartmentKind, {"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}),
 ]
 
 
@@ -109,7 +154,7 @@ class UpdateCycle(str, Enum):
 
 UpdateCycleField = Annotated[
     UpdateCycle,
-    _aliases({"实时": "realtime", "每小时": "hourly", "每日": "daily", "每周": "weekly", "每月": "monthly", "每年": "yearly"}),
+    _aliases(UpdateCycle, {"实时": "realtime", "每小时": "hourly", "每日": "daily", "每周": "weekly", "每月": "monthly", "每年": "yearly"}),
 ]
 
 
@@ -269,7 +314,14 @@ class Subscription(_Model):
     entry: Identifier
     purpose: str = Field(default="", description="用途, required for conditional entries")
     items: tuple[str, ...] | None = Field(default=None, description="items asked for; all items when omitted")
-    status: SubscriptionStatus = SubscriptionStatus.approved
+    status: SubscriptionStatus = Field(
+        default=SubscriptionStatus.pending,
+        description=(
+            "a conditional entry's application: approved in the scenario, or pending (nothing flows until "
+            "`exchange approve`); pending when omitted, so that forgetting it grants nothing. "
+            "Unconditional entries ignore it"
+        ),
+    )
     valid_for: float | None = Field(
         default=None, gt=0, description="seconds an approval given in the scenario lasts from the start of a run (then it expires)"
     )
@@ -604,6 +656,10 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
             errors.append((("load", "producers", n, "department"), f"producer {load.department!r} is not a department"))
+        elif load.entries is None and not any(e.provider == load.department for e in scenario.catalogue):
+            errors.append((("load", "producers", n, "department"), (
+                f"producer {load.department!r} provides no entry of the catalogue, so it has nothing to publish"
+            )))
         for k, entry_id in enumerate(load.entries or ()):
             entry = entries.get(entry_id)
             if entry is None:
@@ -613,12 +669,20 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     return errors
 
 
+def region_problem(code: str) -> str | None:
+    """None for a real division code (any level, see schemas/regions.py), else the problem
+    with the nearest real codes as a hint: 'region code 441900130 does not exist (nearest:
+    441900129 广东省东莞市高埗镇, …)'."""
+    from schemas import regions  # the table loads on first use (~0.3 s), so only when checked
+
+    if regions.exists(code):
+        return None
+    hint = ", ".join(f"{r.code} {r.full_name}" for r in regions.nearest(code))
+    return f"region code {code} does not exist" + (f" (nearest: {hint})" if hint else "")
+
+
 def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     """Platform ids, parents (no cycles), region codes, departments' platforms, reachability."""
-    from producers.identity import (
-        region_exists,  # the region table lives with the generators
-    )
-
     errors: list[tuple[Loc, str]] = []
     platforms = scenario.all_platforms
     for n, p in enumerate(scenario.platforms):
@@ -627,8 +691,8 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     for loc, p in [(("platform",), scenario.platform)] + [(("platforms", n), p) for n, p in enumerate(scenario.platforms)]:
         if p.parent is not None and p.parent not in platforms:
             errors.append(((*loc, "parent"), f"platform {p.id!r}: parent {p.parent!r} is not a platform"))
-        if not region_exists(p.region):
-            errors.append(((*loc, "region"), f"platform {p.id!r}: region code {p.region} does not exist"))
+        if (problem := region_problem(p.region)) is not None:
+            errors.append(((*loc, "region"), f"platform {p.id!r}: {problem}"))
         for k, entry_id in enumerate(p.negative_list.entries):
             if entry_id not in scenario.entries:
                 errors.append(((*loc, "negative_list", "entries", k), f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue"))
@@ -640,15 +704,15 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             seen.add(cur.parent)
             cur = platforms[cur.parent]
     for n, d in enumerate(scenario.departments):
-        if d.region is not None and not region_exists(d.region):
-            errors.append((("departments", n, "region"), f"department {d.id!r}: region code {d.region} does not exist"))
+        if d.region is not None and (problem := region_problem(d.region)) is not None:
+            errors.append((("departments", n, "region"), f"department {d.id!r}: {problem}"))
         if d.platform is not None and d.platform not in platforms:
             errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))
         if d.gateway is not None and d.gateway not in scenario.gateway_ids:
             errors.append((("departments", n, "gateway"), f"department {d.id!r}: gateway {d.gateway!r} is not a gateway"))
     for n, code in enumerate(scenario.load.regions or ()):
-        if not region_exists(code):
-            errors.append((("load", "regions", n), f"region code {code} does not exist"))
+        if (problem := region_problem(code)) is not None:
+            errors.append((("load", "regions", n), problem))
     if errors:
         return errors
     depts = scenario.department_ids

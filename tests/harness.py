@@ -1,7 +1,9 @@
-"""Integration-test harness: a real embedded broker and a real router worker process.
+"""Integration-test harness: a real broker and a real router worker process.
 
 Nothing is mocked: the router is ``python -m exchange.router``, exactly as a run starts
-it; records go in through Kafka and are read back from Kafka.
+it; records go in through Kafka and are read back from Kafka. The broker is the embedded
+Tansu one or Apache Kafka (:func:`broker_kinds` parametrizes a test or fixture over both;
+the Kafka cases skip, with the one-line reason, where Java or Kafka is missing).
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ import secrets
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from exchange import brokers
+from exchange.kafka_broker import KafkaUnavailable, locate
 from exchange.processes import spawn, terminate
 from exchange.scenario_file import parse
 from exchange.status import StatusReader
-from exchange.topology import create_topics, topic_plan
+from exchange.topology import create_router_internal_topics, create_topics, topic_plan
 from schemas.envelope import H_RUN, Topics, record_headers
 from schemas.scenario import Scenario
 
@@ -43,11 +50,44 @@ def pids_mentioning(text: str) -> list[int]:
     return found
 
 
-class RouterProcess:
-    """A router worker for one scenario on a given broker, started like a run starts it."""
+@cache
+def kafka_missing() -> str | None:
+    """Why Apache Kafka cannot run here (one line), or None."""
+    try:
+        locate()
+    except KafkaUnavailable as exc:
+        return str(exc)
+    return None
 
-    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0") -> None:
+
+def broker_kinds(*kinds: str) -> list:
+    """pytest params for broker specs (default tansu and kafka); Kafka ones are marked
+    ``kafka`` and skip with the reason where Java or Kafka is missing."""
+    out = []
+    for kind in kinds or ("tansu", "kafka"):
+        if kind.startswith("kafka"):
+            reason = kafka_missing()
+            out.append(pytest.param(kind, id=kind, marks=[pytest.mark.kafka, pytest.mark.skipif(reason is not None, reason=reason or "")]))
+        else:
+            out.append(pytest.param(kind, id=kind))
+    return out
+
+
+@asynccontextmanager
+async def running_broker(spec: str, log_path: Path | None = None):
+    """A started broker of the given spec (tansu, kafka, kafka:3), stopped on exit."""
+    async with brokers.make(spec, log_path=log_path) as broker:
+        yield broker
+
+
+class RouterProcess:
+    """A router worker for one scenario on a given broker, started like a run starts it.
+
+    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it."""
+
+    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu") -> None:
         self.scenario = scenario
+        self.kind = kind
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.worker = worker
@@ -61,8 +101,12 @@ class RouterProcess:
         scenario_json = self.workdir / "scenario.json"
         scenario_json.write_text(self.scenario.model_dump_json())
         await create_topics(self.bootstrap, topic_plan(self.scenario))
+        if self.kind == "kafka":
+            await create_router_internal_topics(self.bootstrap, self.scenario)
         argv = [sys.executable, "-m", "exchange.router", "--scenario", str(scenario_json), "--bootstrap", self.bootstrap,
                 "--status", str(self.status_path), "--worker", self.worker, "--datadir", str(self.workdir / f"data-{self.worker}")]
+        if brokers.fetch_wait_ms(self.kind):
+            argv += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(self.kind))]
         started = time.monotonic()
         self.proc = spawn(argv, log_path=self.log_path)
         reader = StatusReader(self.status_path)
@@ -183,7 +227,7 @@ catalogue:
       - {key: person.name, name: 姓名, type: person_name, sensitivity: personal}
 subscriptions:
   - {consumer: a, entry: open}
-  - {consumer: a, entry: cond, purpose: 测试, items: [enterprise.code, enterprise.name]}
+  - {consumer: a, entry: cond, purpose: 测试, items: [enterprise.code, enterprise.name], status: approved}
   - {consumer: b, entry: cond, purpose: 测试, status: pending}
   - {consumer: c, entry: secret, purpose: 测试}
   - {consumer: b, entry: secret, purpose: 测试}

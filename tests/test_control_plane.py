@@ -212,3 +212,57 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     broken = cli("--topic", copy)
     assert broken.returncode == 1
     assert "broken:" in broken.stdout and f"offset {len(messages) // 2}" in broken.stdout
+
+
+def _workflow_cli(plane, tmp_path, *args: str, scenario_text: str | None = None):
+    import subprocess
+    import sys
+
+    from .harness import ROOT, SHARING_SCENARIO
+
+    path = tmp_path / "sharing.yaml"
+    path.write_text(scenario_text or SHARING_SCENARIO, encoding="utf-8")
+    action, *rest = args
+    return subprocess.run([sys.executable, "-m", "exchange", action, str(path), "--bootstrap", plane.bootstrap, *rest],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+async def test_workflow_commands_print_the_routers_verdict_and_exit_1_on_a_refusal(plane, tmp_path):
+    """Issue 14 item 4: a refused approval used to print success and exit 0."""
+    refused = _workflow_cli(plane, tmp_path, "approve", "--consumer", "b", "--entry", "cond", "--as", "a")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and "Traceback" not in refused.stderr  # one line
+    assert "refused" in refused.stderr and "only the provider 'prov' of 'cond' may approve; 'a' tried" in refused.stderr
+    undeclared = _workflow_cli(plane, tmp_path, "apply", "--consumer", "c", "--entry", "cond", "--purpose", "测试")
+    assert undeclared.returncode == 1
+    assert "'c' has no subscription to 'cond' in the scenario" in undeclared.stderr
+    # an accepted action says the application's new state
+    revoke = _workflow_cli(plane, tmp_path, "revoke", "--consumer", "b", "--entry", "cond", "--reason", "测试结束")
+    if revoke.returncode == 1:  # not approved at this point of the module: bring it there first
+        for action, *extra in (("apply", "--purpose", "测试"), ("review",), ("approve",)):
+            step = _workflow_cli(plane, tmp_path, action, "--consumer", "b", "--entry", "cond", *extra)
+            assert step.returncode in (0, 1), step.stderr
+        revoke = _workflow_cli(plane, tmp_path, "revoke", "--consumer", "b", "--entry", "cond", "--reason", "测试结束")
+    assert revoke.returncode == 0, revoke.stdout + revoke.stderr
+    assert "revoke: b.cond by prov: accepted, now revoked" in revoke.stdout
+    applied = _workflow_cli(plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试")
+    assert applied.returncode == 0 and "now submitted" in applied.stdout, applied.stderr
+    # fire and forget: published, no verdict awaited
+    sent = _workflow_cli(plane, tmp_path, "review", "--consumer", "b", "--entry", "cond", "--no-wait")
+    assert sent.returncode == 0 and "not waiting for the verdict" in sent.stdout, sent.stderr
+    # the refusals are audited as before
+    rows = [a for a in await audit_rows(plane) if a["decision"] == "refused"]
+    assert any("'c' has no subscription" in a["reason"] for a in rows)
+
+
+async def test_a_workflow_command_with_no_router_to_answer_exits_2_after_its_timeout(plane, tmp_path):
+    """No router for the platform: the command says so once its timeout is over (exit 2: could not check)."""
+    from .harness import SHARING_SCENARIO
+
+    other = SHARING_SCENARIO.replace("platform: {id: t1,", "platform: {id: t9,")
+    started = time.monotonic()
+    done = _workflow_cli(plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试",
+                         "--timeout", "1", scenario_text=other)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no verdict on dx.t9.verdicts within 1 s" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30

@@ -174,7 +174,7 @@ def test_kafka_is_three_kraft_brokers_with_replication() -> None:
     node_ids = set()
     internal = set()
     for name, svc in kafka.items():
-        env = svc["environment"]
+        env = kafka_env(svc)
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         node_ids.add(env["KAFKA_NODE_ID"])
         voters.add(env["KAFKA_CONTROLLER_QUORUM_VOTERS"])
@@ -193,6 +193,39 @@ def test_kafka_is_three_kraft_brokers_with_replication() -> None:
         assert set(services[name]["environment"]["DX_BOOTSTRAP"].split(",")) == internal, name
     prepare = services["prepare"]["command"]
     assert set(prepare[prepare.index("--bootstrap") + 1].split(",")) == internal
+
+
+def kafka_env(svc: dict) -> dict[str, str]:
+    """A Kafka service's environment as the container gets it: its env_file(s), then ``environment``."""
+    env: dict[str, str] = {}
+    files = svc.get("env_file", [])
+    for name in [files] if isinstance(files, str) else files:
+        for line in (DEPLOY / name).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    return {**env, **svc["environment"]}
+
+
+def test_compose_brokers_and_the_local_kafka_share_one_settings_file() -> None:
+    """deploy/kafka/cluster.env is the one source: compose's brokers read it and override none
+    of it; `--broker kafka:3` runs the same settings, and the same Kafka version as the image."""
+    from exchange import kafka_broker
+
+    shared = kafka_broker.cluster_env()
+    assert shared["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and shared["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+    services = compose()["services"]
+    kafka = {n: s for n, s in services.items() if s["image"].startswith("apache/kafka:")}
+    for name, svc in kafka.items():
+        assert svc["env_file"] == ["kafka/cluster.env"], name
+        assert not set(svc["environment"]) & set(shared), f"{name} overrides cluster.env"
+        assert svc["image"] == f"apache/kafka:{kafka_broker.pinned_version()}", f"{name}: not the version of deploy/kafka/pom.xml"
+    local = kafka_broker.broker_settings(3)
+    for key, value in shared.items():
+        assert local[kafka_broker.env_to_property(key)] == value, key
+    prepare = services["prepare"]["command"]
+    assert prepare[prepare.index("--replication-factor") + 1] == local["default.replication.factor"]
+    assert prepare[prepare.index("--min-insync-replicas") + 1] == local["min.insync.replicas"]
 
 
 def test_router_service_scales() -> None:

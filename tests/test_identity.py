@@ -14,7 +14,6 @@ from producers import identity as idn
 from producers.identity import (
     DONGGUAN_TOWNS,
     REGIONS,
-    Region,
     address,
     chinese_name,
     credit_code,
@@ -31,12 +30,15 @@ from producers.identity import (
     resident_id_check_digit,
     surname_of,
 )
+from schemas import regions as division_table
 
 ID_CHARS = "0123456789X"
 CC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 seeds = st.integers(min_value=0, max_value=2**64)
-regions = st.sampled_from(list(REGIONS.values()))
+# every level of the table; sampled so each test stays fast (the table has 41,935 rows)
+_SAMPLE = sorted(REGIONS)[::97] + ["000000", "441900", "441900129", "440305001", "110101", "429004"]
+regions = st.sampled_from([REGIONS[c] for c in _SAMPLE])
 
 
 # --- published examples ------------------------------------------------------
@@ -203,31 +205,68 @@ def test_plate_number(seed):
 
 
 # --- regions and addresses ---------------------------------------------------
+# The table is the Ministry of Civil Affairs' (schemas/regions.py); the expected codes
+# and names below are checked by hand against it and against the issue that reported them.
 
-def test_dongguan_towns():
-    assert len(DONGGUAN_TOWNS) == 33
-    assert len({t.code for t in DONGGUAN_TOWNS}) == 33 and len({t.name for t in DONGGUAN_TOWNS}) == 33
-    names = {t.name for t in DONGGUAN_TOWNS}
-    assert {"莞城街道", "南城街道", "东城街道", "万江街道", "樟木头镇", "高埗镇", "望牛墩镇"} <= names
+def test_dongguan_towns_are_the_real_ones():
+    assert len(DONGGUAN_TOWNS) == 32
+    by_code = {t.code: t.name for t in DONGGUAN_TOWNS}
+    assert by_code["441900129"] == "高埗镇"  # was refused as "does not exist"
+    assert by_code["441900121"] == "虎门镇" and by_code["441900122"] == "厚街镇"  # 121 was called 厚街镇
+    assert by_code["441900003"] == "东城街道" and by_code["441900006"] == "莞城街道"
+    assert "441900120" not in by_code  # there is no town 120
+    names = set(by_code.values())
     assert sum(n.endswith("镇") for n in names) == 28 and sum(n.endswith("街道") for n in names) == 4
-    assert any(n.startswith("松山湖") for n in names)
     for t in DONGGUAN_TOWNS:
-        assert len(t.code) == 9 and t.code.startswith("441900")
-        assert (t.province, t.city, t.district) == ("广东省", "东莞市", t.name)
-        assert REGIONS[t.code] is t
+        assert (t.province, t.city, t.county, t.district) == ("广东省", "东莞市", "", t.name)
+        assert REGIONS[t.code] is t and t.parent == "441900" and t.level == 4
 
 
-def test_required_regions_present():
+def test_every_level_of_the_table():
     expected = {
         "420100": "武汉市", "420102": "江岸区", "420106": "武昌区", "420111": "洪山区",
         "520100": "贵阳市", "520102": "南明区", "520103": "云岩区",
         "440300": "深圳市", "440303": "罗湖区", "440304": "福田区", "440305": "南山区",
-        "441900": "东莞市",
+        "441900": "东莞市", "441322": "博罗县", "440305001": "南头街道", "110101": "东城区",
+        "429004": "仙桃市", "810000": "香港特别行政区",
     }
     for code, name in expected.items():
         assert REGIONS[code].name == name and REGIONS[code].code == code
-    assert REGIONS["441900"].province == "广东省" and REGIONS["441900"].city == "东莞市"
-    assert REGIONS["520102"].province == "贵州省" and REGIONS["420111"].province == "湖北省"
+    assert REGIONS["441322"].full_name == "广东省惠州市博罗县"
+    assert REGIONS["440305001"].full_name == "广东省深圳市南山区南头街道"
+    assert REGIONS["110101"].full_name == "北京市东城区"  # a municipality has no city level
+    assert REGIONS["429004"].full_name == "湖北省仙桃市"  # a county-level city under the province
+    counts = {lv: sum(1 for r in REGIONS.values() if r.level == lv) for lv in (1, 2, 3, 4)}
+    assert counts == {1: 33, 2: 333, 3: 2845, 4: 38723}
+    for code in ("520190", "441900401", "110100", "441900130", "710000"):
+        assert code not in REGIONS and not division_table.exists(code)
+
+
+@pytest.mark.parametrize(("code", "first"), [
+    ("441900130", "441900129"), ("441323", "441323"), ("441329", "441324"), ("110100", "110101"),
+])
+def test_nearest_real_neighbours(code, first):
+    near = division_table.nearest(code)
+    assert near and near[0].code == first and all(division_table.exists(r.code) for r in near)
+    assert len({r.code for r in near}) == len(near) <= 3
+
+
+@pytest.mark.parametrize(("code", "size"), [
+    ("441322", 16), ("440305", 8), ("440305001", 1), ("441900", 32), ("440000", 1610),
+])
+def test_regions_of_are_the_townships_inside(code, size):
+    from producers.records import regions_of
+
+    inside = regions_of(code)
+    assert len(inside) == size and all(region_contains(code, r.code) for r in inside)
+    assert all(not division_table.children(r.code) for r in inside)
+
+
+def test_regions_of_a_code_that_does_not_exist_names_the_nearest():
+    from producers.records import regions_of
+
+    with pytest.raises(ValueError, match="441900130 is not in the division table.*441900129 广东省东莞市高埗镇"):
+        regions_of("441900130")
 
 
 @pytest.mark.parametrize(
@@ -254,6 +293,7 @@ def test_required_regions_present():
         ("520100", "441900003", False),
         ("441900", "4419", False),
         ("441900", "44190000x", False),
+        ("000000", "441900003", True),
     ],
 )
 def test_region_contains(parent, child, expected):
@@ -270,12 +310,11 @@ def test_region_contains_every_preset_town():
 def test_address_within_region_and_prefix(seed, region):
     addr = address(random.Random(seed), region)
     prefix = district_prefix(addr)
-    leaf = next((r for r in REGIONS.values() if r.district and prefix == r.province + r.city + r.district), None)
-    if leaf is not None:
-        assert region_contains(region.code, leaf.code)
-    else:  # a city whose districts are not in the table: its urban area (城区)
-        assert addr.startswith(region.province) and "城区" in addr
-    rest = addr[addr.index("城区") + 2:] if leaf is None else addr[len(prefix):]
+    # the prefix is the full name of a division inside the region, at county level at most
+    leaf = next(r for r in division_table.leaves(region.code) if addr.startswith(r.full_name))
+    assert region_contains(region.code, leaf.code)
+    assert leaf.full_name.startswith(prefix) and prefix.startswith(leaf.province)
+    rest = addr[len(leaf.full_name):]
     assert rest.endswith("号")
     assert any(rest.startswith(road) and rest[len(road):-1].isdigit() for road in idn._ROADS)
 
@@ -296,26 +335,21 @@ def test_road_names_have_no_level_markers():
     "addr, prefix",
     [
         ("广东省东莞市南城街道鸿福路123号", "广东省东莞市南城街道"),
-        ("广东省东莞市松山湖功能区科技大道1号", "广东省东莞市松山湖功能区"),
+        ("广东省东莞市松山湖功能区科技大道1号", "广东省东莞市"),  # not a division
         ("湖北省武汉市江岸区解放大道8号", "湖北省武汉市江岸区"),
         ("浙江省杭州市西湖区文三路5号", "浙江省杭州市西湖区"),
         ("北京市朝阳区建国路1号", "北京市朝阳区"),
         ("广西壮族自治区南宁市青秀区民族大道1号", "广西壮族自治区南宁市青秀区"),
         ("吉林省延边朝鲜族自治州延吉市光明街2号", "吉林省延边朝鲜族自治州延吉市"),
+        ("广东省深圳市南山区南头街道中山路1号", "广东省深圳市南山区"),  # towns under a county: cut
+        ("深圳市南山区科技园", "深圳市南山区"),  # no province: a city known once nationwide
         ("广东省东莞市", "广东省东莞市"),
         ("某路1号", ""),
+        ("朝阳区建国路1号", ""),  # a county name alone is ambiguous (北京, 长春, …)
     ],
 )
 def test_district_prefix_examples(addr, prefix):
     assert district_prefix(addr) == prefix
-
-
-def test_address_unknown_region():
-    custom = Region("330106", "西湖区", "浙江省", "杭州市", "西湖区")
-    addr = address(random.Random(3), custom)
-    assert district_prefix(addr) == "浙江省杭州市西湖区"
-    # a city whose districts are unknown gets addresses in its urban area (城区)
-    assert district_prefix(address(random.Random(3), Region("330100", "杭州市", "浙江省", "杭州市"))) == "浙江省杭州市城区"
 
 
 @given(seeds, regions)
@@ -344,7 +378,7 @@ def test_date_between_rejects_reversed_range():
 def _sequence(seed: int) -> list:
     rng = random.Random(seed)
     out = []
-    for region in list(REGIONS.values()):
+    for region in [REGIONS[c] for c in _SAMPLE[::8]]:
         out += [
             resident_id(rng, region.code), credit_code(rng, region.code), chinese_name(rng),
             mobile_phone(rng), address(rng, region), plate_number(rng), gps_fix(rng, region),
@@ -361,3 +395,90 @@ def test_same_seed_same_sequence(seed):
 
 def test_different_seeds_differ():
     assert _sequence(1) != _sequence(2)
+
+
+# --- any region of China: validates, generates, filters (issue 14, items 1-3) ---------
+
+COUNTY_HUB = """
+name: county-hub
+platform: {{id: hub, name: 县级平台, region: "{hub}", level: county}}
+departments:
+  - {{id: psb, name: 公安局}}
+  - {{id: civil, name: 民政局}}
+  - {{id: town, name: 镇政府, region: "{town}"}}
+catalogue:
+  - id: population
+    name: 人口
+    provider: psb
+    sharing: 无条件共享
+    items:
+      - {{key: person.id, name: 公民身份号码, type: resident_id}}
+      - {{key: person.address, name: 住址, type: address}}
+      - {{key: person.region, name: 户籍地, type: region_code}}
+subscriptions:
+  - {{consumer: civil, entry: population}}
+  - {{consumer: town, entry: population}}
+load:
+  producers: [{{department: psb, rate: 10}}]
+"""
+
+
+@pytest.mark.parametrize(("hub", "town"), [
+    ("441322", "441322103"),  # 博罗县 and its 观音阁镇: validated, then the producer died
+    ("440305", "440305001"),  # 南山区 and 南头街道: validated, then the town received nothing
+    ("441900", "441900129"),  # 东莞市 and 高埗镇: "does not exist"
+    ("500000", "500101"),  # 重庆市 and 万州区 (a municipality's county)
+])
+def test_a_hub_anywhere_validates_generates_and_filters_rows(hub, town):
+    from exchange.policy import compile_policy, decide
+    from exchange.scenario_file import parse
+    from producers.process import entity_pool
+    from producers.records import RecordFactory
+    from schemas.envelope import Topics
+
+    scenario = parse(COUNTY_HUB.format(hub=hub, town=town), "hub.yaml")
+    pool = entity_pool(scenario, 1)
+    factory = RecordFactory(scenario.entries["population"], pool, random.Random(1))
+    policy = compile_policy(scenario, Topics("hub"))["population"]
+    mine = 0
+    for _ in range(400):
+        _, record = factory.make()
+        assert is_valid_resident_id(record["person.id"]) and region_contains(hub, record["person.region"])
+        assert record["person.region"][:6] == record["person.id"][:6] or len(record["person.region"]) == 6
+        assert REGIONS[record["person.region"]].full_name in record["person.address"]
+        delivered = {o.route.consumer for o in decide(policy, "psb", record) if o.delivered}
+        inside = region_contains(town, record["person.region"])
+        assert delivered == ({"civil", "town"} if inside else {"civil"})
+        mine += inside
+    assert mine > 0  # the town gets its own rows, and only those
+
+
+@pytest.mark.parametrize(("where", "code", "nearest"), [
+    ("platform", "441900130", "441900129 广东省东莞市高埗镇"),
+    ("town", "441900401", "441900129 广东省东莞市高埗镇"),  # 松山湖: a statistical code, not a division
+    ("platform", "520190", "520181 贵州省贵阳市清镇市"),
+])
+def test_a_code_that_does_not_exist_is_refused_with_its_nearest_neighbours(where, code, nearest):
+    from exchange.scenario_file import ScenarioError, parse
+
+    hub, town = ("441900", code) if where == "town" else (code, "441900129")
+    with pytest.raises(ScenarioError) as e:
+        parse(COUNTY_HUB.format(hub=hub, town=town), "hub.yaml")
+    text = str(e.value)
+    assert f"region code {code} does not exist (nearest: " in text and nearest in text
+
+
+def test_records_come_from_every_jurisdiction_level_by_level():
+    """Each listed region equally likely, then each city, county, town: a small county
+    (花溪区, 16 of Guizhou's ~1,500 townships) still gets its share of rows."""
+    from collections import Counter
+
+    from producers.records import EntityPool, region_of
+
+    pool = EntityPool(1, [region_of("520000")], people=3000, enterprises=10, vehicles=10)
+    cities = Counter(REGIONS[p.region].parent[:4] for p in pool.people)
+    assert set(cities) == {c[:4] for c in division_table.children("520000")}  # all nine 市州
+    assert min(cities.values()) > 3000 / 9 / 2
+    pool = EntityPool(1, [region_of("520100"), region_of("520111")], people=2000, enterprises=10, vehicles=10)
+    huaxi = sum(p.region.startswith("520111") for p in pool.people)
+    assert 2000 * 0.5 < huaxi < 2000 * 0.65  # half from the listed 花溪区, a tenth or so of the rest

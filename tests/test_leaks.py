@@ -175,5 +175,5 @@ def check_guizhou_cascade(r) -> None:
     assert r.paths["gy"].delivered > 0 and r.hops["gz → nation"].count > 0
     credit = {f.consumer: f for f in r.flows.values() if f.entry == "gz-credit-list"}
     assert len(credit) == 10 and all(0 < f.delivered < r.counts_by_entry["gz-credit-list"].produced for f in credit.values())
-    # each city its own rows; 贵安新区's illustrative code lies inside Guiyang's, so Guiyang gets its rows too
+    # each city its own rows; 贵安新区's jurisdiction (花溪区) lies inside Guiyang's, so Guiyang gets its rows too
     assert credit["gy-market"].delivered > credit["ga-market"].delivered

@@ -168,8 +168,8 @@ def test_unmasked_lifts_masking_on_a_conditional_entry_only_for_that_subscriber(
     s = scenario(
         [{"id": "people", "name": "人口", "provider": "prov", "sharing": "有条件共享", "items": PERSON_ITEMS}],
         [
-            {"consumer": "a", "entry": "people", "purpose": "p", "unmasked": ["person.id", "person.phone"]},
-            {"consumer": "b", "entry": "people", "purpose": "p"},
+            {"consumer": "a", "entry": "people", "purpose": "p", "unmasked": ["person.id", "person.phone"], "status": "approved"},
+            {"consumer": "b", "entry": "people", "purpose": "p", "status": "approved"},
         ],
     )
     out = by_sub(decide(policies(s)["people"], "prov", dict(PERSON_RECORD)))
@@ -193,7 +193,7 @@ def test_unmasked_is_refused_outside_conditional_entries(sharing: str) -> None:
     with pytest.raises(ValidationError, match="only a conditional entry's approval can lift masking"):
         scenario(
             [{"id": "people", "name": "人口", "provider": "prov", "sharing": sharing, "items": PERSON_ITEMS}],
-            [{"consumer": "a", "entry": "people", "purpose": "p", "unmasked": ["person.id"]}],
+            [{"consumer": "a", "entry": "people", "purpose": "p", "unmasked": ["person.id"], "status": "approved"}],
         )
 
 
@@ -303,7 +303,7 @@ ROW_ITEMS = [
 def row_scenario(sharing: str = "unconditional") -> Scenario:
     return scenario(
         [{"id": "gps", "name": "定位", "provider": "prov", "sharing": sharing, "items": ROW_ITEMS}],
-        [{"consumer": c, "entry": "gps", "purpose": "p"} for c in ("city", "nancheng", "changan", "whole", "far")],
+        [{"consumer": c, "entry": "gps", "purpose": "p", "status": "approved"} for c in ("city", "nancheng", "changan", "whole", "far")],
         departments=[
             {"id": "prov", "name": "交通局"},
             {"id": "city", "name": "城管局"},  # no region: the platform's
@@ -579,7 +579,7 @@ def big_catalogue_dict(entry_ids: list[int] | None = None) -> dict:
 
     def subs(i: int) -> list[dict]:
         return [
-            {"consumer": f"d{(i + k) % N_DEPTS:02d}", "entry": f"e{i:04d}", "purpose": "p"}
+            {"consumer": f"d{(i + k) % N_DEPTS:02d}", "entry": f"e{i:04d}", "purpose": "p", "status": "approved"}
             for k in range(1, 1 + i % 4)  # 0..3 subscribers per entry
         ]
 

@@ -57,7 +57,7 @@ def test_shenzhen_credit(tmp_path):
 def test_dongguan(tmp_path):
     r = run_preset("dongguan", tmp_path, 5)
     towns = [f for name, f in r.flows.items() if name.startswith("town-") and f.entry == "gps-fix"]
-    assert len(towns) == 33
+    assert len(towns) == 32  # 28 镇 + 4 街道, as the division table lists them
     gps = r.counts_by_entry["gps-fix"].produced
     assert sum(f.delivered for f in towns) == gps  # every fix reaches exactly its own town
 

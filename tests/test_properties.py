@@ -111,3 +111,21 @@ def test_blocks_hash_what_a_reader_decodes(rows, n_blocks):
     messages = [(0, i, writer.block(0, [tuple(r) for r in rows])) for i in range(n_blocks)]
     assert verify(messages).ok
     assert orjson.loads(messages[-1][2])["rows"] == rows
+
+
+def test_an_event_delivered_twice_is_applied_once():
+    """At-least-once control topic: the second delivery of an event (same request id) gets the same answer."""
+    book = ApprovalBook(SCENARIO, {}, started_ns=0)
+    for action, actor in (("apply", "b"), ("review", "prov"), ("approve", "prov")):
+        event = ControlEvent(action=action, actor=actor, consumer="b", entry="cond", purpose="测试", at_ns=1,
+                             request_id=f"r-{action}")
+        first = book.apply(event)
+        assert book.apply(event) == first  # no "cannot approve in state approved"
+    assert book.current("b.cond").state is State.approved
+    again = ControlEvent(action="approve", actor="prov", consumer="b", entry="cond", at_ns=2, request_id="r-other")
+    try:
+        book.apply(again)
+    except IllegalTransition as exc:
+        assert "in state approved" in str(exc)
+    else:
+        raise AssertionError("a new approve of an approved application was accepted")

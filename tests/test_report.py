@@ -213,7 +213,7 @@ def test_compare_rows_judge_latency_and_slos():
     assert (workers.a, workers.b) == (1, 2)
     assert Row("p99", 100.0, 150.0, better="lower", kind="ms").delta() == ("+50.0 %", "worse")
     assert Row("p99", 100.0, 50.0, better="lower", kind="ms").delta() == ("-50.0 %", "better")
-    assert Row("p99", 100.0, 103.0, better="lower", kind="ms").delta() == ("+3.0 %", "")  # under 5 %: not judged
+    assert Row("p99", 100.0, 103.0, better="lower", kind="ms").delta() == ("≈", "")  # within 5 %: noise, not judged
     assert Row("p99", None, 3.0, better="lower", kind="ms").delta() == ("", "")
     page = build_compare_html(a, b)
     assert "A · demo" in page and "B · demo" in page

@@ -1,4 +1,5 @@
-"""The router on a real embedded broker and a real Faust worker: sharing rules and bad input."""
+"""The router on a real broker (the embedded Tansu one and Apache Kafka) and a real Faust
+worker: sharing rules and bad input. Every test runs on both brokers, one broker per module each."""
 
 from __future__ import annotations
 
@@ -9,29 +10,31 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from exchange.broker import EmbeddedBroker
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
 from .harness import (
     RouterProcess,
+    broker_kinds,
     envelope,
     new_run,
     publish,
     read_all,
+    running_broker,
     sharing_scenario,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def exchange(tmp_path_factory):
-    """One broker and one router for the module's tests (each test uses its own run id)."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=broker_kinds())
+async def exchange(request, tmp_path_factory):
+    """One broker and one router for the module's tests (each test uses its own run id), per broker kind."""
     scenario = sharing_scenario()
-    async with EmbeddedBroker() as broker:
-        router = RouterProcess(scenario, broker.bootstrap, tmp_path_factory.mktemp("router"))
+    workdir = tmp_path_factory.mktemp(f"router-{request.param}")
+    async with running_broker(request.param, log_path=workdir / "broker.log") as broker:
+        router = RouterProcess(scenario, broker.bootstrap, workdir, kind=broker.kind)
         ready = await router.start()
         router.ready_seconds = ready
         try:

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
@@ -19,7 +21,7 @@ from exchange.scenario_file import (
     parse,
     preset_names,
 )
-from schemas.scenario import Scenario, Sharing, UpdateCycle
+from schemas.scenario import Scenario, Sharing, UpdateCycle, json_schema
 from tests.harness import SHARING_SCENARIO
 
 FILE = "s.yaml"
@@ -389,8 +391,9 @@ def test_cli_validate_reports_every_problem(runner: CliRunner, tmp_path: Path) -
 def test_cli_validate_missing_file(runner: CliRunner, tmp_path: Path) -> None:
     missing = str(tmp_path / "absent.yaml")
     result = runner.invoke(app, ["validate", missing])
-    assert result.exit_code == 1
-    assert result.stdout.startswith(f"{missing}:0:0: (document): no such file")
+    assert result.exit_code == 2  # could not check: nothing to read (README, exit codes)
+    assert result.output.strip().startswith(f"error: {missing}: no such file")
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_cli_validate_demo_ok(runner: CliRunner) -> None:
@@ -406,7 +409,7 @@ def test_cli_schema_is_json(runner: CliRunner) -> None:
     schema = json.loads(result.stdout)
     assert schema["title"] == "Scenario"
     assert "CatalogueEntry" in schema["$defs"]
-    assert schema == json.loads(json.dumps(Scenario.model_json_schema()))
+    assert schema == json.loads(json.dumps(json_schema()))
     assert "additionalProperties" in schema["$defs"]["Department"]
 
 
@@ -629,3 +632,324 @@ def test_cli_validate_lists_every_class_of_reference_problem_at_once(runner: Cli
             "platform.parent", "platforms.0.parent"} <= fields, fields
     assert all(m["file"] == str(path) and int(m["line"]) > 1 for m in lines)
     assert f"{len(lines)} problem(s)" in result.output
+
+
+# --- YAML as people write it: merge keys, aliases, encodings, numbers YAML changes -------------
+
+PID = "      - key: person.name\n        name: 姓名\n        type: person_name\n        sensitivity: personal\n"
+
+
+def test_merge_keys_merge_and_written_keys_win() -> None:
+    text = edit(PID, (
+        "      - &pid {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}\n"
+        "      - {<<: *pid, key: person.name}\n"
+        "      - {<<: [*pid, {mask: redact}], key: person.phone, name: 手机}\n"
+    ))
+    s = parse(text, FILE)
+    pid, name, phone = s.entries["open"].items
+    assert (name.key, name.name, name.type, name.sensitivity.value) == ("person.name", "身份证号", pid.type, "personal")
+    assert (phone.key, phone.name, phone.mask.value) == ("person.phone", "手机", "redact")
+
+
+def test_a_merge_key_with_no_mapping_is_a_problem() -> None:
+    text = edit(PID, "      - &k person.id\n      - {<<: *k, key: person.name, name: 姓名, type: person_name}\n")
+    problems = problems_of(text)
+    assert any("merge key" in p.message and p.field == "catalogue.0.items.1" for p in problems)
+
+
+@pytest.mark.parametrize(("old", "new", "field", "alias"), [
+    ("name: base", "name: &n [hunt, *n]", "name.1", "*n"),
+    ("    name: 甲局\n", "    name: 甲局\n    x: &m {a: *m}\n", "departments.1.x.a", "*m"),
+    ("  - id: alpha\n    name: 甲局\n", "  - &d {id: alpha, name: 甲局, <<: *d}\n", "departments.1", "*d"),
+])
+def test_a_recursive_alias_is_a_problem_line(old: str, new: str, field: str, alias: str) -> None:
+    text = edit(old, new)
+    problems = problems_of(text)
+    [p] = [p for p in problems if "recursive alias" in p.message]
+    assert p.field == field
+    assert (p.line, p.column) == pos(text, alias)
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    text = "a0: &a0 [" + ", ".join(['"lol"'] * width) + "]\n"
+    for n in range(1, levels + 1):
+        text += f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * width) + "]\n"
+    return text
+
+
+@pytest.mark.parametrize("levels", [5, 7, 12])
+def test_an_alias_bomb_is_refused_within_the_bound(levels: int) -> None:
+    # nine-fold a level: 9**12 values if expanded; the bound stops it at the same cost whatever the depth
+    from exchange.scenario_file import MAX_ALIAS_EXPANSION
+
+    p = only_problem(alias_bomb(levels) + BASE)
+    assert "alias" in p.message and f"{MAX_ALIAS_EXPANSION:,}" in p.message
+    assert p.line <= levels + 1
+
+
+def mapping_bomb(levels: int) -> str:
+    text = "b0: &b0 {" + ", ".join(f"k{j}: lol" for j in range(9)) + "}\n"
+    for n in range(1, levels + 1):
+        text += f"b{n}: &b{n} {{" + ", ".join(f"k{j}: *b{n - 1}" for j in range(9)) + "}\n"
+    return text
+
+
+def merge_bomb(levels: int) -> str:
+    # merge keys fold equal keys together, but each merge still walks its sources' keys
+    text = "m0: &m0 {" + ", ".join(f"k{j}: lol" for j in range(9)) + "}\n"
+    for n in range(1, levels + 1):
+        text += f"m{n}: &m{n} {{<<: [" + ", ".join([f"*m{n - 1}"] * 9) + "]}\n"
+    return text
+
+
+@pytest.mark.parametrize("bomb", [mapping_bomb(8), merge_bomb(30)], ids=["mappings", "merges"])
+def test_alias_bombs_of_mappings_and_merges_are_refused(bomb: str) -> None:
+    p = only_problem(bomb + BASE)
+    assert "alias bomb" in p.message and p.field == ""
+
+
+def test_aliases_within_the_bound_are_expanded() -> None:
+    # a catalogue that reuses one list of items 50 times: 50 × 4 items, far within the bound
+    entries = "".join(
+        f"  - {{id: e{n}, name: 资源{n}, provider: prov, sharing: unconditional, items: *items}}\n" for n in range(50)
+    )
+    text = edit("catalogue:\n", "catalogue:\n" + entries.replace("items: *items", "items: &items [{key: a.b, name: 甲, type: text}, "
+                "{key: a.c, name: 乙, type: text}, {key: a.d, name: 丙, type: text}, {key: a.e, name: 丁, type: text}]", 1))
+    s = parse(text, FILE)
+    assert len(s.catalogue) == 52 and all(len(s.entries[f"e{n}"].items) == 4 for n in range(50))
+
+
+def test_values_nested_without_end_are_a_problem_not_a_crash() -> None:
+    for text in ("name: " + "[" * 5000 + "]" * 5000 + "\n", "name: " + "[" * 200 + "]" * 200 + "\n"):
+        assert any("nest" in p.message for p in problems_of(text))  # libyaml: "exceeded maximum nesting depth"
+
+
+def _written(tmp_path: Path, text: str, encoding: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030"])
+def test_a_file_saved_as_gbk_is_refused_naming_the_encoding(tmp_path: Path, encoding: str) -> None:
+    path = _written(tmp_path, BASE, encoding)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert p.file == str(path)
+    assert (p.line, p.column) == pos(BASE, "测试平台")  # the first character that is not UTF-8
+    assert "not UTF-8" in p.message and "GBK/GB18030" in p.message and "iconv -f GB18030 -t UTF-8" in p.message
+
+
+@pytest.mark.parametrize(("encoding", "looks"), [("big5", "Big5"), ("utf-16-le", "UTF-16 or UTF-32 without a byte-order mark")])
+def test_other_encodings_are_refused_saying_what_they_look_like(tmp_path: Path, encoding: str, looks: str) -> None:
+    # these Big5 bytes are valid GB18030 too, but read so they give kana and rare characters
+    path = _written(tmp_path, "name: 測試平臺\ndescription: 政務資料共享交換\n", encoding)
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert p.file == str(path) and "not UTF-8" in p.message and looks in p.message
+
+
+def test_a_latin1_file_is_refused_without_a_false_guess(tmp_path: Path) -> None:
+    text = "name: café\n"
+    path = _written(tmp_path, text, "latin-1")
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert (p.line, p.column) == (1, 10) and "not UTF-8" in p.message and "GB" not in p.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_files_with_a_byte_order_mark_are_read(tmp_path: Path, encoding: str) -> None:
+    path = _written(tmp_path, BASE, encoding)
+    assert load(path).platform.name == "测试平台"
+
+
+def test_cli_validate_says_one_line_for_a_gbk_file(runner: CliRunner, tmp_path: Path) -> None:
+    path = _written(tmp_path, BASE, "gb18030")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"{path}:4:9: (document): not UTF-8") and "Traceback" not in result.output
+
+
+def test_a_directory_is_a_problem_line(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load(tmp_path)
+    [p] = info.value.problems
+    assert p.file == str(tmp_path) and "cannot read" in p.message
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ('  region: "441900"\n', "  region: 000000\n", "platform.region"),
+    ("    name: 乙局\n", "    name: 乙局\n    region: 0441900\n", None),  # not octal (9): YAML keeps it as text
+    ("partitions: 2", "partitions: 010", "catalogue.0.partitions"),
+    ("partitions: 2", "partitions: 07", "catalogue.0.partitions"),
+])
+def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, new: str, field: str | None) -> None:
+    text = edit(old, new)
+    if field is None:
+        problems = problems_of(text)
+        assert all("octal" not in p.message for p in problems)
+        return
+    p = only_problem(text)  # one problem: not also the pattern it then fails
+    written = new.split(": ")[1].strip()
+    assert p.field == field and (p.line, p.column) == pos(text, written)
+    assert "octal" in p.message and f'"{written}"' in p.message and "quotes" in p.message
+
+
+@pytest.mark.parametrize(("written", "read_as"), [("no", "the boolean false"), ("On", "the boolean true"),
+                                                   ("12:30", "the number 750"), ("0x1F", "the number 31")])
+def test_a_value_yaml_changes_says_so(written: str, read_as: str) -> None:
+    text = edit("    name: 甲局\n", f"    name: {written}\n")
+    p = only_problem(text)
+    assert p.field == "departments.1.name"
+    assert "valid string" in p.message and f"YAML reads the unquoted {written} as {read_as}" in p.message
+    assert "quotes" in p.message
+
+
+# --- every problem in one pass ----------------------------------------------------------------
+
+
+def test_structural_and_reference_problems_come_together() -> None:
+    text = edit("partitions: 2", "partitions: many")
+    text = edit("consumer: alpha", "consumer: gamma", text)
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional", text)
+    fields = [p.field for p in problems_of(text)]
+    assert fields == ["catalogue.0.partitions", "catalogue.1.provider", "subscriptions.0.consumer"]
+
+
+def test_one_bad_item_type_is_one_problem() -> None:
+    text = edit("        type: credit_code\n", "        type: banknote\n")
+    [p] = problems_of(text)  # not also `catalogue: Tuple should have at least 1 item`, nor beta's subscription
+    assert p.field == "catalogue.1.items.0.type" and p.line == pos(text, "banknote")[0]
+    assert "'credit_code'" in p.message
+
+
+def test_references_to_a_refused_element_are_not_reported_again() -> None:
+    text = edit("  - id: alpha\n", "  - id: Alpha\n")  # refused by the id pattern
+    text = edit("    sharing: conditional\n", "    sharing: conditional\n    master_key: enterprise.nope\n", text)
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["departments.1.id", "catalogue.1"]
+
+
+def test_reference_problems_after_dropped_list_elements_keep_their_written_place() -> None:
+    text = edit("  - id: alpha\n    name: 甲局\n", "  - id: alpha\n    name: 甲局\n    kind: 外星\n")
+    text = edit("    purpose: 测试\n", "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n", text)
+    problems = {p.field: p for p in problems_of(text)}
+    # items: 5 is refused, and the subscription's entry is checked all the same
+    assert set(problems) == {"departments.1.kind", "subscriptions.2.items", "subscriptions.2.entry", "subscriptions.3.entry"}
+    assert problems["subscriptions.3.entry"].line == pos(text, "entry: gone")[0]
+
+
+def test_every_problem_when_the_only_entry_and_the_platform_are_refused() -> None:
+    # dropping the only entry (or the platform) would leave nothing to check references against
+    text = (
+        "name: x\n"
+        "platform: {id: p, name: 平台, region: 4419}\n"
+        "departments: [{id: a, name: 甲}]\n"
+        "catalogue:\n"
+        "  - {id: e, name: 资源, provider: a, sharing: 部分共享, items: [{key: a.b, name: 乙, type: banknote}]}\n"
+        "subscriptions: [{consumer: ghost, entry: e}, {consumer: a, entry: nope}]\n"
+        "load: {producers: [{department: a, rate: 5}], duration: 010}\n"
+    )
+    problems = problems_of(text)
+    assert [p.field for p in problems] == [
+        "platform.region", "catalogue.0.sharing", "catalogue.0.items.0.type",
+        "subscriptions.0.consumer", "subscriptions.1.entry", "load.duration",
+    ]
+    assert [p.line for p in problems] == [2, 5, 5, 6, 6, 7]
+
+
+@pytest.mark.parametrize(("old", "new", "terms"), [
+    ("sharing: conditional", "sharing: 部分共享", "无条件共享, 有条件共享, 不予共享"),
+    ("    name: 乙局\n", "    name: 乙局\n    kind: 外星\n", "委办局, 垂直部门"),
+])
+def test_enum_messages_list_the_chinese_terms(old: str, new: str, terms: str) -> None:
+    p = only_problem(edit(old, new))
+    assert terms in p.message and "'" in p.message
+
+
+def test_a_producer_whose_department_provides_nothing_is_a_problem() -> None:
+    text = BASE + "load:\n  producers:\n    - department: alpha\n      rate: 5\n"
+    p = only_problem(text)
+    assert p.field == "load.producers.0.department" and (p.line, p.column) == pos(text, "alpha", nth=2)
+    assert "provides no entry" in p.message
+
+
+# --- conditional subscriptions grant nothing by default (issue 14, item 6) --------------------
+
+
+def test_a_conditional_subscription_without_status_is_pending() -> None:
+    from exchange.policy import compile_policy
+    from schemas.envelope import Topics
+
+    s = parse(BASE, FILE)
+    assert s.subscriptions[1].status.value == "pending"
+    [route] = compile_policy(s, Topics("t1"))["cond"].routes
+    assert route.approved is False
+    s = parse(edit("    purpose: 测试\n", "    purpose: 测试\n    status: approved\n"), FILE)
+    assert compile_policy(s, Topics("t1"))["cond"].routes[0].approved is True
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "86401"])
+def test_cli_run_refuses_a_duration_that_load_duration_refuses(runner: CliRunner, tmp_path: Path, value: str) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "demo", "--duration", value, "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--duration" in result.output and "load.duration" in result.output
+    assert "Traceback" not in result.output and "conservation" not in result.output
+    assert not out.exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("composer", ["_PyComposer", "_CComposer"])
+def test_both_yaml_parsers_give_the_same_problems(monkeypatch: pytest.MonkeyPatch, composer: str) -> None:
+    # libyaml's parser when PyYAML has it, PyYAML's own otherwise: the same rules either way
+    from exchange import scenario_file
+
+    if not hasattr(scenario_file, composer):
+        pytest.skip("PyYAML built without libyaml")
+    monkeypatch.setattr(scenario_file, "_COMPOSER", getattr(scenario_file, composer))
+    merged = edit(PID, "      - &pid {key: person.id, name: 身份证号, type: resident_id}\n      - {<<: *pid, key: person.name}\n")
+    assert [i.key for i in parse(merged, FILE).entries["open"].items] == ["person.id", "person.name"]
+    text = edit("name: base", "name: &n [hunt, *n]")
+    text = edit('  region: "441900"\n', "  region: 000000\n", text)
+    text = edit("    name: 甲局\n", "    name: no\n", text)
+    problems = problems_of(text)
+    assert [(p.field, p.line, p.column) for p in problems] == [
+        ("name", 1, 7), ("name.1", 1, 17), ("platform.region", 5, 11), ("departments.1.name", 10, 11)]
+    assert "recursive alias" in problems[1].message and "octal" in problems[2].message and "boolean" in problems[3].message
+    assert "alias bomb" in only_problem(alias_bomb(9) + BASE).message
+
+
+def test_cli_validate_notes_conditional_subscriptions_left_pending(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0
+    assert "note: 1 conditional subscription(s) without status are pending" in result.stdout and "beta.cond" in result.stdout
+    path.write_text(edit("    purpose: 测试\n", "    purpose: 测试\n    status: pending\n"), encoding="utf-8")
+    assert "note:" not in runner.invoke(app, ["validate", str(path)]).stdout  # said on purpose
+
+
+YAML_BITS = ["*a", "&a x", "&a", "<<: *a", "{<<: *a}", "[*a, *a]", "{", "]", "000000", "0o17", "0x1F", "012", "1:30",
+             "yes", "~", "!!binary aGk=", "!!python/object:os.system x", "!!set {a, b}", "!!omap [a: 1]", "? [a]",
+             ".inf", "-.nan", "'quoted'", '"\\u0000"', "2001-12-14", "- x", "a: b: c", "\t", "%YAML 1.1", "---", "...",
+             "é", "测试", "\\x80", "@", "`", "|\n  text", ">-\n  text", "&b [*b]", "&c {k: *c}", "{<<: [*a, *a]}"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_edit_of_a_valid_file_is_a_scenario_or_problem_lines(data) -> None:
+    # what people type (and paste) into a file: never a traceback, always file:line:column problems
+    lines = ("a0: &a {id: x, name: y}\n" + BASE).splitlines()
+    for _ in range(data.draw(st.integers(1, 3))):
+        n = data.draw(st.integers(0, len(lines) - 1))
+        head = lines[n].split(": ", 1)[0] if ": " in lines[n] else lines[n]
+        lines[n] = head + ": " + data.draw(st.sampled_from(YAML_BITS) | st.text(max_size=12))
+    text = "\n".join(lines) + "\n"
+    try:
+        parse(text, FILE)
+    except ScenarioError as exc:
+        assert exc.problems and all(p.file == FILE and p.line >= 0 and p.column >= 0 for p in exc.problems)

@@ -23,11 +23,13 @@ import random
 
 from schemas.scenario import Scenario
 
-#: (platform id, 中文名, region code) of the nine cities and prefectures, and 贵安新区.
+#: (platform id, 中文名, region code) of the nine cities and prefectures, and 贵安新区, which has
+#: no division code of its own (it spans Guiyang and Anshun): its sub-platform serves 花溪区
+#: 520111, where its directly administered core (湖潮乡, 党武街道) lies in the division table.
 CITIES = (
     ("gy", "贵阳市", "520100"), ("lps", "六盘水市", "520200"), ("zy", "遵义市", "520300"), ("as", "安顺市", "520400"),
     ("bj", "毕节市", "520500"), ("tr", "铜仁市", "520600"), ("qxn", "黔西南州", "522300"), ("qdn", "黔东南州", "522600"),
-    ("qn", "黔南州", "522700"), ("ga", "贵安新区", "520190"),
+    ("qn", "黔南州", "522700"), ("ga", "贵安新区", "520111"),
 )
 RESOURCES = 9_000  # the province's target of shared data resources (共享数据资源)
 CROSS_PROVINCE = ("gy", "zy")  # cities whose licences Guangdong and the national regulator look up
@@ -109,7 +111,8 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": f"{c}-hrss", "entry": f"{c}-licence"},
             {"consumer": "gz-market", "entry": f"{c}-licence"},
             {"consumer": "gz-tax", "entry": f"{c}-licence"},
-            {"consumer": "gz-hrss", "entry": f"{c}-population", "purpose": "社保参保资格核验", "items": ["person.id", "person.name", "person.region"]},
+            {"consumer": "gz-hrss", "entry": f"{c}-population", "purpose": "社保参保资格核验", "items": ["person.id", "person.name", "person.region"],
+             "status": "approved"},
             {"consumer": f"{c}-market", "entry": "gz-credit-list"},  # 回流: each city its own rows
         ]
         producers += [
@@ -122,7 +125,8 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": "samr", "entry": f"{c}-licence"},
         ]
     # asked for, approved by the provider, and still refused at the national hub by its negative list
-    subscriptions.append({"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"]})
+    subscriptions.append({"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"],
+                          "status": "approved"})
     catalogue += _dormant(rng, departments, RESOURCES - len(catalogue))
     return {
         "name": "guizhou-cascade" if cascade else "guizhou-flat",

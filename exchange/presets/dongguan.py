@@ -3,9 +3,11 @@
 84 departments publishing 1,322 catalogue entries with 14,722 data items, generated
 deterministically from the seed (names in Chinese, ids in English); the transport
 bureau's live GPS stream at ~2,470 records/s (37,000 vehicles, one fix per 15 s), read by
-urban management and emergency management, and by the 33 towns and streets, each of which
-receives only its own jurisdiction's rows. Population data has the public security bureau
-as its authoritative source, enterprise data the market regulation bureau; every other
+urban management and emergency management, and by the 32 towns and streets (28 镇 and
+4 街道, codes and names from the national division table, schemas/regions.py), each of
+which receives only its own jurisdiction's rows (松山湖 and the other functional areas have
+statistical codes only, no division codes, so they are not among them). Population data
+has the public security bureau as its authoritative source, enterprise data the market regulation bureau; every other
 department's copy is verified against them.
 """
 
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import random
 
-from producers.identity import DONGGUAN_TOWNS
+from schemas import regions
 from schemas.scenario import Scenario
 
 DEPARTMENTS = 84
 ENTRIES = 1_322
 ITEMS = 14_722
+CITY = "441900"  # 东莞市: no counties, its towns and streets report to the city
 GPS_RATE = 37_000 / 15  # ≈ 2,467 records/s
 
 # (id, 中文名) of the departments the plans name, then the rest of a city's bureaus.
@@ -86,7 +89,10 @@ def build(seed: int = 1) -> Scenario:
         for d, n in NAMED[:DEPARTMENTS]
     ]
     departments[NAMED.index(("operator", "政务服务数据管理局"))]["kind"] = "platform_operator"
-    towns = [{"id": f"town-{t.code[-3:]}", "name": t.name, "region": t.code, "kind": "local_government"} for t in DONGGUAN_TOWNS]
+    towns = [
+        {"id": f"town-{code[-3:]}", "name": regions.get(code).name, "region": code, "kind": "local_government"}
+        for code in regions.children(CITY)
+    ]
     dept_ids = [d["id"] for d in departments]
 
     # The anchor entries: population (公安局, authoritative for person.*), enterprise
@@ -129,7 +135,8 @@ def build(seed: int = 1) -> Scenario:
     subscriptions = [{"consumer": c, "entry": "gps-fix"} for c in ("urban", "emergency")]
     subscriptions += [{"consumer": t["id"], "entry": "gps-fix"} for t in towns]
     subscriptions += [
-        {"consumer": c, "entry": "population", "purpose": "核验居民身份", "items": ["person.id", "person.name"]}
+        {"consumer": c, "entry": "population", "purpose": "核验居民身份", "items": ["person.id", "person.name"],
+         "status": "approved"}
         for c in ("civil", "hrss", "medsec", "housing-sec")
     ]
     subscriptions += [{"consumer": c, "entry": "enterprise-registration"} for c in ("tax", "hrss", "credit", "commerce")]
@@ -150,8 +157,8 @@ def build(seed: int = 1) -> Scenario:
 
     return Scenario.model_validate({
         "name": "dongguan",
-        "description": "东莞市政务数据共享交换平台: 84 departments, 1,322 entries, 14,722 items, GPS at ~2,470/s, 33 towns",
-        "platform": {"id": "dg", "name": "东莞市政务数据共享交换平台", "level": "municipal", "region": "441900"},
+        "description": "东莞市政务数据共享交换平台: 84 departments, 1,322 entries, 14,722 items, GPS at ~2,470/s, 32 towns and streets",
+        "platform": {"id": "dg", "name": "东莞市政务数据共享交换平台", "level": "municipal", "region": CITY},
         "departments": departments + towns,
         "catalogue": catalogue,
         "subscriptions": subscriptions,
