@@ -460,10 +460,9 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
     (read from the status lines read so far)."""
     _check_crashed(children)
     if broker is not None and not broker.running:
-        raise RunFailed(
-            f"the embedded broker died (exit code {broker.returncode}); its storage is memory, so the run's records are gone.\n"
-            f"{broker.tail_log()}"
-        )
+        what = ("the embedded broker died", "its storage is memory, so the run's records are gone") if broker.kind == "tansu" \
+            else (f"{broker.describe()}: a node died", "the run cannot go on without it")
+        raise RunFailed(f"{what[0]} (exit code {broker.returncode}); {what[1]}.\n{broker.tail_log()}")
     for child in children:
         code = child.proc.poll()
         if code is not None and (child.name not in allow_exit or code != 0):
