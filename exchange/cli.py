@@ -59,9 +59,9 @@ def _version(value: bool) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            console.print(f"exchange {version('data-exchange-sim')}", highlight=False)
+            console.print(f"exchange {version('data-exchange-sim')}", highlight=False, soft_wrap=True)
         except PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
-            console.print("exchange (not installed)")
+            console.print("exchange (not installed)", soft_wrap=True)
         raise typer.Exit()
 
 
@@ -161,14 +161,14 @@ def run(
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
         if chaos:
-            err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
+            err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         _find_max_rate(options, slo_p99)
         return
     with LiveProgress(console) as live:
         # printed above the live view while it shows (rich keeps console output above a Live)
-        say = (lambda text: console.print(f"[dim]{escape(text)}[/dim]", highlight=False)) if console.is_terminal else \
-            (lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
+        say = (lambda text: console.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)) if console.is_terminal else \
+            (lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
         result, run_dir = _run_async(run_scenario(options, live.update, say))
     console.print(summary_table(result))
     if result.faults:
@@ -178,8 +178,8 @@ def run(
     for v in result.slos:
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
-        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False)
-    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}")
+        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
+    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 
@@ -195,7 +195,7 @@ def _find_max_rate(options, slo_p99: Optional[float]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     options.out = None
     found = _run_async(find_max_rate(options, out, objective, options.duration or 10.0,
-                                     say=lambda text: err.print(f"[dim]{text}[/dim]")))
+                                     say=lambda text: err.print(f"[dim]{text}[/dim]", soft_wrap=True)))
     table = Table(title=f"{options.scenario.name}: maximum sustainable rate (p99 ≤ {objective:g} ms, no backlog)")
     for col in ("×", "offered/s", "held", "p99 ms", "drain s", "publish delay p99 ms", "why"):
         table.add_column(col)
@@ -203,9 +203,9 @@ def _find_max_rate(options, slo_p99: Optional[float]) -> None:
         table.add_row(f"{t.multiplier:g}", f"{t.offered_per_s:,.0f}", "yes" if t.held else "no", f"{t.e2e_p99_ms:.0f}",
                       f"{t.drain_s:.1f}", f"{t.publish_delay_p99_ms:.0f}", t.why)
     console.print(table)
-    console.print(f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s")
+    console.print(f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s", soft_wrap=True)
     (out / "max-rate.json").write_text(json.dumps(found.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    console.print(f"trials and figures: {out / 'max-rate.json'}")
+    console.print(f"trials and figures: {out / 'max-rate.json'}", soft_wrap=True)
 
 
 def _run_async(coro):
@@ -220,7 +220,7 @@ def _run_async(coro):
     try:
         return asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        err.print("[yellow]interrupted: stopped every process of the run[/yellow]")
+        err.print("[yellow]interrupted: stopped every process of the run[/yellow]", soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -244,7 +244,7 @@ def bench(
 
     from .bench import BenchOptions, run_bench
 
-    say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]"))
+    say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]", soft_wrap=True))
     broker_kind = _check_broker(broker_kind, bootstrap) if not policy else broker_kind
     if policy:
         from .policy_bench import run as run_policy_bench
@@ -319,17 +319,17 @@ def audit_verify(
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
         if platform_id is None:
-            err.print("[red]error:[/red] give a scenario, --platform or --topic", highlight=False)
+            err.print("[red]error:[/red] give a scenario, --platform or --topic", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_COULD_NOT_CHECK)
         topic = Topics(platform_id).audit
     result = verify(_run_async(read_topic(bootstrap, topic)))
-    console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False)
+    console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False, soft_wrap=True)
     if result.ok:
-        console.print("[green]every chain intact[/green]")
+        console.print("[green]every chain intact[/green]", soft_wrap=True)
         return
-    console.print(f"[red]broken:[/red] {result.broken[0]}", highlight=False)
+    console.print(f"[red]broken:[/red] {result.broken[0]}", highlight=False, soft_wrap=True)
     if len(result.broken) > 1:
-        console.print(f"({len(result.broken) - 1} more broken links)")
+        console.print(f"({len(result.broken) - 1} more broken links)", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -351,10 +351,10 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
 
     s = _load(scenario)
     if entry not in s.entries:
-        err.print(f"[red]error:[/red] entry {escape(repr(entry))} is not in {escape(s.name)}'s catalogue", highlight=False)
+        err.print(f"[red]error:[/red] entry {escape(repr(entry))} is not in {escape(s.name)}'s catalogue", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_COULD_NOT_CHECK)
     if consumer not in s.department_ids:
-        err.print(f"[red]error:[/red] {escape(repr(consumer))} is not a department of {escape(s.name)}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(repr(consumer))} is not a department of {escape(s.name)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_COULD_NOT_CHECK)
     who = actor or (s.entries[entry].provider if action in PROVIDER_ACTIONS else consumer)
     event = ControlEvent(
@@ -374,10 +374,10 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
     verdict = _run_async(send())  # Refused: exit 1; no verdict in time, no broker: exit 2
     if verdict is None:
         console.print(f"sent {action}: {event.application} by {who} → {topics.control} (request {event.request_id}; "
-                      "not waiting for the verdict)", highlight=False)
+                      "not waiting for the verdict)", highlight=False, soft_wrap=True)
         return
     console.print(f"{action}: {event.application} by {who}: accepted, now {verdict.state} "
-                  f"(router worker {verdict.worker} on {topics.control})", highlight=False)
+                  f"(router worker {verdict.worker} on {topics.control})", highlight=False, soft_wrap=True)
 
 
 Bootstrap = Annotated[str, typer.Option(help="HOST:PORT of the exchange's Kafka")]
@@ -444,7 +444,7 @@ def report(
     from .report import write_report
 
     path = write_report(_result_path(result), output)
-    console.print(f"report: {path}")
+    console.print(f"report: {path}", soft_wrap=True)
 
 
 @app.command()
@@ -458,7 +458,7 @@ def compare(
 
     table, path = run_compare(_result_path(a), _result_path(b), output)
     console.print(table)
-    console.print(f"comparison: {path}")
+    console.print(f"comparison: {path}", soft_wrap=True)
 
 
 @app.command()
@@ -466,7 +466,7 @@ def scenarios() -> None:
     """List the built-in scenario presets."""
     for name in scenario_file.preset_names():
         s = scenario_file.load(name)
-        console.print(f"[bold]{name}[/bold]  {s.description}", highlight=False)
+        console.print(f"[bold]{name}[/bold]  {s.description}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -480,7 +480,7 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
             raise typer.Exit(2) from None  # could not check: nothing to read
         for problem in exc.problems:
             console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
-        err.print(f"{len(exc.problems)} problem(s)")
+        err.print(f"{len(exc.problems)} problem(s)", soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(
         f"ok: {escape(s.name)}: {_n(len(s.departments), 'department')}, {_n(len(s.catalogue), 'entry', 'entries')}, "
@@ -517,7 +517,7 @@ def broker(
     from . import brokers
 
     if kind not in ("tansu", "kafka") or (kind == "tansu" and nodes != 1):
-        err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False)
+        err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     spec = _check_broker(f"{kind}:{nodes}")
     try:  # BrokerError (port in use, no Java…) is an ExchangeError: one line, exit 2
@@ -527,7 +527,7 @@ def broker(
     with b:
         console.print(b.bootstrap, highlight=False, soft_wrap=True)
         sys.stdout.flush()
-        err.print(f"[dim]{escape(b.describe())}, ready in {b.start_seconds:.1f} s; Ctrl-C stops it[/dim]", highlight=False)
+        err.print(f"[dim]{escape(b.describe())}, ready in {b.start_seconds:.1f} s; Ctrl-C stops it[/dim]", highlight=False, soft_wrap=True)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:
@@ -536,7 +536,7 @@ def broker(
         except KeyboardInterrupt:
             pass
         if not b.running and not stop["now"]:
-            err.print(f"the broker exited with code {b.returncode}")
+            err.print(f"the broker exited with code {b.returncode}", soft_wrap=True)
             raise typer.Exit(1)
 
 
@@ -550,7 +550,7 @@ def kafka_fetch() -> None:
     from .kafka_broker import KafkaUnavailable, fetch, java_binary
 
     try:
-        lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False))
+        lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
         java_binary()
     except KafkaUnavailable as exc:
         err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -300,8 +300,12 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
         await create_topics(b.bootstrap, {"replicated": 3}, replication_factor=b.replication_factor)
         admin = AIOKafkaAdminClient(bootstrap_servers=b.bootstrap)
         await admin.start()
-        try:
-            [topic] = await admin.describe_topics(["replicated"])
+        try:  # each node's metadata cache learns of the topic on its own: ask until the one asked knows it
+            for _ in range(100):
+                [topic] = await admin.describe_topics(["replicated"])
+                if len(topic["partitions"]) == 3:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             await admin.close()
         assert sorted(len(p["replicas"]) for p in topic["partitions"]) == [3, 3, 3]
