@@ -123,7 +123,7 @@ def test_the_readme_lists_the_exit_codes_and_every_command():
     from exchange.cli import app
 
     names = set(typer.main.get_command(app).commands)
-    table = readme[readme.index("## Commands"):readme.index("## What a run does")]
+    table = readme[readme.index("## Commands"):readme.index("## Where to read more")]
     for name in names - {"audit"}:
         assert f"`exchange {name}" in table, name
     assert "`exchange audit verify" in table and "`exchange --version`" in table
