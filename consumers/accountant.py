@@ -32,6 +32,10 @@ class Accountant:
         # (entry, reason) → records in fetched batches the router could not decode: no run id can
         # be read from them, so they are not outcomes of this run (see _dead_letter)
         self.undecodable: Counter = Counter()
+        # reason → dead letters of records that carry no run id or another run's (written to an
+        # ingress topic by another client, or left by an earlier run): not this run's outcomes,
+        # but reported, so that what other clients send is never silently dropped
+        self.foreign_dead_letters: Counter = Counter()
         self.quality_events: Counter = Counter()  # (item, copying department) → events
         self.denied = 0
         self.audited_deliveries = 0
@@ -80,6 +84,7 @@ class Accountant:
             "dead_letters": [[*k, v] for k, v in self.dead_letters.items()],
             "quality_events": [[*k, v] for k, v in self.quality_events.items()],
             "undecodable": [[*k, v] for k, v in self.undecodable.items()],
+            "foreign_dead_letters": [[*k, v] for k, v in self.foreign_dead_letters.items()],
             "counters": {k: getattr(self, k) for k in ("dead_outcomes", "denied", "audited_deliveries", "duplicates", "foreign")},
             "seen": self._seen.snapshot(),
         }
@@ -91,6 +96,7 @@ class Accountant:
         self.dead_letters = Counter({tuple(row[:-1]): row[-1] for row in data["dead_letters"]})
         self.quality_events = Counter({tuple(row[:-1]): row[-1] for row in data["quality_events"]})
         self.undecodable = Counter({tuple(row[:-1]): row[-1] for row in data.get("undecodable", [])})
+        self.foreign_dead_letters = Counter({tuple(row[:-1]): row[-1] for row in data.get("foreign_dead_letters", [])})
         for k, v in data["counters"].items():
             setattr(self, k, v)
         self._seen = SeenSet.restore(data["seen"])
@@ -175,6 +181,7 @@ class Accountant:
         original = dict(letter.get("headers") or ())
         if base64.b64decode(original.get(H_RUN, "")).decode(errors="replace") != self._run:
             self.foreign += 1
+            self.foreign_dead_letters[(letter.get("entry") or "?", letter.get("reason") or "?")] += 1
             return
         trace = headers.get(H_TRACE) or f"{letter['topic']}/{letter['partition']}/{letter['offset']}".encode()
         subscription = letter.get("subscription")  # set when a hub refused a record in transit

@@ -162,6 +162,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
         undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
+        foreign_dead_letters=[[*k, v] for k, v in accountant.foreign_dead_letters.items()],
         quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
         **_reactions(reactions),
         samples=samples,

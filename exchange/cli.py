@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,9 +23,11 @@ from . import scenario_file
 from .errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
 from .scenario_file import ScenarioError
 
-# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+# Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns,
+# unless COLUMNS says how wide it should be (rich then reads it, as it does on a terminal).
+_WIDTH_SET = os.environ.get("COLUMNS", "").isdigit()
+console = Console(width=None if sys.stdout.isatty() or _WIDTH_SET else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or _WIDTH_SET else 140)
 
 
 class _Commands(TyperGroup):
@@ -75,6 +78,11 @@ BrokerOption = Annotated[str, typer.Option(
                      "and `exchange kafka fetch`")]
 
 
+def _n(count: int, one: str, many: str = "") -> str:
+    """``3 entries``, ``1 entry``: a count with its noun."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
 def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
     """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
     (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
@@ -92,7 +100,7 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         return scenario_file.load(name_or_path, seed)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -148,7 +156,7 @@ def run(
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     if find_max_rate:
         if chaos:
-            err.print("[red]error[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
+            err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False)
             raise typer.Exit(2)
         _find_max_rate(options, slo_p99)
         return
@@ -470,8 +478,8 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
         err.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from None
     console.print(
-        f"ok: {escape(s.name)}: {len(s.departments)} departments, {len(s.catalogue)} entries, "
-        f"{sum(len(e.items) for e in s.catalogue)} items, {len(s.subscriptions)} subscriptions"
+        f"ok: {escape(s.name)}: {_n(len(s.departments), 'department')}, {_n(len(s.catalogue), 'entry', 'entries')}, "
+        f"{_n(sum(len(e.items) for e in s.catalogue), 'item')}, {_n(len(s.subscriptions), 'subscription')}"
     )
     from schemas.scenario import Sharing
 

@@ -191,6 +191,10 @@ def input_warnings(result: Result) -> str:
         per = escape(", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items())))
         out += ("\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
                 f"kept out of the latency figures — by source: {per}")
+    if result.counts.foreign_dead_lettered:
+        why = escape(", ".join(f"{r} {n:,}" for r, n in result.counts.foreign_dead_letters_by_reason.items()))
+        out += (f"\n[yellow]records from other clients:[/yellow] {result.counts.foreign_dead_lettered:,} dead-lettered records "
+                f"carry no run id or another run's ({why}); not this run's outcomes, kept in the dead-letter topic")
     if result.counts.undecodable:
         out += (f"\n[yellow]undecodable batches:[/yellow] {result.counts.undecodable:,} ingress records the router could not "
                 "decode were dead-lettered (unsupported_codec / corrupt_batch); their run cannot be read")

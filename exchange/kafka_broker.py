@@ -217,8 +217,13 @@ def broker_settings(nodes: int) -> dict[str, str]:
 
 
 def new_cluster_id() -> str:
-    """A random Kafka cluster id (a UUID in URL-safe base64, as ``kafka-storage random-uuid``)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id: a UUID in URL-safe base64, as ``kafka-storage random-uuid``,
+    and like Kafka's ``Uuid.randomUuid`` never starting with ``-`` (a command line would take
+    it for an option: StorageTool then fails, one start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 # Probing ------------------------------------------------------------------------------------------
@@ -412,7 +417,9 @@ class KafkaBroker:
         assert self.runtime is not None
         if os.environ.get("DX_KAFKA_CDS", "1") == "0":
             return []
-        key = hashlib.sha1(f"{self.runtime.java}|{self.runtime.classpath}|{role}".encode()).hexdigest()[:12]
+        java = Path(self.runtime.java).resolve()  # a JDK upgrade changes its mtime: a new archive
+        stamp = java.stat().st_mtime_ns if java.exists() else 0
+        key = hashlib.sha1(f"{java}|{stamp}|{self.runtime.classpath}|{role}".encode()).hexdigest()[:12]
         archive = cache_dir(self.runtime.version).parent / "cds" / f"{role}-{self.runtime.version}-{key}.jsa"
         if archive.exists():
             return [f"-XX:SharedArchiveFile={archive}"]
@@ -475,11 +482,14 @@ class KafkaBroker:
 
     def _format(self, cluster_id: str, configs: list[Path], timeout: float = 120.0) -> None:
         """``kafka.tools.StorageTool format`` for every node, in parallel; their output goes to the node logs."""
-        procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], n.log_path, mode="wb")
-                 for n, cfg in zip(self._nodes, configs)]
+        assert self._data is not None
+        # without a log_path, the tool's output still goes somewhere a failure can quote
+        logs = [n.log_path or self._data / f"node-{n.node_id}-format.log" for n in self._nodes]
+        procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], log, mode="wb")
+                 for cfg, log in zip(configs, logs)]
         try:
             deadline = time.monotonic() + timeout
-            for n, p in zip(self._nodes, procs):
+            for n, p, log in zip(self._nodes, procs, logs):
                 while p.poll() is None:
                     self._check_cancel()
                     if time.monotonic() > deadline:
@@ -487,7 +497,8 @@ class KafkaBroker:
                     time.sleep(0.05)
                 rc = p.returncode
                 if rc != 0:
-                    raise BrokerError(f"formatting Kafka storage of node {n.node_id} failed (exit {rc}){self._log_suffix(n)}")
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+                    raise BrokerError(f"formatting Kafka storage of node {n.node_id} failed (exit {rc}); {log}:\n{tail}")
         except subprocess.TimeoutExpired:
             raise BrokerError(f"formatting Kafka storage took over {timeout:.0f} s") from None
         finally:

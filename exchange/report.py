@@ -57,7 +57,11 @@ class ReportError(ExchangeError):
 def load_json(path: Path) -> dict[str, Any]:
     try:
         data = orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file (give a run's directory or its result.json)") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
         raise ReportError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object")
@@ -588,7 +592,7 @@ def verdict(result: dict[str, Any]) -> str:
 
 
 def input_warnings(result: dict[str, Any]) -> str:
-    """Banners for input the figures leave out: clock skew per source, batches that could not be decoded."""
+    """Banners for input the figures leave out: clock skew per source, records other clients wrote, batches that could not be decoded."""
     out = []
     skew = result.get("clock_skew") or {}
     if isinstance(skew, dict) and skew:
@@ -598,6 +602,12 @@ def input_warnings(result: dict[str, Any]) -> str:
         out.append(f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
                    "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
                    f'<div class="sub">by source: {esc(per)}</div></div></div>')
+    foreign = (result.get("counts") or {}).get("foreign_dead_lettered")
+    if foreign:
+        why = "; ".join(f"{r}: {fmt_int(n)}" for r, n in ((result.get("counts") or {}).get("foreign_dead_letters_by_reason") or {}).items())
+        out.append(f'<div class="verdict bad" id="foreign-dead-letters"><span class="icon">⚠</span><div>{fmt_int(foreign)} records '
+                   "dead-lettered during the run carry no run id or another run's (written to an ingress topic by another client)"
+                   f'<div class="sub">not among this run\'s outcomes; by reason: {esc(why)}</div></div></div>')
     undecodable = (result.get("counts") or {}).get("undecodable")
     if undecodable:
         out.append(f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '

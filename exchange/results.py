@@ -121,6 +121,8 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         unaccounted=sum(e.unaccounted for e in by_entry.values()),
         duplicates=consumers.get("duplicates", 0),
         undecodable=sum(n for _, _, n in consumers.get("undecodable", [])),
+        foreign_dead_lettered=sum(n for _, _, n in consumers.get("foreign_dead_letters", [])),
+        foreign_dead_letters_by_reason=_by_reason(consumers.get("foreign_dead_letters", [])),
     )
     conservation = _conservation(counts, by_entry)
     onss = _one_number_one_source(reports.routers, consumers)
@@ -256,3 +258,11 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
         ok=False,
         message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",
     )
+
+
+def _by_reason(rows: list[list[Any]]) -> dict[str, int]:
+    """``[[entry, reason, n], …]`` → reason → n."""
+    out: dict[str, int] = {}
+    for *_, reason, n in rows:
+        out[reason] = out.get(reason, 0) + n
+    return dict(sorted(out.items()))

@@ -31,6 +31,12 @@ class Counts(_Model):
         default=0,
         description="records in ingress batches the router could not decode (dead-lettered as unsupported_codec or "
         "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes")
+    foreign_dead_lettered: int = Field(
+        default=0,
+        description="records dead-lettered during the run that carry no run id or another run's (written to an "
+        "ingress topic by another client, or left by an earlier run); not among this run's outcomes")
+    foreign_dead_letters_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="foreign_dead_lettered by dead-letter reason (missing_header, bad_json…)")
 
 
 class EntryCounts(_Model):

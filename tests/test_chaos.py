@@ -19,6 +19,8 @@ from exchange.run import RunOptions, run
 from exchange.scenario_file import load
 from schemas.results import Result
 
+from .harness import broker_kinds
+
 DEPTS = {"urban", "tax"}
 
 
@@ -89,11 +91,12 @@ def test_recovery_is_measured_from_the_end_of_the_fault_and_ignores_silent_proce
 
 
 # runs on the embedded broker ---------------------------------------------------------------
-def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1) -> Result:
+def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1,
+              broker: str = "tansu") -> Result:
     import asyncio
 
     options = RunOptions(load("demo"), duration=duration, out=tmp_path / "run", workers=workers,
-                         rate_multiplier=rate_multiplier, chaos=spec, drain_timeout=30)
+                         rate_multiplier=rate_multiplier, chaos=spec, drain_timeout=30, broker=broker)
     result, run_dir = asyncio.run(run(options))
     assert result.counts.unaccounted == 0, result.conservation.message
     assert result.conservation.ok
@@ -107,8 +110,9 @@ def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float =
     return result
 
 
-def test_a_killed_router_worker_is_restarted_and_nothing_is_lost(tmp_path):
-    result = chaos_run(tmp_path, "kill-router@4s")
+@pytest.mark.parametrize("broker", broker_kinds())
+def test_a_killed_router_worker_is_restarted_and_nothing_is_lost(tmp_path, broker):
+    result = chaos_run(tmp_path, "kill-router@4s", broker=broker)
     (fault,) = result.faults
     assert fault.kind == "kill-router" and fault.target == "0" and fault.injected_at_s >= 4.0
     assert fault.recovered_after_s is not None and fault.recovered_after_s > 1.0  # a restart takes seconds

@@ -54,6 +54,20 @@ def test_report_and_compare_take_the_run_directory(tmp_path):
     assert (tmp_path / "c.html").exists()
 
 
+def test_piped_output_obeys_columns():
+    """`COLUMNS=80 exchange … | tee log` gets 80 columns, as on a terminal (else 140)."""
+    import os
+
+    args = ("compare", str(DATA / "demo"), str(DATA / "demo-2workers"))
+    narrow = subprocess.run([sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "COLUMNS": "80"})
+    wide = subprocess.run([sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
+    assert narrow.returncode == 0 and wide.returncode == 0, narrow.stderr + wide.stderr
+    assert max(map(len, narrow.stdout.splitlines())) <= 80
+    assert max(map(len, wide.stdout.splitlines())) > 80  # the table's natural width, up to 140
+
+
 def test_compare_says_changed_only_beyond_the_noise():
     slo = lambda measured, passed=True: {"name": "denied share", "metric": "denied_rate", "target": 0.6,  # noqa: E731
                                          "measured": measured, "passed": passed}

@@ -48,6 +48,13 @@ def test_settings_follow_cluster_env_capped_at_the_nodes():
     assert kafka_broker.env_to_property("KAFKA_A__B___C") == "a_b-c"
 
 
+def test_cluster_ids_never_look_like_an_option(monkeypatch):
+    ids = iter([b"\xf8" + bytes(15), bytes(16)])  # the first encodes to "-A…"
+    monkeypatch.setattr(kafka_broker.uuid, "uuid4", lambda: type("U", (), {"bytes": next(ids)})())
+    cid = kafka_broker.new_cluster_id()
+    assert cid == "AAAAAAAAAAAAAAAAAAAAAA" and len(cid) == 22
+
+
 @pytest.mark.parametrize("spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)),
                                           ("KAFKA:1", ("kafka", 1))])
 def test_broker_specs(spec, parsed):
@@ -325,3 +332,24 @@ def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tm
             name = table.changelog_topic.get_topic_name()
             assert planned[name][0] == table.partitions and planned[name][1] == {"cleanup.policy": "compact"}
         assert f"{router.app.conf.id}-__assignor-__leader" in planned
+
+
+@pytest.mark.kafka
+def test_exchange_broker_kind_kafka_runs_in_the_foreground_until_ctrl_c(tmp_path):
+    if kafka_missing():
+        pytest.skip(kafka_missing())
+    proc = subprocess.Popen([sys.executable, "-m", "exchange", "broker", "--kind", "kafka", "--log", str(tmp_path / "b.log")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        bootstrap = proc.stdout.readline().strip()
+        host, port = bootstrap.split(":")
+        assert kafka_broker.metadata_brokers(host, int(port)) == 1
+        assert jvms_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Apache Kafka" in err and "Traceback" not in err
+    assert not jvms_of(proc.pid)
+    assert "Kafka Server started" in (tmp_path / "b.log").read_text(errors="replace")

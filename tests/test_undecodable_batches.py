@@ -246,3 +246,58 @@ def test_the_conservation_message_names_undecodable_records_only_where_they_can_
     over = check(-2, 4)
     assert not over.ok and "could not decode" not in over.message and "written by another client" in over.message
     assert "decode" not in check(0, 0).message
+
+
+async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_not_dropped():
+    """A record another client wrote to an ingress topic without this run's id (here without any
+    header, as kafka-python sends by default) is dead-lettered by the router; the run counts it
+    apart from its own outcomes, by reason, and the summary and the report say so."""
+    import base64
+
+    import orjson
+    from rich.console import Console
+
+    from consumers.accountant import Accountant
+    from exchange.display import input_warnings
+    from exchange import report
+    from exchange.results import _by_reason
+    from schemas.envelope import H_RUN, Topics
+    from schemas.results import Counts
+
+    class Fetched:
+        def __init__(self, value: bytes, headers=()) -> None:
+            self.value, self.headers = value, list(headers)
+
+    def letter(reason: str, offset: int, run: bytes | None) -> bytes:
+        headers = [(H_RUN, base64.b64encode(run).decode())] if run is not None else []
+        return orjson.dumps({"reason": reason, "detail": "", "topic": "dx.t1.in.open", "partition": 0, "offset": offset,
+                             "trace": None, "entry": "open", "subscription": None, "value_b64": "", "headers": headers})
+
+    accountant = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")  # counts without connecting
+    accountant._dead_letter(Fetched(letter("missing_header", 0, None)))
+    accountant._dead_letter(Fetched(letter("missing_header", 1, None)))
+    accountant._dead_letter(Fetched(letter("bad_json", 2, b"an-earlier-run")))
+    assert accountant.foreign_dead_letters == Counter({("open", "missing_header"): 2, ("open", "bad_json"): 1})
+    assert accountant.dead_letters == Counter() and accountant.dead_outcomes == 0  # not this run's outcomes
+    restored = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")
+    restored.restore(accountant.snapshot())
+    assert restored.foreign_dead_letters == accountant.foreign_dead_letters
+
+    rows = [[*k, v] for k, v in accountant.foreign_dead_letters.items()]
+    counts = Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0,
+                    foreign_dead_lettered=3, foreign_dead_letters_by_reason=_by_reason(rows))
+    assert counts.foreign_dead_letters_by_reason == {"bad_json": 1, "missing_header": 2}
+
+    class _Result:  # the two fields input_warnings reads
+        clock_skew: dict = {}
+
+    shown = _Result()
+    shown.counts = counts
+    console = Console(width=200, record=True)
+    console.print(input_warnings(shown).strip())
+    text = console.export_text()
+    assert "3 dead-lettered records carry no run id or another run's (bad_json 1, missing_header 2)" in text
+    banner = report.input_warnings({"counts": counts.model_dump()})
+    assert 'id="foreign-dead-letters"' in banner and "missing_header: 2" in banner
+    assert report.input_warnings({"counts": Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0,
+                                                   unaccounted=0).model_dump()}) == ""
