@@ -27,6 +27,9 @@ class HopStats:
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}
         self.unparsed = 0
+        # per path and per segment: warm-up deliveries (exchange/warmup.py), counted, not in the histograms
+        self.warmup_paths: dict[str, int] = defaultdict(int)
+        self.warmup_segments: dict[str, int] = defaultdict(int)
         self._names: dict[tuple[str, str], str] = {}
         # durations waiting for flush(), recorded a histogram bucket at a time: one
         # record_value each was ~19 % of a subscriber process's samples at 10,000/s
@@ -39,23 +42,33 @@ class HopStats:
             name = self._names[(a, b)] = hop_link(a, b)
         return name
 
-    def record(self, hops: bytes, sent_ns: int, received_ns: int) -> None:
-        """Split one delivery's time into its segments; in the histograms after :meth:`flush`."""
+    def record(self, hops: bytes, sent_ns: int, received_ns: int, measured: bool = True) -> None:
+        """Split one delivery's time into its segments; in the histograms after :meth:`flush`.
+
+        A warm-up delivery (``measured`` false, exchange/warmup.py) is only counted, per path and segment.
+        """
         try:
             stamps = [(h.decode(), int(i), int(o)) for h, i, o in (s.split(b":") for s in hops.split(b";"))]
         except (ValueError, UnicodeDecodeError):
             self.unparsed += 1
             return
+        add = self._add if measured else self._count_warmup
         previous, left, last = HOP_PRODUCER, sent_ns, stamps[-1][0]
         for hub, taken_in, let_out in stamps:
-            self._add(last, self._link(previous, hub), taken_in - left)
-            self._add(last, hub, let_out - taken_in)
+            add(last, self._link(previous, hub), taken_in - left)
+            add(last, hub, let_out - taken_in)
             previous, left = hub, let_out
-        self._add(last, self._link(previous, HOP_CONSUMER), received_ns - left)
+        add(last, self._link(previous, HOP_CONSUMER), received_ns - left)
         path = " > ".join(h for h, _, _ in stamps)
         if path not in self.path_hubs:
             self.path_hubs[path] = tuple(h for h, _, _ in stamps)
-        self._pending_paths[path].append(received_ns - sent_ns)
+        if measured:
+            self._pending_paths[path].append(received_ns - sent_ns)
+        else:
+            self.warmup_paths[path] += 1
+
+    def _count_warmup(self, hub: str, segment: str, ns: int) -> None:
+        self.warmup_segments[segment] += 1
 
     def flush(self) -> None:
         for segment, values in self._pending_segments.items():

@@ -47,7 +47,8 @@ def fanout(scenario: Scenario) -> dict[str, int]:
 
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
-              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None) -> None:
+              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
+              schedule_file: Path | None = None) -> None:
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
@@ -67,6 +68,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for s in subscribers:
         s.cycles = cycles
+        s.warmup_file = schedule_file  # the warm-up's end, once the producers have started (exchange/warmup.py)
         limit = scenario.department_ids[s.department].consume_rate
         gateway = scenario.gateway_of(s.department)
         if gateway is not None:  # what crosses its boundary gateway is held up and capped there
@@ -152,13 +154,18 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
                 "duplicates": f.duplicates,
                 "e2e": encode(f.e2e),
                 "e2e_intended": encode(f.e2e_intended),
+                "warmup_delivered": f.warmup_delivered,
+                "warmup_e2e": encode(f.warmup_e2e),
+                "warmup_e2e_intended": encode(f.warmup_e2e_intended),
             }
     status.write(
         "final",
         **_totals(subscribers, accountant),
         flows=flows,
         hops={name: encode(h) for name, h in hops.segments.items()},
-        paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(h)} for name, h in hops.paths.items()},
+        warmup_hops=dict(hops.warmup_segments),
+        paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(hops.paths[name]), "warmup": hops.warmup_paths.get(name, 0)}
+               for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))},
         decisions=[[*k, v] for k, v in accountant.decisions.items()],
         dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
         undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
+    parser.add_argument("--schedule-file", type=Path,
+                        help="the producers' schedule file: deliveries intended before its warm-up end are measured apart")
     parser.add_argument("--samples", type=int, default=DEFAULT_PER_FLOW,
                         help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)")
     parser.add_argument("--fetch-wait-ms", type=int, default=None,
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
         await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file,
-                  samples, args.samples, args.fetch_wait_ms)
+                  samples, args.samples, args.fetch_wait_ms, args.schedule_file)
 
     try:
         asyncio.run(_main())

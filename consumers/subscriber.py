@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -17,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
 from exchange.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
+from exchange.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 
 from .dedupe import SeenSet
@@ -24,27 +26,41 @@ from .hops import HopStats
 
 
 class FlowStats:
-    """What one subscription (entry → consumer) received."""
+    """What one subscription (entry → consumer) received.
 
-    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval", "within_cycle")
+    ``e2e`` and ``e2e_intended`` hold the records after the warm-up; the warm-up's own
+    (exchange/warmup.py) are in ``warmup_e2e`` and ``warmup_e2e_intended``. ``delivered``
+    counts both; ``warmup_delivered`` the warm-up's share of it.
+    """
+
+    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval", "warmup_delivered", "warmup_e2e",
+                 "warmup_e2e_intended", "within_cycle")
 
     def __init__(self) -> None:
         self.within_cycle = 0  # batch records delivered before their next update cycle
-        self.interval: list[int] = []  # this interval's end-to-end samples, ns
+        self.interval: list[int] = []  # this interval's end-to-end samples, ns (warm-up included)
         self.delivered = 0
         self.duplicates = 0
+        self.warmup_delivered = 0
         self.e2e: HdrHistogram = new_histogram()
         self.e2e_intended: HdrHistogram = new_histogram()
+        self.warmup_e2e: HdrHistogram = new_histogram()
+        self.warmup_e2e_intended: HdrHistogram = new_histogram()
 
     def snapshot(self) -> dict:
         return {"delivered": self.delivered, "duplicates": self.duplicates, "within_cycle": self.within_cycle,
-                "e2e": encode(self.e2e), "e2e_intended": encode(self.e2e_intended)}
+                "e2e": encode(self.e2e), "e2e_intended": encode(self.e2e_intended),
+                "warmup_delivered": self.warmup_delivered, "warmup_e2e": encode(self.warmup_e2e),
+                "warmup_e2e_intended": encode(self.warmup_e2e_intended)}
 
     @classmethod
     def restore(cls, data: dict) -> FlowStats:
         flow = cls()
         flow.delivered, flow.duplicates, flow.within_cycle = data["delivered"], data["duplicates"], data["within_cycle"]
         flow.e2e, flow.e2e_intended = decode(data["e2e"]), decode(data["e2e_intended"])
+        flow.warmup_delivered = data.get("warmup_delivered", 0)
+        if "warmup_e2e" in data:
+            flow.warmup_e2e, flow.warmup_e2e_intended = decode(data["warmup_e2e"]), decode(data["warmup_e2e_intended"])
         return flow
 
 
@@ -72,6 +88,10 @@ class Subscriber:
         self._positions: dict = {}
         self.consume_rate: float | None = None
         self.gateway_latency_ns = 0  # a boundary gateway between it and its hub adds this to every record
+        # deliveries with an intended send time before this (epoch ns) are the warm-up's (exchange/warmup.py);
+        # 0: no warm-up. With warmup_file set, read from it on the first poll that returns records.
+        self.warmup_end_ns = 0
+        self.warmup_file: Path | None = None
         self.cycles: dict[str, int] = {}  # batch entries: update cycle, ns
         self._next_read = 0.0
         self._max_records: int | None = None  # called as f(consumer, entry, key, headers, now_ns) for each new delivery
@@ -184,7 +204,17 @@ class Subscriber:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if self.gateway_latency_ns and batches:
             await self._cross_gateway(batches)
-        now = time.time_ns()
+        return self.ingest(batches, time.time_ns())
+
+    def ingest(self, batches: dict, now: int) -> int:
+        """Count and measure fetched records (``{TopicPartition: [ConsumerRecord]}``) received at
+        ``now`` (epoch ns); returns how many were read."""
+        if self.warmup_file is not None and batches:
+            try:  # written by the producers before their first record: there once one arrives
+                self.warmup_end_ns, self.warmup_file = read_warmup_end(self.warmup_file), None
+            except FileNotFoundError:
+                pass  # only records of other runs so far
+        warmup_end = self.warmup_end_ns
         n = 0
         seen_add = self._seen.add
         flows = self.flows
@@ -192,6 +222,8 @@ class Subscriber:
         # per flow, the durations of this poll: recorded a histogram bucket at a time below
         e2e: dict = {}
         e2e_intended: dict = {}
+        warm_e2e: dict = {}
+        warm_e2e_intended: dict = {}
         for tp, records in batches.items():
             n += len(records)
             if records:
@@ -220,22 +252,27 @@ class Subscriber:
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
+                intended_ns = int(intended) if intended is not None else now
+                # the warm-up's records are measured apart (exchange/warmup.py): one comparison
+                warm = intended_ns < warmup_end
+                if warm:
+                    flow.warmup_delivered += 1
                 # a latency that cannot be true (negative, or over MAX_PLAUSIBLE_NS: the sender's
                 # clock is not ours) is counted per source as clock skew and measured nowhere
                 took = now - int(sent) if sent is not None else 0
-                took_intended = now - int(intended) if intended is not None else 0
+                took_intended = now - intended_ns
                 if not (0 <= took <= MAX_PLAUSIBLE_NS and 0 <= took_intended <= MAX_PLAUSIBLE_NS):
                     self.clock_skew.add(h.get(H_SOURCE, b"?").decode(errors="replace"), took, took_intended)
                     continue
                 if sent is not None:
-                    e2e.setdefault(name, []).append(took)
+                    (warm_e2e if warm else e2e).setdefault(name, []).append(took)
                     hops = h.get(H_HOPS)
                     if hops is not None:
-                        self.hops.record(hops, int(sent), now)
+                        self.hops.record(hops, int(sent), now, measured=not warm)
                     flow.interval.append(took)
                     e2e_metric.observe(took / 1e9)
                 if intended is not None:
-                    e2e_intended.setdefault(name, []).append(took_intended)
+                    (warm_e2e_intended if warm else e2e_intended).setdefault(name, []).append(took_intended)
                     if self.cycles:
                         cycle = self.cycles.get(h.get(H_ENTRY, b"").decode())
                         if cycle is not None and took_intended <= cycle:
@@ -244,6 +281,10 @@ class Subscriber:
             record_many_ns(flows[name].e2e, values)
         for name, values in e2e_intended.items():
             record_many_ns(flows[name].e2e_intended, values)
+        for name, values in warm_e2e.items():
+            record_many_ns(flows[name].warmup_e2e, values)
+        for name, values in warm_e2e_intended.items():
+            record_many_ns(flows[name].warmup_e2e_intended, values)
         self.hops.flush()
         if n and self.consume_rate is not None:
             self._next_read = max(self._next_read, time.monotonic()) + n / self.consume_rate

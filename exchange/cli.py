@@ -144,16 +144,21 @@ def run(
              "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
              "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
     broker_kind: BrokerOption = "tansu",
+    warmup: Annotated[Optional[float], typer.Option(help=(
+        "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
+        "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from .display import LiveProgress, fault_table, summary_table
     from .run import RunOptions, parse_chaos
     from .run import run as run_scenario
+    from .warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap))
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup)
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
+    warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
         if chaos:
             err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False)

@@ -164,6 +164,7 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
         Row("run id", ra.get("run_id"), rb.get("run_id"), kind="text"),
         Row("router workers", ra.get("router_workers"), rb.get("router_workers")),
         Row("duration, s", ra.get("duration_s"), rb.get("duration_s"), kind="value"),
+        Row("warm-up, s (out of the latency)", ra.get("warmup_s", 0), rb.get("warmup_s", 0), kind="value"),
         Row("record size, B", a.get("messageSize"), b.get("messageSize")),
         Row("conservation", "✓ ok" if (a.get("conservation") or {}).get("ok") else "✕ FAILED",
             "✓ ok" if (b.get("conservation") or {}).get("ok") else "✕ FAILED", kind="verdict"),

@@ -166,11 +166,14 @@ class SummaryTable:
                 reasons[reason] = reasons.get(reason, 0) + n
         denied = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())) or "none"
         dead = ", ".join(f"{r} {n:,}" for r, n in sorted(result.run.dead_letters_by_reason.items())) or "none"
+        after = f" (after the {result.warmup.seconds:g} s warm-up)" if result.warmup else ""
         caption = (
-            f"all flows: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
+            f"all flows{after}: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
             f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
             f"denied by reason: {denied} · dead letters by reason: {dead}"
         )
+        if result.warmup:
+            caption += "\n" + warmup_line(result)
         left_out = [header for header, key in COLUMNS if key not in columns and (key != "dead" or self._any_dead())]
         if left_out:
             caption += f"\nleft out to fit the terminal: {', '.join(left_out)} (a wider terminal, or result.json, has them)"
@@ -182,6 +185,16 @@ class SummaryTable:
 def summary_table(result: Result) -> SummaryTable:
     """The per-flow summary of a run, as a rich renderable that fits the console's width."""
     return SummaryTable(result)
+
+
+def warmup_line(result: Result) -> str:
+    """One caption line for the warm-up: its deliveries and latency, kept out of the figures above it."""
+    w = result.warmup
+    if w.delivered == 0:
+        return f"warm-up, first {w.seconds:g} s (counted, kept out of the latency figures): nothing delivered"
+    e = w.end_to_end_ms
+    return (f"warm-up, first {w.seconds:g} s (counted, kept out of the latency figures): {w.delivered:,} delivered, "
+            f"p50 {e.p50:.1f} ms, p99 {e.p99:.1f} ms, max {e.max:.1f} ms")
 
 
 def input_warnings(result: Result) -> str:

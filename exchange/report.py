@@ -282,6 +282,7 @@ def fig_rates(runs: list[tuple[str, dict[str, Any]]]) -> go.Figure:
                                      fillcolor="rgba(148,163,184,0.18)"))
     base_layout(fig, "Throughput over time")
     if not compare:
+        mark_warmup(fig, runs[0][1])
         mark_faults(fig, runs[0][1])
     fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="records/s", rangemode="tozero")
@@ -304,6 +305,14 @@ def mark_faults(fig: go.Figure, r: dict[str, Any]) -> None:
         else:
             fig.add_vline(x=at, line={"color": "#dc2626", "width": 1.5, "dash": "dash"},
                           label={**label, "textposition": "end", "textangle": 0, "xanchor": "left"})
+
+
+def mark_warmup(fig: go.Figure, r: dict[str, Any]) -> None:
+    """The warm-up on a time axis: a grey band over its seconds (exchange/warmup.py)."""
+    seconds = (r.get("warmup") or {}).get("seconds")
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        fig.add_vrect(x0=0, x1=seconds, fillcolor="rgba(100,116,139,0.12)", line_width=0,
+                      label={"text": "warm-up", "textposition": "top left", "font": {"size": 10, "color": "#475569"}})
 
 
 def latency_series(r: dict[str, Any]) -> list[tuple[str, list, str]]:
@@ -335,6 +344,7 @@ def fig_latency_time(r: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=interval_x(r, len(ys)), y=ys, name=name, mode="lines", line=line,
                                  connectgaps=False, hovertemplate="%{y:.1f} ms at %{x} s<extra>" + html.escape(name) + "</extra>"))
     base_layout(fig, "Latency over time (per interval)")
+    mark_warmup(fig, r)
     mark_faults(fig, r)
     fig.update_xaxes(ticksuffix=" s")
     fig.update_yaxes(title_text="ms", rangemode="tozero")
@@ -656,6 +666,8 @@ def kpis(r: dict[str, Any]) -> str:
         ("end-to-end p99, ms", fmt_ms(r.get("aggregatedEndToEndLatency99pct")), False),
         ("end-to-end max, ms", fmt_ms(r.get("aggregatedEndToEndLatencyMax")), False),
     ]
+    if isinstance(r.get("warmup"), dict) and r["warmup"].get("seconds"):  # the latency cards leave the warm-up out
+        cards[-3:] = [(label.replace(", ms", " after warm-up, ms"), v, warn) for label, v, warn in cards[-3:]]
     if isinstance(c.get("masked"), int):
         cards.insert(2, ("masked", fmt_int(c["masked"]), False))
     return '<div class="kpis">' + "".join(
@@ -707,6 +719,25 @@ def fault_section(r: dict[str, Any]) -> str:
             + f'<div class="note">lag: router + subscriber lag, records; recovered: lag back to ≤ max(baseline × 1.5, '
               f"baseline + 100) after the fault ended (a kill: from the kill, so the restart counts). "
               f"{duplicates:,} redeliveries were dropped as duplicates by trace id, not counted as deliveries.</div></div>")
+
+
+def warmup_section(r: dict[str, Any]) -> str:
+    """The warm-up's own figures: counted in every total, kept out of the aggregated latency and SLOs."""
+    w = r.get("warmup")
+    seconds = w.get("seconds") if isinstance(w, dict) else None
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        return ""
+    rows = []
+    for label, key in (("end to end", "end_to_end_ms"), ("end to end, from intended send time", "end_to_end_from_intended_ms"),
+                       ("publish latency", "publish_latency_ms"), ("publish delay", "publish_delay_ms")):
+        q = w.get(key) or {}
+        rows.append([esc(label), *(fmt_ms(q.get(k)) for k in ("50pct", "99pct", "999pct", "max"))])
+    return (f'<h2>Warm-up: the first {seconds:g} s, reported apart</h2><div class="card" id="warmup">'
+            + table(["warm-up latency, ms", "p50", "p99", "p99.9", "max"], rows)
+            + f'<div class="note">{fmt_int(w.get("published"))} records published and {fmt_int(w.get("delivered"))} deliveries '
+              "with an intended send time in the warm-up: routed and counted in every total and the conservation check, "
+              "kept out of the aggregated and per-flow percentiles, the hops and the SLO verdicts above; "
+              "the per-interval charts show every second, the warm-up shaded.</div></div>")
 
 
 def workflow_section(r: dict[str, Any]) -> str:
@@ -912,7 +943,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         chart(fig_exceptions(r), "chart-exceptions", wide=True,
               empty="No dead letters and no one-number-one-source conflicts in this run."),
         "</div>",
-        fault_section(r),
+        warmup_section(r), fault_section(r),
         "<h2>Service-level objectives</h2>", slo_section(r),
         workflow_section(r), onss_section(r), samples_section(samples, names), hops_section(r),
         "<h2>Flows</h2>", flow_table(r, names),

@@ -22,6 +22,7 @@ from schemas.results import (
     Quantiles,
     Result,
     RunInfo,
+    WarmupResult,
     WorkflowResult,
 )
 from schemas.scenario import Scenario
@@ -69,12 +70,16 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
 
     flows: dict[str, FlowResult] = {}
     e2e_all, e2e_intended_all = new_histogram(), new_histogram()
+    warm_e2e, warm_e2e_intended = new_histogram(), new_histogram()
     for sub in scenario.subscriptions:
         raw = flows_raw.get(sub.id, {})
         e2e = merge([raw["e2e"]]) if raw else new_histogram()
         e2e_i = merge([raw["e2e_intended"]]) if raw else new_histogram()
         e2e_all.add(e2e)
         e2e_intended_all.add(e2e_i)
+        if raw.get("warmup_e2e"):
+            warm_e2e.add(merge([raw["warmup_e2e"]]))
+            warm_e2e_intended.add(merge([raw["warmup_e2e_intended"]]))
         denied_by_reason = {r: n for (s, d, r), n in decisions.items() if s == sub.id and d == "denied"}
         delivered = raw.get("delivered", 0)
         flows[sub.id] = FlowResult(
@@ -87,6 +92,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
             records_per_s=round(delivered / info.duration_s, 1) if info.duration_s else 0.0,
             end_to_end_ms=Quantiles(**quantiles_ms(e2e)),
             end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e_i)),
+            warmup_delivered=raw.get("warmup_delivered", 0),
         )
 
     by_entry: dict[str, EntryCounts] = {}
@@ -165,9 +171,11 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         counts=counts,
         counts_by_entry=by_entry,
         flows=flows,
-        hops={name: _hop(h) for name, h in sorted(consumers.get("hops", {}).items())},
+        hops={name: _hop(consumers.get("hops", {}).get(name), consumers.get("warmup_hops", {}).get(name, 0))
+              for name in sorted({*consumers.get("hops", {}), *consumers.get("warmup_hops", {})})},
         paths={
-            name: PathResult(hubs=list(p["hubs"]), delivered=(h := merge([p["e2e"]])).get_total_count(), end_to_end_ms=Quantiles(**quantiles_ms(h)))
+            name: PathResult(hubs=list(p["hubs"]), delivered=(h := merge([p["e2e"]])).get_total_count() + p.get("warmup", 0),
+                             warmup_delivered=p.get("warmup", 0), end_to_end_ms=Quantiles(**quantiles_ms(h)))
             for name, p in sorted(consumers.get("paths", {}).items())
         },
         conservation=conservation,
@@ -177,6 +185,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
             for name, w in consumers.get("workflows", {}).items()
         },
         control_actions=_control_actions(reports.routers),
+        warmup=_warmup(info.warmup_s, reports.producers, flows, warm_e2e, warm_e2e_intended),
         clock_skew={source: ClockSkewResult(**v) for source, v in sorted(consumers.get("clock_skew", {}).items())},
         run=info,
     )
@@ -186,9 +195,26 @@ _OMB = {"Avg": "avg", "50pct": "50pct", "75pct": "75pct", "95pct": "95pct", "99p
         "9999pct": "9999pct", "99999pct": "99999pct", "Max": "max"}
 
 
-def _hop(encoded: str) -> HopResult:
-    h = merge([encoded])
-    return HopResult(count=h.get_total_count(), latency_ms=Quantiles(**quantiles_ms(h)))
+def _warmup(seconds: float, producers: dict[str, Any], flows: dict[str, FlowResult], e2e, e2e_intended) -> WarmupResult | None:
+    """The warm-up's own block (exchange/warmup.py); None when the run had none."""
+    if not seconds:
+        return None
+    pub = merge([producers["warmup_publish_latency"]]) if "warmup_publish_latency" in producers else new_histogram()
+    delay = merge([producers["warmup_publish_delay"]]) if "warmup_publish_delay" in producers else new_histogram()
+    return WarmupResult(
+        seconds=seconds,
+        published=producers.get("warmup_published", 0),
+        delivered=sum(f.warmup_delivered for f in flows.values()),
+        publish_latency_ms=Quantiles(**quantiles_ms(pub)),
+        publish_delay_ms=Quantiles(**quantiles_ms(delay)),
+        end_to_end_ms=Quantiles(**quantiles_ms(e2e)),
+        end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e_intended)),
+    )
+
+
+def _hop(encoded: str | None, warmup: int) -> HopResult:
+    h = merge([encoded] if encoded else [])
+    return HopResult(count=h.get_total_count() + warmup, warmup_count=warmup, latency_ms=Quantiles(**quantiles_ms(h)))
 
 
 def _aggregated(prefix: str, hist, scale: float) -> dict[str, Any]:

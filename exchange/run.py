@@ -39,6 +39,7 @@ from .results import Reports, build_result, expected_outcomes
 from .slos import judge
 from .status import StatusReader
 from .topology import changelog_plan, create_router_internal_topics, create_topics, topic_plan
+from .warmup import SCHEDULE_FILE, warmup_seconds
 
 POLL_S = 0.2
 
@@ -64,6 +65,7 @@ class RunOptions:
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
     chaos: str | None = None  # a --chaos spec (exchange/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/brokers.py)
+    warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/warmup.py)
 
 
 def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
@@ -182,6 +184,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     scenario = options.scenario
     duration = options.duration if options.duration is not None else scenario.load.duration
     faults = parse_chaos(options, duration)
+    warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)  # WarmupError before anything starts
     run_dir = options.out or default_run_dir(scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
@@ -235,13 +238,15 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
         # long-poll on Kafka (the consumers' own default is tuned for Tansu)
         long_poll = ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))] if brokers.fetch_wait_ms(kind) else []
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll)
+        schedule = ["--schedule-file", str(run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
+        (run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
+        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll, *schedule)
         await _wait_ready([*routers, consumers], broker, brokers.ready_timeout(kind, options.ready_timeout))
         router_ready = [r.last("ready")["seconds"] for r in routers]
 
         progress.phase = "publishing"
         producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed),
-                          "--rate-multiplier", str(options.rate_multiplier))
+                          "--rate-multiplier", str(options.rate_multiplier), "--warmup", str(warmup_s), *schedule)
         reports = Reports(producers={}, consumers={})
         # counts start at zero when publishing starts
         reports.publish_samples.append((0.0, 0))
@@ -356,6 +361,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             router_workers=options.workers,
             hubs=list(scenario.hubs_in_use),
             fetch_wait_ms=fetch_wait_ms,
+            warmup_s=warmup_s,
             router_ready_s=router_ready,
             drain_s=round(drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
@@ -454,10 +460,9 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
     (read from the status lines read so far)."""
     _check_crashed(children)
     if broker is not None and not broker.running:
-        raise RunFailed(
-            f"the embedded broker died (exit code {broker.returncode}); its storage is memory, so the run's records are gone.\n"
-            f"{broker.tail_log()}"
-        )
+        what = ("the embedded broker died", "its storage is memory, so the run's records are gone") if broker.kind == "tansu" \
+            else (f"{broker.describe()}: a node died", "the run cannot go on without it")
+        raise RunFailed(f"{what[0]} (exit code {broker.returncode}); {what[1]}.\n{broker.tail_log()}")
     for child in children:
         code = child.proc.poll()
         if code is not None and (child.name not in allow_exit or code != 0):

@@ -16,6 +16,7 @@ from exchange import metrics
 from exchange.gateway import GatewayGate
 from exchange.latency import encode, sample_quantiles
 from exchange.status import StatusWriter
+from exchange.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
@@ -55,7 +56,7 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
 
 
 async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, run_id: str = "",
-              rate_multiplier: float = 1.0) -> PublishStats:
+              rate_multiplier: float = 1.0, warmup_s: float = 0.0, schedule_path: Path | None = None) -> PublishStats:
     stats = PublishStats()
     publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
     reporter = None
@@ -65,6 +66,9 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
             p.prepare(duration)
         status.write("ready", departments=len(publishers))
         start_ns = time.time_ns()
+        stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
+        if schedule_path is not None:  # before the first record: whoever receives one can read it
+            write_schedule(schedule_path, start_ns, warmup_s)
         reporter = asyncio.create_task(_report(stats, status, start_ns))
         await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
     finally:
@@ -79,6 +83,9 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         retried=stats.retried,
         publish_delay=encode(stats.publish_delay),
         publish_latency=encode(stats.publish_latency),
+        warmup_published=stats.warmup_published,
+        warmup_publish_delay=encode(stats.warmup_delay),
+        warmup_publish_latency=encode(stats.warmup_latency),
     )
     return stats
 
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
+    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/warmup.py)")
+    parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
@@ -109,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
-        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier))
+        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
+                        args.warmup, args.schedule_file))
     except Exception as exc:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise

@@ -60,10 +60,16 @@ class PublishStats:
     sent: int = 0
     publish_delay = None
     publish_latency = None
+    #: records with an intended send time before this (epoch ns) are the warm-up's: their
+    #: delay and latency go to the warm-up histograms (exchange/warmup.py); 0: no warm-up
+    warmup_end_ns: int = 0
+    warmup_published: int = 0
 
     def __post_init__(self) -> None:
         self.publish_delay = new_histogram()
         self.publish_latency = new_histogram()
+        self.warmup_delay = new_histogram()
+        self.warmup_latency = new_histogram()
         # this interval's raw samples (ns), for OpenMessaging Benchmark's per-interval lists
         self.interval_delay: list[int] = []
         self.interval_latency: list[int] = []
@@ -209,7 +215,12 @@ class DepartmentPublisher:
         interval = self.stats.interval_delay
         for (topic, partition), records in batches.items():
             delays = [sent_ns - r[3] for r in records]
-            record_many_ns(delay, delays)
+            warmup_end = self.stats.warmup_end_ns
+            if records[0][3] < warmup_end or records[-1][3] < warmup_end:  # a batch of the warm-up
+                record_many_ns(self.stats.warmup_delay, [d for d, r in zip(delays, records, strict=True) if r[3] < warmup_end])
+                record_many_ns(delay, [d for d, r in zip(delays, records, strict=True) if r[3] >= warmup_end])
+            else:
+                record_many_ns(delay, delays)
             interval.extend(delays)
             if self.gate is not None and self.gate.latency_s:
                 self._in_flight += len(records)
@@ -244,7 +255,13 @@ class DepartmentPublisher:
             await self._send_records(topic, partition, chunk, sent_ns)
             return
         ack_ns = time.time_ns()
-        record_ns(self.stats.publish_latency, ack_ns - sent_ns, len(chunk))
+        warmup_end = self.stats.warmup_end_ns
+        warm = sum(1 for r in chunk if r[3] < warmup_end) if chunk[0][3] < warmup_end or chunk[-1][3] < warmup_end else 0
+        if warm:
+            record_ns(self.stats.warmup_latency, ack_ns - sent_ns, warm)
+            self.stats.warmup_published += warm
+        if warm < len(chunk):
+            record_ns(self.stats.publish_latency, ack_ns - sent_ns, len(chunk) - warm)
         self.stats.interval_latency.extend([ack_ns - sent_ns] * len(chunk))
         entry = chunk[0][4]
         metrics.RECORDS_PUBLISHED.labels(self.platform, entry, self.department).inc(len(chunk))

@@ -73,8 +73,9 @@ class FlowResult(_Model):
     denied_by_reason: dict[str, int]
     duplicates: int
     records_per_s: float
-    end_to_end_ms: Quantiles = Field(description="receive − send time")
-    end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time")
+    end_to_end_ms: Quantiles = Field(description="receive − send time (after the warm-up)")
+    end_to_end_from_intended_ms: Quantiles = Field(description="receive − intended send time (after the warm-up)")
+    warmup_delivered: int = Field(default=0, description="of delivered, records of the warm-up (not in the latency figures)")
     within_cycle_share: float | None = Field(default=None, description="batch entries: share delivered within their update cycle")
     interval_p50_ms: list[float | None] = Field(default_factory=list, description="per consumer interval; null: nothing arrived")
     interval_p99_ms: list[float | None] = Field(default_factory=list)
@@ -83,16 +84,18 @@ class FlowResult(_Model):
 class HopResult(_Model):
     """One segment of the hub path: a link into a hub, the time inside one, or the last link."""
 
-    count: int
-    latency_ms: Quantiles
+    count: int = Field(description="deliveries that crossed this segment, the warm-up's included")
+    warmup_count: int = Field(default=0, description="of count, records of the warm-up (not in latency_ms)")
+    latency_ms: Quantiles = Field(description="after the warm-up")
 
 
 class PathResult(_Model):
     """The records that crossed the same hubs in the same order (一条链路)."""
 
     hubs: list[str]
-    delivered: int
-    end_to_end_ms: Quantiles = Field(description="receive − send time over the whole path")
+    delivered: int = Field(description="deliveries over this path, the warm-up's included")
+    warmup_delivered: int = Field(default=0, description="of delivered, records of the warm-up (not in end_to_end_ms)")
+    end_to_end_ms: Quantiles = Field(description="receive − send time over the whole path (after the warm-up)")
 
 
 class ItemVerification(_Model):
@@ -163,6 +166,7 @@ class RunInfo(_Model):
     router_workers: int = Field(description="router worker processes per hub")
     hubs: list[str] = Field(default_factory=list, description="platforms that ran a router (several in a cascade)")
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
+    warmup_s: float = Field(default=0.0, description="seconds of warm-up at the start of publishing (0: none)")
     router_ready_s: list[float]
     broker: str | None = Field(default=None, description="the broker the run started, kind and version, e.g. "
                                "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap")
@@ -172,6 +176,23 @@ class RunInfo(_Model):
 
 
 _SUFFIXES = ("Avg", "50pct", "75pct", "95pct", "99pct", "999pct", "9999pct", "99999pct", "Max")
+
+
+class WarmupResult(_Model):
+    """The warm-up (``exchange run --warmup``): records whose intended send time fell in the first
+    ``seconds`` of the schedule. They are routed, delivered and counted like any other (``counts``
+    and the conservation check include them) but kept out of the aggregated latency figures, the
+    per-flow, per-hop and per-path percentiles and the SLO verdicts; their own figures are here.
+    Per-interval series keep every second, the warm-up's included."""
+
+    seconds: float = Field(description="length of the warm-up, seconds from the start of the producers' schedule")
+    published: int = Field(description="records the producers had acknowledged whose intended send time fell in the warm-up "
+                           "(reactions, published by the consumer process, not included)")
+    delivered: int = Field(description="outcomes of warm-up records received by a subscriber (in counts.delivered too)")
+    publish_latency_ms: Quantiles = Field(description="the warm-up's publish latency (send → broker ack)")
+    publish_delay_ms: Quantiles = Field(description="the warm-up's publish delay (intended → actual send time)")
+    end_to_end_ms: Quantiles = Field(description="the warm-up's end-to-end latency (receive − send time)")
+    end_to_end_from_intended_ms: Quantiles = Field(description="the warm-up's receive − intended send time")
 
 
 class ClockSkewResult(_Model):
@@ -277,6 +298,7 @@ class Result(_Model):
     clock_skew: dict[str, ClockSkewResult] = Field(
         default_factory=dict, description="per source department: deliveries whose latency cannot be true (clock skew), "
         "kept out of the latency figures; empty when every clock agreed")
+    warmup: WarmupResult | None = Field(default=None, description="the warm-up's counts and latencies; null when there was none")
     slos: list[SloVerdict] = Field(default_factory=list)
     faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")
     run: RunInfo

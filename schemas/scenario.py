@@ -441,6 +441,10 @@ class Responsibility(_Model):
 
 class Load(_Model):
     duration: float = Field(default=30.0, gt=0, le=86_400, description="seconds of publishing")
+    warmup: float | None = Field(
+        default=None, ge=0, le=86_400,
+        description="seconds at the start of publishing whose records are routed and counted but kept out of the "
+        "aggregated latency figures and SLO verdicts (reported apart); default: min(5 s, a fifth of the run)")
     record_size: int = Field(default=512, ge=64, le=1_000_000, description="target bytes per record value (padded)")
     producers: tuple[ProducerLoad, ...] = ()
     default_rate: float = Field(default=0.0, ge=0, le=10_000_000, description="records/s for each entry no producer names")

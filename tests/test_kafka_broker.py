@@ -353,3 +353,24 @@ def test_exchange_broker_kind_kafka_runs_in_the_foreground_until_ctrl_c(tmp_path
     assert "Apache Kafka" in err and "Traceback" not in err
     assert not jvms_of(proc.pid)
     assert "Kafka Server started" in (tmp_path / "b.log").read_text(errors="replace")
+
+
+@pytest.mark.kafka
+def test_a_kafka_broker_dying_fails_the_run_naming_kafka(tmp_path):
+    if kafka_missing():
+        pytest.skip(kafka_missing())
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--duration", "30",
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "producers.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [jvm] = jvms_of(proc.pid)
+        os.kill(jvm, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "Apache Kafka" in err and "a node died" in err and "memory" not in err.split("a node died")[1].splitlines()[0]
+    assert not jvms_of(proc.pid)

@@ -69,7 +69,7 @@ def assert_nothing_left(run_dir: Path, port: str | None) -> None:
     wait_for(gone, 10, f"every process of {run_dir} to exit")
 
 
-@pytest.mark.parametrize("broker", broker_kinds())
+@pytest.mark.parametrize("broker", broker_kinds("tansu", "kafka", "kafka:3"))
 def test_demo_run_accounts_for_every_record(tmp_path, broker):
     out = tmp_path / "demo"
     proc = start_run(out, "demo", "--duration", "3", broker=broker)
@@ -96,7 +96,10 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
                   "aggregatedEndToEndLatency50pct", "aggregatedEndToEndLatency9999pct", "aggregatedEndToEndLatencyMax"):
         assert field in raw
     assert result.run.broker is not None and result.run.broker in result.driver
-    assert result.run.broker.startswith("Apache Kafka" if broker == "kafka" else "Tansu")
+    assert result.run.broker.startswith("Apache Kafka" if broker.startswith("kafka") else "Tansu")
+    if broker == "kafka:3":
+        assert "3 nodes, RF 3, min ISR 2" in result.run.broker
+        assert all((out / f"broker-{n}.log").exists() for n in (1, 2, 3))
     assert_nothing_left(out, broker_port(out))
 
 
