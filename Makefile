@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11+):
 #   make demo   create .venv, install, run the built-in demo on the embedded broker
 #   make test   create .venv, install, run the test suite
+#   make docs   build the documentation site into site/ (mkdocs build --strict; offline)
 #   make kafka  resolve the pinned Apache Kafka (deploy/kafka/pom.xml) for --broker kafka
 #               (needs Java 17+ and Maven; cached in ~/.cache/data-exchange-sim, not here)
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean kafka
+.PHONY: demo test test-fast bench clean kafka docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/exchange run demo --duration 30
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "site/index.html"
 
 kafka: $(STAMP)
 	$(BIN)/exchange kafka fetch
@@ -29,4 +34,4 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis

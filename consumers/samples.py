@@ -13,7 +13,7 @@ from a little before the first sampled record was sent (by timestamp, else from 
 start) until every sampled trace id is found, within a record and time budget, so a flow
 whose first deliveries come late (a row filter keeping few rows, an approval granted
 during the run) still gets its source. Both sides then go to ``samples.jsonl`` in the run
-directory (format: :func:`sample_line`, and the README's result section).
+directory (format: :func:`sample_line`, and docs/results.md, "Delivery samples").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 End-to-end latency is measured twice per record, from the producer's send time and from
 the schedule's intended send time; the second includes any time the producer spent
-behind schedule, so a stalled producer cannot hide (see the README's latency notes).
+behind schedule, so a stalled producer cannot hide (see docs/results.md, "Latency, measured right").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``AIOKafkaProducer.send`` costs a future and a partitioner call per record; appending
 to ``create_batch()`` builders and ``send_batch`` costs one future per partition batch.
 That difference is most of the gap between a naive router and one that keeps up with
-the broker (see the README's performance notes).
+the broker (see docs/performance.md).
 """
 
 from __future__ import annotations

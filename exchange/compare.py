@@ -43,7 +43,7 @@ from .report import (
 # What counts as a change of B against A, per kind of figure: (relative, absolute) noise.
 # Two runs of the same design never give the same figures: latency quantiles move by a few
 # per cent from run to run on the same machine (the repository's own back-to-back runs:
-# README, "Performance"), rates by a percent or two, volume counts by the timing of the
+# docs/performance.md), rates by a percent or two, volume counts by the timing of the
 # last interval. A difference within the noise is shown as "≈" and not judged; a loss
 # count (dead letters, unaccounted, duplicates) changes at any difference.
 NOISE: dict[str, tuple[float, float]] = {

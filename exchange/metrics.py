@@ -86,7 +86,7 @@ DECISIONS = ("delivered", "denied", "dead_lettered")
 DELIVERED_REASONS = ("unconditional", "approved")
 #: reasons of a denial, as in audit records (exchange/policy.py)
 DENIED_REASONS = ("not_shared", "not_approved", "not_provider", "out_of_jurisdiction", "no_subscriber", "negative_list")
-#: reasons of a dead letter (README, "Dead-letter reasons")
+#: reasons of a dead letter (docs/concepts.md, "Sharing rules": dead-letter reasons)
 DEAD_LETTER_REASONS = (
     "bad_json",
     "not_an_object",

@@ -117,7 +117,7 @@ def test_a_killed_router_worker_is_restarted_and_nothing_is_lost(tmp_path, broke
     assert fault.kind == "kill-router" and fault.target == "0" and fault.injected_at_s >= 4.0
     assert fault.recovered_after_s is not None and fault.recovered_after_s > 1.0  # a restart takes seconds
     # no peak assertion: a dead worker reports nothing, and the restarted one often clears the
-    # backlog before its first report (README: the peak is a lower bound for router kills)
+    # backlog before its first report (docs/chaos.md: the peak is a lower bound for router kills)
     log = (tmp_path / "run" / "router-0.jsonl").read_text().splitlines()
     assert len({json.loads(line)["pid"] for line in log}) == 2  # two incarnations, one status file
 

@@ -130,18 +130,29 @@ def test_an_unknown_audit_topic_is_could_not_check_not_a_broken_chain():
     assert_one_line(done, 2, f"topic dx.nope.audit does not exist on {broker.bootstrap}")
 
 
-def test_the_readme_lists_the_exit_codes_and_every_command():
+def test_the_readme_lists_the_exit_codes_and_every_command_and_option():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     import typer.main
 
     from exchange.cli import app
 
-    names = set(typer.main.get_command(app).commands)
-    table = readme[readme.index("## Commands"):readme.index("## What a run does")]
+    root = typer.main.get_command(app)
+    names = set(root.commands)
+    table = readme[readme.index("## Commands"):readme.index("## Where to read more")]
     for name in names - {"audit"}:
         assert f"`exchange {name}" in table, name
     assert "`exchange audit verify" in table and "`exchange --version`" in table
     assert "exit code" in table.lower() and "could not check" in table
+
+    def options(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from options(sub, [*path, name])
+        for param in getattr(command, "params", []):
+            if param.param_type_name == "option" and param.name != "help":
+                yield " ".join(path), [*param.opts, *param.secondary_opts]
+
+    for where, spellings in options(root, ["exchange"]):
+        assert any(s in table for s in spellings), f"{where} {spellings[0]} is not in the README's command table"
 
 
 def test_chinese_in_the_report_has_a_font_where_the_report_is_rendered():

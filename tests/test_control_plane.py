@@ -109,7 +109,7 @@ async def test_approval_then_revocation_stops_delivery_within_a_second(plane):
         assert set(orjson.loads(r.value)) == {"enterprise.name"}  # only the items approved
     last_routed = max(int(dict(r.headers)[H_ROUTED]) for r in got)
     lag = (last_routed - revoked_at) / 1e9
-    print(f"revocation took effect after {lag * 1000:.0f} ms")  # the figure for the README
+    print(f"revocation took effect after {lag * 1000:.0f} ms")  # the figure in docs/concepts.md
     assert lag < 1.0, f"deliveries continued {lag:.2f} s after the revocation"
     rows = [a for a in await audit_rows(plane) if a["subscription"] == "b.cond" and a["run"] == ""]
     states = [a["decision"] for a in rows]

@@ -91,3 +91,32 @@ def test_cli_schema_prints_the_widened_schema() -> None:
     assert schema == json.loads(json.dumps(json_schema()))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert "有条件共享" in schema["$defs"]["Sharing"]["enum"] and "conditional" in schema["$defs"]["Sharing"]["enum"]
+
+
+def test_the_site_builds_strictly_with_the_readme_as_its_front_page_and_the_schema_reference(tmp_path: Path) -> None:
+    """`make docs`: a broken link, anchor or nav entry (a warning) fails the build (issue 15, item 7)."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    front = (site / "index.html").read_text(encoding="utf-8")
+    assert "A five-minute tour" in front and 'href="chaos/#fault-injection---chaos"' in front
+    reference = (site / "reference" / "scenario-schema" / "index.html").read_text(encoding="utf-8")
+    for name in json_schema()["$defs"]:
+        assert f'id="{name.lower()}"' in reference, name
+
+
+def test_the_readme_fits_and_links_only_inside_the_repository() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    for target in re.findall(r"\]\(([^)#]+)", text):
+        if not target.startswith(("http://", "https://")):
+            path = (ROOT / target).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), target
