@@ -60,7 +60,8 @@ class CommitPipeline:
             if not self._queue:
                 if self._pending:
                     await self._commit_pending()
-                self._work.clear()
+                    continue  # a batch may have come during the commit: look again before sleeping
+                self._work.clear()  # no await between the check and the clear: no wake-up is lost
                 await self._work.wait()
                 continue
             offsets, done, added = self._queue[0]

@@ -81,3 +81,36 @@ def test_add_waits_while_the_pipeline_is_full():
         await pipeline.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_batch_added_while_a_commit_is_under_way_is_committed_without_another_add(monkeypatch):
+    """The pipeline's task must not go to sleep on a batch that arrived during a commit's round
+    trip: the last batch of a stream would then stay uncommitted until the next add or a flush."""
+
+    monkeypatch.setattr(commits, "COMMIT_INTERVAL_S", 1000.0)  # offsets wait for the queue to empty, then commit
+
+    async def scenario():
+        committed: list[dict] = []
+        in_commit, release = asyncio.Event(), asyncio.Event()
+
+        async def commit(offsets):
+            committed.append(dict(offsets))
+            if len(committed) == 1:  # the first commit takes a while
+                in_commit.set()
+                await release.wait()
+
+        pipeline = CommitPipeline(commit)
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        await pipeline.add({("t", 0): 1}, acked)
+        await asyncio.wait_for(in_commit.wait(), 1)
+        await pipeline.add({("t", 0): 2}, acked)  # during the first commit
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(committed) == 2:
+                break
+        assert committed == [{("t", 0): 1}, {("t", 0): 2}]
+        await pipeline.stop()
+
+    asyncio.run(scenario())
