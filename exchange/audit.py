@@ -140,6 +140,7 @@ async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tu
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from .errors import kafka_errors
+    from .topology import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     with kafka_errors(bootstrap, f"reading {topic}"):
@@ -150,7 +151,7 @@ async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tu
             raise
     with kafka_errors(bootstrap, f"reading {topic}"):
         try:
-            parts = await _partitions(consumer, topic, bootstrap)
+            parts = await topic_partitions(consumer, topic, bootstrap)
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -166,15 +167,3 @@ async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tu
             return out
         finally:
             await consumer.stop()
-
-
-async def _partitions(consumer, topic: str, bootstrap: str) -> set[int]:
-    from .errors import TopicNotFound
-
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        raise TopicNotFound(f"topic {topic} does not exist on {bootstrap}")
-    return parts

@@ -34,7 +34,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Self
 
 from .errors import ExchangeError
 from .processes import in_long_lived_thread, pdeathsig_preexec
@@ -100,7 +100,38 @@ def _default_binary() -> str:
         raise BrokerError(f"no Tansu broker binary available: {exc}") from exc
 
 
-class EmbeddedBroker:
+class BrokerLifecycle:
+    """``start()``/``stop()`` of a broker, also as ``astart()``/``astop()`` (in a thread) and as
+    sync and async context managers; shared by every broker kind."""
+
+    stop_timeout_s = 5.0  # seconds ``stop`` waits for a clean exit before killing
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        raise NotImplementedError
+
+    async def astart(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self, timeout: float | None = None) -> None:
+        await asyncio.to_thread(self.stop, self.stop_timeout_s if timeout is None else timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+
+class EmbeddedBroker(BrokerLifecycle):
     """One Tansu process with in-memory storage whose whole lifecycle we own."""
 
     kind = "tansu"
@@ -271,20 +302,3 @@ class EmbeddedBroker:
                 return
             await asyncio.sleep(interval)
 
-    async def astart(self) -> EmbeddedBroker:
-        return await asyncio.to_thread(self.start)
-
-    async def astop(self, timeout: float = 5.0) -> None:
-        await asyncio.to_thread(self.stop, timeout)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        return await self.astart()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.astop()

@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.applications import ControlEvent, ControlVerdict
 
-from .errors import EXIT_FAILED, ExchangeError, TopicNotFound, kafka_errors
+from .errors import EXIT_FAILED, ExchangeError, kafka_errors
+from .topology import topic_partitions
 
 DEFAULT_TIMEOUT_S = 15.0
 
@@ -68,12 +69,7 @@ async def request_control(bootstrap: str, topic: str, verdicts: str, event: Cont
     with kafka_errors(bootstrap, f"reading {verdicts}"):
         try:
             await consumer.start()
-            parts = consumer.partitions_for_topic(verdicts)
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(verdicts)
-            if not parts:
-                raise TopicNotFound(f"topic {verdicts} does not exist on {bootstrap}")
+            parts = await topic_partitions(consumer, verdicts, bootstrap)
             tps = [TopicPartition(verdicts, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)

@@ -49,7 +49,7 @@ from functools import cache
 from pathlib import Path
 from typing import Callable
 
-from .broker import BrokerError, free_port
+from .broker import BrokerError, BrokerLifecycle, free_port
 from .processes import in_long_lived_thread, pdeathsig_preexec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,12 +264,14 @@ class _Node:
     proc: subprocess.Popen | None = None
 
 
-class KafkaBroker:
+class KafkaBroker(BrokerLifecycle):
     """Apache Kafka on loopback: ``nodes`` KRaft nodes, each a controller and a broker.
 
     The same interface as :class:`exchange.broker.EmbeddedBroker`; ``port`` and ``pid`` are
     node 1's, ``bootstrap`` lists every node.
     """
+
+    stop_timeout_s = 10.0
 
     kind = "kafka"
 
@@ -581,23 +583,6 @@ class KafkaBroker:
                     return
             await asyncio.sleep(interval)
 
-    async def astart(self) -> KafkaBroker:
-        return await asyncio.to_thread(self.start)
-
-    async def astop(self, timeout: float = 10.0) -> None:
-        await asyncio.to_thread(self.stop, timeout)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> KafkaBroker:
-        return await self.astart()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.astop()
 
 
 _PERF = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "

@@ -140,3 +140,17 @@ async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: fl
         if loop.time() > deadline:
             raise ExchangeError(f"topics not visible after {timeout:.0f} s: {sorted(missing)[:5]}")
         await asyncio.sleep(0.05)
+
+
+async def topic_partitions(consumer, topic: str, bootstrap: str) -> set[int]:
+    """The partitions of ``topic`` as a started aiokafka consumer sees them, refreshing its
+    metadata once; :class:`~exchange.errors.TopicNotFound` when the topic does not exist."""
+    from .errors import TopicNotFound
+
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise TopicNotFound(f"topic {topic} does not exist on {bootstrap}")
+    return parts
