@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from exchange import metrics
 from schemas.envelope import H_RUN, H_TRACE, Topics
 
-from .dedupe import SeenSet
+from consumers.dedupe import SeenSet
 
 
 class Accountant:
@@ -167,7 +167,7 @@ class Accountant:
         headers = dict(r.headers)
         letter = orjson.loads(r.value)
         if letter.get("last_offset") is not None:
-            # A batch the router could not decode (exchange/lenient_records.py): the run id is
+            # A batch the router could not decode (exchange/router/lenient_records.py): the run id is
             # inside its records, so it cannot be told whether they are this run's. They are
             # counted apart, never as this run's outcomes: a foreign client's batch leaves the
             # conservation check intact, and a batch of this run's own producers shows as that

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from hdrh.histogram import HdrHistogram
 
-from exchange.latency import new_histogram, record_many_ns
+from exchange.results.latency import new_histogram, record_many_ns
 from schemas.envelope import HOP_CONSUMER, HOP_PRODUCER, hop_link
 
 
@@ -27,7 +27,7 @@ class HopStats:
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}
         self.unparsed = 0
-        # per path and per segment: warm-up deliveries (exchange/warmup.py), counted, not in the histograms
+        # per path and per segment: warm-up deliveries (exchange/runner/warmup.py), counted, not in the histograms
         self.warmup_paths: dict[str, int] = defaultdict(int)
         self.warmup_segments: dict[str, int] = defaultdict(int)
         self._names: dict[tuple[str, str], str] = {}
@@ -45,7 +45,7 @@ class HopStats:
     def record(self, hops: bytes, sent_ns: int, received_ns: int, measured: bool = True) -> None:
         """Split one delivery's time into its segments; in the histograms after :meth:`flush`.
 
-        A warm-up delivery (``measured`` false, exchange/warmup.py) is only counted, per path and segment.
+        A warm-up delivery (``measured`` false, exchange/runner/warmup.py) is only counted, per path and segment.
         """
         try:
             stamps = [(h.decode(), int(i), int(o)) for h, i, o in (s.split(b":") for s in hops.split(b";"))]

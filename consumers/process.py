@@ -15,21 +15,21 @@ from pathlib import Path
 
 import orjson
 
-from exchange.processes import report_crashes
+from exchange.runner.processes import report_crashes
 from exchange import metrics
-from exchange.latency import ClockSkew, encode, sample_quantiles
-from exchange.status import StatusWriter
-from producers.process import entity_pool
+from exchange.results.latency import ClockSkew, encode, sample_quantiles
+from exchange.runner.status import StatusWriter
+from producers.records import entity_pool
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from . import checkpoint
-from .accountant import Accountant
-from .dedupe import SeenSet
-from .hops import HopStats
-from .reactions import ReactionEngine, WorkflowTracker
-from .samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
-from .subscriber import Subscriber
+from consumers import checkpoint
+from consumers.accountant import Accountant
+from consumers.dedupe import SeenSet
+from consumers.hops import HopStats
+from consumers.reactions import ReactionEngine, WorkflowTracker
+from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
+from consumers.subscriber import Subscriber
 
 STATS_INTERVAL_S = 1.0
 CHECKPOINT_INTERVAL_S = 1.0
@@ -68,7 +68,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for s in subscribers:
         s.cycles = cycles
-        s.warmup_file = schedule_file  # the warm-up's end, once the producers have started (exchange/warmup.py)
+        s.warmup_file = schedule_file  # the warm-up's end, once the producers have started (exchange/runner/warmup.py)
         limit = scenario.department_ids[s.department].consume_rate
         gateway = scenario.gateway_of(s.department)
         if gateway is not None:  # what crosses its boundary gateway is held up and capped there
@@ -254,7 +254,7 @@ def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
 
 
 def _clock_skew(subscribers: list[Subscriber]) -> dict:
-    """Deliveries with a latency that cannot be true, per source department (see exchange/latency.py)."""
+    """Deliveries with a latency that cannot be true, per source department (see exchange/results/latency.py)."""
     total = ClockSkew()
     for s in subscribers:
         total.merge(s.clock_skew)

@@ -18,8 +18,8 @@ from collections import defaultdict
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from exchange.batching import BatchSender
-from exchange.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
+from exchange.kafka.batching import BatchSender
+from exchange.results.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
 from producers.records import EntityPool, RecordFactory
 from schemas.envelope import H_INTENDED, H_ORIGIN, Topics, record_headers, trace_id
 from schemas.scenario import Reaction, Scenario

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from exchange.policy import compile_policy
+from exchange.policy.sharing import compile_policy
 from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, Topics
 from schemas.scenario import Scenario
 

@@ -17,19 +17,19 @@ from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
-from exchange.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
-from exchange.warmup import read_warmup_end
+from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
+from exchange.runner.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 
-from .dedupe import SeenSet
-from .hops import HopStats
+from consumers.dedupe import SeenSet
+from consumers.hops import HopStats
 
 
 class FlowStats:
     """What one subscription (entry → consumer) received.
 
     ``e2e`` and ``e2e_intended`` hold the records after the warm-up; the warm-up's own
-    (exchange/warmup.py) are in ``warmup_e2e`` and ``warmup_e2e_intended``. ``delivered``
+    (exchange/runner/warmup.py) are in ``warmup_e2e`` and ``warmup_e2e_intended``. ``delivered``
     counts both; ``warmup_delivered`` the warm-up's share of it.
     """
 
@@ -88,7 +88,7 @@ class Subscriber:
         self._positions: dict = {}
         self.consume_rate: float | None = None
         self.gateway_latency_ns = 0  # a boundary gateway between it and its hub adds this to every record
-        # deliveries with an intended send time before this (epoch ns) are the warm-up's (exchange/warmup.py);
+        # deliveries with an intended send time before this (epoch ns) are the warm-up's (exchange/runner/warmup.py);
         # 0: no warm-up. With warmup_file set, read from it on the first poll that returns records.
         self.warmup_end_ns = 0
         self.warmup_file: Path | None = None
@@ -253,7 +253,7 @@ class Subscriber:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
                 intended_ns = int(intended) if intended is not None else now
-                # the warm-up's records are measured apart (exchange/warmup.py): one comparison
+                # the warm-up's records are measured apart (exchange/runner/warmup.py): one comparison
                 warm = intended_ns < warmup_end
                 if warm:
                     flow.warmup_delivered += 1

@@ -5,7 +5,7 @@
 
 The router, producer and consumer processes read the scenario as JSON (what the run
 controller writes into a run directory); this writes it from a preset name or a YAML file.
-With ``--bootstrap`` it also creates every topic of the scenario (exchange.topology's
+With ``--bootstrap`` it also creates every topic of the scenario (exchange.kafka.topics's
 plan: the scenario's partition counts) with the cluster's replication, so that producers
 using ``acks=all`` on a cluster with ``min.insync.replicas=2`` have the replicas they need.
 Topics that exist are left alone; running it again, or from several pods at once, is fine.
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout or the image's /app
     sys.path.insert(0, str(ROOT))
 
-from exchange import scenario_file
-from exchange.topology import topic_plan
+from exchange.scenarios import loader as scenario_file
+from exchange.kafka.topics import topic_plan
 
 
 async def create_replicated_topics(

@@ -19,9 +19,9 @@ from rich.markup import escape
 
 from schemas.scenario import Scenario
 
-from . import scenario_file
-from .errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
-from .scenario_file import ScenarioError
+from exchange.scenarios import loader as scenario_file
+from exchange.errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
+from exchange.scenarios.loader import ScenarioError
 
 # Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns,
 # unless COLUMNS says how wide it should be (rich then reads it, as it does on a terminal).
@@ -86,8 +86,8 @@ def _n(count: int, one: str, many: str = "") -> str:
 def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
     """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
     (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
-    from .brokers import parse
-    from .kafka_broker import locate
+    from exchange.kafka.brokers import parse
+    from exchange.kafka.apache import locate
 
     kind, _ = parse(spec)
     if kind == "kafka" and bootstrap is None:
@@ -149,10 +149,10 @@ def run(
         "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from .display import LiveProgress, fault_table, summary_table
-    from .run import RunOptions, parse_chaos
-    from .run import run as run_scenario
-    from .warmup import warmup_seconds
+    from exchange.runner.display import LiveProgress, fault_table, summary_table
+    from exchange.runner.controller import RunOptions, parse_chaos
+    from exchange.runner.controller import run as run_scenario
+    from exchange.runner.warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
@@ -187,8 +187,8 @@ def run(
 def _find_max_rate(options, slo_p99: Optional[float]) -> None:
     from rich.table import Table
 
-    from .maxrate import find_max_rate
-    from .run import default_run_dir
+    from exchange.runner.maxrate import find_max_rate
+    from exchange.runner.controller import default_run_dir
 
     objective = slo_p99 or next((s.max for s in options.scenario.slos if s.metric == "e2e_p99_ms" and s.max), 1000.0)
     out = options.out or default_run_dir(options.scenario).with_name(f"{options.scenario.name}-maxrate")
@@ -242,16 +242,16 @@ def bench(
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
 
-    from .bench import BenchOptions, run_bench
+    from exchange.bench.run import BenchOptions, run_bench
 
     say = (lambda text: None) if as_json else (lambda text: err.print(f"[dim]{text}[/dim]", soft_wrap=True))
     broker_kind = _check_broker(broker_kind, bootstrap) if not policy else broker_kind
     if policy:
-        from .policy_bench import run as run_policy_bench
+        from exchange.bench.policy import run as run_policy_bench
 
         figures = run_policy_bench()
     elif broker_floor:
-        from .broker_floor import broker_floor as run_broker_floor
+        from exchange.bench.broker_floor import broker_floor as run_broker_floor
 
         figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap, broker_kind))
     else:
@@ -314,7 +314,7 @@ def audit_verify(
     """Check every hash chain of a platform's audit topic; exit 1 at any broken link, 2 when it cannot be read."""
     from schemas.envelope import Topics
 
-    from .audit import read_topic, verify
+    from exchange.policy.audit import read_topic, verify
 
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
@@ -346,8 +346,8 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
     from schemas.applications import PROVIDER_ACTIONS, ControlEvent
     from schemas.envelope import Topics
 
-    from .controlplane import new_request_id, publish_control, request_control
-    from .topology import changelog_plan, create_topics, topic_plan
+    from exchange.workflow import new_request_id, publish_control, request_control
+    from exchange.kafka.topics import changelog_plan, create_topics, topic_plan
 
     s = _load(scenario)
     if entry not in s.entries:
@@ -441,7 +441,7 @@ def report(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")] = None,
 ) -> None:
     """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
-    from .report import write_report
+    from exchange.results.report import write_report
 
     path = write_report(_result_path(result), output)
     console.print(f"report: {path}", soft_wrap=True)
@@ -454,7 +454,7 @@ def compare(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("compare.html"),
 ) -> None:
     """Two runs side by side: a table here, and an HTML page with the same table and overlaid charts."""
-    from .compare import run_compare
+    from exchange.results.compare import run_compare
 
     table, path = run_compare(_result_path(a), _result_path(b), output)
     console.print(table)
@@ -514,8 +514,7 @@ def broker(
     log: Annotated[Optional[Path], typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
 ) -> None:
     """Run a broker in the foreground until Ctrl-C; prints its bootstrap address."""
-    from . import brokers
-
+    from exchange.kafka import brokers
     if kind not in ("tansu", "kafka") or (kind == "tansu" and nodes != 1):
         err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
@@ -547,7 +546,7 @@ app.add_typer(kafka_app, name="kafka")
 @kafka_app.command("fetch")
 def kafka_fetch() -> None:
     """Resolve the pinned Apache Kafka (deploy/kafka/pom.xml) from Maven Central into the cache."""
-    from .kafka_broker import KafkaUnavailable, fetch, java_binary
+    from exchange.kafka.apache import KafkaUnavailable, fetch, java_binary
 
     try:
         lib = fetch(lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
@@ -561,7 +560,7 @@ def kafka_fetch() -> None:
 @kafka_app.command("where")
 def kafka_where() -> None:
     """Which Java and which Kafka `--broker kafka` would run (exit 1 with how to get what is missing)."""
-    from .kafka_broker import KafkaUnavailable, locate
+    from exchange.kafka.apache import KafkaUnavailable, locate
 
     try:
         rt = locate()

@@ -82,9 +82,9 @@ BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 # Bounded label values -----------------------------------------------------------------
 DECISIONS = ("delivered", "denied", "dead_lettered")
-#: reasons of a delivery, as in audit records (exchange/policy.py)
+#: reasons of a delivery, as in audit records (exchange/policy/sharing.py)
 DELIVERED_REASONS = ("unconditional", "approved")
-#: reasons of a denial, as in audit records (exchange/policy.py)
+#: reasons of a denial, as in audit records (exchange/policy/sharing.py)
 DENIED_REASONS = ("not_shared", "not_approved", "not_provider", "out_of_jurisdiction", "no_subscriber", "negative_list")
 #: reasons of a dead letter (docs/concepts.md, "Sharing rules": dead-letter reasons)
 DEAD_LETTER_REASONS = (

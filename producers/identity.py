@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import random
 
+from schemas.names import COMPOUND_SURNAMES, SURNAME_TABLE as _SURNAME_TABLE, surname_of  # noqa: F401 (re-exported)
 from schemas import regions as _regions
 from schemas.keys import CC_ALPHABET as _CC_ALPHABET
 from schemas.keys import ID_CHECK as _ID_CHECK
@@ -112,17 +113,6 @@ def credit_code(rng: random.Random, region_code: str) -> str:
 
 # --- Names -------------------------------------------------------------------
 
-_SURNAMES_COMMON = "王李张刘陈杨黄赵吴周"  # weight 32 each
-_SURNAMES_FREQUENT = "徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹"  # weight 16
-_SURNAMES_OTHER = "彭曾肖田董袁潘蔡蒋余于杜叶程魏苏吕丁任卢姚沈钟姜崔谭陆范汪廖"  # weight 8
-COMPOUND_SURNAMES = ("欧阳", "司马", "上官", "诸葛", "皇甫", "令狐")  # weight 1
-_COMPOUND_SET = frozenset(COMPOUND_SURNAMES)
-_SURNAME_TABLE = tuple(
-    [s for s in _SURNAMES_COMMON for _ in range(32)]
-    + [s for s in _SURNAMES_FREQUENT for _ in range(16)]
-    + [s for s in _SURNAMES_OTHER for _ in range(8)]
-    + list(COMPOUND_SURNAMES)
-)
 _GIVEN = (
     "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红建文辉力宇浩然轩涵欣怡"
     "雨晨思博俊嘉瑞婷雪琳晓颖佳鑫鹏飞志海燕凯亮欢波斌宁国庆春兰梅丹玲凤霖睿泽诗子琪瑶龙昊"
@@ -135,11 +125,6 @@ def chinese_name(rng: random.Random) -> str:
     if rng.random() < 0.3:
         return surname + rng.choice(_GIVEN)
     return surname + rng.choice(_GIVEN) + rng.choice(_GIVEN)
-
-
-def surname_of(name: str) -> str:
-    """Surname of a generated name (compound-aware), for masking 张三 -> 张*."""
-    return name[:2] if name[:2] in _COMPOUND_SET else name[:1]
 
 
 # --- Phones, plates, coordinates, dates --------------------------------------

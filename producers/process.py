@@ -11,24 +11,19 @@ import random
 import time
 from pathlib import Path
 
-from exchange.processes import report_crashes
+from exchange.runner.processes import report_crashes
 from exchange import metrics
-from exchange.gateway import GatewayGate
-from exchange.latency import encode, sample_quantiles
-from exchange.status import StatusWriter
-from exchange.warmup import warmup_end_ns, write_schedule
+from exchange.kafka.gateway import GatewayGate
+from exchange.results.latency import encode, sample_quantiles
+from exchange.runner.status import StatusWriter
+from exchange.runner.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from .publisher import DepartmentPublisher, PublishStats, Schedule
-from .records import EntityPool, RecordFactory, region_of
+from producers.publisher import DepartmentPublisher, PublishStats, Schedule
+from producers.records import EntityPool, RecordFactory, entity_pool, region_of
 
 STATS_INTERVAL_S = 1.0
-
-
-def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
-    """The people, enterprises and vehicles records are about (the same in every process)."""
-    return EntityPool(seed, [region_of(code) for code in (scenario.load.regions or (scenario.platform.region,))])
 
 
 def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
-    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/warmup.py)")
+    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)

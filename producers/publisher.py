@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from exchange import metrics
-from exchange.batching import Partitioner, send_batches
-from exchange.gateway import GatewayGate
-from exchange.latency import new_histogram, record_many_ns, record_ns
+from exchange.kafka.batching import Partitioner, send_batches
+from exchange.kafka.gateway import GatewayGate
+from exchange.results.latency import new_histogram, record_many_ns, record_ns
 from schemas.envelope import (
     H_ENTRY,
     H_INTENDED,
@@ -34,8 +34,8 @@ from schemas.envelope import (
 )
 from schemas.scenario import LoadProfile
 
-from .profiles import RateSchedule
-from .records import RecordFactory
+from producers.profiles import RateSchedule
+from producers.records import RecordFactory
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class PublishStats:
     publish_delay = None
     publish_latency = None
     #: records with an intended send time before this (epoch ns) are the warm-up's: their
-    #: delay and latency go to the warm-up histograms (exchange/warmup.py); 0: no warm-up
+    #: delay and latency go to the warm-up histograms (exchange/runner/warmup.py); 0: no warm-up
     warmup_end_ns: int = 0
     warmup_published: int = 0
 

@@ -21,7 +21,7 @@ import orjson
 from producers import identity
 from schemas import regions
 from schemas.envelope import PAD_FIELD
-from schemas.scenario import CatalogueEntry, ItemType
+from schemas.scenario import CatalogueEntry, ItemType, Scenario
 
 _STATUSES = ("正常", "正常", "正常", "变更", "注销", "吊销")
 _SUFFIXES = ("科技有限公司", "贸易有限公司", "电子有限公司", "制造有限公司", "实业有限公司", "餐饮管理有限公司")
@@ -239,3 +239,8 @@ def regions_of(platform_region: str) -> list[identity.Region]:
     below finds its rows. Raises ValueError, with the nearest real codes, for a code that
     is not in the division table (schemas/regions.py)."""
     return list(regions.leaves(region_of(platform_region).code))
+
+
+def entity_pool(scenario: Scenario, seed: int) -> EntityPool:
+    """The people, enterprises and vehicles records are about (the same in every process)."""
+    return EntityPool(seed, [region_of(code) for code in (scenario.load.regions or (scenario.platform.region,))])

@@ -149,7 +149,7 @@ class AuditBlock(BaseModel):
 
     One message per batch, and rows of :data:`AUDIT_FIELDS` rather than objects, keep
     the audit trail complete at full routing speed. Blocks are hash-chained per writer
-    and partition (``chain``, ``seq``, ``prev``, ``hash``; see ``exchange/audit.py``).
+    and partition (``chain``, ``seq``, ``prev``, ``hash``; see ``exchange/policy/audit.py``).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -22,12 +22,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from exchange import brokers
-from exchange.kafka_broker import KafkaUnavailable, locate
-from exchange.processes import spawn, terminate
-from exchange.scenario_file import parse
-from exchange.status import StatusReader
-from exchange.topology import create_router_internal_topics, create_topics, topic_plan
+from exchange.kafka import brokers
+from exchange.kafka.apache import KafkaUnavailable, locate
+from exchange.runner.processes import spawn, terminate
+from exchange.scenarios.loader import parse
+from exchange.runner.status import StatusReader
+from exchange.kafka.topics import create_router_internal_topics, create_topics, topic_plan
 from schemas.envelope import H_RUN, Topics, record_headers
 from schemas.scenario import Scenario
 

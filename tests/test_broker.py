@@ -1,4 +1,4 @@
-"""Real-broker tests for exchange.broker: lifecycle, Kafka round-trip, and no-orphan guarantees."""
+"""Real-broker tests for exchange.kafka.tansu: lifecycle, Kafka round-trip, and no-orphan guarantees."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from exchange import broker as broker_mod
-from exchange.broker import BrokerError, EmbeddedBroker, free_port
+from exchange.kafka import tansu as broker_mod
+from exchange.kafka.tansu import BrokerError, EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def wait_gone(pid: int, timeout: float = 3.0) -> bool:
 
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, int]:
     """Run a Python child that starts a broker and prints its pid; return (child, broker pid)."""
-    code = ("import atexit, os, sys, time\nfrom exchange.broker import EmbeddedBroker\n"
+    code = ("import atexit, os, sys, time\nfrom exchange.kafka.tansu import EmbeddedBroker\n"
             + textwrap.dedent(prelude) + textwrap.dedent(body))
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, **kw)

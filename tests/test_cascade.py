@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from exchange.broker import EmbeddedBroker
-from exchange.policy import HUB_NEGATIVE_LIST, compile_policy, compile_transit
-from exchange.routing import RouterCore
-from exchange.run import RunOptions, run
-from exchange.scenario_file import ScenarioError, parse
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.policy.sharing import HUB_NEGATIVE_LIST, compile_policy, compile_transit
+from exchange.policy.routing import RouterCore
+from exchange.runner.controller import RunOptions, run
+from exchange.scenarios.loader import ScenarioError, parse
 from schemas.envelope import H_HOPS, H_SUBSCRIPTION, Topics, record_headers
 
 from .harness import read_all
@@ -181,7 +181,7 @@ def test_a_department_behind_an_unknown_gateway_is_an_error():
 
 
 def test_a_gateway_caps_what_crosses_it():
-    from exchange.gateway import GatewayGate
+    from exchange.kafka.gateway import GatewayGate
     from schemas.scenario import Gateway
 
     gate = GatewayGate(Gateway(id="g", latency_ms=5, max_records_per_s=1000))
@@ -192,7 +192,7 @@ def test_a_gateway_caps_what_crosses_it():
 
 
 def test_the_routers_fetch_wait_grows_with_the_number_of_routers():
-    from exchange.run import _router_names, default_fetch_wait
+    from exchange.runner.controller import _router_names, default_fetch_wait
 
     assert [default_fetch_wait(n) for n in (1, 3, 4, 13, 40)] == [10, 10, 20, 50, 50]
     names = _router_names(scenario(), 1)
@@ -200,7 +200,7 @@ def test_the_routers_fetch_wait_grows_with_the_number_of_routers():
 
 
 def test_rows_are_filtered_against_the_providers_jurisdiction_on_a_cascade_or_a_flat_hub():
-    from exchange.scenario_file import load
+    from exchange.scenarios.loader import load
 
     for name in ("guizhou-cascade", "guizhou-flat"):
         s = load(name)

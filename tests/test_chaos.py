@@ -1,6 +1,6 @@
 """Fault injection (``exchange run --chaos``): the spec, and nothing lost under each fault.
 
-The integration runs go through ``exchange.run.run`` on the real embedded broker with
+The integration runs go through ``exchange.runner.controller.run`` on the real embedded broker with
 real router, producer and consumer processes; the faults are real signals (SIGKILL,
 SIGSTOP/SIGCONT) or a department really stopping its reads. Each run asserts the
 conservation check, that the fault is in the result with a recovery time, and that any
@@ -13,10 +13,10 @@ import json
 
 import pytest
 
-from exchange import chaos
-from exchange.chaos import ChaosError, Fault, LagSample
-from exchange.run import RunOptions, run
-from exchange.scenario_file import load
+from exchange.runner import chaos
+from exchange.runner.chaos import ChaosError, Fault, LagSample
+from exchange.runner.controller import RunOptions, run
+from exchange.scenarios.loader import load
 from schemas.results import Result
 
 from .harness import broker_kinds

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.compare import Row, comparison
-from exchange.report import load_result
+from exchange.results.compare import Row, comparison
+from exchange.results.report import load_result
 
 from .harness import ROOT
 
@@ -123,7 +123,7 @@ def test_a_port_in_use_is_one_line_with_exit_code_2():
 
 
 def test_an_unknown_audit_topic_is_could_not_check_not_a_broken_chain():
-    from exchange.broker import EmbeddedBroker
+    from exchange.kafka.tansu import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         done = exchange("audit", "verify", "--bootstrap", broker.bootstrap, "--platform", "nope")

@@ -20,11 +20,11 @@ from rich.console import Console
 from consumers.dedupe import SeenSet
 from consumers.process import _clock_skew, _interval
 from consumers.subscriber import Subscriber
-from exchange.broker import EmbeddedBroker
-from exchange.display import summary_table
-from exchange.latency import MAX_PLAUSIBLE_NS, ClockSkew, sample_quantiles
-from exchange.report import build_report_html
-from exchange.topology import create_topics
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.runner.display import summary_table
+from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, sample_quantiles
+from exchange.results.report import build_report_html
+from exchange.kafka.topics import create_topics
 from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE, SCHEMA_VERSION
 from schemas.results import Result
 

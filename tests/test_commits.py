@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from exchange import commits
-from exchange.commits import CommitPipeline
+from exchange.router import commits
+from exchange.router.commits import CommitPipeline
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from exchange.audit import read_topic, verify
-from exchange.broker import EmbeddedBroker
-from exchange.controlplane import publish_control
+from exchange.policy.audit import read_topic, verify
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.workflow import publish_control
 from schemas.applications import ControlEvent
 from schemas.envelope import H_ROUTED, H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
@@ -163,7 +163,7 @@ async def test_audit_verify_passes_and_catches_a_rewritten_record(plane):
     assert not broken.ok
     assert (broken.broken[0].partition, broken.broken[0].offset) == (partition, offset)
     # a careful insider also fixes the block's own hash: the next block's link breaks instead
-    from exchange.audit import block_hash
+    from exchange.policy.audit import block_hash
 
     block["hash"] = block_hash(block)
     resealed = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1:]]
@@ -178,7 +178,7 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
 
     from aiokafka import AIOKafkaProducer
 
-    from exchange.topology import create_topics
+    from exchange.kafka.topics import create_topics
 
     from .harness import ROOT
 

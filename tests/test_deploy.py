@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from exchange import metrics
-from exchange.scenario_file import parse, preset_names
-from exchange.topology import topic_plan
+from exchange.scenarios.loader import parse, preset_names
+from exchange.kafka.topics import topic_plan
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
@@ -210,8 +210,7 @@ def kafka_env(svc: dict) -> dict[str, str]:
 def test_compose_brokers_and_the_local_kafka_share_one_settings_file() -> None:
     """deploy/kafka/cluster.env is the one source: compose's brokers read it and override none
     of it; `--broker kafka:3` runs the same settings, and the same Kafka version as the image."""
-    from exchange import kafka_broker
-
+    from exchange.kafka import apache as kafka_broker
     shared = kafka_broker.cluster_env()
     assert shared["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and shared["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
     services = compose()["services"]
@@ -477,10 +476,9 @@ def test_metric_names_and_labels_follow_the_conventions() -> None:
 
 
 def test_label_values_match_the_code() -> None:
-    from exchange import policy
-
+    from exchange.policy import sharing as policy
     dead = set()
-    for path in (ROOT / "exchange").glob("*.py"):
+    for path in (ROOT / "exchange").rglob("*.py"):
         dead |= set(re.findall(r'InvalidRecord\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
     assert dead and dead <= set(metrics.DEAD_LETTER_REASONS), f"dead-letter reasons missing: {sorted(dead - set(metrics.DEAD_LETTER_REASONS))}"
     delivered = {policy.UNCONDITIONAL, policy.APPROVED}
@@ -553,7 +551,7 @@ def test_faust_sensor_exposes_faust_metrics_in_seconds() -> None:
 
 # Series -------------------------------------------------------------------------------------
 def parse_demo() -> Scenario:
-    from exchange.scenario_file import load
+    from exchange.scenarios.loader import load
 
     return load("demo")
 
@@ -629,7 +627,7 @@ def test_series_estimate_for_a_dongguan_sized_scenario_is_sane() -> None:
         assert 0 < one["dx_verifications"] <= 3 * 4 * 84
     preset = [p for p in preset_names() if p == "dongguan"]
     if preset:  # the real preset, once it exists
-        from exchange.scenario_file import load
+        from exchange.scenarios.loader import load
 
         real = metrics.estimated_series(load("dongguan"), workers=1)
         print(f"  dongguan preset: {real['total']:,} series with 1 router worker")
@@ -640,7 +638,7 @@ _COUNT_SERIES = """
 import sys
 from prometheus_client import REGISTRY, generate_latest
 from exchange import metrics
-from exchange.scenario_file import load
+from exchange.scenarios.loader import load
 s = load("demo")
 for role in metrics.ROLE_METRICS:
     metrics.init_series(role, s, worker="0")
@@ -650,7 +648,7 @@ print(len(lines))
 
 
 def test_series_estimate_matches_what_the_processes_expose() -> None:
-    from exchange.scenario_file import load
+    from exchange.scenarios.loader import load
 
     done = subprocess.run([sys.executable, "-c", _COUNT_SERIES], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from exchange.display import MAX_FLOWS_SHOWN, MAX_TIED_EXTRA, busiest_flows, summary_table
+from exchange.runner.display import MAX_FLOWS_SHOWN, MAX_TIED_EXTRA, busiest_flows, summary_table
 from schemas.results import EntryCounts, FlowResult, Result
 
 DEMO = Path(__file__).parent / "data" / "demo" / "result.json"

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.scenario_file import PRESETS_DIR, load, parse, preset_names, read_yaml
+from exchange.scenarios.loader import PRESETS_DIR, load, parse, preset_names, read_yaml
 from schemas.scenario import json_schema
 
 ROOT = Path(__file__).resolve().parent.parent

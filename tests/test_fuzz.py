@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.policy import MAX_ITEM_CHARS, compile_policy
-from exchange.routing import RouterCore
-from exchange.scenario_file import load
+from exchange.policy.sharing import MAX_ITEM_CHARS, compile_policy
+from exchange.policy.routing import RouterCore
+from exchange.scenarios.loader import load
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import (
     H_ENTRY,
@@ -347,7 +347,7 @@ def router(tmp_path_factory):
     """A real embedded broker and a real router worker process, started as a run starts them."""
     import asyncio
 
-    from exchange.broker import EmbeddedBroker
+    from exchange.kafka.tansu import EmbeddedBroker
 
     from .harness import RouterProcess
 
@@ -595,7 +595,7 @@ def router_without_codecs(tmp_path_factory):
     import asyncio
     import os
 
-    from exchange.broker import EmbeddedBroker
+    from exchange.kafka.tansu import EmbeddedBroker
 
     from .harness import RouterProcess
 

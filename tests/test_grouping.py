@@ -9,9 +9,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.grouping import Grant, decide_grouped
-from exchange.policy import OUT_OF_JURISDICTION, compile_policy, decide
-from exchange.routing import RouterCore
+from exchange.policy.grouping import Grant, decide_grouped
+from exchange.policy.sharing import OUT_OF_JURISDICTION, compile_policy, decide
+from exchange.policy.routing import RouterCore
 from schemas.envelope import Topics, record_headers
 from tests.test_policy import cases, policies, row_scenario
 

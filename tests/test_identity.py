@@ -430,9 +430,9 @@ load:
     ("500000", "500101"),  # 重庆市 and 万州区 (a municipality's county)
 ])
 def test_a_hub_anywhere_validates_generates_and_filters_rows(hub, town):
-    from exchange.policy import compile_policy, decide
-    from exchange.scenario_file import parse
-    from producers.process import entity_pool
+    from exchange.policy.sharing import compile_policy, decide
+    from exchange.scenarios.loader import parse
+    from producers.records import entity_pool
     from producers.records import RecordFactory
     from schemas.envelope import Topics
 
@@ -459,7 +459,7 @@ def test_a_hub_anywhere_validates_generates_and_filters_rows(hub, town):
     ("platform", "520190", "520181 贵州省贵阳市清镇市"),
 ])
 def test_a_code_that_does_not_exist_is_refused_with_its_nearest_neighbours(where, code, nearest):
-    from exchange.scenario_file import ScenarioError, parse
+    from exchange.scenarios.loader import ScenarioError, parse
 
     hub, town = ("441900", code) if where == "town" else (code, "441900129")
     with pytest.raises(ScenarioError) as e:

@@ -1,4 +1,4 @@
-"""exchange.kafka_broker: Apache Kafka's lifecycle, its settings, and a clear line when it is missing.
+"""exchange.kafka.apache: Apache Kafka's lifecycle, its settings, and a clear line when it is missing.
 
 The same guarantees as tests/test_broker.py proves for Tansu: a real round trip, nothing
 left after a stop, a failed start, an exception, Ctrl-C, or a SIGKILLed parent.
@@ -21,10 +21,12 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from exchange import brokers, kafka_broker
-from exchange.broker import BrokerError
-from exchange.kafka_broker import KafkaBroker, KafkaUnavailable
-from exchange.topology import create_topics
+from exchange.kafka import brokers
+
+from exchange.kafka import apache as kafka_broker
+from exchange.kafka.tansu import BrokerError
+from exchange.kafka.apache import KafkaBroker, KafkaUnavailable
+from exchange.kafka.topics import create_topics
 
 from .harness import ROOT, kafka_missing, pids_mentioning
 from .test_broker import CHILD_ATEXIT_PROBE, alive, subreaper, wait_gone  # noqa: F401 - subreaper is a fixture
@@ -43,7 +45,7 @@ def test_settings_follow_cluster_env_capped_at_the_nodes():
     assert one["offsets.topic.replication.factor"] == one["transaction.state.log.replication.factor"] == "1"
     for s in (one, three):
         assert s["auto.create.topics.enable"] == "false" and s["group.initial.rebalance.delay.ms"] == "0"
-        assert int(s["group.min.session.timeout.ms"]) <= 2000  # the router's session (exchange/router.py)
+        assert int(s["group.min.session.timeout.ms"]) <= 2000  # the router's session (exchange/router/app.py)
     assert kafka_broker.env_to_property("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP") == "listener.security.protocol.map"
     assert kafka_broker.env_to_property("KAFKA_A__B___C") == "a_b-c"
 
@@ -176,7 +178,7 @@ async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
 # Lifecycle: nothing is left behind -----------------------------------------------------------------
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, list[int]]:
     """A Python child that starts Kafka and prints its JVM pids; returns (child, pids)."""
-    code = ("import atexit, os, sys, time\nfrom exchange.kafka_broker import KafkaBroker\n"
+    code = ("import atexit, os, sys, time\nfrom exchange.kafka.apache import KafkaBroker\n"
             + textwrap.dedent(prelude) + textwrap.dedent(body))
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, **kw)
@@ -322,11 +324,11 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
 
 
 def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tmp_path):
-    """Created up front on Kafka (exchange/topology.py), they must be the very topics Faust uses."""
-    from exchange.router import Router
-    from exchange.scenario_file import load
-    from exchange.status import StatusWriter
-    from exchange.topology import router_internal_topics
+    """Created up front on Kafka (exchange/kafka/topics.py), they must be the very topics Faust uses."""
+    from exchange.router.app import Router
+    from exchange.scenarios.loader import load
+    from exchange.runner.status import StatusWriter
+    from exchange.kafka.topics import router_internal_topics
 
     scenario = load("guizhou-cascade")
     planned = router_internal_topics(scenario)

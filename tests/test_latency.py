@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.latency import PERCENTILES, new_histogram, record_many_ns, record_ns
+from exchange.results.latency import PERCENTILES, new_histogram, record_many_ns, record_ns
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,7 +1,7 @@
 """Nothing leaked: every preset, run briefly on the embedded broker, and every delivery read back.
 
 For each preset of the registry (presets added later are covered without touching this
-file), a short run through ``exchange.run.run``; then an independent reader (kafka-python,
+file), a short run through ``exchange.runner.controller.run``; then an independent reader (kafka-python,
 not our consumers) reads every delivery topic from offset 0 and checks each record against
 the scenario itself, not against the router's compiled policy: no personal item unmasked
 unless the subscription's approval lifts it, nothing of a not-shared or negative-listed
@@ -18,9 +18,9 @@ import time
 import orjson
 import pytest
 
-from exchange.broker import EmbeddedBroker
-from exchange.run import RunOptions, run
-from exchange.scenario_file import load, preset_names
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.runner.controller import RunOptions, run
+from exchange.scenarios.loader import load, preset_names
 from schemas.envelope import H_RUN, H_SUBSCRIPTION, PAD_FIELD, Topics
 from schemas.scenario import MaskRule, Scenario, Sharing, SubscriptionStatus
 

@@ -1,4 +1,4 @@
-"""Tests for exchange.masking: 数据脱敏 of names, ID numbers, phones and addresses."""
+"""Tests for exchange.policy.masking: 数据脱敏 of names, ID numbers, phones and addresses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.masking import (
+from exchange.policy.masking import (
     MASKERS,
     apply_mask,
     mask_address,

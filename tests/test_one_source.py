@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from exchange.broker import EmbeddedBroker
-from exchange.scenario_file import parse
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.scenarios.loader import parse
 
 from .harness import RouterProcess, envelope, new_run, publish, read_all
 
@@ -97,8 +97,8 @@ from types import SimpleNamespace  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from exchange.policy import compile_policy, master_key_of, reconcile  # noqa: E402
-from exchange.routing import RouterCore  # noqa: E402
+from exchange.policy.sharing import compile_policy, master_key_of, reconcile  # noqa: E402
+from exchange.policy.routing import RouterCore  # noqa: E402
 from schemas.envelope import Topics, record_headers  # noqa: E402
 from schemas.keys import (  # noqa: E402
     normalise_credit_code,
@@ -263,7 +263,7 @@ def test_router_core_counts_each_outcome_under_its_own_name():
 
 
 def test_results_report_invalid_keys_next_to_the_other_outcomes():
-    from exchange.results import _one_number_one_source
+    from exchange.results.build import _one_number_one_source
 
     routers = [{"verifications": [["person.name", "civil", "verified", 2], ["person.name", "civil", "invalid_key", 3],
                                   ["person.name", "civil", "unverified", 1]]}]

@@ -1,4 +1,4 @@
-"""Tests for exchange.policy: the sharing rules as pure decision functions."""
+"""Tests for exchange.policy.sharing: the sharing rules as pure decision functions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from exchange.masking import mask_id_number, mask_name, mask_phone
-from exchange.policy import (
+from exchange.policy.masking import mask_id_number, mask_name, mask_phone
+from exchange.policy.sharing import (
     APPROVED,
     MAX_ITEM_CHARS,
     NO_SUBSCRIBER,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from exchange.scenario_file import load, preset_names
+from exchange.scenarios.loader import load, preset_names
 from schemas.results import Result
 
 from .harness import ROOT

@@ -151,7 +151,7 @@ class Prometheus:
 def prometheus(metrics_source, tmp_path_factory: pytest.TempPathFactory):
     if not PROMETHEUS.exists():
         pytest.skip("needs Debian's prometheus package: apt-get install -y prometheus")
-    from exchange.processes import spawn, terminate
+    from exchange.runner.processes import spawn, terminate
 
     base = tmp_path_factory.mktemp("prometheus")
     config = base / "prometheus.yml"

@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.audit import AuditWriter, verify
-from exchange.control import ApprovalBook
-from exchange.policy import compile_policy, decide
+from exchange.policy.audit import AuditWriter, verify
+from exchange.router.tables import ApprovalBook
+from exchange.policy.sharing import compile_policy, decide
 from schemas.applications import ControlEvent, IllegalTransition, State
 from schemas.envelope import Topics
 
@@ -89,7 +89,7 @@ def test_verify_catches_any_single_rewritten_record(n_blocks, data):
         block[field] = data.draw(st.text(min_size=1, max_size=12).filter(lambda t: t != block[field]))
     reseal = data.draw(st.booleans())  # an insider may also recompute the block's own hash
     if reseal:
-        from exchange.audit import block_hash
+        from exchange.policy.audit import block_hash
 
         block["hash"] = block_hash(block)
     tampered = [*messages[:i], (0, i, orjson.dumps(block)), *messages[i + 1:]]

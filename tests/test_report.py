@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from exchange.compare import Row, build_compare_html, comparison, run_compare
-from exchange.report import (
+from exchange.results.compare import Row, build_compare_html, comparison, run_compare
+from exchange.results.report import (
     Names,
     ReportError,
     build_report_html,
@@ -139,7 +139,7 @@ def test_optional_interval_fields_are_charted():
 
 
 def test_fine_quantile_map_is_used_for_the_percentile_curve():
-    from exchange.report import aggregated_curve
+    from exchange.results.report import aggregated_curve
 
     result = load_result(DEMO)
     result["aggregatedEndToEndLatencyQuantiles"] = {"50.0": 5.0, "90.0": 9.0, "99.0": 20.0, "100.0": 40.0}

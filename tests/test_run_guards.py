@@ -16,14 +16,14 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 
-from exchange.broker import EmbeddedBroker
-from exchange.controlplane import publish_control
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.workflow import publish_control
 from exchange.errors import TopicMismatch
-from exchange.processes import CRASHED, spawn, terminate
-from exchange.scenario_file import parse
-from exchange.run import RunFailed, _check_alive, _Child
-from exchange.status import StatusReader
-from exchange.topology import changelog_plan, create_topics, topic_plan
+from exchange.runner.processes import CRASHED, spawn, terminate
+from exchange.scenarios.loader import parse
+from exchange.runner.controller import RunFailed, _check_alive, _Child
+from exchange.runner.status import StatusReader
+from exchange.kafka.topics import changelog_plan, create_topics, topic_plan
 from schemas.applications import ControlEvent
 from schemas.envelope import Topics
 
@@ -136,8 +136,8 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     status = tmp_path / "child.jsonl"
     code = textwrap.dedent(f"""
         import asyncio, gc, threading
-        from exchange.processes import report_crashes
-        from exchange.status import StatusWriter
+        from exchange.runner.processes import report_crashes
+        from exchange.runner.status import StatusWriter
         report_crashes(StatusWriter({str(status)!r}))
 
         def boom():
@@ -169,7 +169,7 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
 async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broker, tmp_path, capfd):
     """Issue 14 item 14: the line used to go straight to stderr, into the middle of the live view;
     now the command line prints it through the console the live view is on, above it."""
-    from exchange.run import RunOptions, run
+    from exchange.runner.controller import RunOptions, run
 
     said: list[str] = []
     result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap),
@@ -183,8 +183,8 @@ async def test_applications_filed_before_a_run_are_decided_when_its_router_start
     """The issue's sequence, now working: workflow commands against a fresh broker before any
     run (fire and forget), then the run: its router applies them in order and psb receives the
     conditional entry it had no approval for in the scenario."""
-    from exchange import scenario_file as scenarios
-    from exchange.run import RunOptions, run
+    from exchange.scenarios import loader as scenarios
+    from exchange.runner.controller import RunOptions, run
 
     flow = "psb.enterprise-registration"
     for action, *extra in (("apply", "--purpose", "企业开办"), ("review",), ("approve",)):

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from exchange.masking import apply_mask
-from exchange.report import Names, ReportError, load_samples_beside, sample_item_rows, write_report
+from exchange.policy.masking import apply_mask
+from exchange.results.report import Names, ReportError, load_samples_beside, sample_item_rows, write_report
 from schemas.results import Result
 from schemas.scenario import MaskRule, Scenario
 
@@ -137,9 +137,9 @@ async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this
     from aiokafka import AIOKafkaProducer
 
     from consumers.samples import DeliverySampler, Sample, find_sources, write_samples
-    from exchange.broker import EmbeddedBroker
-    from exchange.scenario_file import load
-    from exchange.topology import create_topics, topic_plan
+    from exchange.kafka.tansu import EmbeddedBroker
+    from exchange.scenarios.loader import load
+    from exchange.kafka.topics import create_topics, topic_plan
     from schemas.envelope import record_headers
 
     scenario = load("demo")

@@ -1,4 +1,4 @@
-"""Tests for exchange.scenario_file and the scenario CLI: loading YAML, and problems
+"""Tests for exchange.scenarios.loader and the scenario CLI: loading YAML, and problems
 reported with file, line, column and field."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.scenario_file import (
+from exchange.scenarios.loader import (
     PRESETS_DIR,
     Problem,
     ScenarioError,
@@ -680,7 +680,7 @@ def alias_bomb(levels: int, width: int = 9) -> str:
 @pytest.mark.parametrize("levels", [5, 7, 12])
 def test_an_alias_bomb_is_refused_within_the_bound(levels: int) -> None:
     # nine-fold a level: 9**12 values if expanded; the bound stops it at the same cost whatever the depth
-    from exchange.scenario_file import MAX_ALIAS_EXPANSION
+    from exchange.scenarios.loader import MAX_ALIAS_EXPANSION
 
     p = only_problem(alias_bomb(levels) + BASE)
     assert "alias" in p.message and f"{MAX_ALIAS_EXPANSION:,}" in p.message
@@ -882,7 +882,7 @@ def test_a_producer_whose_department_provides_nothing_is_a_problem() -> None:
 
 
 def test_a_conditional_subscription_without_status_is_pending() -> None:
-    from exchange.policy import compile_policy
+    from exchange.policy.sharing import compile_policy
     from schemas.envelope import Topics
 
     s = parse(BASE, FILE)
@@ -906,8 +906,7 @@ def test_cli_run_refuses_a_duration_that_load_duration_refuses(runner: CliRunner
 @pytest.mark.parametrize("composer", ["_PyComposer", "_CComposer"])
 def test_both_yaml_parsers_give_the_same_problems(monkeypatch: pytest.MonkeyPatch, composer: str) -> None:
     # libyaml's parser when PyYAML has it, PyYAML's own otherwise: the same rules either way
-    from exchange import scenario_file
-
+    from exchange.scenarios import loader as scenario_file
     if not hasattr(scenario_file, composer):
         pytest.skip("PyYAML built without libyaml")
     monkeypatch.setattr(scenario_file, "_COMPOSER", getattr(scenario_file, composer))

@@ -1,7 +1,7 @@
 """Fetched batches of every codec, and batches that cannot be decoded, read as the router reads them.
 
 The bytes are built as a broker returns them (record batches v2, one after another) and
-read through aiokafka's own fetcher classes with :mod:`exchange.lenient_records`
+read through aiokafka's own fetcher classes with :mod:`exchange.router.lenient_records`
 installed, so what is checked is what a router worker's fetcher does: every codec Kafka
 has is decoded, and a batch that cannot be decoded for any reason becomes one
 :class:`UndecodableBatch` with its offsets, between the good records around it, and the
@@ -24,9 +24,9 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
-from exchange import lenient_records
-from exchange.lenient_records import CORRUPT_BATCH, UNSUPPORTED_CODEC, UndecodableBatch
-from exchange.router import batch_dead_letter
+from exchange.router import lenient_records
+from exchange.router.lenient_records import CORRUPT_BATCH, UNSUPPORTED_CODEC, UndecodableBatch
+from exchange.router.app import batch_dead_letter
 from schemas.envelope import DeadLetter
 
 lenient_records.install()
@@ -229,7 +229,7 @@ async def test_the_accountant_counts_an_undecodable_batch_apart_from_the_runs_ou
 
 
 def test_the_conservation_message_names_undecodable_records_only_where_they_can_explain_the_gap():
-    from exchange.results import _conservation
+    from exchange.results.build import _conservation
     from schemas.results import Counts, EntryCounts
 
     def check(unaccounted: int, undecodable: int):
@@ -258,9 +258,9 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     from rich.console import Console
 
     from consumers.accountant import Accountant
-    from exchange.display import input_warnings
-    from exchange import report
-    from exchange.results import _by_reason
+    from exchange.runner.display import input_warnings
+    from exchange.results import report
+    from exchange.results.build import _by_reason
     from schemas.envelope import H_RUN, Topics
     from schemas.results import Counts
 

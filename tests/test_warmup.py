@@ -19,9 +19,9 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from consumers.dedupe import SeenSet
 from consumers.hops import HopStats
 from consumers.subscriber import Subscriber
-from exchange.latency import decode, new_histogram
-from exchange.report import build_report_html
-from exchange.warmup import WarmupError, read_warmup_end, warmup_end_ns, warmup_seconds, write_schedule
+from exchange.results.latency import decode, new_histogram
+from exchange.results.report import build_report_html
+from exchange.runner.warmup import WarmupError, read_warmup_end, warmup_end_ns, warmup_seconds, write_schedule
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 from schemas.results import Result
 

@@ -8,7 +8,7 @@ import json
 import orjson
 import pytest
 
-from exchange.broker import EmbeddedBroker
+from exchange.kafka.tansu import EmbeddedBroker
 from schemas.envelope import H_TRACE
 
 from .harness import (

@@ -1,0 +1,65 @@
+"""Which broker a run, a bench or ``exchange broker`` starts: ``tansu``, ``kafka`` or ``kafka:N``.
+
+``tansu`` is the embedded Tansu broker (exchange/kafka/tansu.py: zero install, memory storage,
+one node); ``kafka`` one Apache Kafka KRaft node and ``kafka:3`` three, each a controller
+and a broker (exchange/kafka/apache.py: needs Java 17+ and ``exchange kafka fetch``).
+"""
+
+from __future__ import annotations
+
+from exchange.errors import ExchangeError
+
+import re
+from pathlib import Path
+
+from exchange.kafka.tansu import BrokerError, EmbeddedBroker
+from exchange.kafka.apache import KafkaBroker
+
+KINDS = ("tansu", "kafka", "kafka:3")
+MAX_NODES = 5
+#: Consumers' fetch wait on Apache Kafka. Kafka answers a fetch as soon as ``fetch_min_bytes``
+#: (1) is there, so a long wait costs no latency and an idle consumer polls twice a second
+#: instead of a hundred times (Tansu holds an empty fetch for the whole wait: it needs ~10 ms).
+KAFKA_FETCH_WAIT_MS = 500
+
+
+class BrokerSpecError(ExchangeError, ValueError):
+    """A --broker value that names no broker; the message says what is accepted."""
+
+
+def parse(spec: str) -> tuple[str, int]:
+    """``"tansu"`` → ("tansu", 1); ``"kafka"`` → ("kafka", 1); ``"kafka:3"`` → ("kafka", 3)."""
+    m = re.fullmatch(r"(tansu|kafka)(?::(\d+))?", spec.strip().lower())
+    if not m or (m.group(1) == "tansu" and m.group(2) not in (None, "1")):
+        raise BrokerSpecError(f"--broker {spec!r}: expected tansu, kafka or kafka:NODES (e.g. kafka:3)")
+    nodes = int(m.group(2) or 1)
+    if not 1 <= nodes <= MAX_NODES:
+        raise BrokerSpecError(f"--broker {spec!r}: 1 to {MAX_NODES} Kafka nodes")
+    return m.group(1), nodes
+
+
+def make(spec: str, *, log_path: Path | None = None, port: int | None = None) -> EmbeddedBroker | KafkaBroker:
+    """An unstarted broker of the kind ``spec`` names (see :func:`parse`)."""
+    kind, nodes = parse(spec)
+    if kind == "tansu":
+        return EmbeddedBroker(port=port, log_path=log_path)
+    return KafkaBroker(nodes=nodes, port=port, log_path=log_path)
+
+
+#: Seconds a run waits for its routers and subscribers on Kafka at least: the JVM creates
+#: each partition's log on disk (measured 0.1-0.3 s a partition on a loaded 2-core machine),
+#: and Faust creates its changelog topics after that.
+KAFKA_READY_TIMEOUT_S = 180.0
+
+
+def ready_timeout(kind: str | None, requested: float) -> float:
+    """The processes' ready timeout of a run on this broker kind (``requested`` or more)."""
+    return max(requested, KAFKA_READY_TIMEOUT_S) if kind == "kafka" else requested
+
+
+def fetch_wait_ms(kind: str | None) -> int | None:
+    """The clients' fetch wait for a broker kind; None: keep the Tansu-tuned defaults."""
+    return KAFKA_FETCH_WAIT_MS if kind == "kafka" else None
+
+
+__all__ = ["KAFKA_FETCH_WAIT_MS", "KINDS", "BrokerError", "BrokerSpecError", "make", "parse"]

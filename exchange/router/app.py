@@ -1,0 +1,427 @@
+"""The platform's router: a Faust worker enforcing the sharing rules on every record.
+
+Ingress records arrive in batches from :class:`~exchange.router.faust_bulk.BulkApp`, go
+through :class:`~exchange.policy.routing.RouterCore` (pure), and leave as deliveries, audit
+blocks and dead letters sent with aiokafka batches. Run one per process with
+``python -m exchange.router``; several workers share the ingress partitions through the
+consumer group ``dx-<platform>-router``. In a cascade each hub runs its own workers
+(``--platform``): they route the entries published on that hub and relay, unopened, the
+records other hubs hand them on the hub's transit topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
+
+from exchange.router import lenient_records
+
+from exchange import metrics
+from exchange.policy.audit import AuditWriter
+from exchange.kafka.batching import BatchSender
+from exchange.router.tables import ApprovalBook, AuthorityTable
+from exchange.router.faust_bulk import BulkApp
+from exchange.router.lenient_records import UndecodableBatch
+from exchange.policy.sharing import compile_policy, compile_transit
+from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
+from exchange.policy.routing import RouterCore
+from exchange.runner.status import StatusWriter
+
+log = logging.getLogger(__name__)
+
+# Tansu completes a group join after half the session timeout; Faust's default (60 s)
+# makes a new worker wait 30 s. Heartbeats run on Faust's consumer thread, so a short
+# session timeout does not evict a worker that is busy routing.
+SESSION_TIMEOUT_S = 2.0
+HEARTBEAT_S = 0.25
+STATS_INTERVAL_S = 1.0
+EXPIRY_CHECK_S = 0.1
+
+
+def _control_fields(message: bytes) -> dict:
+    """Whatever can be read from a control message that was refused, for its audit row."""
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out = {k: str(data[k]) for k in ("action", "actor", "consumer", "entry", "request_id") if k in data}
+    if "consumer" in out and "entry" in out:
+        out["application"] = f"{out['consumer']}.{out['entry']}"
+    return out
+
+
+def group_id(platform: str) -> str:
+    return f"dx-{platform}-router"
+
+
+class Router:
+    """Owns the Faust app, the output producer and the counters of one worker."""
+
+    def __init__(
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
+    ) -> None:
+        lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
+        self.scenario = scenario
+        self.platform = platform = platform or scenario.platform.id
+        self.topics = Topics(platform)
+        self.worker = worker
+        self.status = status
+        self.bootstrap = bootstrap
+        max_parts = max(e.partitions for e in scenario.catalogue)
+        transit = compile_transit(scenario, platform)
+        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=max_parts,
+                               transit=transit)
+        self.decisions: Counter = Counter()
+        self.dead: Counter = Counter()
+        self.records = 0
+        self.acked = 0
+        self.batches = 0
+        self.first_ns = 0  # first batch taken in
+        self.last_ack_ns = 0  # last batch's output acknowledged
+        self.app = BulkApp(
+            group_id(platform),
+            broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],  # HOST:PORT[,HOST:PORT…]
+            store="memory://",
+            datadir=str(datadir),
+            web_enabled=False,
+            topic_replication_factor=1,
+            topic_partitions=max_parts,
+            broker_session_timeout=SESSION_TIMEOUT_S,
+            broker_heartbeat_interval=HEARTBEAT_S,
+            broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
+            broker_max_poll_records=1000,  # bounds a batch's latency and the memory in flight
+            consumer_max_fetch_size=8 * 1024 * 1024,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+        )
+        self.audit = AuditWriter(worker if platform == scenario.platform.id else f"{platform}-{worker}")
+        self._scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}
+        self._lag: dict = {}  # ingress partition → records behind its end offset, at the last batch
+        self._masked_subs = {r.subscription for p in self.core.policies.values() for r in p.routes if r.masks}
+        self.verifications: Counter = Counter()
+        self.control_actions: Counter = Counter()
+        # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
+        self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
+        self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=max_parts)
+        self.book = ApprovalBook(scenario, self.approvals_table, time.time_ns(), platform)
+        self.authority = AuthorityTable(self.authority_table.data)
+        self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
+        self.app.agent(self._control_topic, name="control")(self._control)
+        self.app.timer(EXPIRY_CHECK_S)(self._expire)
+        self._expiring: dict[str, int | None] = {}
+        # Whether this worker holds the control partition, kept from the rebalance
+        # signals: asking the consumer for its assignment every 100 ms built a set of
+        # every assigned partition (1,300 with the Dongguan preset), ~10 % of an idle worker.
+        self._holds_control = False
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        ingress = [self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
+        if transit:
+            ingress.append(self.topics.transit)
+        self.app.route_in_bulk(frozenset(ingress), self.handle)
+        self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(platform, worker).observe
+        # The agent subscribes the group to the ingress topics; its records never reach
+        # it, the bulk handler takes them first.
+        self.app.agent(self.app.topic(*ingress, value_serializer="raw", key_serializer="raw"), name="ingress")(_unreachable)
+        self.app.task(self._on_ready)
+        self.app.timer(STATS_INTERVAL_S)(self._report)
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: BatchSender | None = None
+
+    async def _on_ready(self) -> None:
+        # Faust's logging set-up leaves aiokafka's loggers at DEBUG: every request built a
+        # log record that no handler printed (measured: a tenth of an idle worker's CPU)
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+        report_crashes(self.status)  # again: the worker's logging set-up cleared the root logger's handlers
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"router-{self.worker}",
+            acks="all",
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            linger_ms=0,
+        )
+        await self._producer.start()
+        self._sender = BatchSender(self._producer)
+        ready = round(process_age_s(), 3)
+        metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
+        self.status.write("ready", worker=self.worker, seconds=ready)
+
+    async def handle(self, batch) -> Awaitable[None]:
+        """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
+        while self._sender is None:
+            await asyncio.sleep(0.01)
+        records = [r for recs in batch.values() for r in recs]
+        undecodable = [r for r in records if type(r) is UndecodableBatch]
+        if undecodable:
+            records = [r for r in records if type(r) is not UndecodableBatch]
+        now = time.time_ns()
+        if not self.first_ns:
+            self.first_ns = now
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority)
+        for u in undecodable:
+            routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
+            routed.dead_reasons[u.reason] += u.records
+            routed.records += u.records
+            # _metrics counts each fetched item once; this one stands for u.records records
+            metrics.ROUTER_RECORDS_IN.labels(self.platform, self.core.entry_of(u.topic) or "?").inc(max(0, u.records - 1))
+            log.warning("dead-lettered %r", u)
+        send = self._sender.send
+        sent = []
+        for topic, messages in routed.deliveries.items():
+            sent.extend(await send(topic, messages))
+        for partition, rows in routed.audit.items():
+            sent.extend(await send(self.topics.audit, [(None, self.audit.block(partition, rows), [])], partition=partition))
+        if routed.dead_letters:
+            sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
+        if routed.quality:
+            sent.extend(await send(self.topics.quality, routed.quality))
+        if routed.authority_writes:
+            changelog = self.authority_table.changelog_topic.get_topic_name()
+            sent.extend(await send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes]))
+        self.verifications.update(routed.verifications)
+        self._metrics(batch, routed, time.time_ns() - now)
+        self.records += routed.records
+        self.batches += 1
+        self.decisions.update(routed.decisions)
+        self.dead.update(routed.dead_reasons)
+        return self._acknowledged(sent, routed.records)
+
+    async def _acknowledged(self, sent, records: int) -> None:
+        await self._sender.acknowledged(sent)
+        self.acked += records
+        self.last_ack_ns = time.time_ns()
+
+    def _metrics(self, batch, routed, handling_ns: int) -> None:
+        p = self.platform
+        highwater = self.app.consumer.highwater
+        for tp, recs in batch.items():
+            metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
+            end = highwater(tp)
+            if end is not None:
+                self._lag[tp] = max(0, end - recs[-1].offset - 1)
+        written: Counter = Counter()
+        for (scope, decision, reason), n in routed.decisions.items():
+            entry, sub = self._scope_labels.get(scope, (scope, ""))
+            metrics.ROUTER_DECISIONS.labels(p, entry, sub, decision, reason).inc(n)
+            written[decision] += n
+            if decision == "delivered" and sub in self._masked_subs:
+                metrics.ROUTER_MASKED_RECORDS.labels(p, entry, sub).inc(n)
+        for decision, n in written.items():
+            metrics.AUDIT_RECORDS_WRITTEN.labels(p, decision).inc(n)
+        for reason, n in routed.dead_reasons.items():
+            metrics.DEAD_LETTERS.labels(p, reason).inc(n)
+            metrics.ROUTER_DECISIONS.labels(p, "", "", "dead_lettered", reason).inc(n)
+        for (item, dept, result), n in routed.verifications.items():
+            metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
+            if result == "conflict":  # each conflict is one quality event
+                metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
+        metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
+        metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)
+
+    async def _control(self, stream) -> None:
+        """Applications, approvals, rejections, revocations: each applied and audited."""
+        async for message in stream:
+            now = time.time_ns()
+            try:
+                event = ControlEvent.model_validate_json(message)
+                app = self.book.apply(event)
+                row = (event.application, "", event.actor, now, event.entry, event.consumer, event.application,
+                       app.state.value, event.reason or event.purpose or event.action, event.items or [], [])
+                self.control_actions[(event.action, "accepted")] += 1
+                verdict = ControlVerdict(request_id=event.request_id, action=event.action, actor=event.actor,
+                                         application=event.application, accepted=True, state=app.state.value,
+                                         worker=self.worker, at_ns=now)
+            except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
+                fields = _control_fields(message)
+                row = (fields.get("application", "?"), "", fields.get("actor", "?"), now, fields.get("entry", "?"),
+                       fields.get("consumer"), fields.get("application"), "refused", str(exc)[:300], [], [])
+                self.control_actions[(fields.get("action", "?"), "refused")] += 1
+                log.warning("control event refused: %s", exc)
+                verdict = ControlVerdict(request_id=fields.get("request_id", ""), action=fields.get("action", "?"),
+                                         actor=fields.get("actor", "?"), application=fields.get("application", "?"),
+                                         accepted=False, state="refused", reason=str(exc)[:300], worker=self.worker, at_ns=now)
+            await self._audit_control([row])
+            # after the audit row: an answer is given only for what the trail holds
+            await self._send_and_ack(self.topics.verdicts, [(verdict.application.encode(), verdict.model_dump_json().encode(), [])])
+
+    async def _expire(self) -> None:
+        """Publish an ``expire`` event for approvals whose validity ended.
+
+        Delivery already stops at the end of validity (every worker checks it per batch);
+        this records the change through the control topic, like any other, by the one
+        worker that holds the control partition.
+        """
+        try:
+            if not self._holds_control:
+                return
+            now = time.time_ns()
+            for app in self.book.expired(now):
+                if self._expiring.get(app.id) == app.valid_until_ns:
+                    continue
+                self._expiring[app.id] = app.valid_until_ns
+                event = ControlEvent(action="expire", actor="platform", consumer=app.consumer, entry=app.entry,
+                                     reason="validity ended", at_ns=now)
+                await self._control_topic.send(key=app.id.encode(), value=event.model_dump_json().encode())
+        except Exception:  # a timer must never take the worker down
+            log.exception("expiry check failed")
+
+    async def _on_assigned(self, app, assigned, **kwargs) -> None:
+        # Faust passes the whole new assignment, not only what was added
+        self._holds_control = any(tp.topic == self.topics.control for tp in assigned)
+
+    async def _on_revoked(self, app, revoked, **kwargs) -> None:
+        self._holds_control = False
+
+    async def _audit_control(self, rows: list) -> None:
+        while self._sender is None:
+            await asyncio.sleep(0.01)
+        await self._send_and_ack(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+
+    async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
+        sent = await self._sender.send(topic, messages, partition=partition)
+        await self._sender.acknowledged(sent)
+
+    async def _report(self) -> None:
+        states: Counter = Counter()
+        for sub in self.book.conditional:
+            app = self.book.current(sub.id)
+            states[app.state.value if app else "none"] += 1
+        for state in metrics.APPROVAL_STATES:
+            metrics.APPROVALS.labels(self.platform, state).set(states.get(state, 0))
+        handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
+        lag = sum(self._lag.values())
+        metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
+        self.status.write(
+            "stats",
+            worker=self.worker,
+            records=self.records,
+            lag=lag,
+            acked=self.acked,
+            batches=self.batches,
+            first_ns=self.first_ns,
+            last_ack_ns=self.last_ack_ns,
+            peak_rss_bytes=peak_rss_bytes(),
+            dead_lettered=sum(self.dead.values()),
+            handling_s=round(handling, 3),
+            committing_s=round(committing, 3),
+            # so the figures of a worker killed before its final report are not lost
+            verifications=[[*k, v] for k, v in self.verifications.items()],
+            control_actions=[[*k, v] for k, v in self.control_actions.items()],
+        )
+
+    def final_report(self) -> None:
+        self.status.write(
+            "final",
+            worker=self.worker,
+            records=self.records,
+            batches=self.batches,
+            decisions=[[*k, v] for k, v in self.decisions.items()],
+            verifications=[[*k, v] for k, v in self.verifications.items()],
+            control_actions=[[*k, v] for k, v in self.control_actions.items()],
+            dead_letters=dict(self.dead),
+        )
+
+    async def stop_producer(self) -> None:
+        await self.app.commits.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+
+def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple[None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter of a fetched batch that cannot be decoded (see :mod:`exchange.router.lenient_records`).
+
+    One letter stands for the batch's records from ``offset`` to ``last_offset``
+    (``records`` of them, from the batch header); ``value_b64`` holds the batch as fetched,
+    up to 1 MiB, so nothing is lost. No header can be read from it, so it has no trace id
+    and no run id.
+    """
+    kept = "" if u.raw is not None else f"; the batch ({u.size:,} bytes) is not copied here, read it from the topic"
+    letter = {
+        "reason": u.reason,
+        "detail": (f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: "
+                   f"{u.detail}{kept}")[:1000],
+        "topic": u.topic,
+        "partition": u.partition,
+        "offset": u.first_offset,
+        "last_offset": u.offset,
+        "records": u.records,
+        "trace": None,
+        "entry": entry,
+        "subscription": None,
+        "value_b64": base64.b64encode(u.raw or b"").decode(),
+        "headers": [],
+        "at_ns": now,
+    }
+    return None, orjson.dumps(letter), [("reason", u.reason.encode()), ("entry-topic", u.topic.encode())]
+
+
+async def _unreachable(stream) -> None:
+    async for _ in stream:  # pragma: no cover - the bulk handler takes these records
+        log.error("an ingress record reached the Faust agent instead of the bulk handler")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m exchange.router", description=__doc__)
+    parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--worker", default="0")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None, help="how long a fetch waits for data (default 10)")
+    parser.add_argument("--platform", default=None, help="the hub this worker routes for (the scenario's main platform by default)")
+    parser.add_argument("--status", type=Path)
+    parser.add_argument("--datadir", type=Path, default=None)
+    parser.add_argument("--loglevel", default="warning")
+    parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
+    parser.add_argument("--run-id", default="")
+    args = parser.parse_args(argv)
+    scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
+    status = StatusWriter(args.status)
+    report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
+    datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    if args.fetch_wait_ms is not None:
+        router.app.fetch_max_wait_ms = args.fetch_wait_ms
+    ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
+    sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
+                             args.metrics_port, args.run_id, args.worker, router.platform)
+    metrics.faust_sensor(router.app)
+    from faust.worker import Worker
+
+    worker = Worker(router.app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False, override_logging=True)
+    # Faust's start-up spinner sets the root logger to DEBUG for the life of the process
+    # (a handler per log call turns the spinner); aiokafka then builds a LogRecord per
+    # assigned partition per fetch, which with the Dongguan preset's 1,300 ingress
+    # partitions and 10 ms fetches is most of a core. Without it the root logger keeps
+    # ``--loglevel``.
+    worker.spinner = None
+
+    @router.app.on_before_shutdown.connect  # type: ignore[attr-defined]
+    async def _final(app, **kwargs) -> None:
+        router.final_report()
+        await router.stop_producer()
+
+    try:
+        worker.execute_from_commandline()
+    finally:
+        metrics.remove_sd_target(sd_file)
+        status.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""A Faust app whose high-volume topics skip the per-event pipeline.
+
+Faust turns every fetched record into an Event and passes it through a queue, a stream
+and an agent, one await at a time; on this machine that tops out near 9,000 records/s,
+while Faust's own consumer fetches over 200,000/s. :class:`BulkApp` keeps everything
+Faust gives a router (consumer group membership and rebalancing, offset tracking,
+tables and their changelogs, agents for low-volume topics) and hands the records of the
+topics it is told about to one batch handler, straight from the fetcher.
+
+At-least-once, pipelined: the handler routes a batch and returns an awaitable that
+resolves when the broker has acknowledged everything the batch produced. The next fetch
+does not wait for it; :class:`~exchange.router.commits.CommitPipeline` commits each batch's
+offsets only after its outputs, and those of every batch before it, are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from exchange.router.commits import CommitPipeline
+
+log = logging.getLogger(__name__)
+
+# Tansu holds an empty fetch for the whole wait (it does not answer early when data
+# arrives), so this is roughly the latency one idle hop adds. Faust hard-codes 1.5 s.
+FETCH_MAX_WAIT_MS = 10
+REVOKE_FLUSH_TIMEOUT_S = 5.0
+
+BatchHandler = Callable[[Mapping[TP, list[Any]]], Awaitable[Awaitable[None]]]
+
+
+class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, diverting bulk topics to the app's batch handler."""
+
+    def _new_consumer_thread(self):
+        return BulkConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _wait_next_records(self, timeout: float):
+        records, active = await super()._wait_next_records(timeout)
+        app: BulkApp = self.app  # type: ignore[assignment]
+        if records and app.bulk_topics:
+            bulk = {tp: recs for tp, recs in records.items() if tp.topic in app.bulk_topics and recs}
+            if bulk:
+                records = {tp: recs for tp, recs in records.items() if tp not in bulk}
+                t0 = time.perf_counter()
+                done = await app.bulk_handler(bulk)
+                app.handle_seconds += time.perf_counter() - t0
+                await app.commits.add({tp: recs[-1].offset + 1 for tp, recs in bulk.items()}, done)
+        return records, active
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        app: BulkApp = self.app  # type: ignore[assignment]
+        try:  # commit what is done; whatever is not is re-read by the partitions' next owner
+            await asyncio.wait_for(app.commits.flush(), REVOKE_FLUSH_TIMEOUT_S)
+        except Exception as exc:
+            log.info("partitions revoked before batches in flight were committed: %r", exc)
+        await super().on_partitions_revoked(revoked)
+
+
+class BulkTransport(faust_aiokafka.Transport):
+    Consumer = BulkConsumer
+
+
+class BulkApp(faust.App):
+    """A Faust app with ``bulk_topics`` routed to ``bulk_handler`` in batches."""
+
+    bulk_topics: frozenset[str] = frozenset()
+    bulk_handler: BatchHandler
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handle_seconds = 0.0
+        self._commits: CommitPipeline | None = None
+        self.observe_commit: Callable[[float], None] | None = None  # seconds from a batch routed to its offsets committed
+
+    @property
+    def commits(self) -> CommitPipeline:
+        if self._commits is None:
+            self._commits = CommitPipeline(self.consumer._thread.commit, observe=self.observe_commit)  # type: ignore[attr-defined]
+        return self._commits
+
+    def _new_transport(self):
+        return BulkTransport(self.conf.broker_consumer, self)
+
+    def route_in_bulk(self, topics: frozenset[str], handler: BatchHandler) -> None:
+        self.bulk_topics = frozenset(topics)
+        self.bulk_handler = handler
