@@ -499,10 +499,18 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors): it accepts the Chinese terms too."""
-    from schemas.scenario import json_schema
-
+def schema(
+    of: Annotated[str, typer.Argument(metavar="[scenario|status]", help=(
+        "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
+        "status: the messages every process of a run sends the run controller (schemas/status.py)"))] = "scenario",
+) -> None:
+    """Print a JSON Schema: of the scenario format (for editors), or of the processes' status messages."""
+    if of == "scenario":
+        from schemas.scenario import json_schema
+    elif of == "status":
+        from schemas.status import json_schema
+    else:
+        raise typer.BadParameter(f"{of!r}: scenario or status", param_hint="what")
     console.print_json(json.dumps(json_schema()))
 
 

@@ -15,10 +15,11 @@ from exchange.runner.processes import report_crashes
 from exchange import metrics
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import encode, sample_quantiles
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
+from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
 from producers.records import EntityPool, RecordFactory, entity_pool, region_of
@@ -59,7 +60,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         await asyncio.gather(*(p.start() for p in publishers))
         for p in publishers:
             p.prepare(duration)
-        status.write("ready", departments=len(publishers))
+        status.write(ProducersReady(departments=len(publishers)))
         start_ns = time.time_ns()
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
         if schedule_path is not None:  # before the first record: whoever receives one can read it
@@ -70,8 +71,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         if reporter is not None:
             reporter.cancel()
         await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
-    status.write(
-        "final",
+    status.write(ProducersFinal(
         elapsed_s=(time.time_ns() - start_ns) / 1e9,
         produced=dict(stats.produced),
         sent=stats.sent,
@@ -81,7 +81,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         warmup_published=stats.warmup_published,
         warmup_publish_delay=encode(stats.warmup_delay),
         warmup_publish_latency=encode(stats.warmup_latency),
-    )
+    ))
     return stats
 
 
@@ -89,10 +89,10 @@ async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> N
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
         delay, latency = stats.take_interval()
-        status.write(
-            "stats", t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
+        status.write(ProducersStats(
+            t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
             publish_latency=sample_quantiles(latency), publish_delay_us=sample_quantiles(delay, 1e3),
-        )
+        ))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,14 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.producers, args.run_id))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
                         args.warmup, args.schedule_file))
     except Exception as exc:
-        status.write("error", message=f"{type(exc).__name__}: {exc}")
+        status.write(Error(message=f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         metrics.remove_sd_target(sd_file)

@@ -111,7 +111,7 @@ class RouterProcess:
         self.proc = spawn(argv, log_path=self.log_path)
         reader = StatusReader(self.status_path)
         while time.monotonic() - started < timeout:
-            if any(e["event"] == "ready" for e in reader.read()):
+            if any(m.kind == "ready" for m in reader.read()):
                 return time.monotonic() - started
             if self.proc.poll() is not None:
                 raise RuntimeError(f"router exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")

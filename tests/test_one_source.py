@@ -263,11 +263,14 @@ def test_router_core_counts_each_outcome_under_its_own_name():
 
 
 def test_results_report_invalid_keys_next_to_the_other_outcomes():
-    from exchange.results.build import _one_number_one_source
+    from collections import Counter
 
-    routers = [{"verifications": [["person.name", "civil", "verified", 2], ["person.name", "civil", "invalid_key", 3],
-                                  ["person.name", "civil", "unverified", 1]]}]
-    v = _one_number_one_source(routers, {})["person.name"]
+    from exchange.results.build import _one_number_one_source
+    from schemas.status import VerificationCount
+
+    verifications = VerificationCount.rows(Counter({("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3,
+                                                    ("person.name", "civil", "unverified"): 1}))
+    v = _one_number_one_source(verifications, [])["person.name"]
     assert (v.verified, v.unverified, v.invalid_key) == (2, 1, 3)
     assert v.verification_rate == 1.0  # of what could be matched
     assert v.by_department == {"civil:invalid_key": 3, "civil:unverified": 1, "civil:verified": 2}

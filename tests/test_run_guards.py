@@ -114,14 +114,14 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
     child = _Child("router-0", proc, StatusReader(status), log, argv, pids=[proc.pid])
     try:
         deadline = time.monotonic() + 60
-        while not child.last("ready"):
+        while not child.is_ready():
             child.read()
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         _check_alive([child], None, allow_exit=set())  # nothing crashed yet
         await publish_control(broker.bootstrap, topics.control, ControlEvent(
             action="apply", actor="b", consumer="b", entry="cond", purpose="测试", at_ns=time.time_ns()))
-        while not any(e["event"] == CRASHED for e in child.events):
+        while not any(m.kind == CRASHED for m in child.events):
             child.read()
             assert time.monotonic() < deadline + 30, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
@@ -137,8 +137,8 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     code = textwrap.dedent(f"""
         import asyncio, gc, threading
         from exchange.runner.processes import report_crashes
-        from exchange.runner.status import StatusWriter
-        report_crashes(StatusWriter({str(status)!r}))
+        from exchange.runner.status import StatusWriter, sender
+        report_crashes(StatusWriter({str(status)!r}, sender("router")))
 
         def boom():
             raise OSError("disk full in a thread")
@@ -160,7 +160,7 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     """)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "still alive" in done.stdout, done.stderr
-    crashes = [e["message"] for e in StatusReader(status).read() if e["event"] == CRASHED]
+    crashes = [m.body.message for m in StatusReader(status).read() if m.kind == CRASHED]
     assert any("thread writer crashed: OSError: disk full in a thread" in m for m in crashes), crashes
     assert any("Task exception was never retrieved" in m and "KeyError" in m for m in crashes), crashes
     assert len(crashes) == 2, crashes  # a cancelled task is no crash

@@ -261,6 +261,7 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     from exchange.runner.display import input_warnings
     from exchange.results import report
     from exchange.results.build import _by_reason
+    from schemas.status import DeadLetterCount
     from schemas.envelope import H_RUN, Topics
     from schemas.results import Counts
 
@@ -283,7 +284,7 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     restored.restore(accountant.snapshot())
     assert restored.foreign_dead_letters == accountant.foreign_dead_letters
 
-    rows = [[*k, v] for k, v in accountant.foreign_dead_letters.items()]
+    rows = DeadLetterCount.rows(accountant.foreign_dead_letters)
     counts = Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0,
                     foreign_dead_lettered=3, foreign_dead_letters_by_reason=_by_reason(rows))
     assert counts.foreign_dead_letters_by_reason == {"bad_json": 1, "missing_header": 2}

@@ -39,7 +39,8 @@ from exchange.router.lenient_records import UndecodableBatch
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
 from exchange.policy.routing import RouterCore
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
+from schemas.status import ControlActionCount, DecisionCount, RouterFinal, RouterReady, RouterStats, Role, VerificationCount
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class Router:
         self._sender = BatchSender(self._producer)
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
-        self.status.write("ready", worker=self.worker, seconds=ready)
+        self.status.write(RouterReady(seconds=ready))
 
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
@@ -308,9 +309,7 @@ class Router:
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
         lag = sum(self._lag.values())
         metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
-        self.status.write(
-            "stats",
-            worker=self.worker,
+        self.status.write(RouterStats(
             records=self.records,
             lag=lag,
             acked=self.acked,
@@ -322,21 +321,19 @@ class Router:
             handling_s=round(handling, 3),
             committing_s=round(committing, 3),
             # so the figures of a worker killed before its final report are not lost
-            verifications=[[*k, v] for k, v in self.verifications.items()],
-            control_actions=[[*k, v] for k, v in self.control_actions.items()],
-        )
+            verifications=VerificationCount.rows(self.verifications),
+            control_actions=ControlActionCount.rows(self.control_actions),
+        ))
 
     def final_report(self) -> None:
-        self.status.write(
-            "final",
-            worker=self.worker,
+        self.status.write(RouterFinal(
             records=self.records,
             batches=self.batches,
-            decisions=[[*k, v] for k, v in self.decisions.items()],
-            verifications=[[*k, v] for k, v in self.verifications.items()],
-            control_actions=[[*k, v] for k, v in self.control_actions.items()],
+            decisions=DecisionCount.rows(self.decisions),
+            verifications=VerificationCount.rows(self.verifications),
+            control_actions=ControlActionCount.rows(self.control_actions),
             dead_letters=dict(self.dead),
-        )
+        ))
 
     async def stop_producer(self) -> None:
         await self.app.commits.stop()
@@ -391,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default="")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
     report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
