@@ -113,18 +113,24 @@ class ControlActionCount(_CountRow):
 
 
 class ProducersReady(_Model):
+    """The producers' clients are started; publishing starts next."""
+
     kind: Literal["ready"] = "ready"
     role: Literal[Role.producers] = Role.producers
     departments: int = Field(ge=0, description="publishing departments, their clients started")
 
 
 class RouterReady(_Model):
+    """The router worker joined its group and can route."""
+
     kind: Literal["ready"] = "ready"
     role: Literal[Role.router] = Role.router
     seconds: float = Field(ge=0, description="from the process's start to ready, s")
 
 
 class ConsumersReady(_Model):
+    """Every subscriber and the accountant are started."""
+
     kind: Literal["ready"] = "ready"
     role: Literal[Role.consumers] = Role.consumers
     subscribers: int = Field(ge=0, description="subscribing departments, their clients started")
@@ -132,6 +138,8 @@ class ConsumersReady(_Model):
 
 
 class PassthroughReady(_Model):
+    """The benchmark's pass-through is reading."""
+
     kind: Literal["ready"] = "ready"
     role: Literal[Role.passthrough] = Role.passthrough
 
@@ -201,12 +209,16 @@ class ConsumersTotals(_Model):
 
 
 class FlowInterval(_Model):
+    """One flow's end-to-end latency in one interval, ms."""
+
     p50_ms: float
     p99_ms: float
     n: int = Field(ge=0, description="deliveries in the interval")
 
 
 class ConsumersStats(ConsumersTotals):
+    """The consumers' counts so far, and the last interval's end-to-end latencies."""
+
     kind: Literal["stats"] = "stats"
     role: Literal[Role.consumers] = Role.consumers
     e2e: IntervalQuantiles = Field(description="end to end over every flow, ms")
@@ -218,6 +230,8 @@ class ConsumersStats(ConsumersTotals):
 
 
 class ProducersFinal(_Model):
+    """The producers' report once the schedule is over: what was published, and its latency histograms."""
+
     kind: Literal["final"] = "final"
     role: Literal[Role.producers] = Role.producers
     elapsed_s: float = Field(description="from the schedule's start to the last acknowledgement, s")
@@ -232,6 +246,8 @@ class ProducersFinal(_Model):
 
 
 class RouterFinal(_Model):
+    """A router worker's report when it stops."""
+
     kind: Literal["final"] = "final"
     role: Literal[Role.router] = Role.router
     records: int = Field(ge=0)
@@ -256,12 +272,16 @@ class FlowReport(_Model):
 
 
 class PathReport(_Model):
+    """Deliveries that went one way through the hubs of a cascade."""
+
     hubs: list[str] = Field(description="the hubs a record went through, in order")
     e2e: EncodedHistogram
     warmup: int = Field(ge=0, description="deliveries in the warm-up (not in the histogram)")
 
 
 class WorkflowReport(_Model):
+    """Cases of a workflow (a chain of reactions): completed, still open, and their times."""
+
     completed: int = Field(ge=0)
     incomplete: int = Field(ge=0)
     times: EncodedHistogram
@@ -279,6 +299,8 @@ class SamplesReport(_Model):
 
 
 class ConsumersFinal(ConsumersTotals):
+    """The consumers' report when they stop: counts per flow, hop and path, encoded histograms, the accountant's counters."""
+
     kind: Literal["final"] = "final"
     role: Literal[Role.consumers] = Role.consumers
     flows: dict[str, FlowReport] = Field(description="by subscription id")
@@ -295,6 +317,8 @@ class ConsumersFinal(ConsumersTotals):
 
 
 class PassthroughFinal(_Model):
+    """The pass-through copied every record it was asked to."""
+
     kind: Literal["final"] = "final"
     role: Literal[Role.passthrough] = Role.passthrough
     records: int = Field(ge=0)
@@ -351,12 +375,13 @@ class Sender(_Model):
 
 
 class StatusMessage(_Model):
-    """One message from a process to the run controller (the unit :func:`encode` and :func:`decode` handle)."""
+    """One message from a process to the run controller: an envelope (format version, send time,
+    sender) around its body. The unit the codec (``encode``, ``decode``) handles."""
 
     v: Literal[1] = Field(VERSION, description="format version")
     sent_ns: int = Field(description="the sender's clock when it sent the message, epoch ns")
-    sender: Sender
-    body: Body
+    sender: Sender = Field(description="who sent it")
+    body: Body = Field(description="what it says: told apart by kind, and for ready, stats and final by role too")
 
     @model_validator(mode="after")
     def _role_matches(self) -> StatusMessage:

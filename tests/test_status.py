@@ -161,4 +161,6 @@ def test_exchange_schema_status_prints_a_schema_every_message_satisfies():
     bad["body"]["seconds"] = -1
     assert list(validator.iter_errors(bad))
     assert StatusMessage.model_json_schema()["properties"]["v"]["const"] == VERSION
+    wrong = subprocess.run([sys.executable, "-m", "exchange", "schema", "statuses"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "'statuses': scenario or status" in wrong.stderr
 
