@@ -228,6 +228,11 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
 class _Run:
     """One run's state, from the broker's start to ``result.json``: :func:`run`'s steps."""
 
+    consumers: _Child  # set by start_routers_and_consumers
+    workers_by_id: dict[str, _Child]  # router workers --chaos addresses, by number
+    producers: _Child  # set by start_producers
+    t0: float  # monotonic time publishing started
+
     def __init__(self, options: RunOptions, on_progress: Callable[[Progress], None], say: Callable[[str], None] | None) -> None:
         self.options, self.on_progress, self.say = options, on_progress, say
         self.scenario = scenario = options.scenario
