@@ -41,9 +41,9 @@ def test_a_stalled_producer_shows_in_publish_delay_and_latency_from_intended_tim
     try:
         ready = wait_for(lambda: status_event(out / "producers.jsonl", "ready"), 60, "the producers")
         time.sleep(2)
-        os.kill(ready["pid"], signal.SIGSTOP)
+        os.kill(ready.pid, signal.SIGSTOP)
         time.sleep(2)
-        os.kill(ready["pid"], signal.SIGCONT)
+        os.kill(ready.pid, signal.SIGCONT)
         proc.communicate(timeout=120)
     finally:
         proc.kill()

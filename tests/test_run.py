@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from exchange.runner.status import StatusReader
 from schemas.results import Result
+from schemas.status import StatusMessage
 
 from .harness import ROOT, broker_kinds, pids_mentioning
 
@@ -48,14 +50,9 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def status_event(path: Path, event: str) -> dict | None:
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        e = json.loads(line)
-        if e["event"] == event:
-            return e
-    return None
+def status_event(path: Path, kind: str) -> StatusMessage | None:
+    """The first message of ``kind`` in a status file (whole lines only), or None."""
+    return next((m for m in StatusReader(path).read() if m.kind == kind), None)
 
 
 def assert_nothing_left(run_dir: Path, port: str | None) -> None:
@@ -110,7 +107,7 @@ def test_a_router_killed_mid_run_fails_the_run_fast_and_leaves_nothing(tmp_path,
     try:
         ready = wait_for(lambda: status_event(out / "router-0.jsonl", "ready"), 60, "the router")
         wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 30, "publishing to start")
-        os.kill(ready["pid"], signal.SIGKILL)
+        os.kill(ready.pid, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
