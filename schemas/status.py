@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self, Union
+from typing import Annotated, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -344,22 +344,14 @@ class Crashed(_Model):
     message: str
 
 
-def _by_role(*models: type[BaseModel]) -> Any:
-    return Annotated[Union[models], Field(discriminator="role")]  # noqa: UP007 - a runtime tuple of types
-
-
-Ready = _by_role(ProducersReady, RouterReady, ConsumersReady, PassthroughReady)
-Stats = _by_role(ProducersStats, RouterStats, ConsumersStats)
-Final = _by_role(ProducersFinal, RouterFinal, ConsumersFinal, PassthroughFinal)
-Body = Annotated[Union[Ready, Stats, Final, Error, Crashed], Field(discriminator="kind")]  # noqa: UP007
-
-#: every role-specific body, by (kind, role)
-BODIES: dict[tuple[str, Role], type[BaseModel]] = {
-    (m.model_fields["kind"].default, m.model_fields["role"].default): m
-    for m in (ProducersReady, RouterReady, ConsumersReady, PassthroughReady, ProducersStats, RouterStats, ConsumersStats,
-              ProducersFinal, RouterFinal, ConsumersFinal, PassthroughFinal)
-}
-
+Ready = Annotated[ProducersReady | RouterReady | ConsumersReady | PassthroughReady, Field(discriminator="role")]
+Stats = Annotated[ProducersStats | RouterStats | ConsumersStats, Field(discriminator="role")]
+Final = Annotated[ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal, Field(discriminator="role")]
+#: what a message says: told apart by ``kind``, then by ``role`` for ready, stats and final
+Body = Annotated[Ready | Stats | Final | Error | Crashed, Field(discriminator="kind")]
+#: any body model, for annotations (what a writer takes)
+AnyBody = (ProducersReady | RouterReady | ConsumersReady | PassthroughReady | ProducersStats | RouterStats | ConsumersStats
+           | ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal | Error | Crashed)
 
 # ---------------------------------------------------------------- the envelope
 
@@ -399,7 +391,7 @@ class StatusMessage(_Model):
         return self.sender.pid
 
 
-def message(sender: Sender, body: BaseModel, sent_ns: int | None = None) -> StatusMessage:
+def message(sender: Sender, body: AnyBody, sent_ns: int | None = None) -> StatusMessage:
     """Wrap ``body`` for sending now (``sent_ns``: the wall clock by default)."""
     return StatusMessage(sent_ns=time.time_ns() if sent_ns is None else sent_ns, sender=sender, body=body)
 
