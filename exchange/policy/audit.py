@@ -29,6 +29,12 @@ def block_hash(block: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+#: rows per audit block at most: a block is one Kafka record, and Kafka refuses records over
+#: ``message.max.bytes`` (1,048,588 bytes by default). An audit row encodes to ~100-300
+#: bytes, so 2,000 rows stay near 600 KB at worst; a larger routed batch takes several blocks.
+MAX_BLOCK_ROWS = 2000
+
+
 class AuditWriter:
     """Builds the next block of each of one worker's chains."""
 
@@ -39,6 +45,10 @@ class AuditWriter:
 
     def chain(self, partition: int) -> str:
         return f"{self.worker}.{self.epoch}.{partition}"
+
+    def blocks(self, partition: int, rows: list, max_rows: int = MAX_BLOCK_ROWS) -> list[bytes]:
+        """The next blocks of ``partition``'s chain for ``rows``, each of at most ``max_rows`` rows, in order."""
+        return [self.block(partition, rows[i:i + max_rows]) for i in range(0, len(rows), max_rows)]
 
     def block(self, partition: int, rows: list) -> bytes:
         """The next block of ``partition``'s chain, encoded.

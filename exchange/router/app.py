@@ -187,7 +187,7 @@ class Router:
         for topic, messages in routed.deliveries.items():
             sent.extend(await send(topic, messages))
         for partition, rows in routed.audit.items():
-            sent.extend(await send(self.topics.audit, [(None, self.audit.block(partition, rows), [])], partition=partition))
+            sent.extend(await send(self.topics.audit, [(None, b, []) for b in self.audit.blocks(partition, rows)], partition=partition))
         if routed.dead_letters:
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
         if routed.quality:
@@ -292,7 +292,7 @@ class Router:
     async def _audit_control(self, rows: list) -> None:
         while self._sender is None:
             await asyncio.sleep(0.01)
-        await self._send_and_ack(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+        await self._send_and_ack(self.topics.audit, [(None, b, []) for b in self.audit.blocks(0, rows)], partition=0)
 
     async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
         sent = await self._sender.send(topic, messages, partition=partition)

@@ -42,8 +42,10 @@ UNSUPPORTED_CODEC = "unsupported_codec"  # the batch names a codec this process 
 CORRUPT_BATCH = "corrupt_batch"  # CRC mismatch, a payload that does not decompress, broken records
 #: Kafka's compression codecs by their id in a batch's attributes (bits 0-2)
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-#: raw bytes of an undecodable batch kept in its dead letter, at most (a fetch may hold 8 MB)
-MAX_KEPT_BYTES = 1024 * 1024
+#: raw bytes of an undecodable batch kept in its dead letter, at most (a fetch may hold 8 MB).
+#: Kept as base64 (4/3 the size) in a JSON value, so 512 KiB stays under Kafka's default
+#: ``message.max.bytes`` (1,048,588 bytes) with room for the letter's other fields.
+MAX_KEPT_BYTES = 512 * 1024
 
 
 class UndecodableBatch:
