@@ -314,7 +314,8 @@ def audit_verify(
     """Check every hash chain of a platform's audit topic; exit 1 at any broken link, 2 when it cannot be read."""
     from schemas.envelope import Topics
 
-    from exchange.policy.audit import read_topic, verify
+    from exchange.kafka.topics import read_topic
+    from exchange.policy.audit import verify
 
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
