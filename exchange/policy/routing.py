@@ -9,9 +9,8 @@ adapter (:mod:`exchange.router.app`) fetches, sends and commits around it.
 from __future__ import annotations
 
 import base64
-import time
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -101,9 +100,23 @@ class RouterCore:
         records: Iterable[FetchedRecord],
         approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
         authority: AuthorityStore | None = None,
+        *,
+        now: int,
+        clock: Callable[[], int] | None = None,
     ) -> Routed:
+        """Decode, check and decide every record of one fetched batch; nothing is sent here.
+
+        ``records`` are the fetched records of any ingress or transit topic of this hub;
+        ``approvals`` the approved applications at ``now`` (ids, or id → approved items);
+        ``authority`` the authoritative values for one-number-one-source reconciliation.
+        ``now`` is the batch's time in epoch ns, given by the caller (the policy core reads no
+        clock): it stamps the audit rows, dead letters, the ``routed`` header and the hop's
+        in-time. ``clock`` (epoch ns, e.g. ``time.time_ns``) stamps each record's hop
+        out-time; without it the out-time is ``now``. A record that fails a check is
+        dead-lettered with its reason, never raised: the result accounts for every record.
+        """
         out = Routed()
-        now = time.time_ns()
+        clock = clock or (lambda: now)
         routed_header = (H_ROUTED, b"%d" % now)
         stamp = b"%s:%d:" % (self._hub, now)
         transit_topic = self.topics.transit
@@ -114,7 +127,7 @@ class RouterCore:
         for r in records:
             out.records += 1
             if r.topic == transit_topic:
-                self._relay(out, r, now, stamp, routed_header, decisions)
+                self._relay(out, r, now, stamp, routed_header, decisions, clock)
                 continue
             try:
                 policy, headers, source = self._admit(r)
@@ -133,7 +146,7 @@ class RouterCore:
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
             if delivered:
-                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
+                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % clock())]
                 for route, value in delivered:
                     h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(value), h))
@@ -149,7 +162,10 @@ class RouterCore:
         out.decisions.update(decisions)
         return out
 
-    def _relay(self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header, decisions: Counter) -> None:
+    def _relay(
+        self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header: tuple[str, bytes], decisions: Counter,
+        clock: Callable[[], int],
+    ) -> None:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
         headers = dict(raw)
@@ -169,7 +185,7 @@ class RouterCore:
         if route.denied:
             return
         hops = headers.get(H_HOPS, b"")
-        hop = stamp + b"%d" % time.time_ns()
+        hop = stamp + b"%d" % clock()
         h = [(k, v) for k, v in raw if k != H_HOPS and k != H_ROUTED]
         h.append((H_HOPS, hops + b";" + hop if hops else hop))
         h.append(routed_header)

@@ -174,7 +174,7 @@ class Router:
         now = time.time_ns()
         if not self.first_ns:
             self.first_ns = now
-        routed = self.core.route(records, self.book.approvals_at(now), self.authority)
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority, now=now, clock=time.time_ns)
         for u in undecodable:
             routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
             routed.dead_reasons[u.reason] += u.records
