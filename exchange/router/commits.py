@@ -67,7 +67,7 @@ class CommitPipeline:
             offsets, done, added = self._queue[0]
             try:
                 await done
-            except BaseException as exc:  # outputs not acked: never commit past this batch
+            except BaseException as exc:  # noqa: BLE001 - outputs not acked: never commit past this batch
                 self.failed = exc
                 log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
                 self._queue.clear()
@@ -87,7 +87,7 @@ class CommitPipeline:
         t0 = time.perf_counter()
         try:
             await self._commit(pending)
-        except Exception as exc:  # a rebalance took the partitions: the new owner re-reads them
+        except Exception as exc:  # noqa: BLE001 - a rebalance took the partitions (to narrow: issue #15 step 4)
             log.info("commit of %s skipped: %r", sorted(pending), exc)
         else:
             if self._observe is not None:

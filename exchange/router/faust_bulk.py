@@ -67,7 +67,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         app: BulkApp = self.app  # type: ignore[assignment]
         try:  # commit what is done; whatever is not is re-read by the partitions' next owner
             await asyncio.wait_for(app.commits.flush(), REVOKE_FLUSH_TIMEOUT_S)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the next owner re-reads (to narrow: issue #15 step 4)
             log.info("partitions revoked before batches in flight were committed: %r", exc)
         await super().on_partitions_revoked(revoked)
 
