@@ -6,6 +6,7 @@ is checked against what the producers say they published (the conservation check
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ class Reports:
 def rates(samples: list[tuple[float, int]]) -> list[float]:
     """Per-interval rates from cumulative (time, count) samples."""
     out = []
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
         dt = t1 - t0
         out.append(round((c1 - c0) / dt, 1) if dt > 0 else 0.0)
     return out
