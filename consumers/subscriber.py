@@ -163,7 +163,7 @@ class Subscriber:
                     position = await asyncio.wait_for(self._consumer.position(tp), timeout_s)
                 # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
                 total += max(0, max(ends[tp], highs[tp] or 0) - position)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
+        except (TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
             self.lag_known = False
             return
         self._lag, self.lag_known = total, True

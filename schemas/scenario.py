@@ -665,7 +665,8 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             if entry is None:
                 errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} names entry {entry_id!r}, not in the catalogue"))
             elif entry.provider != load.department:
-                errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
+                errors.append((("load", "producers", n, "entries", k),
+                               f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
     return errors
 
 
