@@ -130,7 +130,7 @@ def test_a_hub_negative_list_naming_an_unknown_entry_is_an_error():
 @pytest.mark.asyncio
 async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path):
     async with EmbeddedBroker() as broker:
-        result, run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
+        result, _run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
         run_id = result.run.run_id
         audits = {hub: await read_all(broker.bootstrap, Topics(hub).audit, run=None) for hub in ("nm", "gy", "gz", "nation", "gd")}
     assert result.conservation.ok and result.counts.unaccounted == 0, result.conservation
@@ -167,7 +167,7 @@ def _rows(records, run_id):
     for r in records:
         block = orjson.loads(r.value)
         for row in block["rows"]:
-            row = dict(zip(block["fields"], row))
+            row = dict(zip(block["fields"], row, strict=True))
             if row["run"] == run_id:
                 out.append(row)
     return out
