@@ -48,7 +48,7 @@ class FetchedRecord(Protocol):
     headers: Any
 
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Routed:
     """Everything one batch turns into, grouped by destination."""
 
     deliveries: dict[str, list[Message]] = field(default_factory=dict)  # by delivery topic
-    audit: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by audit partition
+    audit: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # rows in AUDIT_FIELDS order, by audit partition
     dead_letters: list[Message] = field(default_factory=list)
     decisions: Counter = field(default_factory=Counter)  # (subscription or entry, decision, reason)
     dead_reasons: Counter = field(default_factory=Counter)
@@ -169,7 +169,7 @@ class RouterCore:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
         headers = dict(raw)
-        route = self.transit.get(headers.get(H_SUBSCRIPTION))
+        route = self.transit.get(headers.get(H_SUBSCRIPTION, b""))
         if (route is None or len(headers) != len(raw) or None in headers.values() or not _REQUIRED.issubset(headers)
                 or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
@@ -191,14 +191,17 @@ class RouterCore:
         h.append(routed_header)
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
-    def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
+    def _reconcile(
+        self, out: Routed, policy: EntryPolicy, source: str, record: dict[str, Any], store: AuthorityStore, headers: dict[str, bytes], now: int,
+    ) -> dict[str, Any]:
+        assert policy.authority is not None  # the caller routes only entries with an authority here
         raw = record.get(policy.authority.master_key)
         if not isinstance(raw, str) or source != policy.provider:
             return record  # a record its provider did not send is denied anyway
         master = master_key_of(policy, record)  # the standard form: 11010519491231002x matches …02X
         known = store.get(master) if master is not None else None
         result = reconcile(policy, record, known)
-        if result.updates:
+        if result.updates and master is not None:
             merged = {**(known or {}), **result.updates}
             store[master] = merged
             out.authority_writes.append((master, merged))
@@ -210,6 +213,7 @@ class RouterCore:
         for item in result.invalid_key:
             count[(item, source, "invalid_key")] += 1
         for item, authority, truth, copy in result.conflicts:
+            assert master is not None  # a conflict is with the values stored under a master key
             count[(item, source, "conflict")] += 1
             event = {
                 "item": item, "master_key": master, "entry": policy.entry_id,
@@ -240,7 +244,7 @@ class RouterCore:
             raise InvalidRecord("bad_header", f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
-        if policy is None:
+        if policy is None or entry_id is None:
             raise InvalidRecord("unknown_entry", f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
             raise InvalidRecord("entry_mismatch", f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")

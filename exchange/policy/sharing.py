@@ -8,7 +8,7 @@ gets, which are masked, whose jurisdiction filters rows) is compiled once into a
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,6 +22,7 @@ from schemas.scenario import (
     MaskRule,
     Scenario,
     Sharing,
+    Subscription,
     SubscriptionStatus,
 )
 
@@ -44,16 +45,16 @@ DELIVERED = "delivered"
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
 # Exact types as decoded from JSON (never bool for a number; null always allowed).
-_NONE = type(None)
-_STRING = frozenset({str, _NONE})
-_NUMBER = frozenset({int, float, _NONE})
+_NONE: type = type(None)
+_STRING: frozenset[type] = frozenset({str, _NONE})
+_NUMBER: frozenset[type] = frozenset({int, float, _NONE})
 _PYTHON_TYPES: dict[ItemType, frozenset[type]] = {
     ItemType.latitude: _NUMBER,
     ItemType.longitude: _NUMBER,
     ItemType.decimal: _NUMBER,
     ItemType.integer: frozenset({int, _NONE}),
 }
-_ANY_STRING = frozenset({str})  # the padding field: any length
+_ANY_STRING: frozenset[type] = frozenset({str})  # the padding field: any length
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
 
 
 def _compile_entry(
-    scenario: Scenario, entry: CatalogueEntry, subs, topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
+    scenario: Scenario, entry: CatalogueEntry, subs: Iterable[Subscription], topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
 ) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None
@@ -298,7 +299,7 @@ def decide(
             if restrict is not None:
                 granted = restrict(route.subscription)
         if route.region is not None:
-            row_region = record.get(region_key)
+            row_region = record.get(region_key) if region_key is not None else None
             if not isinstance(row_region, str) or not row_region.startswith(route.region_prefix) or len(row_region) not in (6, 9):
                 outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
                 continue
