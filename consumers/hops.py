@@ -10,6 +10,7 @@ its path. Unparseable stamps are counted, never guessed at.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -22,7 +23,7 @@ class HopStats:
 
     def __init__(self, observe=None) -> None:
         self.observe = observe  # (consumer's hub, segment) → a Prometheus histogram child; None: not exported
-        self._children: dict[tuple[str, str], object] = {}
+        self._children: dict[tuple[str, str], Any] = {}  # Prometheus histogram children
         self.segments: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -82,7 +83,7 @@ class Subscriber:
         self.clock_skew = ClockSkew()
         self.listeners: list = []
         self.sampling: set[str] = set()  # flows still wanting delivery samples (consumers/samples.py)
-        self.sampler = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
+        self.sampler: Callable[..., None] | None = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
@@ -248,7 +249,7 @@ class Subscriber:
                 delivered_metric, e2e_metric, _ = self._metric_children(sub)
                 delivered_metric.inc()
                 if sampling and name in sampling:
-                    self.sampler(sampling, self.department, name, r, h, now)
+                    self.sampler(sampling, self.department, name, r, h, now)  # type: ignore[misc]  # set together with sampling
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)

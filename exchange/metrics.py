@@ -282,7 +282,7 @@ def exposed_names() -> frozenset[str]:
 def series_per_child(metric: MetricWrapperBase) -> int:
     """Series one label set produces: a histogram has its buckets, ``+Inf``, sum and count."""
     if metric._type == "histogram":
-        return len(metric._upper_bounds) + 2  # _upper_bounds includes +Inf
+        return len(metric._upper_bounds) + 2  # type: ignore[attr-defined]  # _upper_bounds includes +Inf
     if metric._type == "summary":
         return 2
     return 1

@@ -88,7 +88,7 @@ class CommitPipeline:
         try:
             await self._commit(pending)
         except Exception as exc:  # noqa: BLE001 - a rebalance took the partitions (to narrow: issue #15 step 4)
-            log.info("commit of %s skipped: %r", sorted(pending), exc)
+            log.info("commit of %s skipped: %r", sorted(pending), exc)  # type: ignore[type-var]  # TPs are tuples
         else:
             if self._observe is not None:
                 now = time.monotonic()

@@ -90,8 +90,8 @@ class _LenientBuffer(bytearray):
 class _LenientBatch(_DefaultRecordBatchPy):
     def _maybe_uncompress(self) -> None:
         super()._maybe_uncompress()
-        if not isinstance(self._buffer, _LenientBuffer):
-            self._buffer = _LenientBuffer(self._buffer)
+        if not isinstance(self._buffer, _LenientBuffer):  # type: ignore[has-type]  # aiokafka's, unannotated
+            self._buffer = _LenientBuffer(self._buffer)  # type: ignore[has-type]
 
 
 class _SafeBatch:
