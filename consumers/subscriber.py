@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -301,6 +301,3 @@ class Subscriber:
         wait = oldest + self.gateway_latency_ns - time.time_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)
-
-    def delivered_by_flow(self) -> Counter:
-        return Counter({k: f.delivered for k, f in self.flows.items()})

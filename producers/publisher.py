@@ -97,9 +97,6 @@ class Schedule:
     corpus: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)  # (key, value, partition)
 
 
-Pending = list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-
-
 class DepartmentPublisher:
     """One department's producer (its own Kafka client id) for all its scheduled entries."""
 

@@ -74,7 +74,6 @@ class Route:
     masked: tuple[str, ...] = ()
     delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered" or "forwarded", reason)
     decision_key: tuple = ()  # (subscription, "delivered" or "forwarded", reason): what a delivery is counted under
-    next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +227,6 @@ def _compile_entry(
                 decision_key=(
                     sub.id, DELIVERED if local else FORWARDED, APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
                 ),
-                next_hub=None if local else path[1],
             )
         )
     return EntryPolicy(
