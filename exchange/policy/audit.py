@@ -38,6 +38,7 @@ class AuditWriter:
         self._last: dict[int, tuple[int, str]] = {}  # partition → (seq, hash)
 
     def chain(self, partition: int) -> str:
+        """This writer's chain id on ``partition``: ``<worker>.<epoch>.<partition>``."""
         return f"{self.worker}.{self.epoch}.{partition}"
 
     def block(self, partition: int, rows: list) -> bytes:
@@ -68,6 +69,9 @@ class AuditWriter:
 
 @dataclass
 class BrokenLink:
+    """One place where a chain does not hold: the audit message at (``partition``, ``offset``)
+    of ``chain``, what is wrong (``problem``) and the expected and found (seq, prev)."""
+
     partition: int
     offset: int
     chain: str
@@ -84,6 +88,8 @@ class BrokenLink:
 
 @dataclass
 class Verification:
+    """What :func:`verify` found: blocks and audit rows read, chain ids seen, broken links."""
+
     blocks: int = 0
     rows: int = 0
     chains: set[str] = field(default_factory=set)
@@ -91,6 +97,7 @@ class Verification:
 
     @property
     def ok(self) -> bool:
+        """True when no link is broken."""
         return not self.broken
 
 

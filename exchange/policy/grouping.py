@@ -70,6 +70,8 @@ Granted = tuple[Route, frozenset[str] | None]  # a route and the items its appro
 
 
 class Grouped(NamedTuple):
+    """One record's decision over all subscriptions of its entry (:func:`decide_grouped`)."""
+
     delivered: list[tuple[Route, dict[str, Any]]]  # in the order of the entry's subscriptions
     denied: tuple[DeniedGroup, ...]
     reason: str  # why the deliveries were allowed: approved or unconditional

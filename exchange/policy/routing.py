@@ -40,6 +40,9 @@ BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carrie
 
 
 class FetchedRecord(Protocol):
+    """A record as the router fetches it (aiokafka's ConsumerRecord has these fields);
+    ``headers`` is a sequence of (str key, bytes value) pairs."""
+
     topic: str
     partition: int
     offset: int
@@ -69,7 +72,9 @@ class Routed:
 class AuthorityStore(Protocol):
     """The authoritative values per master key (a Faust table in the router, a dict in tests)."""
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The values (item key → value) stored under master key ``key``, or None."""
+        ...
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None: ...
 
@@ -90,6 +95,7 @@ class RouterCore:
         self._entry_of_topic: dict[str, str | None] = {}
 
     def entry_of(self, topic: str) -> str | None:
+        """The catalogue entry whose ingress topic ``topic`` is on this hub; None for any other topic."""
         entry = self._entry_of_topic.get(topic, "")
         if entry == "":
             entry = self._entry_of_topic[topic] = self.topics.entry_of(topic)

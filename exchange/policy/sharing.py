@@ -101,6 +101,11 @@ class Authority:
 
 @dataclass(frozen=True, slots=True)
 class EntryPolicy:
+    """One catalogue entry compiled for one hub: its routes (one per subscription crossing the
+    hub), the JSON types each item accepts, the item holding the record's region (row
+    filters), the authority when it is a source of a one-number-one-source item, and whether
+    the platform's negative list names it."""
+
     entry_id: str
     provider: str
     sharing: Sharing
@@ -112,6 +117,9 @@ class EntryPolicy:
 
 
 class Outcome(NamedTuple):
+    """One record's outcome for one route: delivered or not, the reason (an audit reason), and
+    the value to deliver (masked, narrowed to the approved items) when delivered."""
+
     route: Route | None
     delivered: bool
     reason: str
