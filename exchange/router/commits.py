@@ -44,6 +44,10 @@ class CommitPipeline:
         self.commit_seconds = 0.0
 
     async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
+        """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
+        committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
+        did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
+        earlier batch whose outputs were not acknowledged (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -105,6 +109,7 @@ class CommitPipeline:
             await self._commit_pending()
 
     async def stop(self) -> None:
+        """Commit every batch whose outputs are acknowledged (:meth:`flush`), then stop."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()
