@@ -575,4 +575,5 @@ def kafka_where() -> None:
 
 
 def main() -> None:
+    """The ``exchange`` console script: run the command line (exit codes in :mod:`exchange.errors`)."""
     app(prog_name="exchange")
