@@ -95,7 +95,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
             s.listeners.append(lambda consumer, entry, key, h, now: workflows.on_delivery(entry, key, h, now))
     await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
     status.write("ready", subscribers=len(subscribers), restored=state is not None)
-    readers = [*subscribers, accountant]
+    readers: list[Subscriber | Accountant] = [*subscribers, accountant]
 
     async def read_until_stopped(reader) -> None:
         # each reader on its own: one quiet topic must not hold up the others' polls

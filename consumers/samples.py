@@ -114,14 +114,14 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
         await asyncio.wait_for(consumer.start(), max(0.1, deadline - time.monotonic()))
         await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup),
                                max(0.1, deadline - time.monotonic()))
-    except (asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
+    except (TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
         why = "time budget spent" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
         sampler.lookup["ended"] = why
         log.warning("delivery samples: sources not all read back (%s)", why)
     finally:
         try:
             await asyncio.wait_for(consumer.stop(), 2.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+        except (TimeoutError, Exception):  # noqa: BLE001
             pass
     return sum(len(v) for by_trace in sampler.wanted().values() for v in by_trace.values())
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -82,7 +83,7 @@ class Subscriber:
         self.clock_skew = ClockSkew()
         self.listeners: list = []
         self.sampling: set[str] = set()  # flows still wanting delivery samples (consumers/samples.py)
-        self.sampler = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
+        self.sampler: Callable[..., None] | None = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
@@ -163,7 +164,7 @@ class Subscriber:
                     position = await asyncio.wait_for(self._consumer.position(tp), timeout_s)
                 # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
                 total += max(0, max(ends[tp], highs[tp] or 0) - position)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
+        except (TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
             self.lag_known = False
             return
         self._lag, self.lag_known = total, True
@@ -248,7 +249,7 @@ class Subscriber:
                 delivered_metric, e2e_metric, _ = self._metric_children(sub)
                 delivered_metric.inc()
                 if sampling and name in sampling:
-                    self.sampler(sampling, self.department, name, r, h, now)
+                    self.sampler(sampling, self.department, name, r, h, now)  # type: ignore[misc]  # set together with sampling
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
@@ -300,6 +301,3 @@ class Subscriber:
         wait = oldest + self.gateway_latency_ns - time.time_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)
-
-    def delivered_by_flow(self) -> Counter:
-        return Counter({k: f.delivered for k, f in self.flows.items()})

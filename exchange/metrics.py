@@ -81,7 +81,6 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 # Bounded label values -----------------------------------------------------------------
-DECISIONS = ("delivered", "denied", "dead_lettered")
 #: reasons of a delivery, as in audit records (exchange/policy/sharing.py)
 DELIVERED_REASONS = ("unconditional", "approved")
 #: reasons of a denial, as in audit records (exchange/policy/sharing.py)
@@ -107,7 +106,6 @@ VERIFICATION_RESULTS = ("verified", "conflict", "unverified", "invalid_key")
 QUALITY_REASONS = ("inconsistent", "incomplete", "late")
 #: SLOs a run reports when the scenario names none
 DEFAULT_SLOS = ("conservation",)
-ROLES = ("producers", "router", "consumers", "controller")
 
 
 def _approval_states() -> tuple[str, ...]:
@@ -282,7 +280,7 @@ def exposed_names() -> frozenset[str]:
 def series_per_child(metric: MetricWrapperBase) -> int:
     """Series one label set produces: a histogram has its buckets, ``+Inf``, sum and count."""
     if metric._type == "histogram":
-        return len(metric._upper_bounds) + 2  # _upper_bounds includes +Inf
+        return len(metric._upper_bounds) + 2  # type: ignore[attr-defined]  # _upper_bounds includes +Inf
     if metric._type == "summary":
         return 2
     return 1

@@ -77,7 +77,7 @@ async def request_control(bootstrap: str, topic: str, verdicts: str, event: Cont
                 await consumer.position(tp)
             await publish_control(bootstrap, topic, event)
             return await asyncio.wait_for(_verdict_for(consumer, event.request_id), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NoVerdict(
                 f"no verdict on {verdicts} within {timeout_s:g} s for {event.action} of {event.application}: "
                 f"is a run going on for this platform? The event stays on {topic} and a router that starts applies it"

@@ -21,12 +21,14 @@ from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
-from producers.records import EntityPool, RecordFactory, entity_pool, region_of
+from producers.records import RecordFactory, entity_pool
 
 STATS_INTERVAL_S = 1.0
 
 
-def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
+def build_publishers(
+    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0,
+) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     authority = scenario.authority

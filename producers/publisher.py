@@ -97,9 +97,6 @@ class Schedule:
     corpus: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)  # (key, value, partition)
 
 
-Pending = list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-
-
 class DepartmentPublisher:
     """One department's producer (its own Kafka client id) for all its scheduled entries."""
 
@@ -246,7 +243,7 @@ class DepartmentPublisher:
     async def _await_ack(self, future: asyncio.Future, topic: str, partition: int, chunk: list, sent_ns: int) -> None:
         try:
             await future
-        except Exception as exc:  # the broker went away or refused: send the same records again
+        except Exception as exc:  # noqa: BLE001 - the broker went away or refused: send again (to narrow: #15 step 4)
             self.stats.retried += len(chunk)
             metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
             log.warning("publish to %s[%d] failed (%s); resending %d records", topic, partition, exc, len(chunk))

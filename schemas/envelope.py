@@ -144,29 +144,6 @@ class AuditRecord(BaseModel):
 AUDIT_FIELDS = tuple(AuditRecord.model_fields)
 
 
-class AuditBlock(BaseModel):
-    """What one audit message carries: the decisions of one routed batch, as rows.
-
-    One message per batch, and rows of :data:`AUDIT_FIELDS` rather than objects, keep
-    the audit trail complete at full routing speed. Blocks are hash-chained per writer
-    and partition (``chain``, ``seq``, ``prev``, ``hash``; see ``exchange/policy/audit.py``).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    v: Literal[2] = 2
-    worker: str
-    chain: str = Field(description="<worker>.<epoch>.<partition>: one writer, one partition")
-    seq: int = Field(ge=1, description="position in the chain, from 1")
-    prev: str = Field(description="hash of the chain's previous block (64 zeros for the first)")
-    fields: list[str] = Field(description="names of the row columns: AUDIT_FIELDS")
-    rows: list[list] = Field(description="one row per decision")
-    hash: str = Field(description="sha256 of the block without this field, JSON with sorted keys")
-
-    def records(self) -> list[AuditRecord]:
-        return [AuditRecord(**dict(zip(self.fields, row, strict=True))) for row in self.rows]
-
-
 def audit_records(block: dict) -> list[dict]:
     """The rows of a decoded audit message as one dict per decision (the fast path)."""
     fields = block["fields"]

@@ -95,12 +95,12 @@ def test_a_relaying_hub_passes_the_value_unopened_and_adds_its_stamp():
     county = RouterCore(compile_policy(s, Topics("nm"), "nm"), Topics("nm"), "0", transit=compile_transit(s, "nm"))
     value = orjson.dumps({"enterprise.code": "91520102MA6DLTUX2E", "enterprise.name": "贵阳某某有限公司"})
     headers = record_headers(b"1.1", "county-licence", "county-market", 1, 2, "r")
-    out = county.route([fetched("dx.nm.in.county-licence", headers, value)])
+    out = county.route([fetched("dx.nm.in.county-licence", headers, value)], now=1_700_000_000_000_000_000)
     up = {dict(h)[H_SUBSCRIPTION]: (v, h) for _, v, h in out.deliveries["dx.gy.transit"]}
     assert set(up) == {b"prov-tax.county-licence", b"gd-market.county-licence"}  # one record per subscription
     up_value, up_headers = up[b"prov-tax.county-licence"]
     city = RouterCore({}, Topics("gy"), "0", transit=compile_transit(s, "gy"))
-    relayed = city.route([fetched("dx.gy.transit", up_headers, up_value)])
+    relayed = city.route([fetched("dx.gy.transit", up_headers, up_value)], now=1_700_000_000_001_000_000)
     ((_, forwarded_value, forwarded),) = relayed.deliveries["dx.gz.transit"]
     assert forwarded_value is up_value  # not decoded, not re-encoded
     stamps = [s.split(b":") for s in dict(forwarded)[H_HOPS].split(b";")]
@@ -115,7 +115,7 @@ def test_a_record_in_transit_for_a_subscription_not_crossing_the_hub_is_dead_let
     s = scenario()
     city = RouterCore({}, Topics("gy"), "0", transit=compile_transit(s, "gy"))
     headers = [*record_headers(b"1.1", "county-licence", "county-market", 1, 2, "r"), (H_SUBSCRIPTION, b"county-civil.county-licence")]
-    out = city.route([fetched("dx.gy.transit", headers)])
+    out = city.route([fetched("dx.gy.transit", headers)], now=1_700_000_000_000_000_000)
     assert not out.deliveries and out.dead_reasons == {"bad_transit": 1}
     assert orjson.loads(out.dead_letters[0][1])["subscription"] == "county-civil.county-licence"
 
@@ -130,7 +130,7 @@ def test_a_hub_negative_list_naming_an_unknown_entry_is_an_error():
 @pytest.mark.asyncio
 async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path):
     async with EmbeddedBroker() as broker:
-        result, run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
+        result, _run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
         run_id = result.run.run_id
         audits = {hub: await read_all(broker.bootstrap, Topics(hub).audit, run=None) for hub in ("nm", "gy", "gz", "nation", "gd")}
     assert result.conservation.ok and result.counts.unaccounted == 0, result.conservation
@@ -167,7 +167,7 @@ def _rows(records, run_id):
     for r in records:
         block = orjson.loads(r.value)
         for row in block["rows"]:
-            row = dict(zip(block["fields"], row))
+            row = dict(zip(block["fields"], row, strict=True))
             if row["run"] == run_id:
                 out.append(row)
     return out

@@ -12,7 +12,8 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from exchange.policy.audit import read_topic, verify
+from exchange.kafka.topics import read_topic
+from exchange.policy.audit import verify
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from schemas.applications import ControlEvent

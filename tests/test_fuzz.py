@@ -230,7 +230,7 @@ def test_route_never_raises_and_accounts_for_every_record(name, data):
     records = [data.draw(fetched(name, i)) for i in range(data.draw(st.integers(1, 6)))]
     approvals = data.draw(st.sampled_from([None, set(), {s.id for s in scenario.subscriptions}]))
     authority: dict = {}
-    routed = core.route(records, approvals, authority)
+    routed = core.route(records, approvals, authority, now=time.time_ns())
     check_every_record_is_accounted_for(core, scenario, records, routed)
     # whatever was stored as authoritative can be written to the changelog
     for key, value in routed.authority_writes:
@@ -284,7 +284,7 @@ def test_each_bad_class_is_dead_lettered_with_its_reason_among_good_records(kind
     bad = batch[2]
     for field, value in change(bad).items():
         setattr(bad, field, value)
-    routed = core.route(batch)
+    routed = core.route(batch, now=time.time_ns())
     check_every_record_is_accounted_for(core, scenario, batch, routed)
     [letter] = [orjson.loads(v) for _, v, _ in routed.dead_letters]
     assert (letter["reason"], letter["offset"]) == (reason, 2), letter["detail"]

@@ -79,7 +79,7 @@ def test_router_counts_the_same_decisions_as_decide_one_by_one() -> None:
                         headers=record_headers(b"1.%d" % i, "gps", "prov", 1, 1, "r"))
         for i, region in enumerate(regions)
     ]
-    routed = core.route(records)
+    routed = core.route(records, now=1_700_000_000_000_000_000)
     want: Counter = Counter()
     for region in regions:
         for o in decide(compiled["gps"], "prov", {"vehicle.plate": "粤S1", "vehicle.region": region}):

@@ -37,7 +37,7 @@ CC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 seeds = st.integers(min_value=0, max_value=2**64)
 # every level of the table; sampled so each test stays fast (the table has 41,935 rows)
-_SAMPLE = sorted(REGIONS)[::97] + ["000000", "441900", "441900129", "440305001", "110101", "429004"]
+_SAMPLE = [*sorted(REGIONS)[::97], "000000", "441900", "441900129", "440305001", "110101", "429004"]
 regions = st.sampled_from([REGIONS[c] for c in _SAMPLE])
 
 
@@ -265,7 +265,7 @@ def test_regions_of_are_the_townships_inside(code, size):
 def test_regions_of_a_code_that_does_not_exist_names_the_nearest():
     from producers.records import regions_of
 
-    with pytest.raises(ValueError, match="441900130 is not in the division table.*441900129 广东省东莞市高埗镇"):
+    with pytest.raises(ValueError, match=r"441900130 is not in the division table.*441900129 广东省东莞市高埗镇"):
         regions_of("441900130")
 
 

@@ -65,7 +65,7 @@ def test_broker_specs(spec, parsed):
 
 @pytest.mark.parametrize("spec", ["rabbit", "tansu:3", "kafka:0", "kafka:9", "kafka:x", ""])
 def test_bad_broker_specs_say_what_is_accepted(spec):
-    with pytest.raises(brokers.BrokerSpecError, match="tansu, kafka or kafka:NODES|1 to 5"):
+    with pytest.raises(brokers.BrokerSpecError, match=r"tansu, kafka or kafka:NODES|1 to 5"):
         brokers.parse(spec)
 
 
@@ -218,7 +218,7 @@ def test_an_explicit_busy_port_names_the_port():
 
 
 @pytest.mark.kafka
-def test_jvm_dies_with_its_sigkilled_parent(subreaper):
+def test_jvm_dies_with_its_sigkilled_parent(subreaper):  # noqa: F811 - the fixture
     if kafka_missing():
         pytest.skip(kafka_missing())
     child, pids = spawn_child("""

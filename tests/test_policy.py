@@ -242,7 +242,7 @@ def test_live_approval_grants_a_pending_subscription() -> None:
 def test_live_approvals_decide_conditional_delivery(approvals, delivered: set[str]) -> None:
     out = by_sub(decide(policies(sharing_scenario())["cond"], "prov", dict(COND_RECORD), approvals=approvals))
     assert {k for k, o in out.items() if o.delivered} == delivered
-    for k, o in out.items():
+    for o in out.values():
         if not o.delivered:
             assert o.reason == NOT_APPROVED and o.value is None
 

@@ -126,7 +126,7 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
             assert time.monotonic() < deadline + 30, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         assert proc.poll() is None, "the worker died: the old check would have caught that"
-        with pytest.raises(RunFailed, match="router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
+        with pytest.raises(RunFailed, match=r"router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
             _check_alive([child], None, allow_exit=set())
     finally:
         terminate(proc)

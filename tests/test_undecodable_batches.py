@@ -289,7 +289,7 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     assert counts.foreign_dead_letters_by_reason == {"bad_json": 1, "missing_header": 2}
 
     class _Result:  # the two fields input_warnings reads
-        clock_skew: dict = {}
+        clock_skew: dict = {}  # noqa: RUF012 - read only
 
     shown = _Result()
     shown.counts = counts

@@ -342,7 +342,8 @@ def overview() -> dash.Dashboard:
         )
     )
     d = d.with_panel(
-        timeseries(ids, "Duplicates dropped", [Target(f"sum by (consumer) (rate(dx_duplicates_dropped_total{s}[{RATE}]))", "{{consumer}}")], RECORDS_PER_S, span=8)
+        timeseries(ids, "Duplicates dropped", [Target(f"sum by (consumer) (rate(dx_duplicates_dropped_total{s}[{RATE}]))", "{{consumer}}")],
+                   RECORDS_PER_S, span=8)
     )
 
     d = d.with_row(dash.Row("Backlog and approvals"))
@@ -389,7 +390,8 @@ def one_number_one_source() -> dash.Dashboard:
         timeseries(ids, "Quality events by reason", [Target(f"sum by (reason) (rate(dx_quality_events_total{s}[{RATE}]))", "{{reason}}")], "suffix: /s")
     )
     d = d.with_panel(
-        timeseries(ids, "Conflicts by item (top 10)", [Target(f"topk(10, sum by (item) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{item}}")], "suffix: /s")
+        timeseries(ids, "Conflicts by item (top 10)",
+                   [Target(f"topk(10, sum by (item) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{item}}")], "suffix: /s")
     )
     d = d.with_panel(
         timeseries(ids, "Conflicts by department holding the copy (top 10)",
@@ -419,7 +421,8 @@ def per_platform() -> dash.Dashboard:
     )
     d = d.with_panel(stat(ids, "Dead letters", [Target(f"sum(rate(dx_dead_letters_total{s}[{RATE}]))", "dead letters")], RECORDS_PER_S, span=6))
     d = d.with_panel(
-        timeseries(ids, "Records in by entry (top 10)", [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{s}[{RATE}])))", "{{entry}}")], RECORDS_PER_S)
+        timeseries(ids, "Records in by entry (top 10)",
+                   [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{s}[{RATE}])))", "{{entry}}")], RECORDS_PER_S)
     )
     d = d.with_panel(
         timeseries(ids, "Outcomes by decision", [Target(f"sum by (decision) (rate(dx_router_decisions_total{s}[{RATE}]))", "{{decision}}")], RECORDS_PER_S)
@@ -521,7 +524,8 @@ def router_internals() -> dash.Dashboard:
                    description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval.")
     )
     d = d.with_panel(
-        timeseries(ids, "Faust consumer commit latency p99", [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
+        timeseries(ids, "Faust consumer commit latency p99",
+                   [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
     )
     d = d.with_panel(
         timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)

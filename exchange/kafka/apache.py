@@ -47,7 +47,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from exchange.kafka.tansu import BrokerError, BrokerLifecycle, free_port
 from exchange.runner.processes import in_long_lived_thread, pdeathsig_preexec
@@ -378,7 +378,7 @@ class KafkaBroker(BrokerLifecycle):
         cluster_id = new_cluster_id()
         configs = [self._write_config(n) for n in self._nodes]
         self._format(cluster_id, configs)
-        for n, cfg in zip(self._nodes, configs):
+        for n, cfg in zip(self._nodes, configs, strict=True):
             self._check_cancel()
             n.proc = self._spawn(["kafka.Kafka", str(cfg)], n.log_path, mode="ab")
         self._wait_ready(self.ready_timeout)
@@ -488,10 +488,10 @@ class KafkaBroker(BrokerLifecycle):
         # without a log_path, the tool's output still goes somewhere a failure can quote
         logs = [n.log_path or self._data / f"node-{n.node_id}-format.log" for n in self._nodes]
         procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], log, mode="wb")
-                 for cfg, log in zip(configs, logs)]
+                 for cfg, log in zip(configs, logs, strict=True)]
         try:
             deadline = time.monotonic() + timeout
-            for n, p, log in zip(self._nodes, procs, logs):
+            for n, p, log in zip(self._nodes, procs, logs, strict=True):
                 while p.poll() is None:
                     self._check_cancel()
                     if time.monotonic() > deadline:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -154,3 +155,36 @@ async def topic_partitions(consumer, topic: str, bootstrap: str) -> set[int]:
     if not parts:
         raise TopicNotFound(f"topic {topic} does not exist on {bootstrap}")
     return parts
+
+
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tuple[int, int, bytes]]:
+    """Every message of a topic as (partition, offset, value), read to the end offsets.
+
+    Raises :class:`~exchange.errors.BrokerUnreachable` when no broker answers at
+    ``bootstrap`` and :class:`~exchange.errors.TopicNotFound` when the topic does not exist.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    with kafka_errors(bootstrap, f"reading {topic}"):
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # a client whose start failed still holds its connections
+            raise
+    with kafka_errors(bootstrap, f"reading {topic}"):
+        try:
+            parts = await topic_partitions(consumer, topic, bootstrap)
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            out: list[tuple[int, int, bytes]] = []
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+                if not batch:
+                    break
+                for tp, records in batch.items():
+                    out.extend((tp.partition, r.offset, r.value) for r in records)
+            out.sort(key=lambda m: (m[0], m[1]))
+            return out
+        finally:
+            await consumer.stop()

@@ -44,6 +44,7 @@ class AuditWriter:
         self._last: dict[int, tuple[int, str]] = {}  # partition → (seq, hash)
 
     def chain(self, partition: int) -> str:
+        """This writer's chain id on ``partition``: ``<worker>.<epoch>.<partition>``."""
         return f"{self.worker}.{self.epoch}.{partition}"
 
     def blocks(self, partition: int, rows: list, max_rows: int = MAX_BLOCK_ROWS) -> list[bytes]:
@@ -78,6 +79,9 @@ class AuditWriter:
 
 @dataclass
 class BrokenLink:
+    """One place where a chain does not hold: the audit message at (``partition``, ``offset``)
+    of ``chain``, what is wrong (``problem``) and the expected and found (seq, prev)."""
+
     partition: int
     offset: int
     chain: str
@@ -94,6 +98,8 @@ class BrokenLink:
 
 @dataclass
 class Verification:
+    """What :func:`verify` found: blocks and audit rows read, chain ids seen, broken links."""
+
     blocks: int = 0
     rows: int = 0
     chains: set[str] = field(default_factory=set)
@@ -101,6 +107,7 @@ class Verification:
 
     @property
     def ok(self) -> bool:
+        """True when no link is broken."""
         return not self.broken
 
 
@@ -139,41 +146,3 @@ def verify(messages: Iterable[tuple[int, int, bytes]]) -> Verification:
             result.broken.append(BrokenLink(partition, offset, chain, problem, f"seq {expected_seq}, prev {expected_prev}", f"seq {seq}, prev {prev}"))
         last[chain] = (seq, digest)
     return result
-
-
-async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tuple[int, int, bytes]]:
-    """Every message of a topic as (partition, offset, value), read to the end offsets.
-
-    Raises :class:`~exchange.errors.BrokerUnreachable` when no broker answers at
-    ``bootstrap`` and :class:`~exchange.errors.TopicNotFound` when the topic does not exist.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from exchange.errors import kafka_errors
-    from exchange.kafka.topics import topic_partitions
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()  # a client whose start failed still holds its connections
-            raise
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            parts = await topic_partitions(consumer, topic, bootstrap)
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[tuple[int, int, bytes]] = []
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-                if not batch:
-                    break
-                for tp, records in batch.items():
-                    out.extend((tp.partition, r.offset, r.value) for r in records)
-            out.sort(key=lambda m: (m[0], m[1]))
-            return out
-        finally:
-            await consumer.stop()

@@ -54,6 +54,7 @@ class DeniedGroup:
         self.routes = routes
         # what each denial is counted under: the subscription, or the entry when nobody subscribes
         self.scopes = tuple(r.subscription for r in routes) or (entry_id,)
+        self.audit: tuple[str, str | list[str] | None, str | list[str] | None, str, str]
         if not routes:
             self.audit = (entry_id, None, None, "denied", reason)
         elif len(routes) == 1:
@@ -69,6 +70,8 @@ Granted = tuple[Route, frozenset[str] | None]  # a route and the items its appro
 
 
 class Grouped(NamedTuple):
+    """One record's decision over all subscriptions of its entry (:func:`decide_grouped`)."""
+
     delivered: list[tuple[Route, dict[str, Any]]]  # in the order of the entry's subscriptions
     denied: tuple[DeniedGroup, ...]
     reason: str  # why the deliveries were allowed: approved or unconditional
@@ -139,7 +142,7 @@ class Grant:
             return self.unfit
         found = self._by_region.get(region)
         if found is None:
-            matched = []
+            matched: list[tuple[int, Route, frozenset[str] | None]] = []
             for length, prefixes in self.index.items():
                 matched.extend(prefixes.get(region[:length], ()))
             found = self._fit(tuple(matched))

@@ -9,9 +9,8 @@ adapter (:mod:`exchange.router.app`) fetches, sends and commits around it.
 from __future__ import annotations
 
 import base64
-import time
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +40,9 @@ BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carrie
 
 
 class FetchedRecord(Protocol):
+    """A record as the router fetches it (aiokafka's ConsumerRecord has these fields);
+    ``headers`` is a sequence of (str key, bytes value) pairs."""
+
     topic: str
     partition: int
     offset: int
@@ -49,7 +51,7 @@ class FetchedRecord(Protocol):
     headers: Any
 
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Routed:
     """Everything one batch turns into, grouped by destination."""
 
     deliveries: dict[str, list[Message]] = field(default_factory=dict)  # by delivery topic
-    audit: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by audit partition
+    audit: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # rows in AUDIT_FIELDS order, by audit partition
     dead_letters: list[Message] = field(default_factory=list)
     decisions: Counter = field(default_factory=Counter)  # (subscription or entry, decision, reason)
     dead_reasons: Counter = field(default_factory=Counter)
@@ -70,7 +72,9 @@ class Routed:
 class AuthorityStore(Protocol):
     """The authoritative values per master key (a Faust table in the router, a dict in tests)."""
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The values (item key → value) stored under master key ``key``, or None."""
+        ...
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None: ...
 
@@ -91,6 +95,7 @@ class RouterCore:
         self._entry_of_topic: dict[str, str | None] = {}
 
     def entry_of(self, topic: str) -> str | None:
+        """The catalogue entry whose ingress topic ``topic`` is on this hub; None for any other topic."""
         entry = self._entry_of_topic.get(topic, "")
         if entry == "":
             entry = self._entry_of_topic[topic] = self.topics.entry_of(topic)
@@ -101,9 +106,23 @@ class RouterCore:
         records: Iterable[FetchedRecord],
         approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
         authority: AuthorityStore | None = None,
+        *,
+        now: int,
+        clock: Callable[[], int] | None = None,
     ) -> Routed:
+        """Decode, check and decide every record of one fetched batch; nothing is sent here.
+
+        ``records`` are the fetched records of any ingress or transit topic of this hub;
+        ``approvals`` the approved applications at ``now`` (ids, or id → approved items);
+        ``authority`` the authoritative values for one-number-one-source reconciliation.
+        ``now`` is the batch's time in epoch ns, given by the caller (the policy core reads no
+        clock): it stamps the audit rows, dead letters, the ``routed`` header and the hop's
+        in-time. ``clock`` (epoch ns, e.g. ``time.time_ns``) stamps each record's hop
+        out-time; without it the out-time is ``now``. A record that fails a check is
+        dead-lettered with its reason, never raised: the result accounts for every record.
+        """
         out = Routed()
-        now = time.time_ns()
+        clock = clock or (lambda: now)
         routed_header = (H_ROUTED, b"%d" % now)
         stamp = b"%s:%d:" % (self._hub, now)
         transit_topic = self.topics.transit
@@ -114,7 +133,7 @@ class RouterCore:
         for r in records:
             out.records += 1
             if r.topic == transit_topic:
-                self._relay(out, r, now, stamp, routed_header, decisions)
+                self._relay(out, r, now, stamp, routed_header, decisions, clock)
                 continue
             try:
                 policy, headers, source = self._admit(r)
@@ -133,7 +152,7 @@ class RouterCore:
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
             if delivered:
-                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
+                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % clock())]
                 for route, value in delivered:
                     h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(value), h))
@@ -149,11 +168,14 @@ class RouterCore:
         out.decisions.update(decisions)
         return out
 
-    def _relay(self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header, decisions: Counter) -> None:
+    def _relay(
+        self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header: tuple[str, bytes], decisions: Counter,
+        clock: Callable[[], int],
+    ) -> None:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
         headers = dict(raw)
-        route = self.transit.get(headers.get(H_SUBSCRIPTION))
+        route = self.transit.get(headers.get(H_SUBSCRIPTION, b""))
         if (route is None or len(headers) != len(raw) or None in headers.values() or not _REQUIRED.issubset(headers)
                 or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
@@ -169,20 +191,23 @@ class RouterCore:
         if route.denied:
             return
         hops = headers.get(H_HOPS, b"")
-        hop = stamp + b"%d" % time.time_ns()
+        hop = stamp + b"%d" % clock()
         h = [(k, v) for k, v in raw if k != H_HOPS and k != H_ROUTED]
         h.append((H_HOPS, hops + b";" + hop if hops else hop))
         h.append(routed_header)
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
-    def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
+    def _reconcile(
+        self, out: Routed, policy: EntryPolicy, source: str, record: dict[str, Any], store: AuthorityStore, headers: dict[str, bytes], now: int,
+    ) -> dict[str, Any]:
+        assert policy.authority is not None  # the caller routes only entries with an authority here
         raw = record.get(policy.authority.master_key)
         if not isinstance(raw, str) or source != policy.provider:
             return record  # a record its provider did not send is denied anyway
         master = master_key_of(policy, record)  # the standard form: 11010519491231002x matches …02X
         known = store.get(master) if master is not None else None
         result = reconcile(policy, record, known)
-        if result.updates:
+        if result.updates and master is not None:
             merged = {**(known or {}), **result.updates}
             store[master] = merged
             out.authority_writes.append((master, merged))
@@ -194,6 +219,7 @@ class RouterCore:
         for item in result.invalid_key:
             count[(item, source, "invalid_key")] += 1
         for item, authority, truth, copy in result.conflicts:
+            assert master is not None  # a conflict is with the values stored under a master key
             count[(item, source, "conflict")] += 1
             event = {
                 "item": item, "master_key": master, "entry": policy.entry_id,
@@ -224,7 +250,7 @@ class RouterCore:
             raise InvalidRecord("bad_header", f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
-        if policy is None:
+        if policy is None or entry_id is None:
             raise InvalidRecord("unknown_entry", f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
             raise InvalidRecord("entry_mismatch", f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")

@@ -8,7 +8,7 @@ gets, which are masked, whose jurisdiction filters rows) is compiled once into a
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,6 +22,7 @@ from schemas.scenario import (
     MaskRule,
     Scenario,
     Sharing,
+    Subscription,
     SubscriptionStatus,
 )
 
@@ -44,16 +45,16 @@ DELIVERED = "delivered"
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
 # Exact types as decoded from JSON (never bool for a number; null always allowed).
-_NONE = type(None)
-_STRING = frozenset({str, _NONE})
-_NUMBER = frozenset({int, float, _NONE})
+_NONE: type = type(None)
+_STRING: frozenset[type] = frozenset({str, _NONE})
+_NUMBER: frozenset[type] = frozenset({int, float, _NONE})
 _PYTHON_TYPES: dict[ItemType, frozenset[type]] = {
     ItemType.latitude: _NUMBER,
     ItemType.longitude: _NUMBER,
     ItemType.decimal: _NUMBER,
     ItemType.integer: frozenset({int, _NONE}),
 }
-_ANY_STRING = frozenset({str})  # the padding field: any length
+_ANY_STRING: frozenset[type] = frozenset({str})  # the padding field: any length
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,6 @@ class Route:
     masked: tuple[str, ...] = ()
     delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered" or "forwarded", reason)
     decision_key: tuple = ()  # (subscription, "delivered" or "forwarded", reason): what a delivery is counted under
-    next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,11 @@ class Authority:
 
 @dataclass(frozen=True, slots=True)
 class EntryPolicy:
+    """One catalogue entry compiled for one hub: its routes (one per subscription crossing the
+    hub), the JSON types each item accepts, the item holding the record's region (row
+    filters), the authority when it is a source of a one-number-one-source item, and whether
+    the platform's negative list names it."""
+
     entry_id: str
     provider: str
     sharing: Sharing
@@ -112,6 +117,9 @@ class EntryPolicy:
 
 
 class Outcome(NamedTuple):
+    """One record's outcome for one route: delivered or not, the reason (an audit reason), and
+    the value to deliver (masked, narrowed to the approved items) when delivered."""
+
     route: Route | None
     delivered: bool
     reason: str
@@ -183,7 +191,7 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
 
 
 def _compile_entry(
-    scenario: Scenario, entry: CatalogueEntry, subs, topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
+    scenario: Scenario, entry: CatalogueEntry, subs: Iterable[Subscription], topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
 ) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None
@@ -227,7 +235,6 @@ def _compile_entry(
                 decision_key=(
                     sub.id, DELIVERED if local else FORWARDED, APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
                 ),
-                next_hub=None if local else path[1],
             )
         )
     return EntryPolicy(
@@ -298,7 +305,7 @@ def decide(
             if restrict is not None:
                 granted = restrict(route.subscription)
         if route.region is not None:
-            row_region = record.get(region_key)
+            row_region = record.get(region_key) if region_key is not None else None
             if not isinstance(row_region, str) or not row_region.startswith(route.region_prefix) or len(row_region) not in (6, 9):
                 outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
                 continue

@@ -399,7 +399,7 @@ def fig_flow_latency(r: dict[str, Any], names: Names) -> go.Figure | None:
     q = [f.get("end_to_end_ms") or {} for _, f in flows]
     fig = go.Figure()
     xs, ys = [], []
-    for label, qq in zip(labels, q):
+    for label, qq in zip(labels, q, strict=True):
         xs += [qq.get("50pct"), qq.get("max"), None]
         ys += [label, label, None]
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#cbd5e1", "width": 6}, showlegend=False,
@@ -475,7 +475,9 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
         return None
     z, text, hover = [], [], []
     for row in rows:
-        z.append([]), text.append([]), hover.append([])
+        z.append([])
+        text.append([])
+        hover.append([])
         for col in cols:
             cell = cells.get((row, col))
             if cell is None:
@@ -899,7 +901,7 @@ def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
                           f"<summary>{summary}</summary>{body}{more}</details>")
     bad = totals["mask_wrong"]
     verdict_line = (f'<span class="fail">✕ {bad:,} masked values do not match their rule</span>' if bad else
-                    f'<span class="pass">✓</span> every masked value is its masking rule applied to the source value'
+                    '<span class="pass">✓</span> every masked value is its masking rule applied to the source value'
                     if totals["masked"] else "no masked items in these flows")
     left = len(cards) - SAMPLE_FLOWS_SHOWN
     return ('<h2>What each subscriber received (脱敏 and 一数一源): sampled deliveries beside their source records</h2>'

@@ -67,6 +67,7 @@ def _control_fields(message: bytes) -> dict:
 
 
 def group_id(platform: str) -> str:
+    """The Kafka consumer group of a hub's router workers: ``dx-<platform>-router``."""
     return f"dx-{platform}-router"
 
 
@@ -174,7 +175,7 @@ class Router:
         now = time.time_ns()
         if not self.first_ns:
             self.first_ns = now
-        routed = self.core.route(records, self.book.approvals_at(now), self.authority)
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority, now=now, clock=time.time_ns)
         for u in undecodable:
             routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
             routed.dead_reasons[u.reason] += u.records
@@ -327,6 +328,8 @@ class Router:
         )
 
     def final_report(self) -> None:
+        """Write the worker's ``final`` status line: records, batches, and the decision,
+        verification, control-action and dead-letter counts (each as ``[*key, count]``)."""
         self.status.write(
             "final",
             worker=self.worker,
@@ -339,6 +342,7 @@ class Router:
         )
 
     async def stop_producer(self) -> None:
+        """Commit what is acknowledged, then stop the output producer (flushing what it holds)."""
         await self.app.commits.stop()
         if self._producer is not None:
             await self._producer.stop()
@@ -378,6 +382,11 @@ async def _unreachable(stream) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m exchange.router``: run one router worker until it is signalled to stop.
+
+    Started by the run controller with the scenario as JSON, the bootstrap address and the
+    worker's number and hub; ``--status`` names the file it writes its status lines to.
+    """
     parser = argparse.ArgumentParser(prog="python -m exchange.router", description=__doc__)
     parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
     parser.add_argument("--bootstrap", required=True)

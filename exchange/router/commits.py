@@ -44,6 +44,10 @@ class CommitPipeline:
         self.commit_seconds = 0.0
 
     async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
+        """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
+        committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
+        did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
+        earlier batch whose outputs were not acknowledged (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -67,7 +71,7 @@ class CommitPipeline:
             offsets, done, added = self._queue[0]
             try:
                 await done
-            except BaseException as exc:  # outputs not acked: never commit past this batch
+            except BaseException as exc:  # noqa: BLE001 - outputs not acked: never commit past this batch
                 self.failed = exc
                 log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
                 self._queue.clear()
@@ -87,8 +91,8 @@ class CommitPipeline:
         t0 = time.perf_counter()
         try:
             await self._commit(pending)
-        except Exception as exc:  # a rebalance took the partitions: the new owner re-reads them
-            log.info("commit of %s skipped: %r", sorted(pending), exc)
+        except Exception as exc:  # noqa: BLE001 - a rebalance took the partitions (to narrow: issue #15 step 4)
+            log.info("commit of %s skipped: %r", sorted(pending), exc)  # type: ignore[type-var]  # TPs are tuples
         else:
             if self._observe is not None:
                 now = time.monotonic()
@@ -105,6 +109,7 @@ class CommitPipeline:
             await self._commit_pending()
 
     async def stop(self) -> None:
+        """Commit every batch whose outputs are acknowledged (:meth:`flush`), then stop."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()

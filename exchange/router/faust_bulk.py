@@ -38,6 +38,8 @@ BatchHandler = Callable[[Mapping[TP, list[Any]]], Awaitable[Awaitable[None]]]
 
 
 class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the app's ``fetch_max_wait_ms`` (ms) on its aiokafka consumer."""
+
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
@@ -64,15 +66,19 @@ class BulkConsumer(faust_aiokafka.Consumer):
         return records, active
 
     async def on_partitions_revoked(self, revoked) -> None:
+        """Before giving partitions up, commit what is acknowledged (waiting at most
+        ``REVOKE_FLUSH_TIMEOUT_S``); the next owner re-reads the rest."""
         app: BulkApp = self.app  # type: ignore[assignment]
         try:  # commit what is done; whatever is not is re-read by the partitions' next owner
             await asyncio.wait_for(app.commits.flush(), REVOKE_FLUSH_TIMEOUT_S)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the next owner re-reads (to narrow: issue #15 step 4)
             log.info("partitions revoked before batches in flight were committed: %r", exc)
         await super().on_partitions_revoked(revoked)
 
 
 class BulkTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the :class:`BulkConsumer`."""
+
     Consumer = BulkConsumer
 
 
@@ -91,6 +97,7 @@ class BulkApp(faust.App):
 
     @property
     def commits(self) -> CommitPipeline:
+        """The worker's commit pipeline, made on first use (the consumer thread exists by then)."""
         if self._commits is None:
             self._commits = CommitPipeline(self.consumer._thread.commit, observe=self.observe_commit)  # type: ignore[attr-defined]
         return self._commits
@@ -99,5 +106,7 @@ class BulkApp(faust.App):
         return BulkTransport(self.conf.broker_consumer, self)
 
     def route_in_bulk(self, topics: frozenset[str], handler: BatchHandler) -> None:
+        """Send the records of ``topics`` to ``handler`` a fetched batch at a time, instead of
+        Faust's agents; the awaitable the handler returns resolves when the outputs are acked."""
         self.bulk_topics = frozenset(topics)
         self.bulk_handler = handler

@@ -92,8 +92,8 @@ class _LenientBuffer(bytearray):
 class _LenientBatch(_DefaultRecordBatchPy):
     def _maybe_uncompress(self) -> None:
         super()._maybe_uncompress()
-        if not isinstance(self._buffer, _LenientBuffer):
-            self._buffer = _LenientBuffer(self._buffer)
+        if not isinstance(self._buffer, _LenientBuffer):  # type: ignore[has-type]  # aiokafka's, unannotated
+            self._buffer = _LenientBuffer(self._buffer)  # type: ignore[has-type]
 
 
 class _SafeBatch:
@@ -133,7 +133,7 @@ class _SafeBatch:
             if self._check_crc and not batch.validate_crc():
                 raise CorruptRecordException("the batch's CRC does not match its bytes")
             out.extend(batch)
-        except Exception as exc:  # anything the decoder raises: the rest of the batch cannot be read
+        except Exception as exc:  # noqa: BLE001 - anything the decoder raises: the rest of the batch cannot be read
             out.append(self._undecodable(out, exc))
         return out
 
@@ -200,7 +200,7 @@ class _LenientPartitionRecords(fetcher.PartitionRecords):
         try:
             yield from super()._unpack_records()
             return
-        except Exception as exc:  # noqa: BLE001 - read again below; re-raised when that cannot be done
+        except Exception as exc:  # read again below; re-raised when that cannot be done
             raw = getattr(self._records, "raw", None)
             if raw is None:
                 raise

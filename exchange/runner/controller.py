@@ -198,7 +198,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
     kind = broker.kind if broker is not None else None
     children: list[_Child] = []
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_id = secrets.token_hex(4)
     sd_file = None
     injector: FaultInjector | None = None
@@ -236,7 +236,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
-        workers_by_id = {str(i): r for (hub, i, _), r in zip(names, routers) if hub == names[0][0]}
+        workers_by_id = {str(i): r for (hub, i, _), r in zip(names, routers, strict=True) if hub == names[0][0]}
         chaos_args: list[str] = []
         if faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
@@ -259,7 +259,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         t0 = time.monotonic()
         if faults:
             # what was done when, and every lag sample the recovery times come from
-            chaos_log = stack.enter_context(open(run_dir / "chaos.jsonl", "ab", buffering=0))
+            chaos_log = stack.enter_context(open(run_dir / "chaos.jsonl", "ab", buffering=0))  # noqa: SIM115 - the stack closes it
             injector = FaultInjector(faults, workers_by_id, consumers,
                                      broker.pid if broker is not None else None, run_dir / "consumers.paused")
         lag_samples: list[chaos.LagSample] = []
