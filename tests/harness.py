@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -71,6 +73,15 @@ def broker_kinds(*kinds: str) -> list:
         else:
             out.append(pytest.param(kind, id=kind))
     return out
+
+
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port this process holds (bound and listening) until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
 
 
 @asynccontextmanager
