@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from exchange.kafka import brokers
 from exchange.kafka.apache import KafkaUnavailable, locate
+from exchange.kafka.tansu import EmbeddedBroker
 from exchange.runner.processes import spawn, terminate
 from exchange.scenarios.loader import parse
 from exchange.runner.status import StatusReader
@@ -94,11 +95,14 @@ async def running_broker(spec: str, log_path: Path | None = None):
 class RouterProcess:
     """A router worker for one scenario on a given broker, started like a run starts it.
 
-    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it."""
+    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it; ``env``,
+    variables added to the worker's environment. ``async with`` starts and stops it."""
 
-    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu") -> None:
+    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu",
+                 env: dict[str, str] | None = None) -> None:
         self.scenario = scenario
         self.kind = kind
+        self.env = env
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.worker = worker
@@ -119,7 +123,7 @@ class RouterProcess:
         if brokers.fetch_wait_ms(self.kind):
             argv += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(self.kind))]
         started = time.monotonic()
-        self.proc = spawn(argv, log_path=self.log_path)
+        self.proc = spawn(argv, log_path=self.log_path, env={**os.environ, **self.env} if self.env else None)
         reader = StatusReader(self.status_path)
         while time.monotonic() - started < timeout:
             if any(e["event"] == "ready" for e in reader.read()):
@@ -132,6 +136,26 @@ class RouterProcess:
     def stop(self) -> None:
         if self.proc is not None:
             terminate(self.proc)
+
+    async def __aenter__(self) -> RouterProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def router_on_embedded_broker(workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None) -> Iterator[RouterProcess]:
+    """A started embedded broker and a ready router worker on it (default: the sharing
+    scenario), for synchronous fixtures; both stopped when the block ends."""
+    with EmbeddedBroker() as broker:
+        router = RouterProcess(scenario or sharing_scenario(), broker.bootstrap, workdir, env=env)
+        try:
+            asyncio.run(router.start())
+            yield router
+        finally:
+            router.stop()
 
 
 def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:
