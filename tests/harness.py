@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from exchange.kafka import brokers
 from exchange.kafka.apache import KafkaUnavailable, locate
+from exchange.kafka.tansu import EmbeddedBroker
 from exchange.runner.processes import spawn, terminate
 from exchange.scenarios.loader import parse
 from exchange.runner.status import StatusReader
@@ -73,6 +76,15 @@ def broker_kinds(*kinds: str) -> list:
     return out
 
 
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port this process holds (bound and listening) until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
 @asynccontextmanager
 async def running_broker(spec: str, log_path: Path | None = None):
     """A started broker of the given spec (tansu, kafka, kafka:3), stopped on exit."""
@@ -83,11 +95,14 @@ async def running_broker(spec: str, log_path: Path | None = None):
 class RouterProcess:
     """A router worker for one scenario on a given broker, started like a run starts it.
 
-    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it."""
+    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it; ``env``,
+    variables added to the worker's environment. ``async with`` starts and stops it."""
 
-    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu") -> None:
+    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu",
+                 env: dict[str, str] | None = None) -> None:
         self.scenario = scenario
         self.kind = kind
+        self.env = env
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.worker = worker
@@ -108,7 +123,7 @@ class RouterProcess:
         if brokers.fetch_wait_ms(self.kind):
             argv += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(self.kind))]
         started = time.monotonic()
-        self.proc = spawn(argv, log_path=self.log_path)
+        self.proc = spawn(argv, log_path=self.log_path, env={**os.environ, **self.env} if self.env else None)
         reader = StatusReader(self.status_path)
         while time.monotonic() - started < timeout:
             if any(e["event"] == "ready" for e in reader.read()):
@@ -121,6 +136,26 @@ class RouterProcess:
     def stop(self) -> None:
         if self.proc is not None:
             terminate(self.proc)
+
+    async def __aenter__(self) -> RouterProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def router_on_embedded_broker(workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None) -> Iterator[RouterProcess]:
+    """A started embedded broker and a ready router worker on it (default: the sharing
+    scenario), for synchronous fixtures; both stopped when the block ends."""
+    with EmbeddedBroker() as broker:
+        router = RouterProcess(scenario or sharing_scenario(), broker.bootstrap, workdir, env=env)
+        try:
+            asyncio.run(router.start())
+            yield router
+        finally:
+            router.stop()
 
 
 def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:

@@ -20,14 +20,7 @@ from schemas.applications import ControlEvent
 from schemas.envelope import H_ROUTED, H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import (
-    RouterProcess,
-    envelope,
-    new_run,
-    publish,
-    read_all,
-    sharing_scenario,
-)
+from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,13 +28,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def plane(tmp_path_factory):
-    async with EmbeddedBroker() as broker:
-        router = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("control"))
-        await router.start()
-        try:
-            yield router
-        finally:
-            router.stop()
+    async with EmbeddedBroker() as broker, RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("control")) as router:
+        yield router
 
 
 async def control(plane, action: str, actor: str, consumer: str = "b", entry: str = "cond", **extra) -> int:

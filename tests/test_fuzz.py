@@ -40,7 +40,7 @@ from schemas.envelope import (
     record_headers,
 )
 
-from .harness import envelope, new_run, sharing_scenario
+from .harness import envelope, new_run, router_on_embedded_broker, sharing_scenario
 
 # --- the pure core ------------------------------------------------------------------
 
@@ -345,21 +345,8 @@ WIRE_KINDS = ["random_bytes", "wrong_type", "huge_value", "missing_header", "dup
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
     """A real embedded broker and a real router worker process, started as a run starts them."""
-    import asyncio
-
-    from exchange.kafka.tansu import EmbeddedBroker
-
-    from .harness import RouterProcess
-
-    broker = EmbeddedBroker()
-    broker.start()
-    process = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("fuzz-router"))
-    try:
-        asyncio.run(process.start())
+    with router_on_embedded_broker(tmp_path_factory.mktemp("fuzz-router")) as process:
         yield process
-    finally:
-        process.stop()
-        broker.stop()
 
 
 def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_them_delivered(router):
@@ -592,32 +579,13 @@ def test_out_of_range_headers_are_delivered_and_a_real_subscriber_survives_them(
 @pytest.fixture(scope="module")
 def router_without_codecs(tmp_path_factory):
     """A router whose aiokafka finds no codec library (as installed without aiokafka's extras): the issue's crash."""
-    import asyncio
     import os
-
-    from exchange.kafka.tansu import EmbeddedBroker
-
-    from .harness import RouterProcess
 
     site = tmp_path_factory.mktemp("no-cramjam")
     (site / "sitecustomize.py").write_text("import sys\nsys.modules['cramjam'] = None  # import cramjam raises ImportError\n")
-    broker = EmbeddedBroker()
-    broker.start()
-    process = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("router-no-codecs"))
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved) if p)
-    try:
-        asyncio.run(process.start())
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
-    try:
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    with router_on_embedded_broker(tmp_path_factory.mktemp("router-no-codecs"), env={"PYTHONPATH": path}) as process:
         yield process
-    finally:
-        process.stop()
-        broker.stop()
 
 
 def test_a_router_without_a_codecs_library_dead_letters_those_batches_and_routes_the_rest(router_without_codecs):

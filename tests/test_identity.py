@@ -128,20 +128,17 @@ def test_generated_credit_codes_valid(seed, region):
     assert idn._org_code_check(value[8:16]) == value[16]
 
 
-@given(seeds, st.integers(0, 17), st.sampled_from(ID_CHARS))
-def test_resident_id_single_substitution_detected(seed, pos, ch):
-    value = resident_id(random.Random(seed), "441900")
+@pytest.mark.parametrize(("generate", "alphabet", "is_valid"), [
+    pytest.param(resident_id, ID_CHARS, is_valid_resident_id, id="resident_id"),
+    pytest.param(credit_code, CC_ALPHABET, is_valid_credit_code, id="credit_code"),
+])
+@given(seed=seeds, pos=st.integers(0, 17), data=st.data())
+def test_single_substitution_detected(generate, alphabet, is_valid, seed, pos, data):
+    value = generate(random.Random(seed), "441900")
+    ch = data.draw(st.sampled_from(alphabet), label="substitute")
     if value[pos] == ch:
         return
-    assert not is_valid_resident_id(value[:pos] + ch + value[pos + 1:])
-
-
-@given(seeds, st.integers(0, 17), st.sampled_from(CC_ALPHABET))
-def test_credit_code_single_substitution_detected(seed, pos, ch):
-    value = credit_code(random.Random(seed), "441900")
-    if value[pos] == ch:
-        return
-    assert not is_valid_credit_code(value[:pos] + ch + value[pos + 1:])
+    assert not is_valid(value[:pos] + ch + value[pos + 1:])
 
 
 def test_all_single_substitutions_detected_exhaustively():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,7 +27,7 @@ from exchange.kafka.tansu import BrokerError
 from exchange.kafka.apache import KafkaBroker, KafkaUnavailable
 from exchange.kafka.topics import create_topics
 
-from .harness import ROOT, kafka_missing, pids_mentioning
+from .harness import ROOT, busy_port, kafka_missing, pids_mentioning
 from .test_broker import CHILD_ATEXIT_PROBE, alive, subreaper, wait_gone  # noqa: F401 - subreaper is a fixture
 
 def jvms_of(python_pid: int) -> list[int]:
@@ -208,12 +207,8 @@ def test_an_explicit_busy_port_names_the_port():
     if kafka_missing():
         pytest.skip(kafka_missing())
     before = set(jvms_of(os.getpid()))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(BrokerError, match=str(port)):
-            KafkaBroker(port=port).start()
+    with busy_port() as port, pytest.raises(BrokerError, match=str(port)):
+        KafkaBroker(port=port).start()
     assert set(jvms_of(os.getpid())) <= before
 
 
