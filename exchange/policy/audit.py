@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import AUDIT_FIELDS
+from schemas.envelope import AUDIT_FIELDS, AuditRow
 
 GENESIS = "0" * 64
 
@@ -27,6 +27,13 @@ def block_hash(block: dict[str, Any]) -> str:
     """sha256 over the block without its own hash, in canonical JSON (sorted keys)."""
     body = {k: v for k, v in block.items() if k != "hash"}
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _row(value: Any) -> Any:
+    """orjson's fallback: an :class:`~schemas.envelope.AuditRow` (a NamedTuple orjson refuses) as a plain tuple."""
+    if isinstance(value, AuditRow):
+        return tuple(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class AuditWriter:
@@ -42,6 +49,9 @@ class AuditWriter:
 
     def block(self, partition: int, rows: list) -> bytes:
         """The next block of ``partition``'s chain, encoded.
+
+        ``rows`` are tuples (or lists) in :data:`~schemas.envelope.AUDIT_FIELDS` order, or
+        :class:`~schemas.envelope.AuditRow`; an ``AuditRow`` encodes as the plain tuple it is.
 
         One JSON encoding, not four: the body is encoded with sorted keys, which is
         byte for byte what :func:`block_hash` encodes after a reader decodes it (rows hold
@@ -60,6 +70,7 @@ class AuditWriter:
                 "rows": rows,
             },
             option=orjson.OPT_SORT_KEYS,
+            default=_row,
         )
         digest = hashlib.sha256(body).hexdigest()
         self._last[partition] = (seq + 1, digest)

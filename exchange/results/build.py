@@ -25,10 +25,10 @@ from schemas.results import (
     WarmupResult,
     WorkflowResult,
 )
+from schemas.outcomes import DeadLetterReason
 from schemas.scenario import Scenario
 
 from exchange.results.latency import merge, new_histogram, quantile_map, quantiles_ms
-from exchange.policy.routing import BAD_TRANSIT
 
 
 @dataclass
@@ -106,7 +106,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for (s, d, _), c in decisions.items() if s in scopes and d == "denied")
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(c * (1 if r == BAD_TRANSIT else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
+        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),
