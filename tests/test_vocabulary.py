@@ -8,15 +8,21 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange import metrics
 
 from exchange.policy.audit import AuditWriter, block_hash, verify
 from exchange.policy.routing import RouterCore
-from exchange.policy.sharing import compile_policy, compile_transit, decide
+from exchange.policy.sharing import compile_policy, compile_transit, decide, possible_outcomes
 from exchange.scenarios.loader import parse
 from schemas.envelope import AUDIT_FIELDS, AuditRecord, AuditRow, Topics, audit_records, audit_rows, record_headers
 from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, VerificationResult
 from tests.harness import sharing_scenario
+from tests.test_grouping import REGIONS, SUBS
 from tests.test_one_source import SCENARIO as ONE_SOURCE
+from tests.test_policy import cases, policies, row_scenario
 
 ENUMS = (Decision, DeliveryReason, DenialReason, DeadLetterReason, VerificationResult)
 
@@ -125,3 +131,92 @@ def test_fanout_is_one_outcome_per_subscription_and_at_least_one() -> None:
     by_entry = shared.subscriptions_by_entry
     assert shared.fanout() == {e.id: max(1, len(by_entry.get(e.id, ()))) for e in shared.catalogue}
     assert any(n > 1 for n in shared.fanout().values())
+
+
+# What the policy can decide, and the metrics' label sets derived from it ---------------------
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_decide_gives_only_possible_outcomes(case) -> None:
+    s, approvals, record, source = case
+    policy = policies(s)["e"]
+    possible = {(route, decision, reason) for route, decision, reason in possible_outcomes(policy)}
+    for o in decide(policy, source, record, approvals):
+        decision = o.route.decision_key[1] if o.delivered else Decision.denied
+        assert (o.route, decision, o.reason) in possible
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["unconditional", "conditional", "not_shared"]), st.sampled_from(REGIONS),
+       st.none() | st.sets(st.sampled_from(SUBS)), st.sampled_from(["prov", "city"]))
+def test_row_filters_give_only_possible_outcomes(sharing, region, approvals, source) -> None:
+    policy = policies(row_scenario(sharing))["gps"]
+    possible = set(possible_outcomes(policy))
+    for o in decide(policy, source, {"vehicle.plate": "粤S12345", "vehicle.region": region}, approvals):
+        assert (o.route, o.route.decision_key[1] if o.delivered else Decision.denied, o.reason) in possible
+
+
+def test_every_possible_outcome_of_the_row_filters_happens() -> None:
+    """The bound is tight: each outcome possible_outcomes names, some record and approvals give."""
+    policy = policies(row_scenario("conditional"))["gps"]
+    seen = set()
+    for region in REGIONS:
+        for approvals in (None, set(), set(SUBS)):
+            for source in ("prov", "city"):
+                for o in decide(policy, source, {"vehicle.plate": "粤S12345", "vehicle.region": region}, approvals):
+                    seen.add((o.route, o.route.decision_key[1] if o.delivered else Decision.denied, o.reason))
+    assert seen == set(possible_outcomes(policy))
+
+
+def _labels(scenario):
+    return {m._name: {tuple(map(str, labels)) for labels in sets} for m, sets in metrics.label_sets(scenario).items()}
+
+
+def test_label_sets_cover_what_a_cascade_decides() -> None:
+    """Forwarded, relayed, a hub's negative list and bad transit: what the old restated rules left out."""
+    from tests.test_cascade import scenario as cascade
+
+    scenario = cascade()
+    labels = _labels(scenario)
+    decisions = labels["dx_router_decisions"]
+    kinds = {(d, r) for _, _, _, d, r in decisions}
+    assert {("forwarded", "relayed"), ("denied", "hub_negative_list"), ("dead_lettered", "bad_transit")} <= kinds
+    assert any(d == "forwarded" and r in ("approved", "unconditional") for d, r in kinds), "the provider's hub forwards"
+    refused = {t.subscription for hub in scenario.all_platforms for t in compile_transit(scenario, hub).values() if t.denied}
+    for hub in scenario.hubs_in_use:  # every record a hub relays or refuses in transit is a labelled outcome
+        for t in compile_transit(scenario, hub).values():
+            if t.denied or t.subscription not in refused:  # past a hub that refuses it, nothing arrives
+                assert (hub, t.entry, t.subscription, t.audit.decision, t.audit.reason) in decisions
+        if compile_transit(scenario, hub):
+            assert (hub, metrics.TRANSIT_ENTRY) in labels["dx_router_records_in"]
+            assert (hub, "forwarded") in labels["dx_audit_records_written"] or all(
+                t.final or t.denied for t in compile_transit(scenario, hub).values())
+    # deliveries are counted on the consumer's own hub, where its subscriber runs
+    for _, sub, consumer in labels["dx_records_delivered"]:
+        assert scenario.platform_of(consumer) == _
+    assert refused and not refused & {sub for _, sub, _ in labels["dx_records_delivered"]}
+
+
+def test_label_sets_cover_what_the_router_core_counts() -> None:
+    """Route every entry of the sharing scenario from every department: each decision the
+    router counts (its labels as the router worker builds them) was pre-created."""
+    scenario = sharing_scenario()
+    topics = Topics(scenario.platform.id)
+    core = RouterCore(compile_policy(scenario, topics), topics, "w")
+    scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}  # as exchange/router/app.py labels them
+    records, n = [], 0
+    for entry in scenario.catalogue:
+        for dept in scenario.departments:
+            n += 1
+            records.append(SimpleNamespace(topic=topics.ingress(entry.id), partition=0, offset=n, key=None,
+                                           value=orjson.dumps({}), headers=record_headers(b"1.%d" % n, entry.id, dept.id, 1, 1, "r")))
+    records.append(SimpleNamespace(topic=topics.ingress("nope"), partition=0, offset=n + 1, key=None, value=b"{}", headers=[]))
+    labels = _labels(scenario)
+    p = scenario.platform.id
+    for approvals in (None, set(), {s.id for s in scenario.subscriptions}):
+        routed = core.route(records, approvals)
+        for (scope, decision, reason), _ in routed.decisions.items():
+            entry, sub = scope_labels.get(scope, (scope, ""))
+            assert (p, entry, sub, decision, reason) in labels["dx_router_decisions"]
+        for reason in routed.dead_reasons:
+            assert (p, "", "", "dead_lettered", reason) in labels["dx_router_decisions"]
+            assert (p, reason) in labels["dx_dead_letters"]

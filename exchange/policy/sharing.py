@@ -122,9 +122,13 @@ def delivery_reason(sharing: Sharing) -> DeliveryReason:
     return DeliveryReason.approved if sharing is Sharing.conditional else DeliveryReason.unconditional
 
 
-def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = None) -> dict[str, EntryPolicy]:
+def compile_policy(
+    scenario: Scenario, topics: Topics, platform: str | None = None, entries: Container[str] | None = None,
+) -> dict[str, EntryPolicy]:
     """Compile the rules of every entry published on ``platform`` (the main one by
-    default) once, before any record arrives."""
+    default) once, before any record arrives; entry id → its policy. ``entries``
+    restricts it to those entries (the live ones, say: most of a real catalogue is
+    dormant); KeyError for one that is not in the catalogue."""
     platform = platform or scenario.platform.id
     subs = scenario.subscriptions_by_entry
     hub = scenario.all_platforms[platform]
@@ -133,7 +137,7 @@ def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = No
         entry.id: _compile_entry(
             scenario, entry, subs.get(entry.id, ()), topics, _authority(entry, scenario.authority), entry.id in negative_entries,
         )
-        for entry in scenario.catalogue
+        for entry in (scenario.catalogue if entries is None else [scenario.entries[e] for e in entries])
         if scenario.platform_of(entry.provider) == platform
     }
 
@@ -300,6 +304,34 @@ def decide(
                 value[key] = apply_mask(rule, value[key])
         outcomes.append(Outcome(route, True, DeliveryReason.approved if conditional else DeliveryReason.unconditional, value))
     return outcomes
+
+
+def possible_outcomes(policy: EntryPolicy) -> list[tuple[Route | None, Decision, Reason]]:
+    """Every (route, decision, reason) :func:`decide` can give for a record of this entry,
+    whatever the record, its sender and the approvals in force; route None: nobody subscribes.
+
+    The same rules as :func:`decide`, read for their reach instead of applied to one record:
+    a bound for the metrics' label sets (``exchange/metrics/labels.py``), never a guess. The
+    decision of a delivery is the route's (``forwarded`` when the consumer is on another
+    hub of a cascade, see :func:`compile_transit` for what the hubs on the way decide).
+    ``tests/test_vocabulary.py`` checks that what :func:`decide` gives is always among them.
+    """
+    if not policy.routes:
+        return [(None, Decision.denied, DenialReason.no_subscriber)]
+    if policy.negative_listed:
+        return [(r, Decision.denied, DenialReason.negative_list) for r in policy.routes]
+    if policy.sharing is Sharing.not_shared:
+        return [(r, Decision.denied, DenialReason.not_shared) for r in policy.routes]
+    out: list[tuple[Route | None, Decision, Reason]] = []
+    for route in policy.routes:
+        out.append((route, Decision.denied, DenialReason.not_provider))
+        if policy.sharing is Sharing.conditional:  # approvals come and go during a run
+            out.append((route, Decision.denied, DenialReason.not_approved))
+        if route.region is not None:
+            out.append((route, Decision.denied, DenialReason.out_of_jurisdiction))
+        _, decision, reason = route.decision_key
+        out.append((route, decision, reason))
+    return out
 
 
 class Reconciled(NamedTuple):
