@@ -12,13 +12,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange import metrics
-
 from exchange.policy.audit import AuditWriter, block_hash, verify
 from exchange.policy.routing import RouterCore
-from exchange.policy.sharing import compile_policy, compile_transit, decide, possible_outcomes
+from exchange.policy.sharing import (
+    compile_policy,
+    compile_transit,
+    decide,
+    possible_outcomes,
+)
 from exchange.scenarios.loader import parse
-from schemas.envelope import AUDIT_FIELDS, AuditRecord, AuditRow, Topics, audit_records, audit_rows, record_headers
-from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, VerificationResult
+from schemas.envelope import (
+    AUDIT_FIELDS,
+    AuditRecord,
+    AuditRow,
+    Topics,
+    audit_records,
+    audit_rows,
+    record_headers,
+)
+from schemas.outcomes import (
+    DeadLetterReason,
+    Decision,
+    DeliveryReason,
+    DenialReason,
+    VerificationResult,
+)
 from tests.harness import sharing_scenario
 from tests.test_grouping import REGIONS, SUBS
 from tests.test_one_source import SCENARIO as ONE_SOURCE
@@ -81,7 +99,7 @@ def test_audit_rows_carry_the_enums_by_name() -> None:
     for row in map(AuditRow._make, rows):
         assert row.decision in (Decision.delivered, Decision.denied)
         assert row.reason in (DeliveryReason if row.decision == Decision.delivered else DenialReason).__members__
-    for (scope, decision, reason), n in routed.decisions.items():
+    for (_scope, decision, reason), n in routed.decisions.items():
         assert isinstance(decision, Decision) and isinstance(reason, (DeliveryReason, DenialReason)) and n > 0
 
 
@@ -191,8 +209,8 @@ def test_label_sets_cover_what_a_cascade_decides() -> None:
             assert (hub, "forwarded") in labels["dx_audit_records_written"] or all(
                 t.final or t.denied for t in compile_transit(scenario, hub).values())
     # deliveries are counted on the consumer's own hub, where its subscriber runs
-    for _, sub, consumer in labels["dx_records_delivered"]:
-        assert scenario.platform_of(consumer) == _
+    for hub, _sub, consumer in labels["dx_records_delivered"]:
+        assert scenario.platform_of(consumer) == hub
     assert refused and not refused & {sub for _, sub, _ in labels["dx_records_delivered"]}
 
 

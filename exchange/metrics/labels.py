@@ -25,7 +25,6 @@ from schemas.envelope import Topics, hop_segments
 from schemas.outcomes import OUTCOME_DECISIONS, DeadLetterReason, Decision, DeliveryReason, DenialReason, VerificationResult
 from schemas.scenario import Scenario
 
-from exchange.metrics.faust import FAUST_PER_TOPIC_FIELDS, faust_family_names
 from exchange.metrics.families import (
     APPROVALS,
     AUDIT_RECORDS_READ,
@@ -60,6 +59,7 @@ from exchange.metrics.families import (
     VERIFICATIONS,
     series_per_child,
 )
+from exchange.metrics.faust import FAUST_PER_TOPIC_FIELDS, faust_family_names
 from exchange.policy.sharing import EntryPolicy, compile_policy, compile_transit, possible_outcomes
 
 # Bounded label values (schemas/outcomes.py) ---------------------------------------------

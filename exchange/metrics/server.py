@@ -73,6 +73,8 @@ def advertised_host(bind_host: str | None = None) -> str:
 
 
 def sd_target_path(run_dir: Path | str, role: str, ident: str) -> Path:
+    """Where this process's target file goes: ``sd-<role>-<ident>.json`` (unsafe characters
+    replaced by ``_``) in ``$DX_METRICS_SD_DIR``, or else ``run_dir``."""
     directory = Path(os.environ.get(SD_DIR_ENV) or run_dir)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{role}-{ident}")
     return directory / f"sd-{safe}.json"
