@@ -94,3 +94,9 @@ class VerificationResult(StrEnum):
     conflict = "conflict"  # it does not (and a quality event is published)
     unverified = "unverified"  # the source has not published a value for the master key yet
     invalid_key = "invalid_key"  # the record's master key fits no standard form (schemas/keys.py)
+
+
+class QualityReason(StrEnum):
+    """Why a data-quality event (数据质量) was published on a hub's quality topic."""
+
+    inconsistent = "inconsistent"  # a copy disagrees with its authoritative source (一数一源 conflict)

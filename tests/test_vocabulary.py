@@ -35,6 +35,7 @@ from schemas.outcomes import (
     Decision,
     DeliveryReason,
     DenialReason,
+    QualityReason,
     VerificationResult,
 )
 from tests.harness import sharing_scenario
@@ -42,7 +43,7 @@ from tests.test_grouping import REGIONS, SUBS
 from tests.test_one_source import SCENARIO as ONE_SOURCE
 from tests.test_policy import cases, policies, row_scenario
 
-ENUMS = (Decision, DeliveryReason, DenialReason, DeadLetterReason, VerificationResult)
+ENUMS = (Decision, DeliveryReason, DenialReason, DeadLetterReason, VerificationResult, QualityReason)
 
 
 @pytest.mark.parametrize("enum", ENUMS, ids=lambda e: e.__name__)

@@ -22,7 +22,15 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from schemas.applications import State
 from schemas.envelope import Topics, hop_segments
-from schemas.outcomes import OUTCOME_DECISIONS, DeadLetterReason, Decision, DeliveryReason, DenialReason, VerificationResult
+from schemas.outcomes import (
+    OUTCOME_DECISIONS,
+    DeadLetterReason,
+    Decision,
+    DeliveryReason,
+    DenialReason,
+    QualityReason,
+    VerificationResult,
+)
 from schemas.scenario import Scenario
 
 from exchange.metrics.families import (
@@ -71,8 +79,8 @@ DENIED_REASONS = tuple(DenialReason)
 DEAD_LETTER_REASONS = tuple(DeadLetterReason)
 #: one-number-one-source verification of a copied item against its source department
 VERIFICATION_RESULTS = tuple(VerificationResult)
-#: data-quality events the router publishes: a copy that disagrees with its source
-QUALITY_REASONS = ("inconsistent",)
+#: data-quality events the router publishes (a copy that disagrees with its source)
+QUALITY_REASONS = tuple(QualityReason)
 #: the SLO every run reports, named or not
 DEFAULT_SLOS = ("conservation",)
 #: approval states of an application (申请), schemas/applications.py

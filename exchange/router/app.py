@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
 from schemas.envelope import AuditRow, Topics
-from schemas.outcomes import Decision, VerificationResult
+from schemas.outcomes import Decision, QualityReason, VerificationResult
 from schemas.scenario import Scenario
 
 from exchange.router import lenient_records
@@ -232,7 +232,7 @@ class Router:
         for (item, dept, result), n in routed.verifications.items():
             metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
             if result == VerificationResult.conflict:  # each conflict is one quality event
-                metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
+                metrics.QUALITY_EVENTS.labels(p, dept, QualityReason.inconsistent).inc(n)
         metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
         metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)
 
