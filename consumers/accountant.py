@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from exchange import metrics
 from schemas.envelope import H_RUN, H_TRACE, Topics
+from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
 from consumers.dedupe import SeenSet
 
@@ -138,7 +139,7 @@ class Accountant:
                 self.foreign += 1
                 continue
             decision = row[i_decision]
-            if decision not in ("delivered", "denied"):
+            if decision not in OUTCOME_DECISIONS:
                 continue  # forwarded by a hub of a cascade, or a control-plane row: not an outcome
             subs = row[i_sub]
             trace = row[i_trace].encode()
@@ -148,7 +149,7 @@ class Accountant:
                     continue
                 self.decisions[(scope, decision, row[i_reason])] += 1
                 self._read[decision] += 1
-                if decision == "denied":
+                if decision == Decision.denied:
                     self.denied += 1
                 else:
                     self.audited_deliveries += 1

@@ -39,12 +39,6 @@ PAUSE_POLL_S = 0.1
 log = logging.getLogger(__name__)
 
 
-def fanout(scenario: Scenario) -> dict[str, int]:
-    """Outcomes one record of each entry accounts for: one per subscription, at least one."""
-    subs = scenario.subscriptions_by_entry
-    return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
-
-
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
               samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
@@ -78,7 +72,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         if limit is not None:
             s.consume_rate = limit
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id)
     if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
         for s in subscribers:
             if s.department in state["subscribers"]:

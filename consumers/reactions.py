@@ -33,11 +33,10 @@ class ReactionEngine:
         self.ingress = {e.id: Topics(scenario.platform_of(e.provider)).ingress(e.id) for e in scenario.catalogue}
         self.run = run_id
         self.rng = random.Random(seed * 31 + 7)
-        authority = scenario.authority
         self.by_trigger: dict[tuple[str, str], list[tuple[int, Reaction, RecordFactory]]] = defaultdict(list)
         for n, r in enumerate(scenario.reactions):
             entry = scenario.entries[r.publish]
-            copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+            copies = tuple(scenario.copied_items(r.publish))
             factory = RecordFactory(entry, pool, random.Random(seed * 977 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate)
             self.by_trigger[(r.department, r.on)].append((n, r, factory))
         self.produced: dict[str, int] = defaultdict(int)

@@ -234,7 +234,6 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         for policy in compile_policy(scenario, Topics(hub), hub).values():
             for route in policy.routes:
                 routes[route.subscription] = route
-    authority = scenario.authority
     lines = []
     for flow in sorted(sampler.samples):
         route = routes.get(flow)
@@ -242,8 +241,7 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         items = list(route.items) if route else []
         for s in sampler.samples[flow]:
             entry = scenario.entries.get(s.entry)
-            copies = {i.key: authority[i.key] for i in entry.items
-                      if i.key in authority and authority[i.key] != entry.provider} if entry else {}
+            copies = scenario.copied_items(entry.id) if entry else {}
             lines.append(orjson.dumps(sample_line(s, masks, items, entry.provider if entry else "", copies)))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(b"".join(line + b"\n" for line in lines))

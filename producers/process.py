@@ -31,11 +31,10 @@ def build_publishers(
 ) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
-    authority = scenario.authority
     profiles = scenario.entry_profiles()
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
-        copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+        copies = tuple(scenario.copied_items(entry_id))
         factory = RecordFactory(
             entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
         )

@@ -570,6 +570,22 @@ class Scenario(_Model):
         """一数一源: item key → its authoritative source department."""
         return {i.key: e.provider for e in self.catalogue for i in e.items if i.authoritative}
 
+    def copied_items(self, entry: str) -> dict[str, str]:
+        """一数一源: the items of catalogue entry ``entry`` its provider holds a copy of, each
+        mapped to its authoritative source department (another one), in the entry's item
+        order; empty when the provider is the source of all it publishes. KeyError for an
+        unknown entry."""
+        authority, found = self.authority, self.entries[entry]
+        return {i.key: authority[i.key] for i in found.items if i.key in authority and authority[i.key] != found.provider}
+
+    def fanout(self) -> dict[str, int]:
+        """Outcomes one record of each catalogue entry accounts for (entry id → count): one
+        per subscription, or one denial (no_subscriber) when nobody subscribes. A record
+        produced is accounted when that many outcomes (delivered, denied, dead-lettered)
+        are counted for it."""
+        subs = self.subscriptions_by_entry
+        return {e.id: max(1, len(subs.get(e.id, ()))) for e in self.catalogue}
+
     @cached_property
     def negative_items(self) -> frozenset[str]:
         return frozenset(self.negative_list.items)

@@ -8,11 +8,12 @@ import orjson
 import pytest
 
 from exchange.kafka.tansu import EmbeddedBroker
-from exchange.policy.sharing import HUB_NEGATIVE_LIST, compile_policy, compile_transit
+from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.policy.routing import RouterCore
 from exchange.runner.controller import RunOptions, run
 from exchange.scenarios.loader import ScenarioError, parse
 from schemas.envelope import H_HOPS, H_SUBSCRIPTION, Topics, record_headers
+from schemas.outcomes import DenialReason
 
 from .harness import read_all
 
@@ -80,7 +81,7 @@ def test_each_hub_routes_its_own_entries_and_relays_the_rest():
     assert compile_policy(s, Topics("gz"), "gz") == {}  # nothing is published on the province
     city = compile_transit(s, "gy")
     assert city[b"prov-tax.county-licence"].topic == "dx.gz.transit"
-    assert city[b"prov-tax.county-secret"].denied == HUB_NEGATIVE_LIST  # the city's own rule
+    assert city[b"prov-tax.county-secret"].denied == DenialReason.hub_negative_list  # the city's own rule
     province = compile_transit(s, "gz")
     assert province[b"prov-tax.county-licence"].final and province[b"prov-tax.county-licence"].topic == "dx.gz.out.prov-tax"
     assert province[b"gd-market.county-licence"].topic == "dx.nation.transit"
@@ -141,7 +142,7 @@ async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path)
         assert flows[sub].delivered == licences and flows[sub].duplicates == 0
     # the city hub's rule: denied there, once, and nowhere delivered
     secret = flows["prov-tax.county-secret"]
-    assert secret.delivered == 0 and secret.denied_by_reason == {HUB_NEGATIVE_LIST: secrets}
+    assert secret.delivered == 0 and secret.denied_by_reason == {DenialReason.hub_negative_list: secrets}
     # one path per destination, with its hubs in order
     assert result.paths["nm > gy > gz"].delivered == licences
     assert result.paths["nm"].delivered == licences
@@ -154,7 +155,7 @@ async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path)
     rows = {hub: _rows(records, run_id) for hub, records in audits.items()}
     secret_rows = {hub: [r for r in rs if r["entry"] == "county-secret"] for hub, rs in rows.items()}
     assert {r["decision"] for r in secret_rows["nm"]} == {"forwarded"}
-    assert {(r["decision"], r["reason"]) for r in secret_rows["gy"]} == {("denied", HUB_NEGATIVE_LIST)}
+    assert {(r["decision"], r["reason"]) for r in secret_rows["gy"]} == {("denied", DenialReason.hub_negative_list)}
     assert len(secret_rows["gy"]) == secrets and not secret_rows["gz"]  # the province never saw it
     to_province = [r for r in rows["gz"] if r["subscription"] == "prov-tax.county-licence"]
     assert {r["decision"] for r in to_province} == {"delivered"} and len(to_province) == licences

@@ -5,7 +5,7 @@
 
 The JSON files are committed (Grafana provisions them from deploy/grafana/dashboards/);
 edit this file, not the JSON. Every query uses only metric names defined in
-exchange/metrics.py (and Faust's, exposed by exchange.metrics.faust_sensor):
+exchange/metrics/families.py (and Faust's, exposed by exchange.metrics.faust_sensor):
 tests/test_deploy.py checks that, and tests/test_prometheus_integration.py evaluates every
 query against a real Prometheus.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import AUDIT_FIELDS
+from schemas.envelope import AUDIT_FIELDS, AuditRow
 
 GENESIS = "0" * 64
 
@@ -33,6 +33,13 @@ def block_hash(block: dict[str, Any]) -> str:
 #: ``message.max.bytes`` (1,048,588 bytes by default). An audit row encodes to ~100-300
 #: bytes, so 2,000 rows stay near 600 KB at worst; a larger routed batch takes several blocks.
 MAX_BLOCK_ROWS = 2000
+
+
+def _row(value: Any) -> Any:
+    """orjson's fallback: an :class:`~schemas.envelope.AuditRow` (a NamedTuple orjson refuses) as a plain tuple."""
+    if isinstance(value, AuditRow):
+        return tuple(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class AuditWriter:
@@ -54,6 +61,9 @@ class AuditWriter:
     def block(self, partition: int, rows: list) -> bytes:
         """The next block of ``partition``'s chain, encoded.
 
+        ``rows`` are tuples (or lists) in :data:`~schemas.envelope.AUDIT_FIELDS` order, or
+        :class:`~schemas.envelope.AuditRow`; an ``AuditRow`` encodes as the plain tuple it is.
+
         One JSON encoding, not four: the body is encoded with sorted keys, which is
         byte for byte what :func:`block_hash` encodes after a reader decodes it (rows hold
         strings, integers, lists and nulls, which decode and re-encode unchanged), so
@@ -71,6 +81,7 @@ class AuditWriter:
                 "rows": rows,
             },
             option=orjson.OPT_SORT_KEYS,
+            default=_row,
         )
         digest = hashlib.sha256(body).hexdigest()
         self._last[partition] = (seq + 1, digest)

@@ -31,12 +31,12 @@ from schemas.envelope import (
     SCHEMA_VERSION,
     Topics,
 )
+from schemas.outcomes import DeadLetterReason, Decision, VerificationResult
 
 from exchange.policy.grouping import Grant, decide_grouped
 from exchange.policy.sharing import EntryPolicy, InvalidRecord, TransitRoute, check_record, master_key_of, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
-BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carried one subscription
 
 
 class FetchedRecord(Protocol):
@@ -59,10 +59,10 @@ class Routed:
     """Everything one batch turns into, grouped by destination."""
 
     deliveries: dict[str, list[Message]] = field(default_factory=dict)  # by delivery topic
-    audit: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # rows in AUDIT_FIELDS order, by audit partition
+    audit: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # by audit partition: rows in AuditRow order
     dead_letters: list[Message] = field(default_factory=list)
-    decisions: Counter = field(default_factory=Counter)  # (subscription or entry, decision, reason)
-    dead_reasons: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)  # (subscription or entry, Decision, reason)
+    dead_reasons: Counter = field(default_factory=Counter)  # DeadLetterReason → records
     quality: list[Message] = field(default_factory=list)  # one-number-one-source conflicts
     authority_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (master key, values)
     verifications: Counter = field(default_factory=Counter)  # (item, copying department, result)
@@ -151,6 +151,7 @@ class RouterCore:
             trace = headers[H_TRACE].decode()
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
+            # audit rows are plain tuples in AuditRow order: orjson does not encode a NamedTuple
             if delivered:
                 header_list = [*r.headers, (H_HOPS, stamp + b"%d" % clock())]
                 for route, value in delivered:
@@ -164,7 +165,7 @@ class RouterCore:
                 denials[group] += 1
         for group, n in denials.items():
             for scope in group.scopes:
-                decisions[(scope, "denied", group.reason)] += n
+                decisions[(scope, Decision.denied, group.reason)] += n
         out.decisions.update(decisions)
         return out
 
@@ -180,14 +181,14 @@ class RouterCore:
                 or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
                       else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
-            self._dead_letter(out, r, BAD_TRANSIT, detail, now, route.entry if route else None)
+            self._dead_letter(out, r, DeadLetterReason.bad_transit, detail, now, route.entry if route else None)
             return
         trace = headers[H_TRACE].decode(errors="replace")
         run = headers.get(H_RUN, b"").decode(errors="replace")
         source = headers[H_SOURCE].decode(errors="replace")
         audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
         audit.append((trace, run, source, now, *route.audit, (), ()))
-        decisions[(route.subscription, route.audit[3], route.audit[4])] += 1
+        decisions[(route.subscription, route.audit.decision, route.audit.reason)] += 1
         if route.denied:
             return
         hops = headers.get(H_HOPS, b"")
@@ -213,14 +214,14 @@ class RouterCore:
             out.authority_writes.append((master, merged))
         count = out.verifications
         for item in result.verified:
-            count[(item, source, "verified")] += 1
+            count[(item, source, VerificationResult.verified)] += 1
         for item in result.unverified:
-            count[(item, source, "unverified")] += 1
+            count[(item, source, VerificationResult.unverified)] += 1
         for item in result.invalid_key:
-            count[(item, source, "invalid_key")] += 1
+            count[(item, source, VerificationResult.invalid_key)] += 1
         for item, authority, truth, copy in result.conflicts:
             assert master is not None  # a conflict is with the values stored under a master key
-            count[(item, source, "conflict")] += 1
+            count[(item, source, VerificationResult.conflict)] += 1
             event = {
                 "item": item, "master_key": master, "entry": policy.entry_id,
                 "authority": authority, "authoritative_value": truth,
@@ -236,32 +237,32 @@ class RouterCore:
         headers = dict(raw)
         if len(headers) != len(raw):
             dupes = sorted({k for k, _ in raw if sum(1 for k2, _ in raw if k2 == k) > 1})
-            raise InvalidRecord("duplicate_header", f"headers given more than once: {dupes}")
+            raise InvalidRecord(DeadLetterReason.duplicate_header, f"headers given more than once: {dupes}")
         if None in headers.values():  # Kafka allows a null header value; none of ours is ever null
-            raise InvalidRecord("bad_header", f"headers with a null value: {[k for k, v in raw if v is None]}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"headers with a null value: {[k for k, v in raw if v is None]}")
         if not "".join(headers).isascii() and not all(_utf8(k) for k in headers):
-            raise InvalidRecord("bad_header", f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
         if not _REQUIRED.issubset(headers):
-            raise InvalidRecord("missing_header", f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
+            raise InvalidRecord(DeadLetterReason.missing_header, f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
         if headers[H_SCHEMA] != SCHEMA_VERSION:
-            raise InvalidRecord("unsupported_schema", f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
+            raise InvalidRecord(DeadLetterReason.unsupported_schema, f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
         if not (_is_ns(headers[H_INTENDED]) and _is_ns(headers[H_SENT])):
             name = H_INTENDED if not _is_ns(headers[H_INTENDED]) else H_SENT
-            raise InvalidRecord("bad_header", f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
         if policy is None or entry_id is None:
-            raise InvalidRecord("unknown_entry", f"topic {r.topic!r} is not the ingress of a catalogue entry")
+            raise InvalidRecord(DeadLetterReason.unknown_entry, f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
-            raise InvalidRecord("entry_mismatch", f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
+            raise InvalidRecord(DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
         try:
             source = headers[H_SOURCE].decode()
             headers[H_TRACE].decode()
         except UnicodeDecodeError as exc:
-            raise InvalidRecord("bad_header", f"header is not UTF-8: {exc}") from None
+            raise InvalidRecord(DeadLetterReason.bad_header, f"header is not UTF-8: {exc}") from None
         return policy, headers, source
 
-    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: str, detail: str, now: int, entry: str | None = None) -> None:
+    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> None:
         raw = list(r.headers or ())
         trace = next((v for k, v in raw if k == H_TRACE), None)
         subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None
@@ -293,11 +294,11 @@ def _is_ns(value: bytes) -> bool:
 
 def _decode(value: bytes | None) -> Any:
     if value is None:
-        raise InvalidRecord("empty_value", "the record has no value (tombstone)")
+        raise InvalidRecord(DeadLetterReason.empty_value, "the record has no value (tombstone)")
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRecord("bad_json", str(exc)) from None
+        raise InvalidRecord(DeadLetterReason.bad_json, str(exc)) from None
 
 
 

@@ -26,10 +26,10 @@ from schemas.results import (
     WarmupResult,
     WorkflowResult,
 )
+from schemas.outcomes import DeadLetterReason
 from schemas.scenario import Scenario
 
 from exchange.results.latency import merge, new_histogram, quantile_map, quantiles_ms
-from exchange.policy.routing import BAD_TRANSIT
 
 
 @dataclass
@@ -57,10 +57,8 @@ def rates(samples: list[tuple[float, int]]) -> list[float]:
 
 
 def expected_outcomes(scenario: Scenario, produced: dict[str, int]) -> dict[str, int]:
-    """Outcomes each entry owes, by entry id: a record produced counts once per subscription
-    to its entry (delivered, denied or dead-lettered), once when nobody subscribes."""
-    subs = scenario.subscriptions_by_entry
-    return {e: n * max(1, len(subs.get(e, ()))) for e, n in produced.items()}
+    fanout = scenario.fanout()
+    return {e: n * fanout.get(e, 1) for e, n in produced.items()}
 
 
 def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: str) -> Result:
@@ -109,17 +107,18 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         )
 
     by_entry: dict[str, EntryCounts] = {}
+    fanout = scenario.fanout()
     for entry in scenario.catalogue:
         subs = subs_by_entry.get(entry.id, ())
         n = produced.get(entry.id, 0)
         if n == 0 and not any(e == entry.id for e, _ in dead):
             continue
         scopes = {s.id for s in subs} | {entry.id}
-        expected = n * max(1, len(subs))
+        expected = n * fanout[entry.id]
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for (s, d, _), c in decisions.items() if s in scopes and d == "denied")
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(c * (1 if r == BAD_TRANSIT else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
+        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items() if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),

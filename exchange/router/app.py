@@ -25,7 +25,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
-from schemas.envelope import Topics
+from schemas.envelope import AuditRow, Topics
+from schemas.outcomes import Decision, QualityReason, VerificationResult
 from schemas.scenario import Scenario
 
 from exchange.router import lenient_records
@@ -222,17 +223,17 @@ class Router:
             entry, sub = self._scope_labels.get(scope, (scope, ""))
             metrics.ROUTER_DECISIONS.labels(p, entry, sub, decision, reason).inc(n)
             written[decision] += n
-            if decision == "delivered" and sub in self._masked_subs:
+            if decision == Decision.delivered and sub in self._masked_subs:
                 metrics.ROUTER_MASKED_RECORDS.labels(p, entry, sub).inc(n)
         for decision, n in written.items():
             metrics.AUDIT_RECORDS_WRITTEN.labels(p, decision).inc(n)
         for reason, n in routed.dead_reasons.items():
             metrics.DEAD_LETTERS.labels(p, reason).inc(n)
-            metrics.ROUTER_DECISIONS.labels(p, "", "", "dead_lettered", reason).inc(n)
+            metrics.ROUTER_DECISIONS.labels(p, "", "", Decision.dead_lettered, reason).inc(n)
         for (item, dept, result), n in routed.verifications.items():
             metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
-            if result == "conflict":  # each conflict is one quality event
-                metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
+            if result == VerificationResult.conflict:  # each conflict is one quality event
+                metrics.QUALITY_EVENTS.labels(p, dept, QualityReason.inconsistent).inc(n)
         metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
         metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)
 
@@ -243,16 +244,19 @@ class Router:
             try:
                 event = ControlEvent.model_validate_json(message)
                 app = self.book.apply(event)
-                row = (event.application, "", event.actor, now, event.entry, event.consumer, event.application,
-                       app.state.value, event.reason or event.purpose or event.action, event.items or [], [])
+                row = AuditRow(trace=event.application, run="", source=event.actor, at_ns=now, entry=event.entry,
+                               consumer=event.consumer, subscription=event.application, decision=app.state.value,
+                               reason=event.reason or event.purpose or event.action, items=event.items or [], masked=[])
                 self.control_actions[(event.action, "accepted")] += 1
                 verdict = ControlVerdict(request_id=event.request_id, action=event.action, actor=event.actor,
                                          application=event.application, accepted=True, state=app.state.value,
                                          worker=self.worker, at_ns=now)
             except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
                 fields = _control_fields(message)
-                row = (fields.get("application", "?"), "", fields.get("actor", "?"), now, fields.get("entry", "?"),
-                       fields.get("consumer"), fields.get("application"), "refused", str(exc)[:300], [], [])
+                row = AuditRow(trace=fields.get("application", "?"), run="", source=fields.get("actor", "?"), at_ns=now,
+                               entry=fields.get("entry", "?"), consumer=fields.get("consumer"),
+                               subscription=fields.get("application"), decision="refused", reason=str(exc)[:300],
+                               items=[], masked=[])
                 self.control_actions[(fields.get("action", "?"), "refused")] += 1
                 log.warning("control event refused: %s", exc)
                 verdict = ControlVerdict(request_id=fields.get("request_id", ""), action=fields.get("action", "?"),
@@ -338,7 +342,7 @@ class Router:
             decisions=[[*k, v] for k, v in self.decisions.items()],
             verifications=[[*k, v] for k, v in self.verifications.items()],
             control_actions=[[*k, v] for k, v in self.control_actions.items()],
-            dead_letters=dict(self.dead),
+            dead_letters={str(reason): n for reason, n in self.dead.items()},  # orjson keys: plain str
         )
 
     async def stop_producer(self) -> None:

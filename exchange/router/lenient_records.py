@@ -33,13 +33,12 @@ from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import _MemoryRecordsPy
 
+from schemas.outcomes import DeadLetterReason
+
 log = logging.getLogger(__name__)
 
 _installed = False
 
-#: dead-letter reasons for a batch that cannot be decoded
-UNSUPPORTED_CODEC = "unsupported_codec"  # the batch names a codec this process cannot decode
-CORRUPT_BATCH = "corrupt_batch"  # CRC mismatch, a payload that does not decompress, broken records
 #: Kafka's compression codecs by their id in a batch's attributes (bits 0-2)
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 #: raw bytes of an undecodable batch kept in its dead letter, at most (a fetch may hold 8 MB).
@@ -53,8 +52,9 @@ class UndecodableBatch:
 
     ``first_offset`` … ``offset`` (the batch's last offset, so the consumer's position and
     commit move past it) are the offsets it stands for; ``records`` their number, from the
-    batch header; ``codec`` the codec named in the batch; ``reason`` :data:`UNSUPPORTED_CODEC`
-    or :data:`CORRUPT_BATCH`; ``detail`` the decoder's error; ``raw`` the batch as fetched
+    batch header; ``codec`` the codec named in the batch; ``reason`` ``DeadLetterReason.unsupported_codec``
+    (a codec this process cannot decode) or ``corrupt_batch`` (CRC mismatch, a payload that does not
+    decompress, broken records); ``detail`` the decoder's error; ``raw`` the batch as fetched
     (``None`` above :data:`MAX_KEPT_BYTES`); ``size`` its length in bytes. ``key``, ``value``
     and ``headers`` are empty, as on a record without them.
     """
@@ -154,7 +154,7 @@ class _SafeBatch:
             count = min(count, header_count - len(decoded))
         unsupported = isinstance(exc, (UnsupportedCodecError, NotImplementedError))
         raw = bytes(self._raw) if len(self._raw) <= MAX_KEPT_BYTES else None
-        return UndecodableBatch(first, last, max(0, count), codec, UNSUPPORTED_CODEC if unsupported else CORRUPT_BATCH,
+        return UndecodableBatch(first, last, max(0, count), codec, DeadLetterReason.unsupported_codec if unsupported else DeadLetterReason.corrupt_batch,
                                 f"{type(exc).__name__}: {exc}"[:500], raw, len(self._raw),
                                 getattr(batch, "first_timestamp", -1))
 
