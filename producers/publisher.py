@@ -16,9 +16,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
 from exchange import metrics
+from exchange.kafka import clients
 from exchange.kafka.batching import Partitioner, send_batches
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import new_histogram, record_many_ns, record_ns
@@ -122,15 +121,7 @@ class DepartmentPublisher:
         self.schedules = schedules
         self.stats = stats
         self._source = department.encode()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=f"dept-{department}",
-            acks="all",
-            max_batch_size=512 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            request_timeout_ms=30_000,
-            retry_backoff_ms=200,
-        )
+        self._producer = clients.producer("publisher", bootstrap, client_id=f"dept-{department}")
         self._partitioner = Partitioner(self._producer)
         self._in_flight = 0
         self._acked = asyncio.Event()

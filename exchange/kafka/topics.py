@@ -19,7 +19,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from exchange.errors import ExchangeError, TopicMismatch, kafka_errors
+from exchange.errors import ExchangeError, TopicMismatch
+from exchange.kafka import clients
 
 
 def topic_plan(scenario: Scenario) -> dict[str, int]:
@@ -102,32 +103,23 @@ async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, 
     (topics only checked, never created) exists with another partition count, before
     creating anything; :class:`~exchange.errors.BrokerUnreachable` when no broker answers.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-topology")
-    with kafka_errors(bootstrap, "creating the scenario's topics"):
-        try:
-            await admin.start()
-        except BaseException:
-            await admin.close()
-            raise
-        try:
-            existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-            wrong = mismatches({**(check or {}), **plan}, existing)
-            if wrong:
-                raise TopicMismatch(
-                    f"{len(wrong)} topic(s) on {bootstrap} exist with other partitions than this scenario needs: "
-                    f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
-                    "or use a fresh broker"
-                )
-            missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
-                       for name, parts in plan.items() if name not in existing]
-            for start in range(0, len(missing), batch):
-                try:
-                    await admin.create_topics(missing[start : start + batch])
-                except TopicAlreadyExistsError:
-                    pass
-            await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
-        finally:
-            await admin.close()
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "creating the scenario's topics") as admin:
+        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+        wrong = mismatches({**(check or {}), **plan}, existing)
+        if wrong:
+            raise TopicMismatch(
+                f"{len(wrong)} topic(s) on {bootstrap} exist with other partitions than this scenario needs: "
+                f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
+                "or use a fresh broker"
+            )
+        missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
+                   for name, parts in plan.items() if name not in existing]
+        for start in range(0, len(missing), batch):
+            try:
+                await admin.create_topics(missing[start : start + batch])
+            except TopicAlreadyExistsError:
+                pass
+        await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 10.0) -> None:

@@ -137,33 +137,23 @@ async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tu
     Raises :class:`~exchange.errors.BrokerUnreachable` when no broker answers at
     ``bootstrap`` and :class:`~exchange.errors.TopicNotFound` when the topic does not exist.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    from exchange.errors import kafka_errors
+    from exchange.kafka import clients
     from exchange.kafka.topics import topic_partitions
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()  # a client whose start failed still holds its connections
-            raise
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            parts = await topic_partitions(consumer, topic, bootstrap)
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[tuple[int, int, bytes]] = []
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-                if not batch:
-                    break
-                for tp, records in batch.items():
-                    out.extend((tp.partition, r.offset, r.value) for r in records)
-            out.sort(key=lambda m: (m[0], m[1]))
-            return out
-        finally:
-            await consumer.stop()
+    async with clients.started(clients.consumer("topic_reader", bootstrap), bootstrap, f"reading {topic}") as consumer:
+        parts = await topic_partitions(consumer, topic, bootstrap)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[tuple[int, int, bytes]] = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                break
+            for tp, records in batch.items():
+                out.extend((tp.partition, r.offset, r.value) for r in records)
+    out.sort(key=lambda m: (m[0], m[1]))
+    return out

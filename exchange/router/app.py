@@ -32,6 +32,7 @@ from exchange.router import lenient_records
 
 from exchange import metrics
 from exchange.policy.audit import AuditWriter
+from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.faust_bulk import BulkApp
@@ -149,14 +150,7 @@ class Router:
         # log record that no handler printed (measured: a tenth of an idle worker's CPU)
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         report_crashes(self.status)  # again: the worker's logging set-up cleared the root logger's handlers
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=f"router-{self.worker}",
-            acks="all",
-            max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
-            linger_ms=0,
-        )
+        self._producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}")
         await self._producer.start()
         self._sender = BatchSender(self._producer)
         ready = round(process_age_s(), 3)
