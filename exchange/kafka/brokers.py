@@ -2,7 +2,8 @@
 
 ``tansu`` is the embedded Tansu broker (exchange/kafka/tansu.py: zero install, memory storage,
 one node); ``kafka`` one Apache Kafka KRaft node and ``kafka:3`` three, each a controller
-and a broker (exchange/kafka/apache.py: needs Java 17+ and ``exchange kafka fetch``).
+and a broker (exchange/kafka/apache.py: needs Java 17+ and ``exchange kafka fetch``, see
+exchange/kafka/distribution.py).
 """
 
 from __future__ import annotations
