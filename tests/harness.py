@@ -118,9 +118,9 @@ class RouterProcess:
             await asyncio.sleep(0.05)
         raise TimeoutError("router not ready")
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
+    def stop(self) -> int | None:
+        """SIGTERM the worker (SIGKILL after 5 s); its exit code."""
+        return terminate(self.proc) if self.proc is not None else None
 
 
 def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:

@@ -180,6 +180,32 @@ def admin(name: str, bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings("admin", name, **overrides))
 
 
+#: The router's consumer group session timeout (s). Tansu completes a group join after half
+#: the session timeout; Faust's default (60 s) makes a new worker wait 30 s. Heartbeats run on
+#: Faust's consumer thread, so a short session timeout does not evict a worker busy routing.
+ROUTER_SESSION_TIMEOUT_S = 2.0
+ROUTER_HEARTBEAT_S = 0.25
+
+
+def faust_router_settings(bootstrap: str, partitions: int) -> dict[str, Any]:
+    """The Kafka settings of the router's Faust app (:class:`faust.App` keyword arguments):
+    its consumer of the ingress, transit and control topics and its producer of table
+    changelogs. ``bootstrap`` is ``HOST:PORT[,HOST:PORT…]``; ``partitions`` those of the
+    tables' changelog topics. The router's own output producer is profile ``router_sink``."""
+    return dict(
+        broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],
+        topic_replication_factor=1,
+        topic_partitions=partitions,
+        broker_session_timeout=ROUTER_SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=ROUTER_HEARTBEAT_S,
+        broker_rebalance_timeout=ROUTER_SESSION_TIMEOUT_S * 2,
+        broker_max_poll_records=1000,  # bounds a batch's latency and the memory in flight
+        consumer_max_fetch_size=8 * MiB,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+
+
 @contextlib.asynccontextmanager
 async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, bootstrap: str,
                   doing: str) -> AsyncIterator[Any]:
@@ -198,5 +224,5 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminCli
             await stop()
 
 
-__all__ = ["KAFKA_FETCH_WAIT_MS", "PROFILES", "Profile", "UnknownProfile", "admin", "consumer", "fetch_wait_ms",
-           "producer", "profile", "settings", "started"]
+__all__ = ["KAFKA_FETCH_WAIT_MS", "PROFILES", "Profile", "UnknownProfile", "admin", "consumer", "faust_router_settings",
+           "fetch_wait_ms", "producer", "profile", "settings", "started"]

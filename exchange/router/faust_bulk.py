@@ -98,6 +98,13 @@ class BulkApp(faust.App):
     def _new_transport(self):
         return BulkTransport(self.conf.broker_consumer, self)
 
+    async def _stop_consumer(self) -> None:
+        # Faust's on_stop: the fetcher is stopped here, the consumer thread only later (with
+        # the app's children), so the batches still in flight can be committed in between.
+        await super()._stop_consumer()
+        if self._commits is not None:
+            await self._commits.stop()
+
     def route_in_bulk(self, topics: frozenset[str], handler: BatchHandler) -> None:
         self.bulk_topics = frozenset(topics)
         self.bulk_handler = handler
