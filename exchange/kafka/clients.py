@@ -22,7 +22,8 @@ Exactly-once: ``producer(..., idempotent=True)`` sets ``enable_idempotence``;
 ``acks="all"``, as Kafka requires). The embedded Tansu broker answers the producer-id
 request of an idempotent producer with ``UnknownError``: exactly-once needs Apache Kafka.
 
-Sizes are bytes, times milliseconds, as aiokafka names them.
+Sizes are bytes, times milliseconds, as aiokafka names them. A malformed bootstrap address
+raises :class:`BadBootstrap` (an ``ExchangeError``: one line) before any client is made.
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ KAFKA_FETCH_WAIT_MS = 500
 TANSU_FETCH_WAIT_MS = 10
 
 Kind = Literal["producer", "consumer", "admin"]
+
+
+class BadBootstrap(ExchangeError, ValueError):
+    """A bootstrap address that is not ``HOST[:PORT][,HOST[:PORT]…]`` with ports 1-65535."""
+
+
+def check_bootstrap(bootstrap: str) -> str:
+    """``bootstrap`` unchanged when it is ``HOST[:PORT][,HOST[:PORT]…]`` (``[IPv6]:PORT`` too,
+    port 1-65535, Kafka's 9092 when left out); else :class:`BadBootstrap` naming the part."""
+    parts = [p.strip() for p in bootstrap.split(",")]
+    for part in parts:
+        host, port = part, "9092"
+        if not part.endswith("]") and ":" in part:
+            host, _, port = part.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise BadBootstrap(f"bootstrap address {bootstrap!r}: {part!r} is not HOST:PORT with a port from 1 to 65535")
+    return bootstrap
 
 
 class UnknownProfile(ExchangeError, KeyError):
@@ -166,18 +184,18 @@ def producer(name: str, bootstrap: str, *, broker_kind: str | None = None, idemp
             kwargs["acks"] = "all"
     if transactional_id is not None:
         kwargs["transactional_id"] = transactional_id
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs)
+    return AIOKafkaProducer(bootstrap_servers=check_bootstrap(bootstrap), **kwargs)
 
 
 def consumer(name: str, bootstrap: str, *topics: str, broker_kind: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
     """An unstarted :class:`~aiokafka.AIOKafkaConsumer` of profile ``name``, subscribed to
     ``topics`` when given (else assign partitions yourself)."""
-    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, **settings("consumer", name, broker_kind=broker_kind, **overrides))
+    return AIOKafkaConsumer(*topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides))
 
 
 def admin(name: str, bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:
     """An unstarted :class:`~aiokafka.admin.AIOKafkaAdminClient` of profile ``name``."""
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings("admin", name, **overrides))
+    return AIOKafkaAdminClient(bootstrap_servers=check_bootstrap(bootstrap), **settings("admin", name, **overrides))
 
 
 #: The router's consumer group session timeout (s). Tansu completes a group join after half
@@ -193,7 +211,7 @@ def faust_router_settings(bootstrap: str, partitions: int) -> dict[str, Any]:
     changelogs. ``bootstrap`` is ``HOST:PORT[,HOST:PORT…]``; ``partitions`` those of the
     tables' changelog topics. The router's own output producer is profile ``router_sink``."""
     return dict(
-        broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],
+        broker=[f"kafka://{host.strip()}" for host in check_bootstrap(bootstrap).split(",")],
         topic_replication_factor=1,
         topic_partitions=partitions,
         broker_session_timeout=ROUTER_SESSION_TIMEOUT_S,
@@ -224,5 +242,5 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminCli
             await stop()
 
 
-__all__ = ["KAFKA_FETCH_WAIT_MS", "PROFILES", "Profile", "UnknownProfile", "admin", "consumer", "faust_router_settings",
+__all__ = ["KAFKA_FETCH_WAIT_MS", "PROFILES", "BadBootstrap", "Profile", "UnknownProfile", "check_bootstrap", "admin", "consumer", "faust_router_settings",
            "fetch_wait_ms", "producer", "profile", "settings", "started"]
