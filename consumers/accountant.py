@@ -11,9 +11,10 @@ import base64
 from collections import Counter
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from exchange import metrics
+from exchange.kafka import clients
 from schemas.envelope import H_RUN, H_TRACE, Topics
 from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
@@ -47,15 +48,7 @@ class Accountant:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, for checkpoints
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="dx-accountant",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=10_000,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
+        self._consumer = clients.consumer("audit_reader", bootstrap)
 
     async def start(self) -> None:
         await self._consumer.start()

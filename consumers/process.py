@@ -125,7 +125,9 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         for task in background:
             task.cancel()
         await reactions.stop()
-        await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
+        for r, stopped in zip(readers, await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the reading
+                log.error("stopping %r failed", r, exc_info=stopped)
     samples = {}
     if samples_path is not None and sampler.samples:
         started = time.monotonic()

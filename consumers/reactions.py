@@ -16,8 +16,8 @@ import time
 from collections import defaultdict
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
+from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.results.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
 from producers.records import EntityPool, RecordFactory
@@ -43,7 +43,7 @@ class ReactionEngine:
         self.pending = 0
         self._seq: dict[int, int] = defaultdict(int)
         self._due: list[tuple[int, str, bytes, bytes, list]] = []  # (due_ns, topic, key, value, headers)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="reactions", acks="all", max_batch_size=1024 * 1024)
+        self._producer = clients.producer("reactions", bootstrap)
         self._sender = BatchSender(self._producer)
         self._task: asyncio.Task | None = None
 

@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from exchange.kafka import clients
+
 from exchange.policy.sharing import compile_policy
 from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, Topics
 from schemas.scenario import Scenario
@@ -107,9 +109,7 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     wanted = {entry: by_trace for entry, by_trace in wanted.items() if entry in scenario.entries}
     topics = {entry: Topics(scenario.platform_of(scenario.entries[entry].provider)).ingress(entry) for entry in wanted}
     deadline = time.monotonic() + budget_s
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="samples",
-                                fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
-                                request_timeout_ms=max(1000, int(budget_s * 1000)))
+    consumer = clients.consumer("samples", bootstrap, request_timeout_ms=max(1000, int(budget_s * 1000)))
     try:
         await asyncio.wait_for(consumer.start(), max(0.1, deadline - time.monotonic()))
         await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup),

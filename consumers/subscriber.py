@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
+from exchange.kafka import clients
 from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
 from exchange.runner.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
@@ -106,18 +107,14 @@ class Subscriber:
         self.lag_known = False  # False until the group has assigned the topic (and while the broker does not answer)
         # Auto-commit when nothing is checkpointed; else the process commits after each
         # checkpoint (consumers/checkpoint.py), so committed offsets never pass it.
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = clients.consumer(
+            "subscriber",
+            bootstrap,
             topic,
-            bootstrap_servers=bootstrap,
             group_id=group,
             client_id=f"sub-{department}",
-            auto_offset_reset="earliest",
             enable_auto_commit=auto_commit,
-            auto_commit_interval_ms=1000,
-            max_poll_records=5000,
             fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=min(500, session_timeout_ms // 6),
         )

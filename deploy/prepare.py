@@ -30,13 +30,15 @@ async def create_replicated_topics(
     bootstrap: str, plan: dict[str, int], replication: int, min_isr: int, timeout_s: float = 120.0
 ) -> list[str]:
     """Create the missing topics of ``plan``; return the names created."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+    from exchange.kafka import clients
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:  # the brokers may still be starting
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-prepare")
+        admin = clients.admin("prepare", bootstrap)
         try:
             await admin.start()
             break

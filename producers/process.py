@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
+import sys
 import time
 from pathlib import Path
 
 from exchange.runner.processes import report_crashes
 from exchange import metrics
+from exchange.errors import ExchangeError
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import encode, sample_quantiles
 from exchange.runner.status import StatusWriter
@@ -24,6 +27,7 @@ from producers.publisher import DepartmentPublisher, PublishStats, Schedule
 from producers.records import RecordFactory, entity_pool
 
 STATS_INTERVAL_S = 1.0
+log = logging.getLogger(__name__)
 
 
 def build_publishers(
@@ -70,7 +74,9 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
     finally:
         if reporter is not None:
             reporter.cancel()
-        await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
+        for p, stopped in zip(publishers, await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the run
+                log.error("stopping %s's producer failed", p.department, exc_info=stopped)
     status.write(
         "final",
         elapsed_s=(time.time_ns() - start_ns) / 1e9,
@@ -116,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
                         args.warmup, args.schedule_file))
+    except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
+        status.write("error", message=str(exc))
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         status.write("error", message=f"{type(exc).__name__}: {exc}")
         raise

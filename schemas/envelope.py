@@ -145,7 +145,7 @@ class AuditRecord(BaseModel):
 
 
 AUDIT_FIELDS = tuple(AuditRecord.model_fields)
-assert AUDITED_DECISIONS == tuple(RoutingDecision.__args__)  # one source: schemas/outcomes.py
+assert tuple(RoutingDecision.__args__) == AUDITED_DECISIONS  # one source: schemas/outcomes.py
 
 
 class AuditDecision(NamedTuple):

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from exchange.kafka import brokers
+from exchange.kafka import brokers, clients
 from exchange.kafka.apache import KafkaUnavailable, locate
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.runner.processes import spawn, terminate
@@ -133,9 +133,9 @@ class RouterProcess:
             await asyncio.sleep(0.05)
         raise TimeoutError("router not ready")
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
+    def stop(self) -> int | None:
+        """SIGTERM the worker (SIGKILL after 5 s); its exit code."""
+        return terminate(self.proc) if self.proc is not None else None
 
     async def __aenter__(self) -> RouterProcess:
         await self.start()
@@ -164,7 +164,7 @@ def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, b
 
 
 async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = clients.producer("control", bootstrap, client_id="dx-test")
     await producer.start()
     try:
         futures = [await producer.send(topic, value=v, key=k, headers=h) for k, v, h in messages]
@@ -175,7 +175,7 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
 
 async def read_all(bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5):
     """Every record on a topic (of one run, when given), read until ``until`` records or an idle spell."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = clients.consumer("topic_reader", bootstrap, client_id="dx-test")
     await consumer.start()
     out = []
     try:

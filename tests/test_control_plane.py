@@ -165,8 +165,7 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     import subprocess
     import sys
 
-    from aiokafka import AIOKafkaProducer
-
+    from exchange.kafka import clients
     from exchange.kafka.topics import create_topics
 
     from .harness import ROOT
@@ -187,7 +186,7 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     messages = await read_topic(plane.bootstrap, plane.topics.audit)
     copy = "dx.t1.audit-tampered"
     await create_topics(plane.bootstrap, {copy: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=plane.bootstrap, acks="all")
+    producer = clients.producer("control", plane.bootstrap)
     await producer.start()
     try:
         for n, (_, _, value) in enumerate(messages):

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
-from exchange.kafka import brokers
+from exchange.kafka import brokers, clients
 
 from exchange.kafka import apache as kafka_broker
 from exchange.kafka.tansu import BrokerError
@@ -126,13 +125,13 @@ async def test_roundtrip_with_an_idempotent_producer(kafka):
     assert kafka.describe().startswith(f"Apache Kafka {kafka_broker.pinned_version()} (KRaft, 1 node")
     assert kafka.start_seconds is not None and kafka.start_seconds > 0
     await create_topics(kafka.bootstrap, {"roundtrip": 2}, replication_factor=kafka.replication_factor)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all")
+    producer = clients.producer("control", kafka.bootstrap, idempotent=True)
     await producer.start()
     try:
         await producer.send_and_wait("roundtrip", b"hello", key=b"k1", partition=1)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=500)
+    consumer = clients.consumer("topic_reader", kafka.bootstrap, fetch_max_wait_ms=clients.KAFKA_FETCH_WAIT_MS)
     await consumer.start()
     try:
         tp = TopicPartition("roundtrip", 1)
@@ -152,8 +151,8 @@ async def test_roundtrip_with_an_idempotent_producer(kafka):
 async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
     """A 2 s fetch wait does not delay a record: Kafka answers when fetch_min_bytes (1) is there."""
     await create_topics(kafka.bootstrap, {"longpoll": 1})
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=2000)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks=1)
+    consumer = clients.consumer("topic_reader", kafka.bootstrap, fetch_max_wait_ms=2000)
+    producer = clients.producer("control", kafka.bootstrap, acks=1)
     await consumer.start()
     await producer.start()
     try:
@@ -295,7 +294,7 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
         assert "3 nodes, RF 3, min ISR 2" in b.describe()
         assert all((tmp_path / f"broker-{n}.log").exists() for n in (1, 2, 3))
         await create_topics(b.bootstrap, {"replicated": 3}, replication_factor=b.replication_factor)
-        admin = AIOKafkaAdminClient(bootstrap_servers=b.bootstrap)
+        admin = clients.admin("topology", b.bootstrap)
         await admin.start()
         try:  # each node's metadata cache learns of the topic on its own: ask until the one asked knows it
             for _ in range(100):
@@ -307,7 +306,7 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
             await admin.close()
         assert sorted(len(p["replicas"]) for p in topic["partitions"]) == [3, 3, 3]
         assert {p["leader"] for p in topic["partitions"]} == {1, 2, 3}  # leaders spread over the nodes
-        producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap, acks="all", enable_idempotence=True)
+        producer = clients.producer("control", b.bootstrap, idempotent=True)
         await producer.start()
         try:
             meta = await producer.send_and_wait("replicated", b"x")

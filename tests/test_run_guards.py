@@ -14,8 +14,8 @@ import time
 
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient
 
+from exchange.kafka import clients
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from exchange.errors import TopicMismatch
@@ -39,12 +39,8 @@ async def broker():
 
 
 async def partitions(bootstrap: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "describing topics") as admin:
         return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-    finally:
-        await admin.close()
 
 
 def exchange(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

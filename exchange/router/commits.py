@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
+from aiokafka.errors import KafkaError
+
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 8
@@ -23,11 +25,17 @@ TP = Hashable  # a topic partition: aiokafka's TopicPartition or Faust's TP
 
 
 class CommitPipeline:
-    """Commits offsets in fetch order, each only once its batch's outputs are acked."""
+    """Commits offsets in fetch order, each only once its batch's outputs are acked.
+
+    ``commit`` commits a mapping of topic partition to next offset; it returns False (or
+    raises aiokafka's ``KafkaError``) when the partitions went to another worker, and the
+    commit is skipped: their new owner re-reads from the last commit. Any other exception
+    is a bug: the pipeline stops committing and :meth:`add` raises it, failing the worker.
+    """
 
     def __init__(
         self,
-        commit: Callable[[dict[TP, int]], Awaitable[None]],
+        commit: Callable[[dict[TP, int]], Awaitable[bool | None]],
         max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
         observe: Callable[[float], None] | None = None,
     ) -> None:
@@ -90,11 +98,16 @@ class CommitPipeline:
         added, self._added = self._added, []
         t0 = time.perf_counter()
         try:
-            await self._commit(pending)
-        except Exception as exc:  # noqa: BLE001 - a rebalance took the partitions (to narrow: issue #15 step 4)
-            log.info("commit of %s skipped: %r", sorted(pending), exc)  # type: ignore[type-var]  # TPs are tuples
+            done = await self._commit(pending)
+        except KafkaError as exc:  # a rebalance took the partitions: the new owner re-reads them
+            log.info("commit of %s skipped: %r", sorted(pending), exc)
+        except Exception as exc:  # a bug: never hide it, stop committing (the next add raises it)
+            self.failed = exc
+            log.error("commit of %s failed; no more offsets are committed", sorted(pending), exc_info=exc)
         else:
-            if self._observe is not None:
+            if done is False:  # the committer declined (Faust: partitions already rebalanced away)
+                log.info("commit of %s skipped: partitions no longer assigned", sorted(pending))
+            elif self._observe is not None:
                 now = time.monotonic()
                 for at in added:
                     self._observe(now - at)
