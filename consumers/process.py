@@ -54,12 +54,6 @@ PAUSE_POLL_S = 0.1
 log = logging.getLogger(__name__)
 
 
-def fanout(scenario: Scenario) -> dict[str, int]:
-    """Outcomes one record of each entry accounts for: one per subscription, at least one."""
-    subs = scenario.subscriptions_by_entry
-    return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
-
-
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
               samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
@@ -76,7 +70,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
     subscribers = _subscribers(scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None)
     _limit_and_schedule(scenario, subscribers, schedule_file)
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id)
     if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
         _restore(state, subscribers, accountant)
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
@@ -90,14 +84,16 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
     if checkpoint_path is not None:
         background.append(asyncio.create_task(_checkpoints(checkpoint_path, seen, subscribers, accountant)))
-    readers = [*subscribers, accountant]
+    readers: list[Subscriber | Accountant] = [*subscribers, accountant]
     try:
         await asyncio.gather(*(_read_until_stopped(r, stop) for r in readers))
     finally:
         for task in background:
             task.cancel()
         await reactions.stop()
-        await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
+        for r, stopped in zip(readers, await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the reading
+                log.error("stopping %r failed", r, exc_info=stopped)
     samples = await _write_samples(sampler, scenario, bootstrap, run_id, samples_path)
     status.write(_final(subscribers, accountant, hops, reactions, workflows, samples))
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
+import sys
 import time
 from pathlib import Path
 
 from exchange.runner.processes import report_crashes
 from exchange import metrics
+from exchange.errors import ExchangeError
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import encode, sample_quantiles
 from exchange.runner.status import StatusWriter, sender
@@ -22,19 +25,21 @@ from schemas.scenario import Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
-from producers.records import EntityPool, RecordFactory, entity_pool, region_of
+from producers.records import RecordFactory, entity_pool
 
 STATS_INTERVAL_S = 1.0
+log = logging.getLogger(__name__)
 
 
-def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
+def build_publishers(
+    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0,
+) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
-    authority = scenario.authority
     profiles = scenario.entry_profiles()
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
-        copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+        copies = tuple(scenario.copied_items(entry_id))
         factory = RecordFactory(
             entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
         )
@@ -70,7 +75,9 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
     finally:
         if reporter is not None:
             reporter.cancel()
-        await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
+        for p, stopped in zip(publishers, await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the run
+                log.error("stopping %s's producer failed", p.department, exc_info=stopped)
     status.write(ProducersFinal(
         elapsed_s=(time.time_ns() - start_ns) / 1e9,
         produced=dict(stats.produced),
@@ -115,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
                         args.warmup, args.schedule_file))
+    except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
+        status.write(Error(message=str(exc)))
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         status.write(Error(message=f"{type(exc).__name__}: {exc}"))
         raise

@@ -33,7 +33,7 @@ from typing import Annotated, Literal, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-VERSION = 1  #: the format version every message carries as ``v``; a reader refuses another
+VERSION: Literal[1] = 1  #: the format version every message carries as ``v``; a reader refuses another
 
 
 class Role(StrEnum):
@@ -344,11 +344,11 @@ class Crashed(_Model):
     message: str
 
 
-Ready = Annotated[ProducersReady | RouterReady | ConsumersReady | PassthroughReady, Field(discriminator="role")]
-Stats = Annotated[ProducersStats | RouterStats | ConsumersStats, Field(discriminator="role")]
-Final = Annotated[ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal, Field(discriminator="role")]
+ReadyBody = Annotated[ProducersReady | RouterReady | ConsumersReady | PassthroughReady, Field(discriminator="role")]
+StatsBody = Annotated[ProducersStats | RouterStats | ConsumersStats, Field(discriminator="role")]
+FinalBody = Annotated[ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal, Field(discriminator="role")]
 #: what a message says: told apart by ``kind``, then by ``role`` for ready, stats and final
-Body = Annotated[Ready | Stats | Final | Error | Crashed, Field(discriminator="kind")]
+Body = Annotated[ReadyBody | StatsBody | FinalBody | Error | Crashed, Field(discriminator="kind")]
 #: any body model, for annotations (what a writer takes)
 AnyBody = (ProducersReady | RouterReady | ConsumersReady | PassthroughReady | ProducersStats | RouterStats | ConsumersStats
            | ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal | Error | Crashed)

@@ -241,7 +241,7 @@ def test_router_core_counts_each_outcome_under_its_own_name():
     store: dict = {}
     # the source stores its value under the standard form, whatever spelling it used
     core.route([_fetched(topics, "population", "psb", 0, {"person.id": "11010519491231002x", "person.name": "张三"})],
-               authority=store)
+               authority=store, now=1_700_000_000_000_000_000)
     assert set(store) == {GB_EXAMPLE}
     copies = [
         {"person.id": "11010519491231002x", "person.name": "张三"},  # verified
@@ -252,13 +252,13 @@ def test_router_core_counts_each_outcome_under_its_own_name():
         {"person.id": "N/A", "person.name": "赵六"},  # invalid_key
     ]
     routed = core.route([_fetched(topics, "assistance", "civil", i + 1, {**c, "assistance.amount": 1.0})
-                         for i, c in enumerate(copies)], authority=store)
+                         for i, c in enumerate(copies)], authority=store, now=1_700_000_000_000_000_000)
     assert dict(routed.verifications) == {
         ("person.name", "civil", "verified"): 2, ("person.name", "civil", "conflict"): 1,
         ("person.name", "civil", "unverified"): 1, ("person.name", "civil", "invalid_key"): 2,
     }
     # a source record with a key that fits no standard stores nothing and says so
-    routed = core.route([_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store)
+    routed = core.route([_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store, now=1_700_000_000_000_000_000)
     assert dict(routed.verifications) == {("person.name", "psb", "invalid_key"): 1} and set(store) == {GB_EXAMPLE}
 
 

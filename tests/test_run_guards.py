@@ -14,8 +14,8 @@ import time
 
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient
 
+from exchange.kafka import clients
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from exchange.errors import TopicMismatch
@@ -39,12 +39,8 @@ async def broker():
 
 
 async def partitions(bootstrap: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "describing topics") as admin:
         return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-    finally:
-        await admin.close()
 
 
 def exchange(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -126,7 +122,7 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
             assert time.monotonic() < deadline + 30, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         assert proc.poll() is None, "the worker died: the old check would have caught that"
-        with pytest.raises(RunFailed, match="router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
+        with pytest.raises(RunFailed, match=r"router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
             _check_alive([child], None, allow_exit=set())
     finally:
         terminate(proc)

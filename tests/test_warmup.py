@@ -41,7 +41,7 @@ def test_the_default_warmup_is_five_seconds_or_a_fifth_of_a_short_run():
     assert warmup_seconds(0, None, 60) == 0.0  # off
     with pytest.raises(WarmupError, match="--warmup 10 s is not shorter than the run"):
         warmup_seconds(10, None, 10)
-    with pytest.raises(WarmupError, match="load.warmup -1 s"):
+    with pytest.raises(WarmupError, match=r"load\.warmup -1 s"):
         warmup_seconds(None, -1, 10)
 
 

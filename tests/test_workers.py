@@ -11,14 +11,7 @@ from exchange.kafka.tansu import EmbeddedBroker
 from exchange.runner.status import read_messages
 from schemas.envelope import H_TRACE
 
-from .harness import (
-    RouterProcess,
-    envelope,
-    new_run,
-    publish,
-    read_all,
-    sharing_scenario,
-)
+from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio

@@ -14,26 +14,15 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from exchange.kafka import clients
 from exchange.kafka.batching import send_batches
 from exchange.runner.status import StatusWriter, sender
 from schemas.status import PassthroughFinal, PassthroughReady, Role
 
 
 async def passthrough(bootstrap: str, source: str, target: str, records: int, status: StatusWriter) -> None:
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=f"dx-bench-raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=True,
-        max_poll_records=5000,
-        fetch_max_wait_ms=10,
-        fetch_max_bytes=32 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    consumer = clients.consumer("bench_raw", bootstrap, source, group_id=f"dx-bench-raw-{uuid.uuid4().hex[:8]}")
+    producer = clients.producer("bench_raw", bootstrap)
     await consumer.start()
     await producer.start()
     status.write(PassthroughReady())

@@ -163,7 +163,8 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
             out["java_producer_p99_ms"] = java["p99_ms"]
 
         say("raw aiokafka pass-through…")
-        raw = start("raw", ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])
+        raw = start("raw", ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target,
+                            "--records", str(produced)])
         copied = await _wait_event(raw, PassthroughFinal, 600)
         out["raw_records"] = copied.records
         out["raw_records_per_s"] = per_second(copied.records, copied.first_ns, copied.last_ns)

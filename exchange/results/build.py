@@ -6,6 +6,7 @@ is checked against what the producers say they published (the conservation check
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from schemas.results import (
     WarmupResult,
     WorkflowResult,
 )
+from schemas.outcomes import DeadLetterReason
 from schemas.scenario import Scenario
 from schemas.status import (
     ConsumersFinal,
@@ -40,7 +42,6 @@ from schemas.status import (
 )
 
 from exchange.results.latency import HdrHistogram, merge, new_histogram, quantile_map, quantiles_ms
-from exchange.policy.routing import BAD_TRANSIT
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Reports:
 def rates(samples: list[tuple[float, int]]) -> list[float]:
     """Per-interval rates from cumulative (time, count) samples."""
     out = []
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
         dt = t1 - t0
         out.append(round((c1 - c0) / dt, 1) if dt > 0 else 0.0)
     return out
@@ -70,8 +71,8 @@ def rates(samples: list[tuple[float, int]]) -> list[float]:
 
 def expected_outcomes(scenario: Scenario, produced: dict[str, int]) -> dict[str, int]:
     """Entry → outcomes its ``produced`` records must account for: one per subscription, at least one."""
-    subs = scenario.subscriptions_by_entry
-    return {e: n * max(1, len(subs.get(e, ()))) for e, n in produced.items()}
+    fanout = scenario.fanout()
+    return {e: n * fanout.get(e, 1) for e, n in produced.items()}
 
 
 def produced_records(producers: ProducersFinal, reactions_produced: dict[str, int]) -> dict[str, int]:
@@ -80,8 +81,17 @@ def produced_records(producers: ProducersFinal, reactions_produced: dict[str, in
 
 
 def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: str) -> Result:
-    """The run's :class:`~schemas.results.Result` (OpenMessaging Benchmark's fields, then ours)
-    from the children's reports; ``info`` is the run block, ``driver`` OMB's driver name."""
+    """The run's :class:`~schemas.results.Result` from what its children reported.
+
+    ``reports`` holds the final reports of the producer, consumer and router processes
+    (:mod:`schemas.status` bodies) and the samples taken while the run went on (times in s
+    since publishing started); ``info`` the run's identity, broker and duration (s);
+    ``driver`` says what routed and on which broker (``faust-bulk-router+aiokafka on
+    <broker>``). Counts are records, latencies ms, rates records/s. Conservation (every
+    record produced is delivered, denied or dead-lettered once per subscription,
+    :func:`expected_outcomes`) is checked here and reported in ``Result.conservation``,
+    never raised.
+    """
     consumers = reports.consumers
     produced = produced_records(reports.producers, consumers.reactions_produced)
     flows, e2e = _flows(scenario, consumers, info.duration_s)
@@ -173,17 +183,19 @@ def _counts_by_entry(scenario: Scenario, produced: dict[str, int], flows: dict[s
     dead = Counter({(d.entry, d.reason): d.n for d in consumers.dead_letters})
     subs_by_entry = scenario.subscriptions_by_entry
     by_entry: dict[str, EntryCounts] = {}
+    fanout = scenario.fanout()
     for entry in scenario.catalogue:
         subs = subs_by_entry.get(entry.id, ())
         n = produced.get(entry.id, 0)
         if n == 0 and not any(e == entry.id for e, _ in dead):
             continue
         scopes = {s.id for s in subs} | {entry.id}
-        expected = n * max(1, len(subs))
+        expected = n * fanout[entry.id]
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for scope, c in denials.items() if scope in scopes)
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(c * (1 if r == BAD_TRANSIT else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
+        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items()
+                            if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),

@@ -249,7 +249,7 @@ class _Run:
         self.kind = self.broker.kind if self.broker is not None else None
         self.bootstrap = options.bootstrap or ""
         self.children: list[_Child] = []
-        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.run_id = secrets.token_hex(4)
         self.platform = scenario.platform.id
         self.sd_file: Path | None = None
@@ -300,7 +300,7 @@ class _Run:
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
-        self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers) if hub == names[0][0]}
+        self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers, strict=True) if hub == names[0][0]}
         chaos_args: list[str] = []
         if self.faults:  # resumable after a kill, and pausable per department
             chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"),
@@ -387,7 +387,7 @@ class _Run:
             await _stop_for_final(r, RouterFinal)
         _check_crashed([self.consumers, self.producers, *self.routers])  # a crash logged since the last look fails the run too
         # every incarnation's figures: a killed worker's last stats stand in for its final report
-        reports.routers = [report for r in self.routers for report in r.reports()]
+        reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
 
     def result(self, reports: Reports) -> Result:
         """The result, its fault recoveries and SLO verdicts, written to ``result.json``."""
@@ -444,7 +444,7 @@ class _Watch:
         self.run = run
         self.progress = run.progress
         # counts start at zero when publishing starts
-        self.reports = Reports(producers=None, consumers=None,  # type: ignore[arg-type] - the final reports come last
+        self.reports = Reports(producers=None, consumers=None,  # the final reports come last
                                publish_samples=[(0.0, 0)], error_samples=[(0.0, 0)], consume_samples=[(0.0, 0)])
         self.lag_known = True
         self.drain_started = 0.0  # 0: publishing

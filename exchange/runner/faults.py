@@ -53,7 +53,6 @@ class _Mark:
 class Injected:
     fault: Fault
     at_s: float | None = None  # when it was actually injected
-    ended_s: float | None = None
 
 
 @dataclass
@@ -92,7 +91,6 @@ class FaultInjector:
                 entry.at_s = round(t, 3)
                 said.append(self._start(entry.fault, t))
             else:
-                entry.ended_s = round(t, 3)
                 said.append(self._end(entry.fault, t))
         return said
 
