@@ -34,7 +34,7 @@ def test_fetch_wait_follows_the_broker_kind_for_following_consumers_only():
 
 
 def test_unknown_profile_names_the_known_ones():
-    with pytest.raises(clients.UnknownProfile, match="no producer profile 'nope'; known: .*publisher") as err:
+    with pytest.raises(clients.UnknownProfile, match=r"no producer profile 'nope'; known: .*publisher") as err:
         clients.producer("nope", "127.0.0.1:9092")
     assert isinstance(err.value, ExchangeError)
     with pytest.raises(clients.UnknownProfile, match="no consumer profile 'publisher'"):
