@@ -265,7 +265,9 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
         return None
     z, text, hover = [], [], []
     for row in rows:
-        z.append([]), text.append([]), hover.append([])
+        z.append([])
+        text.append([])
+        hover.append([])
         for col in cols:
             cell = cells.get((row, col))
             if cell is None:
