@@ -52,10 +52,6 @@ class CommitPipeline:
         self.commit_seconds = 0.0
 
     async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
-        """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
-        committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
-        did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
-        earlier batch whose outputs were not acknowledged (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -79,7 +75,7 @@ class CommitPipeline:
             offsets, done, added = self._queue[0]
             try:
                 await done
-            except BaseException as exc:  # noqa: BLE001 - outputs not acked: never commit past this batch
+            except BaseException as exc:  # outputs not acked: never commit past this batch
                 self.failed = exc
                 log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
                 self._queue.clear()
@@ -100,13 +96,13 @@ class CommitPipeline:
         try:
             done = await self._commit(pending)
         except KafkaError as exc:  # a rebalance took the partitions: the new owner re-reads them
-            log.info("commit of %s skipped: %r", sorted(pending), exc)  # type: ignore[type-var]  # TPs are tuples
+            log.info("commit of %s skipped: %r", sorted(map(str, pending)), exc)
         except Exception as exc:  # a bug: never hide it, stop committing (the next add raises it)
             self.failed = exc
-            log.error("commit of %s failed; no more offsets are committed", sorted(pending), exc_info=exc)  # type: ignore[type-var]
+            log.error("commit of %s failed; no more offsets are committed", sorted(map(str, pending)), exc_info=exc)
         else:
             if done is False:  # the committer declined (Faust: partitions already rebalanced away)
-                log.info("commit of %s skipped: partitions no longer assigned", sorted(pending))  # type: ignore[type-var]
+                log.info("commit of %s skipped: partitions no longer assigned", sorted(map(str, pending)))
             elif self._observe is not None:
                 now = time.monotonic()
                 for at in added:
@@ -122,7 +118,6 @@ class CommitPipeline:
             await self._commit_pending()
 
     async def stop(self) -> None:
-        """Commit every batch whose outputs are acknowledged (:meth:`flush`), then stop."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()

@@ -14,7 +14,7 @@ from a result (formats, flows, curves, names), :mod:`.charts` the plotly figures
 
 from __future__ import annotations
 
-from exchange.results.report.charts import (
+from exchange.results.report.charts import (  # noqa: F401
     COLORS,
     FONT,
     MAX_BARS,
@@ -33,12 +33,12 @@ from exchange.results.report.charts import (
     mark_warmup,
     percentile_axes,
 )
-from exchange.results.report.compose import (
+from exchange.results.report.compose import (  # noqa: F401
     build_report_html,
     title_of,
     write_report,
 )
-from exchange.results.report.load import (
+from exchange.results.report.load import (  # noqa: F401
     ESSENTIAL,
     SAMPLE_KEYS,
     SAMPLES_FILE,
@@ -48,7 +48,7 @@ from exchange.results.report.load import (
     load_samples_beside,
     load_scenario_beside,
 )
-from exchange.results.report.markup import (
+from exchange.results.report.markup import (  # noqa: F401
     CONFIG,
     CSS,
     chart,
@@ -56,11 +56,10 @@ from exchange.results.report.markup import (
     page,
     table,
 )
-from exchange.results.report.sections import (
+from exchange.results.report.sections import (  # noqa: F401
     SAMPLE_FLOWS_OPEN,
     SAMPLE_FLOWS_SHOWN,
     SAMPLES_SHOWN,
-    _value,
     fault_section,
     flow_table,
     fmt_value,
@@ -78,7 +77,7 @@ from exchange.results.report.sections import (
     warmup_section,
     workflow_section,
 )
-from exchange.results.report.series import (
+from exchange.results.report.series import (  # noqa: F401
     MAX_LINES,
     MAX_X,
     PCT_KEYS,
@@ -99,75 +98,15 @@ from exchange.results.report.series import (
 )
 
 __all__ = [
-    "COLORS",
-    "CONFIG",
-    "CSS",
-    "ESSENTIAL",
-    "FONT",
-    "MAX_BARS",
-    "MAX_LINES",
-    "MAX_X",
-    "Names",
-    "PCT_KEYS",
-    "REASON_COLORS",
-    "ReportError",
-    "SAMPLES_FILE",
-    "SAMPLES_SHOWN",
-    "SAMPLE_FLOWS_OPEN",
-    "SAMPLE_FLOWS_SHOWN",
-    "SAMPLE_KEYS",
-    "_value",
-    "aggregated_curve",
-    "base_layout",
-    "build_report_html",
-    "chart",
-    "curve_trace",
-    "delivered_flows",
-    "department_matrix",
-    "esc",
-    "fault_section",
-    "fig_exceptions",
-    "fig_flow_latency",
-    "fig_latency_time",
-    "fig_matrix",
-    "fig_outcomes",
-    "fig_percentiles",
-    "fig_rates",
-    "flow_label",
-    "flow_table",
-    "fmt_int",
-    "fmt_ms",
-    "fmt_value",
-    "hops_section",
-    "input_warnings",
-    "interval_x",
-    "kpis",
-    "latency_series",
-    "load_json",
-    "load_result",
-    "load_samples_beside",
-    "load_scenario_beside",
-    "mark_faults",
-    "mark_warmup",
-    "mean",
-    "nonempty_list",
-    "onss_section",
-    "page",
-    "pct_label",
-    "pct_to_x",
-    "percentile_axes",
-    "quantiles_curve",
-    "run_meta",
-    "sample_item_rows",
-    "samples_section",
-    "slo_section",
-    "slo_unit",
-    "slo_verdict",
-    "table",
-    "title_of",
-    "verdict",
-    "warmup_section",
-    "workflow_section",
-    "worst_flows",
-    "write_report",
+    'COLORS', 'CONFIG', 'CSS', 'ESSENTIAL', 'FONT', 'MAX_BARS', 'MAX_LINES', 'MAX_X', 'Names', 'PCT_KEYS',
+    'REASON_COLORS', 'ReportError', 'SAMPLES_FILE', 'SAMPLES_SHOWN', 'SAMPLE_FLOWS_OPEN',
+    'SAMPLE_FLOWS_SHOWN', 'SAMPLE_KEYS', 'aggregated_curve', 'base_layout', 'build_report_html',
+    'chart', 'curve_trace', 'delivered_flows', 'department_matrix', 'esc', 'fault_section', 'fig_exceptions',
+    'fig_flow_latency', 'fig_latency_time', 'fig_matrix', 'fig_outcomes', 'fig_percentiles', 'fig_rates',
+    'flow_label', 'flow_table', 'fmt_int', 'fmt_ms', 'fmt_value', 'hops_section', 'input_warnings',
+    'interval_x', 'kpis', 'latency_series', 'load_json', 'load_result', 'load_samples_beside',
+    'load_scenario_beside', 'mark_faults', 'mark_warmup', 'mean', 'nonempty_list', 'onss_section', 'page',
+    'pct_label', 'pct_to_x', 'percentile_axes', 'quantiles_curve', 'run_meta', 'sample_item_rows',
+    'samples_section', 'slo_section', 'slo_unit', 'slo_verdict', 'table', 'title_of', 'verdict',
+    'warmup_section', 'workflow_section', 'worst_flows', 'write_report',
 ]
