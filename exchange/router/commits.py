@@ -52,6 +52,11 @@ class CommitPipeline:
         self.commit_seconds = 0.0
 
     async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
+        """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
+        committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
+        did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
+        earlier batch whose outputs were not acknowledged, or of a commit that failed with a
+        bug (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -75,7 +80,7 @@ class CommitPipeline:
             offsets, done, added = self._queue[0]
             try:
                 await done
-            except BaseException as exc:  # outputs not acked: never commit past this batch
+            except BaseException as exc:  # noqa: BLE001 - outputs not acked: never commit past this batch
                 self.failed = exc
                 log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
                 self._queue.clear()
@@ -118,6 +123,7 @@ class CommitPipeline:
             await self._commit_pending()
 
     async def stop(self) -> None:
+        """Commit every batch whose outputs are acknowledged (:meth:`flush`), then stop."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()

@@ -14,7 +14,7 @@ from a result (formats, flows, curves, names), :mod:`.charts` the plotly figures
 
 from __future__ import annotations
 
-from exchange.results.report.charts import (  # noqa: F401
+from exchange.results.report.charts import (
     COLORS,
     FONT,
     MAX_BARS,
@@ -33,12 +33,12 @@ from exchange.results.report.charts import (  # noqa: F401
     mark_warmup,
     percentile_axes,
 )
-from exchange.results.report.compose import (  # noqa: F401
+from exchange.results.report.compose import (
     build_report_html,
     title_of,
     write_report,
 )
-from exchange.results.report.load import (  # noqa: F401
+from exchange.results.report.load import (
     ESSENTIAL,
     SAMPLE_KEYS,
     SAMPLES_FILE,
@@ -48,7 +48,7 @@ from exchange.results.report.load import (  # noqa: F401
     load_samples_beside,
     load_scenario_beside,
 )
-from exchange.results.report.markup import (  # noqa: F401
+from exchange.results.report.markup import (
     CONFIG,
     CSS,
     chart,
@@ -56,7 +56,7 @@ from exchange.results.report.markup import (  # noqa: F401
     page,
     table,
 )
-from exchange.results.report.sections import (  # noqa: F401
+from exchange.results.report.sections import (
     SAMPLE_FLOWS_OPEN,
     SAMPLE_FLOWS_SHOWN,
     SAMPLES_SHOWN,
@@ -77,7 +77,7 @@ from exchange.results.report.sections import (  # noqa: F401
     warmup_section,
     workflow_section,
 )
-from exchange.results.report.series import (  # noqa: F401
+from exchange.results.report.series import (
     MAX_LINES,
     MAX_X,
     PCT_KEYS,
