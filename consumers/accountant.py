@@ -20,7 +20,8 @@ from consumers.dedupe import SeenSet
 
 
 class Accountant:
-    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "") -> None:
+    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "",
+                 isolation_level: str = "read_uncommitted") -> None:
         # every hub of a cascade keeps its own audit trail: all are read
         self.hubs = topics if isinstance(topics, list) else [topics]
         self._audit_topics = {t.audit for t in self.hubs}
@@ -54,6 +55,7 @@ class Accountant:
             max_poll_records=10_000,
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            isolation_level=isolation_level,  # read_committed under exactly-once: an aborted audit block never counts
         )
 
     async def start(self) -> None:

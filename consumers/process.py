@@ -21,7 +21,7 @@ from exchange.results.latency import ClockSkew, encode, sample_quantiles
 from exchange.runner.status import StatusWriter
 from producers.records import entity_pool
 from schemas.envelope import Topics
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 
 from consumers import checkpoint
 from consumers.accountant import Accountant
@@ -57,12 +57,15 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
+    # exactly-once: only what the routers' transactions committed (exchange/router/transactions.py)
+    isolation = "read_committed" if scenario.guarantee is DeliveryGuarantee.exactly_once else "read_uncommitted"
     subscribers = [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
                    auto_commit=checkpoint_path is None,
                    # Restartable (--chaos): a restarted process rejoins each group once the
                    # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
-                   session_timeout_ms=RESTARTABLE_SESSION_MS if checkpoint_path is not None else 6000)
+                   session_timeout_ms=RESTARTABLE_SESSION_MS if checkpoint_path is not None else 6000,
+                   isolation_level=isolation)
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
@@ -78,7 +81,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         if limit is not None:
             s.consume_rate = limit
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id, isolation)
     if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
         for s in subscribers:
             if s.department in state["subscribers"]:

@@ -147,16 +147,22 @@ def run(
     warmup: Annotated[Optional[float], typer.Option(help=(
         "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
         "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
+    guarantee: Annotated[Optional[str], typer.Option(help=(
+        "delivery guarantee: at-least-once (subscribers drop redeliveries by trace id) or exactly-once (Apache Kafka only: "
+        "idempotent producers, the router's consume-transform-produce in transactions, read_committed subscribers); "
+        "default: the scenario's `guarantee`, else at-least-once"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from exchange.runner.display import LiveProgress, fault_table, summary_table
-    from exchange.runner.controller import RunOptions, parse_chaos
+    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup)
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup,
+                         guarantee=guarantee)
+    resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:

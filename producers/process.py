@@ -18,7 +18,7 @@ from exchange.results.latency import encode, sample_quantiles
 from exchange.runner.status import StatusWriter
 from exchange.runner.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
 from producers.records import EntityPool, RecordFactory, entity_pool, region_of
@@ -45,7 +45,8 @@ def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: Publi
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
         DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform_of(dept),
-                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None)
+                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None,
+                            idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once)
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 

@@ -113,6 +113,7 @@ class DepartmentPublisher:
         run_id: str = "",
         platform: str = "",
         gate: GatewayGate | None = None,
+        idempotent: bool = False,
     ) -> None:
         self.department = department
         self.gate = gate  # the boundary gateway it publishes through, if any
@@ -130,6 +131,8 @@ class DepartmentPublisher:
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=30_000,
             retry_backoff_ms=200,
+            # exactly-once (KIP-98): the broker drops a batch the producer's own retries write twice
+            enable_idempotence=idempotent,
         )
         self._partitioner = Partitioner(self._producer)
         self._in_flight = 0

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
 from schemas.envelope import Topics
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 
 from exchange.router import lenient_records
 
@@ -35,6 +35,7 @@ from exchange.policy.audit import AuditWriter
 from exchange.kafka.batching import BatchSender
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.faust_bulk import BulkApp
+from exchange.router.transactions import TransactionalCommits, transactional_id
 from exchange.router.lenient_records import UndecodableBatch
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
@@ -74,7 +75,8 @@ class Router:
     """Owns the Faust app, the output producer and the counters of one worker."""
 
     def __init__(
-        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None,
+        run_id: str = "",
     ) -> None:
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
@@ -83,6 +85,9 @@ class Router:
         self.worker = worker
         self.status = status
         self.bootstrap = bootstrap
+        self.run_id = run_id
+        # exchange/router/transactions.py: outputs and input offsets committed together
+        self.exactly_once = scenario.guarantee is DeliveryGuarantee.exactly_once
         max_parts = max(e.partitions for e in scenario.catalogue)
         transit = compile_transit(scenario, platform)
         self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=max_parts,
@@ -135,6 +140,7 @@ class Router:
         if transit:
             ingress.append(self.topics.transit)
         self.app.route_in_bulk(frozenset(ingress), self.handle)
+        self.app.exactly_once = self.exactly_once  # read_committed: transit records come from other hubs' transactions
         self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(platform, worker).observe
         # The agent subscribes the group to the ingress topics; its records never reach
         # it, the bulk handler takes them first.
@@ -156,8 +162,13 @@ class Router:
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
             linger_ms=0,
+            # exactly-once: idempotent and transactional; a restarted worker (same id) fences the one it replaces
+            transactional_id=transactional_id(group_id(self.platform), self.worker, self.run_id) if self.exactly_once else None,
         )
         await self._producer.start()
+        if self.exactly_once:
+            self.app.use_transactions(TransactionalCommits(self._producer, group_id(self.platform),
+                                                           observe=self.app.observe_commit))
         self._sender = BatchSender(self._producer)
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
@@ -204,7 +215,8 @@ class Router:
         return self._acknowledged(sent, routed.records)
 
     async def _acknowledged(self, sent, records: int) -> None:
-        await self._sender.acknowledged(sent)
+        # exactly-once: a batch that fails is not sent again (its transaction aborts, the batch is re-routed)
+        await self._sender.acknowledged(sent, max_attempts=1 if self.exactly_once else 20)
         self.acked += records
         self.last_ack_ns = time.time_ns()
 
@@ -295,8 +307,9 @@ class Router:
         await self._send_and_ack(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
 
     async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
-        sent = await self._sender.send(topic, messages, partition=partition)
-        await self._sender.acknowledged(sent)
+        async with self.app.sending():  # exactly-once: inside the open transaction, visible at its commit
+            sent = await self._sender.send(topic, messages, partition=partition)
+        await self._sender.acknowledged(sent, max_attempts=1 if self.exactly_once else 20)
 
     async def _report(self) -> None:
         states: Counter = Counter()
@@ -394,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     status = StatusWriter(args.status)
     report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
-    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id)
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms
     ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
