@@ -89,7 +89,8 @@ def resolve_guarantee(options: RunOptions) -> DeliveryGuarantee:
     except ValueError:
         raise GuaranteeError(f"--guarantee {options.guarantee!r}: expected at-least-once or exactly-once") from None
     if chosen is DeliveryGuarantee.exactly_once and options.bootstrap is None and brokers.parse(options.broker)[0] == "tansu":
-        raise GuaranteeError("--guarantee exactly-once needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
+        named = "--guarantee exactly-once" if options.guarantee else f"{options.scenario.name}: guarantee exactly-once"
+        raise GuaranteeError(f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
                              "the embedded Tansu broker rejects idempotent and transactional producers")
     return chosen
 
