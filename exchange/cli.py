@@ -244,6 +244,11 @@ def bench(
     broker_floor: Annotated[bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
     broker_kind: BrokerOption = "tansu",
+    guarantee_cost: Annotated[Optional[str], typer.Option(
+        "--guarantee-cost", metavar="SCENARIO",
+        help="only the delivery guarantee: SCENARIO (e.g. demo) run at-least-once and exactly-once in turn on one Kafka "
+             "(needs --broker kafka/kafka:3 or --bootstrap), each for --latency-seconds; records/s, p50/p99 and the cost")] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="--guarantee-cost: runs of each guarantee, alternating")] = 1,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -256,6 +261,11 @@ def bench(
         from exchange.bench.policy import run as run_policy_bench
 
         figures = run_policy_bench()
+    elif guarantee_cost:
+        from exchange.bench.guarantee import guarantee_cost as run_guarantee_cost
+
+        figures = _run_async(run_guarantee_cost(_load(guarantee_cost), latency_seconds, broker=broker_kind, bootstrap=bootstrap,
+                                                out=out, rounds=rounds, say=say))
     elif broker_floor:
         from exchange.bench.broker_floor import broker_floor as run_broker_floor
 

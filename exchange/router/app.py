@@ -148,6 +148,7 @@ class Router:
         self.app.task(self._on_ready)
         self.app.timer(STATS_INTERVAL_S)(self._report)
         self._producer: AIOKafkaProducer | None = None
+        self._table_producer: AIOKafkaProducer | None = None  # exactly-once: the authority changelog's
         self._sender: BatchSender | None = None
 
     async def _on_ready(self) -> None:
@@ -170,6 +171,16 @@ class Router:
             self.app.use_transactions(TransactionalCommits(self._producer, group_id(self.platform),
                                                            observe=self.app.observe_commit))
         self._sender = BatchSender(self._producer)
+        self._table_sender = self._sender
+        if self.exactly_once:
+            # The authority table's changelog stays out of the transactions: Faust's table recovery
+            # reads a changelog to its end offset, and a transaction marker there (the last offset,
+            # never a record) holds a restarted worker in recovery. Its writes are upserts that a
+            # re-routed batch writes again, the same, so at-least-once (idempotent) is exact for it.
+            self._table_producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=f"router-{self.worker}-tables",
+                                                    enable_idempotence=True, linger_ms=0, max_batch_size=1024 * 1024)
+            await self._table_producer.start()
+            self._table_sender = BatchSender(self._table_producer)
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
         self.status.write("ready", worker=self.worker, seconds=ready)
@@ -203,20 +214,23 @@ class Router:
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
         if routed.quality:
             sent.extend(await send(self.topics.quality, routed.quality))
+        table_sent = []
         if routed.authority_writes:
             changelog = self.authority_table.changelog_topic.get_topic_name()
-            sent.extend(await send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes]))
+            table_sent = await self._table_sender.send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes])
         self.verifications.update(routed.verifications)
         self._metrics(batch, routed, time.time_ns() - now)
         self.records += routed.records
         self.batches += 1
         self.decisions.update(routed.decisions)
         self.dead.update(routed.dead_reasons)
-        return self._acknowledged(sent, routed.records)
+        return self._acknowledged(sent, routed.records, table_sent)
 
-    async def _acknowledged(self, sent, records: int) -> None:
+    async def _acknowledged(self, sent, records: int, table_sent=()) -> None:
         # exactly-once: a batch that fails is not sent again (its transaction aborts, the batch is re-routed)
         await self._sender.acknowledged(sent, max_attempts=1 if self.exactly_once else 20)
+        if table_sent:
+            await self._table_sender.acknowledged(list(table_sent))
         self.acked += records
         self.last_ack_ns = time.time_ns()
 
@@ -355,6 +369,8 @@ class Router:
         await self.app.commits.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._table_producer is not None:
+            await self._table_producer.stop()
 
 
 def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple[None, bytes, list[tuple[str, bytes]]]:
