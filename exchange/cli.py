@@ -249,6 +249,7 @@ def bench(
         help="only the delivery guarantee: SCENARIO (e.g. demo) run at-least-once and exactly-once in turn on one Kafka "
              "(needs --broker kafka/kafka:3 or --bootstrap), each for --latency-seconds; records/s, p50/p99 and the cost")] = None,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="--guarantee-cost: runs of each guarantee, alternating")] = 1,
+    rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="--guarantee-cost: scale every rate of the scenario")] = 1.0,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -265,7 +266,7 @@ def bench(
         from exchange.bench.guarantee import guarantee_cost as run_guarantee_cost
 
         figures = _run_async(run_guarantee_cost(_load(guarantee_cost), latency_seconds, broker=broker_kind, bootstrap=bootstrap,
-                                                out=out, rounds=rounds, say=say))
+                                                out=out, rounds=rounds, rate_multiplier=rate_multiplier, say=say))
     elif broker_floor:
         from exchange.bench.broker_floor import broker_floor as run_broker_floor
 

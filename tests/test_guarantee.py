@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from exchange.bench.guarantee import cost
 from exchange.kafka.apache import KafkaBroker
 from exchange.kafka.topics import create_router_internal_topics
 from exchange.runner.controller import GuaranteeError, RunOptions, resolve_guarantee, run
@@ -52,6 +53,17 @@ def test_cli_refuses_exactly_once_on_tansu_in_one_line(tmp_path):
         "error: --guarantee exactly-once needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
         "the embedded Tansu broker rejects idempotent and transactional producers"]
     assert not (tmp_path / "x").exists()
+
+
+def test_the_guarantee_bench_refuses_tansu_and_states_the_cost_in_percent(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "exchange", "bench", "--guarantee-cost", "demo", "--out", str(tmp_path / "b")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "needs Apache Kafka" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+    alo = {"records_per_s": 2000, "e2e_p50_ms": 40.0, "e2e_p99_ms": 100.0, "publish_p99_ms": 5.0}
+    eos = {"records_per_s": 1800, "e2e_p50_ms": 90.0, "e2e_p99_ms": 150.0, "publish_p99_ms": None}
+    assert cost(alo, eos) == {"records_per_s_change_pct": -10.0, "e2e_p50_ms_change_pct": 125.0,
+                              "e2e_p99_ms_change_pct": 50.0, "publish_p99_ms_change_pct": None}
 
 
 # On Apache Kafka: one node for the module -------------------------------------------------------

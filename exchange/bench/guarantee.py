@@ -100,7 +100,7 @@ async def guarantee_cost(scenario: Scenario, duration: float, *, broker: str = "
         means[guarantee] = {key: _mean([r[key] for r in runs]) for key in runs[0]}
         summary[guarantee] = means[guarantee]
     summary["exactly_once_cost"] = cost(means["at-least-once"], means["exactly-once"])
-    summary["results"] = {g: paths for g, paths in results.items()}
+    summary["results"] = {g: ", ".join(paths) for g, paths in results.items()}
     summary["compare"] = f"exchange compare {results['at-least-once'][-1]} {results['exactly-once'][-1]}"
     return summary
 

@@ -51,6 +51,7 @@ SESSION_TIMEOUT_S = 2.0
 HEARTBEAT_S = 0.25
 STATS_INTERVAL_S = 1.0
 EXPIRY_CHECK_S = 0.1
+TRANSACTION_TIMEOUT_MS = 10_000
 
 
 def _control_fields(message: bytes) -> dict:
@@ -165,6 +166,9 @@ class Router:
             linger_ms=0,
             # exactly-once: idempotent and transactional; a restarted worker (same id) fences the one it replaces
             transactional_id=transactional_id(group_id(self.platform), self.worker, self.run_id) if self.exactly_once else None,
+            # a worker that dies and is not restarted holds read_committed readers back until the broker aborts
+            # its transaction: 10 s as Kafka Streams under exactly-once (aiokafka's default is 60 s)
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         )
         await self._producer.start()
         if self.exactly_once:

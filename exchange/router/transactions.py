@@ -110,7 +110,7 @@ class TransactionalCommits:
             if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), wait)
-            await self._commit()
+            await asyncio.shield(self._commit())
 
     async def _commit(self) -> None:
         async with self._lock:
@@ -146,8 +146,11 @@ class TransactionalCommits:
                     self._observe(now - at)
 
     async def flush(self) -> None:
-        """Commit the open transaction now; called before partitions go away and at shutdown."""
-        await self._commit()
+        """Commit the open transaction now; called before partitions go away and at shutdown.
+
+        Shielded: a caller that stops waiting (a rebalance's timeout) does not cut the commit
+        short, which would leave the producer committing while the next batch begins."""
+        await asyncio.shield(self._commit())
 
     async def stop(self) -> None:
         await self.flush()
