@@ -44,7 +44,9 @@ class ReactionEngine:
         self.pending = 0
         self._seq: dict[int, int] = defaultdict(int)
         self._due: list[tuple[int, str, bytes, bytes, list]] = []  # (due_ns, topic, key, value, headers)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="reactions", acks="all", max_batch_size=1024 * 1024)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="reactions", acks="all", max_batch_size=1024 * 1024,
+                                          # exactly-once: idempotent, as the departments' publishers
+                                          enable_idempotence=scenario.guarantee.value == "exactly-once")
         self._sender = BatchSender(self._producer)
         self._task: asyncio.Task | None = None
 

@@ -66,6 +66,16 @@ def test_the_guarantee_bench_refuses_tansu_and_states_the_cost_in_percent(tmp_pa
                               "e2e_p99_ms_change_pct": 50.0, "publish_p99_ms_change_pct": None}
 
 
+def test_the_report_and_compare_name_the_guarantee_and_older_results_read_as_at_least_once():
+    from exchange.results.compare import comparison
+    from exchange.results.report import run_meta
+
+    assert "<span>guarantee <b>exactly-once</b></span>" in run_meta({"run": {"guarantee": "exactly-once"}})
+    older, eos = {"run": {"run_id": "a"}}, {"run": {"run_id": "b", "guarantee": "exactly-once"}}
+    (row,) = [r for section in comparison(older, eos) for r in section.rows if r.label == "delivery guarantee"]
+    assert (row.a, row.b) == ("at-least-once", "exactly-once")
+
+
 # On Apache Kafka: one node for the module -------------------------------------------------------
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def kafka(tmp_path_factory):
