@@ -122,12 +122,14 @@ class TransactionalCommits:
             added, self._added = self._added, []
             t0 = time.perf_counter()
             try:
-                if done:
-                    await asyncio.gather(*done)
+                # the offsets go to the coordinator while the outputs are still being acknowledged:
+                # two round trips overlapped, not added (a failed output fails the commit below)
                 if offsets:
                     await self._producer.send_offsets_to_transaction(
                         {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "") for tp, o in offsets.items()},
                         self._group)
+                if done:
+                    await asyncio.gather(*done)
                 await self._producer.commit_transaction()
             except BaseException as exc:  # noqa: BLE001 - aborted below, then raised by the next add
                 self.failed = exc
