@@ -113,7 +113,7 @@ async def test_exactly_once_survives_a_killed_router_with_no_duplicate(kafka, tm
     scenario = load("demo")
     await create_router_internal_topics(kafka.bootstrap, scenario)  # what a run that starts its own Kafka does
     # late enough that the first worker is routing (it can take seconds to get its partitions on a loaded machine)
-    options = RunOptions(scenario, duration=12, out=tmp_path / "run", bootstrap=kafka.bootstrap, chaos="kill-router@7s",
+    options = RunOptions(scenario, duration=16, out=tmp_path / "run", bootstrap=kafka.bootstrap, chaos="kill-router@12s",
                          guarantee="exactly-once", drain_timeout=60, ready_timeout=180)
     result, run_dir = await run(options)
     assert result.run.guarantee == "exactly-once" and "exactly-once" in result.driver
