@@ -1,4 +1,7 @@
-"""Cascaded hubs: county → city → province, each hub its own router, rules and audit trail."""
+"""Cascaded hubs: county → city → province, each hub its own router, rules and audit trail.
+
+The run across the hubs runs on both brokers (the embedded Tansu one and Apache Kafka),
+one broker per module each; the rest is the policy core, with no broker."""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+import pytest_asyncio
 
-from exchange.kafka.tansu import EmbeddedBroker
+from exchange.kafka import brokers
+from exchange.kafka.topics import create_router_internal_topics
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.policy.routing import RouterCore
 from exchange.runner.controller import RunOptions, run
@@ -15,7 +20,7 @@ from exchange.scenarios.loader import ScenarioError, parse
 from schemas.envelope import H_HOPS, H_SUBSCRIPTION, Topics, record_headers
 from schemas.outcomes import DenialReason
 
-from .harness import read_all
+from .harness import broker_kinds, read_all, running_broker
 
 CASCADE = """
 name: cascade-test
@@ -128,12 +133,30 @@ def test_a_hub_negative_list_naming_an_unknown_entry_is_an_error():
     assert "platforms.1.negative_list.entries.0" in str(exc.value) and "nope" in str(exc.value)
 
 
-@pytest.mark.asyncio
-async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path):
-    async with EmbeddedBroker() as broker:
-        result, _run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
-        run_id = result.run.run_id
-        audits = {hub: await read_all(broker.bootstrap, Topics(hub).audit, run=None) for hub in ("nm", "gy", "gz", "nation", "gd")}
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=broker_kinds())
+async def broker(request, tmp_path_factory):
+    """One broker for the module's runs, per broker kind."""
+    async with running_broker(request.param, log_path=tmp_path_factory.mktemp(f"cascade-{request.param}") / "broker.log") as broker:
+        yield broker
+
+
+async def run_on(broker, options: RunOptions):
+    """``run(options)`` on the module's broker, set up as a run sets up a broker it starts
+    itself (a run given ``bootstrap`` does not know the broker's kind): on Kafka, Faust's
+    own topics of every hub's router up front, long polls and the longer ready timeout."""
+    if broker.kind == "kafka":
+        await create_router_internal_topics(broker.bootstrap, options.scenario)
+    options.bootstrap = broker.bootstrap
+    options.fetch_wait_ms = brokers.fetch_wait_ms(broker.kind)
+    options.ready_timeout = brokers.ready_timeout(broker.kind, options.ready_timeout)
+    return await run(options)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_records_cross_county_city_province_with_a_stamp_per_hop(broker, tmp_path):
+    result, _run_dir = await run_on(broker, RunOptions(scenario(), duration=3, out=tmp_path / "run"))
+    run_id = result.run.run_id
+    audits = {hub: await read_all(broker.bootstrap, Topics(hub).audit, run=None) for hub in ("nm", "gy", "gz", "nation", "gd")}
     assert result.conservation.ok and result.counts.unaccounted == 0, result.conservation
     produced = result.counts_by_entry
     licences, secrets = produced["county-licence"].produced, produced["county-secret"].produced

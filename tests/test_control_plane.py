@@ -1,6 +1,7 @@
 """Conditional sharing as a live workflow, on a real broker and a real router worker:
 approval, revocation within a second, expiry, a restarted worker keeping its approvals,
-refusals audited, and the audit chain catching tampering."""
+refusals audited, and the audit chain catching tampering. Every test runs on both brokers
+(the embedded Tansu one and Apache Kafka), one broker and one router per module each."""
 
 from __future__ import annotations
 
@@ -14,21 +15,23 @@ import pytest_asyncio
 
 from exchange.kafka.topics import read_topic
 from exchange.policy.audit import verify
-from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from schemas.applications import ControlEvent
 from schemas.envelope import H_ROUTED, H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
+from .harness import RouterProcess, broker_kinds, envelope, new_run, publish, read_all, running_broker, sharing_scenario
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def plane(tmp_path_factory):
-    async with EmbeddedBroker() as broker, RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("control")) as router:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=broker_kinds())
+async def plane(request, tmp_path_factory):
+    """One broker and one router for the module's tests, per broker kind."""
+    workdir = tmp_path_factory.mktemp(f"control-{request.param}")
+    async with running_broker(request.param, log_path=workdir / "broker.log") as broker, \
+            RouterProcess(sharing_scenario(), broker.bootstrap, workdir, kind=broker.kind) as router:
         yield router
 
 

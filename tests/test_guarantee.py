@@ -4,7 +4,6 @@ Kafka survives a killed router with no redelivery at all; Tansu refuses it in on
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +16,7 @@ from exchange.bench.guarantee import cost
 from exchange.kafka.apache import KafkaBroker
 from exchange.kafka.topics import create_router_internal_topics
 from exchange.runner.controller import GuaranteeError, RunOptions, resolve_guarantee, run
+from exchange.runner.status import StatusReader
 from exchange.scenarios.loader import load
 from schemas.envelope import H_RUN, H_SUBSCRIPTION, H_TRACE, Topics
 from schemas.scenario import DeliveryGuarantee
@@ -121,10 +121,9 @@ async def test_exactly_once_survives_a_killed_router_with_no_duplicate(kafka, tm
     (fault,) = result.faults
     assert fault.kind == "kill-router" and fault.injected_at_s is not None
     routed: dict[int, int] = {}
-    for line in (run_dir / "router-0.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event["event"] == "stats":
-            routed[event["pid"]] = event["records"]
+    for m in StatusReader(run_dir / "router-0.jsonl").read():
+        if m.kind == "stats":
+            routed[m.pid] = m.body.records
     killed, restarted = routed  # in start order
     assert routed[killed] > 0 and routed[restarted] > 0  # killed while routing, and routed on by its restart
     # before the subscribers' own dedupe: nothing arrived twice, on deliveries or the audit trail

@@ -217,8 +217,8 @@ async def test_sigterm_commits_every_routed_batch_and_writes_the_final_report(tm
         finally:
             code = router.stop()
         assert code == 0, router.log_path.read_text()[-2000:]
-        final = [e for e in StatusReader(router.status_path).read() if e["event"] == "final"]
-        assert len(final) == 1 and final[0]["records"] == len(sent)
+        final = [m.body for m in StatusReader(router.status_path).read() if m.kind == "final"]
+        assert len(final) == 1 and final[0].records == len(sent)
         topic = router.topics.ingress("open")
         async with clients.started(clients.consumer("topic_reader", broker.bootstrap, group_id=group_id(scenario.platform.id)),
                                    broker.bootstrap, "reading offsets") as consumer:

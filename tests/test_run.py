@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.kafka import brokers
 from exchange.runner.status import StatusReader
 from schemas.results import Result
 from schemas.status import StatusMessage
@@ -56,8 +57,15 @@ def wait_for(predicate, timeout: float, what: str):
 def publishing_demo(out: Path, broker: str = "tansu") -> Iterator[subprocess.Popen]:
     """`exchange run demo` for 30 s, once its producers publish; killed when the block ends."""
     proc = start_run(out, "demo", "--duration", "30", broker=broker)
+
+    def publishing() -> dict | None:
+        if proc.poll() is not None:  # say why, now, rather than time out
+            raise AssertionError(f"the run exited {proc.returncode} before publishing: {proc.stderr.read()[-2000:]}")
+        return status_event(out / "producers.jsonl", "stats")
+
     try:
-        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 90, "publishing to start")  # Kafka starts slower
+        # what the run itself allows its processes to get ready on this broker, and a minute to start it
+        wait_for(publishing, brokers.ready_timeout(brokers.parse(broker)[0], 60.0) + 60, "publishing to start")
         yield proc
     finally:
         proc.kill()
