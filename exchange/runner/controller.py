@@ -42,7 +42,7 @@ from exchange.runner.processes import CRASHED, spawn, terminate
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.runner.status import StatusReader
-from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, topic_plan
+from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 
 POLL_S = 0.2
@@ -70,6 +70,7 @@ class RunOptions:
     chaos: str | None = None  # a --chaos spec (exchange/runner/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
+    broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
 
 
 def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
@@ -79,7 +80,8 @@ def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
     scenario = options.scenario
     return chaos.parse(
         options.chaos, duration=duration, workers=options.workers,
-        departments={s.consumer for s in scenario.subscriptions}, embedded_broker=options.bootstrap is None,
+        departments={s.consumer for s in scenario.subscriptions},
+        broker=None if options.bootstrap else chaos.BrokerHandle(*brokers.parse(options.broker)),
         restartable_consumers=not scenario.reactions and not scenario.workflows,
     )
 
@@ -195,7 +197,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     scenario_json = run_dir / "scenario.runtime.json"  # what the processes read: live entries only
     scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
     progress = Progress(duration=duration)
-    broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
+    broker = None if options.bootstrap else options.broker_instance or brokers.make(options.broker, log_path=run_dir / "broker.log")
     kind = broker.kind if broker is not None else None
     children: list[_Child] = []
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -260,10 +262,11 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         if faults:
             # what was done when, and every lag sample the recovery times come from
             chaos_log = stack.enter_context(open(run_dir / "chaos.jsonl", "ab", buffering=0))
-            injector = FaultInjector(faults, workers_by_id, consumers,
-                                     broker.pid if broker is not None else None, run_dir / "consumers.paused")
+            injector = FaultInjector(faults, workers_by_id, consumers, broker, run_dir / "consumers.paused",
+                                     ingress_topics=ingress_topics(scenario))
         lag_samples: list[chaos.LagSample] = []
         lag_known = True
+        interval_p99: float | None = None
         drain_started: float | None = None
         reactions: dict[str, int] = {}
         routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
@@ -298,6 +301,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                     reactions, pending_reactions = e.get("reactions_produced", {}), e.get("reactions_pending", 0)
                     progress.consumer_lag = sum(e.get("lag", {}).values())
                     progress.p99_ms = e.get("e2e", {}).get("99pct", progress.p99_ms)
+                    interval_p99 = e.get("e2e", {}).get("99pct")  # None: nothing delivered in the interval
                     progress.conflicts = e.get("conflicts", 0)
             for r in routers:
                 for e in r.current(r.read()):
@@ -310,7 +314,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             if injector is not None:
                 pids = {c.name: c.proc.pid for c in [*routers, consumers]}
                 complete = lag_known and injector.complete(progress.elapsed, pids)
-                lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete))
+                lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
+                                                   interval_p99))
                 chaos_log.write(orjson.dumps({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
                                               "consumer_lag": progress.consumer_lag, "complete": complete}) + b"\n")
             _progress_metrics(p, progress)
@@ -393,7 +398,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
             injector.release()  # a stopped process cannot even take its SIGTERM
         grace = 5.0 if broker is None or broker.running else 1.0
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
-        if broker is not None:
+        if broker is not None and broker is not options.broker_instance:
             await broker.astop()
         metrics.remove_sd_target(sd_file)
 
@@ -431,7 +436,9 @@ def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publ
         out.append(FaultResult(
             spec=f.label, kind=f.kind, target=f.target, at_s=f.at_s, duration_s=f.duration_s,
             injected_at_s=entry.at_s, baseline_lag=rec.baseline_lag, peak_lag=rec.peak_lag,
-            recovered_after_s=rec.recovered_after_s, publish_delay_max_ms=round(max(delays), 1) if delays else None,
+            recovered_after_s=rec.recovered_after_s, node=entry.node, node_chosen=entry.chosen,
+            lag_recovered_after_s=rec.lag_recovered_after_s, latency_recovered_after_s=rec.latency_recovered_after_s,
+            baseline_p99_ms=rec.baseline_p99_ms, peak_p99_ms=rec.peak_p99_ms, publish_delay_max_ms=round(max(delays), 1) if delays else None,
         ))
     return out
 
