@@ -317,7 +317,8 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
                 lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
                                                    interval_p99))
                 chaos_log.write(orjson.dumps({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
-                                              "consumer_lag": progress.consumer_lag, "complete": complete}) + b"\n")
+                                              "consumer_lag": progress.consumer_lag, "complete": complete,
+                                              "p99_ms": interval_p99}) + b"\n")
             _progress_metrics(p, progress)
             progress.publish_rate = _last_rate(reports.publish_samples)
             progress.consume_rate = _last_rate(reports.consume_samples)
