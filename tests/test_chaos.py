@@ -240,3 +240,26 @@ def test_the_command_line_refuses_a_bad_spec_before_starting_anything(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "exchange", "run", "--help"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, env={**__import__("os").environ, "COLUMNS": "200"})
     assert "--chaos" in helped.stdout and "pause-broker" in helped.stdout
+
+
+def test_the_terminal_and_the_report_name_the_broker_node_a_fault_hit():
+    import io
+
+    from rich.console import Console
+
+    from exchange.results.report import fault_section
+    from exchange.runner.display import fault_table
+    from schemas.results import FaultResult
+
+    from .test_display import demo
+
+    result = demo()
+    result.faults = [FaultResult(spec="kill-broker@5s+restart", kind="kill-broker", target=None, at_s=5, injected_at_s=5.1,
+                                 duration_s=0, node=3, node_chosen="leads 4 of 10 ingress partitions", baseline_lag=12,
+                                 peak_lag=900, recovered_after_s=11.5, baseline_p99_ms=40, peak_p99_ms=9500)]
+    console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+    console.print(fault_table(result))
+    text = console.export_text()
+    assert "kill-broker@5s+restart (node 3)" in text and "40 → 9,500 ms" in text and "11.5 s" in text
+    html = fault_section(result.model_dump(mode="json"))
+    assert "node 3 (leads 4 of 10 ingress partitions)" in html and "40 → 9,500" in html

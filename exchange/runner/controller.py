@@ -234,7 +234,7 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
         fetch_wait_ms = options.fetch_wait_ms or brokers.fetch_wait_ms(kind) or default_fetch_wait(len(names))
         routers = [
             start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"),
-                  "--fetch-wait-ms", str(fetch_wait_ms))
+                  "--fetch-wait-ms", str(fetch_wait_ms), *(["--no-declare-topics"] if kind == "kafka" else []))
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
