@@ -263,3 +263,6 @@ def test_the_terminal_and_the_report_name_the_broker_node_a_fault_hit():
     assert "kill-broker@5s+restart (node 3)" in text and "40 → 9,500 ms" in text and "11.5 s" in text
     html = fault_section(result.model_dump(mode="json"))
     assert "node 3 (leads 4 of 10 ingress partitions)" in html and "40 → 9,500" in html
+    result.faults[0].baseline_p99_ms = None  # nothing delivered before the fault
+    console.print(fault_table(result))
+    assert "— → 9,500 ms" in console.export_text()

@@ -708,7 +708,7 @@ def fault_section(r: dict[str, Any]) -> str:
     for f in faults:
         recovered = f.get("recovered_after_s")
         target = f.get("target") or (f"node {f['node']} ({f.get('node_chosen') or 'chosen by the run'})" if f.get("node") else "—")
-        p99 = f"{f['baseline_p99_ms']:,.0f} → {f.get('peak_p99_ms') or 0:,.0f}" if f.get("baseline_p99_ms") is not None else "—"
+        p99 = " → ".join("—" if f.get(k) is None else f"{f[k]:,.0f}" for k in ("baseline_p99_ms", "peak_p99_ms"))
         rows.append([esc(f.get("spec", "")), esc(f.get("kind", "")), esc(target),
                      esc(f"{f['injected_at_s']:.1f} s" if f.get("injected_at_s") is not None else "not injected"),
                      esc(f"{f.get('duration_s', 0):g} s"), fmt_int(round(f.get("baseline_lag", 0))), fmt_int(f.get("peak_lag")), esc(p99),

@@ -218,6 +218,13 @@ def _ms(value: float, n: int) -> str:
     return f"{value:.1f}" if n else "—"
 
 
+def _p99_change(before: float | None, peak: float | None) -> str:
+    """``40 → 9,500 ms``; a dash for a side without deliveries."""
+    if before is None and peak is None:
+        return "—"
+    return " → ".join("—" if v is None else f"{v:,.0f}" for v in (before, peak)) + " ms"
+
+
 def fault_table(result: Result) -> Table:
     """The faults injected with --chaos, and how long the exchange took to come back."""
     table = Table(title="faults injected (--chaos); lag = router + subscriber lag, records", title_justify="left")
@@ -229,7 +236,7 @@ def fault_table(result: Result) -> Table:
             "—" if f.injected_at_s is None else f"{f.injected_at_s:.1f} s",
             f"{f.baseline_lag:,.0f}",
             f"{f.peak_lag:,}",
-            "—" if f.baseline_p99_ms is None else f"{f.baseline_p99_ms:,.0f} → {f.peak_p99_ms or 0:,.0f} ms",
+            _p99_change(f.baseline_p99_ms, f.peak_p99_ms),
             "not within the run" if f.recovered_after_s is None else f"{f.recovered_after_s:.1f} s",
             "—" if f.publish_delay_max_ms is None else f"{f.publish_delay_max_ms:,.0f} ms",
         )
