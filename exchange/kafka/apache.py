@@ -454,7 +454,7 @@ class KafkaBroker(BrokerLifecycle):
         answers (its metadata may lag a failover by a moment); empty when none answers."""
         for n in self._nodes:
             if n.node_id not in self._down and n.node_id not in self._paused:
-                found = metadata_leaders(self.host, n.port, topics)
+                found = metadata_leaders(self.host, n.port, topics, timeout=2.0)  # a loaded node answers late
                 if found is not None:
                     return found
         return {}
