@@ -11,10 +11,12 @@ import base64
 from collections import Counter
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from exchange import metrics
+from exchange.kafka import clients
 from schemas.envelope import H_RUN, H_TRACE, Topics
+from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
 from consumers.dedupe import SeenSet
 
@@ -46,15 +48,7 @@ class Accountant:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, for checkpoints
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="dx-accountant",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=10_000,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
+        self._consumer = clients.consumer("audit_reader", bootstrap)
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -138,7 +132,7 @@ class Accountant:
                 self.foreign += 1
                 continue
             decision = row[i_decision]
-            if decision not in ("delivered", "denied"):
+            if decision not in OUTCOME_DECISIONS:
                 continue  # forwarded by a hub of a cascade, or a control-plane row: not an outcome
             subs = row[i_sub]
             trace = row[i_trace].encode()
@@ -148,7 +142,7 @@ class Accountant:
                     continue
                 self.decisions[(scope, decision, row[i_reason])] += 1
                 self._read[decision] += 1
-                if decision == "denied":
+                if decision == Decision.denied:
                     self.denied += 1
                 else:
                     self.audited_deliveries += 1

@@ -10,6 +10,7 @@ its path. Unparseable stamps are counted, never guessed at.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -22,11 +23,10 @@ class HopStats:
 
     def __init__(self, observe=None) -> None:
         self.observe = observe  # (consumer's hub, segment) → a Prometheus histogram child; None: not exported
-        self._children: dict[tuple[str, str], object] = {}
+        self._children: dict[tuple[str, str], Any] = {}  # Prometheus histogram children
         self.segments: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.paths: dict[str, HdrHistogram] = defaultdict(new_histogram)
         self.path_hubs: dict[str, tuple[str, ...]] = {}
-        self.unparsed = 0
         # per path and per segment: warm-up deliveries (exchange/runner/warmup.py), counted, not in the histograms
         self.warmup_paths: dict[str, int] = defaultdict(int)
         self.warmup_segments: dict[str, int] = defaultdict(int)
@@ -50,8 +50,7 @@ class HopStats:
         try:
             stamps = [(h.decode(), int(i), int(o)) for h, i, o in (s.split(b":") for s in hops.split(b";"))]
         except (ValueError, UnicodeDecodeError):
-            self.unparsed += 1
-            return
+            return  # not our stamps: no time to split
         add = self._add if measured else self._count_warmup
         previous, left, last = HOP_PRODUCER, sent_ns, stamps[-1][0]
         for hub, taken_in, let_out in stamps:

@@ -18,10 +18,25 @@ import orjson
 from exchange.runner.processes import report_crashes
 from exchange import metrics
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
+from schemas.status import (
+    ConsumersFinal,
+    ConsumersReady,
+    ConsumersStats,
+    DeadLetterCount,
+    DecisionCount,
+    Error,
+    FlowInterval,
+    FlowReport,
+    PathReport,
+    QualityEventCount,
+    Role,
+    SamplesReport,
+    WorkflowReport,
+)
 
 from consumers import checkpoint
 from consumers.accountant import Accountant
@@ -39,32 +54,69 @@ PAUSE_POLL_S = 0.1
 log = logging.getLogger(__name__)
 
 
-def fanout(scenario: Scenario) -> dict[str, int]:
-    """Outcomes one record of each entry accounts for: one per subscription, at least one."""
-    subs = scenario.subscriptions_by_entry
-    return {e.id: max(1, len(subs.get(e.id, ()))) for e in scenario.catalogue}
-
-
 async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
               checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
               samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
               schedule_file: Path | None = None) -> None:
+    """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
+
+    With ``checkpoint_path`` (``--chaos``) it resumes from the checkpoint there if there is one
+    and writes one every second; ``pause_file`` pauses departments; ``samples_path`` receives
+    ``samples_per_flow`` delivery samples per flow when the consumers stop.
+    """
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
     hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
+    subscribers = _subscribers(scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None)
+    _limit_and_schedule(scenario, subscribers, schedule_file)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id)
+    if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
+        _restore(state, subscribers, accountant)
+    reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
+    workflows = WorkflowTracker(scenario)
+    sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
+    _listen(scenario, subscribers, reactions, workflows, sampler)
+    await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
+    status.write(ConsumersReady(subscribers=len(subscribers), restored=state is not None))
+    background = [asyncio.create_task(_report(scenario, status, stop, subscribers, accountant, reactions, at_once=bool(state)))]
+    if pause_file is not None:
+        background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
+    if checkpoint_path is not None:
+        background.append(asyncio.create_task(_checkpoints(checkpoint_path, seen, subscribers, accountant)))
+    readers: list[Subscriber | Accountant] = [*subscribers, accountant]
+    try:
+        await asyncio.gather(*(_read_until_stopped(r, stop) for r in readers))
+    finally:
+        for task in background:
+            task.cancel()
+        await reactions.stop()
+        for r, stopped in zip(readers, await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the reading
+                log.error("stopping %r failed", r, exc_info=stopped)
+    samples = await _write_samples(sampler, scenario, bootstrap, run_id, samples_path)
+    status.write(_final(subscribers, accountant, hops, reactions, workflows, samples))
+
+
+def _subscribers(scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopStats, run_id: str,
+                 fetch_wait_ms: int | None, restartable: bool) -> list[Subscriber]:
+    """One subscriber per subscribing department, on its hub's delivery topic."""
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
-    subscribers = [
+    return [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
-                   auto_commit=checkpoint_path is None,
+                   auto_commit=not restartable,
                    # Restartable (--chaos): a restarted process rejoins each group once the
                    # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
-                   session_timeout_ms=RESTARTABLE_SESSION_MS if checkpoint_path is not None else 6000)
+                   session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000)
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
+
+
+def _limit_and_schedule(scenario: Scenario, subscribers: list[Subscriber], schedule_file: Path | None) -> None:
+    """Batch cycles, the warm-up's schedule file, and each department's consume rate and boundary gateway."""
     cycles = {e: int(p.every * 1e9) for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for s in subscribers:
         s.cycles = cycles
@@ -78,103 +130,95 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
         if limit is not None:
             s.consume_rate = limit
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, fanout(scenario), run_id)
-    if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
-        for s in subscribers:
-            if s.department in state["subscribers"]:
-                s.restore(state["subscribers"][s.department])
-        accountant.restore(state["accountant"])
-    reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
-    workflows = WorkflowTracker(scenario)
-    sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
+
+
+def _restore(state: dict, subscribers: list[Subscriber], accountant: Accountant) -> None:
+    for s in subscribers:
+        if s.department in state["subscribers"]:
+            s.restore(state["subscribers"][s.department])
+    accountant.restore(state["accountant"])
+
+
+def _listen(scenario: Scenario, subscribers: list[Subscriber], reactions: ReactionEngine, workflows: WorkflowTracker,
+            sampler: DeliverySampler) -> None:
+    """Hook the sampler, the reactions and the workflow tracker to every delivery."""
     for s in subscribers:
         s.sampling, s.sampler = sampler.flows_of(scenario, s.department), sampler.take
         if reactions.active:
             s.listeners.append(reactions.on_delivery)
         if scenario.workflows:
             s.listeners.append(lambda consumer, entry, key, h, now: workflows.on_delivery(entry, key, h, now))
-    await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
-    status.write("ready", subscribers=len(subscribers), restored=state is not None)
-    readers = [*subscribers, accountant]
 
-    async def read_until_stopped(reader) -> None:
-        # each reader on its own: one quiet topic must not hold up the others' polls
-        while not stop.is_set():
-            if getattr(reader, "paused", False):
-                await asyncio.sleep(PAUSE_POLL_S)
-                continue
-            await reader.poll(100)
-        while await reader.poll(50):  # whatever arrived before the stop
-            pass
 
-    async def report() -> None:
-        if not state:
-            await asyncio.sleep(STATS_INTERVAL_S)
-        # after a restart, the first line at once: it shows the backlog the process starts from
-        while not stop.is_set():
-            await asyncio.gather(*(s.refresh_lag() for s in subscribers))
-            status.write("stats", **_totals(subscribers, accountant), **_reactions(reactions), **_interval(subscribers),
-                         lag_known=all(s.lag_known for s in subscribers))
-            accountant.flush_metrics(scenario.platform.id)
-            for s in subscribers:
-                metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
-            await asyncio.sleep(STATS_INTERVAL_S)
+async def _read_until_stopped(reader: Subscriber | Accountant, stop: asyncio.Event) -> None:
+    # each reader on its own: one quiet topic must not hold up the others' polls
+    while not stop.is_set():
+        if getattr(reader, "paused", False):
+            await asyncio.sleep(PAUSE_POLL_S)
+            continue
+        await reader.poll(100)
+    while await reader.poll(50):  # whatever arrived before the stop
+        pass
 
-    background = [asyncio.create_task(report())]
-    if pause_file is not None:
-        background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
-    if checkpoint_path is not None:
-        background.append(asyncio.create_task(_checkpoints(checkpoint_path, seen, subscribers, accountant)))
+
+async def _report(scenario: Scenario, status: StatusWriter, stop: asyncio.Event, subscribers: list[Subscriber],
+                  accountant: Accountant, reactions: ReactionEngine, at_once: bool) -> None:
+    """A ``stats`` message every second (the first at once after a restart: it shows the backlog
+    the process starts from), and the consumer metrics."""
+    if not at_once:
+        await asyncio.sleep(STATS_INTERVAL_S)
+    while not stop.is_set():
+        await asyncio.gather(*(s.refresh_lag() for s in subscribers))
+        status.write(ConsumersStats(**_totals(subscribers, accountant, reactions), **_interval(subscribers),
+                                    lag_known=all(s.lag_known for s in subscribers)))
+        accountant.flush_metrics(scenario.platform.id)
+        for s in subscribers:
+            metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
+        await asyncio.sleep(STATS_INTERVAL_S)
+
+
+async def _write_samples(sampler: DeliverySampler, scenario: Scenario, bootstrap: str, run_id: str,
+                         samples_path: Path | None) -> SamplesReport | None:
+    """Find the samples' source records and write them to ``samples_path``; None when nothing was sampled."""
+    if samples_path is None or not sampler.samples:
+        return None
+    started = time.monotonic()
+    missing = await find_sources(sampler, scenario, bootstrap, run_id)
     try:
-        await asyncio.gather(*(read_until_stopped(r) for r in readers))
-    finally:
-        for task in background:
-            task.cancel()
-        await reactions.stop()
-        await asyncio.gather(*(r.stop() for r in readers), return_exceptions=True)
-    samples = {}
-    if samples_path is not None and sampler.samples:
-        started = time.monotonic()
-        missing = await find_sources(sampler, scenario, bootstrap, run_id)
-        try:
-            written = write_samples(sampler, scenario, samples_path)
-        except OSError as exc:  # an aid, not a figure of the run: say so, and go on to the final report
-            log.warning("delivery samples: cannot write %s: %s", samples_path, exc)
-            written = 0
-        samples = {"written": written, "without_source": missing, "lookup_s": round(time.monotonic() - started, 3),
-                   **sampler.lookup}
-        if missing:
-            log.warning("delivery samples: %d of %d without their source record", missing, written)
-    flows = {}
-    for s in subscribers:
-        for name, f in s.flows.items():
-            flows[name] = {
-                "within_cycle": f.within_cycle,
-                "delivered": f.delivered,
-                "duplicates": f.duplicates,
-                "e2e": encode(f.e2e),
-                "e2e_intended": encode(f.e2e_intended),
-                "warmup_delivered": f.warmup_delivered,
-                "warmup_e2e": encode(f.warmup_e2e),
-                "warmup_e2e_intended": encode(f.warmup_e2e_intended),
-            }
-    status.write(
-        "final",
-        **_totals(subscribers, accountant),
+        written = write_samples(sampler, scenario, samples_path)
+    except OSError as exc:  # an aid, not a figure of the run: say so, and go on to the final report
+        log.warning("delivery samples: cannot write %s: %s", samples_path, exc)
+        written = 0
+    if missing:
+        log.warning("delivery samples: %d of %d without their source record", missing, written)
+    return SamplesReport(written=written, without_source=missing, lookup_s=round(time.monotonic() - started, 3),
+                         **sampler.lookup)
+
+
+def _final(subscribers: list[Subscriber], accountant: Accountant, hops: HopStats, reactions: ReactionEngine,
+           workflows: WorkflowTracker, samples: SamplesReport | None) -> ConsumersFinal:
+    """The final report: counts per flow, path and workflow, encoded histograms, the accountant's counters."""
+    flows = {
+        name: FlowReport(within_cycle=f.within_cycle, delivered=f.delivered, duplicates=f.duplicates,
+                         e2e=encode(f.e2e), e2e_intended=encode(f.e2e_intended), warmup_delivered=f.warmup_delivered,
+                         warmup_e2e=encode(f.warmup_e2e), warmup_e2e_intended=encode(f.warmup_e2e_intended))
+        for s in subscribers for name, f in s.flows.items()
+    }
+    return ConsumersFinal(
+        **_totals(subscribers, accountant, reactions),
         flows=flows,
         hops={name: encode(h) for name, h in hops.segments.items()},
         warmup_hops=dict(hops.warmup_segments),
-        paths={name: {"hubs": hops.path_hubs[name], "e2e": encode(hops.paths[name]), "warmup": hops.warmup_paths.get(name, 0)}
+        paths={name: PathReport(hubs=hops.path_hubs[name], e2e=encode(hops.paths[name]), warmup=hops.warmup_paths.get(name, 0))
                for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))},
-        decisions=[[*k, v] for k, v in accountant.decisions.items()],
-        dead_letters=[[*k, v] for k, v in accountant.dead_letters.items()],
-        undecodable=[[*k, v] for k, v in accountant.undecodable.items()],
-        foreign_dead_letters=[[*k, v] for k, v in accountant.foreign_dead_letters.items()],
-        quality_events=[[*k, v] for k, v in accountant.quality_events.items()],
-        **_reactions(reactions),
+        decisions=DecisionCount.rows(accountant.decisions),
+        dead_letters=DeadLetterCount.rows(accountant.dead_letters),
+        undecodable=DeadLetterCount.rows(accountant.undecodable),
+        foreign_dead_letters=DeadLetterCount.rows(accountant.foreign_dead_letters),
+        quality_events=QualityEventCount.rows(accountant.quality_events),
         samples=samples,
         workflows={
-            name: {"completed": workflows.completed[name], "incomplete": workflows.incomplete().get(name, 0), "times": encode(h)}
+            name: WorkflowReport(completed=workflows.completed[name], incomplete=workflows.incomplete().get(name, 0), times=encode(h))
             for name, h in workflows.times.items()
         },
     )
@@ -226,15 +270,12 @@ def _interval(subscribers: list[Subscriber]) -> dict:
                 samples, flow.interval = flow.interval, []
                 everything.extend(samples)
                 q = sample_quantiles(samples)
-                flows[name] = {"50pct": q["50pct"], "99pct": q["99pct"], "n": len(samples)}
+                flows[name] = FlowInterval(p50_ms=q["50pct"], p99_ms=q["99pct"], n=len(samples))
     return {"e2e": sample_quantiles(everything), "flow_latency": flows}
 
 
-def _reactions(reactions: ReactionEngine) -> dict:
-    return {"reactions_produced": dict(reactions.produced), "reactions_pending": reactions.pending}
-
-
-def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
+def _totals(subscribers: list[Subscriber], accountant: Accountant, reactions: ReactionEngine) -> dict:
+    """The fields of :class:`~schemas.status.ConsumersTotals`."""
     return {
         "received": sum(s.received for s in subscribers),
         "first_ns": min((s.first_ns for s in subscribers if s.first_ns), default=0),
@@ -250,6 +291,8 @@ def _totals(subscribers: list[Subscriber], accountant: Accountant) -> dict:
         "conflicts": sum(accountant.quality_events.values()),
         "lag": {s.department: s.lag() for s in subscribers},
         "clock_skew": _clock_skew(subscribers),
+        "reactions_produced": dict(reactions.produced),
+        "reactions_pending": reactions.pending,
     }
 
 
@@ -279,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.consumers, args.run_id))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
 
@@ -295,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(_main())
     except Exception as exc:
-        status.write("error", message=f"{type(exc).__name__}: {exc}")
+        status.write(Error(message=f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         metrics.remove_sd_target(sd_file)

@@ -16,8 +16,8 @@ import time
 from collections import defaultdict
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
+from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.results.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
 from producers.records import EntityPool, RecordFactory
@@ -33,18 +33,17 @@ class ReactionEngine:
         self.ingress = {e.id: Topics(scenario.platform_of(e.provider)).ingress(e.id) for e in scenario.catalogue}
         self.run = run_id
         self.rng = random.Random(seed * 31 + 7)
-        authority = scenario.authority
         self.by_trigger: dict[tuple[str, str], list[tuple[int, Reaction, RecordFactory]]] = defaultdict(list)
         for n, r in enumerate(scenario.reactions):
             entry = scenario.entries[r.publish]
-            copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+            copies = tuple(scenario.copied_items(r.publish))
             factory = RecordFactory(entry, pool, random.Random(seed * 977 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate)
             self.by_trigger[(r.department, r.on)].append((n, r, factory))
         self.produced: dict[str, int] = defaultdict(int)
         self.pending = 0
         self._seq: dict[int, int] = defaultdict(int)
         self._due: list[tuple[int, str, bytes, bytes, list]] = []  # (due_ns, topic, key, value, headers)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="reactions", acks="all", max_batch_size=1024 * 1024)
+        self._producer = clients.producer("reactions", bootstrap)
         self._sender = BatchSender(self._producer)
         self._task: asyncio.Task | None = None
 

@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from exchange.kafka import clients
+
 from exchange.policy.sharing import compile_policy
 from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, Topics
 from schemas.scenario import Scenario
@@ -107,21 +109,19 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     wanted = {entry: by_trace for entry, by_trace in wanted.items() if entry in scenario.entries}
     topics = {entry: Topics(scenario.platform_of(scenario.entries[entry].provider)).ingress(entry) for entry in wanted}
     deadline = time.monotonic() + budget_s
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="samples",
-                                fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
-                                request_timeout_ms=max(1000, int(budget_s * 1000)))
+    consumer = clients.consumer("samples", bootstrap, request_timeout_ms=max(1000, int(budget_s * 1000)))
     try:
         await asyncio.wait_for(consumer.start(), max(0.1, deadline - time.monotonic()))
         await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup),
                                max(0.1, deadline - time.monotonic()))
-    except (asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
+    except (TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
         why = "time budget spent" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
         sampler.lookup["ended"] = why
         log.warning("delivery samples: sources not all read back (%s)", why)
     finally:
         try:
             await asyncio.wait_for(consumer.stop(), 2.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+        except (TimeoutError, Exception):  # noqa: BLE001
             pass
     return sum(len(v) for by_trace in sampler.wanted().values() for v in by_trace.values())
 
@@ -234,7 +234,6 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         for policy in compile_policy(scenario, Topics(hub), hub).values():
             for route in policy.routes:
                 routes[route.subscription] = route
-    authority = scenario.authority
     lines = []
     for flow in sorted(sampler.samples):
         route = routes.get(flow)
@@ -242,8 +241,7 @@ def write_samples(sampler: DeliverySampler, scenario: Scenario, path: Path) -> i
         items = list(route.items) if route else []
         for s in sampler.samples[flow]:
             entry = scenario.entries.get(s.entry)
-            copies = {i.key: authority[i.key] for i in entry.items
-                      if i.key in authority and authority[i.key] != entry.provider} if entry else {}
+            copies = scenario.copied_items(entry.id) if entry else {}
             lines.append(orjson.dumps(sample_line(s, masks, items, entry.provider if entry else "", copies)))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(b"".join(line + b"\n" for line in lines))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
 from exchange import metrics
+from exchange.kafka import clients
 from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
 from exchange.runner.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
@@ -82,7 +84,7 @@ class Subscriber:
         self.clock_skew = ClockSkew()
         self.listeners: list = []
         self.sampling: set[str] = set()  # flows still wanting delivery samples (consumers/samples.py)
-        self.sampler = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
+        self.sampler: Callable[..., None] | None = None  # called as f(sampling, consumer, flow, record, headers, now_ns) for those
         self.platform = platform
         self._children: dict[bytes, tuple] = {}
         self._positions: dict = {}
@@ -105,18 +107,14 @@ class Subscriber:
         self.lag_known = False  # False until the group has assigned the topic (and while the broker does not answer)
         # Auto-commit when nothing is checkpointed; else the process commits after each
         # checkpoint (consumers/checkpoint.py), so committed offsets never pass it.
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = clients.consumer(
+            "subscriber",
+            bootstrap,
             topic,
-            bootstrap_servers=bootstrap,
             group_id=group,
             client_id=f"sub-{department}",
-            auto_offset_reset="earliest",
             enable_auto_commit=auto_commit,
-            auto_commit_interval_ms=1000,
-            max_poll_records=5000,
             fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=min(500, session_timeout_ms // 6),
         )
@@ -163,7 +161,7 @@ class Subscriber:
                     position = await asyncio.wait_for(self._consumer.position(tp), timeout_s)
                 # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
                 total += max(0, max(ends[tp], highs[tp] or 0) - position)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
+        except (TimeoutError, Exception):  # noqa: BLE001 - a figure for a gauge; try again next second
             self.lag_known = False
             return
         self._lag, self.lag_known = total, True
@@ -248,7 +246,7 @@ class Subscriber:
                 delivered_metric, e2e_metric, _ = self._metric_children(sub)
                 delivered_metric.inc()
                 if sampling and name in sampling:
-                    self.sampler(sampling, self.department, name, r, h, now)
+                    self.sampler(sampling, self.department, name, r, h, now)  # type: ignore[misc]  # set together with sampling
                 for listener in self.listeners:
                     listener(self.department, h.get(H_ENTRY, b"").decode(), r.key, h, now)
                 sent, intended = h.get(H_SENT), h.get(H_INTENDED)
@@ -300,6 +298,3 @@ class Subscriber:
         wait = oldest + self.gateway_latency_ns - time.time_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)
-
-    def delivered_by_flow(self) -> Counter:
-        return Counter({k: f.delivered for k, f in self.flows.items()})

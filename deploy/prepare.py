@@ -22,21 +22,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout or the image's /app
     sys.path.insert(0, str(ROOT))
 
-from exchange.scenarios import loader as scenario_file
-from exchange.kafka.topics import topic_plan
+from exchange.scenarios import loader as scenario_file  # noqa: E402 - after the sys.path line above
+from exchange.kafka.topics import topic_plan  # noqa: E402
 
 
 async def create_replicated_topics(
     bootstrap: str, plan: dict[str, int], replication: int, min_isr: int, timeout_s: float = 120.0
 ) -> list[str]:
     """Create the missing topics of ``plan``; return the names created."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+    from exchange.kafka import clients
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:  # the brokers may still be starting
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-prepare")
+        admin = clients.admin("prepare", bootstrap)
         try:
             await admin.start()
             break

@@ -136,8 +136,10 @@ def run(
         "how long a router's fetch waits for data; the embedded broker answers an empty fetch only when the wait ends, "
         "so this is the latency an idle hop adds, against the CPU each hub spends polling "
         "(default: 10 ms per three router processes, at most 50)"))] = None,
-    find_max_rate: Annotated[bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
-    slo_p99: Annotated[Optional[float], typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
+    find_max_rate: Annotated[bool, typer.Option(
+        "--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
+    slo_p99: Annotated[Optional[float], typer.Option(
+        help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
     chaos: Annotated[Optional[str], typer.Option(
         help="faults to inject, comma-separated KIND[:TARGET]@TIME[+DURATION], times after publishing starts "
              "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
@@ -236,7 +238,8 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
     policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
     find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
-    broker_floor: Annotated[bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
+    broker_floor: Annotated[bool, typer.Option(
+        "--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
     broker_kind: BrokerOption = "tansu",
 ) -> None:
@@ -315,7 +318,8 @@ def audit_verify(
     """Check every hash chain of a platform's audit topic; exit 1 at any broken link, 2 when it cannot be read."""
     from schemas.envelope import Topics
 
-    from exchange.policy.audit import read_topic, verify
+    from exchange.kafka.topics import read_topic
+    from exchange.policy.audit import verify
 
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
@@ -500,10 +504,18 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors): it accepts the Chinese terms too."""
-    from schemas.scenario import json_schema
-
+def schema(
+    of: Annotated[str, typer.Argument(metavar="[scenario|status]", help=(
+        "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
+        "status: the messages every process of a run sends the run controller (schemas/status.py)"))] = "scenario",
+) -> None:
+    """Print a JSON Schema: of the scenario format (for editors), or of the processes' status messages."""
+    if of == "scenario":
+        from schemas.scenario import json_schema
+    elif of == "status":
+        from schemas.status import json_schema
+    else:
+        raise typer.BadParameter(f"{of!r}: scenario or status", param_hint="what")
     console.print_json(json.dumps(json_schema()))
 
 
@@ -572,4 +584,5 @@ def kafka_where() -> None:
 
 
 def main() -> None:
+    """The ``exchange`` console script: run the command line (exit codes in :mod:`exchange.errors`)."""
     app(prog_name="exchange")

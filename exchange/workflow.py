@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.applications import ControlEvent, ControlVerdict
 
-from exchange.errors import EXIT_FAILED, ExchangeError, kafka_errors
+from exchange.errors import EXIT_FAILED, ExchangeError
+from exchange.kafka import clients
 from exchange.kafka.topics import topic_partitions
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -44,13 +45,8 @@ def new_request_id() -> str:
 
 async def publish_control(bootstrap: str, topic: str, event: ControlEvent) -> None:
     """Publish ``event`` (keyed by its application) and wait for the broker's ack."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    with kafka_errors(bootstrap, f"publishing to {topic}"):
-        try:
-            await producer.start()
-            await producer.send_and_wait(topic, event.model_dump_json().encode(), key=event.application.encode())
-        finally:
-            await producer.stop()
+    async with clients.started(clients.producer("control", bootstrap), bootstrap, f"publishing to {topic}") as producer:
+        await producer.send_and_wait(topic, event.model_dump_json().encode(), key=event.application.encode())
 
 
 async def request_control(bootstrap: str, topic: str, verdicts: str, event: ControlEvent,
@@ -65,25 +61,21 @@ async def request_control(bootstrap: str, topic: str, verdicts: str, event: Cont
     """
     if not event.request_id:
         event = event.model_copy(update={"request_id": new_request_id()})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
-    with kafka_errors(bootstrap, f"reading {verdicts}"):
+    async with clients.started(clients.consumer("control", bootstrap), bootstrap, f"reading {verdicts}") as consumer:
+        parts = await topic_partitions(consumer, verdicts, bootstrap)
+        tps = [TopicPartition(verdicts, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # fix the start before publishing: the answer comes after it
+            await consumer.position(tp)
+        await publish_control(bootstrap, topic, event)
         try:
-            await consumer.start()
-            parts = await topic_partitions(consumer, verdicts, bootstrap)
-            tps = [TopicPartition(verdicts, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            for tp in tps:  # fix the start before publishing: the answer comes after it
-                await consumer.position(tp)
-            await publish_control(bootstrap, topic, event)
             return await asyncio.wait_for(_verdict_for(consumer, event.request_id), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NoVerdict(
                 f"no verdict on {verdicts} within {timeout_s:g} s for {event.action} of {event.application}: "
                 f"is a run going on for this platform? The event stays on {topic} and a router that starts applies it"
             ) from None
-        finally:
-            await consumer.stop()
 
 
 async def _verdict_for(consumer: AIOKafkaConsumer, request_id: str) -> ControlVerdict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import random
 
-from schemas.names import COMPOUND_SURNAMES, SURNAME_TABLE as _SURNAME_TABLE, surname_of  # noqa: F401 (re-exported)
+from schemas.names import COMPOUND_SURNAMES, SURNAME_TABLE as _SURNAME_TABLE, surname_of  # re-exported
 from schemas import regions as _regions
 from schemas.keys import CC_ALPHABET as _CC_ALPHABET
 from schemas.keys import ID_CHECK as _ID_CHECK
@@ -35,7 +35,7 @@ from schemas.keys import (  # the standards' rules live with the matching that u
 from schemas.regions import Region
 
 __all__ = [
-    "COMPOUND_SURNAMES", "DONGGUAN_TOWNS", "REGIONS", "Region", "address", "chinese_name", "credit_code",
+    "COMPOUND_SURNAMES", "DONGGUAN_TOWNS", "REGIONS", "Region",  # noqa: F822 - the tables come from __getattr__ below "address", "chinese_name", "credit_code",
     "credit_code_check_char", "date_between", "district_prefix", "gps_fix",
     "is_valid_credit_code", "is_valid_resident_id", "mobile_phone", "plate_number",
     "NATIONAL", "jurisdiction_prefix", "region_contains", "region_exists", "resident_id", "resident_id_check_digit", "surname_of",
@@ -91,7 +91,7 @@ _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714 organisation code
 
 def _org_code_check(body8: str) -> str:
     """GB 11714 check char of the organisation code embedded at positions 9-17."""
-    c = 11 - sum(w * (int(ch) if ch in _DIGITS else ord(ch) - 55) for ch, w in zip(body8, _ORG_WEIGHTS)) % 11
+    c = 11 - sum(w * (int(ch) if ch in _DIGITS else ord(ch) - 55) for ch, w in zip(body8, _ORG_WEIGHTS, strict=True)) % 11
     return "X" if c == 10 else "0" if c == 11 else str(c)
 
 

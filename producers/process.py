@@ -7,33 +7,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
+import sys
 import time
 from pathlib import Path
 
 from exchange.runner.processes import report_crashes
 from exchange import metrics
+from exchange.errors import ExchangeError
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import encode, sample_quantiles
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
+from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
-from producers.records import EntityPool, RecordFactory, entity_pool, region_of
+from producers.records import RecordFactory, entity_pool
 
 STATS_INTERVAL_S = 1.0
+log = logging.getLogger(__name__)
 
 
-def build_publishers(scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0) -> list[DepartmentPublisher]:
+def build_publishers(
+    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0,
+) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
-    authority = scenario.authority
     profiles = scenario.entry_profiles()
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
-        copies = tuple(i.key for i in entry.items if i.key in authority and authority[i.key] != entry.provider)
+        copies = tuple(scenario.copied_items(entry_id))
         factory = RecordFactory(
             entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
         )
@@ -59,7 +65,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         await asyncio.gather(*(p.start() for p in publishers))
         for p in publishers:
             p.prepare(duration)
-        status.write("ready", departments=len(publishers))
+        status.write(ProducersReady(departments=len(publishers)))
         start_ns = time.time_ns()
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
         if schedule_path is not None:  # before the first record: whoever receives one can read it
@@ -69,9 +75,10 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
     finally:
         if reporter is not None:
             reporter.cancel()
-        await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True)
-    status.write(
-        "final",
+        for p, stopped in zip(publishers, await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True), strict=True):
+            if isinstance(stopped, Exception):  # logged, not raised over what ended the run
+                log.error("stopping %s's producer failed", p.department, exc_info=stopped)
+    status.write(ProducersFinal(
         elapsed_s=(time.time_ns() - start_ns) / 1e9,
         produced=dict(stats.produced),
         sent=stats.sent,
@@ -81,7 +88,7 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         warmup_published=stats.warmup_published,
         warmup_publish_delay=encode(stats.warmup_delay),
         warmup_publish_latency=encode(stats.warmup_latency),
-    )
+    ))
     return stats
 
 
@@ -89,10 +96,10 @@ async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> N
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
         delay, latency = stats.take_interval()
-        status.write(
-            "stats", t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
+        status.write(ProducersStats(
+            t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
             publish_latency=sample_quantiles(latency), publish_delay_us=sample_quantiles(delay, 1e3),
-        )
+        ))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,14 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.producers, args.run_id))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
                         args.warmup, args.schedule_file))
+    except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
+        status.write(Error(message=str(exc)))
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except Exception as exc:
-        status.write("error", message=f"{type(exc).__name__}: {exc}")
+        status.write(Error(message=f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         metrics.remove_sd_target(sd_file)

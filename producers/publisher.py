@@ -16,10 +16,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from exchange import metrics
-from exchange.kafka.batching import Partitioner, send_batches
+from exchange.errors import EXIT_FAILED, ExchangeError
+from exchange.kafka import clients
+from exchange.kafka.batching import Partitioner, retriable, send_batches
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import new_histogram, record_many_ns, record_ns
 from schemas.envelope import (
@@ -38,6 +40,14 @@ from producers.profiles import RateSchedule
 from producers.records import RecordFactory
 
 log = logging.getLogger(__name__)
+
+
+class PublishFailed(ExchangeError):
+    """The broker refused records with an error that resending cannot cure (a record too
+    large, a topic not authorised or invalid…); the message names the department, topic,
+    partition and error."""
+
+    exit_code = EXIT_FAILED
 
 MAX_RECORDS_PER_TICK = 20_000  # keep the loop responsive when far behind schedule
 MAX_IN_FLIGHT = 200_000  # unacknowledged records before the schedule waits for acks
@@ -97,9 +107,6 @@ class Schedule:
     corpus: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)  # (key, value, partition)
 
 
-Pending = list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-
-
 class DepartmentPublisher:
     """One department's producer (its own Kafka client id) for all its scheduled entries."""
 
@@ -122,20 +129,13 @@ class DepartmentPublisher:
         self.schedules = schedules
         self.stats = stats
         self._source = department.encode()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=f"dept-{department}",
-            acks="all",
-            max_batch_size=512 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            request_timeout_ms=30_000,
-            retry_backoff_ms=200,
-        )
+        self._producer = clients.producer("publisher", bootstrap, client_id=f"dept-{department}")
         self._partitioner = Partitioner(self._producer)
         self._in_flight = 0
         self._acked = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._seq = 0
+        self.failed: BaseException | None = None  # the first error resending cannot cure; run() raises it
 
     async def start(self) -> None:
         await self._producer.start()
@@ -151,16 +151,27 @@ class DepartmentPublisher:
             s.corpus = [(key, value, of(s.topic, key, s.partitions)) for key, value in s.factory.encoded(size)]
 
     async def stop(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the acks still pending (none left after :meth:`run`), stop the producer.
+
+        Called on the way out of a failed run too: failures of pending sends are logged,
+        not raised over the error that ended the run."""
+        for result in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("%s: a pending send failed while stopping", self.department, exc_info=result)
         await self._producer.stop()
 
     async def run(self, start_ns: int, duration_s: float) -> None:
-        """Publish every scheduled record with intended time in [start, start + duration)."""
+        """Publish every scheduled record with intended time in [start, start + duration),
+        and wait until every one is acknowledged.
+
+        Records the broker refuses with a retriable error (see :func:`retriable`) are sent
+        again; raises :class:`PublishFailed` on any other Kafka error.
+        """
         if any(not s.corpus for s in self.schedules):
             self.prepare(duration_s)
         active = list(self.schedules)
         while active:
+            self._raise_failure()
             elapsed = time.time_ns() - start_ns
             limit = MAX_RECORDS_PER_TICK if self.gate is None else self.gate.allowance(MAX_RECORDS_PER_TICK)
             budget = limit
@@ -174,14 +185,19 @@ class DepartmentPublisher:
             if batches:
                 await self._send(batches)
             active = [s for s in active if not s.schedule.finished(s.next_index, elapsed)]
-            while self._in_flight > MAX_IN_FLIGHT:
+            while self._in_flight > MAX_IN_FLIGHT and self.failed is None:
                 self._acked.clear()
                 await self._acked.wait()
             if active:
                 # a full tick's worth: go on at once, unless the gateway is what held it back
                 await asyncio.sleep(TICK_S if budget > 0 or limit < MAX_RECORDS_PER_TICK else 0)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks and self.failed is None:  # a resend starts new tasks: wait for those too
+            await asyncio.gather(*list(self._tasks))
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self.failed is not None:
+            raise self.failed
 
     def _build(self, s: Schedule, n: int, start_ns: int, batches: dict) -> None:
         """Append ``n`` records of the schedule, with their headers, to the per-partition lists."""
@@ -246,7 +262,15 @@ class DepartmentPublisher:
     async def _await_ack(self, future: asyncio.Future, topic: str, partition: int, chunk: list, sent_ns: int) -> None:
         try:
             await future
-        except Exception as exc:  # the broker went away or refused: send the same records again
+        except KafkaError as exc:
+            if not retriable(exc):
+                self._in_flight -= len(chunk)
+                self.failed = self.failed or PublishFailed(
+                    f"{self.department}: the broker refused {len(chunk):,} records for {topic}[{partition}] with "
+                    f"{type(exc).__name__} ({exc}), which resending cannot cure")
+                self._acked.set()
+                return
+            # the broker went away or could not take them yet: send the same records again
             self.stats.retried += len(chunk)
             metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
             log.warning("publish to %s[%d] failed (%s); resending %d records", topic, partition, exc, len(chunk))

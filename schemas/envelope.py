@@ -8,9 +8,11 @@ can measure latency without decoding it at all.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.outcomes import AUDITED_DECISIONS, Decision
 
 SCHEMA_VERSION = b"1"
 
@@ -118,7 +120,7 @@ def parse_trace_id(value: bytes) -> tuple[int, int] | None:
     return int(head), int(tail)
 
 
-Decision = Literal["delivered", "denied", "forwarded"]
+RoutingDecision = Literal[Decision.delivered, Decision.denied, Decision.forwarded]
 
 
 class AuditRecord(BaseModel):
@@ -135,36 +137,61 @@ class AuditRecord(BaseModel):
         description="subscribing department; a list when one rule denied the record to several at once; None when no one subscribes"
     )
     subscription: str | list[str] | None
-    decision: Decision = Field(description="delivered (to the consumer, by its own hub), denied, or forwarded (handed to the next hub of a cascade)")
-    reason: str = Field(description="rule that decided: unconditional, approved, not_shared, not_approved, ...")
+    decision: RoutingDecision = Field(
+        description="delivered (to the consumer, by its own hub), denied, or forwarded (handed to the next hub of a cascade)")
+    reason: str = Field(description="rule that decided (schemas/outcomes.py): a DeliveryReason or a DenialReason")
     items: list[str] = Field(default_factory=list, description="items delivered (empty when denied)")
     masked: list[str] = Field(default_factory=list, description="items delivered masked")
 
 
 AUDIT_FIELDS = tuple(AuditRecord.model_fields)
+assert tuple(RoutingDecision.__args__) == AUDITED_DECISIONS  # one source: schemas/outcomes.py
 
 
-class AuditBlock(BaseModel):
-    """What one audit message carries: the decisions of one routed batch, as rows.
+class AuditDecision(NamedTuple):
+    """The part of an audit row the compiled policy knows before any record arrives.
 
-    One message per batch, and rows of :data:`AUDIT_FIELDS` rather than objects, keep
-    the audit trail complete at full routing speed. Blocks are hash-chained per writer
-    and partition (``chain``, ``seq``, ``prev``, ``hash``; see ``exchange/policy/audit.py``).
+    Fields are :data:`AUDIT_FIELDS` ``entry`` to ``reason``; a compiled route, transit
+    route or denied group holds one, and the router splices it into each row
+    (``(trace, run, source, at_ns, *decision, items, masked)``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    entry: str
+    consumer: str | list[str] | None  # a list when one rule denies the record to several consumers at once
+    subscription: str | list[str] | None  # likewise; None when nobody subscribes to the entry
+    decision: str  # a Decision (routing rows) or an approval state (control-plane rows)
+    reason: str  # a DeliveryReason or DenialReason (routing rows), free text (control-plane rows)
 
-    v: Literal[2] = 2
-    worker: str
-    chain: str = Field(description="<worker>.<epoch>.<partition>: one writer, one partition")
-    seq: int = Field(ge=1, description="position in the chain, from 1")
-    prev: str = Field(description="hash of the chain's previous block (64 zeros for the first)")
-    fields: list[str] = Field(description="names of the row columns: AUDIT_FIELDS")
-    rows: list[list] = Field(description="one row per decision")
-    hash: str = Field(description="sha256 of the block without this field, JSON with sorted keys")
 
-    def records(self) -> list[AuditRecord]:
-        return [AuditRecord(**dict(zip(self.fields, row, strict=True))) for row in self.rows]
+class AuditRow(NamedTuple):
+    """One row of an audit block, in :data:`AUDIT_FIELDS` order (what :class:`AuditRecord` describes).
+
+    ``orjson`` does not encode a NamedTuple, so the router's hot path builds rows as plain
+    tuples in this order, and :class:`~exchange.policy.audit.AuditWriter` encodes an
+    ``AuditRow`` as the plain tuple it is: the bytes, and so the chain's hashes, are the same.
+    """
+
+    trace: str  # trace id of the record decided on (the application id on a control-plane row)
+    run: str
+    source: str  # publishing department (the actor on a control-plane row)
+    at_ns: int  # decision time, epoch ns
+    entry: str
+    consumer: str | list[str] | None
+    subscription: str | list[str] | None
+    decision: str
+    reason: str
+    items: Any  # a tuple or list of item keys delivered (empty when denied)
+    masked: Any  # a tuple or list of item keys delivered masked
+
+
+assert AuditRow._fields == AUDIT_FIELDS, "AuditRow must follow AuditRecord's fields"
+assert AuditRow._fields[4:9] == AuditDecision._fields
+
+
+def audit_rows(block: dict) -> list[AuditRow]:
+    """The rows of a decoded audit message as :class:`AuditRow` (columns matched by name)."""
+    at = [block["fields"].index(f) for f in AUDIT_FIELDS]
+    return [AuditRow._make(row[i] for i in at) for row in block["rows"]]
 
 
 def audit_records(block: dict) -> list[dict]:

@@ -85,8 +85,8 @@ class _Table:
         # name lookups for address prefixes: per parent, name → code, and the lengths to try
         self.names_under: dict[str, tuple[dict[str, str], tuple[int, ...]]] = {}
         for parent, codes in self.children.items():
-            names = {by_code[c].name: c for c in codes}
-            self.names_under[parent] = (names, tuple(sorted({len(n) for n in names}, reverse=True)))
+            code_of = {by_code[c].name: c for c in codes}
+            self.names_under[parent] = (code_of, tuple(sorted({len(n) for n in code_of}, reverse=True)))
         cities: dict[str, list[str]] = {}
         for r in by_code.values():
             if r.level == 2:

@@ -45,7 +45,7 @@ ENUM_ALIASES: dict[type[Enum], dict[str, str]] = {}
 lists them too, so that an editor accepts what the loader accepts."""
 
 
-def _aliases(enum: type[Enum], mapping: dict[str, str]):
+def _aliases(enum: type[Enum], mapping: dict[str, str]) -> BeforeValidator:
     """Accept the Chinese term (or a spelling variant) for an enum value; a value that is
     neither is refused with both lists."""
     ENUM_ALIASES[enum] = mapping
@@ -92,7 +92,9 @@ def json_schema() -> dict:
             return [widen(v) for v in node]
         return node
 
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widen(schema)}
+    widened = widen(schema)
+    assert isinstance(widened, dict)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widened}
 
 
 class Sharing(str, Enum):
@@ -507,8 +509,8 @@ class Scenario(_Model):
         """The hubs a record crosses from platform ``source`` to ``target``: up the
         cascade to their nearest common hub, then down; never sideways."""
         up = [source]
-        while self.all_platforms[up[-1]].parent is not None and up[-1] != target:
-            up.append(self.all_platforms[up[-1]].parent)
+        while (parent := self.all_platforms[up[-1]].parent) is not None and up[-1] != target:
+            up.append(parent)
         down = [target]
         while down[-1] not in up:
             parent = self.all_platforms[down[-1]].parent
@@ -568,6 +570,22 @@ class Scenario(_Model):
         """一数一源: item key → its authoritative source department."""
         return {i.key: e.provider for e in self.catalogue for i in e.items if i.authoritative}
 
+    def copied_items(self, entry: str) -> dict[str, str]:
+        """一数一源: the items of catalogue entry ``entry`` its provider holds a copy of, each
+        mapped to its authoritative source department (another one), in the entry's item
+        order; empty when the provider is the source of all it publishes. KeyError for an
+        unknown entry."""
+        authority, found = self.authority, self.entries[entry]
+        return {i.key: authority[i.key] for i in found.items if i.key in authority and authority[i.key] != found.provider}
+
+    def fanout(self) -> dict[str, int]:
+        """Outcomes one record of each catalogue entry accounts for (entry id → count): one
+        per subscription, or one denial (no_subscriber) when nobody subscribes. A record
+        produced is accounted when that many outcomes (delivered, denied, dead-lettered)
+        are counted for it."""
+        subs = self.subscriptions_by_entry
+        return {e.id: max(1, len(subs.get(e.id, ()))) for e in self.catalogue}
+
     @cached_property
     def negative_items(self) -> frozenset[str]:
         return frozenset(self.negative_list.items)
@@ -615,6 +633,7 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     _no_duplicates("subscriptions", [s.id for s in scenario.subscriptions], errors, field="entry")
     depts = {d.id for d in scenario.departments}
     entries = {e.id: e for e in scenario.catalogue}
+    entry: CatalogueEntry | None  # each loop below names its entry so
     for n, entry in enumerate(scenario.catalogue):
         if entry.provider not in depts:
             errors.append((("catalogue", n, "provider"), f"entry {entry.id!r}: provider {entry.provider!r} is not a department"))
@@ -665,7 +684,8 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             if entry is None:
                 errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} names entry {entry_id!r}, not in the catalogue"))
             elif entry.provider != load.department:
-                errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
+                errors.append((("load", "producers", n, "entries", k),
+                               f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
     return errors
 
 
@@ -733,6 +753,7 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     """One authority per item; negative list and responsibility list consistent."""
     errors: list[tuple[Loc, str]] = []
     authority: dict[str, str] = {}
+    item: DataItem | str  # the catalogue's items, then the negative list's item keys
     for n, entry in enumerate(scenario.catalogue):
         for k, item in enumerate(entry.items):
             if not item.authoritative:

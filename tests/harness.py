@@ -11,19 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from exchange.kafka import brokers
+from exchange.kafka import brokers, clients
 from exchange.kafka.apache import KafkaUnavailable, locate
+from exchange.kafka.tansu import EmbeddedBroker
 from exchange.runner.processes import spawn, terminate
 from exchange.scenarios.loader import parse
 from exchange.runner.status import StatusReader
@@ -73,6 +76,15 @@ def broker_kinds(*kinds: str) -> list:
     return out
 
 
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port this process holds (bound and listening) until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
 @asynccontextmanager
 async def running_broker(spec: str, log_path: Path | None = None):
     """A started broker of the given spec (tansu, kafka, kafka:3), stopped on exit."""
@@ -83,11 +95,14 @@ async def running_broker(spec: str, log_path: Path | None = None):
 class RouterProcess:
     """A router worker for one scenario on a given broker, started like a run starts it.
 
-    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it."""
+    ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it; ``env``,
+    variables added to the worker's environment. ``async with`` starts and stops it."""
 
-    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu") -> None:
+    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu",
+                 env: dict[str, str] | None = None) -> None:
         self.scenario = scenario
         self.kind = kind
+        self.env = env
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.worker = worker
@@ -108,19 +123,39 @@ class RouterProcess:
         if brokers.fetch_wait_ms(self.kind):
             argv += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(self.kind))]
         started = time.monotonic()
-        self.proc = spawn(argv, log_path=self.log_path)
+        self.proc = spawn(argv, log_path=self.log_path, env={**os.environ, **self.env} if self.env else None)
         reader = StatusReader(self.status_path)
         while time.monotonic() - started < timeout:
-            if any(e["event"] == "ready" for e in reader.read()):
+            if any(m.kind == "ready" for m in reader.read()):
                 return time.monotonic() - started
             if self.proc.poll() is not None:
                 raise RuntimeError(f"router exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
             await asyncio.sleep(0.05)
         raise TimeoutError("router not ready")
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
+    def stop(self) -> int | None:
+        """SIGTERM the worker (SIGKILL after 5 s); its exit code."""
+        return terminate(self.proc) if self.proc is not None else None
+
+    async def __aenter__(self) -> RouterProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def router_on_embedded_broker(workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None) -> Iterator[RouterProcess]:
+    """A started embedded broker and a ready router worker on it (default: the sharing
+    scenario), for synchronous fixtures; both stopped when the block ends."""
+    with EmbeddedBroker() as broker:
+        router = RouterProcess(scenario or sharing_scenario(), broker.bootstrap, workdir, env=env)
+        try:
+            asyncio.run(router.start())
+            yield router
+        finally:
+            router.stop()
 
 
 def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, bytes]]:
@@ -129,7 +164,7 @@ def envelope(entry: str, source: str, trace: str, run: str) -> list[tuple[str, b
 
 
 async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = clients.producer("control", bootstrap, client_id="dx-test")
     await producer.start()
     try:
         futures = [await producer.send(topic, value=v, key=k, headers=h) for k, v, h in messages]
@@ -140,7 +175,7 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
 
 async def read_all(bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5):
     """Every record on a topic (of one run, when given), read until ``until`` records or an idle spell."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = clients.consumer("topic_reader", bootstrap, client_id="dx-test")
     await consumer.start()
     out = []
     try:

@@ -26,7 +26,7 @@ def test_bench_counts_every_record_on_every_path(tmp_path):
     for key in ("raw_records_per_s", "router_records_per_s", "producer_records_per_s", "consumer_records_per_s"):
         assert figures[key] > 0
     assert figures["ratio"] == round(figures["router_records_per_s"] / figures["raw_records_per_s"], 3)
-    assert 0 < figures["router_ready_s"] and 0 < figures["router_peak_rss_mb"]
+    assert figures["router_ready_s"] > 0 and figures["router_peak_rss_mb"] > 0
 
 
 def test_broker_floor_receives_every_record_and_reports_each_window(tmp_path):

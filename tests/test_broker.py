@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from exchange.kafka import tansu as broker_mod
 from exchange.kafka.tansu import BrokerError, EmbeddedBroker, free_port
+
+from .harness import busy_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,32 +131,21 @@ def test_started_from_short_lived_thread_survives_it():
 
 
 def test_explicit_busy_port_raises_naming_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(BrokerError, match=str(port)):
-            EmbeddedBroker(port=port).start()
+    with busy_port() as port, pytest.raises(BrokerError, match=str(port)):
+        EmbeddedBroker(port=port).start()
 
 
 def test_explicit_port_lost_race_reports_port(monkeypatch, tmp_path):
     """Port taken after our pre-check: Tansu itself fails to bind (and exits 0!)."""
     monkeypatch.setattr(broker_mod, "_port_busy", lambda h, p: False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(BrokerError, match=f"(?s){port}.*(AddrInUse|Address in use)"):
-            EmbeddedBroker(port=port, log_path=tmp_path / "b.log").start()
+    with busy_port() as port, pytest.raises(BrokerError, match=f"(?s){port}.*(AddrInUse|Address in use)"):
+        EmbeddedBroker(port=port, log_path=tmp_path / "b.log").start()
     assert "tansu" not in subprocess.run(["pgrep", "-af", f"127.0.0.1:{port}"],
                                          capture_output=True, text=True).stdout
 
 
 def test_auto_port_retries_when_port_was_grabbed(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        taken = s.getsockname()[1]
+    with busy_port() as taken:
         ports = iter([taken, taken])
         real = broker_mod.free_port
         monkeypatch.setattr(broker_mod, "free_port", lambda host: next(ports, None) or real(host))

@@ -8,11 +8,12 @@ import orjson
 import pytest
 
 from exchange.kafka.tansu import EmbeddedBroker
-from exchange.policy.sharing import HUB_NEGATIVE_LIST, compile_policy, compile_transit
+from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.policy.routing import RouterCore
 from exchange.runner.controller import RunOptions, run
 from exchange.scenarios.loader import ScenarioError, parse
 from schemas.envelope import H_HOPS, H_SUBSCRIPTION, Topics, record_headers
+from schemas.outcomes import DenialReason
 
 from .harness import read_all
 
@@ -80,7 +81,7 @@ def test_each_hub_routes_its_own_entries_and_relays_the_rest():
     assert compile_policy(s, Topics("gz"), "gz") == {}  # nothing is published on the province
     city = compile_transit(s, "gy")
     assert city[b"prov-tax.county-licence"].topic == "dx.gz.transit"
-    assert city[b"prov-tax.county-secret"].denied == HUB_NEGATIVE_LIST  # the city's own rule
+    assert city[b"prov-tax.county-secret"].denied == DenialReason.hub_negative_list  # the city's own rule
     province = compile_transit(s, "gz")
     assert province[b"prov-tax.county-licence"].final and province[b"prov-tax.county-licence"].topic == "dx.gz.out.prov-tax"
     assert province[b"gd-market.county-licence"].topic == "dx.nation.transit"
@@ -95,12 +96,12 @@ def test_a_relaying_hub_passes_the_value_unopened_and_adds_its_stamp():
     county = RouterCore(compile_policy(s, Topics("nm"), "nm"), Topics("nm"), "0", transit=compile_transit(s, "nm"))
     value = orjson.dumps({"enterprise.code": "91520102MA6DLTUX2E", "enterprise.name": "贵阳某某有限公司"})
     headers = record_headers(b"1.1", "county-licence", "county-market", 1, 2, "r")
-    out = county.route([fetched("dx.nm.in.county-licence", headers, value)])
+    out = county.route([fetched("dx.nm.in.county-licence", headers, value)], now=1_700_000_000_000_000_000)
     up = {dict(h)[H_SUBSCRIPTION]: (v, h) for _, v, h in out.deliveries["dx.gy.transit"]}
     assert set(up) == {b"prov-tax.county-licence", b"gd-market.county-licence"}  # one record per subscription
     up_value, up_headers = up[b"prov-tax.county-licence"]
     city = RouterCore({}, Topics("gy"), "0", transit=compile_transit(s, "gy"))
-    relayed = city.route([fetched("dx.gy.transit", up_headers, up_value)])
+    relayed = city.route([fetched("dx.gy.transit", up_headers, up_value)], now=1_700_000_000_001_000_000)
     ((_, forwarded_value, forwarded),) = relayed.deliveries["dx.gz.transit"]
     assert forwarded_value is up_value  # not decoded, not re-encoded
     stamps = [s.split(b":") for s in dict(forwarded)[H_HOPS].split(b";")]
@@ -115,7 +116,7 @@ def test_a_record_in_transit_for_a_subscription_not_crossing_the_hub_is_dead_let
     s = scenario()
     city = RouterCore({}, Topics("gy"), "0", transit=compile_transit(s, "gy"))
     headers = [*record_headers(b"1.1", "county-licence", "county-market", 1, 2, "r"), (H_SUBSCRIPTION, b"county-civil.county-licence")]
-    out = city.route([fetched("dx.gy.transit", headers)])
+    out = city.route([fetched("dx.gy.transit", headers)], now=1_700_000_000_000_000_000)
     assert not out.deliveries and out.dead_reasons == {"bad_transit": 1}
     assert orjson.loads(out.dead_letters[0][1])["subscription"] == "county-civil.county-licence"
 
@@ -130,7 +131,7 @@ def test_a_hub_negative_list_naming_an_unknown_entry_is_an_error():
 @pytest.mark.asyncio
 async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path):
     async with EmbeddedBroker() as broker:
-        result, run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
+        result, _run_dir = await run(RunOptions(scenario(), duration=3, out=tmp_path / "run", bootstrap=broker.bootstrap))
         run_id = result.run.run_id
         audits = {hub: await read_all(broker.bootstrap, Topics(hub).audit, run=None) for hub in ("nm", "gy", "gz", "nation", "gd")}
     assert result.conservation.ok and result.counts.unaccounted == 0, result.conservation
@@ -141,7 +142,7 @@ async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path)
         assert flows[sub].delivered == licences and flows[sub].duplicates == 0
     # the city hub's rule: denied there, once, and nowhere delivered
     secret = flows["prov-tax.county-secret"]
-    assert secret.delivered == 0 and secret.denied_by_reason == {HUB_NEGATIVE_LIST: secrets}
+    assert secret.delivered == 0 and secret.denied_by_reason == {DenialReason.hub_negative_list: secrets}
     # one path per destination, with its hubs in order
     assert result.paths["nm > gy > gz"].delivered == licences
     assert result.paths["nm"].delivered == licences
@@ -154,7 +155,7 @@ async def test_records_cross_county_city_province_with_a_stamp_per_hop(tmp_path)
     rows = {hub: _rows(records, run_id) for hub, records in audits.items()}
     secret_rows = {hub: [r for r in rs if r["entry"] == "county-secret"] for hub, rs in rows.items()}
     assert {r["decision"] for r in secret_rows["nm"]} == {"forwarded"}
-    assert {(r["decision"], r["reason"]) for r in secret_rows["gy"]} == {("denied", HUB_NEGATIVE_LIST)}
+    assert {(r["decision"], r["reason"]) for r in secret_rows["gy"]} == {("denied", DenialReason.hub_negative_list)}
     assert len(secret_rows["gy"]) == secrets and not secret_rows["gz"]  # the province never saw it
     to_province = [r for r in rows["gz"] if r["subscription"] == "prov-tax.county-licence"]
     assert {r["decision"] for r in to_province} == {"delivered"} and len(to_province) == licences
@@ -167,7 +168,7 @@ def _rows(records, run_id):
     for r in records:
         block = orjson.loads(r.value)
         for row in block["rows"]:
-            row = dict(zip(block["fields"], row))
+            row = dict(zip(block["fields"], row, strict=True))
             if row["run"] == run_id:
                 out.append(row)
     return out

@@ -114,3 +114,53 @@ def test_a_batch_added_while_a_commit_is_under_way_is_committed_without_another_
         await pipeline.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_commit_refused_by_a_rebalance_is_skipped_and_later_batches_still_commit(caplog):
+    from aiokafka.errors import CommitFailedError
+
+    async def scenario():
+        committed: list[dict] = []
+        outcomes = [CommitFailedError("already rebalanced"), False, None]
+
+        async def commit(offsets):
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            if outcome is None:
+                committed.append(dict(offsets))
+            return outcome
+
+        waits: list[float] = []
+        pipeline = CommitPipeline(commit, observe=waits.append)
+        for offset in (10, 20, 30):
+            acked = asyncio.get_running_loop().create_future()
+            acked.set_result(None)
+            await pipeline.add({("t", 0): offset}, acked)
+            await pipeline.flush()
+        assert committed == [{("t", 0): 30}] and pipeline.failed is None
+        assert len(waits) == 1  # only the commit that happened is observed
+        await pipeline.stop()
+
+    with caplog.at_level("INFO", logger="exchange.router.commits"):
+        asyncio.run(scenario())
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_bug_in_the_commit_fails_the_pipeline_loudly_instead_of_dropping_offsets(caplog):
+    async def scenario():
+        async def commit(offsets):
+            raise TypeError("a bug")
+
+        pipeline = CommitPipeline(commit)
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        await pipeline.add({("t", 0): 10}, acked)
+        await pipeline.flush()
+        with pytest.raises(TypeError, match="a bug"):
+            await pipeline.add({("t", 0): 20}, acked)
+        await pipeline.stop()
+
+    asyncio.run(scenario())
+    [record] = [r for r in caplog.records if r.name == "exchange.router.commits"]
+    assert record.levelname == "ERROR" and record.exc_info is not None

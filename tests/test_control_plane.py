@@ -12,21 +12,15 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from exchange.policy.audit import read_topic, verify
+from exchange.kafka.topics import read_topic
+from exchange.policy.audit import verify
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from schemas.applications import ControlEvent
 from schemas.envelope import H_ROUTED, H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import (
-    RouterProcess,
-    envelope,
-    new_run,
-    publish,
-    read_all,
-    sharing_scenario,
-)
+from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -34,13 +28,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def plane(tmp_path_factory):
-    async with EmbeddedBroker() as broker:
-        router = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("control"))
-        await router.start()
-        try:
-            yield router
-        finally:
-            router.stop()
+    async with EmbeddedBroker() as broker, RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("control")) as router:
+        yield router
 
 
 async def control(plane, action: str, actor: str, consumer: str = "b", entry: str = "cond", **extra) -> int:
@@ -176,8 +165,7 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     import subprocess
     import sys
 
-    from aiokafka import AIOKafkaProducer
-
+    from exchange.kafka import clients
     from exchange.kafka.topics import create_topics
 
     from .harness import ROOT
@@ -198,7 +186,7 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     messages = await read_topic(plane.bootstrap, plane.topics.audit)
     copy = "dx.t1.audit-tampered"
     await create_topics(plane.bootstrap, {copy: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=plane.bootstrap, acks="all")
+    producer = clients.producer("control", plane.bootstrap)
     await producer.start()
     try:
         for n, (_, _, value) in enumerate(messages):

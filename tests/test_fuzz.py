@@ -40,7 +40,7 @@ from schemas.envelope import (
     record_headers,
 )
 
-from .harness import envelope, new_run, sharing_scenario
+from .harness import envelope, new_run, router_on_embedded_broker, sharing_scenario
 
 # --- the pure core ------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ def test_route_never_raises_and_accounts_for_every_record(name, data):
     records = [data.draw(fetched(name, i)) for i in range(data.draw(st.integers(1, 6)))]
     approvals = data.draw(st.sampled_from([None, set(), {s.id for s in scenario.subscriptions}]))
     authority: dict = {}
-    routed = core.route(records, approvals, authority)
+    routed = core.route(records, approvals, authority, now=time.time_ns())
     check_every_record_is_accounted_for(core, scenario, records, routed)
     # whatever was stored as authoritative can be written to the changelog
     for key, value in routed.authority_writes:
@@ -249,6 +249,11 @@ def _good(name: str, entry: str, trace: bytes, offset: int) -> Fetched:
                    record_headers(trace, entry, scenario.entries[entry].provider, 1, 2, "fuzz"))
 
 
+def _set_header(headers: list, key: str, value: bytes | None) -> list:
+    """``headers`` (key, value) pairs with the value of each ``key`` header replaced by ``value``."""
+    return [(k, value if k == key else v) for k, v in headers]
+
+
 # Each bad class, as a change to a good record of the sharing scenario's "open" entry.
 BAD = {
     "random_bytes": (lambda r: {"value": random.Random(1).randbytes(300)}, "bad_json"),
@@ -257,19 +262,19 @@ BAD = {
     "huge_value": (lambda r: {"value": orjson.dumps({"person.status": "x" * 100_000})}, "value_too_large"),
     "missing_header": (lambda r: {"headers": [h for h in r.headers if h[0] != H_SOURCE]}, "missing_header"),
     "duplicated_header": (lambda r: {"headers": [*r.headers, (H_ENTRY, b"open")]}, "duplicate_header"),
-    "unknown_entry_header": (lambda r: {"headers": [(k, b"nosuch" if k == H_ENTRY else v) for k, v in r.headers]}, "entry_mismatch"),
+    "unknown_entry_header": (lambda r: {"headers": _set_header(r.headers, H_ENTRY, b"nosuch")}, "entry_mismatch"),
     "unknown_topic": (lambda r: {"topic": "dx.t1.in.nosuch"}, "unknown_entry"),
     "invalid_utf8_value": (lambda r: {"value": b'{"person.status": "\xff"}'}, "bad_json"),
-    "invalid_utf8_header": (lambda r: {"headers": [(k, b"\xff\xfe" if k == H_SOURCE else v) for k, v in r.headers]}, "bad_header"),
+    "invalid_utf8_header": (lambda r: {"headers": _set_header(r.headers, H_SOURCE, b"\xff\xfe")}, "bad_header"),
     "invalid_utf8_header_key": (lambda r: {"headers": [*r.headers, ("x-\udcff", b"1")]}, "bad_header"),
-    "null_header_value": (lambda r: {"headers": [(k, None if k == H_INTENDED else v) for k, v in r.headers]}, "bad_header"),
-    "null_run_header": (lambda r: {"headers": [(k, None if k == H_RUN else v) for k, v in r.headers]}, "bad_header"),
-    "null_trace_header": (lambda r: {"headers": [(k, None if k == H_TRACE else v) for k, v in r.headers]}, "bad_header"),
+    "null_header_value": (lambda r: {"headers": _set_header(r.headers, H_INTENDED, None)}, "bad_header"),
+    "null_run_header": (lambda r: {"headers": _set_header(r.headers, H_RUN, None)}, "bad_header"),
+    "null_trace_header": (lambda r: {"headers": _set_header(r.headers, H_TRACE, None)}, "bad_header"),
     "no_headers": (lambda r: {"headers": None}, "missing_header"),
-    "bad_schema": (lambda r: {"headers": [(k, b"2" if k == H_SCHEMA else v) for k, v in r.headers]}, "unsupported_schema"),
-    "bad_timestamp": (lambda r: {"headers": [(k, b"soon" if k == H_SENT else v) for k, v in r.headers]}, "bad_header"),
+    "bad_schema": (lambda r: {"headers": _set_header(r.headers, H_SCHEMA, b"2")}, "unsupported_schema"),
+    "bad_timestamp": (lambda r: {"headers": _set_header(r.headers, H_SENT, b"soon")}, "bad_header"),
     # more digits than any consumer's int() accepts (Python refuses over 4,300)
-    "huge_timestamp": (lambda r: {"headers": [(k, b"9" * 5000 if k == H_INTENDED else v) for k, v in r.headers]}, "bad_header"),
+    "huge_timestamp": (lambda r: {"headers": _set_header(r.headers, H_INTENDED, b"9" * 5000)}, "bad_header"),
     "deeply_nested": (lambda r: {"value": _deep(10_000, "list")}, "bad_json"),
     "not_an_object": (lambda r: {"value": b'"just a string"'}, "not_an_object"),
     "tombstone": (lambda r: {"value": None}, "empty_value"),
@@ -284,7 +289,7 @@ def test_each_bad_class_is_dead_lettered_with_its_reason_among_good_records(kind
     bad = batch[2]
     for field, value in change(bad).items():
         setattr(bad, field, value)
-    routed = core.route(batch)
+    routed = core.route(batch, now=time.time_ns())
     check_every_record_is_accounted_for(core, scenario, batch, routed)
     [letter] = [orjson.loads(v) for _, v, _ in routed.dead_letters]
     assert (letter["reason"], letter["offset"]) == (reason, 2), letter["detail"]
@@ -319,11 +324,11 @@ def _wire(kind: str, env: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes 
     if kind == "duplicated_header":
         return b"k", good, [*env, (H_SOURCE, b"prov")], "duplicate_header"
     if kind == "unknown_entry_header":
-        return b"k", good, [(k, b"no-such-entry" if k == H_ENTRY else v) for k, v in env], "entry_mismatch"
+        return b"k", good, _set_header(env, H_ENTRY, b"no-such-entry"), "entry_mismatch"
     if kind == "invalid_utf8_value":
         return b"k", b'{"person.status": "\xc3\x28\xff"}', env, "bad_json"
     if kind == "invalid_utf8_header_value":
-        return b"k", good, [(k, b"\xff\xfe\xfd" if k == H_SOURCE else v) for k, v in env], "bad_header"
+        return b"k", good, _set_header(env, H_SOURCE, b"\xff\xfe\xfd"), "bad_header"
     if kind == "invalid_utf8_header_key":
         return b"k", good, [*env, (_NonUtf8Key("x"), b"1")], "bad_header"
     if kind == "deeply_nested":
@@ -345,21 +350,8 @@ WIRE_KINDS = ["random_bytes", "wrong_type", "huge_value", "missing_header", "dup
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
     """A real embedded broker and a real router worker process, started as a run starts them."""
-    import asyncio
-
-    from exchange.kafka.tansu import EmbeddedBroker
-
-    from .harness import RouterProcess
-
-    broker = EmbeddedBroker()
-    broker.start()
-    process = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("fuzz-router"))
-    try:
-        asyncio.run(process.start())
+    with router_on_embedded_broker(tmp_path_factory.mktemp("fuzz-router")) as process:
         yield process
-    finally:
-        process.stop()
-        broker.stop()
 
 
 def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_them_delivered(router):
@@ -393,7 +385,7 @@ def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_th
         producer.close()
     # kafka-python refuses to send a null header value; aiokafka writes one (as a Java client may)
     seq += 1
-    null_headers = [(k, None if k == H_INTENDED else v) for k, v in envelope("open", "prov", f"8.{seq}", run)]
+    null_headers = _set_header(envelope("open", "prov", f"8.{seq}", run), H_INTENDED, None)
     expected[f"8.{seq}"] = "bad_header"
     seq += 1
     good.add(f"8.{seq}")
@@ -533,7 +525,7 @@ def _out_of_range(run: str) -> list[tuple[str, list, str]]:
     ahead, behind = now + 10 * 60 * 10**9, now - 2 * 3600 * 10**9
 
     def env(trace: str, sent: int, intended: int) -> list:
-        return [(k, b"%d" % sent if k == H_SENT else b"%d" % intended if k == H_INTENDED else v) for k, v in _envelope(trace, run)]
+        return _set_header(_set_header(_envelope(trace, run), H_SENT, b"%d" % sent), H_INTENDED, b"%d" % intended)
 
     return [
         ("7.1795976000000", env("7.1795976000000", now, now), "ok"),
@@ -592,32 +584,13 @@ def test_out_of_range_headers_are_delivered_and_a_real_subscriber_survives_them(
 @pytest.fixture(scope="module")
 def router_without_codecs(tmp_path_factory):
     """A router whose aiokafka finds no codec library (as installed without aiokafka's extras): the issue's crash."""
-    import asyncio
     import os
-
-    from exchange.kafka.tansu import EmbeddedBroker
-
-    from .harness import RouterProcess
 
     site = tmp_path_factory.mktemp("no-cramjam")
     (site / "sitecustomize.py").write_text("import sys\nsys.modules['cramjam'] = None  # import cramjam raises ImportError\n")
-    broker = EmbeddedBroker()
-    broker.start()
-    process = RouterProcess(sharing_scenario(), broker.bootstrap, tmp_path_factory.mktemp("router-no-codecs"))
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved) if p)
-    try:
-        asyncio.run(process.start())
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
-    try:
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    with router_on_embedded_broker(tmp_path_factory.mktemp("router-no-codecs"), env={"PYTHONPATH": path}) as process:
         yield process
-    finally:
-        process.stop()
-        broker.stop()
 
 
 def test_a_router_without_a_codecs_library_dead_letters_those_batches_and_routes_the_rest(router_without_codecs):

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.policy.grouping import Grant, decide_grouped
-from exchange.policy.sharing import OUT_OF_JURISDICTION, compile_policy, decide
+from exchange.policy.sharing import compile_policy, decide
 from exchange.policy.routing import RouterCore
 from schemas.envelope import Topics, record_headers
+from schemas.outcomes import DenialReason
 from tests.test_policy import cases, policies, row_scenario
 
 
@@ -61,8 +62,8 @@ def test_a_grant_caches_each_region_once_and_reuses_its_groups() -> None:
     first = grant.for_region("441900004")
     assert grant.for_region("441900004") is first
     [group] = first[1]
-    assert group.reason == OUT_OF_JURISDICTION and group.scopes == ("changan.gps",)
-    assert group.audit == ("gps", "changan", "changan.gps", "denied", OUT_OF_JURISDICTION)
+    assert group.reason == DenialReason.out_of_jurisdiction and group.scopes == ("changan.gps",)
+    assert group.audit == ("gps", "changan", "changan.gps", "denied", DenialReason.out_of_jurisdiction)
     [unfit] = grant.for_region(None)[1]
     assert unfit.audit[1] == ["nancheng", "changan"]
 
@@ -79,7 +80,7 @@ def test_router_counts_the_same_decisions_as_decide_one_by_one() -> None:
                         headers=record_headers(b"1.%d" % i, "gps", "prov", 1, 1, "r"))
         for i, region in enumerate(regions)
     ]
-    routed = core.route(records)
+    routed = core.route(records, now=1_700_000_000_000_000_000)
     want: Counter = Counter()
     for region in regions:
         for o in decide(compiled["gps"], "prov", {"vehicle.plate": "粤S1", "vehicle.region": region}):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,17 +17,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
-from exchange.kafka import brokers
+from exchange.kafka import brokers, clients
 
 from exchange.kafka import apache as kafka_broker
 from exchange.kafka.tansu import BrokerError
 from exchange.kafka.apache import KafkaBroker, KafkaUnavailable
 from exchange.kafka.topics import create_topics
 
-from .harness import ROOT, kafka_missing, pids_mentioning
+from .harness import ROOT, busy_port, kafka_missing, pids_mentioning
 from .test_broker import CHILD_ATEXIT_PROBE, alive, subreaper, wait_gone  # noqa: F401 - subreaper is a fixture
 
 def jvms_of(python_pid: int) -> list[int]:
@@ -65,7 +63,7 @@ def test_broker_specs(spec, parsed):
 
 @pytest.mark.parametrize("spec", ["rabbit", "tansu:3", "kafka:0", "kafka:9", "kafka:x", ""])
 def test_bad_broker_specs_say_what_is_accepted(spec):
-    with pytest.raises(brokers.BrokerSpecError, match="tansu, kafka or kafka:NODES|1 to 5"):
+    with pytest.raises(brokers.BrokerSpecError, match=r"tansu, kafka or kafka:NODES|1 to 5"):
         brokers.parse(spec)
 
 
@@ -127,13 +125,13 @@ async def test_roundtrip_with_an_idempotent_producer(kafka):
     assert kafka.describe().startswith(f"Apache Kafka {kafka_broker.pinned_version()} (KRaft, 1 node")
     assert kafka.start_seconds is not None and kafka.start_seconds > 0
     await create_topics(kafka.bootstrap, {"roundtrip": 2}, replication_factor=kafka.replication_factor)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all")
+    producer = clients.producer("control", kafka.bootstrap, idempotent=True)
     await producer.start()
     try:
         await producer.send_and_wait("roundtrip", b"hello", key=b"k1", partition=1)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=500)
+    consumer = clients.consumer("topic_reader", kafka.bootstrap, fetch_max_wait_ms=clients.KAFKA_FETCH_WAIT_MS)
     await consumer.start()
     try:
         tp = TopicPartition("roundtrip", 1)
@@ -153,8 +151,8 @@ async def test_roundtrip_with_an_idempotent_producer(kafka):
 async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
     """A 2 s fetch wait does not delay a record: Kafka answers when fetch_min_bytes (1) is there."""
     await create_topics(kafka.bootstrap, {"longpoll": 1})
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=2000)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks=1)
+    consumer = clients.consumer("topic_reader", kafka.bootstrap, fetch_max_wait_ms=2000)
+    producer = clients.producer("control", kafka.bootstrap, acks=1)
     await consumer.start()
     await producer.start()
     try:
@@ -208,17 +206,13 @@ def test_an_explicit_busy_port_names_the_port():
     if kafka_missing():
         pytest.skip(kafka_missing())
     before = set(jvms_of(os.getpid()))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(BrokerError, match=str(port)):
-            KafkaBroker(port=port).start()
+    with busy_port() as port, pytest.raises(BrokerError, match=str(port)):
+        KafkaBroker(port=port).start()
     assert set(jvms_of(os.getpid())) <= before
 
 
 @pytest.mark.kafka
-def test_jvm_dies_with_its_sigkilled_parent(subreaper):
+def test_jvm_dies_with_its_sigkilled_parent(subreaper):  # noqa: F811 - the fixture
     if kafka_missing():
         pytest.skip(kafka_missing())
     child, pids = spawn_child("""
@@ -300,7 +294,7 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
         assert "3 nodes, RF 3, min ISR 2" in b.describe()
         assert all((tmp_path / f"broker-{n}.log").exists() for n in (1, 2, 3))
         await create_topics(b.bootstrap, {"replicated": 3}, replication_factor=b.replication_factor)
-        admin = AIOKafkaAdminClient(bootstrap_servers=b.bootstrap)
+        admin = clients.admin("topology", b.bootstrap)
         await admin.start()
         try:  # each node's metadata cache learns of the topic on its own: ask until the one asked knows it
             for _ in range(100):
@@ -312,7 +306,7 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
             await admin.close()
         assert sorted(len(p["replicas"]) for p in topic["partitions"]) == [3, 3, 3]
         assert {p["leader"] for p in topic["partitions"]} == {1, 2, 3}  # leaders spread over the nodes
-        producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap, acks="all", enable_idempotence=True)
+        producer = clients.producer("control", b.bootstrap, idempotent=True)
         await producer.start()
         try:
             meta = await producer.send_and_wait("replicated", b"x")

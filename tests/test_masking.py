@@ -105,7 +105,7 @@ def test_mask_address_keeps_only_the_divisions_at_the_start(value: str, masked: 
     assert mask_address(value) == masked
 
 
-_TOWN_CODES = [c for c in REGION_CODES if len(c) == 9][::50] + ["441900129", "440305001"]
+_TOWN_CODES = [*[c for c in REGION_CODES if len(c) == 9][::50], "441900129", "440305001"]
 
 
 # what people write after the division names: anything, and especially the words the old mask

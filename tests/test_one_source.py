@@ -241,7 +241,7 @@ def test_router_core_counts_each_outcome_under_its_own_name():
     store: dict = {}
     # the source stores its value under the standard form, whatever spelling it used
     core.route([_fetched(topics, "population", "psb", 0, {"person.id": "11010519491231002x", "person.name": "张三"})],
-               authority=store)
+               authority=store, now=1_700_000_000_000_000_000)
     assert set(store) == {GB_EXAMPLE}
     copies = [
         {"person.id": "11010519491231002x", "person.name": "张三"},  # verified
@@ -252,22 +252,25 @@ def test_router_core_counts_each_outcome_under_its_own_name():
         {"person.id": "N/A", "person.name": "赵六"},  # invalid_key
     ]
     routed = core.route([_fetched(topics, "assistance", "civil", i + 1, {**c, "assistance.amount": 1.0})
-                         for i, c in enumerate(copies)], authority=store)
+                         for i, c in enumerate(copies)], authority=store, now=1_700_000_000_000_000_000)
     assert dict(routed.verifications) == {
         ("person.name", "civil", "verified"): 2, ("person.name", "civil", "conflict"): 1,
         ("person.name", "civil", "unverified"): 1, ("person.name", "civil", "invalid_key"): 2,
     }
     # a source record with a key that fits no standard stores nothing and says so
-    routed = core.route([_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store)
+    routed = core.route([_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store, now=1_700_000_000_000_000_000)
     assert dict(routed.verifications) == {("person.name", "psb", "invalid_key"): 1} and set(store) == {GB_EXAMPLE}
 
 
 def test_results_report_invalid_keys_next_to_the_other_outcomes():
-    from exchange.results.build import _one_number_one_source
+    from collections import Counter
 
-    routers = [{"verifications": [["person.name", "civil", "verified", 2], ["person.name", "civil", "invalid_key", 3],
-                                  ["person.name", "civil", "unverified", 1]]}]
-    v = _one_number_one_source(routers, {})["person.name"]
+    from exchange.results.build import _one_number_one_source
+    from schemas.status import VerificationCount
+
+    verifications = VerificationCount.rows(Counter({("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3,
+                                                    ("person.name", "civil", "unverified"): 1}))
+    v = _one_number_one_source(verifications, [])["person.name"]
     assert (v.verified, v.unverified, v.invalid_key) == (2, 1, 3)
     assert v.verification_rate == 1.0  # of what could be matched
     assert v.by_department == {"civil:invalid_key": 3, "civil:unverified": 1, "civil:verified": 2}

@@ -9,14 +9,7 @@ from pydantic import ValidationError
 
 from exchange.policy.masking import mask_id_number, mask_name, mask_phone
 from exchange.policy.sharing import (
-    APPROVED,
     MAX_ITEM_CHARS,
-    NO_SUBSCRIBER,
-    NOT_APPROVED,
-    NOT_PROVIDER,
-    NOT_SHARED,
-    OUT_OF_JURISDICTION,
-    UNCONDITIONAL,
     EntryPolicy,
     InvalidRecord,
     Outcome,
@@ -25,6 +18,7 @@ from exchange.policy.sharing import (
     decide,
 )
 from schemas.envelope import PAD_FIELD, Topics
+from schemas.outcomes import DeliveryReason, DenialReason
 from schemas.scenario import MaskRule, Scenario, Sharing
 from tests.harness import sharing_scenario
 
@@ -106,7 +100,7 @@ def test_unconditional_delivers_all_items_in_entry_order_with_personal_items_mas
     record = {"person.status": "正常", "person.name": PERSON_NAME, "person.id": PERSON_ID, PAD_FIELD: "zz"}
     [outcome] = decide(policies(s)["open"], "prov", record)
     assert outcome.delivered is True
-    assert outcome.reason == UNCONDITIONAL
+    assert outcome.reason == DeliveryReason.unconditional
     assert outcome.route.consumer == "a"
     assert list(outcome.value) == ["person.id", "person.name", "person.status"]
     assert outcome.value == {
@@ -121,7 +115,7 @@ def test_unconditional_delivers_all_items_in_entry_order_with_personal_items_mas
 def test_unconditional_ignores_approvals() -> None:
     s = sharing_scenario()
     [outcome] = decide(policies(s)["open"], "prov", {"person.status": "x"}, approvals=set())
-    assert (outcome.delivered, outcome.reason, outcome.value) == (True, UNCONDITIONAL, {"person.status": "x"})
+    assert (outcome.delivered, outcome.reason, outcome.value) == (True, DeliveryReason.unconditional, {"person.status": "x"})
 
 
 def test_unconditional_subscription_items_subset_in_entry_order() -> None:
@@ -134,7 +128,7 @@ def test_unconditional_subscription_items_subset_in_entry_order() -> None:
     )
     out = by_sub(decide(policies(s)["people"], "prov", dict(PERSON_RECORD)))
     a, b = out["a.people"], out["b.people"]
-    assert a.delivered and a.reason == UNCONDITIONAL
+    assert a.delivered and a.reason == DeliveryReason.unconditional
     assert list(a.value) == ["person.id", "person.status"]
     assert a.value == {"person.id": mask_id_number(PERSON_ID), "person.status": "正常"}
     assert list(b.value) == ["person.id", "person.name", "person.phone", "person.status"]
@@ -173,7 +167,7 @@ def test_unmasked_lifts_masking_on_a_conditional_entry_only_for_that_subscriber(
         ],
     )
     out = by_sub(decide(policies(s)["people"], "prov", dict(PERSON_RECORD)))
-    assert out["a.people"].reason == APPROVED
+    assert out["a.people"].reason == DeliveryReason.approved
     assert out["a.people"].value == {
         "person.id": PERSON_ID,
         "person.name": mask_name(PERSON_NAME),
@@ -210,17 +204,17 @@ COND_RECORD = {
 def test_conditional_uses_scenario_status_without_live_approvals() -> None:
     out = by_sub(decide(policies(sharing_scenario())["cond"], "prov", dict(COND_RECORD)))
     a, b = out["a.cond"], out["b.cond"]
-    assert (a.delivered, a.reason) == (True, APPROVED)
+    assert (a.delivered, a.reason) == (True, DeliveryReason.approved)
     assert a.value == {"enterprise.code": "91441900MA4W1234X5", "enterprise.name": "东莞某某有限公司"}
-    assert (b.delivered, b.reason, b.value) == (False, NOT_APPROVED, None)
+    assert (b.delivered, b.reason, b.value) == (False, DenialReason.not_approved, None)
 
 
 def test_live_approval_grants_a_pending_subscription() -> None:
     out = by_sub(decide(policies(sharing_scenario())["cond"], "prov", dict(COND_RECORD), approvals={"b.cond"}))
     a, b = out["a.cond"], out["b.cond"]
     # approvals override the scenario both ways: a (approved in the file) is now refused
-    assert (a.delivered, a.reason, a.value) == (False, NOT_APPROVED, None)
-    assert (b.delivered, b.reason) == (True, APPROVED)
+    assert (a.delivered, a.reason, a.value) == (False, DenialReason.not_approved, None)
+    assert (b.delivered, b.reason) == (True, DeliveryReason.approved)
     assert b.value == {
         "enterprise.code": "91441900MA4W1234X5",
         "enterprise.name": "东莞某某有限公司",
@@ -242,9 +236,9 @@ def test_live_approval_grants_a_pending_subscription() -> None:
 def test_live_approvals_decide_conditional_delivery(approvals, delivered: set[str]) -> None:
     out = by_sub(decide(policies(sharing_scenario())["cond"], "prov", dict(COND_RECORD), approvals=approvals))
     assert {k for k, o in out.items() if o.delivered} == delivered
-    for k, o in out.items():
+    for o in out.values():
         if not o.delivered:
-            assert o.reason == NOT_APPROVED and o.value is None
+            assert o.reason == DenialReason.not_approved and o.value is None
 
 
 def test_approved_subscriber_never_gets_items_outside_its_items() -> None:
@@ -263,8 +257,8 @@ def test_not_shared_denies_every_route(approvals, source: str) -> None:
         policies(sharing_scenario())["secret"], source, {"person.id": PERSON_ID}, approvals=approvals
     )
     assert [(o.route.consumer, o.delivered, o.reason, o.value) for o in outcomes] == [
-        ("c", False, NOT_SHARED, None),
-        ("b", False, NOT_SHARED, None),
+        ("c", False, DenialReason.not_shared, None),
+        ("b", False, DenialReason.not_shared, None),
     ]
 
 
@@ -279,8 +273,8 @@ def test_entry_without_subscription_gives_one_no_subscriber_outcome(sharing: Sha
     )
     compiled = policies(s)
     assert compiled["lonely"].routes == ()
-    assert decide(compiled["lonely"], "prov", dict(PERSON_RECORD)) == [Outcome(None, False, NO_SUBSCRIBER)]
-    assert decide(compiled["lonely"], "a", {}, approvals={"a.lonely"}) == [Outcome(None, False, NO_SUBSCRIBER)]
+    assert decide(compiled["lonely"], "prov", dict(PERSON_RECORD)) == [Outcome(None, False, DenialReason.no_subscriber)]
+    assert decide(compiled["lonely"], "a", {}, approvals={"a.lonely"}) == [Outcome(None, False, DenialReason.no_subscriber)]
 
 
 @pytest.mark.parametrize("entry", ["open", "cond"])
@@ -289,7 +283,7 @@ def test_source_other_than_provider_is_denied_on_every_route(entry: str, approva
     compiled = policies(sharing_scenario())
     outcomes = decide(compiled[entry], "a", {}, approvals=approvals)
     assert len(outcomes) == len(compiled[entry].routes)
-    assert all((o.delivered, o.reason, o.value) == (False, NOT_PROVIDER, None) for o in outcomes)
+    assert all((o.delivered, o.reason, o.value) == (False, DenialReason.not_provider, None) for o in outcomes)
 
 
 # --- row filter (jurisdiction) -----------------------------------------------------
@@ -317,7 +311,7 @@ def row_scenario(sharing: str = "unconditional") -> Scenario:
 
 def delivered_to(outcomes: list[Outcome]) -> set[str]:
     for o in outcomes:
-        assert o.delivered or o.reason == OUT_OF_JURISDICTION, o
+        assert o.delivered or o.reason == DenialReason.out_of_jurisdiction, o
     return {o.route.consumer for o in outcomes if o.delivered}
 
 
@@ -343,8 +337,8 @@ def test_row_filter_by_consumer_jurisdiction(row_region, towns: set[str]) -> Non
 
 def test_row_filter_missing_region_value_is_out_of_jurisdiction() -> None:
     outcomes = by_sub(decide(policies(row_scenario())["gps"], "prov", {"vehicle.plate": "粤S12345"}))
-    assert outcomes["nancheng.gps"].reason == OUT_OF_JURISDICTION
-    assert outcomes["changan.gps"].reason == OUT_OF_JURISDICTION
+    assert outcomes["nancheng.gps"].reason == DenialReason.out_of_jurisdiction
+    assert outcomes["changan.gps"].reason == DenialReason.out_of_jurisdiction
     assert outcomes["nancheng.gps"].value is None
     assert outcomes["city.gps"].delivered and outcomes["city.gps"].value == {"vehicle.plate": "粤S12345"}
 
@@ -375,15 +369,15 @@ def test_row_filter_county_under_a_provincial_platform() -> None:
     for row, ok in (("440303", True), ("440303001", True), ("440304", False), ("441900004", False), ("440000", False)):
         [o] = decide(policy, "prov", {"vehicle.region": row})
         assert o.delivered is ok, row
-        assert o.reason == (UNCONDITIONAL if ok else OUT_OF_JURISDICTION)
+        assert o.reason == (DeliveryReason.unconditional if ok else DenialReason.out_of_jurisdiction)
 
 
 def test_approval_is_checked_before_jurisdiction() -> None:
     policy = policies(row_scenario("conditional"))["gps"]
     out = by_sub(decide(policy, "prov", {"vehicle.region": "441900119"}, approvals={"changan.gps", "nancheng.gps"}))
-    assert out["city.gps"].reason == NOT_APPROVED
-    assert out["nancheng.gps"].reason == OUT_OF_JURISDICTION
-    assert (out["changan.gps"].delivered, out["changan.gps"].reason) == (True, APPROVED)
+    assert out["city.gps"].reason == DenialReason.not_approved
+    assert out["nancheng.gps"].reason == DenialReason.out_of_jurisdiction
+    assert (out["changan.gps"].delivered, out["changan.gps"].reason) == (True, DeliveryReason.approved)
 
 
 # --- check_record ------------------------------------------------------------------
@@ -537,13 +531,13 @@ def test_decide_never_leaks(case) -> None:
         assert set(o.value) == allowed & set(record)
         assert PAD_FIELD not in o.value
         if entry.sharing is Sharing.conditional:
-            assert o.reason == APPROVED
+            assert o.reason == DeliveryReason.approved
             if approvals is None:
                 assert sub.status.value == "approved"
             else:
                 assert sub.id in approvals
         else:
-            assert o.reason == UNCONDITIONAL
+            assert o.reason == DeliveryReason.unconditional
         for item in entry.items:
             if item.key not in o.value:
                 continue
@@ -554,7 +548,7 @@ def test_decide_never_leaks(case) -> None:
             elif rule is MaskRule.redact:
                 assert o.value[item.key] == "***"
     if entry.sharing is Sharing.not_shared:
-        assert all(o.reason == NOT_SHARED for o in outcomes)
+        assert all(o.reason == DenialReason.not_shared for o in outcomes)
 
 
 # --- cost independent of the catalogue -------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -50,7 +51,7 @@ def test_poisson_arrivals_average_the_rate_and_come_in_order():
     assert n == pytest.approx(20_000, rel=0.03)
     offsets = s.offsets(0, n)
     assert offsets == sorted(offsets) and offsets[-1] < 20 * S
-    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert sum(1 for g in gaps if g > 3_000_000) / len(gaps) == pytest.approx(0.0498, abs=0.01)  # e^-3
 
 

@@ -88,7 +88,7 @@ class RealRun:
         argv = [sys.executable, "-m", "exchange", "run", SCENARIO, "--duration", "40", "--workers", "2",
                 "--out", str(self.log_dir / "run")]
         env = {**os.environ, "DX_METRICS_SD_DIR": str(self.sd_dir)}
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_dir / "run.err", "wb"))
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_dir / "run.err", "wb"))  # noqa: SIM115
         deadline = time.monotonic() + 90
         while {p.stem.removeprefix("sd-") for p in self.sd_dir.glob("sd-*.json")} < set(self.roles):
             assert self.proc.poll() is None, (self.log_dir / "run.err").read_text(errors="replace")[-3000:]

@@ -129,3 +129,17 @@ def test_an_event_delivered_twice_is_applied_once():
         assert "in state approved" in str(exc)
     else:
         raise AssertionError("a new approve of an approved application was accepted")
+
+
+def test_a_large_routed_batch_is_split_into_blocks_that_fit_one_kafka_record():
+    """A backlog drained in one fetch must not make an audit block over Kafka's 1 MB record limit."""
+    from exchange.policy.audit import MAX_BLOCK_ROWS
+
+    writer = AuditWriter("0")
+    rows = [[f"1.{j}.{j}", "r" * 40, "prov", j, "cond", "a", "a.cond", "delivered", "approved", ["x"] * 5, []]
+            for j in range(MAX_BLOCK_ROWS * 2 + 7)]
+    blocks = writer.blocks(0, rows)
+    assert len(blocks) == 3
+    assert max(len(b) for b in blocks) < 1_000_000
+    assert verify([(0, i, b) for i, b in enumerate(blocks)]).ok
+    assert [r for b in blocks for r in orjson.loads(b)["rows"]] == rows

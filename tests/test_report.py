@@ -174,7 +174,7 @@ def test_load_result_tolerates_new_fields_and_rejects_non_results(tmp_path):
     broken = copy.deepcopy(result)
     broken["counts"]["produced"] = "many"
     (tmp_path / "broken.json").write_bytes(orjson.dumps(broken))
-    with pytest.raises(ReportError, match="counts.produced"):
+    with pytest.raises(ReportError, match=r"counts\.produced"):
         load_result(tmp_path / "broken.json")
     with pytest.raises(ReportError):
         load_result(tmp_path / "missing.json")

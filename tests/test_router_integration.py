@@ -194,3 +194,40 @@ async def test_bytes_from_an_independent_client_are_dead_lettered(exchange):
     await produce(exchange, "open", 5, run)
     assert len(await read_all(exchange.bootstrap, exchange.topics.delivery("a"), run=run, until=5)) == 5
     assert exchange.proc.poll() is None
+
+
+async def test_sigterm_commits_every_routed_batch_and_writes_the_final_report(tmp_path):
+    """The router's stop (its Faust service's on_stop, after the app's): the offsets of every
+    routed batch are committed (a restarted worker re-reads nothing) and the final report
+    counts every record, before the output producer stops."""
+    from aiokafka import TopicPartition
+
+    from exchange.kafka import clients
+    from exchange.router.app import group_id
+    from exchange.runner.status import StatusReader
+
+    scenario = sharing_scenario()
+    async with running_broker("tansu", log_path=tmp_path / "broker.log") as broker:
+        router = RouterProcess(scenario, broker.bootstrap, tmp_path, kind=broker.kind)
+        await router.start()
+        try:
+            run = new_run()
+            sent = await produce(router, "open", 50, run)
+            await read_all(broker.bootstrap, router.topics.delivery("a"), run=run, until=50)
+        finally:
+            code = router.stop()
+        assert code == 0, router.log_path.read_text()[-2000:]
+        final = [e for e in StatusReader(router.status_path).read() if e["event"] == "final"]
+        assert len(final) == 1 and final[0]["records"] == len(sent)
+        topic = router.topics.ingress("open")
+        async with clients.started(clients.consumer("topic_reader", broker.bootstrap, group_id=group_id(scenario.platform.id)),
+                                   broker.bootstrap, "reading offsets") as consumer:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)]
+            committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
+        # a fresh broker: the test's records are all the topic holds, so their count is its end
+        assert sum(committed.values()) == len(sent), committed
+
+
+async def _partitions(consumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()

@@ -9,11 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from exchange.runner.status import StatusReader
 from schemas.results import Result
+from schemas.status import StatusMessage
 
 from .harness import ROOT, broker_kinds, pids_mentioning
 
@@ -48,14 +52,20 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def status_event(path: Path, event: str) -> dict | None:
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        e = json.loads(line)
-        if e["event"] == event:
-            return e
-    return None
+@contextmanager
+def publishing_demo(out: Path, broker: str = "tansu") -> Iterator[subprocess.Popen]:
+    """`exchange run demo` for 30 s, once its producers publish; killed when the block ends."""
+    proc = start_run(out, "demo", "--duration", "30", broker=broker)
+    try:
+        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 90, "publishing to start")  # Kafka starts slower
+        yield proc
+    finally:
+        proc.kill()
+
+
+def status_event(path: Path, kind: str) -> StatusMessage | None:
+    """The first message of ``kind`` in a status file (whole lines only), or None."""
+    return next((m for m in StatusReader(path).read() if m.kind == kind), None)
 
 
 def assert_nothing_left(run_dir: Path, port: str | None) -> None:
@@ -106,14 +116,10 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
 @pytest.mark.parametrize("broker", broker_kinds())
 def test_a_router_killed_mid_run_fails_the_run_fast_and_leaves_nothing(tmp_path, broker):
     out = tmp_path / "killed"
-    proc = start_run(out, "demo", "--duration", "30", broker=broker)
-    try:
-        ready = wait_for(lambda: status_event(out / "router-0.jsonl", "ready"), 60, "the router")
-        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 30, "publishing to start")
-        os.kill(ready["pid"], signal.SIGKILL)
+    with publishing_demo(out, broker) as proc:
+        ready = wait_for(lambda: status_event(out / "router-0.jsonl", "ready"), 10, "the router")
+        os.kill(ready.pid, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
     assert proc.returncode == 1
     assert "router-0 exited with code -9" in stderr
     assert_nothing_left(out, broker_port(out))
@@ -122,14 +128,10 @@ def test_a_router_killed_mid_run_fails_the_run_fast_and_leaves_nothing(tmp_path,
 @pytest.mark.parametrize("broker", broker_kinds())
 def test_ctrl_c_stops_every_process(tmp_path, broker):
     out = tmp_path / "interrupted"
-    proc = start_run(out, "demo", "--duration", "30", broker=broker)
-    try:
-        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 60, "publishing to start")
+    with publishing_demo(out, broker) as proc:
         port = broker_port(out)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert_nothing_left(out, port)
@@ -137,9 +139,7 @@ def test_ctrl_c_stops_every_process(tmp_path, broker):
 
 def test_the_embedded_broker_dying_fails_the_run_with_a_clear_message(tmp_path):
     out = tmp_path / "broker-died"
-    proc = start_run(out, "demo", "--duration", "30")
-    try:
-        wait_for(lambda: status_event(out / "producers.jsonl", "stats"), 60, "publishing to start")
+    with publishing_demo(out) as proc:
         port = broker_port(out)
         broker_pids = [p for p in pids_mentioning(f"tcp://127.0.0.1:{port}") if "tansu" in Path(f"/proc/{p}/cmdline").read_text()]
         assert broker_pids
@@ -147,8 +147,6 @@ def test_the_embedded_broker_dying_fails_the_run_with_a_clear_message(tmp_path):
         os.kill(broker_pids[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=30)
         took = time.monotonic() - started
-    finally:
-        proc.kill()
     assert proc.returncode == 1
     assert "the embedded broker died" in stderr and "memory" in stderr
     assert took < 20, f"failing took {took:.1f} s (a hang?)"
@@ -164,7 +162,7 @@ def test_python_dash_m_exchange_works(argv):
 
 def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_path):
     """The demo's SLOs, plus one no exchange can meet; at a tenth of the rate."""
-    text = (ROOT / "exchange" / "presets" / "demo.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "exchange" / "scenarios" / "presets" / "demo.yaml").read_text(encoding="utf-8")
     text = text.replace("slos:\n", "slos:\n  - {name: impossible, metric: e2e_p50_ms, max: 0.001}\n"
                                    "  - {name: never reached, metric: delivered_per_s, min: 1000000}\n", 1)
     scenario = tmp_path / "demo-slos.yaml"

@@ -14,8 +14,8 @@ import time
 
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient
 
+from exchange.kafka import clients
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.workflow import publish_control
 from exchange.errors import TopicMismatch
@@ -39,12 +39,8 @@ async def broker():
 
 
 async def partitions(bootstrap: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "describing topics") as admin:
         return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-    finally:
-        await admin.close()
 
 
 def exchange(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -114,19 +110,19 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
     child = _Child("router-0", proc, StatusReader(status), log, argv, pids=[proc.pid])
     try:
         deadline = time.monotonic() + 60
-        while not child.last("ready"):
+        while not child.is_ready():
             child.read()
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         _check_alive([child], None, allow_exit=set())  # nothing crashed yet
         await publish_control(broker.bootstrap, topics.control, ControlEvent(
             action="apply", actor="b", consumer="b", entry="cond", purpose="测试", at_ns=time.time_ns()))
-        while not any(e["event"] == CRASHED for e in child.events):
+        while not any(m.kind == CRASHED for m in child.events):
             child.read()
             assert time.monotonic() < deadline + 30, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         assert proc.poll() is None, "the worker died: the old check would have caught that"
-        with pytest.raises(RunFailed, match="router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
+        with pytest.raises(RunFailed, match=r"router-0 .*crashed: PartitionsMismatch: .*dx.t1.control.* has 4 partitions"):
             _check_alive([child], None, allow_exit=set())
     finally:
         terminate(proc)
@@ -137,8 +133,8 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     code = textwrap.dedent(f"""
         import asyncio, gc, threading
         from exchange.runner.processes import report_crashes
-        from exchange.runner.status import StatusWriter
-        report_crashes(StatusWriter({str(status)!r}))
+        from exchange.runner.status import StatusWriter, sender
+        report_crashes(StatusWriter({str(status)!r}, sender("router")))
 
         def boom():
             raise OSError("disk full in a thread")
@@ -160,7 +156,7 @@ async def test_a_crashed_thread_or_task_is_reported_while_the_process_lives_on(t
     """)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "still alive" in done.stdout, done.stderr
-    crashes = [e["message"] for e in StatusReader(status).read() if e["event"] == CRASHED]
+    crashes = [m.body.message for m in StatusReader(status).read() if m.kind == CRASHED]
     assert any("thread writer crashed: OSError: disk full in a thread" in m for m in crashes), crashes
     assert any("Task exception was never retrieved" in m and "KeyError" in m for m in crashes), crashes
     assert len(crashes) == 2, crashes  # a cancelled task is no crash

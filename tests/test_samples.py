@@ -134,9 +134,8 @@ async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this
     """A flow whose first deliveries come late (a mid-run approval, a narrow row filter) still gets
     its sources; a record of another run with the same trace id is not taken; what is not there
     is reported missing, within the time budget."""
-    from aiokafka import AIOKafkaProducer
-
     from consumers.samples import DeliverySampler, Sample, find_sources, write_samples
+    from exchange.kafka import clients
     from exchange.kafka.tansu import EmbeddedBroker
     from exchange.scenarios.loader import load
     from exchange.kafka.topics import create_topics, topic_plan
@@ -146,7 +145,7 @@ async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this
     topic = f"dx.{scenario.platform.id}.in.gps-fix"
     async with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
         await create_topics(broker.bootstrap, topic_plan(scenario))
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        producer = clients.producer("control", broker.bootstrap)
         await producer.start()
         try:
             for run, count in (("old", 100), ("this", 3000)):  # an earlier run used the same trace ids

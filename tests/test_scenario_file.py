@@ -157,52 +157,28 @@ def test_problem_str_format() -> None:
     assert str(Problem("a.yaml", 1, 1, "", "the file is empty")) == "a.yaml:1:1: (document): the file is empty"
 
 
-def test_subscription_to_unknown_entry() -> None:
-    text = edit("    entry: cond\n", "    entry: nosuch\n")
+@pytest.mark.parametrize(("old", "new", "base", "field", "at", "nth", "words"), [
+    # an edit of a valid scenario → the one problem: its field, the text it points at (nth occurrence), words its message has
+    pytest.param("    entry: cond\n", "    entry: nosuch\n", BASE, "subscriptions.1.entry", "nosuch", 0, ["'beta'", "'nosuch'"],
+                 id="subscription_to_unknown_entry"),
+    pytest.param("{consumer: b, entry: cond,", "{consumer: b, entry: gone,", SHARING_SCENARIO, "subscriptions.2.entry", "gone", 0,
+                 ["'b'", "'gone'"], id="subscription_to_unknown_entry_flow_style"),
+    pytest.param("consumer: alpha", "consumer: gamma", BASE, "subscriptions.0.consumer", "gamma", 0, ["'gamma'"], id="unknown_consumer"),
+    pytest.param("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional", BASE,
+                 "catalogue.1.provider", "ghost", 0, ["'ghost'", "'cond'"], id="unknown_provider"),
+    pytest.param("    name: 乙局\n", "    name: 乙局\n  - id: alpha\n    name: 重复\n", BASE, "departments.3.id", "alpha", 1,
+                 ["duplicate", "'alpha'"], id="duplicate_department_id"),
+    pytest.param("partitions: 2", "partitions: many", BASE, "catalogue.0.partitions", "many", 0, ["integer"], id="wrong_type"),
+    pytest.param("{id: b, name: 乙局}", "{id: b}", SHARING_SCENARIO, "departments.2.name", "{id: b}", 0, [],
+                 id="missing_required_field_flow_style"),
+])
+def test_a_wrong_value_is_reported_where_it_stands(old, new, base, field, at, nth, words) -> None:
+    text = edit(old, new, base)
     p = only_problem(text)
-    assert p.field == "subscriptions.1.entry"
-    assert (p.line, p.column) == pos(text, "nosuch")
-    assert "'beta'" in p.message and "'nosuch'" in p.message
-
-
-def test_subscription_to_unknown_entry_flow_style() -> None:
-    text = SHARING_SCENARIO.replace("{consumer: b, entry: cond,", "{consumer: b, entry: gone,")
-    [p] = problems_of(text)
-    assert p.field == "subscriptions.2.entry"
-    assert (p.line, p.column) == pos(text, "gone")
-    assert "'b'" in p.message and "'gone'" in p.message
-
-
-def test_unknown_consumer() -> None:
-    text = edit("consumer: alpha", "consumer: gamma")
-    p = only_problem(text)
-    assert p.field == "subscriptions.0.consumer"
-    assert (p.line, p.column) == pos(text, "gamma")
-    assert "'gamma'" in p.message
-
-
-def test_unknown_provider() -> None:
-    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional")
-    p = only_problem(text)
-    assert p.field == "catalogue.1.provider"
-    assert (p.line, p.column) == pos(text, "ghost")
-    assert "'ghost'" in p.message and "'cond'" in p.message
-
-
-def test_duplicate_department_id() -> None:
-    text = edit("    name: 乙局\n", "    name: 乙局\n  - id: alpha\n    name: 重复\n")
-    p = only_problem(text)
-    assert p.field == "departments.3.id"
-    assert (p.line, p.column) == pos(text, "alpha", nth=1)
-    assert "duplicate" in p.message and "'alpha'" in p.message
-
-
-def test_wrong_type() -> None:
-    text = edit("partitions: 2", "partitions: many")
-    p = only_problem(text)
-    assert p.field == "catalogue.0.partitions"
-    assert (p.line, p.column) == pos(text, "many")
-    assert "integer" in p.message
+    assert p.field == field
+    assert (p.line, p.column) == pos(text, at, nth)
+    for word in words:
+        assert word in p.message, p.message
 
 
 def test_out_of_range_value() -> None:
@@ -220,13 +196,6 @@ def test_missing_required_field_reported_at_its_mapping() -> None:
     assert p.field == "departments.2.name"
     assert (p.line, p.column) == pos(text, "id: beta")
     assert "required" in p.message.lower()
-
-
-def test_missing_required_field_flow_style() -> None:
-    text = SHARING_SCENARIO.replace("{id: b, name: 乙局}", "{id: b}")
-    [p] = problems_of(text)
-    assert p.field == "departments.2.name"
-    assert (p.line, p.column) == pos(text, "{id: b}")
 
 
 def test_missing_top_level_field() -> None:

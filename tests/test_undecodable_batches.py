@@ -25,9 +25,10 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
 from exchange.router import lenient_records
-from exchange.router.lenient_records import CORRUPT_BATCH, UNSUPPORTED_CODEC, UndecodableBatch
+from exchange.router.lenient_records import UndecodableBatch
 from exchange.router.app import batch_dead_letter
 from schemas.envelope import DeadLetter
+from schemas.outcomes import DeadLetterReason
 
 lenient_records.install()
 
@@ -110,12 +111,12 @@ def _cases():
     good_lz4 = batch(3, 4, LZ4)
     cases = {
         # (bytes of the middle batch, the reason, what the detail names)
-        **{f"unknown_codec_{c}": (with_codec(batch(3, 4), c), UNSUPPORTED_CODEC, f"0x0{c}") for c in (5, 6, 7)},
-        **{f"garbled_{name}": (garbled(batch(3, 4, c), c), CORRUPT_BATCH, "Error") for c, name in CODEC_NAMES.items()},
-        "crc_mismatch": (good_lz4[:-12] + bytes(b ^ 1 for b in good_lz4[-12:-8]) + good_lz4[-8:], CORRUPT_BATCH, "CRC"),
-        "crc_mismatch_uncompressed": (bytes(bytearray(batch(3, 4))[:-1]) + b"\x01", CORRUPT_BATCH, "CRC"),
+        **{f"unknown_codec_{c}": (with_codec(batch(3, 4), c), DeadLetterReason.unsupported_codec, f"0x0{c}") for c in (5, 6, 7)},
+        **{f"garbled_{name}": (garbled(batch(3, 4, c), c), DeadLetterReason.corrupt_batch, "Error") for c, name in CODEC_NAMES.items()},
+        "crc_mismatch": (good_lz4[:-12] + bytes(b ^ 1 for b in good_lz4[-12:-8]) + good_lz4[-8:], DeadLetterReason.corrupt_batch, "CRC"),
+        "crc_mismatch_uncompressed": (bytes(bytearray(batch(3, 4))[:-1]) + b"\x01", DeadLetterReason.corrupt_batch, "CRC"),
         # the batch reads, but its third record does not parse: 3 and 4 are handed out, 5 and 6 dead-lettered
-        "broken_third_record": (_broken_record(batch(3, 4), 2), CORRUPT_BATCH, "header key size"),
+        "broken_third_record": (_broken_record(batch(3, 4), 2), DeadLetterReason.corrupt_batch, "header key size"),
     }
     return cases
 
@@ -145,7 +146,7 @@ def test_a_codec_library_that_is_missing_is_dead_lettered_not_raised(monkeypatch
     raw = batch(0, 2) + batch(2, 3, LZ4) + batch(5, 2, SNAPPY) + batch(7, 2, ZSTD) + batch(9, 1, GZIP)
     monkeypatch.setattr(aiokafka.codec, "cramjam", None)
     out, nxt = read(raw)
-    assert offsets(out) == [0, 1, (2, 4, 3, UNSUPPORTED_CODEC), (5, 6, 2, UNSUPPORTED_CODEC), (7, 8, 2, UNSUPPORTED_CODEC), 9]
+    assert offsets(out) == [0, 1, (2, 4, 3, DeadLetterReason.unsupported_codec), (5, 6, 2, DeadLetterReason.unsupported_codec), (7, 8, 2, DeadLetterReason.unsupported_codec), 9]
     assert [r.codec for r in out if type(r) is UndecodableBatch] == ["lz4", "snappy", "zstd"]
     assert "Libraries for lz4 compression codec not found" in out[2].detail
     assert nxt == 10
@@ -154,18 +155,18 @@ def test_a_codec_library_that_is_missing_is_dead_lettered_not_raised(monkeypatch
 def test_several_bad_batches_in_one_fetch_and_a_fetch_that_starts_inside_a_batch():
     raw = batch(0, 2) + garbled(batch(2, 2, LZ4), LZ4) + batch(4, 2) + with_codec(batch(6, 3), 7) + batch(9, 1)
     out, nxt = read(raw)
-    assert offsets(out) == [0, 1, (2, 3, 2, CORRUPT_BATCH), 4, 5, (6, 8, 3, UNSUPPORTED_CODEC), 9]
+    assert offsets(out) == [0, 1, (2, 3, 2, DeadLetterReason.corrupt_batch), 4, 5, (6, 8, 3, DeadLetterReason.unsupported_codec), 9]
     assert nxt == 10
     # a fetch from offset 7 (the broker returns the whole batch holding it): offsets 7 and 8 only
     out, nxt = read(with_codec(batch(6, 3), 7) + batch(9, 1), fetch_offset=7)
-    assert offsets(out) == [(7, 8, 2, UNSUPPORTED_CODEC), 9]
+    assert offsets(out) == [(7, 8, 2, DeadLetterReason.unsupported_codec), 9]
 
 
 def test_a_fetch_read_on_after_the_fast_path_failed_hands_nothing_out_twice():
     # the C decoder hands out 0-4, then fails on the broken batch; the pure-Python pass must not repeat 0-4
     raw = batch(0, 2, GZIP) + batch(2, 3, ZSTD) + garbled(batch(5, 3, SNAPPY), SNAPPY) + batch(8, 2, LZ4)
     out, _ = read(raw)
-    assert offsets(out) == [0, 1, 2, 3, 4, (5, 7, 3, CORRUPT_BATCH), 8, 9]
+    assert offsets(out) == [0, 1, 2, 3, 4, (5, 7, 3, DeadLetterReason.corrupt_batch), 8, 9]
     assert Counter(offsets(out)).most_common(1)[0][1] == 1
 
 
@@ -193,11 +194,11 @@ def test_the_dead_letter_of_an_undecodable_batch_names_topic_partition_offsets_a
     key, value, headers = batch_dead_letter(u, "open", 123)
     letter = DeadLetter.model_validate_json(value)
     assert (letter.reason, letter.topic, letter.partition, letter.offset, letter.last_offset, letter.records) == (
-        CORRUPT_BATCH, TP.topic, 1, 3, 6, 4)
+        DeadLetterReason.corrupt_batch, TP.topic, 1, 3, 6, 4)
     assert letter.entry == "open" and letter.trace is None and letter.headers == []
     assert "lz4 batch of 4 records at offsets 3..6" in letter.detail
     assert base64.b64decode(letter.value_b64) == bad
-    assert dict(headers)["reason"] == CORRUPT_BATCH.encode() and key is None
+    assert dict(headers)["reason"] == DeadLetterReason.corrupt_batch.encode() and key is None
 
 
 def test_a_batch_too_big_to_copy_is_named_but_not_copied(monkeypatch):
@@ -220,7 +221,7 @@ async def test_the_accountant_counts_an_undecodable_batch_apart_from_the_runs_ou
     accountant = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")  # counts without connecting
     accountant._dead_letter(Fetched(letter))
     accountant._dead_letter(Fetched(letter))  # read again after a restart: one batch, counted once
-    assert accountant.undecodable == Counter({("open", CORRUPT_BATCH): 4})
+    assert accountant.undecodable == Counter({("open", DeadLetterReason.corrupt_batch): 4})
     assert accountant.dead_letters == Counter() and accountant.dead_outcomes == 0
     assert (accountant.duplicates, accountant.foreign) == (1, 0)
     restored = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")
@@ -261,6 +262,7 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     from exchange.runner.display import input_warnings
     from exchange.results import report
     from exchange.results.build import _by_reason
+    from schemas.status import DeadLetterCount
     from schemas.envelope import H_RUN, Topics
     from schemas.results import Counts
 
@@ -283,13 +285,13 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     restored.restore(accountant.snapshot())
     assert restored.foreign_dead_letters == accountant.foreign_dead_letters
 
-    rows = [[*k, v] for k, v in accountant.foreign_dead_letters.items()]
+    rows = DeadLetterCount.rows(accountant.foreign_dead_letters)
     counts = Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0,
                     foreign_dead_lettered=3, foreign_dead_letters_by_reason=_by_reason(rows))
     assert counts.foreign_dead_letters_by_reason == {"bad_json": 1, "missing_header": 2}
 
     class _Result:  # the two fields input_warnings reads
-        clock_skew: dict = {}
+        clock_skew: dict = {}  # noqa: RUF012 - read only
 
     shown = _Result()
     shown.counts = counts

@@ -21,6 +21,7 @@ from consumers.hops import HopStats
 from consumers.subscriber import Subscriber
 from exchange.results.latency import decode, new_histogram
 from exchange.results.report import build_report_html
+from exchange.runner.status import read_messages
 from exchange.runner.warmup import WarmupError, read_warmup_end, warmup_end_ns, warmup_seconds, write_schedule
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 from schemas.results import Result
@@ -40,7 +41,7 @@ def test_the_default_warmup_is_five_seconds_or_a_fifth_of_a_short_run():
     assert warmup_seconds(0, None, 60) == 0.0  # off
     with pytest.raises(WarmupError, match="--warmup 10 s is not shorter than the run"):
         warmup_seconds(10, None, 10)
-    with pytest.raises(WarmupError, match="load.warmup -1 s"):
+    with pytest.raises(WarmupError, match=r"load\.warmup -1 s"):
         warmup_seconds(None, -1, 10)
 
 
@@ -111,16 +112,16 @@ def test_a_short_run_reports_its_warmup_apart_and_still_accounts_for_every_recor
     assert w.delivered < result.counts.delivered  # counted among the deliveries, not instead of them
     assert w.end_to_end_ms.p99 > 0 and w.publish_latency_ms.p99 > 0
     # each delivery is in exactly one of the two histograms of its flow (no clock skew on one machine)
-    final = next(json.loads(line) for line in (out / "consumers.jsonl").read_text().splitlines() if '"final"' in line)
-    for name, raw in final["flows"].items():
-        measured, warm = decode(raw["e2e"]).get_total_count(), decode(raw["warmup_e2e"]).get_total_count()
-        assert measured + warm == raw["delivered"] == result.flows[name].delivered, name
-        assert warm == raw["warmup_delivered"]
+    final = next(m.body for m in read_messages(out / "consumers.jsonl") if m.kind == "final")
+    for name, raw in final.flows.items():
+        measured, warm = decode(raw.e2e).get_total_count(), decode(raw.warmup_e2e).get_total_count()
+        assert measured + warm == raw.delivered == result.flows[name].delivered, name
+        assert warm == raw.warmup_delivered
     # the SLO verdict is read from the measured histograms only (the warm-up's would move it)
     gps = new_histogram()
-    for name, raw in final["flows"].items():
+    for name, raw in final.flows.items():
         if result.flows[name].entry == "gps-fix":
-            gps.add(decode(raw["e2e"]))
+            gps.add(decode(raw.e2e))
     verdict = next(v for v in result.slos if v.metric == "e2e_p99_ms")
     assert verdict.measured == round(gps.get_value_at_percentile(99) / 1000, 4)
     page = build_report_html(json.loads((out / "result.json").read_text()))

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import orjson
 import pytest
 
 from exchange.kafka.tansu import EmbeddedBroker
+from exchange.runner.status import read_messages
 from schemas.envelope import H_TRACE
 
-from .harness import (
-    RouterProcess,
-    envelope,
-    new_run,
-    publish,
-    read_all,
-    sharing_scenario,
-)
+from .harness import RouterProcess, envelope, new_run, publish, read_all, sharing_scenario
 from .test_router_integration import records_for
 
 pytestmark = pytest.mark.asyncio
@@ -53,6 +46,5 @@ async def test_workers_leave_and_join_mid_stream_and_nothing_is_lost(tmp_path):
     # every worker that was up while records flowed routed some of them
     routed = {}
     for w in workers:
-        lines = [json.loads(line) for line in w.status_path.read_text().splitlines()]
-        routed[w.worker] = max((e.get("records", 0) for e in lines if e["event"] in ("stats", "final")), default=0)
+        routed[w.worker] = max((m.body.records for m in read_messages(w.status_path) if m.kind in ("stats", "final")), default=0)
     assert routed["0"] > 0 and routed["1"] > 0 and routed["2"] > 0, routed

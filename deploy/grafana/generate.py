@@ -5,7 +5,7 @@
 
 The JSON files are committed (Grafana provisions them from deploy/grafana/dashboards/);
 edit this file, not the JSON. Every query uses only metric names defined in
-exchange/metrics.py (and Faust's, exposed by exchange.metrics.faust_sensor):
+exchange/metrics/families.py (and Faust's, exposed by exchange.metrics.faust_sensor):
 tests/test_deploy.py checks that, and tests/test_prometheus_integration.py evaluates every
 query against a real Prometheus.
 
@@ -21,6 +21,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -65,6 +66,9 @@ class Target:
     table: bool = False
 
 
+P = TypeVar("P", ts_b.Panel, stat_b.Panel, table_b.Panel)
+
+
 @dataclass
 class _Ids:
     n: int = 0
@@ -86,17 +90,20 @@ def _queries(targets: list[Target]) -> list[prom.Dataquery]:
     return out
 
 
+def _panel(p: P, ids: _Ids, title: str, targets: list[Target], description: str, span: int, height: int) -> P:
+    """``p`` (a panel builder) with what every panel has: the next id, title, description,
+    data source, grid size and its queries (ref ids A, B, …)."""
+    p = p.id(ids.next()).title(title).description(description).datasource(DS).span(span).height(height)
+    for q in _queries(targets):
+        p = p.with_target(q)
+    return p
+
+
 def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 12, height: int = 8,
                description: str = "") -> ts_b.Panel:
     p = (
         ts_b.Panel()
-        .id(ids.next())
-        .title(title)
-        .description(description)
-        .datasource(DS)
         .unit(unit)
-        .span(span)
-        .height(height)
         .line_width(1)
         .fill_opacity(10)
         .show_points(common_m.VisibilityMode.NEVER)
@@ -108,9 +115,7 @@ def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short"
             .calcs(["lastNotNull", "max"])
         )
     )
-    for q in _queries(targets):
-        p = p.with_target(q)
-    return p
+    return _panel(p, ids, title, targets, description, span, height)
 
 
 def stat(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 4, height: int = 4,
@@ -118,35 +123,23 @@ def stat(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span
          mappings: list[dash_m.ValueMap] | None = None) -> stat_b.Panel:
     p = (
         stat_b.Panel()
-        .id(ids.next())
-        .title(title)
-        .description(description)
-        .datasource(DS)
         .unit(unit)
-        .span(span)
-        .height(height)
         .color_mode(common_m.BigValueColorMode.VALUE)
         .graph_mode(common_m.BigValueGraphMode.AREA)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-    )
-    steps = thresholds or [(None, "green")]
-    p = p.thresholds(
-        dash.ThresholdsConfig()
-        .mode(dash_m.ThresholdsMode.ABSOLUTE)
-        .steps([dash_m.Threshold(value=v, color=c) for v, c in steps])
+        .thresholds(
+            dash.ThresholdsConfig()
+            .mode(dash_m.ThresholdsMode.ABSOLUTE)
+            .steps([dash_m.Threshold(value=v, color=c) for v, c in thresholds or [(None, "green")]])
+        )
     )
     if mappings:
         p = p.mappings(mappings)
-    for q in _queries(targets):
-        p = p.with_target(q)
-    return p
+    return _panel(p, ids, title, targets, description, span, height)
 
 
 def table(ids: _Ids, title: str, targets: list[Target], span: int = 24, height: int = 9, description: str = "") -> table_b.Panel:
-    p = table_b.Panel().id(ids.next()).title(title).description(description).datasource(DS).span(span).height(height)
-    for q in _queries(targets):
-        p = p.with_target(q)
-    return p
+    return _panel(table_b.Panel(), ids, title, targets, description, span, height)
 
 
 def text(ids: _Ids, title: str, content: str, span: int = 24, height: int = 3) -> text_b.Panel:
@@ -181,8 +174,9 @@ def worker_var() -> dash.QueryVariable:
     return _variable("worker", "Worker", "label_values(dx_router_batch_records_count, worker)")
 
 
-def _dashboard(uid: str, title: str, description: str) -> dash.Dashboard:
-    return (
+def _dashboard(uid: str, title: str, description: str, *variables: dash.QueryVariable) -> dash.Dashboard:
+    """A dashboard with the settings all of ours share and the given template variables."""
+    d = (
         dash.Dashboard(title)
         .uid(uid)
         .description(description)
@@ -193,6 +187,9 @@ def _dashboard(uid: str, title: str, description: str) -> dash.Dashboard:
         .timezone("browser")
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
     )
+    for v in variables:
+        d = d.with_variable(v)
+    return d
 
 
 def _q(quantile: float, metric: str, by: str, selector: str) -> str:
@@ -209,156 +206,134 @@ PASS_FAIL = [
 ]
 
 
+def _with_panels(d: dash.Dashboard, panels: list) -> dash.Dashboard:
+    """``d`` with ``panels`` added in order (the grid places them left to right, row by row)."""
+    for p in panels:
+        d = d.with_panel(p)
+    return d
+
+
+def _with_rows(d: dash.Dashboard, rows: list[tuple[str, list]]) -> dash.Dashboard:
+    """``d`` with each (title, panels) of ``rows`` added: a row header, then its panels."""
+    for title, panels in rows:
+        d = _with_panels(d.with_row(dash.Row(title)), panels)
+    return d
+
+
+def _sum_rate(metric: str, selector: str, by: str = "") -> str:
+    """``sum(rate(metric{…}[$__rate_interval]))``, or ``sum by (by) (…)``."""
+    rate = f"rate({metric}{selector}[{RATE}])"
+    return f"sum by ({by}) ({rate})" if by else f"sum({rate})"
+
+
+def _top10(expr: str) -> str:
+    return f"topk(10, {expr})"
+
+
+def _p50_p99(ids: _Ids, title: str, metric: str, unit: str, selector: str, span: int = 8) -> ts_b.Panel:
+    """A per-worker p50 and p99 panel of a router histogram."""
+    return timeseries(
+        ids,
+        title,
+        [Target(_q(q, metric, "worker, le", selector), f"p{label} {{{{worker}}}}") for q, label in ((0.5, "50"), (0.99, "99"))],
+        unit,
+        span=span,
+    )
+
+
 # The dashboards -------------------------------------------------------------------------
+def _overview_run(ids: _Ids, s: str) -> list:
+    return [
+        stat(ids, "Published", [Target(_sum_rate("dx_records_published_total", s), "published")], RECORDS_PER_S),
+        stat(ids, "Delivered", [Target(_sum_rate("dx_records_delivered_total", s), "delivered")], RECORDS_PER_S),
+        stat(ids, "Denied", [Target(_sum_rate("dx_router_decisions_total", DENIED), "denied")], RECORDS_PER_S),
+        stat(ids, "Dead-lettered", [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")], RECORDS_PER_S,
+             thresholds=[(None, "green"), (0.001, "orange")]),
+        stat(ids, "Unaccounted outcomes", [Target(f"sum(dx_run_unaccounted_outcomes{s})", "unaccounted")],
+             thresholds=[(None, "green"), (1, "red")],
+             description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run."),
+        stat(ids, "Run progress", [Target(f"max(dx_run_elapsed_seconds{s}) / max(dx_run_duration_seconds{s})", "progress")], "percentunit"),
+        stat(ids, "SLO status", [Target(f"min by (slo) (dx_slo_status{s})", "{{slo}}")], span=8, mappings=PASS_FAIL,
+             thresholds=[(None, "red"), (1, "green")], description="1 = the objective holds (PASS), 0 = violated (FAIL)."),
+        stat(ids, "Outcomes", [Target(f"sum(dx_run_produced_records{s})", "produced records"),
+                               Target(f"sum(dx_run_expected_outcomes{s})", "expected"),
+                               Target(f"sum(dx_run_accounted_outcomes{s})", "accounted")], span=16),
+    ]
+
+
+def _overview_throughput(ids: _Ids, s: str) -> list:
+    return [
+        timeseries(ids, "Publish rate by department (top 10)",
+                   [Target(_top10(_sum_rate("dx_records_published_total", s, "department")), "{{department}}")], RECORDS_PER_S),
+        timeseries(ids, "Consume rate by department (top 10)",
+                   [Target(_top10(_sum_rate("dx_records_delivered_total", s, "consumer")), "{{consumer}}")], RECORDS_PER_S),
+        timeseries(ids, "Bytes published", [Target(_sum_rate("dx_published_bytes_total", s, "platform"), "{{platform}}")], "Bps"),
+        timeseries(ids, "Publish errors and retries", [Target(_sum_rate("dx_publish_errors_total", s), "errors"),
+                                                       Target(_sum_rate("dx_publish_retries_total", s), "retries")], "reqps"),
+    ]
+
+
+def _overview_latency(ids: _Ids, s: str) -> list:
+    e2e = "dx_end_to_end_latency_seconds"
+    return [
+        timeseries(ids, "End-to-end latency, all flows",
+                   [Target(_q(q, e2e, "le", s), f"p{label}") for q, label in ((0.5, "50"), (0.99, "99"), (0.999, "99.9"))], "s",
+                   description="Receive time minus send time (from the producer's send to the subscriber)."),
+        timeseries(ids, "End-to-end p99 per flow (worst 10)", [Target(_top10(_q(0.99, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
+        timeseries(ids, "End-to-end p50 per flow (worst 10)", [Target(_top10(_q(0.5, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
+        timeseries(ids, "Publish latency and delay", [Target(_q(0.5, "dx_publish_latency_seconds", "le", s), "publish latency p50"),
+                                                      Target(_q(0.99, "dx_publish_latency_seconds", "le", s), "publish latency p99"),
+                                                      Target(_q(0.99, "dx_publish_delay_seconds", "le", s), "publish delay p99")], "s",
+                   description="Latency: broker acknowledgement minus send time. Delay: send time minus intended send time "
+                   "(a producer behind its schedule)."),
+    ]
+
+
+def _overview_sharing(ids: _Ids, s: str) -> list:
+    return [
+        timeseries(ids, "Denied by reason", [Target(_sum_rate("dx_router_decisions_total", DENIED, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
+        timeseries(ids, "Masked deliveries by flow (top 10)",
+                   [Target(_top10(_sum_rate("dx_router_masked_records_total", s, "subscription")), "{{subscription}}")], RECORDS_PER_S, span=8),
+        timeseries(ids, "Rows filtered out of jurisdiction (top 10 flows)",
+                   [Target(_top10(_sum_rate("dx_router_decisions_total", OUT_OF_JURISDICTION, "subscription")), "{{subscription}}")],
+                   RECORDS_PER_S, span=8),
+        timeseries(ids, "Dead letters by reason", [Target(_sum_rate("dx_dead_letters_total", s, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
+        timeseries(ids, "Audit records by decision", [Target(_sum_rate("dx_audit_records_written_total", s, "decision"), "written {{decision}}"),
+                                                      Target(_sum_rate("dx_audit_records_read_total", s, "decision"), "read {{decision}}")],
+                   RECORDS_PER_S, span=8),
+        timeseries(ids, "Duplicates dropped", [Target(_sum_rate("dx_duplicates_dropped_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S, span=8),
+    ]
+
+
+def _overview_backlog(ids: _Ids, s: str) -> list:
+    return [
+        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8),
+        timeseries(ids, "Router lag by worker", [Target(f"sum by (worker) (dx_router_lag_records{s})", "{{worker}}")], "short", span=8),
+        timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], "short", span=8),
+    ]
+
+
 def overview() -> dash.Dashboard:
+    """Publish and consume rates, latency, sharing decisions, backlog and SLOs of a run, one row each."""
     ids = _Ids()
     s = _sel()
     d = _dashboard(
         "dx-overview",
         "Data exchange: overview",
         "Publish and consume rates, end-to-end latency per flow, denials, masking, dead letters, lag and SLOs.",
+        platform_var(), run_var(),
     )
-    d = d.with_variable(platform_var()).with_variable(run_var())
-    d = d.with_row(dash.Row("Run"))
-    d = d.with_panel(stat(ids, "Published", [Target(f"sum(rate(dx_records_published_total{s}[{RATE}]))", "published")], RECORDS_PER_S))
-    d = d.with_panel(stat(ids, "Delivered", [Target(f"sum(rate(dx_records_delivered_total{s}[{RATE}]))", "delivered")], RECORDS_PER_S))
-    d = d.with_panel(
-        stat(ids, "Denied", [Target(f"sum(rate(dx_router_decisions_total{DENIED}[{RATE}]))", "denied")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        stat(ids, "Dead-lettered", [Target(f"sum(rate(dx_dead_letters_total{s}[{RATE}]))", "dead letters")], RECORDS_PER_S,
-             thresholds=[(None, "green"), (0.001, "orange")])
-    )
-    d = d.with_panel(
-        stat(ids, "Unaccounted outcomes", [Target(f"sum(dx_run_unaccounted_outcomes{s})", "unaccounted")],
-             thresholds=[(None, "green"), (1, "red")],
-             description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run.")
-    )
-    d = d.with_panel(
-        stat(ids, "Run progress", [Target(f"max(dx_run_elapsed_seconds{s}) / max(dx_run_duration_seconds{s})", "progress")], "percentunit")
-    )
-    d = d.with_panel(
-        stat(ids, "SLO status", [Target(f"min by (slo) (dx_slo_status{s})", "{{slo}}")], span=8, mappings=PASS_FAIL,
-             thresholds=[(None, "red"), (1, "green")], description="1 = the objective holds (PASS), 0 = violated (FAIL).")
-    )
-    d = d.with_panel(
-        stat(
-            ids,
-            "Outcomes",
-            [
-                Target(f"sum(dx_run_produced_records{s})", "produced records"),
-                Target(f"sum(dx_run_expected_outcomes{s})", "expected"),
-                Target(f"sum(dx_run_accounted_outcomes{s})", "accounted"),
-            ],
-            span=16,
-        )
-    )
-
-    d = d.with_row(dash.Row("Throughput"))
-    d = d.with_panel(
-        timeseries(ids, "Publish rate by department (top 10)",
-                   [Target(f"topk(10, sum by (department) (rate(dx_records_published_total{s}[{RATE}])))", "{{department}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Consume rate by department (top 10)",
-                   [Target(f"topk(10, sum by (consumer) (rate(dx_records_delivered_total{s}[{RATE}])))", "{{consumer}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Bytes published", [Target(f"sum by (platform) (rate(dx_published_bytes_total{s}[{RATE}]))", "{{platform}}")], "Bps")
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Publish errors and retries",
-            [
-                Target(f"sum(rate(dx_publish_errors_total{s}[{RATE}]))", "errors"),
-                Target(f"sum(rate(dx_publish_retries_total{s}[{RATE}]))", "retries"),
-            ],
-            "reqps",
-        )
-    )
-
-    d = d.with_row(dash.Row("Latency"))
-    e2e = "dx_end_to_end_latency_seconds"
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "End-to-end latency, all flows",
-            [Target(_q(q, e2e, "le", s), f"p{label}") for q, label in ((0.5, "50"), (0.99, "99"), (0.999, "99.9"))],
-            "s",
-            description="Receive time minus send time (from the producer's send to the subscriber).",
-        )
-    )
-    d = d.with_panel(
-        timeseries(ids, "End-to-end p99 per flow (worst 10)", [Target(f"topk(10, {_q(0.99, e2e, 'subscription, le', s)})", "{{subscription}}")], "s")
-    )
-    d = d.with_panel(
-        timeseries(ids, "End-to-end p50 per flow (worst 10)", [Target(f"topk(10, {_q(0.5, e2e, 'subscription, le', s)})", "{{subscription}}")], "s")
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Publish latency and delay",
-            [
-                Target(_q(0.5, "dx_publish_latency_seconds", "le", s), "publish latency p50"),
-                Target(_q(0.99, "dx_publish_latency_seconds", "le", s), "publish latency p99"),
-                Target(_q(0.99, "dx_publish_delay_seconds", "le", s), "publish delay p99"),
-            ],
-            "s",
-            description="Latency: broker acknowledgement minus send time. Delay: send time minus intended send time "
-            "(a producer behind its schedule).",
-        )
-    )
-
-    d = d.with_row(dash.Row("Sharing rules"))
-    d = d.with_panel(
-        timeseries(ids, "Denied by reason",
-                   [Target(f"sum by (reason) (rate(dx_router_decisions_total{DENIED}[{RATE}]))", "{{reason}}")],
-                   RECORDS_PER_S, span=8)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Masked deliveries by flow (top 10)",
-                   [Target(f"topk(10, sum by (subscription) (rate(dx_router_masked_records_total{s}[{RATE}])))", "{{subscription}}")],
-                   RECORDS_PER_S, span=8)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Rows filtered out of jurisdiction (top 10 flows)",
-                   [Target(f"topk(10, sum by (subscription) (rate(dx_router_decisions_total{OUT_OF_JURISDICTION}[{RATE}])))", "{{subscription}}")],
-                   RECORDS_PER_S, span=8)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Dead letters by reason", [Target(f"sum by (reason) (rate(dx_dead_letters_total{s}[{RATE}]))", "{{reason}}")], RECORDS_PER_S, span=8)
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Audit records by decision",
-            [
-                Target(f"sum by (decision) (rate(dx_audit_records_written_total{s}[{RATE}]))", "written {{decision}}"),
-                Target(f"sum by (decision) (rate(dx_audit_records_read_total{s}[{RATE}]))", "read {{decision}}"),
-            ],
-            RECORDS_PER_S,
-            span=8,
-        )
-    )
-    d = d.with_panel(
-        timeseries(ids, "Duplicates dropped", [Target(f"sum by (consumer) (rate(dx_duplicates_dropped_total{s}[{RATE}]))", "{{consumer}}")], RECORDS_PER_S, span=8)
-    )
-
-    d = d.with_row(dash.Row("Backlog and approvals"))
-    d = d.with_panel(
-        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Router lag by worker", [Target(f"sum by (worker) (dx_router_lag_records{s})", "{{worker}}")], "short", span=8)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], "short", span=8)
-    )
-    return d
+    return _with_rows(d, [
+        ("Run", _overview_run(ids, s)),
+        ("Throughput", _overview_throughput(ids, s)),
+        ("Latency", _overview_latency(ids, s)),
+        ("Sharing rules", _overview_sharing(ids, s)),
+        ("Backlog and approvals", _overview_backlog(ids, s)),
+    ])
 
 
 def one_number_one_source() -> dash.Dashboard:
+    """一数一源: copies verified against their authoritative source, conflicts by item and department."""
     ids = _Ids()
     s = _sel()
     conflict = _sel('result="conflict"')
@@ -366,167 +341,105 @@ def one_number_one_source() -> dash.Dashboard:
         "dx-onos",
         "Data exchange: one number, one source (一数一源)",
         "Copied items verified against their authoritative source department: verification rate, conflicts by item and department.",
+        platform_var(), run_var(),
     )
-    d = d.with_variable(platform_var()).with_variable(run_var())
-    d = d.with_panel(stat(ids, "Verifications", [Target(f"sum(rate(dx_verifications_total{s}[{RATE}]))", "verifications")], "suffix: /s", span=6))
-    d = d.with_panel(
+    return _with_panels(d, [
+        stat(ids, "Verifications", [Target(_sum_rate("dx_verifications_total", s), "verifications")], "suffix: /s", span=6),
         stat(ids, "Conflict ratio",
-             [Target(f"sum(rate(dx_verifications_total{conflict}[{RATE}])) / sum(rate(dx_verifications_total{s}[{RATE}]))", "conflicts")],
-             "percentunit", span=6, thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")])
-    )
-    d = d.with_panel(
-        stat(ids, "Quality events", [Target(f"sum(rate(dx_quality_events_total{s}[{RATE}]))", "quality events")], "suffix: /s", span=6)
-    )
-    d = d.with_panel(
-        stat(ids, "Unverified copies",
-             [Target(f"sum(rate(dx_verifications_total{UNVERIFIED}[{RATE}]))", "unverified")],
-             "suffix: /s", span=6)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Verification rate by result", [Target(f"sum by (result) (rate(dx_verifications_total{s}[{RATE}]))", "{{result}}")], "suffix: /s")
-    )
-    d = d.with_panel(
-        timeseries(ids, "Quality events by reason", [Target(f"sum by (reason) (rate(dx_quality_events_total{s}[{RATE}]))", "{{reason}}")], "suffix: /s")
-    )
-    d = d.with_panel(
-        timeseries(ids, "Conflicts by item (top 10)", [Target(f"topk(10, sum by (item) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{item}}")], "suffix: /s")
-    )
-    d = d.with_panel(
+             [Target(f"{_sum_rate('dx_verifications_total', conflict)} / {_sum_rate('dx_verifications_total', s)}", "conflicts")],
+             "percentunit", span=6, thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")]),
+        stat(ids, "Quality events", [Target(_sum_rate("dx_quality_events_total", s), "quality events")], "suffix: /s", span=6),
+        stat(ids, "Unverified copies", [Target(_sum_rate("dx_verifications_total", UNVERIFIED), "unverified")], "suffix: /s", span=6),
+        timeseries(ids, "Verification rate by result", [Target(_sum_rate("dx_verifications_total", s, "result"), "{{result}}")], "suffix: /s"),
+        timeseries(ids, "Quality events by reason", [Target(_sum_rate("dx_quality_events_total", s, "reason"), "{{reason}}")], "suffix: /s"),
+        timeseries(ids, "Conflicts by item (top 10)", [Target(_top10(_sum_rate("dx_verifications_total", conflict, "item")), "{{item}}")], "suffix: /s"),
         timeseries(ids, "Conflicts by department holding the copy (top 10)",
-                   [Target(f"topk(10, sum by (department) (rate(dx_verifications_total{conflict}[{RATE}])))", "{{department}}")], "suffix: /s")
-    )
-    d = d.with_panel(
+                   [Target(_top10(_sum_rate("dx_verifications_total", conflict, "department")), "{{department}}")], "suffix: /s"),
         table(ids, "Conflicts by item and department over the time range",
               [Target(f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))", "", instant=True, table=True)],
-              description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times.")
-    )
-    return d
+              description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times."),
+    ])
+
+
+def _platform_panels(ids: _Ids, s: str) -> list:
+    return [
+        stat(ids, "Records in", [Target(_sum_rate("dx_router_records_in_total", s), "in")], RECORDS_PER_S, span=6),
+        stat(ids, "Delivered", [Target(_sum_rate("dx_records_delivered_total", s), "delivered")], RECORDS_PER_S, span=6),
+        stat(ids, "Denied", [Target(_sum_rate("dx_router_decisions_total", DENIED), "denied")], RECORDS_PER_S, span=6),
+        stat(ids, "Dead letters", [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")], RECORDS_PER_S, span=6),
+        timeseries(ids, "Records in by entry (top 10)", [Target(_top10(_sum_rate("dx_router_records_in_total", s, "entry")), "{{entry}}")], RECORDS_PER_S),
+        timeseries(ids, "Outcomes by decision", [Target(_sum_rate("dx_router_decisions_total", s, "decision"), "{{decision}}")], RECORDS_PER_S),
+        timeseries(ids, "Deliveries by department", [Target(_sum_rate("dx_records_delivered_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S),
+        timeseries(ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s"),
+        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], span=12),
+        timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], span=12),
+    ]
+
+
+def _cascade_panels(ids: _Ids) -> list:
+    every = '{run_id=~"$run_id"}'
+    return [
+        timeseries(ids, "Records in, every platform of the cascade",
+                   [Target(_sum_rate("dx_router_records_in_total", every, "platform"), "{{platform}}")], RECORDS_PER_S),
+        timeseries(ids, "Deliveries, every platform of the cascade",
+                   [Target(_sum_rate("dx_records_delivered_total", every, "platform"), "{{platform}}")], RECORDS_PER_S),
+        timeseries(ids, "p99 per hop (into a hub, inside it, between hubs, to the consumer)",
+                   [Target(_q(0.99, "dx_hop_latency_seconds", "segment, le", every), "{{segment}}")], "s", span=24),
+    ]
 
 
 def per_platform() -> dash.Dashboard:
+    """One platform (hub) at a time, then every platform of the cascade side by side."""
     ids = _Ids()
-    s = _sel()
     d = _dashboard(
         "dx-platform",
         "Data exchange: platform",
         "One platform (hub) at a time: what comes in, what the rules decide, who receives it. Cascades: every platform's intake side by side.",
+        platform_var(multi=False), run_var(),
     )
-    d = d.with_variable(platform_var(multi=False)).with_variable(run_var())
-    d = d.with_panel(stat(ids, "Records in", [Target(f"sum(rate(dx_router_records_in_total{s}[{RATE}]))", "in")], RECORDS_PER_S, span=6))
-    d = d.with_panel(stat(ids, "Delivered", [Target(f"sum(rate(dx_records_delivered_total{s}[{RATE}]))", "delivered")], RECORDS_PER_S, span=6))
-    d = d.with_panel(
-        stat(ids, "Denied", [Target(f"sum(rate(dx_router_decisions_total{DENIED}[{RATE}]))", "denied")], RECORDS_PER_S, span=6)
-    )
-    d = d.with_panel(stat(ids, "Dead letters", [Target(f"sum(rate(dx_dead_letters_total{s}[{RATE}]))", "dead letters")], RECORDS_PER_S, span=6))
-    d = d.with_panel(
-        timeseries(ids, "Records in by entry (top 10)", [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{s}[{RATE}])))", "{{entry}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Outcomes by decision", [Target(f"sum by (decision) (rate(dx_router_decisions_total{s}[{RATE}]))", "{{decision}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Deliveries by department", [Target(f"sum by (consumer) (rate(dx_records_delivered_total{s}[{RATE}]))", "{{consumer}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s")
-    )
-    d = d.with_panel(
-        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], span=12)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], span=12)
-    )
-    d = d.with_row(dash.Row("Cascade (级联)"))
-    every = '{run_id=~"$run_id"}'
-    d = d.with_panel(
-        timeseries(ids, "Records in, every platform of the cascade",
-                   [Target(f"sum by (platform) (rate(dx_router_records_in_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Deliveries, every platform of the cascade",
-                   [Target(f"sum by (platform) (rate(dx_records_delivered_total{every}[{RATE}]))", "{{platform}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "p99 per hop (into a hub, inside it, between hubs, to the consumer)",
-                   [Target(_q(0.99, "dx_hop_latency_seconds", "segment, le", every), "{{segment}}")], "s", span=24)
-    )
-    return d
+    d = _with_panels(d, _platform_panels(ids, _sel()))
+    return _with_rows(d, [("Cascade (级联)", _cascade_panels(ids))])
+
+
+def _router_panels(ids: _Ids, r: str) -> list:
+    return [
+        timeseries(ids, "Records in per worker", [Target(_sum_rate("dx_router_batch_records_sum", r, "worker"), "{{worker}}")], RECORDS_PER_S),
+        timeseries(ids, "Batches per worker", [Target(_sum_rate("dx_router_batch_records_count", r, "worker"), "{{worker}}")], "suffix: batches/s"),
+        _p50_p99(ids, "Batch size", "dx_router_batch_records", "short", r),
+        _p50_p99(ids, "Batch handling time", "dx_router_batch_seconds", "s", r),
+        _p50_p99(ids, "Commit time", "dx_router_commit_seconds", "s", r),
+        stat(ids, "Ready after", [Target(f"max by (worker) (dx_router_ready_seconds{r})", "{{worker}}")], "s", span=8, height=8,
+             description="Seconds from process start to routing, per worker."),
+        timeseries(ids, "Lag per worker", [Target(f"sum by (worker) (dx_router_lag_records{r})", "{{worker}}")], span=8),
+        timeseries(ids, "Records in by entry (top 10)",
+                   [Target(_top10(_sum_rate("dx_router_records_in_total", _sel(base=SEL), "entry")), "{{entry}}")], RECORDS_PER_S, span=8),
+    ]
+
+
+def _faust_panels(ids: _Ids, r: str) -> list:
+    f = "{" + FAUST_SEL + "}"
+    return [
+        timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=6),
+        timeseries(ids, "Batch to committed offsets p99", [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")], "s", span=6,
+                   description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval."),
+        timeseries(ids, "Faust consumer commit latency p99",
+                   [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6),
+        timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6),
+    ]
 
 
 def router_internals() -> dash.Dashboard:
+    """Router workers (batches, handling and commit time, readiness, lag), then Faust's own figures."""
     ids = _Ids()
     r = _sel(base=ROUTER_SEL)
-    f = "{" + FAUST_SEL + "}"
     d = _dashboard(
         "dx-router",
         "Data exchange: router internals",
         "Router workers: batches, handling and commit time, readiness, lag; Faust's own rebalance and commit figures.",
+        platform_var(), run_var(), worker_var(),
     )
-    d = d.with_variable(platform_var()).with_variable(run_var()).with_variable(worker_var())
-    d = d.with_panel(
-        timeseries(ids, "Records in per worker", [Target(f"sum by (worker) (rate(dx_router_batch_records_sum{r}[{RATE}]))", "{{worker}}")], RECORDS_PER_S)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Batches per worker", [Target(f"sum by (worker) (rate(dx_router_batch_records_count{r}[{RATE}]))", "{{worker}}")], "suffix: batches/s")
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Batch size",
-            [
-                Target(_q(0.5, "dx_router_batch_records", "worker, le", r), "p50 {{worker}}"),
-                Target(_q(0.99, "dx_router_batch_records", "worker, le", r), "p99 {{worker}}"),
-            ],
-            "short",
-            span=8,
-        )
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Batch handling time",
-            [
-                Target(_q(0.5, "dx_router_batch_seconds", "worker, le", r), "p50 {{worker}}"),
-                Target(_q(0.99, "dx_router_batch_seconds", "worker, le", r), "p99 {{worker}}"),
-            ],
-            "s",
-            span=8,
-        )
-    )
-    d = d.with_panel(
-        timeseries(
-            ids,
-            "Commit time",
-            [
-                Target(_q(0.5, "dx_router_commit_seconds", "worker, le", r), "p50 {{worker}}"),
-                Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "p99 {{worker}}"),
-            ],
-            "s",
-            span=8,
-        )
-    )
-    d = d.with_panel(
-        stat(ids, "Ready after", [Target(f"max by (worker) (dx_router_ready_seconds{r})", "{{worker}}")], "s", span=8, height=8,
-             description="Seconds from process start to routing, per worker.")
-    )
-    d = d.with_panel(timeseries(ids, "Lag per worker", [Target(f"sum by (worker) (dx_router_lag_records{r})", "{{worker}}")], span=8))
-    d = d.with_panel(
-        timeseries(ids, "Records in by entry (top 10)",
-                   [Target(f"topk(10, sum by (entry) (rate(dx_router_records_in_total{_sel(base=SEL)}[{RATE}])))", "{{entry}}")], RECORDS_PER_S, span=8)
-    )
-    d = d.with_row(dash.Row("Faust"))
-    d = d.with_panel(timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=6))
-    d = d.with_panel(
-        timeseries(ids, "Batch to committed offsets p99", [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")], "s", span=6,
-                   description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval.")
-    )
-    d = d.with_panel(
-        timeseries(ids, "Faust consumer commit latency p99", [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
-    )
-    d = d.with_panel(
-        timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6)
-    )
-    return d
+    d = _with_panels(d, _router_panels(ids, r))
+    return _with_rows(d, [("Faust", _faust_panels(ids, r))])
 
 
 DASHBOARDS = {

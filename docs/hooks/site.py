@@ -9,6 +9,8 @@ Two pages are not written by hand:
   prints (``schemas.scenario.json_schema()``): one table per definition, every property with
   its type, default, constraints and description, then the schema itself. It cannot drift from
   the models the loader validates with.
+- ``reference/status-schema.md`` is generated the same way from ``exchange schema status``
+  (``schemas.status.json_schema()``): the messages the run's processes send the controller.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PAGE = "reference/scenario-schema.md"
+STATUS_PAGE = "reference/status-schema.md"
 _DOCS_LINK = re.compile(r"\]\(docs/")
 
 
@@ -28,6 +31,7 @@ def on_files(files: Files, config) -> Files:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "index.md", content=_DOCS_LINK.sub("](", readme)))
     files.append(File.generated(config, SCHEMA_PAGE, content=schema_page()))
+    files.append(File.generated(config, STATUS_PAGE, content=status_page()))
     return files
 
 
@@ -65,6 +69,27 @@ def schema_page() -> str:
         "```",
         "",
     ]
+    return "\n".join(out)
+
+
+def status_page() -> str:
+    """The Markdown of the status messages' reference, from ``schemas.status.json_schema()``."""
+    from schemas.status import json_schema
+
+    schema = json_schema()
+    out = [
+        "# Status message reference",
+        "",
+        "Generated at build time from the JSON Schema that `exchange schema status` prints "
+        "(`schemas.status.json_schema()`, from the pydantic models in `schemas/status.py`). "
+        "Every process of a run reports to the run controller with these messages, one JSON line each "
+        "in its `NAME.jsonl` file of the run directory ([the wire format](../wire.md#status-messages)).",
+        "",
+    ]
+    out += _definition("StatusMessage", schema)
+    for name in sorted(schema.get("$defs", {})):
+        out += _definition(name, schema["$defs"][name])
+    out += ["## The schema", "", "```json", json.dumps(schema, ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(out)
 
 

@@ -15,9 +15,8 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from exchange.kafka import brokers
+from exchange.kafka import brokers, clients
 from exchange.results.latency import sample_quantiles
 from exchange.kafka.topics import create_topics
 
@@ -36,9 +35,8 @@ async def broker_floor(rate: float, seconds: float, record_size: int = 1024, boo
         topic = f"dx.floor.{uuid.uuid4().hex[:8]}"
         await create_topics(bootstrap, {topic: PARTITIONS}, replication_factor=broker.replication_factor if broker else 1)
         described = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024)
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-g", auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=brokers.fetch_wait_ms(kind) or 10)
+        producer = clients.producer("broker_floor", bootstrap)
+        consumer = clients.consumer("broker_floor", bootstrap, topic, group_id=f"{topic}-g", broker_kind=kind)
         await producer.start()
         await consumer.start()
         windows: dict[int, list[int]] = {}  # 5 s window of the send time → latencies in ns

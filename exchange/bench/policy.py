@@ -46,7 +46,7 @@ def decisions_per_second(scenario: Scenario, entry_id: str, records: int = 20_00
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        core.route(batch, approvals)
+        core.route(batch, approvals, now=time.time_ns(), clock=time.time_ns)
         best = min(best, time.perf_counter() - start)
     return records / best
 

@@ -14,28 +14,18 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from exchange.kafka import clients
 from exchange.kafka.batching import send_batches
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
+from schemas.status import PassthroughFinal, PassthroughReady, Role
 
 
 async def passthrough(bootstrap: str, source: str, target: str, records: int, status: StatusWriter) -> None:
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=f"dx-bench-raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=True,
-        max_poll_records=5000,
-        fetch_max_wait_ms=10,
-        fetch_max_bytes=32 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    consumer = clients.consumer("bench_raw", bootstrap, source, group_id=f"dx-bench-raw-{uuid.uuid4().hex[:8]}")
+    producer = clients.producer("bench_raw", bootstrap)
     await consumer.start()
     await producer.start()
-    status.write("ready")
+    status.write(PassthroughReady())
     copied, first_ns, futures = 0, 0, []
     try:
         while copied < records:
@@ -54,7 +44,7 @@ async def passthrough(bootstrap: str, source: str, target: str, records: int, st
     finally:
         await producer.stop()
         await consumer.stop()
-    status.write("final", records=copied, first_ns=first_ns, last_ns=last_ns)
+    status.write(PassthroughFinal(records=copied, first_ns=first_ns, last_ns=last_ns))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--status", type=Path)
     args = parser.parse_args(argv)
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.passthrough))
     try:
         asyncio.run(passthrough(args.bootstrap, args.source, args.target, args.records, status))
     finally:

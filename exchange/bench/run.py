@@ -21,10 +21,13 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
+from schemas.status import ConsumersStats, Error, PassthroughFinal, ProducersFinal, RouterReady, RouterStats
 
 from exchange.kafka import brokers
 from exchange.errors import EXIT_FAILED, ExchangeError
@@ -143,10 +146,10 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
 
         say(f"producing {n:,} records of {options.record_size} bytes…")
         producers = start("producers", ["producers", *common, "--duration", str(n / FAST_RATE), "--run-id", "bench"])
-        final = await _wait_event(producers, "final", 600)
-        produced = sum(final["produced"].values())
+        final = await _wait_event(producers, ProducersFinal, 600)
+        produced = sum(final.produced.values())
         out["produced"] = produced
-        out["producer_records_per_s"] = round(produced / final["elapsed_s"])
+        out["producer_records_per_s"] = round(produced / final.elapsed_s)
         if broker is not None and broker.kind == "kafka":
             # the peer: Apache Kafka's own Java producer, same broker, records, size and acks
             say(f"Apache Kafka's ProducerPerformance: {n:,} records of {options.record_size} bytes…")
@@ -160,31 +163,32 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
             out["java_producer_p99_ms"] = java["p99_ms"]
 
         say("raw aiokafka pass-through…")
-        raw = start("raw", ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)])
-        final = await _wait_event(raw, "final", 600)
-        out["raw_records"] = final["records"]
-        out["raw_records_per_s"] = per_second(final["records"], final["first_ns"], final["last_ns"])
+        raw = start("raw", ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target,
+                            "--records", str(produced)])
+        copied = await _wait_event(raw, PassthroughFinal, 600)
+        out["raw_records"] = copied.records
+        out["raw_records_per_s"] = per_second(copied.records, copied.first_ns, copied.last_ns)
 
         say(f"router ({options.workers} worker{'s' if options.workers > 1 else ''}), full policy…")
         routers = [
             start(f"router-{i}", ["exchange.router", *common, "--worker", str(i), "--datadir", str(run_dir / f"router-{i}-data")])
             for i in range(options.workers)
         ]
-        readies = [await _wait_event(r, "ready", 120) for r in routers]
-        out["router_ready_s"] = max(e["seconds"] for e in readies)
+        readies = [await _wait_event(r, RouterReady, 120) for r in routers]
+        out["router_ready_s"] = max(e.seconds for e in readies)
         stats = await _wait_routed(routers, produced, 600)
-        first = min(s["first_ns"] for s in stats if s["first_ns"])
-        last = max(s["last_ack_ns"] for s in stats)
-        out["router_records"] = sum(s["acked"] for s in stats)
+        first = min(s.first_ns for s in stats if s.first_ns)
+        last = max(s.last_ack_ns for s in stats)
+        out["router_records"] = sum(s.acked for s in stats)
         out["router_records_per_s"] = per_second(out["router_records"], first, last)
-        out["router_peak_rss_mb"] = round(max(s["peak_rss_bytes"] for s in stats) / 2**20, 1)
+        out["router_peak_rss_mb"] = round(max(s.peak_rss_bytes for s in stats) / 2**20, 1)
         out["ratio"] = round(out["router_records_per_s"] / out["raw_records_per_s"], 3)
 
         say("consumer…")
         consumers = start("consumers", ["consumers", *common, "--run-id", "bench"])
         totals = await _wait_delivered(consumers, produced, 600)
-        out["consumer_records"] = totals["delivered"]
-        out["consumer_records_per_s"] = per_second(totals["received"], totals["first_ns"], totals["last_ns"])
+        out["consumer_records"] = totals.delivered
+        out["consumer_records_per_s"] = per_second(totals.received, totals.first_ns, totals.last_ns)
         for child in [*routers, consumers]:
             await asyncio.to_thread(terminate, child.proc)
 
@@ -225,40 +229,44 @@ def per_second(records: int, first_ns: int, last_ns: int) -> int:
     return round(records / max((last_ns - first_ns) / 1e9, 1e-3))
 
 
-async def _wait_event(child: _Child, event: str, timeout: float) -> dict[str, Any]:
+T = TypeVar("T", bound=BaseModel)
+
+
+async def _wait_event(child: _Child, body: type[T], timeout: float) -> T:
+    """The child's first message of type ``body`` (a ready or final report)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         child.read()
-        found = child.last(event)
+        found = child.last(body)
         if found is not None:
             return found
-        if child.last("error") or child.proc.poll() not in (None, 0):
+        if child.last(Error) or child.proc.poll() not in (None, 0):
             raise BenchFailed(f"{child.name} failed:\n{child.tail()}")
         await asyncio.sleep(0.05)
-    raise BenchFailed(f"{child.name}: no {event!r} within {timeout:.0f} s")
+    raise BenchFailed(f"{child.name}: no {body.__name__} message within {timeout:.0f} s")
 
 
-async def _wait_routed(routers: list[_Child], records: int, timeout: float) -> list[dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
+async def _wait_routed(routers: list[_Child], records: int, timeout: float) -> list[RouterStats]:
+    latest: dict[str, RouterStats] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for r in routers:
-            for e in r.read():
-                if e["event"] == "stats":
-                    latest[r.name] = e
+            for m in r.read():
+                if isinstance(m.body, RouterStats):
+                    latest[r.name] = m.body
             if r.proc.poll() is not None:
                 raise BenchFailed(f"{r.name} exited:\n{r.tail()}")
-        if len(latest) == len(routers) and sum(e["acked"] for e in latest.values()) >= records:
+        if len(latest) == len(routers) and sum(e.acked for e in latest.values()) >= records:
             return list(latest.values())
         await asyncio.sleep(0.1)
     raise BenchFailed(f"the router did not route {records:,} records within {timeout:.0f} s")
 
 
-async def _wait_delivered(consumers: _Child, records: int, timeout: float) -> dict[str, Any]:
+async def _wait_delivered(consumers: _Child, records: int, timeout: float) -> ConsumersStats:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stats = [e for e in consumers.read() if e["event"] == "stats"]
-        if stats and stats[-1]["delivered"] >= records:
+        stats = [m.body for m in consumers.read() if isinstance(m.body, ConsumersStats)]
+        if stats and stats[-1].delivered >= records:
             return stats[-1]
         if consumers.proc.poll() is not None:
             raise BenchFailed(f"consumers exited:\n{consumers.tail()}")

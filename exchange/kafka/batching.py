@@ -12,9 +12,18 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether sending a batch again can succeed: aiokafka's retriable errors (a leader
+    moved, not enough replicas, a request timed out…), a lost connection, and a batch that
+    expired while the broker did not answer (``KafkaTimeoutError``: a paused or restarting
+    broker). Anything else (a record too large, a topic not authorised, a bug) is not."""
+    return isinstance(exc, (KafkaConnectionError, KafkaTimeoutError)) or (isinstance(exc, KafkaError) and exc.retriable)
 
 
 class Partitioner:
@@ -102,13 +111,18 @@ class BatchSender:
         return sent
 
     async def acknowledged(self, sent: list[Sent], retry_backoff_s: float = 0.5, max_attempts: int = 20) -> None:
-        """Resolves once every batch is acked; failed batches are sent again."""
+        """Resolves once every batch is acked; batches that failed with a :func:`retriable`
+        error are sent again, up to ``max_attempts`` times; raises the first error that is
+        not retriable, or the last one."""
         attempt = 0
         while sent:
             results = await asyncio.gather(*(f for f, *_ in sent), return_exceptions=True)
             failed = [s for s, r in zip(sent, results, strict=True) if isinstance(r, BaseException)]
             if not failed:
                 return
+            for r in results:
+                if isinstance(r, BaseException) and not retriable(r):
+                    raise r
             attempt += 1
             if attempt >= max_attempts:
                 raise failed[0][0].exception() or RuntimeError("send failed")

@@ -2,7 +2,8 @@
 
 ``tansu`` is the embedded Tansu broker (exchange/kafka/tansu.py: zero install, memory storage,
 one node); ``kafka`` one Apache Kafka KRaft node and ``kafka:3`` three, each a controller
-and a broker (exchange/kafka/apache.py: needs Java 17+ and ``exchange kafka fetch``).
+and a broker (exchange/kafka/apache.py: needs Java 17+ and ``exchange kafka fetch``, see
+exchange/kafka/distribution.py).
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ from pathlib import Path
 
 from exchange.kafka.tansu import BrokerError, EmbeddedBroker
 from exchange.kafka.apache import KafkaBroker
+from exchange.kafka.clients import KAFKA_FETCH_WAIT_MS, fetch_wait_ms
 
 KINDS = ("tansu", "kafka", "kafka:3")
 MAX_NODES = 5
-#: Consumers' fetch wait on Apache Kafka. Kafka answers a fetch as soon as ``fetch_min_bytes``
-#: (1) is there, so a long wait costs no latency and an idle consumer polls twice a second
-#: instead of a hundred times (Tansu holds an empty fetch for the whole wait: it needs ~10 ms).
-KAFKA_FETCH_WAIT_MS = 500
 
 
 class BrokerSpecError(ExchangeError, ValueError):
@@ -57,9 +55,4 @@ def ready_timeout(kind: str | None, requested: float) -> float:
     return max(requested, KAFKA_READY_TIMEOUT_S) if kind == "kafka" else requested
 
 
-def fetch_wait_ms(kind: str | None) -> int | None:
-    """The clients' fetch wait for a broker kind; None: keep the Tansu-tuned defaults."""
-    return KAFKA_FETCH_WAIT_MS if kind == "kafka" else None
-
-
-__all__ = ["KAFKA_FETCH_WAIT_MS", "KINDS", "BrokerError", "BrokerSpecError", "make", "parse"]
+__all__ = ["KAFKA_FETCH_WAIT_MS", "KINDS", "BrokerError", "BrokerSpecError", "fetch_wait_ms", "make", "parse"]

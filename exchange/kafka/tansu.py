@@ -34,7 +34,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Self
+from typing import Self
+from collections.abc import Callable
 
 from exchange.errors import ExchangeError
 from exchange.runner.processes import in_long_lived_thread, pdeathsig_preexec

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
-from exchange.errors import ExchangeError, TopicMismatch, kafka_errors
+from exchange.errors import ExchangeError, TopicMismatch
+from exchange.kafka import clients
 
 
 def topic_plan(scenario: Scenario) -> dict[str, int]:
@@ -108,32 +110,23 @@ async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, 
     (topics only checked, never created) exists with another partition count, before
     creating anything; :class:`~exchange.errors.BrokerUnreachable` when no broker answers.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dx-topology")
-    with kafka_errors(bootstrap, "creating the scenario's topics"):
-        try:
-            await admin.start()
-        except BaseException:
-            await admin.close()
-            raise
-        try:
-            existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-            wrong = mismatches({**(check or {}), **plan}, existing)
-            if wrong:
-                raise TopicMismatch(
-                    f"{len(wrong)} topic(s) on {bootstrap} exist with other partitions than this scenario needs: "
-                    f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
-                    "or use a fresh broker"
-                )
-            missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
-                       for name, parts in plan.items() if name not in existing]
-            for start in range(0, len(missing), batch):
-                try:
-                    await admin.create_topics(missing[start : start + batch])
-                except TopicAlreadyExistsError:
-                    pass
-            await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
-        finally:
-            await admin.close()
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "creating the scenario's topics") as admin:
+        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+        wrong = mismatches({**(check or {}), **plan}, existing)
+        if wrong:
+            raise TopicMismatch(
+                f"{len(wrong)} topic(s) on {bootstrap} exist with other partitions than this scenario needs: "
+                f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
+                "or use a fresh broker"
+            )
+        missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
+                   for name, parts in plan.items() if name not in existing]
+        for start in range(0, len(missing), batch):
+            try:
+                await admin.create_topics(missing[start : start + batch])
+            except TopicAlreadyExistsError:
+                pass
+        await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 10.0) -> None:
@@ -160,3 +153,28 @@ async def topic_partitions(consumer, topic: str, bootstrap: str) -> set[int]:
     if not parts:
         raise TopicNotFound(f"topic {topic} does not exist on {bootstrap}")
     return parts
+
+
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tuple[int, int, bytes]]:
+    """Every message of a topic as (partition, offset, value), read to the end offsets.
+
+    Raises :class:`~exchange.errors.BrokerUnreachable` when no broker answers at
+    ``bootstrap`` and :class:`~exchange.errors.TopicNotFound` when the topic does not exist.
+    """
+    from exchange.kafka import clients
+
+    async with clients.started(clients.consumer("topic_reader", bootstrap), bootstrap, f"reading {topic}") as consumer:
+        parts = await topic_partitions(consumer, topic, bootstrap)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[tuple[int, int, bytes]] = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                break
+            for tp, records in batch.items():
+                out.extend((tp.partition, r.offset, r.value) for r in records)
+    out.sort(key=lambda m: (m[0], m[1]))
+    return out

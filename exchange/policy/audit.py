@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import AUDIT_FIELDS
+from schemas.envelope import AUDIT_FIELDS, AuditRow
 
 GENESIS = "0" * 64
 
@@ -27,6 +27,19 @@ def block_hash(block: dict[str, Any]) -> str:
     """sha256 over the block without its own hash, in canonical JSON (sorted keys)."""
     body = {k: v for k, v in block.items() if k != "hash"}
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+#: rows per audit block at most: a block is one Kafka record, and Kafka refuses records over
+#: ``message.max.bytes`` (1,048,588 bytes by default). An audit row encodes to ~100-300
+#: bytes, so 2,000 rows stay near 600 KB at worst; a larger routed batch takes several blocks.
+MAX_BLOCK_ROWS = 2000
+
+
+def _row(value: Any) -> Any:
+    """orjson's fallback: an :class:`~schemas.envelope.AuditRow` (a NamedTuple orjson refuses) as a plain tuple."""
+    if isinstance(value, AuditRow):
+        return tuple(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class AuditWriter:
@@ -38,10 +51,18 @@ class AuditWriter:
         self._last: dict[int, tuple[int, str]] = {}  # partition → (seq, hash)
 
     def chain(self, partition: int) -> str:
+        """This writer's chain id on ``partition``: ``<worker>.<epoch>.<partition>``."""
         return f"{self.worker}.{self.epoch}.{partition}"
+
+    def blocks(self, partition: int, rows: list, max_rows: int = MAX_BLOCK_ROWS) -> list[bytes]:
+        """The next blocks of ``partition``'s chain for ``rows``, each of at most ``max_rows`` rows, in order."""
+        return [self.block(partition, rows[i:i + max_rows]) for i in range(0, len(rows), max_rows)]
 
     def block(self, partition: int, rows: list) -> bytes:
         """The next block of ``partition``'s chain, encoded.
+
+        ``rows`` are tuples (or lists) in :data:`~schemas.envelope.AUDIT_FIELDS` order, or
+        :class:`~schemas.envelope.AuditRow`; an ``AuditRow`` encodes as the plain tuple it is.
 
         One JSON encoding, not four: the body is encoded with sorted keys, which is
         byte for byte what :func:`block_hash` encodes after a reader decodes it (rows hold
@@ -60,6 +81,7 @@ class AuditWriter:
                 "rows": rows,
             },
             option=orjson.OPT_SORT_KEYS,
+            default=_row,
         )
         digest = hashlib.sha256(body).hexdigest()
         self._last[partition] = (seq + 1, digest)
@@ -68,6 +90,9 @@ class AuditWriter:
 
 @dataclass
 class BrokenLink:
+    """One place where a chain does not hold: the audit message at (``partition``, ``offset``)
+    of ``chain``, what is wrong (``problem``) and the expected and found (seq, prev)."""
+
     partition: int
     offset: int
     chain: str
@@ -84,6 +109,8 @@ class BrokenLink:
 
 @dataclass
 class Verification:
+    """What :func:`verify` found: blocks and audit rows read, chain ids seen, broken links."""
+
     blocks: int = 0
     rows: int = 0
     chains: set[str] = field(default_factory=set)
@@ -91,6 +118,7 @@ class Verification:
 
     @property
     def ok(self) -> bool:
+        """True when no link is broken."""
         return not self.broken
 
 
@@ -129,41 +157,3 @@ def verify(messages: Iterable[tuple[int, int, bytes]]) -> Verification:
             result.broken.append(BrokenLink(partition, offset, chain, problem, f"seq {expected_seq}, prev {expected_prev}", f"seq {seq}, prev {prev}"))
         last[chain] = (seq, digest)
     return result
-
-
-async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tuple[int, int, bytes]]:
-    """Every message of a topic as (partition, offset, value), read to the end offsets.
-
-    Raises :class:`~exchange.errors.BrokerUnreachable` when no broker answers at
-    ``bootstrap`` and :class:`~exchange.errors.TopicNotFound` when the topic does not exist.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from exchange.errors import kafka_errors
-    from exchange.kafka.topics import topic_partitions
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()  # a client whose start failed still holds its connections
-            raise
-    with kafka_errors(bootstrap, f"reading {topic}"):
-        try:
-            parts = await topic_partitions(consumer, topic, bootstrap)
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[tuple[int, int, bytes]] = []
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-                if not batch:
-                    break
-                for tp, records in batch.items():
-                    out.extend((tp.partition, r.offset, r.value) for r in records)
-            out.sort(key=lambda m: (m[0], m[1]))
-            return out
-        finally:
-            await consumer.stop()

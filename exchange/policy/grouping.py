@@ -21,21 +21,12 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from typing import Any, NamedTuple
 
+from schemas.envelope import AuditDecision
+from schemas.outcomes import Decision, DeliveryReason, DenialReason
 from schemas.scenario import Sharing
 
 from exchange.policy.masking import apply_mask
-from exchange.policy.sharing import (
-    APPROVED,
-    NEGATIVE_LIST,
-    NO_SUBSCRIBER,
-    NOT_APPROVED,
-    NOT_PROVIDER,
-    NOT_SHARED,
-    OUT_OF_JURISDICTION,
-    UNCONDITIONAL,
-    EntryPolicy,
-    Route,
-)
+from exchange.policy.sharing import EntryPolicy, Route, delivery_reason
 
 MAX_CACHED_REGIONS = 4096  # distinct region values remembered per entry and batch; beyond, computed each time
 
@@ -49,17 +40,19 @@ class DeniedGroup:
 
     __slots__ = ("reason", "routes", "scopes", "audit")
 
-    def __init__(self, entry_id: str, reason: str, routes: tuple[Route, ...]) -> None:
+    def __init__(self, entry_id: str, reason: DenialReason, routes: tuple[Route, ...]) -> None:
         self.reason = reason
         self.routes = routes
         # what each denial is counted under: the subscription, or the entry when nobody subscribes
         self.scopes = tuple(r.subscription for r in routes) or (entry_id,)
+        self.audit: tuple[str, str | list[str] | None, str | list[str] | None, str, str]
         if not routes:
-            self.audit = (entry_id, None, None, "denied", reason)
+            self.audit = AuditDecision(entry_id, None, None, Decision.denied, reason)
         elif len(routes) == 1:
-            self.audit = (entry_id, routes[0].consumer, routes[0].subscription, "denied", reason)
+            self.audit = AuditDecision(entry_id, routes[0].consumer, routes[0].subscription, Decision.denied, reason)
         else:
-            self.audit = (entry_id, [r.consumer for r in routes], [r.subscription for r in routes], "denied", reason)
+            self.audit = AuditDecision(
+                entry_id, [r.consumer for r in routes], [r.subscription for r in routes], Decision.denied, reason)
 
     def __repr__(self) -> str:
         return f"DeniedGroup({self.reason!r}, {list(self.scopes)})"
@@ -69,9 +62,11 @@ Granted = tuple[Route, frozenset[str] | None]  # a route and the items its appro
 
 
 class Grouped(NamedTuple):
+    """One record's decision over all subscriptions of its entry (:func:`decide_grouped`)."""
+
     delivered: list[tuple[Route, dict[str, Any]]]  # in the order of the entry's subscriptions
     denied: tuple[DeniedGroup, ...]
-    reason: str  # why the deliveries were allowed: approved or unconditional
+    reason: DeliveryReason  # why the deliveries were allowed: approved or unconditional
 
 
 class Grant:
@@ -86,17 +81,17 @@ class Grant:
         self.policy = policy
         entry, routes = policy.entry_id, policy.routes
         conditional = policy.sharing is Sharing.conditional
-        self.reason = APPROVED if conditional else UNCONDITIONAL
+        self.reason = delivery_reason(policy.sharing)
         # a rule that denies every route whoever sends the record and whatever it holds
         whole = None
         if not routes:
-            whole = DeniedGroup(entry, NO_SUBSCRIBER, ())
+            whole = DeniedGroup(entry, DenialReason.no_subscriber, ())
         elif policy.negative_listed:
-            whole = DeniedGroup(entry, NEGATIVE_LIST, routes)
+            whole = DeniedGroup(entry, DenialReason.negative_list, routes)
         elif policy.sharing is Sharing.not_shared:
-            whole = DeniedGroup(entry, NOT_SHARED, routes)
+            whole = DeniedGroup(entry, DenialReason.not_shared, routes)
         self.whole = (whole,) if whole else None
-        self.not_provider = (DeniedGroup(entry, NOT_PROVIDER, routes),)
+        self.not_provider = (DeniedGroup(entry, DenialReason.not_provider, routes),)
         restrict = approvals.get if isinstance(approvals, Mapping) else None
         refused: list[Route] = []
         granted: list[tuple[int, Route, frozenset[str] | None]] = []
@@ -109,7 +104,7 @@ class Grant:
                 if restrict is not None:
                     items = restrict(route.subscription)
             granted.append((at, route, items))
-        self.not_approved = DeniedGroup(entry, NOT_APPROVED, tuple(refused)) if refused else None
+        self.not_approved = DeniedGroup(entry, DenialReason.not_approved, tuple(refused)) if refused else None
         self.open = [(at, r, items) for at, r, items in granted if r.region is None]
         self.filtered = [(at, r, items) for at, r, items in granted if r.region is not None]
         index: dict[int, dict[str, list]] = {}
@@ -128,7 +123,7 @@ class Grant:
         targets = tuple((r, items) for _, r, items in sorted([*self.open, *matched], key=lambda g: g[0]))
         denied = [self.not_approved] if self.not_approved else []
         if out:
-            denied.append(DeniedGroup(self.policy.entry_id, OUT_OF_JURISDICTION, tuple(r for _, r, _ in out)))
+            denied.append(DeniedGroup(self.policy.entry_id, DenialReason.out_of_jurisdiction, tuple(r for _, r, _ in out)))
         return targets, tuple(denied)
 
     def for_region(self, region: object) -> tuple[tuple[Granted, ...], tuple[DeniedGroup, ...]]:
@@ -139,7 +134,7 @@ class Grant:
             return self.unfit
         found = self._by_region.get(region)
         if found is None:
-            matched = []
+            matched: list[tuple[int, Route, frozenset[str] | None]] = []
             for length, prefixes in self.index.items():
                 matched.extend(prefixes.get(region[:length], ()))
             found = self._fit(tuple(matched))

@@ -20,17 +20,23 @@ _HIDDEN = "***"
 
 
 def mask_name(value: str) -> str:
+    """Keep the surname (compound surnames whole), one ``*`` per other character, at least
+    one: '张三' → '张*', '欧阳娜娜' → '欧阳**'. Rule: docs/concepts.md, "Sharing rules"."""
     surname = surname_of(value)
     return surname + "*" * max(1, len(value) - len(surname))
 
 
 def mask_id_number(value: str) -> str:
+    """Keep the first 6 (the issuing region) and last 4 characters of an ID number, ``*`` in
+    between, the length kept; 10 characters or fewer are starred whole."""
     if len(value) <= 10:
         return "*" * len(value)
     return value[:6] + "*" * (len(value) - 10) + value[-4:]
 
 
 def mask_phone(value: str) -> str:
+    """Keep the first 3 and last 4 digits of a phone number, ``*`` in between, the length
+    kept: '13812345678' → '138****5678'; 7 characters or fewer are starred whole."""
     if len(value) <= 7:
         return "*" * len(value)
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
@@ -47,6 +53,7 @@ def mask_address(value: str) -> str:
 
 
 def redact(value: object) -> str:
+    """Hide the whole value, whatever it is: always '***'."""
     return "***"
 
 

@@ -9,9 +9,8 @@ adapter (:mod:`exchange.router.app`) fetches, sends and commits around it.
 from __future__ import annotations
 
 import base64
-import time
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,15 +31,18 @@ from schemas.envelope import (
     SCHEMA_VERSION,
     Topics,
 )
+from schemas.outcomes import DeadLetterReason, Decision, VerificationResult
 
 from exchange.policy.grouping import Grant, decide_grouped
 from exchange.policy.sharing import EntryPolicy, InvalidRecord, TransitRoute, check_record, master_key_of, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
-BAD_TRANSIT = "bad_transit"  # a record in transit a hub cannot relay: it carried one subscription
 
 
 class FetchedRecord(Protocol):
+    """A record as the router fetches it (aiokafka's ConsumerRecord has these fields);
+    ``headers`` is a sequence of (str key, bytes value) pairs."""
+
     topic: str
     partition: int
     offset: int
@@ -49,7 +51,7 @@ class FetchedRecord(Protocol):
     headers: Any
 
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
 
 
 @dataclass
@@ -57,10 +59,10 @@ class Routed:
     """Everything one batch turns into, grouped by destination."""
 
     deliveries: dict[str, list[Message]] = field(default_factory=dict)  # by delivery topic
-    audit: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by audit partition
+    audit: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # by audit partition: rows in AuditRow order
     dead_letters: list[Message] = field(default_factory=list)
-    decisions: Counter = field(default_factory=Counter)  # (subscription or entry, decision, reason)
-    dead_reasons: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)  # (subscription or entry, Decision, reason)
+    dead_reasons: Counter = field(default_factory=Counter)  # DeadLetterReason → records
     quality: list[Message] = field(default_factory=list)  # one-number-one-source conflicts
     authority_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (master key, values)
     verifications: Counter = field(default_factory=Counter)  # (item, copying department, result)
@@ -70,7 +72,9 @@ class Routed:
 class AuthorityStore(Protocol):
     """The authoritative values per master key (a Faust table in the router, a dict in tests)."""
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The values (item key → value) stored under master key ``key``, or None."""
+        ...
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None: ...
 
@@ -91,6 +95,7 @@ class RouterCore:
         self._entry_of_topic: dict[str, str | None] = {}
 
     def entry_of(self, topic: str) -> str | None:
+        """The catalogue entry whose ingress topic ``topic`` is on this hub; None for any other topic."""
         entry = self._entry_of_topic.get(topic, "")
         if entry == "":
             entry = self._entry_of_topic[topic] = self.topics.entry_of(topic)
@@ -101,9 +106,23 @@ class RouterCore:
         records: Iterable[FetchedRecord],
         approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
         authority: AuthorityStore | None = None,
+        *,
+        now: int,
+        clock: Callable[[], int] | None = None,
     ) -> Routed:
+        """Decode, check and decide every record of one fetched batch; nothing is sent here.
+
+        ``records`` are the fetched records of any ingress or transit topic of this hub;
+        ``approvals`` the approved applications at ``now`` (ids, or id → approved items);
+        ``authority`` the authoritative values for one-number-one-source reconciliation.
+        ``now`` is the batch's time in epoch ns, given by the caller (the policy core reads no
+        clock): it stamps the audit rows, dead letters, the ``routed`` header and the hop's
+        in-time. ``clock`` (epoch ns, e.g. ``time.time_ns``) stamps each record's hop
+        out-time; without it the out-time is ``now``. A record that fails a check is
+        dead-lettered with its reason, never raised: the result accounts for every record.
+        """
         out = Routed()
-        now = time.time_ns()
+        clock = clock or (lambda: now)
         routed_header = (H_ROUTED, b"%d" % now)
         stamp = b"%s:%d:" % (self._hub, now)
         transit_topic = self.topics.transit
@@ -114,7 +133,7 @@ class RouterCore:
         for r in records:
             out.records += 1
             if r.topic == transit_topic:
-                self._relay(out, r, now, stamp, routed_header, decisions)
+                self._relay(out, r, now, stamp, routed_header, decisions, clock)
                 continue
             try:
                 policy, headers, source = self._admit(r)
@@ -132,8 +151,9 @@ class RouterCore:
             trace = headers[H_TRACE].decode()
             run = headers.get(H_RUN, b"").decode(errors="replace")
             audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
+            # audit rows are plain tuples in AuditRow order: orjson does not encode a NamedTuple
             if delivered:
-                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % time.time_ns())]
+                header_list = [*r.headers, (H_HOPS, stamp + b"%d" % clock())]
                 for route, value in delivered:
                     h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(value), h))
@@ -145,56 +165,63 @@ class RouterCore:
                 denials[group] += 1
         for group, n in denials.items():
             for scope in group.scopes:
-                decisions[(scope, "denied", group.reason)] += n
+                decisions[(scope, Decision.denied, group.reason)] += n
         out.decisions.update(decisions)
         return out
 
-    def _relay(self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header, decisions: Counter) -> None:
+    def _relay(
+        self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header: tuple[str, bytes], decisions: Counter,
+        clock: Callable[[], int],
+    ) -> None:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
         headers = dict(raw)
-        route = self.transit.get(headers.get(H_SUBSCRIPTION))
+        route = self.transit.get(headers.get(H_SUBSCRIPTION, b""))
         if (route is None or len(headers) != len(raw) or None in headers.values() or not _REQUIRED.issubset(headers)
                 or headers[H_ENTRY] != route.entry.encode()):
             detail = ("duplicate or missing headers" if route is not None
                       else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
-            self._dead_letter(out, r, BAD_TRANSIT, detail, now, route.entry if route else None)
+            self._dead_letter(out, r, DeadLetterReason.bad_transit, detail, now, route.entry if route else None)
             return
         trace = headers[H_TRACE].decode(errors="replace")
         run = headers.get(H_RUN, b"").decode(errors="replace")
         source = headers[H_SOURCE].decode(errors="replace")
         audit = out.audit.setdefault(r.partition % self.audit_partitions, [])
         audit.append((trace, run, source, now, *route.audit, (), ()))
-        decisions[(route.subscription, route.audit[3], route.audit[4])] += 1
+        decisions[(route.subscription, route.audit.decision, route.audit.reason)] += 1
         if route.denied:
             return
         hops = headers.get(H_HOPS, b"")
-        hop = stamp + b"%d" % time.time_ns()
+        hop = stamp + b"%d" % clock()
         h = [(k, v) for k, v in raw if k != H_HOPS and k != H_ROUTED]
         h.append((H_HOPS, hops + b";" + hop if hops else hop))
         h.append(routed_header)
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
-    def _reconcile(self, out: Routed, policy: EntryPolicy, source: str, record: dict, store: AuthorityStore, headers, now: int) -> dict:
+    def _reconcile(
+        self, out: Routed, policy: EntryPolicy, source: str, record: dict[str, Any], store: AuthorityStore, headers: dict[str, bytes], now: int,
+    ) -> dict[str, Any]:
+        assert policy.authority is not None  # the caller routes only entries with an authority here
         raw = record.get(policy.authority.master_key)
         if not isinstance(raw, str) or source != policy.provider:
             return record  # a record its provider did not send is denied anyway
         master = master_key_of(policy, record)  # the standard form: 11010519491231002x matches …02X
         known = store.get(master) if master is not None else None
         result = reconcile(policy, record, known)
-        if result.updates:
+        if result.updates and master is not None:
             merged = {**(known or {}), **result.updates}
             store[master] = merged
             out.authority_writes.append((master, merged))
         count = out.verifications
         for item in result.verified:
-            count[(item, source, "verified")] += 1
+            count[(item, source, VerificationResult.verified)] += 1
         for item in result.unverified:
-            count[(item, source, "unverified")] += 1
+            count[(item, source, VerificationResult.unverified)] += 1
         for item in result.invalid_key:
-            count[(item, source, "invalid_key")] += 1
+            count[(item, source, VerificationResult.invalid_key)] += 1
         for item, authority, truth, copy in result.conflicts:
-            count[(item, source, "conflict")] += 1
+            assert master is not None  # a conflict is with the values stored under a master key
+            count[(item, source, VerificationResult.conflict)] += 1
             event = {
                 "item": item, "master_key": master, "entry": policy.entry_id,
                 "authority": authority, "authoritative_value": truth,
@@ -210,32 +237,32 @@ class RouterCore:
         headers = dict(raw)
         if len(headers) != len(raw):
             dupes = sorted({k for k, _ in raw if sum(1 for k2, _ in raw if k2 == k) > 1})
-            raise InvalidRecord("duplicate_header", f"headers given more than once: {dupes}")
+            raise InvalidRecord(DeadLetterReason.duplicate_header, f"headers given more than once: {dupes}")
         if None in headers.values():  # Kafka allows a null header value; none of ours is ever null
-            raise InvalidRecord("bad_header", f"headers with a null value: {[k for k, v in raw if v is None]}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"headers with a null value: {[k for k, v in raw if v is None]}")
         if not "".join(headers).isascii() and not all(_utf8(k) for k in headers):
-            raise InvalidRecord("bad_header", f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"header key is not UTF-8: {[_printable(k) for k in headers if not _utf8(k)]}")
         if not _REQUIRED.issubset(headers):
-            raise InvalidRecord("missing_header", f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
+            raise InvalidRecord(DeadLetterReason.missing_header, f"missing headers: {[h for h in REQUIRED_HEADERS if h not in headers]}")
         if headers[H_SCHEMA] != SCHEMA_VERSION:
-            raise InvalidRecord("unsupported_schema", f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
+            raise InvalidRecord(DeadLetterReason.unsupported_schema, f"schema-version {headers[H_SCHEMA]!r}, expected {SCHEMA_VERSION!r}")
         if not (_is_ns(headers[H_INTENDED]) and _is_ns(headers[H_SENT])):
             name = H_INTENDED if not _is_ns(headers[H_INTENDED]) else H_SENT
-            raise InvalidRecord("bad_header", f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
+            raise InvalidRecord(DeadLetterReason.bad_header, f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
         policy = self.policies.get(entry_id) if entry_id else None
-        if policy is None:
-            raise InvalidRecord("unknown_entry", f"topic {r.topic!r} is not the ingress of a catalogue entry")
+        if policy is None or entry_id is None:
+            raise InvalidRecord(DeadLetterReason.unknown_entry, f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
-            raise InvalidRecord("entry_mismatch", f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
+            raise InvalidRecord(DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
         try:
             source = headers[H_SOURCE].decode()
             headers[H_TRACE].decode()
         except UnicodeDecodeError as exc:
-            raise InvalidRecord("bad_header", f"header is not UTF-8: {exc}") from None
+            raise InvalidRecord(DeadLetterReason.bad_header, f"header is not UTF-8: {exc}") from None
         return policy, headers, source
 
-    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: str, detail: str, now: int, entry: str | None = None) -> None:
+    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> None:
         raw = list(r.headers or ())
         trace = next((v for k, v in raw if k == H_TRACE), None)
         subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None
@@ -267,11 +294,11 @@ def _is_ns(value: bytes) -> bool:
 
 def _decode(value: bytes | None) -> Any:
     if value is None:
-        raise InvalidRecord("empty_value", "the record has no value (tombstone)")
+        raise InvalidRecord(DeadLetterReason.empty_value, "the record has no value (tombstone)")
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRecord("bad_json", str(exc)) from None
+        raise InvalidRecord(DeadLetterReason.bad_json, str(exc)) from None
 
 
 

@@ -8,52 +8,40 @@ gets, which are masked, whose jurisdiction filters rows) is compiled once into a
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from schemas.envelope import PAD_FIELD, Topics
+from schemas.envelope import PAD_FIELD, AuditDecision, Topics
 from schemas.keys import normalise_key
 from schemas.regions import contains as region_contains
 from schemas.regions import jurisdiction_prefix
+from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, Reason
 from schemas.scenario import (
     CatalogueEntry,
     ItemType,
     MaskRule,
     Scenario,
     Sharing,
+    Subscription,
     SubscriptionStatus,
 )
 
 from exchange.policy.masking import apply_mask
 
-# Reasons, as they appear in audit records and result counts.
-UNCONDITIONAL = "unconditional"
-APPROVED = "approved"
-NOT_SHARED = "not_shared"
-NOT_APPROVED = "not_approved"
-NOT_PROVIDER = "not_provider"
-OUT_OF_JURISDICTION = "out_of_jurisdiction"
-NO_SUBSCRIBER = "no_subscriber"
-NEGATIVE_LIST = "negative_list"
-HUB_NEGATIVE_LIST = "hub_negative_list"  # a hub of a cascade refuses to let the entry through
-RELAYED = "relayed"  # a transit hub handed the record on
-FORWARDED = "forwarded"
-DELIVERED = "delivered"
-
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
 # Exact types as decoded from JSON (never bool for a number; null always allowed).
-_NONE = type(None)
-_STRING = frozenset({str, _NONE})
-_NUMBER = frozenset({int, float, _NONE})
+_NONE: type = type(None)
+_STRING: frozenset[type] = frozenset({str, _NONE})
+_NUMBER: frozenset[type] = frozenset({int, float, _NONE})
 _PYTHON_TYPES: dict[ItemType, frozenset[type]] = {
     ItemType.latitude: _NUMBER,
     ItemType.longitude: _NUMBER,
     ItemType.decimal: _NUMBER,
     ItemType.integer: frozenset({int, _NONE}),
 }
-_ANY_STRING = frozenset({str})  # the padding field: any length
+_ANY_STRING: frozenset[type] = frozenset({str})  # the padding field: any length
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +59,8 @@ class Route:
     # Precomputed for the per-record path:
     subscription_bytes: bytes = b""
     masked: tuple[str, ...] = ()
-    delivered_audit: tuple = ()  # (entry, consumer, subscription, "delivered" or "forwarded", reason)
-    decision_key: tuple = ()  # (subscription, "delivered" or "forwarded", reason): what a delivery is counted under
+    delivered_audit: AuditDecision | None = None  # decision delivered (its consumer's hub) or forwarded (the next hub)
+    decision_key: tuple[str, Decision, DeliveryReason] | None = None  # (subscription, decision, reason): what a delivery is counted under
     next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
 
 
@@ -85,8 +73,8 @@ class TransitRoute:
     entry: str
     topic: str  # the consumer's delivery topic on this hub, or the next hub's transit topic
     final: bool  # this hub is the consumer's own
-    denied: str | None  # this hub's rule refusing it (its negative list)
-    audit: tuple  # (entry, consumer, subscription, decision, reason)
+    denied: DenialReason | None  # this hub's rule refusing it (its negative list)
+    audit: AuditDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +89,11 @@ class Authority:
 
 @dataclass(frozen=True, slots=True)
 class EntryPolicy:
+    """One catalogue entry compiled for one hub: its routes (one per subscription crossing the
+    hub), the JSON types each item accepts, the item holding the record's region (row
+    filters), the authority when it is a source of a one-number-one-source item, and whether
+    the platform's negative list names it."""
+
     entry_id: str
     provider: str
     sharing: Sharing
@@ -112,24 +105,37 @@ class EntryPolicy:
 
 
 class Outcome(NamedTuple):
+    """One record's outcome for one route: delivered or not, the reason (an audit reason), and
+    the value to deliver (masked, narrowed to the approved items) when delivered."""
+
     route: Route | None
     delivered: bool
-    reason: str
+    reason: Reason
     value: dict[str, Any] | None = None
 
 
 class InvalidRecord(ValueError):
     """A record that does not fit its catalogue entry; the router dead-letters it."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
 
 
-def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = None) -> dict[str, EntryPolicy]:
+def delivery_reason(sharing: Sharing) -> DeliveryReason:
+    """Why a record of an entry shared as ``sharing`` is delivered when it is: approved
+    (有条件共享, an approval in force) or unconditional (无条件共享)."""
+    return DeliveryReason.approved if sharing is Sharing.conditional else DeliveryReason.unconditional
+
+
+def compile_policy(
+    scenario: Scenario, topics: Topics, platform: str | None = None, entries: Container[str] | None = None,
+) -> dict[str, EntryPolicy]:
     """Compile the rules of every entry published on ``platform`` (the main one by
-    default) once, before any record arrives."""
+    default) once, before any record arrives; entry id → its policy. ``entries``
+    restricts it to those entries (the live ones, say: most of a real catalogue is
+    dormant); KeyError for one that is not in the catalogue."""
     platform = platform or scenario.platform.id
     subs = scenario.subscriptions_by_entry
     hub = scenario.all_platforms[platform]
@@ -138,7 +144,7 @@ def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = No
         entry.id: _compile_entry(
             scenario, entry, subs.get(entry.id, ()), topics, _authority(entry, scenario.authority), entry.id in negative_entries,
         )
-        for entry in scenario.catalogue
+        for entry in (scenario.catalogue if entries is None else [scenario.entries[e] for e in entries])
         if scenario.platform_of(entry.provider) == platform
     }
 
@@ -154,12 +160,12 @@ def compile_transit(scenario: Scenario, platform: str) -> dict[bytes, TransitRou
         at = path.index(platform)
         final = at == len(path) - 1
         entry = scenario.entries[sub.entry]
-        denied = HUB_NEGATIVE_LIST if entry.id in hub.negative_list.entries else None
+        denied = DenialReason.hub_negative_list if entry.id in hub.negative_list.entries else None
         if denied:
-            audit = (entry.id, sub.consumer, sub.id, "denied", denied)
+            audit = AuditDecision(entry.id, sub.consumer, sub.id, Decision.denied, denied)
         else:
-            reason = (APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL) if final else RELAYED
-            audit = (entry.id, sub.consumer, sub.id, DELIVERED if final else FORWARDED, reason)
+            reason = delivery_reason(entry.sharing) if final else DeliveryReason.relayed
+            audit = AuditDecision(entry.id, sub.consumer, sub.id, Decision.delivered if final else Decision.forwarded, reason)
         out[sub.id.encode()] = TransitRoute(
             subscription=sub.id,
             consumer=sub.consumer,
@@ -183,7 +189,7 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
 
 
 def _compile_entry(
-    scenario: Scenario, entry: CatalogueEntry, subs, topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
+    scenario: Scenario, entry: CatalogueEntry, subs: Iterable[Subscription], topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
 ) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None
@@ -208,6 +214,8 @@ def _compile_entry(
         consumer_region = depts[sub.consumer].region or platforms[scenario.platform_of(sub.consumer)].region
         narrower = consumer_region != platform_region and region_contains(platform_region, consumer_region)
         local = len(path) == 1
+        decision = Decision.delivered if local else Decision.forwarded
+        reason = delivery_reason(entry.sharing)
         routes.append(
             Route(
                 subscription=sub.id,
@@ -220,13 +228,8 @@ def _compile_entry(
                 region_prefix=jurisdiction_prefix(consumer_region),
                 subscription_bytes=sub.id.encode(),
                 masked=tuple(k for k, _ in masks),
-                delivered_audit=(
-                    entry.id, sub.consumer, sub.id, DELIVERED if local else FORWARDED,
-                    APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
-                ),
-                decision_key=(
-                    sub.id, DELIVERED if local else FORWARDED, APPROVED if entry.sharing is Sharing.conditional else UNCONDITIONAL,
-                ),
+                delivered_audit=AuditDecision(entry.id, sub.consumer, sub.id, decision, reason),
+                decision_key=(sub.id, decision, reason),
                 next_hub=None if local else path[1],
             )
         )
@@ -245,7 +248,7 @@ def _compile_entry(
 def check_record(policy: EntryPolicy, record: object) -> dict[str, Any]:
     """The record as a dict of the entry's items, or :class:`InvalidRecord` saying why not."""
     if not isinstance(record, dict):
-        raise InvalidRecord("not_an_object", f"value is a JSON {type(record).__name__}, not an object")
+        raise InvalidRecord(DeadLetterReason.not_an_object, f"value is a JSON {type(record).__name__}, not an object")
     types = policy.item_types
     for key, value in record.items():
         expected = types.get(key)
@@ -253,15 +256,15 @@ def check_record(policy: EntryPolicy, record: object) -> dict[str, Any]:
         if expected is None or kind not in expected:
             _reject(policy, key, value, expected)
         if kind is str and len(value) > MAX_ITEM_CHARS and expected is not _ANY_STRING:
-            raise InvalidRecord("value_too_large", f"item {key!r} has {len(value)} characters (limit {MAX_ITEM_CHARS})")
+            raise InvalidRecord(DeadLetterReason.value_too_large, f"item {key!r} has {len(value)} characters (limit {MAX_ITEM_CHARS})")
     return record
 
 
 def _reject(policy: EntryPolicy, key: str, value: object, expected: frozenset[type] | None) -> None:
     if expected is None:
-        raise InvalidRecord("unknown_item", f"{key!r} is not an item of entry {policy.entry_id!r}")
+        raise InvalidRecord(DeadLetterReason.unknown_item, f"{key!r} is not an item of entry {policy.entry_id!r}")
     names = "/".join(sorted(t.__name__ for t in expected if t is not _NONE))
-    raise InvalidRecord("wrong_type", f"item {key!r} is {type(value).__name__}, expected {names}")
+    raise InvalidRecord(DeadLetterReason.wrong_type, f"item {key!r} is {type(value).__name__}, expected {names}")
 
 
 def decide(
@@ -277,13 +280,13 @@ def decide(
     ``None`` means the scenario's own statuses apply.
     """
     if not policy.routes:
-        return [Outcome(None, False, NO_SUBSCRIBER)]
+        return [Outcome(None, False, DenialReason.no_subscriber)]
     if policy.negative_listed:
-        return [Outcome(r, False, NEGATIVE_LIST) for r in policy.routes]
+        return [Outcome(r, False, DenialReason.negative_list) for r in policy.routes]
     if policy.sharing is Sharing.not_shared:
-        return [Outcome(r, False, NOT_SHARED) for r in policy.routes]
+        return [Outcome(r, False, DenialReason.not_shared) for r in policy.routes]
     if source != policy.provider:
-        return [Outcome(r, False, NOT_PROVIDER) for r in policy.routes]
+        return [Outcome(r, False, DenialReason.not_provider) for r in policy.routes]
     conditional = policy.sharing is Sharing.conditional
     region_key = policy.region_key
     restrict = approvals.get if isinstance(approvals, Mapping) else None
@@ -293,21 +296,49 @@ def decide(
         if conditional:
             ok = route.approved if approvals is None else route.subscription in approvals
             if not ok:
-                outcomes.append(Outcome(route, False, NOT_APPROVED))
+                outcomes.append(Outcome(route, False, DenialReason.not_approved))
                 continue
             if restrict is not None:
                 granted = restrict(route.subscription)
         if route.region is not None:
-            row_region = record.get(region_key)
+            row_region = record.get(region_key) if region_key is not None else None
             if not isinstance(row_region, str) or not row_region.startswith(route.region_prefix) or len(row_region) not in (6, 9):
-                outcomes.append(Outcome(route, False, OUT_OF_JURISDICTION))
+                outcomes.append(Outcome(route, False, DenialReason.out_of_jurisdiction))
                 continue
         value = {k: record[k] for k in route.items if k in record and (granted is None or k in granted)}
         for key, rule in route.masks:
             if key in value:
                 value[key] = apply_mask(rule, value[key])
-        outcomes.append(Outcome(route, True, APPROVED if conditional else UNCONDITIONAL, value))
+        outcomes.append(Outcome(route, True, DeliveryReason.approved if conditional else DeliveryReason.unconditional, value))
     return outcomes
+
+
+def possible_outcomes(policy: EntryPolicy) -> list[tuple[Route | None, Decision, Reason]]:
+    """Every (route, decision, reason) :func:`decide` can give for a record of this entry,
+    whatever the record, its sender and the approvals in force; route None: nobody subscribes.
+
+    The same rules as :func:`decide`, read for their reach instead of applied to one record:
+    a bound for the metrics' label sets (``exchange/metrics/labels.py``), never a guess. The
+    decision of a delivery is the route's (``forwarded`` when the consumer is on another
+    hub of a cascade, see :func:`compile_transit` for what the hubs on the way decide).
+    ``tests/test_vocabulary.py`` checks that what :func:`decide` gives is always among them.
+    """
+    if not policy.routes:
+        return [(None, Decision.denied, DenialReason.no_subscriber)]
+    if policy.negative_listed:
+        return [(r, Decision.denied, DenialReason.negative_list) for r in policy.routes]
+    if policy.sharing is Sharing.not_shared:
+        return [(r, Decision.denied, DenialReason.not_shared) for r in policy.routes]
+    out: list[tuple[Route | None, Decision, Reason]] = []
+    for route in policy.routes:
+        out.append((route, Decision.denied, DenialReason.not_provider))
+        if policy.sharing is Sharing.conditional:  # approvals come and go during a run
+            out.append((route, Decision.denied, DenialReason.not_approved))
+        if route.region is not None:
+            out.append((route, Decision.denied, DenialReason.out_of_jurisdiction))
+        _, decision, reason = route.decision_key
+        out.append((route, decision, reason))
+    return out
 
 
 class Reconciled(NamedTuple):

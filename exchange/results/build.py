@@ -6,6 +6,7 @@ is checked against what the producers say they published (the conservation check
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,88 +26,176 @@ from schemas.results import (
     WarmupResult,
     WorkflowResult,
 )
+from schemas.outcomes import DeadLetterReason
 from schemas.scenario import Scenario
+from schemas.status import (
+    ConsumersFinal,
+    ConsumersStats,
+    ControlActionCount,
+    DeadLetterCount,
+    ProducersFinal,
+    ProducersStats,
+    QualityEventCount,
+    RouterFinal,
+    RouterStats,
+    VerificationCount,
+)
 
-from exchange.results.latency import merge, new_histogram, quantile_map, quantiles_ms
-from exchange.policy.routing import BAD_TRANSIT
+from exchange.results.latency import HdrHistogram, merge, new_histogram, quantile_map, quantiles_ms
 
 
 @dataclass
 class Reports:
-    """What the controller collected from its children."""
+    """What the controller collected from its children (schemas/status.py messages' bodies)."""
 
-    producers: dict[str, Any]  # final status line of the producer process
-    consumers: dict[str, Any]  # final status line of the consumer process
+    producers: ProducersFinal
+    consumers: ConsumersFinal
     publish_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative produced)
     consume_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative received)
-    routers: list[dict[str, Any]] = field(default_factory=list)  # final status line of each router worker
+    # each router worker incarnation's final report, or its last stats if it was killed first
+    routers: list[RouterFinal | RouterStats] = field(default_factory=list)
     error_samples: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative retried)
-    publish_intervals: list[dict[str, Any]] = field(default_factory=list)  # producer stats lines
-    consume_intervals: list[dict[str, Any]] = field(default_factory=list)  # consumer stats lines
+    publish_intervals: list[ProducersStats] = field(default_factory=list)
+    consume_intervals: list[ConsumersStats] = field(default_factory=list)
     backlog: list[int] = field(default_factory=list)  # ingress records behind, summed over router workers
 
 
 def rates(samples: list[tuple[float, int]]) -> list[float]:
     """Per-interval rates from cumulative (time, count) samples."""
     out = []
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
         dt = t1 - t0
         out.append(round((c1 - c0) / dt, 1) if dt > 0 else 0.0)
     return out
 
 
 def expected_outcomes(scenario: Scenario, produced: dict[str, int]) -> dict[str, int]:
-    subs = scenario.subscriptions_by_entry
-    return {e: n * max(1, len(subs.get(e, ()))) for e, n in produced.items()}
+    """Entry → outcomes its ``produced`` records must account for: one per subscription, at least one."""
+    fanout = scenario.fanout()
+    return {e: n * fanout.get(e, 1) for e, n in produced.items()}
+
+
+def produced_records(producers: ProducersFinal, reactions_produced: dict[str, int]) -> dict[str, int]:
+    """Entry → records the run produced: the producers' and the reactions' (entries with none left out)."""
+    return dict(Counter(producers.produced) + Counter(reactions_produced))
 
 
 def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: str) -> Result:
-    produced: dict[str, int] = dict(Counter(reports.producers.get("produced", {})) + Counter(reports.consumers.get("reactions_produced", {})))
-    consumers = reports.consumers
-    flows_raw: dict[str, dict] = consumers.get("flows", {})
-    decisions = Counter({(s, d, r): n for s, d, r, n in consumers.get("decisions", [])})
-    dead = Counter({(e, r): n for e, r, n in consumers.get("dead_letters", [])})
-    subs_by_entry = scenario.subscriptions_by_entry
+    """The run's :class:`~schemas.results.Result` from what its children reported.
 
+    ``reports`` holds the final reports of the producer, consumer and router processes
+    (:mod:`schemas.status` bodies) and the samples taken while the run went on (times in s
+    since publishing started); ``info`` the run's identity, broker and duration (s);
+    ``driver`` says what routed and on which broker (``faust-bulk-router+aiokafka on
+    <broker>``). Counts are records, latencies ms, rates records/s. Conservation (every
+    record produced is delivered, denied or dead-lettered once per subscription,
+    :func:`expected_outcomes`) is checked here and reported in ``Result.conservation``,
+    never raised.
+    """
+    consumers = reports.consumers
+    produced = produced_records(reports.producers, consumers.reactions_produced)
+    flows, e2e = _flows(scenario, consumers, info.duration_s)
+    by_entry = _counts_by_entry(scenario, produced, flows, consumers)
+    counts = _counts(produced, by_entry, consumers)
+    _interval_latencies(scenario, flows, consumers, reports.consume_intervals)
+    subs_by_entry = scenario.subscriptions_by_entry
+    return Result(
+        workload=scenario.name,
+        driver=driver,
+        messageSize=scenario.load.record_size,
+        topics=len(produced),
+        partitions=sum(e.partitions for e in scenario.catalogue if e.id in produced),
+        producersPerTopic=1,
+        consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
+        publishRate=rates(reports.publish_samples),
+        publishErrorRate=rates(reports.error_samples),
+        consumeRate=rates(reports.consume_samples),
+        backlog=reports.backlog,
+        consumer_lag=_consumer_lag(reports.consume_intervals),
+        **_omb_latencies(reports, e2e.measured),
+        counts=counts,
+        counts_by_entry=by_entry,
+        flows=flows,
+        hops=_hops(consumers),
+        paths=_paths(consumers),
+        conservation=_conservation(counts, by_entry),
+        one_number_one_source=_one_number_one_source([v for r in reports.routers for v in r.verifications],
+                                                     consumers.quality_events),
+        workflows={
+            name: WorkflowResult(completed=w.completed, incomplete=w.incomplete, time_ms=Quantiles(**quantiles_ms(merge([w.times]))))
+            for name, w in consumers.workflows.items()
+        },
+        control_actions=_control_actions([a for r in reports.routers for a in r.control_actions]),
+        warmup=_warmup(info.warmup_s, reports.producers, flows, e2e),
+        clock_skew={source: ClockSkewResult(**v.model_dump()) for source, v in sorted(consumers.clock_skew.items())},
+        run=info,
+    )
+
+
+@dataclass
+class _EndToEnd:
+    """End-to-end histograms merged over every flow: past the warm-up, and in it."""
+
+    measured: HdrHistogram = field(default_factory=new_histogram)
+    measured_intended: HdrHistogram = field(default_factory=new_histogram)
+    warmup: HdrHistogram = field(default_factory=new_histogram)
+    warmup_intended: HdrHistogram = field(default_factory=new_histogram)
+
+
+def _flows(scenario: Scenario, consumers: ConsumersFinal, duration_s: float) -> tuple[dict[str, FlowResult], _EndToEnd]:
+    """Every subscription's result (a flow without deliveries too), and the merged histograms."""
+    denials = Counter({(d.scope, d.reason): d.n for d in consumers.decisions if d.decision == "denied"})
     flows: dict[str, FlowResult] = {}
-    e2e_all, e2e_intended_all = new_histogram(), new_histogram()
-    warm_e2e, warm_e2e_intended = new_histogram(), new_histogram()
+    total = _EndToEnd()
     for sub in scenario.subscriptions:
-        raw = flows_raw.get(sub.id, {})
-        e2e = merge([raw["e2e"]]) if raw else new_histogram()
-        e2e_i = merge([raw["e2e_intended"]]) if raw else new_histogram()
-        e2e_all.add(e2e)
-        e2e_intended_all.add(e2e_i)
-        if raw.get("warmup_e2e"):
-            warm_e2e.add(merge([raw["warmup_e2e"]]))
-            warm_e2e_intended.add(merge([raw["warmup_e2e_intended"]]))
-        denied_by_reason = {r: n for (s, d, r), n in decisions.items() if s == sub.id and d == "denied"}
-        delivered = raw.get("delivered", 0)
+        raw = consumers.flows.get(sub.id)
+        e2e = merge([raw.e2e]) if raw else new_histogram()
+        e2e_i = merge([raw.e2e_intended]) if raw else new_histogram()
+        total.measured.add(e2e)
+        total.measured_intended.add(e2e_i)
+        if raw is not None and raw.warmup_e2e:
+            total.warmup.add(merge([raw.warmup_e2e]))
+            total.warmup_intended.add(merge([raw.warmup_e2e_intended]))
+        denied_by_reason = {r: n for (s, r), n in denials.items() if s == sub.id}
+        delivered = raw.delivered if raw else 0
         flows[sub.id] = FlowResult(
             entry=sub.entry,
             consumer=sub.consumer,
             delivered=delivered,
             denied=sum(denied_by_reason.values()),
             denied_by_reason=denied_by_reason,
-            duplicates=raw.get("duplicates", 0),
-            records_per_s=round(delivered / info.duration_s, 1) if info.duration_s else 0.0,
+            duplicates=raw.duplicates if raw else 0,
+            records_per_s=round(delivered / duration_s, 1) if duration_s else 0.0,
             end_to_end_ms=Quantiles(**quantiles_ms(e2e)),
             end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e_i)),
-            warmup_delivered=raw.get("warmup_delivered", 0),
+            warmup_delivered=raw.warmup_delivered if raw else 0,
         )
+    return flows, total
 
+
+def _counts_by_entry(scenario: Scenario, produced: dict[str, int], flows: dict[str, FlowResult],
+                     consumers: ConsumersFinal) -> dict[str, EntryCounts]:
+    """The conservation check's figures per entry that produced records or has dead letters."""
+    denials: Counter = Counter()  # scope → records denied
+    for d in consumers.decisions:
+        if d.decision == "denied":
+            denials[d.scope] += d.n
+    dead = Counter({(d.entry, d.reason): d.n for d in consumers.dead_letters})
+    subs_by_entry = scenario.subscriptions_by_entry
     by_entry: dict[str, EntryCounts] = {}
+    fanout = scenario.fanout()
     for entry in scenario.catalogue:
         subs = subs_by_entry.get(entry.id, ())
         n = produced.get(entry.id, 0)
         if n == 0 and not any(e == entry.id for e, _ in dead):
             continue
         scopes = {s.id for s in subs} | {entry.id}
-        expected = n * max(1, len(subs))
+        expected = n * fanout[entry.id]
         delivered = sum(flows[s.id].delivered for s in subs)
-        denied = sum(c for (s, d, _), c in decisions.items() if s in scopes and d == "denied")
+        denied = sum(c for scope, c in denials.items() if scope in scopes)
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(c * (1 if r == BAD_TRANSIT else max(1, len(subs))) for (e, r), c in dead.items() if e == entry.id)
+        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items()
+                            if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),
@@ -116,99 +205,89 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
             dead_lettered=dead_lettered,
             unaccounted=expected - delivered - denied - dead_lettered,
         )
+    return by_entry
 
-    total_dead = sum(e.dead_lettered for e in by_entry.values())
-    counts = Counts(
+
+def _counts(produced: dict[str, int], by_entry: dict[str, EntryCounts], consumers: ConsumersFinal) -> Counts:
+    """The run's totals: the entries' sums, and what the consumers counted apart."""
+    return Counts(
         produced=sum(produced.values()),
         expected=sum(e.expected for e in by_entry.values()),
         delivered=sum(e.delivered for e in by_entry.values()),
         denied=sum(e.denied for e in by_entry.values()),
-        dead_lettered=total_dead,
+        dead_lettered=sum(e.dead_lettered for e in by_entry.values()),
         unaccounted=sum(e.unaccounted for e in by_entry.values()),
-        duplicates=consumers.get("duplicates", 0),
-        undecodable=sum(n for _, _, n in consumers.get("undecodable", [])),
-        foreign_dead_lettered=sum(n for _, _, n in consumers.get("foreign_dead_letters", [])),
-        foreign_dead_letters_by_reason=_by_reason(consumers.get("foreign_dead_letters", [])),
+        duplicates=consumers.duplicates,
+        undecodable=sum(r.n for r in consumers.undecodable),
+        foreign_dead_lettered=sum(r.n for r in consumers.foreign_dead_letters),
+        foreign_dead_letters_by_reason=_by_reason(consumers.foreign_dead_letters),
     )
-    conservation = _conservation(counts, by_entry)
-    onss = _one_number_one_source(reports.routers, consumers)
 
-    pub = merge([reports.producers["publish_latency"]]) if "publish_latency" in reports.producers else new_histogram()
-    delay = merge([reports.producers["publish_delay"]]) if "publish_delay" in reports.producers else new_histogram()
-    ingress_partitions = sum(e.partitions for e in scenario.catalogue if e.id in produced)
-    omb = {
+
+def _omb_latencies(reports: Reports, e2e: HdrHistogram) -> dict[str, Any]:
+    """OMB's aggregated latency fields and per-interval lists: publish, publish delay, end to end."""
+    pub = merge([reports.producers.publish_latency])
+    delay = merge([reports.producers.publish_delay])
+    return {
         **_aggregated("aggregatedPublishLatency", pub, 1000.0),
         **_aggregated("aggregatedPublishDelayLatency", delay, 1.0),  # µs, as OMB
-        **_aggregated("aggregatedEndToEndLatency", e2e_all, 1000.0),
-        **_series("publishLatency", [i.get("publish_latency", {}) for i in reports.publish_intervals]),
-        **_series("publishDelayLatency", [i.get("publish_delay_us", {}) for i in reports.publish_intervals]),
-        **_series("endToEndLatency", [i.get("e2e", {}) for i in reports.consume_intervals]),
+        **_aggregated("aggregatedEndToEndLatency", e2e, 1000.0),
+        **_series("publishLatency", [i.publish_latency for i in reports.publish_intervals]),
+        **_series("publishDelayLatency", [i.publish_delay_us for i in reports.publish_intervals]),
+        **_series("endToEndLatency", [i.e2e for i in reports.consume_intervals]),
     }
+
+
+def _interval_latencies(scenario: Scenario, flows: dict[str, FlowResult], consumers: ConsumersFinal,
+                        intervals: list[ConsumersStats]) -> None:
+    """Each flow's per-interval p50/p99, and a batch entry's share delivered within its cycle."""
     batch_entries = {e for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for name, flow in flows.items():
         if flow.entry in batch_entries and flow.delivered:
-            flow.within_cycle_share = round(flows_raw.get(name, {}).get("within_cycle", 0) / flow.delivered, 4)
-        per = [i.get("flow_latency", {}).get(name) for i in reports.consume_intervals]
-        flow.interval_p50_ms = [p["50pct"] if p else None for p in per]
-        flow.interval_p99_ms = [p["99pct"] if p else None for p in per]
-    return Result(
-        workload=scenario.name,
-        driver=driver,
-        messageSize=scenario.load.record_size,
-        topics=len(produced),
-        partitions=ingress_partitions,
-        producersPerTopic=1,
-        consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
-        publishRate=rates(reports.publish_samples),
-        publishErrorRate=rates(reports.error_samples),
-        consumeRate=rates(reports.consume_samples),
-        backlog=reports.backlog,
-        consumer_lag={
-            dept: [i.get("lag", {}).get(dept, 0) for i in reports.consume_intervals]
-            for dept in sorted({d for i in reports.consume_intervals for d in i.get("lag", {})})
-        },
-        **omb,
-        counts=counts,
-        counts_by_entry=by_entry,
-        flows=flows,
-        hops={name: _hop(consumers.get("hops", {}).get(name), consumers.get("warmup_hops", {}).get(name, 0))
-              for name in sorted({*consumers.get("hops", {}), *consumers.get("warmup_hops", {})})},
-        paths={
-            name: PathResult(hubs=list(p["hubs"]), delivered=(h := merge([p["e2e"]])).get_total_count() + p.get("warmup", 0),
-                             warmup_delivered=p.get("warmup", 0), end_to_end_ms=Quantiles(**quantiles_ms(h)))
-            for name, p in sorted(consumers.get("paths", {}).items())
-        },
-        conservation=conservation,
-        one_number_one_source=onss,
-        workflows={
-            name: WorkflowResult(completed=w["completed"], incomplete=w["incomplete"], time_ms=Quantiles(**quantiles_ms(merge([w["times"]]))))
-            for name, w in consumers.get("workflows", {}).items()
-        },
-        control_actions=_control_actions(reports.routers),
-        warmup=_warmup(info.warmup_s, reports.producers, flows, warm_e2e, warm_e2e_intended),
-        clock_skew={source: ClockSkewResult(**v) for source, v in sorted(consumers.get("clock_skew", {}).items())},
-        run=info,
-    )
+            raw = consumers.flows.get(name)
+            flow.within_cycle_share = round((raw.within_cycle if raw else 0) / flow.delivered, 4)
+        per = [i.flow_latency.get(name) for i in intervals]
+        flow.interval_p50_ms = [p.p50_ms if p else None for p in per]
+        flow.interval_p99_ms = [p.p99_ms if p else None for p in per]
+
+
+def _consumer_lag(intervals: list[ConsumersStats]) -> dict[str, list[int]]:
+    """Department → its consumer lag at each interval."""
+    return {dept: [i.lag.get(dept, 0) for i in intervals] for dept in sorted({d for i in intervals for d in i.lag})}
+
+
+def _hops(consumers: ConsumersFinal) -> dict[str, HopResult]:
+    names = sorted({*consumers.hops, *consumers.warmup_hops})
+    return {name: _hop(consumers.hops.get(name), consumers.warmup_hops.get(name, 0)) for name in names}
+
+
+def _paths(consumers: ConsumersFinal) -> dict[str, PathResult]:
+    out = {}
+    for name, p in sorted(consumers.paths.items()):
+        h = merge([p.e2e])
+        out[name] = PathResult(hubs=list(p.hubs), delivered=h.get_total_count() + p.warmup, warmup_delivered=p.warmup,
+                               end_to_end_ms=Quantiles(**quantiles_ms(h)))
+    return out
 
 
 _OMB = {"Avg": "avg", "50pct": "50pct", "75pct": "75pct", "95pct": "95pct", "99pct": "99pct", "999pct": "999pct",
         "9999pct": "9999pct", "99999pct": "99999pct", "Max": "max"}
 
 
-def _warmup(seconds: float, producers: dict[str, Any], flows: dict[str, FlowResult], e2e, e2e_intended) -> WarmupResult | None:
+def _warmup(seconds: float, producers: ProducersFinal, flows: dict[str, FlowResult], e2e: _EndToEnd) -> WarmupResult | None:
     """The warm-up's own block (exchange/runner/warmup.py); None when the run had none."""
     if not seconds:
         return None
-    pub = merge([producers["warmup_publish_latency"]]) if "warmup_publish_latency" in producers else new_histogram()
-    delay = merge([producers["warmup_publish_delay"]]) if "warmup_publish_delay" in producers else new_histogram()
+    pub = merge([producers.warmup_publish_latency])
+    delay = merge([producers.warmup_publish_delay])
     return WarmupResult(
         seconds=seconds,
-        published=producers.get("warmup_published", 0),
+        published=producers.warmup_published,
         delivered=sum(f.warmup_delivered for f in flows.values()),
         publish_latency_ms=Quantiles(**quantiles_ms(pub)),
         publish_delay_ms=Quantiles(**quantiles_ms(delay)),
-        end_to_end_ms=Quantiles(**quantiles_ms(e2e)),
-        end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e_intended)),
+        end_to_end_ms=Quantiles(**quantiles_ms(e2e.warmup)),
+        end_to_end_from_intended_ms=Quantiles(**quantiles_ms(e2e.warmup_intended)),
     )
 
 
@@ -230,16 +309,17 @@ def _series(prefix: str, intervals: list[dict[str, float]]) -> dict[str, list[fl
     return {prefix + suffix: [round(i.get(key, 0.0), 3) for i in intervals] for suffix, key in _OMB.items()}
 
 
-def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, Any]) -> dict[str, ItemVerification]:
+def _one_number_one_source(verifications: list[VerificationCount],
+                           quality_events: list[QualityEventCount]) -> dict[str, ItemVerification]:
+    """一数一源 per item: the routers' checks of copies against the authority, and the quality events."""
     totals: dict[str, Counter] = {}
     by_dept: dict[str, Counter] = {}
-    for final in routers:
-        for item, dept, outcome, n in final.get("verifications", []):
-            totals.setdefault(item, Counter())[outcome] += n
-            by_dept.setdefault(item, Counter())[f"{dept}:{outcome}"] += n
+    for v in verifications:
+        totals.setdefault(v.item, Counter())[v.outcome] += v.n
+        by_dept.setdefault(v.item, Counter())[f"{v.department}:{v.outcome}"] += v.n
     events: Counter = Counter()
-    for item, _dept, n in consumers.get("quality_events", []):
-        events[item] += n
+    for e in quality_events:
+        events[e.item] += e.n
     out = {}
     for item in sorted(set(totals) | set(events)):
         c = totals.get(item, Counter())
@@ -253,11 +333,11 @@ def _one_number_one_source(routers: list[dict[str, Any]], consumers: dict[str, A
     return out
 
 
-def _control_actions(routers: list[dict[str, Any]]) -> dict[str, int]:
+def _control_actions(actions: list[ControlActionCount]) -> dict[str, int]:
+    """``action:outcome`` → count, over every router worker."""
     out: Counter = Counter()
-    for final in routers:
-        for action, outcome, n in final.get("control_actions", []):
-            out[f"{action}:{outcome}"] += n
+    for a in actions:
+        out[f"{a.action}:{a.outcome}"] += a.n
     return dict(out)
 
 
@@ -286,9 +366,9 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
     )
 
 
-def _by_reason(rows: list[list[Any]]) -> dict[str, int]:
-    """``[[entry, reason, n], …]`` → reason → n."""
+def _by_reason(rows: list[DeadLetterCount]) -> dict[str, int]:
+    """Dead letters by entry and reason → reason → n, reasons in order."""
     out: dict[str, int] = {}
-    for *_, reason, n in rows:
-        out[reason] = out.get(reason, 0) + n
+    for row in rows:
+        out[row.reason] = out.get(row.reason, 0) + row.n
     return dict(sorted(out.items()))

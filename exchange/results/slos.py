@@ -54,7 +54,7 @@ def _measure(slo: SLO, result: Result, flow_histograms: dict[str, str]) -> float
     if slo.metric == "batch_within_cycle":
         batch = [f for f in flows.values() if f.within_cycle_share is not None and f.delivered]
         total = sum(f.delivered for f in batch)
-        return sum(f.within_cycle_share * f.delivered for f in batch) / total if total else None
+        return sum((f.within_cycle_share or 0.0) * f.delivered for f in batch) / total if total else None
     if slo.metric == "workflow_p99_ms":
         times = [w.time_ms.p99 for w in result.workflows.values() if w.completed]
         return max(times) if times else None

@@ -23,15 +23,18 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from faust import Service
 
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
-from schemas.envelope import Topics
+from schemas.envelope import AuditRow, Topics
+from schemas.outcomes import Decision, QualityReason, VerificationResult
 from schemas.scenario import Scenario
 
 from exchange.router import lenient_records
 
 from exchange import metrics
 from exchange.policy.audit import AuditWriter
+from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.faust_bulk import BulkApp
@@ -39,15 +42,11 @@ from exchange.router.lenient_records import UndecodableBatch
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
 from exchange.policy.routing import RouterCore
-from exchange.runner.status import StatusWriter
+from exchange.runner.status import StatusWriter, sender
+from schemas.status import ControlActionCount, DecisionCount, Role, RouterFinal, RouterReady, RouterStats, VerificationCount
 
 log = logging.getLogger(__name__)
 
-# Tansu completes a group join after half the session timeout; Faust's default (60 s)
-# makes a new worker wait 30 s. Heartbeats run on Faust's consumer thread, so a short
-# session timeout does not evict a worker that is busy routing.
-SESSION_TIMEOUT_S = 2.0
-HEARTBEAT_S = 0.25
 STATS_INTERVAL_S = 1.0
 EXPIRY_CHECK_S = 0.1
 
@@ -67,15 +66,24 @@ def _control_fields(message: bytes) -> dict:
 
 
 def group_id(platform: str) -> str:
+    """The Kafka consumer group of a hub's router workers: ``dx-<platform>-router``."""
     return f"dx-{platform}-router"
 
 
-class Router:
-    """Owns the Faust app, the output producer and the counters of one worker."""
+class Router(Service):
+    """One router worker: its Faust app, its output producer and its counters.
+
+    A :class:`mode.Service` started and stopped with the app (it is a dependency of it):
+    :meth:`on_start` starts the output producer before the app's consumer fetches anything;
+    :meth:`on_stop` runs after the app has stopped its consumer and flushed its commits,
+    writes the final report and stops the producer. The ``ready`` status line is written
+    once the app has started (tables recovered).
+    """
 
     def __init__(
         self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
     ) -> None:
+        super().__init__()
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
         self.platform = platform = platform or scenario.platform.id
@@ -83,90 +91,99 @@ class Router:
         self.worker = worker
         self.status = status
         self.bootstrap = bootstrap
-        max_parts = max(e.partitions for e in scenario.catalogue)
+        self.max_parts = max(e.partitions for e in scenario.catalogue)
         transit = compile_transit(scenario, platform)
-        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=max_parts,
+        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts,
                                transit=transit)
         self.decisions: Counter = Counter()
         self.dead: Counter = Counter()
+        self.verifications: Counter = Counter()
+        self.control_actions: Counter = Counter()
         self.records = 0
         self.acked = 0
         self.batches = 0
         self.first_ns = 0  # first batch taken in
         self.last_ack_ns = 0  # last batch's output acknowledged
-        self.app = BulkApp(
-            group_id(platform),
-            broker=[f"kafka://{host.strip()}" for host in bootstrap.split(",")],  # HOST:PORT[,HOST:PORT…]
-            store="memory://",
-            datadir=str(datadir),
-            web_enabled=False,
-            topic_replication_factor=1,
-            topic_partitions=max_parts,
-            broker_session_timeout=SESSION_TIMEOUT_S,
-            broker_heartbeat_interval=HEARTBEAT_S,
-            broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
-            broker_max_poll_records=1000,  # bounds a batch's latency and the memory in flight
-            consumer_max_fetch_size=8 * 1024 * 1024,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-        )
         self.audit = AuditWriter(worker if platform == scenario.platform.id else f"{platform}-{worker}")
         self._scope_labels = {s.id: (s.entry, s.id) for s in scenario.subscriptions}
         self._lag: dict = {}  # ingress partition → records behind its end offset, at the last batch
         self._masked_subs = {r.subscription for p in self.core.policies.values() for r in p.routes if r.masks}
-        self.verifications: Counter = Counter()
-        self.control_actions: Counter = Counter()
-        # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
-        self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
-        self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=max_parts)
-        self.book = ApprovalBook(scenario, self.approvals_table, time.time_ns(), platform)
-        self.authority = AuthorityTable(self.authority_table.data)
-        self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
-        self.app.agent(self._control_topic, name="control")(self._control)
-        self.app.timer(EXPIRY_CHECK_S)(self._expire)
         self._expiring: dict[str, int | None] = {}
         # Whether this worker holds the control partition, kept from the rebalance
         # signals: asking the consumer for its assignment every 100 ms built a set of
         # every assigned partition (1,300 with the Dongguan preset), ~10 % of an idle worker.
         self._holds_control = False
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: BatchSender | None = None
+        self._output_ready = asyncio.Event()  # set once the output producer has started
+        self.app = self._build_app(datadir)
+        self._declare_tables()
+        self._declare_streams(ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
+                              + ([self.topics.transit] if transit else []))
+        self.app.add_dependency(self)
+
+    def _build_app(self, datadir: Path) -> BulkApp:
+        return BulkApp(
+            group_id(self.platform),
+            store="memory://",
+            datadir=str(datadir),
+            web_enabled=False,
+            **clients.faust_router_settings(self.bootstrap, self.max_parts),
+        )
+
+    def _declare_tables(self) -> None:
+        # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
+        self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
+        self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=self.max_parts)
+        self.book = ApprovalBook(self.scenario, self.approvals_table, time.time_ns(), self.platform)
+        self.authority = AuthorityTable(self.authority_table.data)
+
+    def _declare_streams(self, ingress: list[str]) -> None:
+        self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
+        self.app.agent(self._control_topic, name="control")(self._control)
+        self.app.timer(EXPIRY_CHECK_S)(self._expire)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
-        ingress = [self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
-        if transit:
-            ingress.append(self.topics.transit)
         self.app.route_in_bulk(frozenset(ingress), self.handle)
-        self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(platform, worker).observe
+        self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(self.platform, self.worker).observe
         # The agent subscribes the group to the ingress topics; its records never reach
         # it, the bulk handler takes them first.
         self.app.agent(self.app.topic(*ingress, value_serializer="raw", key_serializer="raw"), name="ingress")(_unreachable)
         self.app.task(self._on_ready)
         self.app.timer(STATS_INTERVAL_S)(self._report)
-        self._producer: AIOKafkaProducer | None = None
-        self._sender: BatchSender | None = None
+
+    async def on_start(self) -> None:
+        """Start the output producer (before the app's consumer starts fetching)."""
+        self._producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}")
+        await self._producer.start()
+        self._sender = BatchSender(self._producer)
+        self._output_ready.set()
+
+    async def on_stop(self) -> None:
+        """Write the final report and stop the output producer.
+
+        Runs after the app's own ``on_stop``, as the app's dependency: its fetcher has
+        stopped and the offsets of every acknowledged batch are committed
+        (:class:`~exchange.router.faust_bulk.BulkApp`), so nothing needs the producer any more.
+        """
+        self.final_report()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def _on_ready(self) -> None:
         # Faust's logging set-up leaves aiokafka's loggers at DEBUG: every request built a
         # log record that no handler printed (measured: a tenth of an idle worker's CPU)
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         report_crashes(self.status)  # again: the worker's logging set-up cleared the root logger's handlers
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=f"router-{self.worker}",
-            acks="all",
-            max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
-            linger_ms=0,
-        )
-        await self._producer.start()
-        self._sender = BatchSender(self._producer)
+        await self._output_ready.wait()
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
-        self.status.write("ready", worker=self.worker, seconds=ready)
+        self.status.write(RouterReady(seconds=ready))
 
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
-        while self._sender is None:
-            await asyncio.sleep(0.01)
+        if not self._output_ready.is_set():
+            await self._output_ready.wait()
         records = [r for recs in batch.values() for r in recs]
         undecodable = [r for r in records if type(r) is UndecodableBatch]
         if undecodable:
@@ -174,7 +191,7 @@ class Router:
         now = time.time_ns()
         if not self.first_ns:
             self.first_ns = now
-        routed = self.core.route(records, self.book.approvals_at(now), self.authority)
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority, now=now, clock=time.time_ns)
         for u in undecodable:
             routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
             routed.dead_reasons[u.reason] += u.records
@@ -187,7 +204,7 @@ class Router:
         for topic, messages in routed.deliveries.items():
             sent.extend(await send(topic, messages))
         for partition, rows in routed.audit.items():
-            sent.extend(await send(self.topics.audit, [(None, self.audit.block(partition, rows), [])], partition=partition))
+            sent.extend(await send(self.topics.audit, [(None, b, []) for b in self.audit.blocks(partition, rows)], partition=partition))
         if routed.dead_letters:
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
         if routed.quality:
@@ -221,17 +238,17 @@ class Router:
             entry, sub = self._scope_labels.get(scope, (scope, ""))
             metrics.ROUTER_DECISIONS.labels(p, entry, sub, decision, reason).inc(n)
             written[decision] += n
-            if decision == "delivered" and sub in self._masked_subs:
+            if decision == Decision.delivered and sub in self._masked_subs:
                 metrics.ROUTER_MASKED_RECORDS.labels(p, entry, sub).inc(n)
         for decision, n in written.items():
             metrics.AUDIT_RECORDS_WRITTEN.labels(p, decision).inc(n)
         for reason, n in routed.dead_reasons.items():
             metrics.DEAD_LETTERS.labels(p, reason).inc(n)
-            metrics.ROUTER_DECISIONS.labels(p, "", "", "dead_lettered", reason).inc(n)
+            metrics.ROUTER_DECISIONS.labels(p, "", "", Decision.dead_lettered, reason).inc(n)
         for (item, dept, result), n in routed.verifications.items():
             metrics.VERIFICATIONS.labels(p, item, dept, result).inc(n)
-            if result == "conflict":  # each conflict is one quality event
-                metrics.QUALITY_EVENTS.labels(p, dept, "inconsistent").inc(n)
+            if result == VerificationResult.conflict:  # each conflict is one quality event
+                metrics.QUALITY_EVENTS.labels(p, dept, QualityReason.inconsistent).inc(n)
         metrics.ROUTER_BATCH_RECORDS.labels(p, self.worker).observe(routed.records)
         metrics.ROUTER_BATCH_SECONDS.labels(p, self.worker).observe(handling_ns / 1e9)
 
@@ -242,16 +259,19 @@ class Router:
             try:
                 event = ControlEvent.model_validate_json(message)
                 app = self.book.apply(event)
-                row = (event.application, "", event.actor, now, event.entry, event.consumer, event.application,
-                       app.state.value, event.reason or event.purpose or event.action, event.items or [], [])
+                row = AuditRow(trace=event.application, run="", source=event.actor, at_ns=now, entry=event.entry,
+                               consumer=event.consumer, subscription=event.application, decision=app.state.value,
+                               reason=event.reason or event.purpose or event.action, items=event.items or [], masked=[])
                 self.control_actions[(event.action, "accepted")] += 1
                 verdict = ControlVerdict(request_id=event.request_id, action=event.action, actor=event.actor,
                                          application=event.application, accepted=True, state=app.state.value,
                                          worker=self.worker, at_ns=now)
             except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
                 fields = _control_fields(message)
-                row = (fields.get("application", "?"), "", fields.get("actor", "?"), now, fields.get("entry", "?"),
-                       fields.get("consumer"), fields.get("application"), "refused", str(exc)[:300], [], [])
+                row = AuditRow(trace=fields.get("application", "?"), run="", source=fields.get("actor", "?"), at_ns=now,
+                               entry=fields.get("entry", "?"), consumer=fields.get("consumer"),
+                               subscription=fields.get("application"), decision="refused", reason=str(exc)[:300],
+                               items=[], masked=[])
                 self.control_actions[(fields.get("action", "?"), "refused")] += 1
                 log.warning("control event refused: %s", exc)
                 verdict = ControlVerdict(request_id=fields.get("request_id", ""), action=fields.get("action", "?"),
@@ -290,9 +310,8 @@ class Router:
         self._holds_control = False
 
     async def _audit_control(self, rows: list) -> None:
-        while self._sender is None:
-            await asyncio.sleep(0.01)
-        await self._send_and_ack(self.topics.audit, [(None, self.audit.block(0, rows), [])], partition=0)
+        await self._output_ready.wait()
+        await self._send_and_ack(self.topics.audit, [(None, b, []) for b in self.audit.blocks(0, rows)], partition=0)
 
     async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
         sent = await self._sender.send(topic, messages, partition=partition)
@@ -308,9 +327,7 @@ class Router:
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
         lag = sum(self._lag.values())
         metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
-        self.status.write(
-            "stats",
-            worker=self.worker,
+        self.status.write(RouterStats(
             records=self.records,
             lag=lag,
             acked=self.acked,
@@ -322,26 +339,21 @@ class Router:
             handling_s=round(handling, 3),
             committing_s=round(committing, 3),
             # so the figures of a worker killed before its final report are not lost
-            verifications=[[*k, v] for k, v in self.verifications.items()],
-            control_actions=[[*k, v] for k, v in self.control_actions.items()],
-        )
+            verifications=VerificationCount.rows(self.verifications),
+            control_actions=ControlActionCount.rows(self.control_actions),
+        ))
 
     def final_report(self) -> None:
-        self.status.write(
-            "final",
-            worker=self.worker,
+        """Send the worker's ``final`` message (:class:`~schemas.status.RouterFinal`): records,
+        batches, and the decision, verification, control-action and dead-letter counts."""
+        self.status.write(RouterFinal(
             records=self.records,
             batches=self.batches,
-            decisions=[[*k, v] for k, v in self.decisions.items()],
-            verifications=[[*k, v] for k, v in self.verifications.items()],
-            control_actions=[[*k, v] for k, v in self.control_actions.items()],
-            dead_letters=dict(self.dead),
-        )
-
-    async def stop_producer(self) -> None:
-        await self.app.commits.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+            decisions=DecisionCount.rows(self.decisions),
+            verifications=VerificationCount.rows(self.verifications),
+            control_actions=ControlActionCount.rows(self.control_actions),
+            dead_letters={str(reason): n for reason, n in self.dead.items()},
+        ))
 
 
 def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple[None, bytes, list[tuple[str, bytes]]]:
@@ -378,6 +390,11 @@ async def _unreachable(stream) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m exchange.router``: run one router worker until it is signalled to stop.
+
+    Started by the run controller with the scenario as JSON, the bootstrap address and the
+    worker's number and hub; ``--status`` names the file it writes its status lines to.
+    """
     parser = argparse.ArgumentParser(prog="python -m exchange.router", description=__doc__)
     parser.add_argument("--scenario", type=Path, required=True, help="scenario as JSON (written by the run controller)")
     parser.add_argument("--bootstrap", required=True)
@@ -394,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
                              "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status)
+    status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
     report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
@@ -415,11 +432,6 @@ def main(argv: list[str] | None = None) -> None:
     # partitions and 10 ms fetches is most of a core. Without it the root logger keeps
     # ``--loglevel``.
     worker.spinner = None
-
-    @router.app.on_before_shutdown.connect  # type: ignore[attr-defined]
-    async def _final(app, **kwargs) -> None:
-        router.final_report()
-        await router.stop_producer()
 
     try:
         worker.execute_from_commandline()

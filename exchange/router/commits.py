@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
+from aiokafka.errors import KafkaError
+
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 8
@@ -23,11 +25,17 @@ TP = Hashable  # a topic partition: aiokafka's TopicPartition or Faust's TP
 
 
 class CommitPipeline:
-    """Commits offsets in fetch order, each only once its batch's outputs are acked."""
+    """Commits offsets in fetch order, each only once its batch's outputs are acked.
+
+    ``commit`` commits a mapping of topic partition to next offset; it returns False (or
+    raises aiokafka's ``KafkaError``) when the partitions went to another worker, and the
+    commit is skipped: their new owner re-reads from the last commit. Any other exception
+    is a bug: the pipeline stops committing and :meth:`add` raises it, failing the worker.
+    """
 
     def __init__(
         self,
-        commit: Callable[[dict[TP, int]], Awaitable[None]],
+        commit: Callable[[dict[TP, int]], Awaitable[bool | None]],
         max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
         observe: Callable[[float], None] | None = None,
     ) -> None:
@@ -44,6 +52,10 @@ class CommitPipeline:
         self.commit_seconds = 0.0
 
     async def add(self, offsets: dict[TP, int], done: Awaitable[None]) -> None:
+        """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
+        committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
+        did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
+        earlier batch whose outputs were not acknowledged (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -67,7 +79,7 @@ class CommitPipeline:
             offsets, done, added = self._queue[0]
             try:
                 await done
-            except BaseException as exc:  # outputs not acked: never commit past this batch
+            except BaseException as exc:  # noqa: BLE001 - outputs not acked: never commit past this batch
                 self.failed = exc
                 log.error("a routed batch was not acknowledged (%r); its offsets stay uncommitted", exc)
                 self._queue.clear()
@@ -86,11 +98,16 @@ class CommitPipeline:
         added, self._added = self._added, []
         t0 = time.perf_counter()
         try:
-            await self._commit(pending)
-        except Exception as exc:  # a rebalance took the partitions: the new owner re-reads them
+            done = await self._commit(pending)
+        except KafkaError as exc:  # a rebalance took the partitions: the new owner re-reads them
             log.info("commit of %s skipped: %r", sorted(pending), exc)
+        except Exception as exc:  # a bug: never hide it, stop committing (the next add raises it)
+            self.failed = exc
+            log.error("commit of %s failed; no more offsets are committed", sorted(pending), exc_info=exc)
         else:
-            if self._observe is not None:
+            if done is False:  # the committer declined (Faust: partitions already rebalanced away)
+                log.info("commit of %s skipped: partitions no longer assigned", sorted(pending))
+            elif self._observe is not None:
                 now = time.monotonic()
                 for at in added:
                     self._observe(now - at)
@@ -105,6 +122,7 @@ class CommitPipeline:
             await self._commit_pending()
 
     async def stop(self) -> None:
+        """Commit every batch whose outputs are acknowledged (:meth:`flush`), then stop."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()

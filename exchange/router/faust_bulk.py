@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -38,6 +39,8 @@ BatchHandler = Callable[[Mapping[TP, list[Any]]], Awaitable[Awaitable[None]]]
 
 
 class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the app's ``fetch_max_wait_ms`` (ms) on its aiokafka consumer."""
+
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
@@ -64,15 +67,19 @@ class BulkConsumer(faust_aiokafka.Consumer):
         return records, active
 
     async def on_partitions_revoked(self, revoked) -> None:
+        """Before giving partitions up, commit what is acknowledged (waiting at most
+        ``REVOKE_FLUSH_TIMEOUT_S``); the next owner re-reads the rest."""
         app: BulkApp = self.app  # type: ignore[assignment]
         try:  # commit what is done; whatever is not is re-read by the partitions' next owner
             await asyncio.wait_for(app.commits.flush(), REVOKE_FLUSH_TIMEOUT_S)
-        except Exception as exc:
-            log.info("partitions revoked before batches in flight were committed: %r", exc)
+        except TimeoutError:
+            log.info("partitions revoked before batches in flight were committed (%s s)", REVOKE_FLUSH_TIMEOUT_S)
         await super().on_partitions_revoked(revoked)
 
 
 class BulkTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the :class:`BulkConsumer`."""
+
     Consumer = BulkConsumer
 
 
@@ -91,13 +98,29 @@ class BulkApp(faust.App):
 
     @property
     def commits(self) -> CommitPipeline:
+        """The worker's commit pipeline, made on first use (the consumer thread exists by then)."""
         if self._commits is None:
-            self._commits = CommitPipeline(self.consumer._thread.commit, observe=self.observe_commit)  # type: ignore[attr-defined]
+            self._commits = CommitPipeline(self._commit_offsets, observe=self.observe_commit)
         return self._commits
+
+    async def _commit_offsets(self, offsets) -> bool:
+        try:
+            return await self.consumer._thread.commit(offsets)  # type: ignore[attr-defined]
+        except ConsumerNotStarted:  # stopping: the partitions' next owner re-reads from the last commit
+            return False
 
     def _new_transport(self):
         return BulkTransport(self.conf.broker_consumer, self)
 
+    async def _stop_consumer(self) -> None:
+        # Faust's on_stop: the fetcher is stopped here, the consumer thread only later (with
+        # the app's children), so the batches still in flight can be committed in between.
+        await super()._stop_consumer()
+        if self._commits is not None:
+            await self._commits.stop()
+
     def route_in_bulk(self, topics: frozenset[str], handler: BatchHandler) -> None:
+        """Send the records of ``topics`` to ``handler`` a fetched batch at a time, instead of
+        Faust's agents; the awaitable the handler returns resolves when the outputs are acked."""
         self.bulk_topics = frozenset(topics)
         self.bulk_handler = handler

@@ -33,17 +33,18 @@ from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import _MemoryRecordsPy
 
+from schemas.outcomes import DeadLetterReason
+
 log = logging.getLogger(__name__)
 
 _installed = False
 
-#: dead-letter reasons for a batch that cannot be decoded
-UNSUPPORTED_CODEC = "unsupported_codec"  # the batch names a codec this process cannot decode
-CORRUPT_BATCH = "corrupt_batch"  # CRC mismatch, a payload that does not decompress, broken records
 #: Kafka's compression codecs by their id in a batch's attributes (bits 0-2)
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-#: raw bytes of an undecodable batch kept in its dead letter, at most (a fetch may hold 8 MB)
-MAX_KEPT_BYTES = 1024 * 1024
+#: raw bytes of an undecodable batch kept in its dead letter, at most (a fetch may hold 8 MB).
+#: Kept as base64 (4/3 the size) in a JSON value, so 512 KiB stays under Kafka's default
+#: ``message.max.bytes`` (1,048,588 bytes) with room for the letter's other fields.
+MAX_KEPT_BYTES = 512 * 1024
 
 
 class UndecodableBatch:
@@ -51,8 +52,9 @@ class UndecodableBatch:
 
     ``first_offset`` … ``offset`` (the batch's last offset, so the consumer's position and
     commit move past it) are the offsets it stands for; ``records`` their number, from the
-    batch header; ``codec`` the codec named in the batch; ``reason`` :data:`UNSUPPORTED_CODEC`
-    or :data:`CORRUPT_BATCH`; ``detail`` the decoder's error; ``raw`` the batch as fetched
+    batch header; ``codec`` the codec named in the batch; ``reason`` ``DeadLetterReason.unsupported_codec``
+    (a codec this process cannot decode) or ``corrupt_batch`` (CRC mismatch, a payload that does not
+    decompress, broken records); ``detail`` the decoder's error; ``raw`` the batch as fetched
     (``None`` above :data:`MAX_KEPT_BYTES`); ``size`` its length in bytes. ``key``, ``value``
     and ``headers`` are empty, as on a record without them.
     """
@@ -90,8 +92,8 @@ class _LenientBuffer(bytearray):
 class _LenientBatch(_DefaultRecordBatchPy):
     def _maybe_uncompress(self) -> None:
         super()._maybe_uncompress()
-        if not isinstance(self._buffer, _LenientBuffer):
-            self._buffer = _LenientBuffer(self._buffer)
+        if not isinstance(self._buffer, _LenientBuffer):  # type: ignore[has-type]  # aiokafka's, unannotated
+            self._buffer = _LenientBuffer(self._buffer)  # type: ignore[has-type]
 
 
 class _SafeBatch:
@@ -131,7 +133,7 @@ class _SafeBatch:
             if self._check_crc and not batch.validate_crc():
                 raise CorruptRecordException("the batch's CRC does not match its bytes")
             out.extend(batch)
-        except Exception as exc:  # anything the decoder raises: the rest of the batch cannot be read
+        except Exception as exc:  # noqa: BLE001 - anything the decoder raises: the rest of the batch cannot be read
             out.append(self._undecodable(out, exc))
         return out
 
@@ -152,7 +154,7 @@ class _SafeBatch:
             count = min(count, header_count - len(decoded))
         unsupported = isinstance(exc, (UnsupportedCodecError, NotImplementedError))
         raw = bytes(self._raw) if len(self._raw) <= MAX_KEPT_BYTES else None
-        return UndecodableBatch(first, last, max(0, count), codec, UNSUPPORTED_CODEC if unsupported else CORRUPT_BATCH,
+        return UndecodableBatch(first, last, max(0, count), codec, DeadLetterReason.unsupported_codec if unsupported else DeadLetterReason.corrupt_batch,
                                 f"{type(exc).__name__}: {exc}"[:500], raw, len(self._raw),
                                 getattr(batch, "first_timestamp", -1))
 
@@ -198,7 +200,7 @@ class _LenientPartitionRecords(fetcher.PartitionRecords):
         try:
             yield from super()._unpack_records()
             return
-        except Exception as exc:  # noqa: BLE001 - read again below; re-raised when that cannot be done
+        except Exception as exc:  # read again below; re-raised when that cannot be done
             raw = getattr(self._records, "raw", None)
             if raw is None:
                 raise

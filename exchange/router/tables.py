@@ -50,6 +50,8 @@ class ApprovalBook:
         self._parsed: dict[str, tuple[bytes, Application]] = {}
 
     def current(self, app_id: str) -> Application | None:
+        """The application ``app_id`` as it stands: the table's last state, else the
+        scenario's, else None (never applied for)."""
         raw = self.table.get(app_id.encode())
         if raw is None:
             return self.scenario_default.get(app_id)
@@ -108,6 +110,7 @@ class AuthorityTable:
         self._parsed: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The authoritative values (item key → value) stored for master key ``key``, or None."""
         raw = self.table.get(key.encode())
         if raw is None:
             return None

@@ -22,12 +22,26 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import Scenario
+from schemas.status import (
+    ConsumersFinal,
+    ConsumersStats,
+    Crashed,
+    Error,
+    MessageError,
+    ProducersFinal,
+    ProducersStats,
+    RouterFinal,
+    RouterReady,
+    RouterStats,
+    StatusMessage,
+)
 
 from exchange.kafka import brokers
 
@@ -38,7 +52,7 @@ from exchange.kafka.tansu import EmbeddedBroker
 from exchange.errors import EXIT_FAILED, ExchangeError
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner.faults import FaultInjector
-from exchange.runner.processes import CRASHED, spawn, terminate
+from exchange.runner.processes import spawn, terminate
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.runner.status import StatusReader
@@ -108,19 +122,22 @@ class Progress:
     faults: list[str] = field(default_factory=list)  # what the chaos schedule did so far
 
 
+T = TypeVar("T", bound=BaseModel)
+
+
 @dataclass
 class _Child:
     """A child process; after a restart (``--chaos``) the same name, files and reader go on
-    with a new process, and status lines tell the incarnations apart by their pid."""
+    with a new process, and its messages tell the incarnations apart by their sender's pid."""
 
     name: str
     proc: subprocess.Popen
     status: StatusReader
     log: Path
     argv: list[str] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[StatusMessage] = field(default_factory=list)  # every message but stats
     pids: list[int] = field(default_factory=list)  # every incarnation, in order
-    last_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # by pid
+    last_stats: dict[int, StatusMessage] = field(default_factory=dict)  # by pid
 
     @classmethod
     def spawn(cls, run_dir: Path, name: str, module_args: list[str]) -> _Child:
@@ -135,30 +152,39 @@ class _Child:
         self.proc = spawn(self.argv, log_path=self.log)
         self.pids.append(self.proc.pid)
 
-    def read(self) -> list[dict[str, Any]]:
-        new = self.status.read()
-        for e in new:
-            if e["event"] == "stats":
-                self.last_stats[e.get("pid", 0)] = e
+    def read(self) -> list[StatusMessage]:
+        """The messages sent since the last call; :class:`RunFailed` naming the file and line of one that cannot be read."""
+        try:
+            new = self.status.read()
+        except MessageError as exc:
+            raise RunFailed(f"{self.name} sent a message that cannot be read: {exc}") from None
+        for m in new:
+            if m.kind == "stats":
+                self.last_stats[m.pid] = m
             else:
-                self.events.append(e)
+                self.events.append(m)
         return new
 
-    def current(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The events of the running incarnation (an old one's last lines may come late)."""
-        return [e for e in events if e.get("pid", self.proc.pid) == self.proc.pid]
+    def current(self, messages: list[StatusMessage]) -> list[StatusMessage]:
+        """The messages of the running incarnation (an old one's last lines may come late)."""
+        return [m for m in messages if m.pid == self.proc.pid]
 
-    def last(self, event: str) -> dict[str, Any] | None:
+    def is_ready(self) -> bool:
+        """The running incarnation said ``ready``."""
+        return any(m.kind == "ready" and m.pid == self.proc.pid for m in self.events)
+
+    def last(self, body: type[T]) -> T | None:
+        """The running incarnation's last message of type ``body`` (not stats: see ``last_stats``)."""
         pid = self.proc.pid
-        return next((e for e in reversed(self.events) if e["event"] == event and e.get("pid", pid) == pid), None)
+        return next((m.body for m in reversed(self.events) if isinstance(m.body, body) and m.pid == pid), None)
 
-    def reports(self) -> list[dict[str, Any]]:
-        """Per incarnation, its final report, or its last stats line if it was killed first."""
+    def reports(self) -> list[BaseModel]:
+        """Per incarnation, its final report, or its last stats if it was killed first."""
         out = []
         for pid in self.pids:
-            final = next((e for e in reversed(self.events) if e["event"] == "final" and e.get("pid") == pid), None)
+            final = next((m.body for m in reversed(self.events) if m.kind == "final" and m.pid == pid), None)
             if final is not None or pid in self.last_stats:
-                out.append(final or self.last_stats[pid])
+                out.append(final or self.last_stats[pid].body)
         return out
 
     def tail(self, lines: int = 15) -> str:
@@ -187,221 +213,327 @@ async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lam
     dies or crashes, and the :class:`~exchange.errors.ExchangeError` of what could not be
     set up (no broker, topics with other partitions) before anything starts.
     """
-    scenario = options.scenario
-    duration = options.duration if options.duration is not None else scenario.load.duration
-    faults = parse_chaos(options, duration)
-    warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)  # WarmupError before anything starts
-    run_dir = options.out or default_run_dir(scenario)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
-    scenario_json = run_dir / "scenario.runtime.json"  # what the processes read: live entries only
-    scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
-    progress = Progress(duration=duration)
-    broker = None if options.bootstrap else options.broker_instance or brokers.make(options.broker, log_path=run_dir / "broker.log")
-    kind = broker.kind if broker is not None else None
-    children: list[_Child] = []
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    run_id = secrets.token_hex(4)
-    sd_file = None
-    injector: FaultInjector | None = None
-    stack = contextlib.ExitStack()
+    r = _Run(options, on_progress, say)  # ChaosError, WarmupError before anything starts
     try:
+        await r.start_broker_and_topics()
+        await r.start_routers_and_consumers()
+        r.start_producers()
+        reports = await r.publish_and_drain()
+        await r.collect(reports)
+        result = r.result(reports)
+        r.phase("done")
+        return result, r.run_dir
+    finally:
+        await r.close()
+
+
+class _Run:
+    """One run's state, from the broker's start to ``result.json``: :func:`run`'s steps."""
+
+    consumers: _Child  # set by start_routers_and_consumers
+    workers_by_id: dict[str, _Child]  # router workers --chaos addresses, by number
+    producers: _Child  # set by start_producers
+    t0: float  # monotonic time publishing started
+
+    def __init__(self, options: RunOptions, on_progress: Callable[[Progress], None], say: Callable[[str], None] | None) -> None:
+        self.options, self.on_progress, self.say = options, on_progress, say
+        self.scenario = scenario = options.scenario
+        self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
+        self.faults = parse_chaos(options, duration)
+        self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
+        self.run_dir = options.out or default_run_dir(scenario)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
+        self.scenario_json = self.run_dir / "scenario.runtime.json"  # what the processes read: live entries only
+        self.scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
+        self.progress = Progress(duration=duration)
+        self.broker = None if options.bootstrap else (
+            options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
+        self.kind = self.broker.kind if self.broker is not None else None
+        self.bootstrap = options.bootstrap or ""
+        self.children: list[_Child] = []
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.run_id = secrets.token_hex(4)
+        self.platform = scenario.platform.id
+        self.sd_file: Path | None = None
+        self.injector: FaultInjector | None = None
+        self.chaos_log: BinaryIO | None = None
+        self.lag_samples: list[chaos.LagSample] = []
+        self.routers: list[_Child] = []
+        self.router_ready: list[float] = []
+        self.fetch_wait_ms = 0
+        self.drain_s = self.end_s = 0.0
+
+    def phase(self, phase: str) -> None:
+        self.progress.phase = phase
+        self.on_progress(self.progress)
+
+    def start(self, name: str, module: str, *args: str) -> _Child:
+        """Spawn a child with the run's scenario, bootstrap and id."""
+        child = _Child.spawn(self.run_dir, name, [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap,
+                                                  "--run-id", self.run_id, *args])
+        self.children.append(child)
+        return child
+
+    async def start_broker_and_topics(self) -> None:
+        """The embedded broker (without ``--bootstrap``), the run's topics, the controller's metrics."""
+        broker = self.broker
         if broker is not None:
             try:
                 await broker.astart()
             except brokers.BrokerError as exc:
-                raise RunFailed(f"could not start the broker ({options.broker}): {exc}") from None
-        bootstrap = options.bootstrap or broker.bootstrap
-        progress.phase = "creating topics"
-        on_progress(progress)
-        await create_topics(bootstrap, topic_plan(scenario), check=changelog_plan(scenario),
+                raise RunFailed(f"could not start the broker ({self.options.broker}): {exc}") from None
+            self.bootstrap = broker.bootstrap
+        self.phase("creating topics")
+        await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario),
                             replication_factor=broker.replication_factor if broker else 1)
-        if kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
-            await create_router_internal_topics(bootstrap, scenario, broker.replication_factor)
-        sd_file = metrics.expose("controller", "0", scenario, run_dir, 0, run_id, say=say)
-        p = scenario.platform.id
-        metrics.RUN_DURATION_SECONDS.labels(p).set(duration)
+        if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
+            await create_router_internal_topics(self.bootstrap, self.scenario, broker.replication_factor)
+        self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
+        metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
-        def start(name: str, module: str, *args: str) -> _Child:
-            child = _Child.spawn(run_dir, name, [module, "--scenario", str(scenario_json), "--bootstrap", bootstrap,
-                                                 "--run-id", run_id, *args])
-            children.append(child)
-            return child
-
-        progress.phase = "starting router"
-        on_progress(progress)
-        names = _router_names(scenario, options.workers)
-        fetch_wait_ms = options.fetch_wait_ms or brokers.fetch_wait_ms(kind) or default_fetch_wait(len(names))
-        routers = [
-            start(name, "exchange.router", "--worker", str(i), "--platform", hub, "--datadir", str(run_dir / f"{name}-data"),
-                  "--fetch-wait-ms", str(fetch_wait_ms), *(["--no-declare-topics"] if kind == "kafka" else []))
+    async def start_routers_and_consumers(self) -> None:
+        """Every router worker and the consumer process, ready to take records."""
+        self.phase("starting router")
+        names = _router_names(self.scenario, self.options.workers)
+        self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
+        self.routers = [
+            self.start(name, "exchange.router", "--worker", str(i), "--platform", hub,
+                       "--datadir", str(self.run_dir / f"{name}-data"), "--fetch-wait-ms", str(self.fetch_wait_ms),
+                       *(["--no-declare-topics"] if self.kind == "kafka" else []))  # created up front: see exchange/router/app.py
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
-        workers_by_id = {str(i): r for (hub, i, _), r in zip(names, routers) if hub == names[0][0]}
+        self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers, strict=True) if hub == names[0][0]}
         chaos_args: list[str] = []
-        if faults:  # resumable after a kill, and pausable per department
-            chaos_args = ["--checkpoint", str(run_dir / "consumers.checkpoint"), "--pause-file", str(run_dir / "consumers.paused")]
+        if self.faults:  # resumable after a kill, and pausable per department
+            chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"),
+                          "--pause-file", str(self.run_dir / "consumers.paused")]
         # long-poll on Kafka (the consumers' own default is tuned for Tansu)
-        long_poll = ["--fetch-wait-ms", str(brokers.fetch_wait_ms(kind))] if brokers.fetch_wait_ms(kind) else []
-        schedule = ["--schedule-file", str(run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
-        (run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
-        consumers = start("consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll, *schedule)
-        await _wait_ready([*routers, consumers], broker, brokers.ready_timeout(kind, options.ready_timeout))
-        router_ready = [r.last("ready")["seconds"] for r in routers]
+        wait = brokers.fetch_wait_ms(self.kind)
+        long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
+        (self.run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
+        self.consumers = self.start("consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll,
+                                    *self._schedule_args())
+        await _wait_ready([*self.routers, self.consumers], self.broker,
+                          brokers.ready_timeout(self.kind, self.options.ready_timeout))
+        self.router_ready = [ready.seconds for r in self.routers if (ready := r.last(RouterReady)) is not None]
 
-        progress.phase = "publishing"
-        producers = start("producers", "producers", "--duration", str(duration), "--seed", str(options.seed),
-                          "--rate-multiplier", str(options.rate_multiplier), "--warmup", str(warmup_s), *schedule)
-        reports = Reports(producers={}, consumers={})
-        # counts start at zero when publishing starts
-        reports.publish_samples.append((0.0, 0))
-        reports.error_samples.append((0.0, 0))
-        reports.consume_samples.append((0.0, 0))
-        t0 = time.monotonic()
-        if faults:
+    def _schedule_args(self) -> list[str]:
+        return ["--schedule-file", str(self.run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
+
+    def start_producers(self) -> None:
+        """The producers, and the chaos schedule's clock with them."""
+        self.progress.phase = "publishing"
+        options = self.options
+        self.producers = self.start("producers", "producers", "--duration", str(self.duration), "--seed", str(options.seed),
+                                    "--rate-multiplier", str(options.rate_multiplier), "--warmup", str(self.warmup_s),
+                                    *self._schedule_args())
+        self.t0 = time.monotonic()
+        if self.faults:
             # what was done when, and every lag sample the recovery times come from
-            chaos_log = stack.enter_context(open(run_dir / "chaos.jsonl", "ab", buffering=0))
-            injector = FaultInjector(faults, workers_by_id, consumers, broker, run_dir / "consumers.paused",
-                                     ingress_topics=ingress_topics(scenario))
-        lag_samples: list[chaos.LagSample] = []
-        lag_known = True
-        interval_p99: float | None = None
-        drain_started: float | None = None
-        reactions: dict[str, int] = {}
-        routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
-        pending_reactions = 0
+            self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
+            self.injector = FaultInjector(self.faults, self.workers_by_id, self.consumers, self.broker,
+                                          self.run_dir / "consumers.paused", ingress_topics=ingress_topics(self.scenario))
+
+    async def publish_and_drain(self) -> Reports:
+        """Watch the children until the producers are done and every outcome is accounted for
+        (or the drain time runs out); what they reported meanwhile."""
+        watch = _Watch(self)
         while True:
             await asyncio.sleep(POLL_S)
-            if injector is not None:
-                for said in injector.step(time.monotonic() - t0):
-                    progress.faults.append(f"{time.monotonic() - t0:5.1f} s {said}")
-                    chaos_log.write(orjson.dumps({"t": round(time.monotonic() - t0, 3), "action": said}) + b"\n")
-            _check_alive(children, broker, allow_exit={producers.name})
-            for e in producers.read():
-                if e["event"] == "stats":
-                    reports.publish_samples.append((e["t"], e["produced"]))
-                    reports.error_samples.append((e["t"], e["retried"]))
-                    reports.publish_intervals.append(e)
-                    progress.produced = e["produced"]
-                elif e["event"] == "error":
-                    raise RunFailed(f"producers failed: {e['message']}\n{producers.tail()}")
-            for e in consumers.current(consumers.read()):
-                if e["event"] == "stats":
-                    t = time.monotonic() - t0
-                    if injector is not None:
-                        injector.reported(consumers.name, t, e["pid"])
-                    lag_known = e.get("lag_known", True)
-                    # a restarted process goes on from its checkpoint, a little behind its last line
-                    reports.consume_samples.append((t, max(e["received"], reports.consume_samples[-1][1])))
-                    reports.consume_intervals.append(e)
-                    reports.backlog.append(sum(routed.values()))
-                    progress.delivered, progress.denied = e["delivered"], e["denied"]
-                    progress.dead_lettered, progress.duplicates = e["dead_lettered"], e["duplicates"]
-                    reactions, pending_reactions = e.get("reactions_produced", {}), e.get("reactions_pending", 0)
-                    progress.consumer_lag = sum(e.get("lag", {}).values())
-                    progress.p99_ms = e.get("e2e", {}).get("99pct", progress.p99_ms)
-                    interval_p99 = e.get("e2e", {}).get("99pct")  # None: nothing delivered in the interval
-                    progress.conflicts = e.get("conflicts", 0)
-            for r in routers:
-                for e in r.current(r.read()):
-                    if e["event"] == "stats":
-                        routed[r.name] = e.get("lag", 0)
-                        progress.router_lag = sum(routed.values())
-                        if injector is not None:
-                            injector.reported(r.name, time.monotonic() - t0, e["pid"], e.get("batches", 0))
-            progress.elapsed = time.monotonic() - t0
-            if injector is not None:
-                pids = {c.name: c.proc.pid for c in [*routers, consumers]}
-                complete = lag_known and injector.complete(progress.elapsed, pids)
-                lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
-                                                   interval_p99))
-                chaos_log.write(orjson.dumps({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
-                                              "consumer_lag": progress.consumer_lag, "complete": complete,
-                                              "p99_ms": interval_p99}) + b"\n")
-            _progress_metrics(p, progress)
-            progress.publish_rate = _last_rate(reports.publish_samples)
-            progress.consume_rate = _last_rate(reports.consume_samples)
-            final = producers.last("final")
-            if final is not None:
-                produced = Counter(final["produced"]) + Counter(reactions)
-                progress.produced = sum(produced.values())
-                progress.expected = sum(expected_outcomes(scenario, produced).values())
-                if drain_started is None:
-                    drain_started = time.monotonic()
-                    # the last, partial interval of publishing
-                    if not reports.publish_samples or reports.publish_samples[-1][0] < final["elapsed_s"]:
-                        reports.publish_samples.append((final["elapsed_s"], sum(final["produced"].values())))
-                        reports.error_samples.append((final["elapsed_s"], final["retried"]))
-                    progress.phase = "draining"
-                accounted = progress.delivered + progress.denied + progress.dead_lettered
-                settled = accounted >= progress.expected and not pending_reactions
-                if injector is not None:  # every fault over, and counts from the running consumers
-                    settled = settled and injector.done and consumers.last_stats.get(consumers.proc.pid) is not None
-                if settled and injector is not None:
-                    # everything accounted for: nothing is left anywhere, whatever the last reports said
-                    lag_samples.append(chaos.LagSample(time.monotonic() - t0, 0, True))
-                if settled or time.monotonic() - drain_started > options.drain_timeout:
-                    break
-            elif producers.proc.poll() is not None:
-                raise RunFailed(f"producers exited ({producers.proc.returncode}) without a final report\n{producers.tail()}")
-            on_progress(progress)
-        drain_s = time.monotonic() - drain_started
-        end_s = time.monotonic() - t0
-        reports.producers = final
-        if injector is not None:
-            injector.release()
+            self._inject_faults()
+            _check_alive(self.children, self.broker, allow_exit={self.producers.name})
+            watch.read_producers()
+            watch.read_consumers()
+            watch.read_routers()
+            self.progress.elapsed = time.monotonic() - self.t0
+            self._sample_lag(watch)
+            _progress_metrics(self.platform, self.progress)
+            self.progress.publish_rate = _last_rate(watch.reports.publish_samples)
+            self.progress.consume_rate = _last_rate(watch.reports.consume_samples)
+            if watch.drained():
+                break
+            self.on_progress(self.progress)
+        self.drain_s = time.monotonic() - watch.drain_started
+        self.end_s = time.monotonic() - self.t0
+        if self.injector is not None:
+            self.injector.release()
+        return watch.reports
 
-        progress.phase = "collecting"
-        on_progress(progress)
-        reports.consumers = await _stop_for_final(consumers)
-        for r in routers:
-            await _stop_for_final(r)
-        _check_crashed([consumers, producers, *routers])  # a crash logged since the last look fails the run too
+    def _inject_faults(self) -> None:
+        if self.injector is None:
+            return
+        for said in self.injector.step(time.monotonic() - self.t0):
+            self.progress.faults.append(f"{time.monotonic() - self.t0:5.1f} s {said}")
+            self._chaos_line({"t": round(time.monotonic() - self.t0, 3), "action": said})
+
+    def _sample_lag(self, watch: _Watch) -> None:
+        """Under --chaos: the lag sample the recovery times come from."""
+        if self.injector is None:
+            return
+        progress = self.progress
+        pids = {c.name: c.proc.pid for c in [*self.routers, self.consumers]}
+        complete = watch.lag_known and self.injector.complete(progress.elapsed, pids)
+        self.lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
+                                                watch.interval_p99))
+        self._chaos_line({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
+                          "consumer_lag": progress.consumer_lag, "complete": complete, "p99_ms": watch.interval_p99})
+
+    def _chaos_line(self, line: dict[str, Any]) -> None:
+        if self.chaos_log is not None:
+            self.chaos_log.write(orjson.dumps(line) + b"\n")
+
+    async def collect(self, reports: Reports) -> None:
+        """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
+        self.phase("collecting")
+        reports.consumers = await _stop_for_final(self.consumers, ConsumersFinal)
+        for r in self.routers:
+            await _stop_for_final(r, RouterFinal)
+        _check_crashed([self.consumers, self.producers, *self.routers])  # a crash logged since the last look fails the run too
         # every incarnation's figures: a killed worker's last stats stand in for its final report
-        reports.routers = [report for r in routers for report in r.reports()]
+        reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
+
+    def result(self, reports: Reports) -> Result:
+        """The result, its fault recoveries and SLO verdicts, written to ``result.json``."""
+        broker, options, p = self.broker, self.options, self.platform
         info = RunInfo(
-            scenario=scenario.name,
-            run_id=run_id,
+            scenario=self.scenario.name,
+            run_id=self.run_id,
             seed=options.seed,
-            duration_s=duration,
-            started_at=started_at,
-            bootstrap=bootstrap,
+            duration_s=self.duration,
+            started_at=self.started_at,
+            bootstrap=self.bootstrap,
             embedded_broker=broker is not None,
             router_workers=options.workers,
-            hubs=list(scenario.hubs_in_use),
-            fetch_wait_ms=fetch_wait_ms,
-            warmup_s=warmup_s,
-            router_ready_s=router_ready,
-            drain_s=round(drain_s, 3),
+            hubs=list(self.scenario.hubs_in_use),
+            fetch_wait_ms=self.fetch_wait_ms,
+            warmup_s=self.warmup_s,
+            router_ready_s=self.router_ready,
+            drain_s=round(self.drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
             broker=broker.describe() if broker is not None else None,
             broker_start_s=broker.start_seconds if broker is not None else None,
         )
-        where = broker.describe() if broker is not None else f"Kafka at {bootstrap}"
-        result = build_result(scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
-        if injector is not None:
-            result.faults = _fault_results(injector, lag_samples, reports.publish_intervals, end_s)
-        result.slos = judge(scenario, result, {name: f["e2e"] for name, f in reports.consumers.get("flows", {}).items()})
+        where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
+        result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
+        if self.injector is not None:
+            result.faults = _fault_results(self.injector, self.lag_samples, reports.publish_intervals, self.end_s)
+        result.slos = judge(self.scenario, result, {name: f.e2e for name, f in reports.consumers.flows.items()})
         for verdict in result.slos:
             metrics.SLO_STATUS.labels(p, verdict.name).set(1 if verdict.passed else 0)
-        (run_dir / "result.json").write_text(result.model_dump_json(indent=2, by_alias=True), encoding="utf-8")
+        (self.run_dir / "result.json").write_text(result.model_dump_json(indent=2, by_alias=True), encoding="utf-8")
         metrics.SLO_STATUS.labels(p, "conservation").set(1 if result.conservation.ok else 0)
         metrics.RUN_UNACCOUNTED_OUTCOMES.labels(p).set(result.counts.unaccounted)
-        progress.phase = "done"
-        on_progress(progress)
-        return result, run_dir
-    finally:
-        # All at once, and briefly when the broker is gone: a child cannot finish
-        # cleanly without it, and nobody should wait on it.
-        stack.close()
-        if injector is not None:
-            injector.release()  # a stopped process cannot even take its SIGTERM
+        return result
+
+    async def close(self) -> None:
+        """Stop every child and the broker, all at once, and briefly when the broker is gone: a
+        child cannot finish cleanly without it, and nobody should wait on it."""
+        if self.chaos_log is not None:
+            self.chaos_log.close()
+        if self.injector is not None:
+            self.injector.release()  # a stopped process cannot even take its SIGTERM
+        broker = self.broker
         grace = 5.0 if broker is None or broker.running else 1.0
-        await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in children))
-        if broker is not None and broker is not options.broker_instance:
+        await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in self.children))
+        if broker is not None and broker is not self.options.broker_instance:
             await broker.astop()
-        metrics.remove_sd_target(sd_file)
+        metrics.remove_sd_target(self.sd_file)
+
+
+class _Watch:
+    """What :meth:`_Run.publish_and_drain` learns from the children's messages, poll by poll."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.progress = run.progress
+        # counts start at zero when publishing starts
+        self.reports = Reports(producers=None, consumers=None,  # the final reports come last
+                               publish_samples=[(0.0, 0)], error_samples=[(0.0, 0)], consume_samples=[(0.0, 0)])
+        self.lag_known = True
+        self.interval_p99: float | None = None  # the consumers' last interval; None: nothing delivered in it
+        self.drain_started = 0.0  # 0: publishing
+        self.reactions: dict[str, int] = {}
+        self.pending_reactions = 0
+        self.routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
+
+    def read_producers(self) -> None:
+        producers = self.run.producers
+        for m in producers.read():
+            body = m.body
+            if isinstance(body, ProducersStats):
+                self.reports.publish_samples.append((body.t, body.produced))
+                self.reports.error_samples.append((body.t, body.retried))
+                self.reports.publish_intervals.append(body)
+                self.progress.produced = body.produced
+            elif isinstance(body, Error):
+                raise RunFailed(f"producers failed: {body.message}\n{producers.tail()}")
+
+    def read_consumers(self) -> None:
+        consumers, progress, reports = self.run.consumers, self.progress, self.reports
+        for m in consumers.current(consumers.read()):
+            e = m.body
+            if not isinstance(e, ConsumersStats):
+                continue
+            t = time.monotonic() - self.run.t0
+            if self.run.injector is not None:
+                self.run.injector.reported(consumers.name, t, m.pid)
+            self.lag_known = e.lag_known
+            # a restarted process goes on from its checkpoint, a little behind its last line
+            reports.consume_samples.append((t, max(e.received, reports.consume_samples[-1][1])))
+            reports.consume_intervals.append(e)
+            reports.backlog.append(sum(self.routed.values()))
+            progress.delivered, progress.denied = e.delivered, e.denied
+            progress.dead_lettered, progress.duplicates = e.dead_lettered, e.duplicates
+            self.reactions, self.pending_reactions = e.reactions_produced, e.reactions_pending
+            progress.consumer_lag = sum(e.lag.values())
+            progress.p99_ms = e.e2e.get("99pct", progress.p99_ms)
+            self.interval_p99 = e.e2e.get("99pct")
+            progress.conflicts = e.conflicts
+
+    def read_routers(self) -> None:
+        for r in self.run.routers:
+            for m in r.current(r.read()):
+                if isinstance(m.body, RouterStats):
+                    self.routed[r.name] = m.body.lag
+                    self.progress.router_lag = sum(self.routed.values())
+                    if self.run.injector is not None:
+                        self.run.injector.reported(r.name, time.monotonic() - self.run.t0, m.pid, m.body.batches)
+
+    def drained(self) -> bool:
+        """True once the producers' final report is in and every outcome is accounted for (or
+        the drain time ran out); :class:`RunFailed` if the producers exited without one."""
+        run, progress = self.run, self.progress
+        final = run.producers.last(ProducersFinal)
+        if final is None:
+            if run.producers.proc.poll() is not None:
+                raise RunFailed(f"producers exited ({run.producers.proc.returncode}) without a final report\n"
+                                f"{run.producers.tail()}")
+            return False
+        self.reports.producers = final
+        produced = Counter(final.produced) + Counter(self.reactions)
+        progress.produced = sum(produced.values())
+        progress.expected = sum(expected_outcomes(run.scenario, produced).values())
+        if not self.drain_started:
+            self._start_draining(final)
+        accounted = progress.delivered + progress.denied + progress.dead_lettered
+        settled = accounted >= progress.expected and not self.pending_reactions
+        if run.injector is not None:  # every fault over, and counts from the running consumers
+            settled = settled and run.injector.done and run.consumers.last_stats.get(run.consumers.proc.pid) is not None
+        if settled and run.injector is not None:
+            # everything accounted for: nothing is left anywhere, whatever the last reports said
+            run.lag_samples.append(chaos.LagSample(time.monotonic() - run.t0, 0, True))
+        return settled or time.monotonic() - self.drain_started > run.options.drain_timeout
+
+    def _start_draining(self, final: ProducersFinal) -> None:
+        self.drain_started = time.monotonic()
+        samples = self.reports.publish_samples
+        # the last, partial interval of publishing
+        if not samples or samples[-1][0] < final.elapsed_s:
+            samples.append((final.elapsed_s, sum(final.produced.values())))
+            self.reports.error_samples.append((final.elapsed_s, final.retried))
+        self.progress.phase = "draining"
 
 
 def default_fetch_wait(routers: int) -> int:
@@ -424,7 +556,7 @@ def _router_names(scenario: Scenario, workers: int) -> list[tuple[str, int, str]
     return [(hub, i, f"router-{hub}-{i}") for hub in hubs for i in range(workers)]
 
 
-def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publish_intervals: list[dict[str, Any]],
+def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publish_intervals: list[ProducersStats],
                    end_s: float) -> list[FaultResult]:
     out = []
     for entry in injector.injected:
@@ -432,8 +564,8 @@ def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publ
         rec = chaos.recovery(f, samples, until_s=end_s)
         window_end = f.end_s + rec.recovered_after_s if rec.recovered_after_s is not None else end_s
         # producer intervals overlapping the fault: does publishing show the stall?
-        delays = [i["publish_delay_us"]["max"] / 1000 for i in publish_intervals
-                  if f.at_s <= i["t"] <= window_end + 1 and i.get("publish_delay_us")]
+        delays = [i.publish_delay_us["max"] / 1000 for i in publish_intervals
+                  if f.at_s <= i.t <= window_end + 1 and i.publish_delay_us]
         out.append(FaultResult(
             spec=f.label, kind=f.kind, target=f.target, at_s=f.at_s, duration_s=f.duration_s,
             injected_at_s=entry.at_s, baseline_lag=rec.baseline_lag, peak_lag=rec.peak_lag,
@@ -453,10 +585,10 @@ def _progress_metrics(platform: str, progress: Progress) -> None:
     metrics.RUN_UNACCOUNTED_OUTCOMES.labels(platform).set(max(0, progress.expected - accounted))
 
 
-def _dead_reasons(consumers: dict[str, Any]) -> dict[str, int]:
+def _dead_reasons(consumers: ConsumersFinal) -> dict[str, int]:
     out: dict[str, int] = {}
-    for _, reason, n in consumers.get("dead_letters", []):
-        out[reason] = out.get(reason, 0) + n
+    for row in consumers.dead_letters:
+        out[row.reason] = out.get(row.reason, 0) + row.n
     return out
 
 
@@ -485,10 +617,9 @@ def _check_crashed(children: list[_Child]) -> None:
     """RunFailed for the first crash a child reported (an agent, task or thread of a process
     that lives on: ``exchange/runner/processes.py``'s :func:`report_crashes`)."""
     for child in children:
-        crash = next((e for e in child.events if e["event"] == CRASHED), None)
+        crash = next((m for m in child.events if isinstance(m.body, Crashed)), None)
         if crash is not None:
-            raise RunFailed(f"{child.name} (pid {crash.get('pid', '?')}): {crash.get('message', 'crashed')}; "
-                            f"see {child.log}")
+            raise RunFailed(f"{child.name} (pid {crash.pid}): {crash.body.message}; see {child.log}")
 
 
 async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, timeout: float) -> None:
@@ -498,28 +629,29 @@ async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, tim
         _check_alive(children, broker, allow_exit=set())
         for c in children:
             c.read()
-            if c.last("error"):
-                raise RunFailed(f"{c.name} failed: {c.last('error')['message']}\n{c.tail()}")
-            if c.last("ready"):
+            error = c.last(Error)
+            if error is not None:
+                raise RunFailed(f"{c.name} failed: {error.message}\n{c.tail()}")
+            if c.is_ready():
                 waiting.discard(c.name)
         if time.monotonic() > deadline:
             raise RunFailed(f"not ready after {timeout:.0f} s: {sorted(waiting)}")
         await asyncio.sleep(0.05)
 
 
-async def _stop_for_final(child: _Child, timeout: float = 20.0) -> dict[str, Any]:
-    """SIGTERM a child and wait for its final report."""
+async def _stop_for_final(child: _Child, final_type: type[T], timeout: float = 20.0) -> T:
+    """SIGTERM a child and wait for its final report (a ``final_type`` body)."""
     with contextlib.suppress(ProcessLookupError):
         child.proc.terminate()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         child.read()
-        final = child.last("final")
+        final = child.last(final_type)
         if final is not None:
             return final
         if child.proc.poll() is not None:
             child.read()
-            final = child.last("final")
+            final = child.last(final_type)
             if final is not None:
                 return final
             raise RunFailed(f"{child.name} exited ({child.proc.returncode}) without a final report\n{child.tail()}")

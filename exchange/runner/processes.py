@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from schemas.status import Crashed
+
 _spawn_q: queue.SimpleQueue | None = None
 _spawn_lock = threading.Lock()
 
@@ -130,7 +132,7 @@ def process_age_s() -> float:
 
 # ---------------------------------------------------------------- crashes inside a live process
 
-CRASHED = "crashed"  # the status event a crash becomes; the run controller fails the run on it
+CRASHED = "crashed"  # the kind of status message a crash becomes (schemas/status.py Crashed); the run controller fails the run on it
 
 
 class _CrashReporter(logging.Handler):
@@ -147,7 +149,7 @@ class _CrashReporter(logging.Handler):
         try:
             message = crash_of(record)
             if message is not None:
-                self.write(CRASHED, message=message)
+                self.write(Crashed(message=message))
         except Exception:  # noqa: BLE001 - reporting must never raise into the logging call
             self.handleError(record)
 
@@ -199,7 +201,7 @@ def report_crashes(status: Any) -> None:
         def excepthook(args: threading.ExceptHookArgs) -> None:
             if args.exc_type is not SystemExit:
                 thread = args.thread.name if args.thread is not None else "a thread"
-                status.write(CRASHED, message=f"thread {thread} crashed: {_describe(args.exc_value)}")
+                status.write(Crashed(message=f"thread {thread} crashed: {_describe(args.exc_value)}"))
             previous(args)
 
         excepthook._reports_crashes = True  # type: ignore[attr-defined]

@@ -200,7 +200,7 @@ class _AliasComposer(yaml.composer.Composer):
 
     nodes = 0
 
-    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
+    def compose_node(self, parent, index):  # PyYAML's signature
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             node = super().compose_node(parent, index)
@@ -291,7 +291,7 @@ class _Builder:
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(v, (*loc, n)) for n, v in enumerate(node.value)]
             out: dict[Any, Any] = {}
-            for key, (key_mark, value) in self.pairs(node, loc).items():
+            for key, (_key_mark, value) in self.pairs(node, loc).items():
                 out[key] = self.build(value, (*loc, key))
             return out
         finally:
@@ -388,7 +388,8 @@ def _build(text: str, builder: _Builder) -> Any:
             mark_at = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         raise ScenarioError([Problem(filename, *mark_at, "", f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
     except RecursionError:
-        raise ScenarioError([Problem(filename, 0, 0, "", f"values nested deeper than YAML can be read here (a scenario needs under {MAX_DEPTH} levels)")]) from None
+        problem = f"values nested deeper than YAML can be read here (a scenario needs under {MAX_DEPTH} levels)"
+        raise ScenarioError([Problem(filename, 0, 0, "", problem)]) from None
     finally:
         composer.dispose()
     if node is None:
@@ -452,7 +453,7 @@ def _validate(data: Any, builder: _Builder) -> Scenario:
                 refused.add(written.casefold())
             first_refusal.setdefault(loc, error)
             target = _repair_target(data, loc, error["type"], deleted)
-            if target is not None and isinstance(target[-1], int) and _left(data, target[:-1], removed) == 1 or target is None:
+            if (target is not None and isinstance(target[-1], int) and _left(data, target[:-1], removed) == 1) or target is None:
                 placeholder = _placeholder(loc, first_refusal[loc])
                 if placeholder is not _NOTHING and loc not in injected:
                     injected[loc] = placeholder

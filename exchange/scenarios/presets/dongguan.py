@@ -132,7 +132,7 @@ def build(seed: int = 1) -> Scenario:
                 rng.choice(sharing_pool), rng.choice(THEMES), [*base, *own, _region(f"{d.replace('-', '_')}.e{j:02d}_region")],
             ))
 
-    subscriptions = [{"consumer": c, "entry": "gps-fix"} for c in ("urban", "emergency")]
+    subscriptions: list[dict[str, object]] = [{"consumer": c, "entry": "gps-fix"} for c in ("urban", "emergency")]
     subscriptions += [{"consumer": t["id"], "entry": "gps-fix"} for t in towns]
     subscriptions += [
         {"consumer": c, "entry": "population", "purpose": "核验居民身份", "items": ["person.id", "person.name"],

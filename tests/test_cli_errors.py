@@ -1,0 +1,44 @@
+"""A Kafka that is not there, or a bootstrap address that cannot be one: one line on stderr
+and exit 2 from every command that talks to Kafka, through the real command line."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from .harness import ROOT
+
+
+def exchange(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def nobody_listening() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "demo", "--duration", "2"],
+    ["approve", "demo", "--consumer", "psb", "--entry", "enterprise-registration"],
+    ["audit", "verify", "--platform", "dg"],
+], ids=lambda c: c[0])
+def test_no_broker_at_bootstrap_is_one_line_and_exit_2(command, tmp_path):
+    bootstrap = nobody_listening()
+    out = ["--out", str(tmp_path / "run")] if command[0] == "run" else []
+    done = exchange(*command, "--bootstrap", bootstrap, *out)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no Kafka broker answered at {bootstrap} while "), done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_port_out_of_range_is_one_line_naming_it(tmp_path):
+    done = exchange("run", "demo", "--duration", "2", "--bootstrap", "127.0.0.1:99999", "--out", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT "
+                                   "with a port from 1 to 65535")
