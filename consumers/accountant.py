@@ -22,7 +22,8 @@ from consumers.dedupe import SeenSet
 
 
 class Accountant:
-    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "") -> None:
+    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "",
+                 isolation_level: str = "read_uncommitted") -> None:
         # every hub of a cascade keeps its own audit trail: all are read
         self.hubs = topics if isinstance(topics, list) else [topics]
         self._audit_topics = {t.audit for t in self.hubs}
@@ -48,7 +49,10 @@ class Accountant:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, for checkpoints
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
-        self._consumer = clients.consumer("audit_reader", bootstrap)
+        self._consumer = clients.consumer(
+            "audit_reader", bootstrap,
+            isolation_level=isolation_level,  # read_committed under exactly-once: an aborted audit block never counts
+        )
 
     async def start(self) -> None:
         await self._consumer.start()

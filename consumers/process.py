@@ -21,7 +21,7 @@ from exchange.results.latency import ClockSkew, encode, sample_quantiles
 from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
 from schemas.envelope import Topics
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
     ConsumersFinal,
     ConsumersReady,
@@ -70,7 +70,7 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
     subscribers = _subscribers(scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None)
     _limit_and_schedule(scenario, subscribers, schedule_file)
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id)
+    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id, isolation_level(scenario))
     if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
         _restore(state, subscribers, accountant)
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
@@ -98,6 +98,12 @@ async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: as
     status.write(_final(subscribers, accountant, hops, reactions, workflows, samples))
 
 
+def isolation_level(scenario: Scenario) -> str:
+    """``read_committed`` under exactly-once: only what the routers' transactions committed
+    (exchange/router/transactions.py); else ``read_uncommitted``, Kafka's default."""
+    return "read_committed" if scenario.guarantee is DeliveryGuarantee.exactly_once else "read_uncommitted"
+
+
 def _subscribers(scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopStats, run_id: str,
                  fetch_wait_ms: int | None, restartable: bool) -> list[Subscriber]:
     """One subscriber per subscribing department, on its hub's delivery topic."""
@@ -105,12 +111,14 @@ def _subscribers(scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopSta
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
+    isolation = isolation_level(scenario)
     return [
         Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
                    auto_commit=not restartable,
                    # Restartable (--chaos): a restarted process rejoins each group once the
                    # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
-                   session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000)
+                   session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
+                   isolation_level=isolation)
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
 

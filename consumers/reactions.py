@@ -43,7 +43,8 @@ class ReactionEngine:
         self.pending = 0
         self._seq: dict[int, int] = defaultdict(int)
         self._due: list[tuple[int, str, bytes, bytes, list]] = []  # (due_ns, topic, key, value, headers)
-        self._producer = clients.producer("reactions", bootstrap)
+        # exactly-once: idempotent, as the departments' publishers
+        self._producer = clients.producer("reactions", bootstrap, idempotent=scenario.guarantee.value == "exactly-once")
         self._sender = BatchSender(self._producer)
         self._task: asyncio.Task | None = None
 

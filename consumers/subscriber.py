@@ -72,6 +72,7 @@ class Subscriber:
     def __init__(
         self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10,
         platform: str = "", hops: HopStats | None = None, auto_commit: bool = True, session_timeout_ms: int = 6000,
+        isolation_level: str = "read_uncommitted",
     ) -> None:
         self.department = department
         self.hops = hops if hops is not None else HopStats()
@@ -117,6 +118,7 @@ class Subscriber:
             fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=min(500, session_timeout_ms // 6),
+            isolation_level=isolation_level,  # read_committed under exactly-once: aborted transactions never arrive
         )
 
     def _metric_children(self, sub: bytes):

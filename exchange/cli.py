@@ -150,16 +150,22 @@ def run(
     warmup: Annotated[Optional[float], typer.Option(help=(
         "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
         "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
+    guarantee: Annotated[Optional[str], typer.Option(help=(
+        "delivery guarantee: at-least-once (subscribers drop redeliveries by trace id) or exactly-once (Apache Kafka only: "
+        "idempotent producers, the router's consume-transform-produce in transactions, read_committed subscribers); "
+        "default: the scenario's `guarantee`, else at-least-once"))] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from exchange.runner.display import LiveProgress, fault_table, summary_table
-    from exchange.runner.controller import RunOptions, parse_chaos
+    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
     options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup)
+                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup,
+                         guarantee=guarantee)
+    resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
@@ -242,6 +248,12 @@ def bench(
         "--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
     broker_kind: BrokerOption = "tansu",
+    guarantee_cost: Annotated[Optional[str], typer.Option(
+        "--guarantee-cost", metavar="SCENARIO",
+        help="only the delivery guarantee: SCENARIO (e.g. demo) run at-least-once and exactly-once in turn on one Kafka "
+             "(needs --broker kafka/kafka:3 or --bootstrap), each for --latency-seconds; records/s, p50/p99 and the cost")] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="--guarantee-cost: runs of each guarantee, alternating")] = 1,
+    rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="--guarantee-cost: scale every rate of the scenario")] = 1.0,
 ) -> None:
     """Measure the simulator itself: raw pass-through vs the router, producer, consumer."""
     from rich.table import Table
@@ -254,6 +266,11 @@ def bench(
         from exchange.bench.policy import run as run_policy_bench
 
         figures = run_policy_bench()
+    elif guarantee_cost:
+        from exchange.bench.guarantee import guarantee_cost as run_guarantee_cost
+
+        figures = _run_async(run_guarantee_cost(_load(guarantee_cost), latency_seconds, broker=broker_kind, bootstrap=bootstrap,
+                                                out=out, rounds=rounds, rate_multiplier=rate_multiplier, say=say))
     elif broker_floor:
         from exchange.bench.broker_floor import broker_floor as run_broker_floor
 

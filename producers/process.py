@@ -21,7 +21,7 @@ from exchange.results.latency import encode, sample_quantiles
 from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import warmup_end_ns, write_schedule
 from schemas.envelope import Topics
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
@@ -51,7 +51,8 @@ def build_publishers(
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
         DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform_of(dept),
-                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None)
+                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None,
+                            idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once)
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 

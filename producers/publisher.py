@@ -120,6 +120,7 @@ class DepartmentPublisher:
         run_id: str = "",
         platform: str = "",
         gate: GatewayGate | None = None,
+        idempotent: bool = False,
     ) -> None:
         self.department = department
         self.gate = gate  # the boundary gateway it publishes through, if any
@@ -129,7 +130,8 @@ class DepartmentPublisher:
         self.schedules = schedules
         self.stats = stats
         self._source = department.encode()
-        self._producer = clients.producer("publisher", bootstrap, client_id=f"dept-{department}")
+        # exactly-once (KIP-98): the broker drops a batch the producer's own retries write twice
+        self._producer = clients.producer("publisher", bootstrap, client_id=f"dept-{department}", idempotent=idempotent)
         self._partitioner = Partitioner(self._producer)
         self._in_flight = 0
         self._acked = asyncio.Event()

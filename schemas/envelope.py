@@ -8,7 +8,7 @@ can measure latency without decoding it at all.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -145,7 +145,7 @@ class AuditRecord(BaseModel):
 
 
 AUDIT_FIELDS = tuple(AuditRecord.model_fields)
-assert tuple(RoutingDecision.__args__) == AUDITED_DECISIONS  # one source: schemas/outcomes.py
+assert tuple(get_args(RoutingDecision)) == AUDITED_DECISIONS  # one source: schemas/outcomes.py
 
 
 class AuditDecision(NamedTuple):

@@ -178,6 +178,8 @@ class RunInfo(_Model):
     broker: str | None = Field(default=None, description="the broker the run started, kind and version, e.g. "
                                "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap")
     broker_start_s: float | None = Field(default=None, description="seconds from starting the broker until it answered")
+    guarantee: str = Field(default="at-least-once", description="the run's delivery guarantee: at-least-once or exactly-once "
+                           "(idempotent producers, transactional routers, read_committed subscribers)")
     drain_s: float
     dead_letters_by_reason: dict[str, int]
 

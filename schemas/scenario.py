@@ -139,6 +139,26 @@ DepartmentKindField = Annotated[
 ]
 
 
+class DeliveryGuarantee(str, Enum):
+    """How often each record reaches a subscriber's delivery topic (Kafka's delivery semantics).
+
+    ``at-least-once``: a router that dies re-routes the batches it had not committed, and
+    subscribers drop the redeliveries by trace id. ``exactly-once``: idempotent producers,
+    the router's consume-transform-produce in Kafka transactions, subscribers reading
+    ``read_committed`` (KIP-98); needs Apache Kafka (Tansu rejects transactional producers).
+    """
+
+    at_least_once = "at-least-once"  # 至少一次
+    exactly_once = "exactly-once"  # 精确一次
+
+
+DeliveryGuaranteeField = Annotated[
+    DeliveryGuarantee,
+    _aliases(DeliveryGuarantee, {"至少一次": "at-least-once", "精确一次": "exactly-once", "恰好一次": "exactly-once",
+                                 "at_least_once": "at-least-once", "exactly_once": "exactly-once"}),
+]
+
+
 class ExchangeMode(str, Enum):
     event_stream = "event_stream"  # 实时事件流 / 服务调用
     table_sync = "table_sync"  # 库表同步
@@ -475,6 +495,10 @@ class Scenario(_Model):
     reactions: tuple[Reaction, ...] = ()
     slos: tuple[SLO, ...] = ()
     workflows: tuple[Workflow, ...] = ()
+    guarantee: DeliveryGuaranteeField = Field(
+        default=DeliveryGuarantee.at_least_once,
+        description="delivery guarantee of the exchange: at-least-once (any broker) or exactly-once (Apache Kafka only: "
+        "idempotent producers, transactional routers, read_committed subscribers); `exchange run --guarantee` overrides it")
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:

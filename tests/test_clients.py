@@ -34,7 +34,7 @@ def test_fetch_wait_follows_the_broker_kind_for_following_consumers_only():
 
 
 def test_unknown_profile_names_the_known_ones():
-    with pytest.raises(clients.UnknownProfile, match="no producer profile 'nope'; known: .*publisher") as err:
+    with pytest.raises(clients.UnknownProfile, match=r"no producer profile 'nope'; known: .*publisher") as err:
         clients.producer("nope", "127.0.0.1:9092")
     assert isinstance(err.value, ExchangeError)
     with pytest.raises(clients.UnknownProfile, match="no consumer profile 'publisher'"):
@@ -81,3 +81,22 @@ async def test_roundtrip_with_clients_from_profiles(tmp_path):
             await c.seek_to_beginning(tp)
             msg = await asyncio.wait_for(c.getone(), 10)
         assert (msg.key, msg.value) == (b"k1", b"hello")
+
+
+@pytest.mark.parametrize("good", ["127.0.0.1:9092", "a:1,b:2", "[::1]:9092", "localhost"])
+def test_bootstrap_addresses_kafka_accepts(good):
+    assert clients.check_bootstrap(good) == good
+
+
+@pytest.mark.parametrize("bad, part", [("127.0.0.1:99999", "127.0.0.1:99999"), ("a:0", "a:0"), ("a:b", "a:b"),
+                                       (":9092", ":9092"), ("a:1,,b:2", ""), ("", "")])
+def test_a_malformed_bootstrap_is_refused_before_any_client_is_made(bad, part):
+    with pytest.raises(clients.BadBootstrap, match=f"{part!r} is not HOST:PORT") as err:
+        clients.admin("topology", bad)
+    assert isinstance(err.value, ExchangeError)
+
+
+def test_the_router_app_settings_name_every_bootstrap_host():
+    s = clients.faust_router_settings("h1:1, h2:2", partitions=4)
+    assert s["broker"] == ["kafka://h1:1", "kafka://h2:2"] and s["topic_partitions"] == 4
+    assert s["broker_session_timeout"] == clients.ROUTER_SESSION_TIMEOUT_S and s["producer_acks"] == -1

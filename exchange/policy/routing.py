@@ -158,7 +158,7 @@ class RouterCore:
                     h = [*header_list, (H_SUBSCRIPTION, route.subscription_bytes), routed_header]
                     deliveries.setdefault(route.topic, []).append((r.key, orjson.dumps(value), h))
                     items = route.items if len(value) == len(route.items) else tuple(value)
-                    audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))
+                    audit.append((trace, run, source, now, *route.delivered_audit, items, route.masked))  # type: ignore[misc]  # set on every compiled route
                     decisions[route.decision_key] += 1
             for group in denied:
                 audit.append((trace, run, source, now, *group.audit, (), ()))

@@ -8,7 +8,7 @@ gets, which are masked, whose jurisdiction filters rows) is compiled once into a
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -130,7 +130,7 @@ def delivery_reason(sharing: Sharing) -> DeliveryReason:
 
 
 def compile_policy(
-    scenario: Scenario, topics: Topics, platform: str | None = None, entries: Container[str] | None = None,
+    scenario: Scenario, topics: Topics, platform: str | None = None, entries: Collection[str] | None = None,
 ) -> dict[str, EntryPolicy]:
     """Compile the rules of every entry published on ``platform`` (the main one by
     default) once, before any record arrives; entry id → its policy. ``entries``
@@ -336,6 +336,7 @@ def possible_outcomes(policy: EntryPolicy) -> list[tuple[Route | None, Decision,
             out.append((route, Decision.denied, DenialReason.not_approved))
         if route.region is not None:
             out.append((route, Decision.denied, DenialReason.out_of_jurisdiction))
+        assert route.decision_key is not None  # every compiled route has its delivery decision
         _, decision, reason = route.decision_key
         out.append((route, decision, reason))
     return out

@@ -162,6 +162,9 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     run = Section("run", [
         Row("workload", a.get("workload"), b.get("workload"), kind="text"),
         Row("run id", ra.get("run_id"), rb.get("run_id"), kind="text"),
+        # results from before the setting existed were at-least-once
+        Row("delivery guarantee", ra.get("guarantee", "at-least-once") if ra else None,
+            rb.get("guarantee", "at-least-once") if rb else None, kind="text"),
         Row("router workers", ra.get("router_workers"), rb.get("router_workers")),
         Row("duration, s", ra.get("duration_s"), rb.get("duration_s"), kind="value"),
         Row("warm-up, s (out of the latency)", ra.get("warmup_s", 0), rb.get("warmup_s", 0), kind="value"),

@@ -28,7 +28,7 @@ from faust import Service
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
 from schemas.envelope import AuditRow, Topics
 from schemas.outcomes import Decision, QualityReason, VerificationResult
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 
 from exchange.router import lenient_records
 
@@ -38,6 +38,7 @@ from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.faust_bulk import BulkApp
+from exchange.router.transactions import TransactionalCommits, transactional_id
 from exchange.router.lenient_records import UndecodableBatch
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
 EXPIRY_CHECK_S = 0.1
+TRANSACTION_TIMEOUT_MS = 10_000
 
 
 def _control_fields(message: bytes) -> dict:
@@ -81,7 +83,8 @@ class Router(Service):
     """
 
     def __init__(
-        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None,
+        run_id: str = "",
     ) -> None:
         super().__init__()
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
@@ -92,6 +95,9 @@ class Router(Service):
         self.status = status
         self.bootstrap = bootstrap
         self.max_parts = max(e.partitions for e in scenario.catalogue)
+        self.run_id = run_id
+        # exchange/router/transactions.py: outputs and input offsets committed together
+        self.exactly_once = scenario.guarantee is DeliveryGuarantee.exactly_once
         transit = compile_transit(scenario, platform)
         self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts,
                                transit=transit)
@@ -114,7 +120,9 @@ class Router(Service):
         # every assigned partition (1,300 with the Dongguan preset), ~10 % of an idle worker.
         self._holds_control = False
         self._producer: AIOKafkaProducer | None = None
+        self._table_producer: AIOKafkaProducer | None = None  # exactly-once: the authority changelog's
         self._sender: BatchSender | None = None
+        self._table_sender: BatchSender | None = None
         self._output_ready = asyncio.Event()  # set once the output producer has started
         self.app = self._build_app(datadir)
         self._declare_tables()
@@ -145,6 +153,7 @@ class Router(Service):
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.route_in_bulk(frozenset(ingress), self.handle)
+        self.app.exactly_once = self.exactly_once  # read_committed: transit records come from other hubs' transactions
         self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(self.platform, self.worker).observe
         # The agent subscribes the group to the ingress topics; its records never reach
         # it, the bulk handler takes them first.
@@ -153,22 +162,46 @@ class Router(Service):
         self.app.timer(STATS_INTERVAL_S)(self._report)
 
     async def on_start(self) -> None:
-        """Start the output producer (before the app's consumer starts fetching)."""
-        self._producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}")
+        """Start the output producer (before the app's consumer starts fetching).
+
+        Under exactly-once it is transactional (:mod:`exchange.router.transactions`): a restarted
+        worker (same transactional id) fences the one it replaces, and a worker that dies holds
+        ``read_committed`` readers back only until the broker aborts its transaction
+        (``TRANSACTION_TIMEOUT_MS``, 10 s as Kafka Streams; aiokafka's default is 60 s).
+        """
+        self._producer = clients.producer(
+            "router_sink", self.bootstrap, client_id=f"router-{self.worker}",
+            transactional_id=transactional_id(group_id(self.platform), self.worker, self.run_id) if self.exactly_once else None,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        )
         await self._producer.start()
+        if self.exactly_once:
+            self.app.use_transactions(TransactionalCommits(self._producer, group_id(self.platform), observe=self.app.observe_commit))
         self._sender = BatchSender(self._producer)
+        self._table_sender = self._sender
+        if self.exactly_once:
+            # The authority table's changelog stays out of the transactions: Faust's table recovery
+            # reads a changelog to its end offset, and a transaction marker there (the last offset,
+            # never a record) holds a restarted worker in recovery. Its writes are upserts that a
+            # re-routed batch writes again, the same, so at-least-once (idempotent) is exact for it.
+            self._table_producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}-tables",
+                                                    idempotent=True)
+            await self._table_producer.start()
+            self._table_sender = BatchSender(self._table_producer)
         self._output_ready.set()
 
     async def on_stop(self) -> None:
-        """Write the final report and stop the output producer.
+        """Write the final report and stop the output producers.
 
         Runs after the app's own ``on_stop``, as the app's dependency: its fetcher has
         stopped and the offsets of every acknowledged batch are committed
-        (:class:`~exchange.router.faust_bulk.BulkApp`), so nothing needs the producer any more.
+        (:class:`~exchange.router.faust_bulk.BulkApp`), so nothing needs the producers any more.
         """
         self.final_report()
         if self._producer is not None:
             await self._producer.stop()
+        if self._table_producer is not None:
+            await self._table_producer.stop()
 
     async def _on_ready(self) -> None:
         # Faust's logging set-up leaves aiokafka's loggers at DEBUG: every request built a
@@ -209,19 +242,23 @@ class Router(Service):
             sent.extend(await send(self.topics.dead_letter, routed.dead_letters))
         if routed.quality:
             sent.extend(await send(self.topics.quality, routed.quality))
+        table_sent = []
         if routed.authority_writes:
             changelog = self.authority_table.changelog_topic.get_topic_name()
-            sent.extend(await send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes]))
+            table_sent = await self._table_sender.send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes])
         self.verifications.update(routed.verifications)
         self._metrics(batch, routed, time.time_ns() - now)
         self.records += routed.records
         self.batches += 1
         self.decisions.update(routed.decisions)
         self.dead.update(routed.dead_reasons)
-        return self._acknowledged(sent, routed.records)
+        return self._acknowledged(sent, routed.records, table_sent)
 
-    async def _acknowledged(self, sent, records: int) -> None:
-        await self._sender.acknowledged(sent)
+    async def _acknowledged(self, sent, records: int, table_sent=()) -> None:
+        # exactly-once: a batch that fails is not sent again (its transaction aborts, the batch is re-routed)
+        await self._sender.acknowledged(sent, max_attempts=1 if self.exactly_once else 20)
+        if table_sent:
+            await self._table_sender.acknowledged(list(table_sent))
         self.acked += records
         self.last_ack_ns = time.time_ns()
 
@@ -314,8 +351,9 @@ class Router(Service):
         await self._send_and_ack(self.topics.audit, [(None, b, []) for b in self.audit.blocks(0, rows)], partition=0)
 
     async def _send_and_ack(self, topic: str, messages: list, partition: int | None = None) -> None:
-        sent = await self._sender.send(topic, messages, partition=partition)
-        await self._sender.acknowledged(sent)
+        async with self.app.sending():  # exactly-once: inside the open transaction, visible at its commit
+            sent = await self._sender.send(topic, messages, partition=partition)
+        await self._sender.acknowledged(sent, max_attempts=1 if self.exactly_once else 20)
 
     async def _report(self) -> None:
         states: Counter = Counter()
@@ -414,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
     report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
-    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform)
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id)
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms
     if args.no_declare_topics:

@@ -55,7 +55,8 @@ class CommitPipeline:
         """Queue a routed batch: ``offsets`` (topic partition → next offset to read) are
         committed once ``done`` (its outputs acknowledged) resolves and every earlier batch's
         did. Waits while ``max_in_flight`` batches are queued; raises the failure of an
-        earlier batch whose outputs were not acknowledged (nothing after it is committed)."""
+        earlier batch whose outputs were not acknowledged, or of a commit that failed with a
+        bug (nothing after it is committed)."""
         if self.failed is not None:
             raise self.failed
         while len(self._queue) >= self._max:
@@ -100,13 +101,13 @@ class CommitPipeline:
         try:
             done = await self._commit(pending)
         except KafkaError as exc:  # a rebalance took the partitions: the new owner re-reads them
-            log.info("commit of %s skipped: %r", sorted(pending), exc)
+            log.info("commit of %s skipped: %r", sorted(map(str, pending)), exc)
         except Exception as exc:  # a bug: never hide it, stop committing (the next add raises it)
             self.failed = exc
-            log.error("commit of %s failed; no more offsets are committed", sorted(pending), exc_info=exc)
+            log.error("commit of %s failed; no more offsets are committed", sorted(map(str, pending)), exc_info=exc)
         else:
             if done is False:  # the committer declined (Faust: partitions already rebalanced away)
-                log.info("commit of %s skipped: partitions no longer assigned", sorted(pending))
+                log.info("commit of %s skipped: partitions no longer assigned", sorted(map(str, pending)))
             elif self._observe is not None:
                 now = time.monotonic()
                 for at in added:

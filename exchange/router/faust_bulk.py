@@ -7,18 +7,22 @@ Faust gives a router (consumer group membership and rebalancing, offset tracking
 tables and their changelogs, agents for low-volume topics) and hands the records of the
 topics it is told about to one batch handler, straight from the fetcher.
 
-At-least-once, pipelined: the handler routes a batch and returns an awaitable that
+At-least-once by default, pipelined: the handler routes a batch and returns an awaitable that
 resolves when the broker has acknowledged everything the batch produced. The next fetch
 does not wait for it; :class:`~exchange.router.commits.CommitPipeline` commits each batch's
 offsets only after its outputs, and those of every batch before it, are acknowledged.
+Exactly-once (:meth:`BulkApp.use_transactions`): batches are routed inside the router
+producer's open transaction and their offsets committed in it
+(:mod:`exchange.router.transactions`); the consumer reads ``read_committed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -27,6 +31,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from exchange.router.commits import CommitPipeline
+from exchange.router.transactions import TransactionalCommits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        if self.app.exactly_once:  # read when the consumer starts (aiokafka's Fetcher takes it then)
+            consumer._isolation_level = "read_committed"
         return consumer
 
 
@@ -60,10 +67,11 @@ class BulkConsumer(faust_aiokafka.Consumer):
             bulk = {tp: recs for tp, recs in records.items() if tp.topic in app.bulk_topics and recs}
             if bulk:
                 records = {tp: recs for tp, recs in records.items() if tp not in bulk}
-                t0 = time.perf_counter()
-                done = await app.bulk_handler(bulk)
-                app.handle_seconds += time.perf_counter() - t0
-                await app.commits.add({tp: recs[-1].offset + 1 for tp, recs in bulk.items()}, done)
+                async with app.sending():  # exactly-once: the batch and its offsets in the open transaction
+                    t0 = time.perf_counter()
+                    done = await app.bulk_handler(bulk)
+                    app.handle_seconds += time.perf_counter() - t0
+                    await app.commits.add({tp: recs[-1].offset + 1 for tp, recs in bulk.items()}, done)
         return records, active
 
     async def on_partitions_revoked(self, revoked) -> None:
@@ -89,6 +97,9 @@ class BulkApp(faust.App):
     bulk_topics: frozenset[str] = frozenset()
     bulk_handler: BatchHandler
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    #: exactly-once: read ``read_committed`` (skip aborted transactions' records), and route each
+    #: batch inside the transaction given to :meth:`use_transactions` (waited for until then)
+    exactly_once: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,6 +119,21 @@ class BulkApp(faust.App):
             return await self.consumer._thread.commit(offsets)  # type: ignore[attr-defined]
         except ConsumerNotStarted:  # stopping: the partitions' next owner re-reads from the last commit
             return False
+
+    def use_transactions(self, commits: TransactionalCommits) -> None:
+        """Exactly-once: commit offsets in the router producer's transactions instead of through the consumer."""
+        self._commits = commits
+
+    @contextlib.asynccontextmanager
+    async def sending(self) -> AsyncIterator[None]:
+        """Hold while sending with the router's producer: the open transaction under exactly-once, else nothing."""
+        if not self.exactly_once:
+            yield
+            return
+        while not isinstance(self._commits, TransactionalCommits):  # the producer is not started yet
+            await asyncio.sleep(0.01)
+        async with self._commits.batch():
+            yield
 
     def _new_transport(self):
         return BulkTransport(self.conf.broker_consumer, self)

@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel
 
 from schemas.results import FaultResult, Result, RunInfo
-from schemas.scenario import Scenario
+from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
     ConsumersFinal,
     ConsumersStats,
@@ -85,6 +85,29 @@ class RunOptions:
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
     broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
+    guarantee: str | None = None  # at-least-once | exactly-once; None: the scenario's (see resolve_guarantee)
+
+
+class GuaranteeError(ExchangeError, ValueError):
+    """A delivery guarantee the run's broker cannot give (exit code 2, before anything starts)."""
+
+
+def resolve_guarantee(options: RunOptions) -> DeliveryGuarantee:
+    """The run's delivery guarantee: ``options.guarantee``, else the scenario's ``guarantee``.
+
+    Raises :class:`GuaranteeError` for exactly-once on the embedded Tansu broker: it rejects
+    idempotent and transactional producers (InitProducerId), which exactly-once is made of.
+    With ``--bootstrap`` the broker is taken to be Kafka.
+    """
+    try:
+        chosen = DeliveryGuarantee(options.guarantee) if options.guarantee else options.scenario.guarantee
+    except ValueError:
+        raise GuaranteeError(f"--guarantee {options.guarantee!r}: expected at-least-once or exactly-once") from None
+    if chosen is DeliveryGuarantee.exactly_once and options.bootstrap is None and brokers.parse(options.broker)[0] == "tansu":
+        named = "--guarantee exactly-once" if options.guarantee else f"{options.scenario.name}: guarantee exactly-once"
+        raise GuaranteeError(f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
+                             "the embedded Tansu broker rejects idempotent and transactional producers")
+    return chosen
 
 
 def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
@@ -237,7 +260,9 @@ class _Run:
 
     def __init__(self, options: RunOptions, on_progress: Callable[[Progress], None], say: Callable[[str], None] | None) -> None:
         self.options, self.on_progress, self.say = options, on_progress, say
-        self.scenario = scenario = options.scenario
+        self.guarantee = resolve_guarantee(options)  # GuaranteeError before anything starts
+        # the processes read it from the runtime scenario
+        self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
         self.faults = parse_chaos(options, duration)
         self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
@@ -414,9 +439,10 @@ class _Run:
             dead_letters_by_reason=_dead_reasons(reports.consumers),
             broker=broker.describe() if broker is not None else None,
             broker_start_s=broker.start_seconds if broker is not None else None,
+            guarantee=self.guarantee.value,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
-        result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}")
+        result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
         if self.injector is not None:
             result.faults = _fault_results(self.injector, self.lag_samples, reports.publish_intervals, self.end_s)
         result.slos = judge(self.scenario, result, {name: f.e2e for name, f in reports.consumers.flows.items()})

@@ -169,7 +169,8 @@ class SummaryTable:
         after = f" (after the {result.warmup.seconds:g} s warm-up)" if result.warmup else ""
         caption = (
             f"all flows{after}: p50 {result.aggregatedEndToEndLatency50pct:.1f} ms, p99 {result.aggregatedEndToEndLatency99pct:.1f} ms, "
-            f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped\n"
+            f"max {result.aggregatedEndToEndLatencyMax:.1f} ms · {c.produced:,} records produced, {c.duplicates:,} duplicates dropped "
+            f"({result.run.guarantee})\n"
             f"denied by reason: {denied} · dead letters by reason: {dead}"
         )
         if result.warmup:

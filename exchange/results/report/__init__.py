@@ -60,7 +60,6 @@ from exchange.results.report.sections import (
     SAMPLE_FLOWS_OPEN,
     SAMPLE_FLOWS_SHOWN,
     SAMPLES_SHOWN,
-    _value,
     fault_section,
     flow_table,
     fmt_value,
@@ -98,4 +97,16 @@ from exchange.results.report.series import (
     worst_flows,
 )
 
-__all__ = ['COLORS', 'CONFIG', 'CSS', 'ESSENTIAL', 'FONT', 'MAX_BARS', 'MAX_LINES', 'MAX_X', 'Names', 'PCT_KEYS', 'REASON_COLORS', 'ReportError', 'SAMPLES_FILE', 'SAMPLES_SHOWN', 'SAMPLE_FLOWS_OPEN', 'SAMPLE_FLOWS_SHOWN', 'SAMPLE_KEYS', '_value', 'aggregated_curve', 'base_layout', 'build_report_html', 'chart', 'curve_trace', 'delivered_flows', 'department_matrix', 'esc', 'fault_section', 'fig_exceptions', 'fig_flow_latency', 'fig_latency_time', 'fig_matrix', 'fig_outcomes', 'fig_percentiles', 'fig_rates', 'flow_label', 'flow_table', 'fmt_int', 'fmt_ms', 'fmt_value', 'hops_section', 'input_warnings', 'interval_x', 'kpis', 'latency_series', 'load_json', 'load_result', 'load_samples_beside', 'load_scenario_beside', 'mark_faults', 'mark_warmup', 'mean', 'nonempty_list', 'onss_section', 'page', 'pct_label', 'pct_to_x', 'percentile_axes', 'quantiles_curve', 'run_meta', 'sample_item_rows', 'samples_section', 'slo_section', 'slo_unit', 'slo_verdict', 'table', 'title_of', 'verdict', 'warmup_section', 'workflow_section', 'worst_flows', 'write_report']
+__all__ = [
+    'COLORS', 'CONFIG', 'CSS', 'ESSENTIAL', 'FONT', 'MAX_BARS', 'MAX_LINES', 'MAX_X', 'Names', 'PCT_KEYS',
+    'REASON_COLORS', 'ReportError', 'SAMPLES_FILE', 'SAMPLES_SHOWN', 'SAMPLE_FLOWS_OPEN',
+    'SAMPLE_FLOWS_SHOWN', 'SAMPLE_KEYS', 'aggregated_curve', 'base_layout', 'build_report_html',
+    'chart', 'curve_trace', 'delivered_flows', 'department_matrix', 'esc', 'fault_section', 'fig_exceptions',
+    'fig_flow_latency', 'fig_latency_time', 'fig_matrix', 'fig_outcomes', 'fig_percentiles', 'fig_rates',
+    'flow_label', 'flow_table', 'fmt_int', 'fmt_ms', 'fmt_value', 'hops_section', 'input_warnings',
+    'interval_x', 'kpis', 'latency_series', 'load_json', 'load_result', 'load_samples_beside',
+    'load_scenario_beside', 'mark_faults', 'mark_warmup', 'mean', 'nonempty_list', 'onss_section', 'page',
+    'pct_label', 'pct_to_x', 'percentile_axes', 'quantiles_curve', 'run_meta', 'sample_item_rows',
+    'samples_section', 'slo_section', 'slo_unit', 'slo_verdict', 'table', 'title_of', 'verdict',
+    'warmup_section', 'workflow_section', 'worst_flows', 'write_report',
+]

@@ -189,7 +189,7 @@ def fig_flow_latency(r: dict[str, Any], names: Names) -> go.Figure | None:
     q = [f.get("end_to_end_ms") or {} for _, f in flows]
     fig = go.Figure()
     xs, ys = [], []
-    for label, qq in zip(labels, q):
+    for label, qq in zip(labels, q, strict=True):
         xs += [qq.get("50pct"), qq.get("max"), None]
         ys += [label, label, None]
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#cbd5e1", "width": 6}, showlegend=False,
@@ -265,7 +265,9 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
         return None
     z, text, hover = [], [], []
     for row in rows:
-        z.append([]), text.append([]), hover.append([])
+        z.append([])
+        text.append([])
+        hover.append([])
         for col in cols:
             cell = cells.get((row, col))
             if cell is None:

@@ -68,7 +68,8 @@ def run_meta(r: dict[str, Any]) -> str:
     ready = ", ".join(f"{s:.1f} s" for s in run.get("router_ready_s") or [])
     items = [("driver", r.get("driver")), ("run", run.get("run_id")), ("started", run.get("started_at")),
              ("duration", f"{run.get('duration_s')} s" if run.get("duration_s") is not None else None),
-             ("seed", run.get("seed")), ("router workers", run.get("router_workers")), ("router ready", ready or None),
+             ("seed", run.get("seed")), ("guarantee", run.get("guarantee")),
+             ("router workers", run.get("router_workers")), ("router ready", ready or None),
              ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
              ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
              ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
