@@ -143,7 +143,8 @@ def run(
     chaos: Annotated[Optional[str], typer.Option(
         help="faults to inject, comma-separated KIND[:TARGET]@TIME[+DURATION], times after publishing starts "
              "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
-             "pause-consumer:DEPT@T+D, pause-broker@T+D (embedded broker only). "
+             "pause-consumer:DEPT@T+D, pause-broker@T+D (the broker the run starts); on --broker kafka:3 also "
+             "kill-broker[:NODE]@T[+restart|+D] and pause-broker[:NODE]@T+D (default node: the one leading the most ingress partitions). "
              "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
     broker_kind: BrokerOption = "tansu",
     warmup: Annotated[Optional[float], typer.Option(help=(

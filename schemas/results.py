@@ -138,19 +138,26 @@ class FaultResult(_Model):
     """One fault injected with ``exchange run --chaos`` and how the exchange came back.
 
     Lag is router lag (ingress records not yet taken in) plus consumer lag (deliveries not
-    yet read), in records, sampled by the controller five times a second."""
+    yet read), in records, sampled by the controller five times a second; latency is the
+    subscribers' end-to-end p99 over their last one-second interval (exchange/runner/chaos.py)."""
 
     spec: str = Field(description="the fault as given, normalised, e.g. 'pause-broker@5s+3s'")
-    kind: str = Field(description="kill-router, pause-router, kill-consumers, pause-consumer or pause-broker")
-    target: str | None = Field(description="router worker id or subscribing department; null for the others")
+    kind: str = Field(description="kill-router, pause-router, kill-consumers, pause-consumer, pause-broker or kill-broker")
+    target: str | None = Field(description="router worker id, subscribing department or broker node id as given; null for the others")
     at_s: float = Field(description="scheduled time, seconds after publishing started")
     injected_at_s: float | None = Field(description="when it was injected (the controller polls every 0.2 s); null if the run ended first")
-    duration_s: float = Field(description="0 for kills (the process is restarted at once)")
+    duration_s: float = Field(description="0 for kills (the process is restarted at once); kill-broker: how long the node was down before its restart")
+    node: int | None = Field(default=None, description="the broker node a kill-broker or pause-broker hit on a Kafka cluster")
+    node_chosen: str | None = Field(default=None, description="why that node, when the spec named none (the node leading the most ingress partitions)")
     baseline_lag: float = Field(description="mean lag over the 3 s before the fault, records")
     peak_lag: int = Field(description="highest lag from the fault until recovery (or the end of the run), records")
     recovered_after_s: float | None = Field(
-        description="seconds from the end of the fault (a kill: the kill) until the lag was back to "
-                    "≤ max(baseline × 1.5, baseline + 100); null if not within the run")
+        description="seconds from the end of the fault (a kill: the kill) until lag and latency were both back to normal: "
+                    "lag ≤ max(baseline × 1.5, baseline + 100), p99 ≤ max(baseline × 1.5, baseline + 50 ms); null if not within the run")
+    lag_recovered_after_s: float | None = Field(default=None, description="the same, lag alone")
+    latency_recovered_after_s: float | None = Field(default=None, description="the same, end-to-end p99 alone")
+    baseline_p99_ms: float | None = Field(default=None, description="mean end-to-end p99 over the 3 s before the fault, ms")
+    peak_p99_ms: float | None = Field(default=None, description="highest interval end-to-end p99 from the fault until recovery, ms")
     publish_delay_max_ms: float | None = Field(
         default=None, description="highest per-interval publish delay from the fault until recovery: a producer stall shows here")
 

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from exchange.runner import chaos
-from exchange.runner.chaos import ChaosError, Fault, LagSample
+from exchange.runner.chaos import BrokerHandle, ChaosError, Fault, LagSample
 from exchange.runner.controller import RunOptions, run
 from exchange.runner.status import read_messages
 from exchange.scenarios.loader import load
@@ -70,11 +70,81 @@ def test_a_bad_spec_is_refused_naming_the_bad_part(spec, message):
 
 
 def test_the_broker_can_only_be_paused_when_it_is_ours_and_stateful_consumers_cannot_be_killed():
-    with pytest.raises(ChaosError, match="pause-broker needs the embedded broker"):
-        parse("pause-broker@3s+2s", embedded_broker=False)
+    with pytest.raises(ChaosError, match=r"pause-broker needs a broker the run starts itself \(--broker\), not one given with --bootstrap"):
+        parse("pause-broker@3s+2s", broker=None)
     with pytest.raises(ChaosError, match="reactions or workflows"):
         parse("kill-consumers@3s", restartable_consumers=False)
     assert parse("kill-router@1s,pause-router:1@1s+1s")  # different workers may overlap
+
+
+CLUSTER = BrokerHandle("kafka", 3)
+
+
+def test_broker_faults_on_a_cluster_name_a_node_or_leave_it_to_the_run():
+    faults = parse("kill-broker@3s+restart, kill-broker:2@10s,pause-broker:3@12s+2s,kill-broker:1@14s+4s", broker=CLUSTER)
+    assert faults == [
+        Fault("kill-broker", None, 3.0, 0.0, restart=True),
+        Fault("kill-broker", "2", 10.0, 0.0, restart=False),
+        Fault("pause-broker", "3", 12.0, 2.0),
+        Fault("kill-broker", "1", 14.0, 4.0, restart=True),
+    ]
+    assert [f.label for f in faults] == ["kill-broker@3s+restart", "kill-broker:2@10s", "pause-broker:3@12s+2s",
+                                         "kill-broker:1@14s+4s"]
+    assert faults[1].down_for_good and not faults[0].down_for_good and faults[3].end_s == 18.0
+    assert parse("pause-broker@3s+2s", broker=CLUSTER) == [Fault("pause-broker", None, 3.0, 2.0)]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("kill-broker:4@3s", "broker node '4' does not exist (kafka:3: nodes 1…3)"),
+    ("kill-broker:0@3s", "broker node '0' does not exist"),
+    ("kill-broker:x@3s+restart", "broker node 'x' does not exist"),
+    ("kill-broker@3s+0s", "the duration must be more than 0"),
+    ("kill-broker@3s+again", "time 'again' must look like 20s"),
+    ("pause-broker:2@3s", "pause-broker needs a duration"),
+    ("kill-broker:2@3s,pause-broker:2@20s+1s", "overlaps 'kill-broker:2@3s' (same broker node 2, down for the rest of the run: add +restart)"),
+    ("kill-broker:2@3s+5s,kill-broker:2@6s", "overlaps 'kill-broker:2@3s+5s' (same broker node 2)"),
+    ("kill-broker@3s+restart,pause-broker:1@3s+1s", "a broker fault without a node may hit any node"),
+    ("pause-broker:1@3s+5s,kill-broker@4s", "a broker fault without a node may hit any node"),
+])
+def test_a_bad_broker_fault_on_a_cluster_is_refused(spec, message):
+    with pytest.raises(ChaosError) as exc:
+        parse(spec, broker=CLUSTER)
+    assert message in str(exc.value)
+
+
+def test_two_nodes_may_be_faulted_at_once_when_named():
+    faults = parse("kill-broker:1@3s+5s,pause-broker:2@4s+2s", broker=CLUSTER)
+    assert [f.resource for f in faults] == ["broker node 1", "broker node 2"]
+
+
+@pytest.mark.parametrize(("broker", "spec", "message"), [
+    (BrokerHandle("tansu"), "kill-broker@3s+restart",
+     "'kill-broker@3s+restart': kill-broker needs a Kafka cluster (--broker kafka:3), not the embedded Tansu broker"),
+    (BrokerHandle("kafka", 1), "kill-broker:1@3s", "kill-broker needs a Kafka cluster (--broker kafka:3), not a single Kafka node"),
+    (BrokerHandle("tansu"), "pause-broker:1@3s+1s", "pause-broker:NODE needs a Kafka cluster (--broker kafka:3), not the embedded "
+                                                    "Tansu broker, which is one node: write pause-broker@… to stop the whole broker"),
+    (None, "kill-broker@3s+restart", "kill-broker needs a broker the run starts itself (--broker), not one given with --bootstrap"),
+])
+def test_broker_node_faults_are_refused_without_a_cluster_in_one_line(broker, spec, message):
+    with pytest.raises(ChaosError) as exc:
+        parse(spec, broker=broker)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+    assert parse("pause-broker@3s+1s", broker=BrokerHandle("kafka", 1))  # a single node pauses whole, as Tansu does
+
+
+def test_recovery_waits_for_latency_too():
+    fault = Fault("kill-broker", "2", 4.0, 0.0, restart=True)
+    samples = [LagSample(t, lag, True, p99) for t, lag, p99 in [
+        (1.5, 10, 20.0), (2.5, 30, 40.0), (3.5, 20, None),  # baseline: lag 20, p99 30 ms
+        (4.5, 900, None), (5.5, 40, 900.0),  # lag is back at 5.5 s, latency is not: the backlog came late
+        (6.5, 30, 95.0), (7.5, 20, 70.0),  # p99 back to ≤ max(30 × 1.5, 30 + 50) = 80 at 7.5 s
+    ]]
+    r = chaos.recovery(fault, samples, until_s=8)
+    assert (r.baseline_lag, r.baseline_p99_ms, r.peak_lag, r.peak_p99_ms) == (20, 30, 900, 900)
+    assert (r.lag_recovered_after_s, r.latency_recovered_after_s, r.recovered_after_s) == (1.5, 3.5, 3.5)
+    # no deliveries before the fault: no latency baseline, lag alone decides
+    bare = chaos.recovery(fault, [LagSample(s.t, s.lag, True) for s in samples], until_s=8)
+    assert bare.baseline_p99_ms is None and bare.recovered_after_s == 1.5
 
 
 def test_recovery_is_measured_from_the_end_of_the_fault_and_ignores_silent_processes():
@@ -171,3 +241,29 @@ def test_the_command_line_refuses_a_bad_spec_before_starting_anything(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "exchange", "run", "--help"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, env={**__import__("os").environ, "COLUMNS": "200"})
     assert "--chaos" in helped.stdout and "pause-broker" in helped.stdout
+
+
+def test_the_terminal_and_the_report_name_the_broker_node_a_fault_hit():
+    import io
+
+    from rich.console import Console
+
+    from exchange.results.report import fault_section
+    from exchange.runner.display import fault_table
+    from schemas.results import FaultResult
+
+    from .test_display import demo
+
+    result = demo()
+    result.faults = [FaultResult(spec="kill-broker@5s+restart", kind="kill-broker", target=None, at_s=5, injected_at_s=5.1,
+                                 duration_s=0, node=3, node_chosen="leads 4 of 10 ingress partitions", baseline_lag=12,
+                                 peak_lag=900, recovered_after_s=11.5, baseline_p99_ms=40, peak_p99_ms=9500)]
+    console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+    console.print(fault_table(result))
+    text = console.export_text()
+    assert "kill-broker@5s+restart (node 3)" in text and "40 → 9,500 ms" in text and "11.5 s" in text
+    html = fault_section(result.model_dump(mode="json"))
+    assert "node 3 (leads 4 of 10 ingress partitions)" in html and "40 → 9,500" in html
+    result.faults[0].baseline_p99_ms = None  # nothing delivered before the fault
+    console.print(fault_table(result))
+    assert "— → 9,500 ms" in console.export_text()

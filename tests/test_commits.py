@@ -164,3 +164,26 @@ def test_a_bug_in_the_commit_fails_the_pipeline_loudly_instead_of_dropping_offse
     asyncio.run(scenario())
     [record] = [r for r in caplog.records if r.name == "exchange.router.commits"]
     assert record.levelname == "ERROR" and record.exc_info is not None
+
+
+def test_a_flush_given_up_on_does_not_cancel_the_batches_still_waiting_for_their_acks():
+    """A revoke waits for the flush at most a few seconds; its timeout must leave the sends
+    alone (a cancelled ack failed the pipeline, and the worker, when a Kafka node died)."""
+    async def scenario():
+        committed: list[dict] = []
+
+        async def commit(offsets):
+            committed.append(dict(offsets))
+
+        pipeline = CommitPipeline(commit)
+        ack = asyncio.ensure_future(asyncio.sleep(0.2))  # the leader moves, then the ack comes
+        await pipeline.add({("t", 0): 10}, ack)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pipeline.flush(), 0.05)
+        assert not ack.cancelled()
+        await ack
+        await asyncio.sleep(0.01)
+        assert pipeline.failed is None and committed == [{("t", 0): 10}]
+        await pipeline.stop()
+
+    asyncio.run(scenario())

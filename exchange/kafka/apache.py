@@ -143,6 +143,52 @@ def metadata_brokers(host: str, port: int, timeout: float = 1.0) -> int | None:
     return count if got == corr else None
 
 
+def metadata_leaders(host: str, port: int, topics: list[str], timeout: float = 1.0) -> dict[tuple[str, int], int] | None:
+    """(topic, partition) → leader node id of ``topics``, as host:port's metadata cache knows
+    them (MetadataRequest v0; -1: no leader); None if no answer. Topics it does not know are left out."""
+    corr = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
+    client = b"exchange-probe"
+    body = struct.pack(">i", len(topics)) + b"".join(struct.pack(">h", len(t.encode())) + t.encode() for t in topics)
+    req = struct.pack(">hhih", 3, 0, corr, len(client)) + client + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(struct.pack(">i", len(req)) + req)
+            head = _recv(s, 4)
+            data = _recv(s, struct.unpack(">i", head)[0]) if head is not None else None
+    except OSError:
+        return None
+    if data is None:
+        return None
+    try:
+        got, pos = struct.unpack_from(">i", data)[0], 4
+        if got != corr:
+            return None
+        (n,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        for _ in range(n):  # brokers: node_id, host, port
+            (hlen,) = struct.unpack_from(">h", data, pos + 4)
+            pos += 4 + 2 + hlen + 4
+        out: dict[tuple[str, int], int] = {}
+        (n,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        for _ in range(n):  # topics: error, name, partitions
+            err, nlen = struct.unpack_from(">hh", data, pos)
+            name = data[pos + 4:pos + 4 + nlen].decode()
+            pos += 4 + nlen
+            (parts,) = struct.unpack_from(">i", data, pos)
+            pos += 4
+            for _ in range(parts):  # error, partition, leader, replicas, isr
+                _perr, partition, leader, replicas = struct.unpack_from(">hiii", data, pos)
+                pos += 14 + 4 * replicas
+                (isr,) = struct.unpack_from(">i", data, pos)
+                pos += 4 + 4 * isr
+                if err == 0:
+                    out[(name, partition)] = leader
+        return out
+    except struct.error:
+        return None
+
+
 def _recv(s: socket.socket, n: int) -> bytes | None:
     buf = b""
     while len(buf) < n:
@@ -192,6 +238,8 @@ class KafkaBroker(BrokerLifecycle):
         self._cds_pending: list[list] = []  # [being written, final, its JVM] of class-data archives
         # stop() from another thread (a cancelled astart(): its thread runs on) aborts a start
         self._cancel = threading.Event()
+        self._down: set[int] = set()  # nodes killed on purpose (kill_node) and not restarted
+        self._paused: set[int] = set()  # nodes pause_node stopped and resume_node has not continued
 
     # the EmbeddedBroker interface
     @property
@@ -226,17 +274,106 @@ class KafkaBroker(BrokerLifecycle):
 
     @property
     def returncode(self) -> int | None:
-        """The exit code of the first node that ended, else None."""
+        """The exit code of the first node that ended by itself (not by :meth:`kill_node`), else None."""
         for n in self._nodes:
-            if n.proc is not None and n.proc.poll() is not None:
+            if n.node_id not in self._down and n.proc is not None and n.proc.poll() is not None:
                 return n.proc.returncode
         return None
 
     @property
     def running(self) -> bool:
-        """Started, not stopped, and every node's JVM is alive."""
-        procs = [n.proc for n in self._nodes]
+        """Started, not stopped, and every node's JVM is alive (but those :meth:`kill_node` killed)."""
+        procs = [n.proc for n in self._nodes if n.node_id not in self._down]
         return bool(procs) and all(p is not None and p.poll() is None for p in procs)
+
+    # Faults of one node (exchange/runner/faults.py: --chaos kill-broker, pause-broker) ----------------
+    @property
+    def node_ids(self) -> list[int]:
+        """The nodes' ids, 1…nodes (empty when stopped)."""
+        return [n.node_id for n in self._nodes]
+
+    @property
+    def down(self) -> set[int]:
+        """Nodes :meth:`kill_node` killed and :meth:`restart_node` has not restarted."""
+        return set(self._down)
+
+    def node_pid(self, node_id: int) -> int | None:
+        """Node ``node_id``'s JVM pid; None while it is down."""
+        proc = self._node(node_id).proc
+        return proc.pid if proc is not None and node_id not in self._down else None
+
+    def kill_node(self, node_id: int) -> int:
+        """SIGKILL node ``node_id``'s JVM (no controlled shutdown: its leaderships move only once
+        the controller notices, after ``broker.session.timeout.ms``) and reap it; returns its pid.
+
+        The node counts as down, not dead: :attr:`running` and :attr:`returncode` leave it out
+        until :meth:`restart_node`. Its storage stays where it was.
+        """
+        node = self._node(node_id)
+        proc = node.proc
+        if proc is None or node_id in self._down:
+            raise BrokerError(f"Kafka node {node_id} is not running")
+        self._down.add(node_id)
+        _kill_group(proc)
+        return proc.pid
+
+    def restart_node(self, node_id: int) -> int:
+        """Start a node :meth:`kill_node` killed again, on the same ports, configuration and
+        storage (it recovers its logs and catches up as a follower; Kafka moves leaderships back
+        to preferred replicas later by itself); returns the new pid. Does not wait for it to
+        rejoin: the run measures how long the exchange takes to recover."""
+        node = self._node(node_id)
+        if node_id not in self._down:
+            raise BrokerError(f"Kafka node {node_id} was not killed")
+        assert self._data is not None
+        node.proc = self._spawn(["kafka.Kafka", str(self._data / f"node-{node_id}.properties")], node.log_path, mode="ab")
+        self._down.discard(node_id)
+        return node.proc.pid
+
+    def pause_node(self, node_id: int) -> int:
+        """SIGSTOP node ``node_id``'s JVM (a hung broker: its sockets stay open, nothing answers);
+        returns its pid. :meth:`resume_node` continues it."""
+        pid = self.node_pid(node_id)
+        if pid is None:
+            raise BrokerError(f"Kafka node {node_id} is not running")
+        os.kill(pid, signal.SIGSTOP)
+        self._paused.add(node_id)
+        return pid
+
+    def resume_node(self, node_id: int) -> None:
+        """SIGCONT node ``node_id``'s JVM (harmless when it is not stopped)."""
+        pid = self.node_pid(node_id)
+        self._paused.discard(node_id)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def partition_leaders(self, topics: list[str]) -> dict[tuple[str, int], int]:
+        """(topic, partition) → leader node id, as the first node that is up and not paused
+        answers (its metadata may lag a failover by a moment); empty when none answers."""
+        for n in self._nodes:
+            if n.node_id not in self._down and n.node_id not in self._paused:
+                found = metadata_leaders(self.host, n.port, topics, timeout=2.0)  # a loaded node answers late
+                if found is not None:
+                    return found
+        return {}
+
+    def busiest_node(self, topics: list[str]) -> tuple[int, int, int]:
+        """The node that is up and leads the most partitions of ``topics`` (ties: the lowest id;
+        nobody known: the first node up): (node id, partitions it leads, partitions)."""
+        leaders = self.partition_leaders(topics)
+        live = [n for n in self.node_ids if n not in self._down and n not in self._paused]
+        if not live:
+            raise BrokerError("no Kafka node is up")
+        counts = {n: sum(1 for leader in leaders.values() if leader == n) for n in live}
+        node = max(live, key=lambda n: (counts[n], -n))
+        return node, counts[node], len(leaders)
+
+    def _node(self, node_id: int) -> _Node:
+        for n in self._nodes:
+            if n.node_id == node_id:
+                return n
+        raise BrokerError(f"Kafka node {node_id} does not exist (nodes: 1…{self.nodes})")
 
     def is_alive(self) -> bool:
         """Running and node 1 lists every node as a live broker."""
@@ -447,6 +584,12 @@ class KafkaBroker(BrokerLifecycle):
         with self._lock:
             nodes, self._nodes = self._nodes, []
             data, self._data = self._data, None
+            self._down.clear()
+            self._paused.clear()
+        for n in nodes:  # a paused node cannot take its SIGTERM
+            if n.proc is not None and n.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(n.proc.pid, signal.SIGCONT)
         atexit.unregister(self.stop)
         procs = [n.proc for n in nodes if n.proc is not None]
         for p in procs:
@@ -476,7 +619,7 @@ class KafkaBroker(BrokerLifecycle):
             if self._nodes != nodes:
                 return
             for n in nodes:
-                rc = n.proc.poll() if n.proc is not None else None
+                rc = n.proc.poll() if n.proc is not None and n.node_id not in self._down else None
                 if rc is not None:
                     on_death(rc)
                     return

@@ -47,6 +47,12 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
     return plan
 
 
+def ingress_topics(scenario: Scenario) -> list[str]:
+    """The ingress topics of :func:`topic_plan` (where departments publish), sorted."""
+    names = {Topics(hub).ingress(e.id) for hub in scenario.hubs_in_use for e in scenario.catalogue}
+    return sorted(name for name in topic_plan(scenario) if name in names)
+
+
 def router_internal_topics(scenario: Scenario) -> dict[str, tuple[int, dict[str, str]]]:
     """Faust's own topics of every hub's router: name → (partitions, topic configs).
 

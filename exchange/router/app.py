@@ -444,6 +444,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loglevel", default="warning")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--run-id", default="")
+    parser.add_argument("--no-declare-topics", action="store_true",
+                        help="Faust's own topics were created up front (exchange/kafka/topics.py): never create them. A worker "
+                             "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
@@ -452,6 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id)
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms
+    if args.no_declare_topics:
+        router.app.conf.topic_allow_declare = False
     ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
     sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
                              args.metrics_port, args.run_id, args.worker, router.platform)

@@ -117,7 +117,10 @@ class CommitPipeline:
     async def flush(self) -> None:
         """Wait for every batch in flight and commit; called before partitions go away."""
         while self._queue and self.failed is None:
-            await asyncio.gather(*(done for _, done, _ in list(self._queue)), return_exceptions=True)
+            # shielded: a caller that gives up waiting (the revoke's timeout) must not cancel the
+            # batches' sends, which would fail the pipeline and the worker (seen when a Kafka node
+            # died: acks waited for the leaders to move, and a rebalance came first)
+            await asyncio.gather(*(asyncio.shield(done) for _, done, _ in list(self._queue)), return_exceptions=True)
             await asyncio.sleep(0)
         if self._pending:
             await self._commit_pending()

@@ -56,7 +56,7 @@ from exchange.runner.processes import spawn, terminate
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.runner.status import StatusReader
-from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, topic_plan
+from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 
 POLL_S = 0.2
@@ -84,6 +84,7 @@ class RunOptions:
     chaos: str | None = None  # a --chaos spec (exchange/runner/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
+    broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
     guarantee: str | None = None  # at-least-once | exactly-once; None: the scenario's (see resolve_guarantee)
 
 
@@ -116,7 +117,8 @@ def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
     scenario = options.scenario
     return chaos.parse(
         options.chaos, duration=duration, workers=options.workers,
-        departments={s.consumer for s in scenario.subscriptions}, embedded_broker=options.bootstrap is None,
+        departments={s.consumer for s in scenario.subscriptions},
+        broker=None if options.bootstrap else chaos.BrokerHandle(*brokers.parse(options.broker)),
         restartable_consumers=not scenario.reactions and not scenario.workflows,
     )
 
@@ -270,7 +272,8 @@ class _Run:
         self.scenario_json = self.run_dir / "scenario.runtime.json"  # what the processes read: live entries only
         self.scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
         self.progress = Progress(duration=duration)
-        self.broker = None if options.bootstrap else brokers.make(options.broker, log_path=self.run_dir / "broker.log")
+        self.broker = None if options.bootstrap else (
+            options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
         self.kind = self.broker.kind if self.broker is not None else None
         self.bootstrap = options.bootstrap or ""
         self.children: list[_Child] = []
@@ -321,7 +324,8 @@ class _Run:
         self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
         self.routers = [
             self.start(name, "exchange.router", "--worker", str(i), "--platform", hub,
-                       "--datadir", str(self.run_dir / f"{name}-data"), "--fetch-wait-ms", str(self.fetch_wait_ms))
+                       "--datadir", str(self.run_dir / f"{name}-data"), "--fetch-wait-ms", str(self.fetch_wait_ms),
+                       *(["--no-declare-topics"] if self.kind == "kafka" else []))  # created up front: see exchange/router/app.py
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
@@ -354,8 +358,8 @@ class _Run:
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
-            self.injector = FaultInjector(self.faults, self.workers_by_id, self.consumers,
-                                          self.broker.pid if self.broker is not None else None, self.run_dir / "consumers.paused")
+            self.injector = FaultInjector(self.faults, self.workers_by_id, self.consumers, self.broker,
+                                          self.run_dir / "consumers.paused", ingress_topics=ingress_topics(self.scenario))
 
     async def publish_and_drain(self) -> Reports:
         """Watch the children until the producers are done and every outcome is accounted for
@@ -396,9 +400,10 @@ class _Run:
         progress = self.progress
         pids = {c.name: c.proc.pid for c in [*self.routers, self.consumers]}
         complete = watch.lag_known and self.injector.complete(progress.elapsed, pids)
-        self.lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete))
+        self.lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
+                                                watch.interval_p99))
         self._chaos_line({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
-                          "consumer_lag": progress.consumer_lag, "complete": complete})
+                          "consumer_lag": progress.consumer_lag, "complete": complete, "p99_ms": watch.interval_p99})
 
     def _chaos_line(self, line: dict[str, Any]) -> None:
         if self.chaos_log is not None:
@@ -458,7 +463,7 @@ class _Run:
         broker = self.broker
         grace = 5.0 if broker is None or broker.running else 1.0
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in self.children))
-        if broker is not None:
+        if broker is not None and broker is not self.options.broker_instance:
             await broker.astop()
         metrics.remove_sd_target(self.sd_file)
 
@@ -473,6 +478,7 @@ class _Watch:
         self.reports = Reports(producers=None, consumers=None,  # the final reports come last
                                publish_samples=[(0.0, 0)], error_samples=[(0.0, 0)], consume_samples=[(0.0, 0)])
         self.lag_known = True
+        self.interval_p99: float | None = None  # the consumers' last interval; None: nothing delivered in it
         self.drain_started = 0.0  # 0: publishing
         self.reactions: dict[str, int] = {}
         self.pending_reactions = 0
@@ -509,6 +515,7 @@ class _Watch:
             self.reactions, self.pending_reactions = e.reactions_produced, e.reactions_pending
             progress.consumer_lag = sum(e.lag.values())
             progress.p99_ms = e.e2e.get("99pct", progress.p99_ms)
+            self.interval_p99 = e.e2e.get("99pct")
             progress.conflicts = e.conflicts
 
     def read_routers(self) -> None:
@@ -588,7 +595,9 @@ def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publ
         out.append(FaultResult(
             spec=f.label, kind=f.kind, target=f.target, at_s=f.at_s, duration_s=f.duration_s,
             injected_at_s=entry.at_s, baseline_lag=rec.baseline_lag, peak_lag=rec.peak_lag,
-            recovered_after_s=rec.recovered_after_s, publish_delay_max_ms=round(max(delays), 1) if delays else None,
+            recovered_after_s=rec.recovered_after_s, node=entry.node, node_chosen=entry.chosen,
+            lag_recovered_after_s=rec.lag_recovered_after_s, latency_recovered_after_s=rec.latency_recovered_after_s,
+            baseline_p99_ms=rec.baseline_p99_ms, peak_p99_ms=rec.peak_p99_ms, publish_delay_max_ms=round(max(delays), 1) if delays else None,
         ))
     return out
 

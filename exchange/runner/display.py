@@ -219,21 +219,30 @@ def _ms(value: float, n: int) -> str:
     return f"{value:.1f}" if n else "—"
 
 
+def _p99_change(before: float | None, peak: float | None) -> str:
+    """``40 → 9,500 ms``; a dash for a side without deliveries."""
+    if before is None and peak is None:
+        return "—"
+    return " → ".join("—" if v is None else f"{v:,.0f}" for v in (before, peak)) + " ms"
+
+
 def fault_table(result: Result) -> Table:
     """The faults injected with --chaos, and how long the exchange took to come back."""
     table = Table(title="faults injected (--chaos); lag = router + subscriber lag, records", title_justify="left")
-    for col in ("fault", "injected at", "baseline lag", "peak lag", "recovered after", "publish delay max"):
+    for col in ("fault", "injected at", "baseline lag", "peak lag", "p99 before → peak", "recovered after", "publish delay max"):
         table.add_column(col, justify="left" if col == "fault" else "right", no_wrap=True)
     for f in result.faults:
         table.add_row(
-            f.spec,
+            f.spec + (f" (node {f.node})" if f.node is not None and f.target is None else ""),
             "—" if f.injected_at_s is None else f"{f.injected_at_s:.1f} s",
             f"{f.baseline_lag:,.0f}",
             f"{f.peak_lag:,}",
+            _p99_change(f.baseline_p99_ms, f.peak_p99_ms),
             "not within the run" if f.recovered_after_s is None else f"{f.recovered_after_s:.1f} s",
             "—" if f.publish_delay_max_ms is None else f"{f.publish_delay_max_ms:,.0f} ms",
         )
     table.caption = (f"{result.counts.duplicates:,} duplicates dropped by trace id (redeliveries, not counted as deliveries); "
-                     "recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) after the fault ended")
+                     "recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
+                     "after the fault ended")
     table.caption_justify = "left"
     return table

@@ -2,7 +2,11 @@
 
 The run controller calls :meth:`FaultInjector.step` on every poll; faults due by then
 are injected (SIGKILL and an immediate restart, SIGSTOP/SIGCONT, or a department
-paused through the consumer process's pause file). A process the schedule killed is
+paused through the consumer process's pause file). Broker faults act on the broker the
+run started: the embedded one's process, or one node of a Kafka cluster
+(:class:`~exchange.kafka.apache.KafkaBroker`'s ``kill_node``/``restart_node``/
+``pause_node``/``resume_node``); a cluster fault without a node hits the node that leads
+the most ingress partitions at that moment, and the action line says which. A process the schedule killed is
 restarted before the controller next checks its children, so only deaths nobody
 planned fail the run.
 
@@ -53,6 +57,9 @@ class _Mark:
 class Injected:
     fault: Fault
     at_s: float | None = None  # when it was actually injected
+    ended_s: float | None = None
+    node: int | None = None  # the broker node a broker fault hit
+    chosen: str | None = None  # why that node, when the spec named none
 
 
 @dataclass
@@ -60,10 +67,11 @@ class FaultInjector:
     faults: list[Fault]
     routers: dict[str, Child]  # by worker id
     consumers: Child
-    broker_pid: int | None
+    broker: Any | None  # the broker the run started (EmbeddedBroker or KafkaBroker), None with --bootstrap
     pause_file: Path
+    ingress_topics: list[str] = field(default_factory=list)  # a cluster fault without a node: the busiest of these
     injected: list[Injected] = field(init=False)
-    _actions: list[tuple[float, int, str]] = field(init=False)  # (time, index into injected, "start"/"end")
+    _actions: list[tuple[float, int, int]] = field(init=False)  # (time, index into injected, 0: start / 1: end)
     _stopped: set[int] = field(default_factory=set)  # pids we SIGSTOPped and have not resumed
     _paused_departments: set[str] = field(default_factory=set)
     _reports: dict[str, _Report] = field(default_factory=dict)
@@ -72,8 +80,8 @@ class FaultInjector:
     def __post_init__(self) -> None:
         self.injected = [Injected(f) for f in self.faults]
         self._actions = sorted(
-            [(f.at_s, i, "start") for i, f in enumerate(self.faults)]
-            + [(f.end_s, i, "end") for i, f in enumerate(self.faults) if f.duration_s > 0]
+            [(f.at_s, i, 0) for i, f in enumerate(self.faults)]
+            + [(f.end_s, i, 1) for i, f in enumerate(self.faults) if f.duration_s > 0 or f.restart]
         )
 
     @property
@@ -87,14 +95,18 @@ class FaultInjector:
         while self._actions and self._actions[0][0] <= t:
             _, i, what = self._actions.pop(0)
             entry = self.injected[i]
-            if what == "start":
+            if what == 0:
                 entry.at_s = round(t, 3)
-                said.append(self._start(entry.fault, t))
+                said.append(self._start(entry, t))
             else:
-                said.append(self._end(entry.fault, t))
+                entry.ended_s = round(t, 3)
+                said.append(self._end(entry, t))
         return said
 
-    def _start(self, f: Fault, t: float) -> str:
+    def _start(self, entry: Injected, t: float) -> str:
+        f = entry.fault
+        if f.kind in ("kill-broker", "pause-broker") and self._cluster:
+            return self._start_node(entry, t)
         if f.kind == "kill-router":
             return self._kill_and_restart(self.routers[f.target], t)
         if f.kind == "kill-consumers":
@@ -109,11 +121,14 @@ class FaultInjector:
             self._write_pauses()
             return f"department {f.target} stopped reading for {f.duration_s:g} s"
         if f.kind == "pause-broker":
-            self._stop(self.broker_pid)
+            self._stop(self.broker.pid)
             return f"broker stopped (SIGSTOP) for {f.duration_s:g} s"
         raise AssertionError(f.kind)
 
-    def _end(self, f: Fault, t: float) -> str:
+    def _end(self, entry: Injected, t: float) -> str:
+        f = entry.fault
+        if f.kind in ("kill-broker", "pause-broker") and self._cluster:
+            return self._end_node(entry, t)
         if f.kind == "pause-router":
             child = self.routers[f.target]
             self._resume(child.proc.pid)
@@ -124,11 +139,48 @@ class FaultInjector:
             self._write_pauses()
             return f"department {f.target} reads again"
         if f.kind == "pause-broker":
-            self._resume(self.broker_pid)
-            for child in [*self.routers.values(), self.consumers]:  # every client lost it
-                self._mark(child.name, t)
+            self._resume(self.broker.pid)
+            self._mark_clients(t)
             return "broker resumed (SIGCONT)"
         raise AssertionError(f.kind)
+
+    # one node of a Kafka cluster -----------------------------------------------------------------
+    @property
+    def _cluster(self) -> bool:
+        return self.broker is not None and getattr(self.broker, "nodes", 1) > 1
+
+    def _start_node(self, entry: Injected, t: float) -> str:
+        f = entry.fault
+        if f.target is not None:
+            node = int(f.target)
+        else:
+            node, led, total = self.broker.busiest_node(self.ingress_topics)
+            entry.chosen = f"leads {led} of {total} ingress partitions" if total else "no leader known: the first node up"
+        entry.node = node
+        chosen = f" ({entry.chosen})" if entry.chosen else ""
+        self._mark_clients(t)  # every client loses the node's partitions until their leaders move
+        if f.kind == "pause-broker":
+            pid = self.broker.pause_node(node)
+            return f"broker node {node}{chosen} stopped (SIGSTOP, pid {pid}) for {f.duration_s:g} s"
+        pid = self.broker.kill_node(node)
+        then = (" and restarted" if not f.duration_s else f"; restart in {f.duration_s:g} s") if f.restart else "; stays down"
+        said = f"broker node {node}{chosen} killed (SIGKILL, pid {pid}){then}"
+        return said
+
+    def _end_node(self, entry: Injected, t: float) -> str:
+        f, node = entry.fault, entry.node
+        if node is None:  # the run ended before it began
+            return f"{f.label}: never injected"
+        self._mark_clients(t)
+        if f.kind == "pause-broker":
+            self.broker.resume_node(node)
+            return f"broker node {node} resumed (SIGCONT)"
+        pid = self.broker.restart_node(node)
+        return f"broker node {node} restarted on its storage (pid {pid})"
+
+    def _mark_clients(self, t: float) -> None:
+        for child in [*self.routers.values(), self.consumers]:
+            self._mark(child.name, t)
 
     def _kill_and_restart(self, child: Child, t: float) -> str:
         old = child.proc.pid
@@ -160,6 +212,10 @@ class FaultInjector:
         """Resume everything still stopped or paused (the run is ending, or failed)."""
         for pid in list(self._stopped):
             self._resume(pid)
+        if self._cluster:
+            for entry in self.injected:
+                if entry.fault.kind == "pause-broker" and entry.node is not None and entry.ended_s is None:
+                    self.broker.resume_node(entry.node)
         if self._paused_departments:
             self._paused_departments.clear()
             self._write_pauses()

@@ -133,17 +133,20 @@ def fault_section(r: dict[str, Any]) -> str:
     rows = []
     for f in faults:
         recovered = f.get("recovered_after_s")
-        rows.append([esc(f.get("spec", "")), esc(f.get("kind", "")), esc(f.get("target") or "—"),
+        target = f.get("target") or (f"node {f['node']} ({f.get('node_chosen') or 'chosen by the run'})" if f.get("node") else "—")
+        p99 = " → ".join("—" if f.get(k) is None else f"{f[k]:,.0f}" for k in ("baseline_p99_ms", "peak_p99_ms"))
+        rows.append([esc(f.get("spec", "")), esc(f.get("kind", "")), esc(target),
                      esc(f"{f['injected_at_s']:.1f} s" if f.get("injected_at_s") is not None else "not injected"),
-                     esc(f"{f.get('duration_s', 0):g} s"), fmt_int(round(f.get("baseline_lag", 0))), fmt_int(f.get("peak_lag")),
+                     esc(f"{f.get('duration_s', 0):g} s"), fmt_int(round(f.get("baseline_lag", 0))), fmt_int(f.get("peak_lag")), esc(p99),
                      '<span class="fail">not within the run</span>' if recovered is None else esc(f"{recovered:.1f} s"),
                      fmt_ms(f.get("publish_delay_max_ms"))])
     duplicates = (r.get("counts") or {}).get("duplicates", 0)
     return ('<h2>Faults injected (--chaos) and recovery</h2><div class="card" id="faults">'
-            + table(["fault", "kind", "target", "injected at", "duration", "baseline lag", "peak lag", "recovered after",
-                     "publish delay max ms"], rows, left=3)
-            + f'<div class="note">lag: router + subscriber lag, records; recovered: lag back to ≤ max(baseline × 1.5, '
-              f"baseline + 100) after the fault ended (a kill: from the kill, so the restart counts). "
+            + table(["fault", "kind", "target", "injected at", "duration", "baseline lag", "peak lag", "p99 before → peak ms",
+                     "recovered after", "publish delay max ms"], rows, left=3)
+            + f'<div class="note">lag: router + subscriber lag, records; p99: subscribers\' end-to-end p99 per second; '
+              f"recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
+              f"after the fault ended (a kill: from the kill, so the restart or failover counts). "
               f"{duplicates:,} redeliveries were dropped as duplicates by trace id, not counted as deliveries.</div></div>")
 
 
