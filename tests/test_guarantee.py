@@ -40,7 +40,7 @@ def test_the_guarantee_comes_from_the_option_else_the_scenario_and_takes_chinese
 def test_exactly_once_on_the_embedded_broker_is_refused_before_anything_starts(tmp_path):
     eos = load("demo")
     eos = eos.model_validate({**eos.model_dump(mode="json"), "guarantee": "exactly-once"})
-    with pytest.raises(GuaranteeError, match="demo: guarantee exactly-once needs Apache Kafka .* Tansu broker rejects idempotent"):
+    with pytest.raises(GuaranteeError, match=r"demo: guarantee exactly-once needs Apache Kafka .* Tansu broker rejects idempotent"):
         asyncio.run(run(RunOptions(eos, duration=5, out=tmp_path / "run")))
     assert not (tmp_path / "run").exists()
 

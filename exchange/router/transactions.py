@@ -126,7 +126,8 @@ class TransactionalCommits:
                 # two round trips overlapped, not added (a failed output fails the commit below)
                 if offsets:
                     await self._producer.send_offsets_to_transaction(
-                        {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "") for tp, o in offsets.items()},
+                        {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")  # type: ignore[attr-defined]
+                         for tp, o in offsets.items()},
                         self._group)
                 if done:
                     await asyncio.gather(*done)
@@ -155,6 +156,7 @@ class TransactionalCommits:
         await asyncio.shield(self._commit())
 
     async def stop(self) -> None:
+        """Commit the open transaction (:meth:`flush`), then stop the committer task."""
         await self.flush()
         if self._task is not None:
             self._task.cancel()
