@@ -57,7 +57,7 @@ def test_a_stalled_producer_shows_in_publish_delay_and_latency_from_intended_tim
 
 
 def test_table_exchange_publishes_whole_batches_judged_against_their_cycle(tmp_path):
-    text = (ROOT / "exchange" / "presets" / "demo.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "exchange" / "scenarios" / "presets" / "demo.yaml").read_text(encoding="utf-8")
     text = text.replace("    - {department: hrss, rate: 100}", "    - {department: hrss, rate: 100, profile: {kind: batch, every: 2}}")
     text = text.replace("slos:\n", "slos:\n  - {name: batches on time, metric: batch_within_cycle, min: 0.99}\n", 1)
     scenario = tmp_path / "batch.yaml"

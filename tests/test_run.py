@@ -164,7 +164,7 @@ def test_python_dash_m_exchange_works(argv):
 
 def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_path):
     """The demo's SLOs, plus one no exchange can meet; at a tenth of the rate."""
-    text = (ROOT / "exchange" / "presets" / "demo.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "exchange" / "scenarios" / "presets" / "demo.yaml").read_text(encoding="utf-8")
     text = text.replace("slos:\n", "slos:\n  - {name: impossible, metric: e2e_p50_ms, max: 0.001}\n"
                                    "  - {name: never reached, metric: delivered_per_s, min: 1000000}\n", 1)
     scenario = tmp_path / "demo-slos.yaml"
