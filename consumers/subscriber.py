@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
@@ -66,6 +66,27 @@ class FlowStats:
         return flow
 
 
+class _Resume(ConsumerRebalanceListener):
+    """After a rebalance, read on from where this process got to, not from the committed offsets.
+
+    A department that loses and gets back its partitions (its group session ran out on a busy
+    machine) would otherwise re-read up to a commit interval of records, counted as duplicates:
+    what it already counted is behind its own position, so nothing is lost by going on from there.
+    """
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        positions = self._subscriber._positions
+        for tp in assigned:
+            if tp in positions:
+                self._subscriber._consumer.seek(tp, positions[tp])
+
+
 class Subscriber:
     """One aiokafka consumer in the department's own group, on its delivery topic."""
 
@@ -108,10 +129,9 @@ class Subscriber:
         self.lag_known = False  # False until the group has assigned the topic (and while the broker does not answer)
         # Auto-commit when nothing is checkpointed; else the process commits after each
         # checkpoint (consumers/checkpoint.py), so committed offsets never pass it.
-        self._consumer = clients.consumer(
+        self._consumer = clients.consumer(  # subscribed in start(), with _Resume
             "subscriber",
             bootstrap,
-            topic,
             group_id=group,
             client_id=f"sub-{department}",
             enable_auto_commit=auto_commit,
@@ -191,6 +211,7 @@ class Subscriber:
 
     async def start(self) -> None:
         await self._consumer.start()
+        self._consumer.subscribe([self.topic], listener=_Resume(self))
 
     async def stop(self) -> None:
         await self._consumer.stop()

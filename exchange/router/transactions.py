@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 0.1
 #: a transaction is committed early once it holds this many batches (bounds what an abort re-routes)
 MAX_BATCHES_PER_TRANSACTION = 64
+#: seconds between two looks at the group's committed offsets while waiting for a commit to show
+VISIBLE_POLL_S = 0.02
 
 TP = Hashable  # Faust's TP or aiokafka's TopicPartition: anything with .topic and .partition
 
@@ -72,6 +75,9 @@ class TransactionalCommits:
         self._added: list[float] = []
         self._full = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._committed: dict[TopicPartition, int] = {}  # offsets of the last transactions committed
+        self._unseen = False  # committed offsets the group may not show yet
+        self._admin: AIOKafkaAdminClient | None = None
         self.failed: BaseException | None = None
         self.commit_seconds = 0.0
         self.committed = 0  # transactions committed
@@ -143,20 +149,49 @@ class TransactionalCommits:
                 self._open_since = None
                 self.commit_seconds += time.perf_counter() - t0
             self.committed += 1
+            if offsets:
+                self._committed.update((TopicPartition(tp.topic, tp.partition), o) for tp, o in offsets.items())  # type: ignore[attr-defined]  # faust TPs
+                self._unseen = True
             if self._observe is not None:
                 now = time.monotonic()
                 for at in added:
                     self._observe(now - at)
 
     async def flush(self) -> None:
-        """Commit the open transaction now; called before partitions go away and at shutdown.
+        """Commit the open transaction now, and wait until the group shows its offsets; called
+        before partitions go away and at shutdown.
+
+        The wait: the broker writes a transaction's offsets to the group when it writes the
+        commit markers, after ``commit_transaction`` returns, and an offset fetch meanwhile
+        answers the previous offsets (aiokafka asks without KIP-447's ``require_stable``). The
+        worker that gets the partitions after this rebalance (this one, or a restart) would
+        re-route the committed batches and deliver them twice.
 
         Shielded: a caller that stops waiting (a rebalance's timeout) does not cut the commit
         short, which would leave the producer committing while the next batch begins."""
         await asyncio.shield(self._commit())
+        if self._unseen and self.failed is None:
+            await self._until_visible()
+
+    async def _until_visible(self) -> None:
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._producer.client._bootstrap_servers,
+                                              client_id=f"{self._group}-offsets")
+            await self._admin.start()
+        want = dict(self._committed)
+        while True:
+            shown = await self._admin.list_consumer_group_offsets(self._group, partitions=list(want))
+            if all(shown.get(tp) is not None and shown[tp].offset >= o for tp, o in want.items()):
+                self._unseen = False
+                return
+            await asyncio.sleep(VISIBLE_POLL_S)
 
     async def stop(self) -> None:
         """Commit the open transaction (:meth:`flush`), then stop the committer task."""
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
+        try:
+            await self.flush()
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+            if self._admin is not None:
+                await self._admin.close()
