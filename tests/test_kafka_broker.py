@@ -148,6 +148,19 @@ async def test_roundtrip_with_an_idempotent_producer(kafka):
 
 @pytest.mark.kafka
 @pytest.mark.asyncio(loop_scope="module")
+async def test_an_existing_cluster_is_told_apart_from_tansu(kafka):
+    """``--bootstrap``: the run asks the cluster what it is (for its fetch waits and replication)."""
+    from exchange.kafka.tansu import EmbeddedBroker
+
+    found = await brokers.describe(kafka.bootstrap)
+    assert (found.kind, found.brokers, found.replication_factor) == ("kafka", 1, 1)
+    assert found.cluster_id and not found.cluster_id.startswith("tansu")
+    with EmbeddedBroker() as tansu:
+        assert (await brokers.describe(tansu.bootstrap)).kind == "tansu"
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio(loop_scope="module")
 async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
     """A 2 s fetch wait does not delay a record: Kafka answers when fetch_min_bytes (1) is there."""
     await create_topics(kafka.bootstrap, {"longpoll": 1})

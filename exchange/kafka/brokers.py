@@ -11,6 +11,7 @@ from __future__ import annotations
 from exchange.errors import ExchangeError
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.kafka.tansu import BrokerError, EmbeddedBroker
@@ -56,3 +57,32 @@ def ready_timeout(kind: str | None, requested: float) -> float:
 
 
 __all__ = ["KAFKA_FETCH_WAIT_MS", "KINDS", "BrokerError", "BrokerSpecError", "fetch_wait_ms", "make", "parse"]
+
+
+@dataclass(frozen=True)
+class ExistingCluster:
+    """What a run learns of a cluster named by ``--bootstrap`` (it did not start it)."""
+
+    kind: str  # "tansu" or "kafka" (any other Kafka-compatible broker is taken for Kafka: it long-polls)
+    brokers: int
+    cluster_id: str
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas for the run's topics: as ``kafka:3`` (3) where the cluster has three brokers or more, else one per broker."""
+        return min(3, self.brokers)
+
+
+async def describe(bootstrap: str) -> ExistingCluster:
+    """Ask an existing cluster what it is: Tansu answers with its default cluster id ``tansu_cluster``.
+
+    Raises :class:`~exchange.errors.BrokerUnreachable` (an :class:`ExchangeError`) when no
+    broker answers at ``bootstrap``.
+    """
+    from exchange.kafka import clients
+
+    async with clients.started(clients.admin("topology", bootstrap), bootstrap, "describing the cluster") as admin:
+        found = await admin.describe_cluster()
+    cluster_id = str(found.get("cluster_id") or "")
+    kind = "tansu" if cluster_id.startswith("tansu") else "kafka"
+    return ExistingCluster(kind=kind, brokers=max(1, len(found.get("brokers") or ())), cluster_id=cluster_id)

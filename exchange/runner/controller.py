@@ -309,11 +309,15 @@ class _Run:
             except brokers.BrokerError as exc:
                 raise RunFailed(f"could not start the broker ({self.options.broker}): {exc}") from None
             self.bootstrap = broker.bootstrap
+            replication = broker.replication_factor
+        else:  # --bootstrap: ask the cluster what it is, for its fetch waits and replication
+            existing = await brokers.describe(self.bootstrap)
+            self.kind, replication = existing.kind, existing.replication_factor
         self.phase("creating topics")
         await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario),
-                            replication_factor=broker.replication_factor if broker else 1)
+                            replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
-            await create_router_internal_topics(self.bootstrap, self.scenario, broker.replication_factor)
+            await create_router_internal_topics(self.bootstrap, self.scenario, replication)
         self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
