@@ -29,6 +29,7 @@ kafka: $(STAMP)
 	$(BIN)/exchange kafka fetch
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check exchange producers consumers schemas tests deploy docs/hooks
 	$(BIN)/ruff check exchange producers consumers schemas tests deploy docs/hooks
 	$(BIN)/mypy
 

@@ -13,17 +13,22 @@ from collections import Counter
 import orjson
 from aiokafka import TopicPartition
 
+from consumers.dedupe import SeenSet
 from exchange import metrics
 from exchange.kafka import clients
 from schemas.envelope import H_RUN, H_TRACE, Topics
 from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
-from consumers.dedupe import SeenSet
-
 
 class Accountant:
-    def __init__(self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "",
-                 isolation_level: str = "read_uncommitted") -> None:
+    def __init__(
+        self,
+        topics: Topics | list[Topics],
+        bootstrap: str,
+        fanout: dict[str, int],
+        run_id: str = "",
+        isolation_level: str = "read_uncommitted",
+    ) -> None:
         # every hub of a cascade keeps its own audit trail: all are read
         self.hubs = topics if isinstance(topics, list) else [topics]
         self._audit_topics = {t.audit for t in self.hubs}
@@ -50,7 +55,8 @@ class Accountant:
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
         self._consumer = clients.consumer(
-            "audit_reader", bootstrap,
+            "audit_reader",
+            bootstrap,
             isolation_level=isolation_level,  # read_committed under exactly-once: an aborted audit block never counts
         )
 
@@ -140,7 +146,7 @@ class Accountant:
                 continue  # forwarded by a hub of a cascade, or a control-plane row: not an outcome
             subs = row[i_sub]
             trace = row[i_trace].encode()
-            for scope in (subs if isinstance(subs, list) else (subs or row[i_entry],)):
+            for scope in subs if isinstance(subs, list) else (subs or row[i_entry],):
                 if not seen("audit:" + scope, trace):
                     self.duplicates += 1
                     continue

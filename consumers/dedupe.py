@@ -89,8 +89,7 @@ class SeenSet:
 
     def memory_bytes(self) -> int:
         """Bytes held by bitmaps and exact sets (an estimate: ~100 bytes per exactly-kept id)."""
-        return (sum(len(p.bits) + 100 * len(p.beyond) for p in self._producers.values())
-                + sum(100 + len(t) for _, t in self._other))
+        return sum(len(p.bits) + 100 * len(p.beyond) for p in self._producers.values()) + sum(100 + len(t) for _, t in self._other)
 
     def snapshot(self) -> dict:
         """Everything seen, as JSON-ready data (bitmaps base64) for a consumer checkpoint."""
@@ -104,8 +103,10 @@ class SeenSet:
     def restore(cls, data: dict) -> SeenSet:
         seen = cls()
         beyond = {(scope, producer): set(seqs) for scope, producer, seqs in data.get("beyond", [])}
-        seen._producers = {(scope, producer): _Producer(bytearray(base64.b64decode(b)), beyond.pop((scope, producer), None))
-                           for scope, producer, b in data.get("bits", [])}
+        seen._producers = {
+            (scope, producer): _Producer(bytearray(base64.b64decode(b)), beyond.pop((scope, producer), None))
+            for scope, producer, b in data.get("bits", [])
+        }
         for key, seqs in beyond.items():
             seen._producers[key] = _Producer(None, seqs)
         seen._other = {(scope, base64.b64decode(t)) for scope, t in data.get("other", [])}

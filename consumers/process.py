@@ -15,9 +15,16 @@ from pathlib import Path
 
 import orjson
 
-from exchange.runner.processes import report_crashes
+from consumers import checkpoint
+from consumers.accountant import Accountant
+from consumers.dedupe import SeenSet
+from consumers.hops import HopStats
+from consumers.reactions import ReactionEngine, WorkflowTracker
+from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
+from consumers.subscriber import Subscriber
 from exchange import metrics
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
+from exchange.runner.processes import report_crashes
 from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
 from schemas.envelope import Topics
@@ -38,14 +45,6 @@ from schemas.status import (
     WorkflowReport,
 )
 
-from consumers import checkpoint
-from consumers.accountant import Accountant
-from consumers.dedupe import SeenSet
-from consumers.hops import HopStats
-from consumers.reactions import ReactionEngine, WorkflowTracker
-from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
-from consumers.subscriber import Subscriber
-
 STATS_INTERVAL_S = 1.0
 CHECKPOINT_INTERVAL_S = 1.0
 RESTARTABLE_SESSION_MS = 2000
@@ -54,10 +53,20 @@ PAUSE_POLL_S = 0.1
 log = logging.getLogger(__name__)
 
 
-async def run(scenario: Scenario, bootstrap: str, status: StatusWriter, stop: asyncio.Event, run_id: str = "", seed: int = 1,
-              checkpoint_path: Path | None = None, pause_file: Path | None = None, samples_path: Path | None = None,
-              samples_per_flow: int = DEFAULT_PER_FLOW, fetch_wait_ms: int | None = None,
-              schedule_file: Path | None = None) -> None:
+async def run(
+    scenario: Scenario,
+    bootstrap: str,
+    status: StatusWriter,
+    stop: asyncio.Event,
+    run_id: str = "",
+    seed: int = 1,
+    checkpoint_path: Path | None = None,
+    pause_file: Path | None = None,
+    samples_path: Path | None = None,
+    samples_per_flow: int = DEFAULT_PER_FLOW,
+    fetch_wait_ms: int | None = None,
+    schedule_file: Path | None = None,
+) -> None:
     """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
 
     With ``checkpoint_path`` (``--chaos``) it resumes from the checkpoint there if there is one
@@ -104,8 +113,9 @@ def isolation_level(scenario: Scenario) -> str:
     return "read_committed" if scenario.guarantee is DeliveryGuarantee.exactly_once else "read_uncommitted"
 
 
-def _subscribers(scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopStats, run_id: str,
-                 fetch_wait_ms: int | None, restartable: bool) -> list[Subscriber]:
+def _subscribers(
+    scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopStats, run_id: str, fetch_wait_ms: int | None, restartable: bool
+) -> list[Subscriber]:
     """One subscriber per subscribing department, on its hub's delivery topic."""
     departments = sorted({s.consumer for s in scenario.subscriptions})
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
@@ -113,12 +123,22 @@ def _subscribers(scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopSta
     wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
     isolation = isolation_level(scenario)
     return [
-        Subscriber(dept, Topics(hub).delivery(dept), bootstrap, f"dx-{hub}-sub-{dept}", seen, run_id, wait_ms, hub, hops,
-                   auto_commit=not restartable,
-                   # Restartable (--chaos): a restarted process rejoins each group once the
-                   # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
-                   session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
-                   isolation_level=isolation)
+        Subscriber(
+            dept,
+            Topics(hub).delivery(dept),
+            bootstrap,
+            f"dx-{hub}-sub-{dept}",
+            seen,
+            run_id,
+            wait_ms,
+            hub,
+            hops,
+            auto_commit=not restartable,
+            # Restartable (--chaos): a restarted process rejoins each group once the
+            # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
+            session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
+            isolation_level=isolation,
+        )
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
 
@@ -147,8 +167,9 @@ def _restore(state: dict, subscribers: list[Subscriber], accountant: Accountant)
     accountant.restore(state["accountant"])
 
 
-def _listen(scenario: Scenario, subscribers: list[Subscriber], reactions: ReactionEngine, workflows: WorkflowTracker,
-            sampler: DeliverySampler) -> None:
+def _listen(
+    scenario: Scenario, subscribers: list[Subscriber], reactions: ReactionEngine, workflows: WorkflowTracker, sampler: DeliverySampler
+) -> None:
     """Hook the sampler, the reactions and the workflow tracker to every delivery."""
     for s in subscribers:
         s.sampling, s.sampler = sampler.flows_of(scenario, s.department), sampler.take
@@ -169,24 +190,35 @@ async def _read_until_stopped(reader: Subscriber | Accountant, stop: asyncio.Eve
         pass
 
 
-async def _report(scenario: Scenario, status: StatusWriter, stop: asyncio.Event, subscribers: list[Subscriber],
-                  accountant: Accountant, reactions: ReactionEngine, at_once: bool) -> None:
+async def _report(
+    scenario: Scenario,
+    status: StatusWriter,
+    stop: asyncio.Event,
+    subscribers: list[Subscriber],
+    accountant: Accountant,
+    reactions: ReactionEngine,
+    at_once: bool,
+) -> None:
     """A ``stats`` message every second (the first at once after a restart: it shows the backlog
     the process starts from), and the consumer metrics."""
     if not at_once:
         await asyncio.sleep(STATS_INTERVAL_S)
     while not stop.is_set():
         await asyncio.gather(*(s.refresh_lag() for s in subscribers))
-        status.write(ConsumersStats(**_totals(subscribers, accountant, reactions), **_interval(subscribers),
-                                    lag_known=all(s.lag_known for s in subscribers)))
+        status.write(
+            ConsumersStats(
+                **_totals(subscribers, accountant, reactions), **_interval(subscribers), lag_known=all(s.lag_known for s in subscribers)
+            )
+        )
         accountant.flush_metrics(scenario.platform.id)
         for s in subscribers:
             metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
         await asyncio.sleep(STATS_INTERVAL_S)
 
 
-async def _write_samples(sampler: DeliverySampler, scenario: Scenario, bootstrap: str, run_id: str,
-                         samples_path: Path | None) -> SamplesReport | None:
+async def _write_samples(
+    sampler: DeliverySampler, scenario: Scenario, bootstrap: str, run_id: str, samples_path: Path | None
+) -> SamplesReport | None:
     """Find the samples' source records and write them to ``samples_path``; None when nothing was sampled."""
     if samples_path is None or not sampler.samples:
         return None
@@ -199,26 +231,41 @@ async def _write_samples(sampler: DeliverySampler, scenario: Scenario, bootstrap
         written = 0
     if missing:
         log.warning("delivery samples: %d of %d without their source record", missing, written)
-    return SamplesReport(written=written, without_source=missing, lookup_s=round(time.monotonic() - started, 3),
-                         **sampler.lookup)
+    return SamplesReport(written=written, without_source=missing, lookup_s=round(time.monotonic() - started, 3), **sampler.lookup)
 
 
-def _final(subscribers: list[Subscriber], accountant: Accountant, hops: HopStats, reactions: ReactionEngine,
-           workflows: WorkflowTracker, samples: SamplesReport | None) -> ConsumersFinal:
+def _final(
+    subscribers: list[Subscriber],
+    accountant: Accountant,
+    hops: HopStats,
+    reactions: ReactionEngine,
+    workflows: WorkflowTracker,
+    samples: SamplesReport | None,
+) -> ConsumersFinal:
     """The final report: counts per flow, path and workflow, encoded histograms, the accountant's counters."""
     flows = {
-        name: FlowReport(within_cycle=f.within_cycle, delivered=f.delivered, duplicates=f.duplicates,
-                         e2e=encode(f.e2e), e2e_intended=encode(f.e2e_intended), warmup_delivered=f.warmup_delivered,
-                         warmup_e2e=encode(f.warmup_e2e), warmup_e2e_intended=encode(f.warmup_e2e_intended))
-        for s in subscribers for name, f in s.flows.items()
+        name: FlowReport(
+            within_cycle=f.within_cycle,
+            delivered=f.delivered,
+            duplicates=f.duplicates,
+            e2e=encode(f.e2e),
+            e2e_intended=encode(f.e2e_intended),
+            warmup_delivered=f.warmup_delivered,
+            warmup_e2e=encode(f.warmup_e2e),
+            warmup_e2e_intended=encode(f.warmup_e2e_intended),
+        )
+        for s in subscribers
+        for name, f in s.flows.items()
     }
     return ConsumersFinal(
         **_totals(subscribers, accountant, reactions),
         flows=flows,
         hops={name: encode(h) for name, h in hops.segments.items()},
         warmup_hops=dict(hops.warmup_segments),
-        paths={name: PathReport(hubs=hops.path_hubs[name], e2e=encode(hops.paths[name]), warmup=hops.warmup_paths.get(name, 0))
-               for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))},
+        paths={
+            name: PathReport(hubs=hops.path_hubs[name], e2e=encode(hops.paths[name]), warmup=hops.warmup_paths.get(name, 0))
+            for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))
+        },
         decisions=DecisionCount.rows(accountant.decisions),
         dead_letters=DeadLetterCount.rows(accountant.dead_letters),
         undecodable=DeadLetterCount.rows(accountant.undecodable),
@@ -322,12 +369,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: resume from it if present, write it every second")
     parser.add_argument("--pause-file", type=Path, help="JSON list of departments to pause, written by the run controller")
-    parser.add_argument("--schedule-file", type=Path,
-                        help="the producers' schedule file: deliveries intended before its warm-up end are measured apart")
-    parser.add_argument("--samples", type=int, default=DEFAULT_PER_FLOW,
-                        help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)")
-    parser.add_argument("--fetch-wait-ms", type=int, default=None,
-                        help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)")
+    parser.add_argument(
+        "--schedule-file", type=Path, help="the producers' schedule file: deliveries intended before its warm-up end are measured apart"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_PER_FLOW,
+        help=f"deliveries kept per flow, with their source records, in {SAMPLES_FILE} beside the status file (0: none)",
+    )
+    parser.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=None,
+        help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)",
+    )
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status, sender(Role.consumers, args.run_id))
@@ -340,8 +396,20 @@ def main(argv: list[str] | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
-        await run(scenario, args.bootstrap, status, stop, args.run_id, args.seed, args.checkpoint, args.pause_file,
-                  samples, args.samples, args.fetch_wait_ms, args.schedule_file)
+        await run(
+            scenario,
+            args.bootstrap,
+            status,
+            stop,
+            args.run_id,
+            args.seed,
+            args.checkpoint,
+            args.pause_file,
+            samples,
+            args.samples,
+            args.fetch_wait_ms,
+            args.schedule_file,
+        )
 
     try:
         asyncio.run(_main())

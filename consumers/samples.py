@@ -29,7 +29,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from exchange.kafka import clients
-
 from exchange.policy.sharing import compile_policy
 from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, Topics
 from schemas.scenario import Scenario
@@ -78,8 +77,21 @@ class DeliverySampler:
         """Keep one delivery; drops ``flow`` from the subscriber's ``sampling`` set once it has enough."""
         kept = self.samples.setdefault(flow, [])
         sent = headers.get(H_SENT)
-        kept.append(Sample(flow, consumer, headers.get(H_ENTRY, b"").decode(), len(kept) + 1, headers[H_TRACE].decode(),
-                           record.key, record.value, record.partition, record.offset, int(sent) if sent else 0, now_ns))
+        kept.append(
+            Sample(
+                flow,
+                consumer,
+                headers.get(H_ENTRY, b"").decode(),
+                len(kept) + 1,
+                headers[H_TRACE].decode(),
+                record.key,
+                record.value,
+                record.partition,
+                record.offset,
+                int(sent) if sent else 0,
+                now_ns,
+            )
+        )
         if len(kept) >= self.per_flow:
             sampling.discard(flow)
 
@@ -93,8 +105,14 @@ class DeliverySampler:
         return out
 
 
-async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: str, run_id: str,
-                       budget_s: float = LOOKUP_BUDGET_S, max_records: int = LOOKUP_MAX_RECORDS) -> int:
+async def find_sources(
+    sampler: DeliverySampler,
+    scenario: Scenario,
+    bootstrap: str,
+    run_id: str,
+    budget_s: float = LOOKUP_BUDGET_S,
+    max_records: int = LOOKUP_MAX_RECORDS,
+) -> int:
     """Read the sampled deliveries' source records back from their ingress topics.
 
     Sets ``source`` (the record as published, filler left out) and ``source_at`` (topic,
@@ -112,8 +130,9 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     consumer = clients.consumer("samples", bootstrap, request_timeout_ms=max(1000, int(budget_s * 1000)))
     try:
         await asyncio.wait_for(consumer.start(), max(0.1, deadline - time.monotonic()))
-        await asyncio.wait_for(_read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup),
-                               max(0.1, deadline - time.monotonic()))
+        await asyncio.wait_for(
+            _read_back(consumer, wanted, topics, run_id.encode(), max_records, sampler.lookup), max(0.1, deadline - time.monotonic())
+        )
     except (TimeoutError, Exception) as exc:  # noqa: BLE001 - see the docstring
         why = "time budget spent" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
         sampler.lookup["ended"] = why
@@ -126,8 +145,14 @@ async def find_sources(sampler: DeliverySampler, scenario: Scenario, bootstrap: 
     return sum(len(v) for by_trace in sampler.wanted().values() for v in by_trace.values())
 
 
-async def _read_back(consumer: AIOKafkaConsumer, wanted: dict[str, dict[str, list[Sample]]], topics: dict[str, str],
-                     run: bytes, max_records: int, stats: dict[str, Any]) -> None:
+async def _read_back(
+    consumer: AIOKafkaConsumer,
+    wanted: dict[str, dict[str, list[Sample]]],
+    topics: dict[str, str],
+    run: bytes,
+    max_records: int,
+    stats: dict[str, Any],
+) -> None:
     """Read the topics until every wanted trace id is found, an entry's record cap is reached,
     or every partition still read is at its end (bounded from outside by a timeout)."""
     entry_of = {topic: entry for entry, topic in topics.items()}
@@ -199,8 +224,9 @@ async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool
     return True
 
 
-def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provider: str,
-                copies: dict[str, str] | None = None) -> dict[str, Any]:
+def sample_line(
+    sample: Sample, masks: dict[str, str], items: list[str], provider: str, copies: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One line of ``samples.jsonl``: a delivery and its source, side by side.
 
     ``flow``, ``entry``, ``consumer``, ``provider``; ``n`` (1 for the flow's first
@@ -218,12 +244,25 @@ def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provide
     except orjson.JSONDecodeError:
         delivered = {"(not JSON)": sample.value.decode(errors="replace")}
     return {
-        "flow": sample.flow, "entry": sample.entry, "consumer": sample.consumer, "provider": provider, "n": sample.n,
-        "trace": sample.trace, "key": sample.key.decode(errors="replace") if sample.key is not None else None,
+        "flow": sample.flow,
+        "entry": sample.entry,
+        "consumer": sample.consumer,
+        "provider": provider,
+        "n": sample.n,
+        "trace": sample.trace,
+        "key": sample.key.decode(errors="replace") if sample.key is not None else None,
         "delivered": delivered,
-        "delivered_at": {"partition": sample.partition, "offset": sample.offset, "received_ns": sample.received_ns,
-                         "sent_ns": sample.sent_ns},
-        "source": sample.source, "source_at": sample.source_at, "items": items, "masks": masks, "copies": copies or {},
+        "delivered_at": {
+            "partition": sample.partition,
+            "offset": sample.offset,
+            "received_ns": sample.received_ns,
+            "sent_ns": sample.sent_ns,
+        },
+        "source": sample.source,
+        "source_at": sample.source_at,
+        "items": items,
+        "masks": masks,
+        "copies": copies or {},
     }
 
 

@@ -17,14 +17,13 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from hdrh.histogram import HdrHistogram
 
+from consumers.dedupe import SeenSet
+from consumers.hops import HopStats
 from exchange import metrics
 from exchange.kafka import clients
 from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
 from exchange.runner.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
-
-from consumers.dedupe import SeenSet
-from consumers.hops import HopStats
 
 
 class FlowStats:
@@ -35,8 +34,17 @@ class FlowStats:
     counts both; ``warmup_delivered`` the warm-up's share of it.
     """
 
-    __slots__ = ("delivered", "duplicates", "e2e", "e2e_intended", "interval", "warmup_delivered", "warmup_e2e",
-                 "warmup_e2e_intended", "within_cycle")
+    __slots__ = (
+        "delivered",
+        "duplicates",
+        "e2e",
+        "e2e_intended",
+        "interval",
+        "warmup_delivered",
+        "warmup_e2e",
+        "warmup_e2e_intended",
+        "within_cycle",
+    )
 
     def __init__(self) -> None:
         self.within_cycle = 0  # batch records delivered before their next update cycle
@@ -50,10 +58,16 @@ class FlowStats:
         self.warmup_e2e_intended: HdrHistogram = new_histogram()
 
     def snapshot(self) -> dict:
-        return {"delivered": self.delivered, "duplicates": self.duplicates, "within_cycle": self.within_cycle,
-                "e2e": encode(self.e2e), "e2e_intended": encode(self.e2e_intended),
-                "warmup_delivered": self.warmup_delivered, "warmup_e2e": encode(self.warmup_e2e),
-                "warmup_e2e_intended": encode(self.warmup_e2e_intended)}
+        return {
+            "delivered": self.delivered,
+            "duplicates": self.duplicates,
+            "within_cycle": self.within_cycle,
+            "e2e": encode(self.e2e),
+            "e2e_intended": encode(self.e2e_intended),
+            "warmup_delivered": self.warmup_delivered,
+            "warmup_e2e": encode(self.warmup_e2e),
+            "warmup_e2e_intended": encode(self.warmup_e2e_intended),
+        }
 
     @classmethod
     def restore(cls, data: dict) -> FlowStats:
@@ -91,8 +105,18 @@ class Subscriber:
     """One aiokafka consumer in the department's own group, on its delivery topic."""
 
     def __init__(
-        self, department: str, topic: str, bootstrap: str, group: str, seen: SeenSet, run_id: str = "", fetch_wait_ms: int = 10,
-        platform: str = "", hops: HopStats | None = None, auto_commit: bool = True, session_timeout_ms: int = 6000,
+        self,
+        department: str,
+        topic: str,
+        bootstrap: str,
+        group: str,
+        seen: SeenSet,
+        run_id: str = "",
+        fetch_wait_ms: int = 10,
+        platform: str = "",
+        hops: HopStats | None = None,
+        auto_commit: bool = True,
+        session_timeout_ms: int = 6000,
         isolation_level: str = "read_uncommitted",
     ) -> None:
         self.department = department
@@ -193,8 +217,12 @@ class Subscriber:
         return {
             "flows": {name: f.snapshot() for name, f in self.flows.items()},
             "positions": [[tp.partition, position] for tp, position in self._positions.items()],
-            "received": self.received, "first_ns": self.first_ns, "last_ns": self.last_ns,
-            "unlabelled": self.unlabelled, "foreign": self.foreign, "clock_skew": self.clock_skew.snapshot(),
+            "received": self.received,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "unlabelled": self.unlabelled,
+            "foreign": self.foreign,
+            "clock_skew": self.clock_skew.snapshot(),
         }
 
     def restore(self, data: dict) -> None:

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout or the image's /app
     sys.path.insert(0, str(ROOT))
 
-from exchange.scenarios import loader as scenario_file  # noqa: E402 - after the sys.path line above
 from exchange.kafka.topics import topic_plan  # noqa: E402
+from exchange.scenarios import loader as scenario_file  # noqa: E402 - after the sys.path line above
 
 
 async def create_replicated_topics(

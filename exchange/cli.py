@@ -10,18 +10,17 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from schemas.scenario import Scenario
-
-from exchange.scenarios import loader as scenario_file
 from exchange.errors import EXIT_COULD_NOT_CHECK, EXIT_INTERRUPTED, ExchangeError
+from exchange.scenarios import loader as scenario_file
 from exchange.scenarios.loader import ScenarioError
+from schemas.scenario import Scenario
 
 # Piped output (CI logs, files) gets room for the summary table instead of rich's 80 columns,
 # unless COLUMNS says how wide it should be (rich then reads it, as it does on a terminal).
@@ -49,8 +48,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka. "
-         "Exit codes: 0 ok, 1 the check failed (a run, a conservation check, an audit chain, a refused action), "
-         "2 could not check (bad input, no broker, unknown topic, no answer in time), 130 interrupted.",
+    "Exit codes: 0 ok, 1 the check failed (a run, a conservation check, an audit chain, a refused action), "
+    "2 could not check (bad input, no broker, unknown topic, no answer in time), 130 interrupted.",
 )
 
 
@@ -72,10 +71,15 @@ def _main(
     """Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka."""
 
 
-BrokerOption = Annotated[str, typer.Option(
-    "--broker", help="the broker the run starts (without --bootstrap): tansu (embedded, zero install), "
-                     "kafka (Apache Kafka, one KRaft node) or kafka:3 (three nodes, RF 3, min ISR 2); Kafka needs Java 17+ "
-                     "and `exchange kafka fetch`")]
+BrokerOption = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        help="the broker the run starts (without --bootstrap): tansu (embedded, zero install), "
+        "kafka (Apache Kafka, one KRaft node) or kafka:3 (three nodes, RF 3, min ISR 2); Kafka needs Java 17+ "
+        "and `exchange kafka fetch`",
+    ),
+]
 
 
 def _n(count: int, one: str, many: str = "") -> str:
@@ -83,11 +87,11 @@ def _n(count: int, one: str, many: str = "") -> str:
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
 
-def _check_broker(spec: str, bootstrap: Optional[str] = None) -> str:
+def _check_broker(spec: str, bootstrap: str | None = None) -> str:
     """A --broker value that can start here; else :class:`~exchange.errors.ExchangeError`
     (``BrokerSpecError``, ``KafkaUnavailable``: one line, exit 2)."""
-    from exchange.kafka.brokers import parse
     from exchange.kafka.apache import locate
+    from exchange.kafka.brokers import parse
 
     kind, _ = parse(spec)
     if kind == "kafka" and bootstrap is None:
@@ -104,7 +108,7 @@ def _load(name_or_path: str, seed: int = 1) -> Scenario:
         raise typer.Exit(2) from None
 
 
-def _check_duration(value: Optional[float]) -> Optional[float]:
+def _check_duration(value: float | None) -> float | None:
     """``--duration`` obeys the rule of ``load.duration`` in a scenario (0 < seconds <= 86,400,
     finite), checked before anything starts."""
     if value is None:
@@ -123,48 +127,89 @@ def _check_duration(value: Optional[float]) -> Optional[float]:
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
-    duration: Annotated[Optional[float], typer.Option(
-        callback=_check_duration, help="seconds of publishing (default: the scenario's)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
-    bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
+    duration: Annotated[
+        float | None, typer.Option(callback=_check_duration, help="seconds of publishing (default: the scenario's)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
     drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
-    fetch_wait_ms: Annotated[Optional[int], typer.Option(min=1, max=5000, help=(
-        "how long a router's fetch waits for data; the embedded broker answers an empty fetch only when the wait ends, "
-        "so this is the latency an idle hop adds, against the CPU each hub spends polling "
-        "(default: 10 ms per three router processes, at most 50)"))] = None,
-    find_max_rate: Annotated[bool, typer.Option(
-        "--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")] = False,
-    slo_p99: Annotated[Optional[float], typer.Option(
-        help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")] = None,
-    chaos: Annotated[Optional[str], typer.Option(
-        help="faults to inject, comma-separated KIND[:TARGET]@TIME[+DURATION], times after publishing starts "
-             "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
-             "pause-consumer:DEPT@T+D, pause-broker@T+D (the broker the run starts); on --broker kafka:3 also "
-             "kill-broker[:NODE]@T[+restart|+D] and pause-broker[:NODE]@T+D (default node: the one leading the most ingress partitions). "
-             "E.g. --chaos kill-router@5s,pause-broker@10s+3s")] = None,
+    fetch_wait_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=5000,
+            help=(
+                "how long a router's fetch waits for data; the embedded broker answers an empty fetch only when the wait ends, "
+                "so this is the latency an idle hop adds, against the CPU each hub spends polling "
+                "(default: 10 ms per three router processes, at most 50)"
+            ),
+        ),
+    ] = None,
+    find_max_rate: Annotated[
+        bool,
+        typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)"),
+    ] = False,
+    slo_p99: Annotated[
+        float | None,
+        typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000"),
+    ] = None,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            help="faults to inject, comma-separated KIND[:TARGET]@TIME[+DURATION], times after publishing starts "
+            "(20s, 1.5s, 500ms): kill-router[:WORKER]@T, pause-router[:WORKER]@T+D, kill-consumers@T, "
+            "pause-consumer:DEPT@T+D, pause-broker@T+D (the broker the run starts); on --broker kafka:3 also "
+            "kill-broker[:NODE]@T[+restart|+D] and pause-broker[:NODE]@T+D (default node: the one leading the most ingress partitions). "
+            "E.g. --chaos kill-router@5s,pause-broker@10s+3s"
+        ),
+    ] = None,
     broker_kind: BrokerOption = "tansu",
-    warmup: Annotated[Optional[float], typer.Option(help=(
-        "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
-        "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"))] = None,
-    guarantee: Annotated[Optional[str], typer.Option(help=(
-        "delivery guarantee: at-least-once (subscribers drop redeliveries by trace id) or exactly-once (Apache Kafka only: "
-        "idempotent producers, the router's consume-transform-produce in transactions, read_committed subscribers); "
-        "default: the scenario's `guarantee`, else at-least-once"))] = None,
+    warmup: Annotated[
+        float | None,
+        typer.Option(
+            help=(
+                "seconds at the start of publishing whose records are routed and counted but kept out of the aggregated "
+                "latency and SLO verdicts, reported apart (default: the scenario's load.warmup, else min(5 s, a fifth of the run))"
+            )
+        ),
+    ] = None,
+    guarantee: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "delivery guarantee: at-least-once (subscribers drop redeliveries by trace id) or exactly-once (Apache Kafka only: "
+                "idempotent producers, the router's consume-transform-produce in transactions, read_committed subscribers); "
+                "default: the scenario's `guarantee`, else at-least-once"
+            )
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
+    from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
 
     loaded = _load(scenario, seed)
-    options = RunOptions(loaded, duration, out, bootstrap, seed, workers, drain_timeout, rate_multiplier=rate_multiplier,
-                         chaos=chaos, fetch_wait_ms=fetch_wait_ms, broker=_check_broker(broker_kind, bootstrap), warmup=warmup,
-                         guarantee=guarantee)
+    options = RunOptions(
+        loaded,
+        duration,
+        out,
+        bootstrap,
+        seed,
+        workers,
+        drain_timeout,
+        rate_multiplier=rate_multiplier,
+        chaos=chaos,
+        fetch_wait_ms=fetch_wait_ms,
+        broker=_check_broker(broker_kind, bootstrap),
+        warmup=warmup,
+        guarantee=guarantee,
+    )
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
@@ -176,43 +221,60 @@ def run(
         return
     with LiveProgress(console) as live:
         # printed above the live view while it shows (rich keeps console output above a Live)
-        say = (lambda text: console.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)) if console.is_terminal else \
-            (lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
+        say = (
+            (lambda text: console.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
+            if console.is_terminal
+            else (lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True))
+        )
         result, run_dir = _run_async(run_scenario(options, live.update, say))
     console.print(summary_table(result))
     if result.faults:
         console.print(fault_table(result))
     ok = result.conservation.ok
-    console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
+    console.print(
+        ("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message
+    )
     for v in result.slos:
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
-    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
+    console.print(
+        f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True
+    )
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 
 
-def _find_max_rate(options, slo_p99: Optional[float]) -> None:
+def _find_max_rate(options, slo_p99: float | None) -> None:
     from rich.table import Table
 
-    from exchange.runner.maxrate import find_max_rate
     from exchange.runner.controller import default_run_dir
+    from exchange.runner.maxrate import find_max_rate
 
     objective = slo_p99 or next((s.max for s in options.scenario.slos if s.metric == "e2e_p99_ms" and s.max), 1000.0)
     out = options.out or default_run_dir(options.scenario).with_name(f"{options.scenario.name}-maxrate")
     out.mkdir(parents=True, exist_ok=True)
     options.out = None
-    found = _run_async(find_max_rate(options, out, objective, options.duration or 10.0,
-                                     say=lambda text: err.print(f"[dim]{text}[/dim]", soft_wrap=True)))
+    found = _run_async(
+        find_max_rate(options, out, objective, options.duration or 10.0, say=lambda text: err.print(f"[dim]{text}[/dim]", soft_wrap=True))
+    )
     table = Table(title=f"{options.scenario.name}: maximum sustainable rate (p99 ≤ {objective:g} ms, no backlog)")
     for col in ("×", "offered/s", "held", "p99 ms", "drain s", "publish delay p99 ms", "why"):
         table.add_column(col)
     for t in found.trials:
-        table.add_row(f"{t.multiplier:g}", f"{t.offered_per_s:,.0f}", "yes" if t.held else "no", f"{t.e2e_p99_ms:.0f}",
-                      f"{t.drain_s:.1f}", f"{t.publish_delay_p99_ms:.0f}", t.why)
+        table.add_row(
+            f"{t.multiplier:g}",
+            f"{t.offered_per_s:,.0f}",
+            "yes" if t.held else "no",
+            f"{t.e2e_p99_ms:.0f}",
+            f"{t.drain_s:.1f}",
+            f"{t.publish_delay_p99_ms:.0f}",
+            t.why,
+        )
     console.print(table)
-    console.print(f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s", soft_wrap=True)
+    console.print(
+        f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s", soft_wrap=True
+    )
     (out / "max-rate.json").write_text(json.dumps(found.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     console.print(f"trials and figures: {out / 'max-rate.json'}", soft_wrap=True)
 
@@ -239,19 +301,32 @@ def bench(
     record_size: Annotated[int, typer.Option(help="bytes per record value")] = 1024,
     workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
     latency_seconds: Annotated[float, typer.Option(help="seconds of the half-rate latency run")] = 10.0,
-    bootstrap: Annotated[Optional[str], typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
+    out: Annotated[Path | None, typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
-    policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
-    find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
-    broker_floor: Annotated[bool, typer.Option(
-        "--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")] = False,
+    policy: Annotated[
+        bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")
+    ] = False,
+    find_max: Annotated[
+        bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")
+    ] = False,
+    broker_floor: Annotated[
+        bool,
+        typer.Option(
+            "--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window"
+        ),
+    ] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
     broker_kind: BrokerOption = "tansu",
-    guarantee_cost: Annotated[Optional[str], typer.Option(
-        "--guarantee-cost", metavar="SCENARIO",
-        help="only the delivery guarantee: SCENARIO (e.g. demo) run at-least-once and exactly-once in turn on one Kafka "
-             "(needs --broker kafka/kafka:3 or --bootstrap), each for --latency-seconds; records/s, p50/p99 and the cost")] = None,
+    guarantee_cost: Annotated[
+        str | None,
+        typer.Option(
+            "--guarantee-cost",
+            metavar="SCENARIO",
+            help="only the delivery guarantee: SCENARIO (e.g. demo) run at-least-once and exactly-once in turn on one Kafka "
+            "(needs --broker kafka/kafka:3 or --bootstrap), each for --latency-seconds; records/s, p50/p99 and the cost",
+        ),
+    ] = None,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="--guarantee-cost: runs of each guarantee, alternating")] = 1,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="--guarantee-cost: scale every rate of the scenario")] = 1.0,
 ) -> None:
@@ -269,15 +344,26 @@ def bench(
     elif guarantee_cost:
         from exchange.bench.guarantee import guarantee_cost as run_guarantee_cost
 
-        figures = _run_async(run_guarantee_cost(_load(guarantee_cost), latency_seconds, broker=broker_kind, bootstrap=bootstrap,
-                                                out=out, rounds=rounds, rate_multiplier=rate_multiplier, say=say))
+        figures = _run_async(
+            run_guarantee_cost(
+                _load(guarantee_cost),
+                latency_seconds,
+                broker=broker_kind,
+                bootstrap=bootstrap,
+                out=out,
+                rounds=rounds,
+                rate_multiplier=rate_multiplier,
+                say=say,
+            )
+        )
     elif broker_floor:
         from exchange.bench.broker_floor import broker_floor as run_broker_floor
 
         figures = _run_async(run_broker_floor(floor_rate, latency_seconds, record_size, bootstrap, broker_kind))
     else:
-        figures = _run_async(run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max,
-                                                    broker=broker_kind), say))
+        figures = _run_async(
+            run_bench(BenchOptions(records, record_size, workers, bootstrap, out, latency_seconds, find_max, broker=broker_kind), say)
+        )
     if as_json:
         print(json.dumps(figures))
         return
@@ -308,9 +394,11 @@ def _figure_rows(figures: dict) -> list[tuple[str, str]]:
     for key, value in figures.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) and "from_s" in v for v in value):
             for w in value:
-                rest = ", ".join(f"{_figure(v)} {k}" if k == "received" else _window_ms(k, v)
-                                 if k.endswith("_ms") else f"{k} {_figure(v)}"
-                                 for k, v in w.items() if k not in ("from_s", "to_s"))
+                rest = ", ".join(
+                    f"{_figure(v)} {k}" if k == "received" else _window_ms(k, v) if k.endswith("_ms") else f"{k} {_figure(v)}"
+                    for k, v in w.items()
+                    if k not in ("from_s", "to_s")
+                )
                 rows.append((f"{key.removesuffix('s')} {w['from_s']:g}–{w['to_s']:g} s", rest))
         elif isinstance(value, dict):
             rows.extend((f"{key} {k}", _figure(v)) for k, v in value.items())
@@ -328,15 +416,14 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(
     bootstrap: Annotated[str, typer.Option(help="HOST:PORT of the Kafka holding the audit topic")],
-    scenario: Annotated[Optional[str], typer.Argument(help="scenario (for its platform id)")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="platform id (instead of a scenario)")] = None,
-    topic: Annotated[Optional[str], typer.Option(help="audit topic name (default dx.<platform>.audit)")] = None,
+    scenario: Annotated[str | None, typer.Argument(help="scenario (for its platform id)")] = None,
+    platform: Annotated[str | None, typer.Option(help="platform id (instead of a scenario)")] = None,
+    topic: Annotated[str | None, typer.Option(help="audit topic name (default dx.<platform>.audit)")] = None,
 ) -> None:
     """Check every hash chain of a platform's audit topic; exit 1 at any broken link, 2 when it cannot be read."""
-    from schemas.envelope import Topics
-
     from exchange.kafka.topics import read_topic
     from exchange.policy.audit import verify
+    from schemas.envelope import Topics
 
     if topic is None:
         platform_id = platform or (_load(scenario).platform.id if scenario else None)
@@ -345,7 +432,9 @@ def audit_verify(
             raise typer.Exit(EXIT_COULD_NOT_CHECK)
         topic = Topics(platform_id).audit
     result = verify(_run_async(read_topic(bootstrap, topic)))
-    console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False, soft_wrap=True)
+    console.print(
+        f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False, soft_wrap=True
+    )
     if result.ok:
         console.print("[green]every chain intact[/green]", soft_wrap=True)
         return
@@ -355,9 +444,20 @@ def audit_verify(
     raise typer.Exit(1)
 
 
-def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: str, actor: Optional[str],
-             wait: bool, timeout: float, items: Optional[str] = None, purpose: str = "", valid_for: Optional[float] = None,
-             reason: str = "") -> None:
+def _control(
+    action: str,
+    scenario: str,
+    consumer: str,
+    entry: str,
+    bootstrap: str,
+    actor: str | None,
+    wait: bool,
+    timeout: float,
+    items: str | None = None,
+    purpose: str = "",
+    valid_for: float | None = None,
+    reason: str = "",
+) -> None:
     """Publish one control event to the platform's control topic and print the router's verdict.
 
     The scenario's topics are created first, as a run creates them (so a command given
@@ -365,11 +465,10 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
     partitions). Exit 0 when accepted (or sent, with ``--no-wait``), 1 when refused, 2 when
     no verdict came in time or the broker is not there.
     """
+    from exchange.kafka.topics import changelog_plan, create_topics, topic_plan
+    from exchange.workflow import new_request_id, publish_control, request_control
     from schemas.applications import PROVIDER_ACTIONS, ControlEvent
     from schemas.envelope import Topics
-
-    from exchange.workflow import new_request_id, publish_control, request_control
-    from exchange.kafka.topics import changelog_plan, create_topics, topic_plan
 
     s = _load(scenario)
     if entry not in s.entries:
@@ -380,9 +479,16 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
         raise typer.Exit(EXIT_COULD_NOT_CHECK)
     who = actor or (s.entries[entry].provider if action in PROVIDER_ACTIONS else consumer)
     event = ControlEvent(
-        action=action, actor=who, consumer=consumer, entry=entry,
+        action=action,
+        actor=who,
+        consumer=consumer,
+        entry=entry,
         items=[i.strip() for i in items.split(",")] if items else None,
-        purpose=purpose, valid_for_s=valid_for, reason=reason, at_ns=time.time_ns(), request_id=new_request_id(),
+        purpose=purpose,
+        valid_for_s=valid_for,
+        reason=reason,
+        at_ns=time.time_ns(),
+        request_id=new_request_id(),
     )
     topics = Topics(s.platform_of(s.entries[entry].provider))  # the hub the entry is published on
 
@@ -395,59 +501,101 @@ def _control(action: str, scenario: str, consumer: str, entry: str, bootstrap: s
 
     verdict = _run_async(send())  # Refused: exit 1; no verdict in time, no broker: exit 2
     if verdict is None:
-        console.print(f"sent {action}: {event.application} by {who} → {topics.control} (request {event.request_id}; "
-                      "not waiting for the verdict)", highlight=False, soft_wrap=True)
+        console.print(
+            f"sent {action}: {event.application} by {who} → {topics.control} (request {event.request_id}; not waiting for the verdict)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
-    console.print(f"{action}: {event.application} by {who}: accepted, now {verdict.state} "
-                  f"(router worker {verdict.worker} on {topics.control})", highlight=False, soft_wrap=True)
+    console.print(
+        f"{action}: {event.application} by {who}: accepted, now {verdict.state} (router worker {verdict.worker} on {topics.control})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 Bootstrap = Annotated[str, typer.Option(help="HOST:PORT of the exchange's Kafka")]
 Consumer = Annotated[str, typer.Option(help="the applying (subscribing) department")]
 Entry = Annotated[str, typer.Option(help="the catalogue entry")]
-Actor = Annotated[Optional[str], typer.Option("--as", help="department acting (default: the consumer for apply, the provider otherwise)")]
+Actor = Annotated[str | None, typer.Option("--as", help="department acting (default: the consumer for apply, the provider otherwise)")]
 ScenarioArg = Annotated[str, typer.Argument(help="scenario (YAML path or preset)")]
-Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the router's verdict (exit 1 when refused); "
-                                    "--no-wait only publishes the event")]
+Wait = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="wait for the router's verdict (exit 1 when refused); --no-wait only publishes the event")
+]
 Timeout = Annotated[float, typer.Option(min=0.1, help="seconds to wait for the verdict (exit 2 when none comes)")]
 
 
 @app.command()
-def apply(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-          purpose: Annotated[str, typer.Option(help="用途: what the data is for")],
-          items: Annotated[Optional[str], typer.Option(help="comma-separated items (default: all)")] = None,
-          actor: Actor = None, wait: Wait = True, timeout: Timeout = 15.0) -> None:
+def apply(
+    scenario: ScenarioArg,
+    consumer: Consumer,
+    entry: Entry,
+    bootstrap: Bootstrap,
+    purpose: Annotated[str, typer.Option(help="用途: what the data is for")],
+    items: Annotated[str | None, typer.Option(help="comma-separated items (default: all)")] = None,
+    actor: Actor = None,
+    wait: Wait = True,
+    timeout: Timeout = 15.0,
+) -> None:
     """File an application (申请) for a conditional entry; prints the router's verdict."""
     _control("apply", scenario, consumer, entry, bootstrap, actor, wait, timeout, items=items, purpose=purpose)
 
 
 @app.command()
-def review(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap, actor: Actor = None,
-           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+def review(
+    scenario: ScenarioArg,
+    consumer: Consumer,
+    entry: Entry,
+    bootstrap: Bootstrap,
+    actor: Actor = None,
+    wait: Wait = True,
+    timeout: Timeout = 15.0,
+) -> None:
     """Take an application under review (the provider); prints the router's verdict."""
     _control("review", scenario, consumer, entry, bootstrap, actor, wait, timeout)
 
 
 @app.command()
-def approve(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-            valid_for: Annotated[Optional[float], typer.Option(help="seconds the approval lasts (default: no end)")] = None,
-            actor: Actor = None, wait: Wait = True, timeout: Timeout = 15.0) -> None:
+def approve(
+    scenario: ScenarioArg,
+    consumer: Consumer,
+    entry: Entry,
+    bootstrap: Bootstrap,
+    valid_for: Annotated[float | None, typer.Option(help="seconds the approval lasts (default: no end)")] = None,
+    actor: Actor = None,
+    wait: Wait = True,
+    timeout: Timeout = 15.0,
+) -> None:
     """Approve an application under review (审批; only the entry's provider may); prints the router's verdict."""
     _control("approve", scenario, consumer, entry, bootstrap, actor, wait, timeout, valid_for=valid_for)
 
 
 @app.command()
-def reject(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None,
-           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+def reject(
+    scenario: ScenarioArg,
+    consumer: Consumer,
+    entry: Entry,
+    bootstrap: Bootstrap,
+    reason: Annotated[str, typer.Option(help="why")] = "",
+    actor: Actor = None,
+    wait: Wait = True,
+    timeout: Timeout = 15.0,
+) -> None:
     """Reject an application; prints the router's verdict."""
     _control("reject", scenario, consumer, entry, bootstrap, actor, wait, timeout, reason=reason)
 
 
 @app.command()
-def revoke(scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap,
-           reason: Annotated[str, typer.Option(help="why")] = "", actor: Actor = None,
-           wait: Wait = True, timeout: Timeout = 15.0) -> None:
+def revoke(
+    scenario: ScenarioArg,
+    consumer: Consumer,
+    entry: Entry,
+    bootstrap: Bootstrap,
+    reason: Annotated[str, typer.Option(help="why")] = "",
+    actor: Actor = None,
+    wait: Wait = True,
+    timeout: Timeout = 15.0,
+) -> None:
     """Revoke an approval: delivery stops on the live stream; prints the router's verdict."""
     _control("revoke", scenario, consumer, entry, bootstrap, actor, wait, timeout, reason=reason)
 
@@ -460,7 +608,9 @@ def _result_path(path: Path) -> Path:
 @app.command()
 def report(
     result: Annotated[Path, typer.Argument(help="a run's directory or its result.json (scenario.json beside it adds department names)")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")
+    ] = None,
 ) -> None:
     """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
     from exchange.results.report import write_report
@@ -510,21 +660,31 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
     )
     from schemas.scenario import Sharing
 
-    unsaid = [sub.id for sub in s.subscriptions
-              if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set]
+    unsaid = [
+        sub.id for sub in s.subscriptions if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set
+    ]
     if unsaid:  # pending by default (nothing flows until approved): say so, in case approved was meant
         console.print(
             f"note: {len(unsaid)} conditional subscription(s) without status are pending, nothing flows to them "
             f"until approved: {', '.join(unsaid[:5])}{', …' if len(unsaid) > 5 else ''}",
-            highlight=False, markup=False, soft_wrap=True,
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
 
 
 @app.command()
 def schema(
-    of: Annotated[str, typer.Argument(metavar="[scenario|status]", help=(
-        "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
-        "status: the messages every process of a run sends the run controller (schemas/status.py)"))] = "scenario",
+    of: Annotated[
+        str,
+        typer.Argument(
+            metavar="[scenario|status]",
+            help=(
+                "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
+                "status: the messages every process of a run sends the run controller (schemas/status.py)"
+            ),
+        ),
+    ] = "scenario",
 ) -> None:
     """Print a JSON Schema: of the scenario format (for editors), or of the processes' status messages."""
     if of == "scenario":
@@ -541,10 +701,11 @@ def broker(
     port: Annotated[int, typer.Option(help="port to listen on (0: a free one); on several Kafka nodes, node 1's")] = 0,
     kind: Annotated[str, typer.Option(help="tansu (embedded, memory storage) or kafka (Apache Kafka, KRaft)")] = "tansu",
     nodes: Annotated[int, typer.Option(min=1, max=5, help="Kafka nodes, each a controller and a broker (3: RF 3, min ISR 2)")] = 1,
-    log: Annotated[Optional[Path], typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
+    log: Annotated[Path | None, typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
 ) -> None:
     """Run a broker in the foreground until Ctrl-C; prints its bootstrap address."""
     from exchange.kafka import brokers
+
     if kind not in ("tansu", "kafka") or (kind == "tansu" and nodes != 1):
         err.print("[red]error[/red] --kind tansu runs one node; --kind kafka runs --nodes N", highlight=False, soft_wrap=True)
         raise typer.Exit(2)

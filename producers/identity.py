@@ -18,27 +18,46 @@ from __future__ import annotations
 import datetime
 import random
 
-from schemas.names import COMPOUND_SURNAMES, SURNAME_TABLE as _SURNAME_TABLE, surname_of  # re-exported
 from schemas import regions as _regions
 from schemas.keys import CC_ALPHABET as _CC_ALPHABET
 from schemas.keys import ID_CHECK as _ID_CHECK
 from schemas.keys import ID_WEIGHTS as _ID_WEIGHTS
-from schemas.keys import is_ascii_digits
 from schemas.keys import cc_check as _cc_check
-from schemas.keys import weighted as _weighted
 from schemas.keys import (  # the standards' rules live with the matching that uses them
     credit_code_check_char,
+    is_ascii_digits,
     is_valid_credit_code,
     is_valid_resident_id,
     resident_id_check_digit,
 )
+from schemas.keys import weighted as _weighted
+from schemas.names import COMPOUND_SURNAMES, surname_of  # re-exported
+from schemas.names import SURNAME_TABLE as _SURNAME_TABLE
 from schemas.regions import Region
 
-__all__ = [
-    "COMPOUND_SURNAMES", "DONGGUAN_TOWNS", "REGIONS", "Region",  # noqa: F822 - the tables come from __getattr__ below "address", "chinese_name", "credit_code",
-    "credit_code_check_char", "date_between", "district_prefix", "gps_fix",
-    "is_valid_credit_code", "is_valid_resident_id", "mobile_phone", "plate_number",
-    "NATIONAL", "jurisdiction_prefix", "region_contains", "region_exists", "resident_id", "resident_id_check_digit", "surname_of",
+__all__ = [  # DONGGUAN_TOWNS and REGIONS come from __getattr__ below
+    "COMPOUND_SURNAMES",
+    "DONGGUAN_TOWNS",  # noqa: F822
+    "REGIONS",  # noqa: F822
+    "Region",
+    "credit_code_check_char",
+    "date_between",
+    "district_prefix",
+    "gps_fix",
+    "is_valid_credit_code",
+    "is_valid_resident_id",
+    "mobile_phone",
+    "plate_number",
+    "NATIONAL",
+    "jurisdiction_prefix",
+    "region_contains",
+    "region_exists",
+    "resident_id",
+    "resident_id_check_digit",
+    "surname_of",
+    "address",
+    "chinese_name",
+    "credit_code",
 ]
 
 _DIGITS = frozenset("0123456789")
@@ -48,8 +67,7 @@ _DIGITS = frozenset("0123456789")
 
 def _birth_table(first: datetime.date, last: datetime.date) -> tuple[tuple[str, int], ...]:
     ys = {y: (f"{y:04d}", _weighted(f"{y:04d}", _ID_WEIGHTS[6:10])) for y in range(first.year, last.year + 1)}
-    md = {n: (f"{n:02d}", _weighted(f"{n:02d}", _ID_WEIGHTS[10:12]), _weighted(f"{n:02d}", _ID_WEIGHTS[12:14]))
-          for n in range(1, 32)}
+    md = {n: (f"{n:02d}", _weighted(f"{n:02d}", _ID_WEIGHTS[10:12]), _weighted(f"{n:02d}", _ID_WEIGHTS[12:14])) for n in range(1, 32)}
     rows = []
     for o in range(first.toordinal(), last.toordinal() + 1):
         d = datetime.date.fromordinal(o)
@@ -130,9 +148,13 @@ def chinese_name(rng: random.Random) -> str:
 # --- Phones, plates, coordinates, dates --------------------------------------
 
 _MOBILE_PREFIXES = tuple(
-    [str(p) for p in range(130, 140)] + ["150", "151", "152", "153"]
-    + [str(p) for p in range(155, 160)] + ["166"] + [str(p) for p in range(170, 179)]
-    + [str(p) for p in range(180, 190)] + ["198", "199"]
+    [str(p) for p in range(130, 140)]
+    + ["150", "151", "152", "153"]
+    + [str(p) for p in range(155, 160)]
+    + ["166"]
+    + [str(p) for p in range(170, 179)]
+    + [str(p) for p in range(180, 190)]
+    + ["198", "199"]
 )
 _PLATE_CHARS = "0123456789" * 3 + "ABCDEFGHJKLMNPQRSTUVWXYZ"  # digit-heavy, no I/O
 

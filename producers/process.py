@@ -13,26 +13,30 @@ import sys
 import time
 from pathlib import Path
 
-from exchange.runner.processes import report_crashes
 from exchange import metrics
 from exchange.errors import ExchangeError
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import encode, sample_quantiles
+from exchange.runner.processes import report_crashes
 from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import warmup_end_ns, write_schedule
+from producers.publisher import DepartmentPublisher, PublishStats, Schedule
+from producers.records import RecordFactory, entity_pool
 from schemas.envelope import Topics
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
-
-from producers.publisher import DepartmentPublisher, PublishStats, Schedule
-from producers.records import RecordFactory, entity_pool
 
 STATS_INTERVAL_S = 1.0
 log = logging.getLogger(__name__)
 
 
 def build_publishers(
-    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0,
+    scenario: Scenario,
+    bootstrap: str,
+    seed: int,
+    stats: PublishStats,
+    run_id: str = "",
+    rate_multiplier: float = 1.0,
 ) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
@@ -40,25 +44,45 @@ def build_publishers(
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
         copies = tuple(scenario.copied_items(entry_id))
-        factory = RecordFactory(
-            entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
-        )
+        factory = RecordFactory(entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate)
         by_dept.setdefault(entry.provider, []).append(
             # each department publishes into its own hub
-            Schedule(entry_id, Topics(scenario.platform_of(entry.provider)).ingress(entry_id), rate * rate_multiplier, factory,
-                     profiles.get(entry_id))
+            Schedule(
+                entry_id,
+                Topics(scenario.platform_of(entry.provider)).ingress(entry_id),
+                rate * rate_multiplier,
+                factory,
+                profiles.get(entry_id),
+            )
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [
-        DepartmentPublisher(dept, order[dept] + 1, schedules, bootstrap, stats, run_id, scenario.platform_of(dept),
-                            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None,
-                            idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once)
+        DepartmentPublisher(
+            dept,
+            order[dept] + 1,
+            schedules,
+            bootstrap,
+            stats,
+            run_id,
+            scenario.platform_of(dept),
+            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None,
+            idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once,
+        )
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
 
 
-async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, status: StatusWriter, run_id: str = "",
-              rate_multiplier: float = 1.0, warmup_s: float = 0.0, schedule_path: Path | None = None) -> PublishStats:
+async def run(
+    scenario: Scenario,
+    bootstrap: str,
+    seed: int,
+    duration: float,
+    status: StatusWriter,
+    run_id: str = "",
+    rate_multiplier: float = 1.0,
+    warmup_s: float = 0.0,
+    schedule_path: Path | None = None,
+) -> PublishStats:
     stats = PublishStats()
     publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
     reporter = None
@@ -79,17 +103,19 @@ async def run(scenario: Scenario, bootstrap: str, seed: int, duration: float, st
         for p, stopped in zip(publishers, await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True), strict=True):
             if isinstance(stopped, Exception):  # logged, not raised over what ended the run
                 log.error("stopping %s's producer failed", p.department, exc_info=stopped)
-    status.write(ProducersFinal(
-        elapsed_s=(time.time_ns() - start_ns) / 1e9,
-        produced=dict(stats.produced),
-        sent=stats.sent,
-        retried=stats.retried,
-        publish_delay=encode(stats.publish_delay),
-        publish_latency=encode(stats.publish_latency),
-        warmup_published=stats.warmup_published,
-        warmup_publish_delay=encode(stats.warmup_delay),
-        warmup_publish_latency=encode(stats.warmup_latency),
-    ))
+    status.write(
+        ProducersFinal(
+            elapsed_s=(time.time_ns() - start_ns) / 1e9,
+            produced=dict(stats.produced),
+            sent=stats.sent,
+            retried=stats.retried,
+            publish_delay=encode(stats.publish_delay),
+            publish_latency=encode(stats.publish_latency),
+            warmup_published=stats.warmup_published,
+            warmup_publish_delay=encode(stats.warmup_delay),
+            warmup_publish_latency=encode(stats.warmup_latency),
+        )
+    )
     return stats
 
 
@@ -97,10 +123,16 @@ async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> N
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
         delay, latency = stats.take_interval()
-        status.write(ProducersStats(
-            t=(time.time_ns() - start_ns) / 1e9, produced=stats.total, sent=stats.sent, retried=stats.retried,
-            publish_latency=sample_quantiles(latency), publish_delay_us=sample_quantiles(delay, 1e3),
-        ))
+        status.write(
+            ProducersStats(
+                t=(time.time_ns() - start_ns) / 1e9,
+                produced=stats.total,
+                sent=stats.sent,
+                retried=stats.retried,
+                publish_latency=sample_quantiles(latency),
+                publish_delay_us=sample_quantiles(delay, 1e3),
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
-    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)"
+    )
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
@@ -121,8 +155,19 @@ def main(argv: list[str] | None = None) -> None:
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
-        asyncio.run(run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier,
-                        args.warmup, args.schedule_file))
+        asyncio.run(
+            run(
+                scenario,
+                args.bootstrap,
+                args.seed,
+                args.duration,
+                status,
+                args.run_id,
+                args.rate_multiplier,
+                args.warmup,
+                args.schedule_file,
+            )
+        )
     except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
         status.write(Error(message=str(exc)))
         print(f"{exc.label}: {exc}", file=sys.stderr)

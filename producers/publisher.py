@@ -24,6 +24,8 @@ from exchange.kafka import clients
 from exchange.kafka.batching import Partitioner, retriable, send_batches
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import new_histogram, record_many_ns, record_ns
+from producers.profiles import RateSchedule
+from producers.records import RecordFactory
 from schemas.envelope import (
     H_ENTRY,
     H_INTENDED,
@@ -36,9 +38,6 @@ from schemas.envelope import (
 )
 from schemas.scenario import LoadProfile
 
-from producers.profiles import RateSchedule
-from producers.records import RecordFactory
-
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +47,7 @@ class PublishFailed(ExchangeError):
     partition and error."""
 
     exit_code = EXIT_FAILED
+
 
 MAX_RECORDS_PER_TICK = 20_000  # keep the loop responsive when far behind schedule
 MAX_IN_FLIGHT = 200_000  # unacknowledged records before the schedule waits for acks
@@ -269,7 +269,8 @@ class DepartmentPublisher:
                 self._in_flight -= len(chunk)
                 self.failed = self.failed or PublishFailed(
                     f"{self.department}: the broker refused {len(chunk):,} records for {topic}[{partition}] with "
-                    f"{type(exc).__name__} ({exc}), which resending cannot cure")
+                    f"{type(exc).__name__} ({exc}), which resending cannot cure"
+                )
                 self._acked.set()
                 return
             # the broker went away or could not take them yet: send the same records again

@@ -71,7 +71,9 @@ class EntityPool:
     ``regions`` are the divisions records come from, each equally likely; inside one, a
     township is chosen level by level (``sample_leaf``)."""
 
-    def __init__(self, seed: int, regions: list[identity.Region], people: int = 20_000, enterprises: int = 5_000, vehicles: int = 37_000) -> None:
+    def __init__(
+        self, seed: int, regions: list[identity.Region], people: int = 20_000, enterprises: int = 5_000, vehicles: int = 37_000
+    ) -> None:
         rng = random.Random(seed)
         self.regions = regions
         self.people = [self._person(rng) for _ in range(people)]
@@ -142,8 +144,13 @@ class RecordFactory:
     """Makes (key, record) pairs for one entry; the key is the record's master key."""
 
     def __init__(
-        self, entry: CatalogueEntry, pool: EntityPool, rng: random.Random, record_size: int = 0,
-        mismatch_items: tuple[str, ...] = (), mismatch_rate: float = 0.0,
+        self,
+        entry: CatalogueEntry,
+        pool: EntityPool,
+        rng: random.Random,
+        record_size: int = 0,
+        mismatch_items: tuple[str, ...] = (),
+        mismatch_rate: float = 0.0,
     ) -> None:
         self.entry = entry
         self.rng = rng

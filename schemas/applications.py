@@ -117,9 +117,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
     if event.action == "apply" and event.actor != event.consumer:
         raise IllegalTransition(f"{event.actor!r} cannot apply on behalf of {event.consumer!r}")
     if event.action in PROVIDER_ACTIONS and event.actor != provider:
-        raise IllegalTransition(
-            f"only the provider {provider!r} of {event.entry!r} may {event.action}; {event.actor!r} tried"
-        )
+        raise IllegalTransition(f"only the provider {provider!r} of {event.entry!r} may {event.action}; {event.actor!r} tried")
     if event.action == "expire" and (
         event.actor != "platform" or current is None or current.valid_until_ns is None or event.at_ns < current.valid_until_ns
     ):
@@ -158,6 +156,12 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
 def preapproved(consumer: str, entry: str, items: list[str] | None, purpose: str, valid_until_ns: int | None) -> Application:
     """An approval written into the scenario (the platform started with it)."""
     return Application(
-        id=f"{consumer}.{entry}", consumer=consumer, entry=entry, items=items, purpose=purpose,
-        state=State.approved, valid_until_ns=valid_until_ns, history=[("preapproved", "scenario", 0)],
+        id=f"{consumer}.{entry}",
+        consumer=consumer,
+        entry=entry,
+        items=items,
+        purpose=purpose,
+        state=State.approved,
+        valid_until_ns=valid_until_ns,
+        history=[("preapproved", "scenario", 0)],
     )

@@ -79,10 +79,10 @@ class Topics:
         return self._delivery + department_id
 
     def entry_of(self, topic: str) -> str | None:
-        return topic[len(self._ingress):] if topic.startswith(self._ingress) else None
+        return topic[len(self._ingress) :] if topic.startswith(self._ingress) else None
 
     def department_of(self, topic: str) -> str | None:
-        return topic[len(self._delivery):] if topic.startswith(self._delivery) else None
+        return topic[len(self._delivery) :] if topic.startswith(self._delivery) else None
 
 
 def record_headers(
@@ -138,7 +138,8 @@ class AuditRecord(BaseModel):
     )
     subscription: str | list[str] | None
     decision: RoutingDecision = Field(
-        description="delivered (to the consumer, by its own hub), denied, or forwarded (handed to the next hub of a cascade)")
+        description="delivered (to the consumer, by its own hub), denied, or forwarded (handed to the next hub of a cascade)"
+    )
     reason: str = Field(description="rule that decided (schemas/outcomes.py): a DeliveryReason or a DenialReason")
     items: list[str] = Field(default_factory=list, description="items delivered (empty when denied)")
     masked: list[str] = Field(default_factory=list, description="items delivered masked")
@@ -212,9 +213,13 @@ class DeadLetter(BaseModel):
     offset: int
     trace: str | None = None
     entry: str | None = None
-    subscription: str | None = Field(default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)")
+    subscription: str | None = Field(
+        default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)"
+    )
     last_offset: int | None = Field(
-        default=None, description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset")
+        default=None,
+        description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset",
+    )
     records: int | None = Field(default=None, description="records an undecodable batch's letter stands for (from the batch header)")
     value_b64: str = Field(description="the original value bytes, base64 (for an undecodable batch: the batch as fetched, up to 1 MiB)")
     headers: list[tuple[str, str]] = Field(description="original headers, values base64")

@@ -28,8 +28,15 @@ import unicodedata
 from operator import mul
 
 __all__ = [
-    "credit_code_check_char", "is_ascii_digits", "is_valid_credit_code", "is_valid_resident_id", "normalise_credit_code",
-    "normalise_key", "normalise_plate", "normalise_resident_id", "resident_id_check_digit",
+    "credit_code_check_char",
+    "is_ascii_digits",
+    "is_valid_credit_code",
+    "is_valid_resident_id",
+    "normalise_credit_code",
+    "normalise_key",
+    "normalise_plate",
+    "normalise_resident_id",
+    "resident_id_check_digit",
 ]
 
 # --- Resident identity number (GB 11643-1999, ISO 7064 MOD 11-2) ------------

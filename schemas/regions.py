@@ -28,8 +28,18 @@ from importlib import resources
 import orjson
 
 __all__ = [
-    "NATIONAL", "Region", "address_prefix", "children", "contains", "exists", "get",
-    "jurisdiction_prefix", "leaves", "nearest", "source", "table",
+    "NATIONAL",
+    "Region",
+    "address_prefix",
+    "children",
+    "contains",
+    "exists",
+    "get",
+    "jurisdiction_prefix",
+    "leaves",
+    "nearest",
+    "source",
+    "table",
 ]
 
 NATIONAL = "000000"  #: the national hub's jurisdiction: contains every region
@@ -154,7 +164,7 @@ def nearest(code: str, n: int = 3) -> list[Region]:
     pool = t.sorted_codes.get(len(code)) or t.sorted_codes[6]
     probe = code if len(code) in t.sorted_codes else code[:6].ljust(6, "0")
     i = bisect.bisect_left(pool, probe)
-    window = pool[max(0, i - 4 * n): i + 4 * n]
+    window = pool[max(0, i - 4 * n) : i + 4 * n]
 
     def rank(c: str) -> tuple[int, int]:
         common = next((k for k in range(len(c)) if k >= len(probe) or c[k] != probe[k]), len(c))
@@ -195,7 +205,7 @@ def contains(parent_code: str, child_code: str) -> bool:
 def _match(names: tuple[dict[str, str], tuple[int, ...]], text: str, pos: int) -> str | None:
     table_, lengths = names
     for n in lengths:
-        code = table_.get(text[pos:pos + n])
+        code = table_.get(text[pos : pos + n])
         if code is not None:
             return code
     return None

@@ -30,13 +30,16 @@ class Counts(_Model):
     undecodable: int = Field(
         default=0,
         description="records in ingress batches the router could not decode (dead-lettered as unsupported_codec or "
-        "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes")
+        "corrupt_batch); no run id can be read from them, so they are not among this run's outcomes",
+    )
     foreign_dead_lettered: int = Field(
         default=0,
         description="records dead-lettered during the run that carry no run id or another run's (written to an "
-        "ingress topic by another client, or left by an earlier run); not among this run's outcomes")
+        "ingress topic by another client, or left by an earlier run); not among this run's outcomes",
+    )
     foreign_dead_letters_by_reason: dict[str, int] = Field(
-        default_factory=dict, description="foreign_dead_lettered by dead-letter reason (missing_header, bad_json…)")
+        default_factory=dict, description="foreign_dead_lettered by dead-letter reason (missing_header, bad_json…)"
+    )
 
 
 class EntryCounts(_Model):
@@ -104,9 +107,13 @@ class ItemVerification(_Model):
     verified: int = Field(description="copies that agreed with the source")
     conflicts: int = Field(description="copies that disagreed (each a quality event)")
     unverified: int = Field(description="copies with no authoritative value yet (not delivered)")
-    invalid_key: int = Field(0, description=(
-        "values of records whose master key fits no standard form (GB 11643 ID number, GB 32100 credit code, "
-        "GA 36 plate), so nothing could be matched: copies not delivered, a source's values not stored"))
+    invalid_key: int = Field(
+        0,
+        description=(
+            "values of records whose master key fits no standard form (GB 11643 ID number, GB 32100 credit code, "
+            "GA 36 plate), so nothing could be matched: copies not delivered, a source's values not stored"
+        ),
+    )
     verification_rate: float = Field(description="verified / (verified + conflicts)")
     quality_events: int = Field(description="quality events read back from the quality topic (duplicates dropped)")
     by_department: dict[str, int] = Field(description="'<copying department>:<outcome>' → count")
@@ -146,20 +153,26 @@ class FaultResult(_Model):
     target: str | None = Field(description="router worker id, subscribing department or broker node id as given; null for the others")
     at_s: float = Field(description="scheduled time, seconds after publishing started")
     injected_at_s: float | None = Field(description="when it was injected (the controller polls every 0.2 s); null if the run ended first")
-    duration_s: float = Field(description="0 for kills (the process is restarted at once); kill-broker: how long the node was down before its restart")
+    duration_s: float = Field(
+        description="0 for kills (the process is restarted at once); kill-broker: how long the node was down before its restart"
+    )
     node: int | None = Field(default=None, description="the broker node a kill-broker or pause-broker hit on a Kafka cluster")
-    node_chosen: str | None = Field(default=None, description="why that node, when the spec named none (the node leading the most ingress partitions)")
+    node_chosen: str | None = Field(
+        default=None, description="why that node, when the spec named none (the node leading the most ingress partitions)"
+    )
     baseline_lag: float = Field(description="mean lag over the 3 s before the fault, records")
     peak_lag: int = Field(description="highest lag from the fault until recovery (or the end of the run), records")
     recovered_after_s: float | None = Field(
         description="seconds from the end of the fault (a kill: the kill) until lag and latency were both back to normal: "
-                    "lag ≤ max(baseline × 1.5, baseline + 100), p99 ≤ max(baseline × 1.5, baseline + 50 ms); null if not within the run")
+        "lag ≤ max(baseline × 1.5, baseline + 100), p99 ≤ max(baseline × 1.5, baseline + 50 ms); null if not within the run"
+    )
     lag_recovered_after_s: float | None = Field(default=None, description="the same, lag alone")
     latency_recovered_after_s: float | None = Field(default=None, description="the same, end-to-end p99 alone")
     baseline_p99_ms: float | None = Field(default=None, description="mean end-to-end p99 over the 3 s before the fault, ms")
     peak_p99_ms: float | None = Field(default=None, description="highest interval end-to-end p99 from the fault until recovery, ms")
     publish_delay_max_ms: float | None = Field(
-        default=None, description="highest per-interval publish delay from the fault until recovery: a producer stall shows here")
+        default=None, description="highest per-interval publish delay from the fault until recovery: a producer stall shows here"
+    )
 
 
 class RunInfo(_Model):
@@ -175,11 +188,17 @@ class RunInfo(_Model):
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     warmup_s: float = Field(default=0.0, description="seconds of warm-up at the start of publishing (0: none)")
     router_ready_s: list[float]
-    broker: str | None = Field(default=None, description="the broker the run started, kind and version, e.g. "
-                               "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap")
+    broker: str | None = Field(
+        default=None,
+        description="the broker the run started, kind and version, e.g. "
+        "'Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)'; null: an existing one at bootstrap",
+    )
     broker_start_s: float | None = Field(default=None, description="seconds from starting the broker until it answered")
-    guarantee: str = Field(default="at-least-once", description="the run's delivery guarantee: at-least-once or exactly-once "
-                           "(idempotent producers, transactional routers, read_committed subscribers)")
+    guarantee: str = Field(
+        default="at-least-once",
+        description="the run's delivery guarantee: at-least-once or exactly-once "
+        "(idempotent producers, transactional routers, read_committed subscribers)",
+    )
     drain_s: float
     dead_letters_by_reason: dict[str, int]
 
@@ -195,8 +214,10 @@ class WarmupResult(_Model):
     Per-interval series keep every second, the warm-up's included."""
 
     seconds: float = Field(description="length of the warm-up, seconds from the start of the producers' schedule")
-    published: int = Field(description="records the producers had acknowledged whose intended send time fell in the warm-up "
-                           "(reactions, published by the consumer process, not included)")
+    published: int = Field(
+        description="records the producers had acknowledged whose intended send time fell in the warm-up "
+        "(reactions, published by the consumer process, not included)"
+    )
     delivered: int = Field(description="outcomes of warm-up records received by a subscriber (in counts.delivered too)")
     publish_latency_ms: Quantiles = Field(description="the warm-up's publish latency (send → broker ack)")
     publish_delay_ms: Quantiles = Field(description="the warm-up's publish delay (intended → actual send time)")
@@ -232,7 +253,9 @@ class Result(_Model):
     publishRate: list[float]
     publishErrorRate: list[float] = Field(default_factory=list)
     consumeRate: list[float]
-    backlog: list[int] = Field(default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)")
+    backlog: list[int] = Field(
+        default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)"
+    )
     consumer_lag: dict[str, list[int]] = Field(default_factory=dict, description="per delivery topic (department), per interval")
     publishLatencyAvg: list[float] = Field(default_factory=list)
     publishLatency50pct: list[float] = Field(default_factory=list)
@@ -305,8 +328,10 @@ class Result(_Model):
     workflows: dict[str, WorkflowResult] = Field(default_factory=dict)
     control_actions: dict[str, int] = Field(default_factory=dict, description="'<action>:accepted|refused' → count")
     clock_skew: dict[str, ClockSkewResult] = Field(
-        default_factory=dict, description="per source department: deliveries whose latency cannot be true (clock skew), "
-        "kept out of the latency figures; empty when every clock agreed")
+        default_factory=dict,
+        description="per source department: deliveries whose latency cannot be true (clock skew), "
+        "kept out of the latency figures; empty when every clock agreed",
+    )
     warmup: WarmupResult | None = Field(default=None, description="the warm-up's counts and latencies; null when there was none")
     slos: list[SloVerdict] = Field(default_factory=list)
     faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")

@@ -135,7 +135,9 @@ class DepartmentKind(str, Enum):
 
 DepartmentKindField = Annotated[
     DepartmentKind,
-    _aliases(DepartmentKind, {"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}),
+    _aliases(
+        DepartmentKind, {"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}
+    ),
 ]
 
 
@@ -154,8 +156,16 @@ class DeliveryGuarantee(str, Enum):
 
 DeliveryGuaranteeField = Annotated[
     DeliveryGuarantee,
-    _aliases(DeliveryGuarantee, {"至少一次": "at-least-once", "精确一次": "exactly-once", "恰好一次": "exactly-once",
-                                 "at_least_once": "at-least-once", "exactly_once": "exactly-once"}),
+    _aliases(
+        DeliveryGuarantee,
+        {
+            "至少一次": "at-least-once",
+            "精确一次": "exactly-once",
+            "恰好一次": "exactly-once",
+            "at_least_once": "at-least-once",
+            "exactly_once": "exactly-once",
+        },
+    ),
 ]
 
 
@@ -238,9 +248,7 @@ class DataItem(_Model):
     type: ItemType
     sensitivity: Sensitivity = Sensitivity.internal
     mask: MaskRule = MaskRule.auto
-    authoritative: bool = Field(
-        default=False, description="the entry's provider is the authoritative source (数源部门) of this item"
-    )
+    authoritative: bool = Field(default=False, description="the entry's provider is the authoritative source (数源部门) of this item")
 
     @property
     def effective_mask(self) -> MaskRule:
@@ -439,8 +447,17 @@ class SLO(_Model):
 
     name: str
     metric: Literal[
-        "e2e_p50_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "publish_delay_p99_ms",
-        "denied_rate", "dead_letter_rate", "unaccounted", "delivered_per_s", "verification_rate", "workflow_p99_ms",
+        "e2e_p50_ms",
+        "e2e_p99_ms",
+        "e2e_p999_ms",
+        "e2e_max_ms",
+        "publish_delay_p99_ms",
+        "denied_rate",
+        "dead_letter_rate",
+        "unaccounted",
+        "delivered_per_s",
+        "verification_rate",
+        "workflow_p99_ms",
         "batch_within_cycle",
     ]
     max: float | None = Field(default=None, description="the measured value must not exceed this")
@@ -464,9 +481,12 @@ class Responsibility(_Model):
 class Load(_Model):
     duration: float = Field(default=30.0, gt=0, le=86_400, description="seconds of publishing")
     warmup: float | None = Field(
-        default=None, ge=0, le=86_400,
+        default=None,
+        ge=0,
+        le=86_400,
         description="seconds at the start of publishing whose records are routed and counted but kept out of the "
-        "aggregated latency figures and SLO verdicts (reported apart); default: min(5 s, a fifth of the run)")
+        "aggregated latency figures and SLO verdicts (reported apart); default: min(5 s, a fifth of the run)",
+    )
     record_size: int = Field(default=512, ge=64, le=1_000_000, description="target bytes per record value (padded)")
     producers: tuple[ProducerLoad, ...] = ()
     default_rate: float = Field(default=0.0, ge=0, le=10_000_000, description="records/s for each entry no producer names")
@@ -498,7 +518,8 @@ class Scenario(_Model):
     guarantee: DeliveryGuaranteeField = Field(
         default=DeliveryGuarantee.at_least_once,
         description="delivery guarantee of the exchange: at-least-once (any broker) or exactly-once (Apache Kafka only: "
-        "idempotent producers, transactional routers, read_committed subscribers); `exchange run --guarantee` overrides it")
+        "idempotent producers, transactional routers, read_committed subscribers); `exchange run --guarantee` overrides it",
+    )
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:
@@ -700,16 +721,25 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         if load.department not in depts:
             errors.append((("load", "producers", n, "department"), f"producer {load.department!r} is not a department"))
         elif load.entries is None and not any(e.provider == load.department for e in scenario.catalogue):
-            errors.append((("load", "producers", n, "department"), (
-                f"producer {load.department!r} provides no entry of the catalogue, so it has nothing to publish"
-            )))
+            errors.append(
+                (
+                    ("load", "producers", n, "department"),
+                    (f"producer {load.department!r} provides no entry of the catalogue, so it has nothing to publish"),
+                )
+            )
         for k, entry_id in enumerate(load.entries or ()):
             entry = entries.get(entry_id)
             if entry is None:
-                errors.append((("load", "producers", n, "entries", k), f"producer {load.department!r} names entry {entry_id!r}, not in the catalogue"))
+                errors.append(
+                    (("load", "producers", n, "entries", k), f"producer {load.department!r} names entry {entry_id!r}, not in the catalogue")
+                )
             elif entry.provider != load.department:
-                errors.append((("load", "producers", n, "entries", k),
-                               f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}"))
+                errors.append(
+                    (
+                        ("load", "producers", n, "entries", k),
+                        f"producer {load.department!r} cannot publish entry {entry_id!r}: its provider is {entry.provider!r}",
+                    )
+                )
     return errors
 
 
@@ -739,7 +769,12 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             errors.append(((*loc, "region"), f"platform {p.id!r}: {problem}"))
         for k, entry_id in enumerate(p.negative_list.entries):
             if entry_id not in scenario.entries:
-                errors.append(((*loc, "negative_list", "entries", k), f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue"))
+                errors.append(
+                    (
+                        (*loc, "negative_list", "entries", k),
+                        f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue",
+                    )
+                )
         seen, cur = {p.id}, p
         while cur.parent is not None and cur.parent in platforms:
             if cur.parent in seen:
@@ -766,10 +801,15 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             continue
         mine, theirs = scenario.platform_of(sub.consumer), scenario.platform_of(entry.provider)
         if scenario.root_of(mine) != scenario.root_of(theirs):
-            errors.append((("subscriptions", n, "entry"), (
-                f"subscription of {sub.consumer!r} to {sub.entry!r}: the entry is on platform {theirs!r}, "
-                f"which no hub path connects to {sub.consumer!r}'s platform {mine!r}"
-            )))
+            errors.append(
+                (
+                    ("subscriptions", n, "entry"),
+                    (
+                        f"subscription of {sub.consumer!r} to {sub.entry!r}: the entry is on platform {theirs!r}, "
+                        f"which no hub path connects to {sub.consumer!r}'s platform {mine!r}"
+                    ),
+                )
+            )
     return errors
 
 
@@ -784,10 +824,15 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
                 continue
             claimed = authority.setdefault(item.key, entry.provider)
             if claimed != entry.provider:
-                errors.append((("catalogue", n, "items", k, "authoritative"), (
-                    f"item {item.key!r}: {entry.provider!r} and {claimed!r} both claim to be its authoritative source; "
-                    "one number, one source (一数一源) allows one"
-                )))
+                errors.append(
+                    (
+                        ("catalogue", n, "items", k, "authoritative"),
+                        (
+                            f"item {item.key!r}: {entry.provider!r} and {claimed!r} both claim to be its authoritative source; "
+                            "one number, one source (一数一源) allows one"
+                        ),
+                    )
+                )
     all_items = {i.key for e in scenario.catalogue for i in e.items}
     negative = scenario.negative_list
     for k, entry_id in enumerate(negative.entries):
@@ -801,9 +846,12 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         for field in ("items", "unmasked"):
             listed = sorted(set(getattr(sub, field) or ()) & banned)
             if listed:
-                errors.append((("subscriptions", n, field), (
-                    f"subscription of {sub.consumer!r} to {sub.entry!r} asks for {listed}, on the negative list (负面清单)"
-                )))
+                errors.append(
+                    (
+                        ("subscriptions", n, field),
+                        (f"subscription of {sub.consumer!r} to {sub.entry!r} asks for {listed}, on the negative list (负面清单)"),
+                    )
+                )
     for n, duty in enumerate(scenario.responsibilities):
         if duty.department not in scenario.department_ids:
             errors.append((("responsibilities", n, "department"), f"{duty.department!r} is not a department"))
@@ -811,9 +859,12 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         provided = {i.key for e in scenario.catalogue if e.provider == duty.department for i in e.items}
         missing = [i for i in duty.items if i not in provided]
         if missing:
-            errors.append((("responsibilities", n, "items"), (
-                f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"
-            )))
+            errors.append(
+                (
+                    ("responsibilities", n, "items"),
+                    (f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"),
+                )
+            )
     return errors
 
 

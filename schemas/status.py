@@ -49,11 +49,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-EncodedHistogram = Annotated[str, Field(
-    description="an HdrHistogram of microseconds, compressed and base64-encoded (exchange.results.latency.encode)")]
-IntervalQuantiles = Annotated[dict[str, float], Field(
-    description="one interval's figures from its raw samples: avg, 50pct … 99999pct and max "
-                "(exchange.results.latency.sample_quantiles); empty when the interval had no samples")]
+EncodedHistogram = Annotated[
+    str, Field(description="an HdrHistogram of microseconds, compressed and base64-encoded (exchange.results.latency.encode)")
+]
+IntervalQuantiles = Annotated[
+    dict[str, float],
+    Field(
+        description="one interval's figures from its raw samples: avg, 50pct … 99999pct and max "
+        "(exchange.results.latency.sample_quantiles); empty when the interval had no samples"
+    ),
+]
 
 
 # ---------------------------------------------------------------- counters as named rows
@@ -68,8 +73,7 @@ class _CountRow(_Model):
     def rows(cls, counter: Counter | dict) -> list[Self]:
         """One row per ``(key parts…) → n`` entry of ``counter``, keys in the fields' order."""
         names = [name for name in cls.model_fields if name != "n"]
-        return [cls(**dict(zip(names, key if isinstance(key, tuple) else (key,), strict=True)), n=n)
-                for key, n in counter.items()]
+        return [cls(**dict(zip(names, key if isinstance(key, tuple) else (key,), strict=True)), n=n) for key, n in counter.items()]
 
 
 class DecisionCount(_CountRow):
@@ -350,8 +354,21 @@ FinalBody = Annotated[ProducersFinal | RouterFinal | ConsumersFinal | Passthroug
 #: what a message says: told apart by ``kind``, then by ``role`` for ready, stats and final
 Body = Annotated[ReadyBody | StatsBody | FinalBody | Error | Crashed, Field(discriminator="kind")]
 #: any body model, for annotations (what a writer takes)
-AnyBody = (ProducersReady | RouterReady | ConsumersReady | PassthroughReady | ProducersStats | RouterStats | ConsumersStats
-           | ProducersFinal | RouterFinal | ConsumersFinal | PassthroughFinal | Error | Crashed)
+AnyBody = (
+    ProducersReady
+    | RouterReady
+    | ConsumersReady
+    | PassthroughReady
+    | ProducersStats
+    | RouterStats
+    | ConsumersStats
+    | ProducersFinal
+    | RouterFinal
+    | ConsumersFinal
+    | PassthroughFinal
+    | Error
+    | Crashed
+)
 
 # ---------------------------------------------------------------- the envelope
 

@@ -27,10 +27,10 @@ from aiokafka import TopicPartition
 from exchange.kafka import brokers, clients
 from exchange.kafka.apache import KafkaUnavailable, locate
 from exchange.kafka.tansu import EmbeddedBroker
-from exchange.runner.processes import spawn, terminate
-from exchange.scenarios.loader import parse
-from exchange.runner.status import StatusReader
 from exchange.kafka.topics import create_router_internal_topics, create_topics, topic_plan
+from exchange.runner.processes import spawn, terminate
+from exchange.runner.status import StatusReader
+from exchange.scenarios.loader import parse
 from schemas.envelope import H_RUN, Topics, record_headers
 from schemas.scenario import Scenario
 
@@ -98,8 +98,9 @@ class RouterProcess:
     ``kind`` is the broker's kind: on Kafka the router long-polls as a run makes it; ``env``,
     variables added to the worker's environment. ``async with`` starts and stops it."""
 
-    def __init__(self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu",
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, bootstrap: str, workdir: Path, worker: str = "0", kind: str = "tansu", env: dict[str, str] | None = None
+    ) -> None:
         self.scenario = scenario
         self.kind = kind
         self.env = env
@@ -118,8 +119,21 @@ class RouterProcess:
         await create_topics(self.bootstrap, topic_plan(self.scenario))
         if self.kind == "kafka":
             await create_router_internal_topics(self.bootstrap, self.scenario)
-        argv = [sys.executable, "-m", "exchange.router", "--scenario", str(scenario_json), "--bootstrap", self.bootstrap,
-                "--status", str(self.status_path), "--worker", self.worker, "--datadir", str(self.workdir / f"data-{self.worker}")]
+        argv = [
+            sys.executable,
+            "-m",
+            "exchange.router",
+            "--scenario",
+            str(scenario_json),
+            "--bootstrap",
+            self.bootstrap,
+            "--status",
+            str(self.status_path),
+            "--worker",
+            self.worker,
+            "--datadir",
+            str(self.workdir / f"data-{self.worker}"),
+        ]
         if brokers.fetch_wait_ms(self.kind):
             argv += ["--fetch-wait-ms", str(brokers.fetch_wait_ms(self.kind))]
         started = time.monotonic()
@@ -146,7 +160,9 @@ class RouterProcess:
 
 
 @contextmanager
-def router_on_embedded_broker(workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None) -> Iterator[RouterProcess]:
+def router_on_embedded_broker(
+    workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None
+) -> Iterator[RouterProcess]:
     """A started embedded broker and a ready router worker on it (default: the sharing
     scenario), for synchronous fixtures; both stopped when the block ends."""
     with EmbeddedBroker() as broker:
@@ -173,7 +189,9 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5):
+async def read_all(
+    bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5
+):
     """Every record on a topic (of one run, when given), read until ``until`` records or an idle spell."""
     consumer = clients.consumer("topic_reader", bootstrap, client_id="dx-test")
     await consumer.start()

@@ -15,7 +15,10 @@ from .harness import ROOT
 def test_bench_counts_every_record_on_every_path(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "exchange", "bench", "--records", "5000", "--latency-seconds", "2", "--json", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)
@@ -31,9 +34,24 @@ def test_bench_counts_every_record_on_every_path(tmp_path):
 
 def test_broker_floor_receives_every_record_and_reports_each_window(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "exchange", "bench", "--broker-floor", "--floor-rate", "500", "--latency-seconds", "2",
-         "--record-size", "200", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "bench",
+            "--broker-floor",
+            "--floor-rate",
+            "500",
+            "--latency-seconds",
+            "2",
+            "--record-size",
+            "200",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)

@@ -51,10 +51,10 @@ def wait_gone(pid: int, timeout: float = 3.0) -> bool:
 
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, int]:
     """Run a Python child that starts a broker and prints its pid; return (child, broker pid)."""
-    code = ("import atexit, os, sys, time\nfrom exchange.kafka.tansu import EmbeddedBroker\n"
-            + textwrap.dedent(prelude) + textwrap.dedent(body))
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, **kw)
+    code = (
+        "import atexit, os, sys, time\nfrom exchange.kafka.tansu import EmbeddedBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     line = child.stdout.readline()
     if not line.strip().isdigit():
         child.kill()
@@ -140,8 +140,7 @@ def test_explicit_port_lost_race_reports_port(monkeypatch, tmp_path):
     monkeypatch.setattr(broker_mod, "_port_busy", lambda h, p: False)
     with busy_port() as port, pytest.raises(BrokerError, match=f"(?s){port}.*(AddrInUse|Address in use)"):
         EmbeddedBroker(port=port, log_path=tmp_path / "b.log").start()
-    assert "tansu" not in subprocess.run(["pgrep", "-af", f"127.0.0.1:{port}"],
-                                         capture_output=True, text=True).stdout
+    assert "tansu" not in subprocess.run(["pgrep", "-af", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout
 
 
 def test_auto_port_retries_when_port_was_grabbed(monkeypatch):
@@ -204,12 +203,15 @@ def test_broker_dies_with_sigkilled_parent(subreaper):
 
 
 def test_uncaught_exception_stops_broker_via_atexit():
-    child, bpid = spawn_child(prelude=CHILD_ATEXIT_PROBE, body="""
+    child, bpid = spawn_child(
+        prelude=CHILD_ATEXIT_PROBE,
+        body="""
         b = EmbeddedBroker().start()
         state["pid"] = b.pid
         print(b.pid, flush=True)
         raise RuntimeError("boom")
-    """)
+    """,
+    )
     out, err = child.communicate(timeout=10)
     assert child.returncode == 1 and "boom" in err
     assert "broker-alive-at-exit False" in out
@@ -217,12 +219,16 @@ def test_uncaught_exception_stops_broker_via_atexit():
 
 
 def test_sigint_in_with_block_stops_broker():
-    child, bpid = spawn_child(prelude=CHILD_ATEXIT_PROBE, body="""
+    child, bpid = spawn_child(
+        prelude=CHILD_ATEXIT_PROBE,
+        body="""
         with EmbeddedBroker() as b:
             state["pid"] = b.pid
             print(b.pid, flush=True)
             time.sleep(60)
-    """, start_new_session=True)
+    """,
+        start_new_session=True,
+    )
     os.killpg(child.pid, signal.SIGINT)  # what a terminal Ctrl-C does to the foreground group
     out, err = child.communicate(timeout=10)
     assert "KeyboardInterrupt" in err

@@ -45,8 +45,16 @@ def cluster_run(tmp_path, cluster: KafkaBroker, spec: str, duration: float = 14,
     for node in sorted(cluster.down):  # a test that left a node down: the next one starts whole
         cluster.restart_node(node)
     asyncio.run(cluster.wait_ready())
-    options = RunOptions(load("demo"), duration=duration, out=tmp_path / "run", rate_multiplier=rate_multiplier,
-                         chaos=spec, drain_timeout=60, broker="kafka:3", broker_instance=cluster)
+    options = RunOptions(
+        load("demo"),
+        duration=duration,
+        out=tmp_path / "run",
+        rate_multiplier=rate_multiplier,
+        chaos=spec,
+        drain_timeout=60,
+        broker="kafka:3",
+        broker_instance=cluster,
+    )
     result, run_dir = asyncio.run(run(options))
     assert result.conservation.ok, result.conservation.message  # acks=all, RF 3, min ISR 2: nothing lost
     c = result.counts
@@ -103,12 +111,28 @@ def test_a_router_restarted_while_a_node_is_down_for_good_starts_and_nothing_is_
 
 
 def test_broker_node_faults_are_refused_on_tansu_before_anything_starts(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--duration", "5", "--out", str(tmp_path / "x"),
-                           "--chaos", "kill-broker@2s+restart"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "run",
+            "demo",
+            "--duration",
+            "5",
+            "--out",
+            str(tmp_path / "x"),
+            "--chaos",
+            "kill-broker@2s+restart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr
-    assert ("'kill-broker@2s+restart': kill-broker needs a Kafka cluster (--broker kafka:3), not the embedded Tansu broker"
-            in lines[0])
+    assert "'kill-broker@2s+restart': kill-broker needs a Kafka cluster (--broker kafka:3), not the embedded Tansu broker" in lines[0]
     assert not (tmp_path / "x").exists()

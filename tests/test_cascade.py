@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from exchange.kafka import brokers
 from exchange.kafka.topics import create_router_internal_topics
-from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.policy.routing import RouterCore
+from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.runner.controller import RunOptions, run
 from exchange.scenarios.loader import ScenarioError, parse
 from schemas.envelope import H_HOPS, H_SUBSCRIPTION, Topics, record_headers
@@ -198,7 +198,9 @@ def _rows(records, run_id):
 
 
 def test_a_department_behind_an_unknown_gateway_is_an_error():
-    bad = CASCADE.replace("{id: prov-tax, name: 省税务局, platform: gz}", "{id: prov-tax, name: 省税务局, platform: gz, gateway: police-net}")
+    bad = CASCADE.replace(
+        "{id: prov-tax, name: 省税务局, platform: gz}", "{id: prov-tax, name: 省税务局, platform: gz, gateway: police-net}"
+    )
     with pytest.raises(ScenarioError) as exc:
         parse(bad, "cascade-test.yaml")
     assert "departments.1.gateway" in str(exc.value) and "police-net" in str(exc.value)

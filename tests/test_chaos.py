@@ -31,8 +31,9 @@ def parse(spec: str, **kw):
 
 # the spec --------------------------------------------------------------------------------
 def test_every_kind_parses_and_comes_out_in_time_order():
-    faults = parse("pause-broker@10s+3s, kill-router@20s,pause-router:1@1.5s+500ms,kill-consumers@25s,"
-                   "pause-consumer:urban@5s+2s,kill-router:1@8s")
+    faults = parse(
+        "pause-broker@10s+3s, kill-router@20s,pause-router:1@1.5s+500ms,kill-consumers@25s,pause-consumer:urban@5s+2s,kill-router:1@8s"
+    )
     assert faults == [
         Fault("pause-router", "1", 1.5, 0.5),
         Fault("pause-consumer", "urban", 5.0, 2.0),
@@ -44,24 +45,27 @@ def test_every_kind_parses_and_comes_out_in_time_order():
     assert [f.label for f in faults][:2] == ["pause-router:1@1.5s+0.5s", "pause-consumer:urban@5s+2s"]
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("kill-router@x", "'kill-router@x': time 'x' must look like 20s"),
-    ("kill-router@20", "time '20' must look like 20s"),
-    ("kill-router", "expected KIND[:TARGET]@TIME[+DURATION]"),
-    ("explode@3s", "unknown fault 'explode'"),
-    ("kill-router:2@3s", "router worker '2' does not exist (--workers 2"),
-    ("kill-router:a@3s", "router worker 'a' does not exist"),
-    ("pause-router@3s", "pause-router needs a duration"),
-    ("kill-router@3s+2s", "kill-router takes no duration"),
-    ("pause-broker@3s+0s", "the duration must be more than 0"),
-    ("pause-consumer:police@3s+2s", "'police' is not a subscribing department of the scenario (known: tax, urban)"),
-    ("pause-consumer@3s+2s", "name the subscribing department"),
-    ("kill-consumers:urban@3s", "kill-consumers takes no target"),
-    ("kill-router@30s", "at 30s is not within the run's 30 s of publishing"),
-    ("kill-router@5s,,pause-broker@6s+1s", "an empty fault between commas"),
-    ("pause-router@5s+3s,kill-router:0@7s", "'kill-router:0@7s' overlaps 'pause-router:0@5s+3s'"),
-    ("", "empty spec"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("kill-router@x", "'kill-router@x': time 'x' must look like 20s"),
+        ("kill-router@20", "time '20' must look like 20s"),
+        ("kill-router", "expected KIND[:TARGET]@TIME[+DURATION]"),
+        ("explode@3s", "unknown fault 'explode'"),
+        ("kill-router:2@3s", "router worker '2' does not exist (--workers 2"),
+        ("kill-router:a@3s", "router worker 'a' does not exist"),
+        ("pause-router@3s", "pause-router needs a duration"),
+        ("kill-router@3s+2s", "kill-router takes no duration"),
+        ("pause-broker@3s+0s", "the duration must be more than 0"),
+        ("pause-consumer:police@3s+2s", "'police' is not a subscribing department of the scenario (known: tax, urban)"),
+        ("pause-consumer@3s+2s", "name the subscribing department"),
+        ("kill-consumers:urban@3s", "kill-consumers takes no target"),
+        ("kill-router@30s", "at 30s is not within the run's 30 s of publishing"),
+        ("kill-router@5s,,pause-broker@6s+1s", "an empty fault between commas"),
+        ("pause-router@5s+3s,kill-router:0@7s", "'kill-router:0@7s' overlaps 'pause-router:0@5s+3s'"),
+        ("", "empty spec"),
+    ],
+)
 def test_a_bad_spec_is_refused_naming_the_bad_part(spec, message):
     with pytest.raises(ChaosError) as exc:
         parse(spec)
@@ -88,24 +92,29 @@ def test_broker_faults_on_a_cluster_name_a_node_or_leave_it_to_the_run():
         Fault("pause-broker", "3", 12.0, 2.0),
         Fault("kill-broker", "1", 14.0, 4.0, restart=True),
     ]
-    assert [f.label for f in faults] == ["kill-broker@3s+restart", "kill-broker:2@10s", "pause-broker:3@12s+2s",
-                                         "kill-broker:1@14s+4s"]
+    assert [f.label for f in faults] == ["kill-broker@3s+restart", "kill-broker:2@10s", "pause-broker:3@12s+2s", "kill-broker:1@14s+4s"]
     assert faults[1].down_for_good and not faults[0].down_for_good and faults[3].end_s == 18.0
     assert parse("pause-broker@3s+2s", broker=CLUSTER) == [Fault("pause-broker", None, 3.0, 2.0)]
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("kill-broker:4@3s", "broker node '4' does not exist (kafka:3: nodes 1…3)"),
-    ("kill-broker:0@3s", "broker node '0' does not exist"),
-    ("kill-broker:x@3s+restart", "broker node 'x' does not exist"),
-    ("kill-broker@3s+0s", "the duration must be more than 0"),
-    ("kill-broker@3s+again", "time 'again' must look like 20s"),
-    ("pause-broker:2@3s", "pause-broker needs a duration"),
-    ("kill-broker:2@3s,pause-broker:2@20s+1s", "overlaps 'kill-broker:2@3s' (same broker node 2, down for the rest of the run: add +restart)"),
-    ("kill-broker:2@3s+5s,kill-broker:2@6s", "overlaps 'kill-broker:2@3s+5s' (same broker node 2)"),
-    ("kill-broker@3s+restart,pause-broker:1@3s+1s", "a broker fault without a node may hit any node"),
-    ("pause-broker:1@3s+5s,kill-broker@4s", "a broker fault without a node may hit any node"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("kill-broker:4@3s", "broker node '4' does not exist (kafka:3: nodes 1…3)"),
+        ("kill-broker:0@3s", "broker node '0' does not exist"),
+        ("kill-broker:x@3s+restart", "broker node 'x' does not exist"),
+        ("kill-broker@3s+0s", "the duration must be more than 0"),
+        ("kill-broker@3s+again", "time 'again' must look like 20s"),
+        ("pause-broker:2@3s", "pause-broker needs a duration"),
+        (
+            "kill-broker:2@3s,pause-broker:2@20s+1s",
+            "overlaps 'kill-broker:2@3s' (same broker node 2, down for the rest of the run: add +restart)",
+        ),
+        ("kill-broker:2@3s+5s,kill-broker:2@6s", "overlaps 'kill-broker:2@3s+5s' (same broker node 2)"),
+        ("kill-broker@3s+restart,pause-broker:1@3s+1s", "a broker fault without a node may hit any node"),
+        ("pause-broker:1@3s+5s,kill-broker@4s", "a broker fault without a node may hit any node"),
+    ],
+)
 def test_a_bad_broker_fault_on_a_cluster_is_refused(spec, message):
     with pytest.raises(ChaosError) as exc:
         parse(spec, broker=CLUSTER)
@@ -117,14 +126,24 @@ def test_two_nodes_may_be_faulted_at_once_when_named():
     assert [f.resource for f in faults] == ["broker node 1", "broker node 2"]
 
 
-@pytest.mark.parametrize(("broker", "spec", "message"), [
-    (BrokerHandle("tansu"), "kill-broker@3s+restart",
-     "'kill-broker@3s+restart': kill-broker needs a Kafka cluster (--broker kafka:3), not the embedded Tansu broker"),
-    (BrokerHandle("kafka", 1), "kill-broker:1@3s", "kill-broker needs a Kafka cluster (--broker kafka:3), not a single Kafka node"),
-    (BrokerHandle("tansu"), "pause-broker:1@3s+1s", "pause-broker:NODE needs a Kafka cluster (--broker kafka:3), not the embedded "
-                                                    "Tansu broker, which is one node: write pause-broker@… to stop the whole broker"),
-    (None, "kill-broker@3s+restart", "kill-broker needs a broker the run starts itself (--broker), not one given with --bootstrap"),
-])
+@pytest.mark.parametrize(
+    ("broker", "spec", "message"),
+    [
+        (
+            BrokerHandle("tansu"),
+            "kill-broker@3s+restart",
+            "'kill-broker@3s+restart': kill-broker needs a Kafka cluster (--broker kafka:3), not the embedded Tansu broker",
+        ),
+        (BrokerHandle("kafka", 1), "kill-broker:1@3s", "kill-broker needs a Kafka cluster (--broker kafka:3), not a single Kafka node"),
+        (
+            BrokerHandle("tansu"),
+            "pause-broker:1@3s+1s",
+            "pause-broker:NODE needs a Kafka cluster (--broker kafka:3), not the embedded "
+            "Tansu broker, which is one node: write pause-broker@… to stop the whole broker",
+        ),
+        (None, "kill-broker@3s+restart", "kill-broker needs a broker the run starts itself (--broker), not one given with --bootstrap"),
+    ],
+)
 def test_broker_node_faults_are_refused_without_a_cluster_in_one_line(broker, spec, message):
     with pytest.raises(ChaosError) as exc:
         parse(spec, broker=broker)
@@ -134,11 +153,18 @@ def test_broker_node_faults_are_refused_without_a_cluster_in_one_line(broker, sp
 
 def test_recovery_waits_for_latency_too():
     fault = Fault("kill-broker", "2", 4.0, 0.0, restart=True)
-    samples = [LagSample(t, lag, True, p99) for t, lag, p99 in [
-        (1.5, 10, 20.0), (2.5, 30, 40.0), (3.5, 20, None),  # baseline: lag 20, p99 30 ms
-        (4.5, 900, None), (5.5, 40, 900.0),  # lag is back at 5.5 s, latency is not: the backlog came late
-        (6.5, 30, 95.0), (7.5, 20, 70.0),  # p99 back to ≤ max(30 × 1.5, 30 + 50) = 80 at 7.5 s
-    ]]
+    samples = [
+        LagSample(t, lag, True, p99)
+        for t, lag, p99 in [
+            (1.5, 10, 20.0),
+            (2.5, 30, 40.0),
+            (3.5, 20, None),  # baseline: lag 20, p99 30 ms
+            (4.5, 900, None),
+            (5.5, 40, 900.0),  # lag is back at 5.5 s, latency is not: the backlog came late
+            (6.5, 30, 95.0),
+            (7.5, 20, 70.0),  # p99 back to ≤ max(30 × 1.5, 30 + 50) = 80 at 7.5 s
+        ]
+    ]
     r = chaos.recovery(fault, samples, until_s=8)
     assert (r.baseline_lag, r.baseline_p99_ms, r.peak_lag, r.peak_p99_ms) == (20, 30, 900, 900)
     assert (r.lag_recovered_after_s, r.latency_recovered_after_s, r.recovered_after_s) == (1.5, 3.5, 3.5)
@@ -149,11 +175,20 @@ def test_recovery_waits_for_latency_too():
 
 def test_recovery_is_measured_from_the_end_of_the_fault_and_ignores_silent_processes():
     fault = Fault("pause-broker", None, 4.0, 2.0)
-    samples = [LagSample(t / 2, lag, complete) for t, lag, complete in [
-        (2, 10, True), (4, 30, True), (6, 20, True),  # baseline: 20
-        (8, 25, True), (10, 900, True), (12, 0, False),  # the fault (4–6 s); a silent process is not "no lag"
-        (13, 400, True), (14, 120, True), (16, 10, True),
-    ]]
+    samples = [
+        LagSample(t / 2, lag, complete)
+        for t, lag, complete in [
+            (2, 10, True),
+            (4, 30, True),
+            (6, 20, True),  # baseline: 20
+            (8, 25, True),
+            (10, 900, True),
+            (12, 0, False),  # the fault (4–6 s); a silent process is not "no lag"
+            (13, 400, True),
+            (14, 120, True),
+            (16, 10, True),
+        ]
+    ]
     r = chaos.recovery(fault, samples, until_s=10)
     assert r.baseline_lag == 20 and r.peak_lag == 900
     assert r.recovered_after_s == 1.0  # at 7 s: 120 ≤ max(20 × 1.5, 20 + 100)
@@ -162,12 +197,19 @@ def test_recovery_is_measured_from_the_end_of_the_fault_and_ignores_silent_proce
 
 
 # runs on the embedded broker ---------------------------------------------------------------
-def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1,
-              broker: str = "tansu") -> Result:
+def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1, broker: str = "tansu") -> Result:
     import asyncio
 
-    options = RunOptions(load("demo"), duration=duration, out=tmp_path / "run", workers=workers,
-                         rate_multiplier=rate_multiplier, chaos=spec, drain_timeout=30, broker=broker)
+    options = RunOptions(
+        load("demo"),
+        duration=duration,
+        out=tmp_path / "run",
+        workers=workers,
+        rate_multiplier=rate_multiplier,
+        chaos=spec,
+        drain_timeout=30,
+        broker=broker,
+    )
     result, run_dir = asyncio.run(run(options))
     assert result.counts.unaccounted == 0, result.conservation.message
     assert result.conservation.ok
@@ -175,8 +217,10 @@ def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float =
     assert c.expected == c.delivered + c.denied + c.dead_lettered  # duplicates are not deliveries
     assert sum(f.duplicates for f in result.flows.values()) <= c.duplicates
     on_disk = json.loads((run_dir / "result.json").read_text())
-    assert [f["spec"] for f in on_disk["faults"]] == [f.label for f in chaos.parse(
-        spec, duration=duration, workers=workers, departments={s.consumer for s in options.scenario.subscriptions})]
+    assert [f["spec"] for f in on_disk["faults"]] == [
+        f.label
+        for f in chaos.parse(spec, duration=duration, workers=workers, departments={s.consumer for s in options.scenario.subscriptions})
+    ]
     assert (run_dir / "chaos.jsonl").exists()
     return result
 
@@ -232,14 +276,36 @@ def test_the_command_line_refuses_a_bad_spec_before_starting_anything(tmp_path):
 
     from .harness import ROOT
 
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--duration", "5", "--out", str(tmp_path / "x"),
-                           "--chaos", "kill-router@1s,pause-consumer:police@2s+1s"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "run",
+            "demo",
+            "--duration",
+            "5",
+            "--out",
+            str(tmp_path / "x"),
+            "--chaos",
+            "kill-router@1s,pause-consumer:police@2s+1s",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "'pause-consumer:police@2s+1s': 'police' is not a subscribing department" in done.stderr
     assert not (tmp_path / "x").exists()
-    helped = subprocess.run([sys.executable, "-m", "exchange", "run", "--help"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60, env={**__import__("os").environ, "COLUMNS": "200"})
+    helped = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
     assert "--chaos" in helped.stdout and "pause-broker" in helped.stdout
 
 
@@ -255,9 +321,23 @@ def test_the_terminal_and_the_report_name_the_broker_node_a_fault_hit():
     from .test_display import demo
 
     result = demo()
-    result.faults = [FaultResult(spec="kill-broker@5s+restart", kind="kill-broker", target=None, at_s=5, injected_at_s=5.1,
-                                 duration_s=0, node=3, node_chosen="leads 4 of 10 ingress partitions", baseline_lag=12,
-                                 peak_lag=900, recovered_after_s=11.5, baseline_p99_ms=40, peak_p99_ms=9500)]
+    result.faults = [
+        FaultResult(
+            spec="kill-broker@5s+restart",
+            kind="kill-broker",
+            target=None,
+            at_s=5,
+            injected_at_s=5.1,
+            duration_s=0,
+            node=3,
+            node_chosen="leads 4 of 10 ingress partitions",
+            baseline_lag=12,
+            peak_lag=900,
+            recovered_after_s=11.5,
+            baseline_p99_ms=40,
+            peak_p99_ms=9500,
+        )
+    ]
     console = Console(width=200, record=True, color_system=None, file=io.StringIO())
     console.print(fault_table(result))
     text = console.export_text()

@@ -22,11 +22,15 @@ def nobody_listening() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "demo", "--duration", "2"],
-    ["approve", "demo", "--consumer", "psb", "--entry", "enterprise-registration"],
-    ["audit", "verify", "--platform", "dg"],
-], ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "demo", "--duration", "2"],
+        ["approve", "demo", "--consumer", "psb", "--entry", "enterprise-registration"],
+        ["audit", "verify", "--platform", "dg"],
+    ],
+    ids=lambda c: c[0],
+)
 def test_no_broker_at_bootstrap_is_one_line_and_exit_2(command, tmp_path):
     bootstrap = nobody_listening()
     out = ["--out", str(tmp_path / "run")] if command[0] == "run" else []
@@ -40,5 +44,6 @@ def test_no_broker_at_bootstrap_is_one_line_and_exit_2(command, tmp_path):
 def test_a_port_out_of_range_is_one_line_naming_it(tmp_path):
     done = exchange("run", "demo", "--duration", "2", "--bootstrap", "127.0.0.1:99999", "--out", str(tmp_path / "run"))
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT "
-                                   "with a port from 1 to 65535")
+    assert done.stderr.strip() == (
+        "error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT with a port from 1 to 65535"
+    )

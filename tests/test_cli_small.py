@@ -59,18 +59,37 @@ def test_piped_output_obeys_columns():
     import os
 
     args = ("compare", str(DATA / "demo"), str(DATA / "demo-2workers"))
-    narrow = subprocess.run([sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "COLUMNS": "80"})
-    wide = subprocess.run([sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
+    narrow = subprocess.run(
+        [sys.executable, "-m", "exchange", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    wide = subprocess.run(
+        [sys.executable, "-m", "exchange", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
     assert narrow.returncode == 0 and wide.returncode == 0, narrow.stderr + wide.stderr
     assert max(map(len, narrow.stdout.splitlines())) <= 80
     assert max(map(len, wide.stdout.splitlines())) > 80  # the table's natural width, up to 140
 
 
 def test_compare_says_changed_only_beyond_the_noise():
-    slo = lambda measured, passed=True: {"name": "denied share", "metric": "denied_rate", "target": 0.6,  # noqa: E731
-                                         "measured": measured, "passed": passed}
+    def slo(measured, passed=True):
+        return {
+            "name": "denied share",
+            "metric": "denied_rate",
+            "target": 0.6,
+            "measured": measured,
+            "passed": passed,
+        }
+
     a, b = load_result(DATA / "demo" / "result.json"), load_result(DATA / "demo" / "result.json")
     a["slos"], b["slos"] = [slo(0.4765)], [slo(0.4766)]
     row = comparison(a, b)[-1].rows[0]
@@ -90,24 +109,36 @@ def test_compare_says_changed_only_beyond_the_noise():
 def test_broker_floor_table_has_no_raw_python_list():
     from exchange.cli import _figure_rows
 
-    figures = {"rate": 2000.0, "received": 20000, "p50_ms": 3.1, "p99_ms": 9.0,
-               "windows": [{"from_s": 0.0, "to_s": 5.0, "received": 10000, "p50_ms": 3.0, "p99_ms": 8.0},
-                           {"from_s": 5.0, "to_s": 10.0, "received": 10000, "p50_ms": 3.2, "p99_ms": 9.5}]}
+    figures = {
+        "rate": 2000.0,
+        "received": 20000,
+        "p50_ms": 3.1,
+        "p99_ms": 9.0,
+        "windows": [
+            {"from_s": 0.0, "to_s": 5.0, "received": 10000, "p50_ms": 3.0, "p99_ms": 8.0},
+            {"from_s": 5.0, "to_s": 10.0, "received": 10000, "p50_ms": 3.2, "p99_ms": 9.5},
+        ],
+    }
     rows = _figure_rows(figures)
     cells = " ".join(v for _, v in rows)
     assert "[" not in cells and "{" not in cells, rows
     assert ("window 0–5 s", "10,000 received, p50 3.0 ms, p99 8.0 ms") in rows
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["run", "demo", "--bootstrap", "127.0.0.1:1", "--duration", "2"], ["no Kafka broker answered at 127.0.0.1:1"]),
-    (["apply", "demo", "--bootstrap", "127.0.0.1:1", "--consumer", "psb", "--entry", "enterprise-registration",
-      "--purpose", "x"], ["no Kafka broker answered at 127.0.0.1:1"]),
-    (["audit", "verify", "--bootstrap", "127.0.0.1:1", "--platform", "nope"], ["127.0.0.1:1", "dx.nope.audit"]),
-    (["report", "/nonexistent/run"], ["/nonexistent/run"]),
-    (["compare", "/nonexistent/a.json", str(DATA / "demo")], ["/nonexistent/a.json"]),
-    (["run", "/nonexistent/scenario.yaml"], ["/nonexistent/scenario.yaml"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["run", "demo", "--bootstrap", "127.0.0.1:1", "--duration", "2"], ["no Kafka broker answered at 127.0.0.1:1"]),
+        (
+            ["apply", "demo", "--bootstrap", "127.0.0.1:1", "--consumer", "psb", "--entry", "enterprise-registration", "--purpose", "x"],
+            ["no Kafka broker answered at 127.0.0.1:1"],
+        ),
+        (["audit", "verify", "--bootstrap", "127.0.0.1:1", "--platform", "nope"], ["127.0.0.1:1", "dx.nope.audit"]),
+        (["report", "/nonexistent/run"], ["/nonexistent/run"]),
+        (["compare", "/nonexistent/a.json", str(DATA / "demo")], ["/nonexistent/a.json"]),
+        (["run", "/nonexistent/scenario.yaml"], ["/nonexistent/scenario.yaml"]),
+    ],
+)
 def test_expected_failures_are_one_line_with_exit_code_2(args, needles, tmp_path):
     if args[0] == "run" and "--bootstrap" in args:
         args = [*args, "--out", str(tmp_path / "out")]
@@ -138,7 +169,7 @@ def test_the_readme_lists_the_exit_codes_and_every_command_and_option():
 
     root = typer.main.get_command(app)
     names = set(root.commands)
-    table = readme[readme.index("## Commands"):readme.index("## Where to read more")]
+    table = readme[readme.index("## Commands") : readme.index("## Where to read more")]
     for name in names - {"audit"}:
         assert f"`exchange {name}" in table, name
     assert "`exchange audit verify" in table and "`exchange --version`" in table

@@ -88,8 +88,9 @@ def test_bootstrap_addresses_kafka_accepts(good):
     assert clients.check_bootstrap(good) == good
 
 
-@pytest.mark.parametrize("bad, part", [("127.0.0.1:99999", "127.0.0.1:99999"), ("a:0", "a:0"), ("a:b", "a:b"),
-                                       (":9092", ":9092"), ("a:1,,b:2", ""), ("", "")])
+@pytest.mark.parametrize(
+    "bad, part", [("127.0.0.1:99999", "127.0.0.1:99999"), ("a:0", "a:0"), ("a:b", "a:b"), (":9092", ":9092"), ("a:1,,b:2", ""), ("", "")]
+)
 def test_a_malformed_bootstrap_is_refused_before_any_client_is_made(bad, part):
     with pytest.raises(clients.BadBootstrap, match=f"{part!r} is not HOST:PORT") as err:
         clients.admin("topology", bad)

@@ -21,10 +21,10 @@ from consumers.dedupe import SeenSet
 from consumers.process import _clock_skew, _interval
 from consumers.subscriber import Subscriber
 from exchange.kafka.tansu import EmbeddedBroker
-from exchange.runner.display import summary_table
+from exchange.kafka.topics import create_topics
 from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, sample_quantiles
 from exchange.results.report import build_report_html
-from exchange.kafka.topics import create_topics
+from exchange.runner.display import summary_table
 from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE, SCHEMA_VERSION
 from schemas.results import Result
 
@@ -52,8 +52,16 @@ def test_clock_skew_counts_per_source_and_keeps_the_impossible_values():
 
 
 def _delivery(trace: str, source: str, sent_ns: int, intended_ns: int, run: str) -> tuple[bytes, bytes, list]:
-    headers = [(H_TRACE, trace.encode()), (H_ENTRY, b"open"), (H_SOURCE, source.encode()), (H_INTENDED, b"%d" % intended_ns),
-               (H_SENT, b"%d" % sent_ns), (H_SCHEMA, SCHEMA_VERSION), (H_RUN, run.encode()), (H_SUBSCRIPTION, b"a.open")]
+    headers = [
+        (H_TRACE, trace.encode()),
+        (H_ENTRY, b"open"),
+        (H_SOURCE, source.encode()),
+        (H_INTENDED, b"%d" % intended_ns),
+        (H_SENT, b"%d" % sent_ns),
+        (H_SCHEMA, SCHEMA_VERSION),
+        (H_RUN, run.encode()),
+        (H_SUBSCRIPTION, b"a.open"),
+    ]
     return b"k", b'{"person.status": "ok"}', headers
 
 

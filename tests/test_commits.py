@@ -169,6 +169,7 @@ def test_a_bug_in_the_commit_fails_the_pipeline_loudly_instead_of_dropping_offse
 def test_a_flush_given_up_on_does_not_cancel_the_batches_still_waiting_for_their_acks():
     """A revoke waits for the flush at most a few seconds; its timeout must leave the sends
     alone (a cancelled ack failed the pipeline, and the worker, when a Kafka node died)."""
+
     async def scenario():
         committed: list[dict] = []
 

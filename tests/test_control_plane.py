@@ -30,8 +30,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def plane(request, tmp_path_factory):
     """One broker and one router for the module's tests, per broker kind."""
     workdir = tmp_path_factory.mktemp(f"control-{request.param}")
-    async with running_broker(request.param, log_path=workdir / "broker.log") as broker, \
-            RouterProcess(sharing_scenario(), broker.bootstrap, workdir, kind=broker.kind) as router:
+    async with (
+        running_broker(request.param, log_path=workdir / "broker.log") as broker,
+        RouterProcess(sharing_scenario(), broker.bootstrap, workdir, kind=broker.kind) as router,
+    ):
         yield router
 
 
@@ -54,7 +56,7 @@ class Stream:
         while True:
             chunk = [
                 (k, orjson.dumps(v), envelope(self.entry, "prov", f"7.{self.sent + i + 1}", self.run))
-                for i, (k, v) in enumerate(records[self.sent % 4000:self.sent % 4000 + self.rate // 10])
+                for i, (k, v) in enumerate(records[self.sent % 4000 : self.sent % 4000 + self.rate // 10])
             ]
             await publish(self.plane.bootstrap, self.plane.topics.ingress(self.entry), chunk)
             self.sent += len(chunk)
@@ -150,7 +152,7 @@ async def test_audit_verify_passes_and_catches_a_rewritten_record(plane):
     partition, offset, value = messages[n]
     block = orjson.loads(value)
     block["rows"][0][7] = "delivered" if block["rows"][0][7] != "delivered" else "denied"
-    tampered = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1:]]
+    tampered = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1 :]]
     broken = verify(tampered)
     assert not broken.ok
     assert (broken.broken[0].partition, broken.broken[0].offset) == (partition, offset)
@@ -158,7 +160,7 @@ async def test_audit_verify_passes_and_catches_a_rewritten_record(plane):
     from exchange.policy.audit import block_hash
 
     block["hash"] = block_hash(block)
-    resealed = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1:]]
+    resealed = [*messages[:n], (partition, offset, orjson.dumps(block)), *messages[n + 1 :]]
     broken = verify(resealed)
     assert not broken.ok and broken.broken[0].problem == "previous-hash link broken"
 
@@ -174,8 +176,13 @@ async def test_exchange_audit_verify_command(plane, tmp_path):
     from .harness import ROOT
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "exchange", "audit", "verify", "--bootstrap", plane.bootstrap, *args],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "exchange", "audit", "verify", "--bootstrap", plane.bootstrap, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     run = new_run()  # some decisions to audit, whatever ran before
     messages = [(k, orjson.dumps(v), envelope("open", "prov", f"5.{i + 1}", run)) for i, (k, v) in enumerate(records_for("open", 30))]
@@ -214,8 +221,13 @@ def _workflow_cli(plane, tmp_path, *args: str, scenario_text: str | None = None)
     path = tmp_path / "sharing.yaml"
     path.write_text(scenario_text or SHARING_SCENARIO, encoding="utf-8")
     action, *rest = args
-    return subprocess.run([sys.executable, "-m", "exchange", action, str(path), "--bootstrap", plane.bootstrap, *rest],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "exchange", action, str(path), "--bootstrap", plane.bootstrap, *rest],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_workflow_commands_print_the_routers_verdict_and_exit_1_on_a_refusal(plane, tmp_path):
@@ -252,8 +264,9 @@ async def test_a_workflow_command_with_no_router_to_answer_exits_2_after_its_tim
 
     other = SHARING_SCENARIO.replace("platform: {id: t1,", "platform: {id: t9,")
     started = time.monotonic()
-    done = _workflow_cli(plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试",
-                         "--timeout", "1", scenario_text=other)
+    done = _workflow_cli(
+        plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试", "--timeout", "1", scenario_text=other
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no verdict on dx.t9.verdicts within 1 s" in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - started < 30

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from exchange import metrics
-from exchange.scenarios.loader import parse, preset_names
 from exchange.kafka.topics import topic_plan
+from exchange.scenarios.loader import parse, preset_names
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 
@@ -211,6 +211,7 @@ def test_compose_brokers_and_the_local_kafka_share_one_settings_file() -> None:
     """deploy/kafka/cluster.env is the one source: compose's brokers read it and override none
     of it; `--broker kafka:3` runs the same settings, and the same Kafka version as the image."""
     from exchange.kafka import apache as kafka_broker
+
     shared = kafka_broker.cluster_env()
     assert shared["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and shared["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
     services = compose()["services"]
@@ -331,8 +332,13 @@ def test_scenario_configmap_is_a_valid_scenario_and_its_topics_are_the_codes() -
 
 def test_prepare_script_writes_the_scenario_json(tmp_path: Path) -> None:
     out = tmp_path / "scenario.json"
-    done = subprocess.run([sys.executable, str(DEPLOY / "prepare.py"), "--scenario", "demo", "--json-out", str(out)],
-                          check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(DEPLOY / "prepare.py"), "--scenario", "demo", "--json-out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert Scenario.model_validate_json(out.read_bytes()).name == "demo"
 
@@ -455,8 +461,22 @@ def test_committed_dashboards_are_what_the_generator_writes() -> None:
 
 
 # The metrics API ----------------------------------------------------------------------------
-ALLOWED_LABELS = {"platform", "entry", "department", "consumer", "subscription", "decision", "reason", "worker",
-                  "role", "item", "state", "result", "slo", "segment"}  # segment: a hop of a cascade, bounded by the hub paths
+ALLOWED_LABELS = {
+    "platform",
+    "entry",
+    "department",
+    "consumer",
+    "subscription",
+    "decision",
+    "reason",
+    "worker",
+    "role",
+    "item",
+    "state",
+    "result",
+    "slo",
+    "segment",
+}  # segment: a hop of a cascade, bounded by the hub paths
 
 
 def test_metric_names_and_labels_follow_the_conventions() -> None:
@@ -484,12 +504,21 @@ def test_label_values_match_the_code() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r'InvalidRecord\(\s*"', text), f"{path}: a dead-letter reason as a bare string"
         dead |= set(re.findall(r"DeadLetterReason\.([a-z_]+)", text))
-    assert dead and dead <= set(metrics.DEAD_LETTER_REASONS), f"dead-letter reasons missing: {sorted(dead - set(metrics.DEAD_LETTER_REASONS))}"
+    assert dead and dead <= set(metrics.DEAD_LETTER_REASONS), (
+        f"dead-letter reasons missing: {sorted(dead - set(metrics.DEAD_LETTER_REASONS))}"
+    )
     assert set(metrics.DEAD_LETTER_REASONS) == set(DeadLetterReason)
     assert set(metrics.DELIVERED_REASONS) == set(DeliveryReason) == {"unconditional", "approved", "relayed"}
     assert set(metrics.DENIED_REASONS) == set(DenialReason)
-    assert {"not_shared", "not_approved", "not_provider", "out_of_jurisdiction", "no_subscriber", "negative_list",
-            "hub_negative_list"} == set(DenialReason)
+    assert {
+        "not_shared",
+        "not_approved",
+        "not_provider",
+        "out_of_jurisdiction",
+        "no_subscriber",
+        "negative_list",
+        "hub_negative_list",
+    } == set(DenialReason)
 
 
 def test_serve_metrics_and_sd_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -571,15 +600,21 @@ def dongguan_shaped() -> Scenario:
     depts = [{"id": f"d{n:02d}", "name": f"部门{n}"} for n in range(60)]
     towns = sorted(c for c in REGIONS if c.startswith("441900") and len(c) == 9)[:24]  # real town codes
     depts += [{"id": f"t{n:02d}", "name": f"镇街{n}", "region": code} for n, code in enumerate(towns)]
-    shared = [("enterprise.name", "enterprise_name", "d00"), ("enterprise.address", "address", "d00"),
-              ("person.name", "person_name", "d01"), ("person.phone", "phone", "d01")]
+    shared = [
+        ("enterprise.name", "enterprise_name", "d00"),
+        ("enterprise.address", "address", "d00"),
+        ("person.name", "person_name", "d01"),
+        ("person.phone", "phone", "d01"),
+    ]
     catalogue = []
     total_items = 0
     for n in range(1322):
         provider = depts[n % len(depts)]["id"]
         size = 12 if n < 180 else 11
-        items = [{"key": f"e{n}.code", "name": "统一社会信用代码", "type": "credit_code"},
-                 {"key": f"e{n}.region", "name": "所在镇街", "type": "region_code"}]
+        items = [
+            {"key": f"e{n}.code", "name": "统一社会信用代码", "type": "credit_code"},
+            {"key": f"e{n}.region", "name": "所在镇街", "type": "region_code"},
+        ]
         for key, kind, source in shared[: (2 if n % 3 else 4)]:
             item = {"key": key, "name": key, "type": kind}
             if kind in ("person_name", "phone"):
@@ -591,8 +626,9 @@ def dongguan_shaped() -> Scenario:
             items.append({"key": f"e{n}.f{len(items)}", "name": "数据项", "type": "text"})
         total_items += len(items)
         sharing = ("unconditional", "unconditional", "unconditional", "conditional", "conditional", "not_shared")[n % 6]
-        catalogue.append({"id": f"e{n:04d}", "name": f"目录{n}", "provider": provider, "sharing": sharing,
-                          "partitions": 1 + n % 3, "items": items})
+        catalogue.append(
+            {"id": f"e{n:04d}", "name": f"目录{n}", "provider": provider, "sharing": sharing, "partitions": 1 + n % 3, "items": items}
+        )
     assert total_items == 14722
     subs, seen = [], set()
     for k in range(420):
@@ -607,8 +643,14 @@ def dongguan_shaped() -> Scenario:
             sub["status"] = "pending" if k % 4 == 0 else "approved"
         subs.append(sub)
     return Scenario.model_validate(
-        {"name": "dongguan-shaped", "platform": {"id": "dg", "name": "东莞市政务数据共享交换平台", "region": "441900"},
-         "departments": depts, "catalogue": catalogue, "subscriptions": subs, "load": {"default_rate": 1.0}}
+        {
+            "name": "dongguan-shaped",
+            "platform": {"id": "dg", "name": "东莞市政务数据共享交换平台", "region": "441900"},
+            "departments": depts,
+            "catalogue": catalogue,
+            "subscriptions": subs,
+            "load": {"default_rate": 1.0},
+        }
     )
 
 
@@ -617,8 +659,10 @@ def test_series_estimate_for_a_dongguan_sized_scenario_is_sane() -> None:
     assert (len(scenario.departments), len(scenario.catalogue)) == (84, 1322)
     one = metrics.estimated_series(scenario, workers=1)
     three = metrics.estimated_series(scenario, workers=3)
-    print(f"\ndongguan-shaped ({len(scenario.subscriptions)} subscriptions): {one['total']:,} series with 1 router worker, "
-          f"{three['total']:,} with 3")
+    print(
+        f"\ndongguan-shaped ({len(scenario.subscriptions)} subscriptions): {one['total']:,} series with 1 router worker, "
+        f"{three['total']:,} with 3"
+    )
     for name, n in sorted(((k, v) for k, v in one.items() if k != "total"), key=lambda kv: -kv[1])[:10]:
         print(f"  {name:40s} {n:>7,}")
     assert one["total"] < 40_000 and three["total"] < 80_000

@@ -24,8 +24,15 @@ def render(result: Result, width: int) -> list[str]:
 
 
 def flow(template: FlowResult, entry: str, consumer: str, delivered: int, denied: int) -> FlowResult:
-    return template.model_copy(update={"entry": entry, "consumer": consumer, "delivered": delivered, "denied": denied,
-                                       "denied_by_reason": {"out_of_jurisdiction": denied} if denied else {}})
+    return template.model_copy(
+        update={
+            "entry": entry,
+            "consumer": consumer,
+            "delivered": delivered,
+            "denied": denied,
+            "denied_by_reason": {"out_of_jurisdiction": denied} if denied else {},
+        }
+    )
 
 
 def dongguan_like() -> Result:
@@ -33,14 +40,17 @@ def dongguan_like() -> Result:
     plus 338 quieter flows; by delivered + denied every gps-fix flow ties."""
     r = demo()
     t = r.flows["urban.gps-fix"]
-    flows = {"urban.gps-fix": flow(t, "gps-fix", "urban", 24_666, 0),
-             "emergency.gps-fix": flow(t, "gps-fix", "emergency", 24_666, 0)}
+    flows = {"urban.gps-fix": flow(t, "gps-fix", "urban", 24_666, 0), "emergency.gps-fix": flow(t, "gps-fix", "emergency", 24_666, 0)}
     for n in range(33):
         flows[f"town-{n:02}.gps-fix"] = flow(t, "gps-fix", f"town-{n:02}", 747, 24_666 - 747)
     for n in range(338):
         flows[f"dept-{n % 84:02}.entry-{n:03}"] = flow(t, f"entry-{n:03}", f"dept-{n % 84:02}", 800 + n, 0)
-    counts = {e: EntryCounts(produced=24_666 if e == "gps-fix" else 500, subscriptions=1, expected=0, delivered=0, denied=0,
-                             dead_lettered=0, unaccounted=0) for e in {f.entry for f in flows.values()}}
+    counts = {
+        e: EntryCounts(
+            produced=24_666 if e == "gps-fix" else 500, subscriptions=1, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0
+        )
+        for e in {f.entry for f in flows.values()}
+    }
     return r.model_copy(update={"flows": flows, "counts_by_entry": counts})
 
 
@@ -49,8 +59,19 @@ def test_80_columns_show_every_flow_name_and_key_figure_whole():
     text = "\n".join(lines)
     assert all(len(line) <= 80 for line in lines)
     assert "…" not in text
-    for name in ("enterprise-registration", "gps-fix", "population", "social-insurance",
-                 "→ hrss", "→ psb", "→ tax", "→ changan", "→ emergency", "→ nancheng", "→ urban"):
+    for name in (
+        "enterprise-registration",
+        "gps-fix",
+        "population",
+        "social-insurance",
+        "→ hrss",
+        "→ psb",
+        "→ tax",
+        "→ changan",
+        "→ emergency",
+        "→ nancheng",
+        "→ urban",
+    ):
         assert name in text
     row = next(line for line in lines if "→ emergency" in line)
     for figure in ("12,350", "2,470", "66.8", "170.5"):  # delivered, rec/s, p50, p99

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.policy.sharing import MAX_ITEM_CHARS, compile_policy
 from exchange.policy.routing import RouterCore
+from exchange.policy.sharing import MAX_ITEM_CHARS, compile_policy
 from exchange.scenarios.loader import load
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import (
@@ -90,9 +90,16 @@ def _deep(depth: int, kind: str) -> bytes:
 
 def _item_value():
     return st.one_of(
-        st.none(), st.booleans(), st.integers(), st.integers(min_value=2**64), st.floats(allow_nan=False),
-        st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-        st.just("x" * (MAX_ITEM_CHARS + 1)), st.just("一" * (MAX_ITEM_CHARS + 1)),
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.integers(min_value=2**64),
+        st.floats(allow_nan=False),
+        st.text(max_size=20),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.just("x" * (MAX_ITEM_CHARS + 1)),
+        st.just("一" * (MAX_ITEM_CHARS + 1)),
     )
 
 
@@ -113,9 +120,13 @@ def values(draw, record: dict):
     if kind == "bytes":
         return draw(st.binary(max_size=200))
     if kind == "json":  # any JSON document
-        doc = draw(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                                lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
-                                max_leaves=10))
+        doc = draw(
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+                max_leaves=10,
+            )
+        )
         return _dumps(doc)
     if kind == "deep":
         return _deep(draw(st.sampled_from([1000, 1025, 5000, 10_000])), draw(st.sampled_from(["list", "object"])))
@@ -129,7 +140,7 @@ def values(draw, record: dict):
         return orjson.dumps({**record, "_pad": "x" * 4_000_000}) if draw(st.booleans()) else b'{"a": "' + b"x" * 4_000_000 + b'"}'
     # dup: the same key twice in one object (JSON allows it; the last one wins)
     good = orjson.dumps(record)
-    return good[:-1] + b',' + good[1:] if len(record) else good
+    return good[:-1] + b"," + good[1:] if len(record) else good
 
 
 def _dumps(doc) -> bytes:
@@ -171,8 +182,14 @@ def fetched(draw, name: str, offset: int):
     source = draw(st.sampled_from([provider, provider, provider, "nobody", scenario.departments[0].id]))
     header_entry = draw(st.sampled_from([entry] * 8 + [scenario.catalogue[0].id]))
     trace = b"7.%d" % offset
-    return Fetched(topic, offset % 4, offset, draw(st.sampled_from([key, None, b"\xff"])), draw(values(record)),
-                   draw(headers_for(header_entry, source, trace)))
+    return Fetched(
+        topic,
+        offset % 4,
+        offset,
+        draw(st.sampled_from([key, None, b"\xff"])),
+        draw(values(record)),
+        draw(headers_for(header_entry, source, trace)),
+    )
 
 
 def check_every_record_is_accounted_for(core: RouterCore, scenario, records: list[Fetched], routed) -> None:
@@ -215,7 +232,7 @@ def check_every_record_is_accounted_for(core: RouterCore, scenario, records: lis
             h = dict(headers)
             sub = h[H_SUBSCRIPTION].decode()
             assert sub.startswith(consumer + ".")
-            entry = sub[len(consumer) + 1:]
+            entry = sub[len(consumer) + 1 :]
             assert scenario.entries[entry].sharing.value != "not_shared"
             assert set(orjson.loads(value)) <= scenario.entries[entry].item_keys  # never the padding, never a stranger
     for offset in dead_offsets:
@@ -245,8 +262,14 @@ def test_route_never_raises_and_accounts_for_every_record(name, data):
 def _good(name: str, entry: str, trace: bytes, offset: int) -> Fetched:
     scenario, topics, _, factories = _world(name)
     key, record = factories[entry].make()
-    return Fetched(topics.ingress(entry), 0, offset, key, orjson.dumps(record),
-                   record_headers(trace, entry, scenario.entries[entry].provider, 1, 2, "fuzz"))
+    return Fetched(
+        topics.ingress(entry),
+        0,
+        offset,
+        key,
+        orjson.dumps(record),
+        record_headers(trace, entry, scenario.entries[entry].provider, 1, 2, "fuzz"),
+    )
 
 
 def _set_header(headers: list, key: str, value: bytes | None) -> list:
@@ -296,7 +319,6 @@ def test_each_bad_class_is_dead_lettered_with_its_reason_among_good_records(kind
     assert len(routed.deliveries[core.topics.delivery("a")]) == 4  # the good ones around it
 
 
-
 # --- the real router, fed raw bytes by an independent client ---------------------------
 
 
@@ -342,9 +364,21 @@ def _wire(kind: str, env: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes 
     raise AssertionError(kind)
 
 
-WIRE_KINDS = ["random_bytes", "wrong_type", "huge_value", "missing_header", "duplicated_header", "unknown_entry_header",
-              "invalid_utf8_value", "invalid_utf8_header_value", "invalid_utf8_header_key", "deeply_nested",
-              "deeply_nested_object", "oversize", "tombstone"]
+WIRE_KINDS = [
+    "random_bytes",
+    "wrong_type",
+    "huge_value",
+    "missing_header",
+    "duplicated_header",
+    "unknown_entry_header",
+    "invalid_utf8_value",
+    "invalid_utf8_header_value",
+    "invalid_utf8_header_key",
+    "deeply_nested",
+    "deeply_nested_object",
+    "oversize",
+    "tombstone",
+]
 
 
 @pytest.fixture(scope="module")
@@ -365,8 +399,7 @@ def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_th
     _, _, _, factories = _world("sharing")
     expected: dict[str, str] = {}  # trace → dead-letter reason
     good: set[str] = set()
-    producer = kafka.KafkaProducer(bootstrap_servers=router.bootstrap, acks="all", max_request_size=16 * 1024 * 1024,
-                                   linger_ms=5)
+    producer = kafka.KafkaProducer(bootstrap_servers=router.bootstrap, acks="all", max_request_size=16 * 1024 * 1024, linger_ms=5)
     try:
         seq = 0
         for _round in range(2):
@@ -390,8 +423,13 @@ def test_bad_records_from_kafka_python_are_dead_lettered_and_good_ones_around_th
     seq += 1
     good.add(f"8.{seq}")
     key, record = factories["open"].make()
-    asyncio.run(publish(router.bootstrap, topic, [(b"k", b'{"person.status": "ok"}', null_headers),
-                                                  (key, orjson.dumps(record), envelope("open", "prov", f"8.{seq}", run))]))
+    asyncio.run(
+        publish(
+            router.bootstrap,
+            topic,
+            [(b"k", b'{"person.status": "ok"}', null_headers), (key, orjson.dumps(record), envelope("open", "prov", f"8.{seq}", run))],
+        )
+    )
 
     letters = asyncio.run(read_all(router.bootstrap, router.topics.dead_letter, run=run, until=len(expected), timeout=60))
     got = {}
@@ -421,8 +459,9 @@ GARBLE = {
 
 
 def _producer(kafka, bootstrap: str, codec: str | None = None):
-    return kafka.KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=codec, linger_ms=50,
-                               max_request_size=16 * 1024 * 1024)
+    return kafka.KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", compression_type=codec, linger_ms=50, max_request_size=16 * 1024 * 1024
+    )
 
 
 def _send(producer, topic: str, messages: list, partition: int = 0) -> list[int]:

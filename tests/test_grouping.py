@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.policy.grouping import Grant, decide_grouped
-from exchange.policy.sharing import compile_policy, decide
 from exchange.policy.routing import RouterCore
+from exchange.policy.sharing import compile_policy, decide
 from schemas.envelope import Topics, record_headers
 from schemas.outcomes import DenialReason
 from tests.test_policy import cases, policies, row_scenario
@@ -75,9 +75,14 @@ def test_router_counts_the_same_decisions_as_decide_one_by_one() -> None:
     core = RouterCore(compiled, topics, "0")
     regions = ["441900004", "441900119", "441900101", "441900004", "420100", None]
     records = [
-        SimpleNamespace(topic=topics.ingress("gps"), partition=0, offset=i, key=b"k",
-                        value=orjson.dumps({"vehicle.plate": "粤S1", "vehicle.region": region}),
-                        headers=record_headers(b"1.%d" % i, "gps", "prov", 1, 1, "r"))
+        SimpleNamespace(
+            topic=topics.ingress("gps"),
+            partition=0,
+            offset=i,
+            key=b"k",
+            value=orjson.dumps({"vehicle.plate": "粤S1", "vehicle.region": region}),
+            headers=record_headers(b"1.%d" % i, "gps", "prov", 1, 1, "r"),
+        )
         for i, region in enumerate(regions)
     ]
     routed = core.route(records, now=1_700_000_000_000_000_000)

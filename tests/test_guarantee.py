@@ -46,24 +46,39 @@ def test_exactly_once_on_the_embedded_broker_is_refused_before_anything_starts(t
 
 
 def test_cli_refuses_exactly_once_on_tansu_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--guarantee", "exactly-once", "--duration", "5",
-                           "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--guarantee", "exactly-once", "--duration", "5", "--out", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "error: --guarantee exactly-once needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
-        "the embedded Tansu broker rejects idempotent and transactional producers"]
+        "the embedded Tansu broker rejects idempotent and transactional producers"
+    ]
     assert not (tmp_path / "x").exists()
 
 
 def test_the_guarantee_bench_refuses_tansu_and_states_the_cost_in_percent(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "exchange", "bench", "--guarantee-cost", "demo", "--out", str(tmp_path / "b")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "bench", "--guarantee-cost", "demo", "--out", str(tmp_path / "b")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "needs Apache Kafka" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
     alo = {"records_per_s": 2000, "e2e_p50_ms": 40.0, "e2e_p99_ms": 100.0, "publish_p99_ms": 5.0}
     eos = {"records_per_s": 1800, "e2e_p50_ms": 90.0, "e2e_p99_ms": 150.0, "publish_p99_ms": None}
-    assert cost(alo, eos) == {"records_per_s_change_pct": -10.0, "e2e_p50_ms_change_pct": 125.0,
-                              "e2e_p99_ms_change_pct": 50.0, "publish_p99_ms_change_pct": None}
+    assert cost(alo, eos) == {
+        "records_per_s_change_pct": -10.0,
+        "e2e_p50_ms_change_pct": 125.0,
+        "e2e_p99_ms_change_pct": 50.0,
+        "publish_p99_ms_change_pct": None,
+    }
 
 
 def test_the_report_and_compare_name_the_guarantee_and_older_results_read_as_at_least_once():
@@ -88,8 +103,9 @@ async def kafka(tmp_path_factory):
 async def uncommitted_redeliveries(bootstrap: str, topics: list[str], run_id: str) -> int:
     """Records of the run on ``topics`` that a ``read_uncommitted`` reader sees twice (aborted
     transactions' records are in the log; only ``read_committed`` skips them)."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_uncommitted")
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, isolation_level="read_uncommitted"
+    )
     await consumer.start()
     seen: Counter = Counter()
     try:
@@ -113,8 +129,16 @@ async def test_exactly_once_survives_a_killed_router_with_no_duplicate(kafka, tm
     scenario = load("demo")
     await create_router_internal_topics(kafka.bootstrap, scenario)  # what a run that starts its own Kafka does
     # late enough that the first worker is routing (it can take seconds to get its partitions on a loaded machine)
-    options = RunOptions(scenario, duration=16, out=tmp_path / "run", bootstrap=kafka.bootstrap, chaos="kill-router@12s",
-                         guarantee="exactly-once", drain_timeout=60, ready_timeout=180)
+    options = RunOptions(
+        scenario,
+        duration=16,
+        out=tmp_path / "run",
+        bootstrap=kafka.bootstrap,
+        chaos="kill-router@12s",
+        guarantee="exactly-once",
+        drain_timeout=60,
+        ready_timeout=180,
+    )
     result, run_dir = await run(options)
     assert result.run.guarantee == "exactly-once" and "exactly-once" in result.driver
     assert result.conservation.ok and result.counts.unaccounted == 0, result.conservation.message

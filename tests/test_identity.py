@@ -43,6 +43,7 @@ regions = st.sampled_from([REGIONS[c] for c in _SAMPLE])
 
 # --- published examples ------------------------------------------------------
 
+
 def test_gb11643_standard_example():
     # The worked example in GB 11643-1999 itself (北京市朝阳区, born 1949-12-31).
     assert resident_id_check_digit("11010519491231002") == "X"
@@ -84,9 +85,14 @@ def test_check_functions_reject_bad_input():
 
 @pytest.mark.parametrize(
     "value",
-    ["", "11010519491231002", "11010519491231002XX", "1101051949123100AX",
-     "110105194902300025",  # 30 Feb
-     "110105189912310020"],  # year 1899
+    [
+        "",
+        "11010519491231002",
+        "11010519491231002XX",
+        "1101051949123100AX",
+        "110105194902300025",  # 30 Feb
+        "110105189912310020",
+    ],  # year 1899
 )
 def test_invalid_resident_ids(value):
     assert not is_valid_resident_id(value)
@@ -94,14 +100,22 @@ def test_invalid_resident_ids(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["", "91350100M000100Y4", "91350100M000100Y433", "91350100M000100Y4I",
-     "9135A100M000100Y43", "91350100m000100y43", "91350100M000100Y44"],
+    [
+        "",
+        "91350100M000100Y4",
+        "91350100M000100Y433",
+        "91350100M000100Y4I",
+        "9135A100M000100Y43",
+        "91350100m000100y43",
+        "91350100M000100Y44",
+    ],
 )
 def test_invalid_credit_codes(value):
     assert not is_valid_credit_code(value)
 
 
 # --- generated values are valid; single substitutions are detected ------------
+
 
 @given(seeds, regions)
 def test_generated_resident_ids_valid(seed, region):
@@ -128,17 +142,20 @@ def test_generated_credit_codes_valid(seed, region):
     assert idn._org_code_check(value[8:16]) == value[16]
 
 
-@pytest.mark.parametrize(("generate", "alphabet", "is_valid"), [
-    pytest.param(resident_id, ID_CHARS, is_valid_resident_id, id="resident_id"),
-    pytest.param(credit_code, CC_ALPHABET, is_valid_credit_code, id="credit_code"),
-])
+@pytest.mark.parametrize(
+    ("generate", "alphabet", "is_valid"),
+    [
+        pytest.param(resident_id, ID_CHARS, is_valid_resident_id, id="resident_id"),
+        pytest.param(credit_code, CC_ALPHABET, is_valid_credit_code, id="credit_code"),
+    ],
+)
 @given(seed=seeds, pos=st.integers(0, 17), data=st.data())
 def test_single_substitution_detected(generate, alphabet, is_valid, seed, pos, data):
     value = generate(random.Random(seed), "441900")
     ch = data.draw(st.sampled_from(alphabet), label="substitute")
     if value[pos] == ch:
         return
-    assert not is_valid(value[:pos] + ch + value[pos + 1:])
+    assert not is_valid(value[:pos] + ch + value[pos + 1 :])
 
 
 def test_all_single_substitutions_detected_exhaustively():
@@ -149,15 +166,24 @@ def test_all_single_substitutions_detected_exhaustively():
         for pos in range(18):
             for ch in alphabet:
                 if ch != value[pos]:
-                    assert not valid(value[:pos] + ch + value[pos + 1:]), (value, pos, ch)
+                    assert not valid(value[:pos] + ch + value[pos + 1 :]), (value, pos, ch)
 
 
 # --- names, phones, plates ---------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "name, surname",
-    [("张三", "张"), ("王小明", "王"), ("欧阳娜娜", "欧阳"), ("司马光", "司马"),
-     ("诸葛亮", "诸葛"), ("欧阳", "欧阳"), ("李", "李"), ("", "")],
+    [
+        ("张三", "张"),
+        ("王小明", "王"),
+        ("欧阳娜娜", "欧阳"),
+        ("司马光", "司马"),
+        ("诸葛亮", "诸葛"),
+        ("欧阳", "欧阳"),
+        ("李", "李"),
+        ("", ""),
+    ],
 )
 def test_surname_of(name, surname):
     assert surname_of(name) == surname
@@ -168,7 +194,7 @@ def test_chinese_name_shape(seed):
     name = chinese_name(random.Random(seed))
     surname = surname_of(name)
     assert 1 <= len(name) - len(surname) <= 2
-    assert name[len(surname):] and all(c in idn._GIVEN for c in name[len(surname):])
+    assert name[len(surname) :] and all(c in idn._GIVEN for c in name[len(surname) :])
 
 
 def test_compound_surnames_occur_but_rarely():
@@ -186,9 +212,7 @@ def test_mobile_phone_format(seed):
 
 
 def test_mobile_prefixes_realistic():
-    assert {"130", "139", "150", "153", "155", "159", "166", "170", "178", "180", "189", "198", "199"} <= set(
-        idn._MOBILE_PREFIXES
-    )
+    assert {"130", "139", "150", "153", "155", "159", "166", "170", "178", "180", "189", "198", "199"} <= set(idn._MOBILE_PREFIXES)
     assert not {"140", "154", "179", "190", "120"} & set(idn._MOBILE_PREFIXES)
 
 
@@ -204,6 +228,7 @@ def test_plate_number(seed):
 # --- regions and addresses ---------------------------------------------------
 # The table is the Ministry of Civil Affairs' (schemas/regions.py); the expected codes
 # and names below are checked by hand against it and against the issue that reported them.
+
 
 def test_dongguan_towns_are_the_real_ones():
     assert len(DONGGUAN_TOWNS) == 32
@@ -221,11 +246,23 @@ def test_dongguan_towns_are_the_real_ones():
 
 def test_every_level_of_the_table():
     expected = {
-        "420100": "武汉市", "420102": "江岸区", "420106": "武昌区", "420111": "洪山区",
-        "520100": "贵阳市", "520102": "南明区", "520103": "云岩区",
-        "440300": "深圳市", "440303": "罗湖区", "440304": "福田区", "440305": "南山区",
-        "441900": "东莞市", "441322": "博罗县", "440305001": "南头街道", "110101": "东城区",
-        "429004": "仙桃市", "810000": "香港特别行政区",
+        "420100": "武汉市",
+        "420102": "江岸区",
+        "420106": "武昌区",
+        "420111": "洪山区",
+        "520100": "贵阳市",
+        "520102": "南明区",
+        "520103": "云岩区",
+        "440300": "深圳市",
+        "440303": "罗湖区",
+        "440304": "福田区",
+        "440305": "南山区",
+        "441900": "东莞市",
+        "441322": "博罗县",
+        "440305001": "南头街道",
+        "110101": "东城区",
+        "429004": "仙桃市",
+        "810000": "香港特别行政区",
     }
     for code, name in expected.items():
         assert REGIONS[code].name == name and REGIONS[code].code == code
@@ -239,18 +276,31 @@ def test_every_level_of_the_table():
         assert code not in REGIONS and not division_table.exists(code)
 
 
-@pytest.mark.parametrize(("code", "first"), [
-    ("441900130", "441900129"), ("441323", "441323"), ("441329", "441324"), ("110100", "110101"),
-])
+@pytest.mark.parametrize(
+    ("code", "first"),
+    [
+        ("441900130", "441900129"),
+        ("441323", "441323"),
+        ("441329", "441324"),
+        ("110100", "110101"),
+    ],
+)
 def test_nearest_real_neighbours(code, first):
     near = division_table.nearest(code)
     assert near and near[0].code == first and all(division_table.exists(r.code) for r in near)
     assert len({r.code for r in near}) == len(near) <= 3
 
 
-@pytest.mark.parametrize(("code", "size"), [
-    ("441322", 16), ("440305", 8), ("440305001", 1), ("441900", 32), ("440000", 1610),
-])
+@pytest.mark.parametrize(
+    ("code", "size"),
+    [
+        ("441322", 16),
+        ("440305", 8),
+        ("440305001", 1),
+        ("441900", 32),
+        ("440000", 1610),
+    ],
+)
 def test_regions_of_are_the_townships_inside(code, size):
     from producers.records import regions_of
 
@@ -311,9 +361,9 @@ def test_address_within_region_and_prefix(seed, region):
     leaf = next(r for r in division_table.leaves(region.code) if addr.startswith(r.full_name))
     assert region_contains(region.code, leaf.code)
     assert leaf.full_name.startswith(prefix) and prefix.startswith(leaf.province)
-    rest = addr[len(leaf.full_name):]
+    rest = addr[len(leaf.full_name) :]
     assert rest.endswith("号")
-    assert any(rest.startswith(road) and rest[len(road):-1].isdigit() for road in idn._ROADS)
+    assert any(rest.startswith(road) and rest[len(road) : -1].isdigit() for road in idn._ROADS)
 
 
 @given(seeds, st.sampled_from(DONGGUAN_TOWNS))
@@ -372,13 +422,19 @@ def test_date_between_rejects_reversed_range():
 
 # --- determinism -------------------------------------------------------------
 
+
 def _sequence(seed: int) -> list:
     rng = random.Random(seed)
     out = []
     for region in [REGIONS[c] for c in _SAMPLE[::8]]:
         out += [
-            resident_id(rng, region.code), credit_code(rng, region.code), chinese_name(rng),
-            mobile_phone(rng), address(rng, region), plate_number(rng), gps_fix(rng, region),
+            resident_id(rng, region.code),
+            credit_code(rng, region.code),
+            chinese_name(rng),
+            mobile_phone(rng),
+            address(rng, region),
+            plate_number(rng),
+            gps_fix(rng, region),
             date_between(rng, datetime.date(2020, 1, 1), datetime.date(2024, 12, 31)),
         ]
     return out
@@ -420,17 +476,19 @@ load:
 """
 
 
-@pytest.mark.parametrize(("hub", "town"), [
-    ("441322", "441322103"),  # 博罗县 and its 观音阁镇: validated, then the producer died
-    ("440305", "440305001"),  # 南山区 and 南头街道: validated, then the town received nothing
-    ("441900", "441900129"),  # 东莞市 and 高埗镇: "does not exist"
-    ("500000", "500101"),  # 重庆市 and 万州区 (a municipality's county)
-])
+@pytest.mark.parametrize(
+    ("hub", "town"),
+    [
+        ("441322", "441322103"),  # 博罗县 and its 观音阁镇: validated, then the producer died
+        ("440305", "440305001"),  # 南山区 and 南头街道: validated, then the town received nothing
+        ("441900", "441900129"),  # 东莞市 and 高埗镇: "does not exist"
+        ("500000", "500101"),  # 重庆市 and 万州区 (a municipality's county)
+    ],
+)
 def test_a_hub_anywhere_validates_generates_and_filters_rows(hub, town):
     from exchange.policy.sharing import compile_policy, decide
     from exchange.scenarios.loader import parse
-    from producers.records import entity_pool
-    from producers.records import RecordFactory
+    from producers.records import RecordFactory, entity_pool
     from schemas.envelope import Topics
 
     scenario = parse(COUNTY_HUB.format(hub=hub, town=town), "hub.yaml")
@@ -450,11 +508,14 @@ def test_a_hub_anywhere_validates_generates_and_filters_rows(hub, town):
     assert mine > 0  # the town gets its own rows, and only those
 
 
-@pytest.mark.parametrize(("where", "code", "nearest"), [
-    ("platform", "441900130", "441900129 广东省东莞市高埗镇"),
-    ("town", "441900401", "441900129 广东省东莞市高埗镇"),  # 松山湖: a statistical code, not a division
-    ("platform", "520190", "520181 贵州省贵阳市清镇市"),
-])
+@pytest.mark.parametrize(
+    ("where", "code", "nearest"),
+    [
+        ("platform", "441900130", "441900129 广东省东莞市高埗镇"),
+        ("town", "441900401", "441900129 广东省东莞市高埗镇"),  # 松山湖: a statistical code, not a division
+        ("platform", "520190", "520181 贵州省贵阳市清镇市"),
+    ],
+)
 def test_a_code_that_does_not_exist_is_refused_with_its_nearest_neighbours(where, code, nearest):
     from exchange.scenarios.loader import ScenarioError, parse
 

@@ -19,15 +19,15 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 
-from exchange.kafka import brokers, clients
-
 from exchange.kafka import apache as kafka_broker
-from exchange.kafka.tansu import BrokerError
+from exchange.kafka import brokers, clients
 from exchange.kafka.apache import KafkaBroker, KafkaUnavailable
+from exchange.kafka.tansu import BrokerError
 from exchange.kafka.topics import create_topics
 
 from .harness import ROOT, busy_port, kafka_missing, pids_mentioning
 from .test_broker import CHILD_ATEXIT_PROBE, alive, subreaper, wait_gone  # noqa: F401 - subreaper is a fixture
+
 
 def jvms_of(python_pid: int) -> list[int]:
     """Kafka JVMs (brokers and storage tools) started by the Python process ``python_pid``."""
@@ -55,8 +55,9 @@ def test_cluster_ids_never_look_like_an_option(monkeypatch):
     assert cid == "AAAAAAAAAAAAAAAAAAAAAA" and len(cid) == 22
 
 
-@pytest.mark.parametrize("spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)),
-                                          ("KAFKA:1", ("kafka", 1))])
+@pytest.mark.parametrize(
+    "spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)), ("KAFKA:1", ("kafka", 1))]
+)
 def test_broker_specs(spec, parsed):
     assert brokers.parse(spec) == parsed
 
@@ -88,12 +89,19 @@ def test_missing_kafka_is_one_line_naming_the_fetch_command(monkeypatch, tmp_pat
         kafka_broker.locate()
 
 
-@pytest.mark.parametrize("args", [["run", "demo", "--broker", "kafka"], ["bench", "--broker", "kafka", "--broker-floor"],
-                                  ["broker", "--kind", "kafka"]])
+@pytest.mark.parametrize(
+    "args", [["run", "demo", "--broker", "kafka"], ["bench", "--broker", "kafka", "--broker-floor"], ["broker", "--kind", "kafka"]]
+)
 def test_cli_without_java_prints_one_line_and_starts_nothing(args, tmp_path):
     env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-jdk")}
-    done = subprocess.run([sys.executable, "-m", "exchange", *args, *(["--out", str(tmp_path / "r")] if args[0] == "run" else [])],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", *args, *(["--out", str(tmp_path / "r")] if args[0] == "run" else [])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -102,8 +110,9 @@ def test_cli_without_java_prints_one_line_and_starts_nothing(args, tmp_path):
 
 
 def test_cli_rejects_an_unknown_broker():
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--broker", "rabbit"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--broker", "rabbit"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "expected tansu, kafka or kafka:NODES" in done.stderr
 
 
@@ -189,10 +198,10 @@ async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
 # Lifecycle: nothing is left behind -----------------------------------------------------------------
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, list[int]]:
     """A Python child that starts Kafka and prints its JVM pids; returns (child, pids)."""
-    code = ("import atexit, os, sys, time\nfrom exchange.kafka.apache import KafkaBroker\n"
-            + textwrap.dedent(prelude) + textwrap.dedent(body))
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, **kw)
+    code = (
+        "import atexit, os, sys, time\nfrom exchange.kafka.apache import KafkaBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     line = child.stdout.readline()
     if not line.strip():
         child.kill()
@@ -245,12 +254,16 @@ def test_jvm_dies_with_its_sigkilled_parent(subreaper):  # noqa: F811 - the fixt
 def test_sigint_in_with_block_stops_every_jvm():
     if kafka_missing():
         pytest.skip(kafka_missing())
-    child, pids = spawn_child(prelude=CHILD_ATEXIT_PROBE, body="""
+    child, pids = spawn_child(
+        prelude=CHILD_ATEXIT_PROBE,
+        body="""
         with KafkaBroker() as b:
             state["pid"] = b.pid
             print(*b.pids, flush=True)
             time.sleep(120)
-    """, start_new_session=True)
+    """,
+        start_new_session=True,
+    )
     os.killpg(child.pid, signal.SIGINT)  # a terminal's Ctrl-C: the JVM is in its own session, only Python gets it
     out, err = child.communicate(timeout=30)
     assert "KeyboardInterrupt" in err
@@ -263,12 +276,15 @@ def test_sigint_in_with_block_stops_every_jvm():
 def test_uncaught_exception_stops_the_jvm_via_atexit():
     if kafka_missing():
         pytest.skip(kafka_missing())
-    child, pids = spawn_child(prelude=CHILD_ATEXIT_PROBE, body="""
+    child, pids = spawn_child(
+        prelude=CHILD_ATEXIT_PROBE,
+        body="""
         b = KafkaBroker().start()
         state["pid"] = b.pid
         print(*b.pids, flush=True)
         raise RuntimeError("boom")
-    """)
+    """,
+    )
     out, err = child.communicate(timeout=60)
     assert child.returncode == 1 and "boom" in err
     assert "broker-alive-at-exit False" in out
@@ -281,8 +297,14 @@ def test_ctrl_c_while_kafka_starts_leaves_no_jvm(tmp_path):
     if kafka_missing():
         pytest.skip(kafka_missing())
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not jvms_of(proc.pid) and time.monotonic() < deadline:
@@ -332,10 +354,10 @@ async def test_three_nodes_replicate_and_enforce_min_isr(tmp_path):
 
 def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tmp_path):
     """Created up front on Kafka (exchange/kafka/topics.py), they must be the very topics Faust uses."""
-    from exchange.router.app import Router
-    from exchange.scenarios.loader import load
-    from exchange.runner.status import StatusWriter
     from exchange.kafka.topics import router_internal_topics
+    from exchange.router.app import Router
+    from exchange.runner.status import StatusWriter
+    from exchange.scenarios.loader import load
 
     scenario = load("guizhou-cascade")
     planned = router_internal_topics(scenario)
@@ -351,8 +373,14 @@ def test_router_internal_topics_are_named_as_the_routers_faust_app_names_them(tm
 def test_exchange_broker_kind_kafka_runs_in_the_foreground_until_ctrl_c(tmp_path):
     if kafka_missing():
         pytest.skip(kafka_missing())
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "broker", "--kind", "kafka", "--log", str(tmp_path / "b.log")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "broker", "--kind", "kafka", "--log", str(tmp_path / "b.log")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         bootstrap = proc.stdout.readline().strip()
         host, port = bootstrap.split(":")
@@ -373,8 +401,13 @@ def test_a_kafka_broker_dying_fails_the_run_naming_kafka(tmp_path):
     if kafka_missing():
         pytest.skip(kafka_missing())
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--duration", "30",
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "run", "demo", "--broker", "kafka", "--duration", "30", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not (out / "producers.jsonl").exists() and time.monotonic() < deadline:

@@ -60,8 +60,14 @@ def delivery_topics(scenario: Scenario, dept: str) -> set[str]:
 
 def read_topics(bootstrap: str, topics: set[str], run_id: str, idle_s: float = 1.5, timeout_s: float = 60.0) -> list:
     """Every record of the run on these topics, from offset 0, with kafka-python."""
-    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                   auto_offset_reset="earliest", fetch_max_wait_ms=50, consumer_timeout_ms=200)
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        consumer_timeout_ms=200,
+    )
     try:
         existing = consumer.topics()
         tps = [kafka.TopicPartition(t, p) for t in sorted(topics & existing) for p in consumer.partitions_for_topic(t) or ()]
@@ -144,8 +150,9 @@ HEAVY = {"dongguan"}
 def test_no_preset_leaks_anything_to_any_subscriber(name, tmp_path):
     scenario = load(name)
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        options = RunOptions(scenario, duration=RUN_SECONDS, out=tmp_path / "run", bootstrap=broker.bootstrap,
-                             rate_multiplier=RATE_MULTIPLIER.get(name, 0.5))
+        options = RunOptions(
+            scenario, duration=RUN_SECONDS, out=tmp_path / "run", bootstrap=broker.bootstrap, rate_multiplier=RATE_MULTIPLIER.get(name, 0.5)
+        )
         result, _ = asyncio.run(run(options))
         assert result.counts.unaccounted == 0 and result.conservation.ok
         subscribers = sorted({s.consumer for s in scenario.subscriptions})

@@ -22,9 +22,22 @@ def test_max_rate_search_converges_on_a_throttled_consumer(tmp_path):
     """A subscriber that takes in at most 400 records/s: the search must find about that."""
     out = tmp_path / "maxrate"
     done = subprocess.run(
-        [sys.executable, "-m", "exchange", "run", str(ROOT / "tests" / "data" / "throttled.yaml"), "--find-max-rate",
-         "--duration", "5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "run",
+            str(ROOT / "tests" / "data" / "throttled.yaml"),
+            "--find-max-rate",
+            "--duration",
+            "5",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((out / "max-rate.json").read_text())
@@ -36,8 +49,13 @@ def test_a_stalled_producer_shows_in_publish_delay_and_latency_from_intended_tim
     """SIGSTOP the producer process for 2 s: the records it owed are sent late, and the
     result says so (publish delay, end to end from the intended time) instead of hiding it."""
     out = tmp_path / "stall"
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "run", "demo", "--duration", "8", "--out", str(out),
-                             "--rate-multiplier", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "8", "--out", str(out), "--rate-multiplier", "0.3"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = wait_for(lambda: status_event(out / "producers.jsonl", "ready"), 60, "the producers")
         time.sleep(2)
@@ -63,8 +81,13 @@ def test_table_exchange_publishes_whole_batches_judged_against_their_cycle(tmp_p
     scenario = tmp_path / "batch.yaml"
     scenario.write_text(text, encoding="utf-8")
     out = tmp_path / "batch"
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", str(scenario), "--duration", "4", "--out", str(out),
-                           "--rate-multiplier", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", str(scenario), "--duration", "4", "--out", str(out), "--rate-multiplier", "0.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     r = Result.model_validate_json((out / "result.json").read_text())
     flow = r.flows["tax.social-insurance"]

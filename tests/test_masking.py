@@ -88,19 +88,22 @@ def test_mask_address_examples() -> None:
     assert mask_address("鸿福路123号") == "***"
 
 
-@pytest.mark.parametrize(("value", "masked"), [
-    # issue 13, item 5: the old mask cut at the first 市/区/镇 anywhere, inside 小区, 市场, …
-    ("广东省东莞市南城鸿福路88号金色华庭小区5栋", "广东省东莞市***"),  # '南城' is not a division's name
-    ("鸿福路88号旁农贸市场2号档", "***"),
-    ("广东省东莞市南城街道鸿福路88号金色华庭小区5栋", "广东省东莞市南城街道***"),
-    ("湖北省武汉市武昌区中南路99号华润万家超市A区3号", "湖北省武汉市武昌区***"),
-    ("城市花园A区3栋201", "***"),
-    ("广东省深圳市南山区南头街道深南大道1号", "广东省深圳市南山区***"),  # a township under a county: cut
-    ("北京市朝阳区建国路1号", "北京市朝阳区***"),
-    ("深圳市南山区科技园", "深圳市南山区***"),
-    ("广东省惠州市博罗县罗阳街道", "广东省惠州市博罗县***"),
-    ("", "***"),
-])
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        # issue 13, item 5: the old mask cut at the first 市/区/镇 anywhere, inside 小区, 市场, …
+        ("广东省东莞市南城鸿福路88号金色华庭小区5栋", "广东省东莞市***"),  # '南城' is not a division's name
+        ("鸿福路88号旁农贸市场2号档", "***"),
+        ("广东省东莞市南城街道鸿福路88号金色华庭小区5栋", "广东省东莞市南城街道***"),
+        ("湖北省武汉市武昌区中南路99号华润万家超市A区3号", "湖北省武汉市武昌区***"),
+        ("城市花园A区3栋201", "***"),
+        ("广东省深圳市南山区南头街道深南大道1号", "广东省深圳市南山区***"),  # a township under a county: cut
+        ("北京市朝阳区建国路1号", "北京市朝阳区***"),
+        ("深圳市南山区科技园", "深圳市南山区***"),
+        ("广东省惠州市博罗县罗阳街道", "广东省惠州市博罗县***"),
+        ("", "***"),
+    ],
+)
 def test_mask_address_keeps_only_the_divisions_at_the_start(value: str, masked: str) -> None:
     assert mask_address(value) == masked
 
@@ -110,8 +113,33 @@ _TOWN_CODES = [*[c for c in REGION_CODES if len(c) == 9][::50], "441900129", "44
 
 # what people write after the division names: anything, and especially the words the old mask
 # cut at (小区, 市场, 超市, A区, …) and more division names
-_TOKENS = ["小区", "市场", "超市", "城市", "A区", "镇", "乡", "街道", "区", "市", "省", "县", "号", "栋",
-           "南山区", "东城区", "长安镇", "广东省", "东莞市", "南城", "鸿福路", "88", "5", " ", "—"]
+_TOKENS = [
+    "小区",
+    "市场",
+    "超市",
+    "城市",
+    "A区",
+    "镇",
+    "乡",
+    "街道",
+    "区",
+    "市",
+    "省",
+    "县",
+    "号",
+    "栋",
+    "南山区",
+    "东城区",
+    "长安镇",
+    "广东省",
+    "东莞市",
+    "南城",
+    "鸿福路",
+    "88",
+    "5",
+    " ",
+    "—",
+]
 SUFFIXES = st.one_of(
     st.text(min_size=1, max_size=40),
     st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=3)), min_size=1, max_size=12).map("".join),
@@ -150,7 +178,7 @@ for _c in REGION_CODES:
     if _r.level <= 3 or not _r.county:
         REGION_CODES_BY_NAME.setdefault(_r.full_name, []).append(_c)
         if _r.province != _r.full_name:
-            REGION_CODES_BY_NAME.setdefault(_r.full_name[len(_r.province):], []).append(_c)
+            REGION_CODES_BY_NAME.setdefault(_r.full_name[len(_r.province) :], []).append(_c)
 
 
 @pytest.mark.parametrize("code", ["441900", "441900129", "440305", "441322", "110101", "429004", "000000"])
@@ -239,7 +267,7 @@ def test_masked_name_never_reveals_the_given_name(seed: int) -> None:
     surname = surname_of(value)
     assert masked != value
     assert masked.startswith(surname)
-    assert set(masked[len(surname):]) == {"*"}
+    assert set(masked[len(surname) :]) == {"*"}
     assert len(masked) == len(value)
-    given_name = value[len(surname):]
-    assert given_name not in masked[len(surname):]
+    given_name = value[len(surname) :]
+    assert given_name not in masked[len(surname) :]

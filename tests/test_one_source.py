@@ -52,11 +52,20 @@ async def test_copies_are_verified_and_only_authoritative_values_are_delivered(t
         await router.start()
         try:
             t = router.topics
-            await publish(broker.bootstrap, t.ingress("registration"), [
-                (CODE_A.encode(), orjson.dumps({"enterprise.credit_code": CODE_A, "enterprise.name": TRUE_NAME,
-                                                "enterprise.address": TRUE_ADDRESS}), envelope("registration", "market", "1.1", run)),
-            ])
-            await read_all(broker.bootstrap, t.audit, run=None, until=1, timeout=30)  # the source's record routed first, however loaded the machine
+            await publish(
+                broker.bootstrap,
+                t.ingress("registration"),
+                [
+                    (
+                        CODE_A.encode(),
+                        orjson.dumps({"enterprise.credit_code": CODE_A, "enterprise.name": TRUE_NAME, "enterprise.address": TRUE_ADDRESS}),
+                        envelope("registration", "market", "1.1", run),
+                    ),
+                ],
+            )
+            await read_all(
+                broker.bootstrap, t.audit, run=None, until=1, timeout=30
+            )  # the source's record routed first, however loaded the machine
             copies = [
                 (CODE_A, TRUE_NAME, TRUE_ADDRESS),  # agrees
                 (CODE_A, "武汉市华盛科技有限公司（分公司）", TRUE_ADDRESS),  # a stale name
@@ -64,12 +73,20 @@ async def test_copies_are_verified_and_only_authoritative_values_are_delivered(t
                 (CODE_A.lower(), TRUE_NAME, TRUE_ADDRESS),  # the same code, spelt in lower case: verified
                 ("91420100MA4K0C1G5R", TRUE_NAME, TRUE_ADDRESS),  # wrong check character: matches nothing
             ]
-            await publish(broker.bootstrap, t.ingress("tax-record"), [
-                (code.encode(), orjson.dumps({"enterprise.credit_code": code, "enterprise.name": name,
-                                              "enterprise.address": address, "tax.status": "正常"}),
-                 envelope("tax-record", "tax", f"2.{i + 1}", run))
-                for i, (code, name, address) in enumerate(copies)
-            ])
+            await publish(
+                broker.bootstrap,
+                t.ingress("tax-record"),
+                [
+                    (
+                        code.encode(),
+                        orjson.dumps(
+                            {"enterprise.credit_code": code, "enterprise.name": name, "enterprise.address": address, "tax.status": "正常"}
+                        ),
+                        envelope("tax-record", "tax", f"2.{i + 1}", run),
+                    )
+                    for i, (code, name, address) in enumerate(copies)
+                ],
+            )
             delivered = await read_all(broker.bootstrap, t.delivery("hrss"), run=run, until=5)
             quality = [orjson.loads(r.value) for r in await read_all(broker.bootstrap, t.quality, idle=1.5)]
         finally:
@@ -97,8 +114,8 @@ from types import SimpleNamespace  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from exchange.policy.sharing import compile_policy, master_key_of, reconcile  # noqa: E402
 from exchange.policy.routing import RouterCore  # noqa: E402
+from exchange.policy.sharing import compile_policy, master_key_of, reconcile  # noqa: E402
 from schemas.envelope import Topics, record_headers  # noqa: E402
 from schemas.keys import (  # noqa: E402
     normalise_credit_code,
@@ -110,52 +127,64 @@ from schemas.keys import (  # noqa: E402
 GB_EXAMPLE = "11010519491231002X"  # the worked example of GB 11643-1999
 
 
-@pytest.mark.parametrize(("value", "standard"), [
-    (GB_EXAMPLE, GB_EXAMPLE),
-    ("11010519491231002x", GB_EXAMPLE),  # lowercase check character, as many systems store it
-    ("110105491231002", GB_EXAMPLE),  # the 15-digit first-generation form, upgraded to 18
-    (" 110105 19491231 002X ", GB_EXAMPLE),  # spaces from a spreadsheet
-    ("１１０１０５１９４９１２３１００２ｘ", GB_EXAMPLE),  # full-width from a form
-    ("110105-19491231-002X", GB_EXAMPLE),
-    ("440524188001010014", "440524188001010014"),  # born 1880: old, but a real date and check
-])
+@pytest.mark.parametrize(
+    ("value", "standard"),
+    [
+        (GB_EXAMPLE, GB_EXAMPLE),
+        ("11010519491231002x", GB_EXAMPLE),  # lowercase check character, as many systems store it
+        ("110105491231002", GB_EXAMPLE),  # the 15-digit first-generation form, upgraded to 18
+        (" 110105 19491231 002X ", GB_EXAMPLE),  # spaces from a spreadsheet
+        ("１１０１０５１９４９１２３１００２ｘ", GB_EXAMPLE),  # full-width from a form
+        ("110105-19491231-002X", GB_EXAMPLE),
+        ("440524188001010014", "440524188001010014"),  # born 1880: old, but a real date and check
+    ],
+)
 def test_resident_ids_normalise_to_gb_11643(value, standard):
     assert normalise_resident_id(value) == standard
     assert normalise_key("resident_id", value) == standard
 
 
-@pytest.mark.parametrize("value", [
-    "110105194912310021",  # wrong check character
-    "11010519491331002X",  # month 13
-    "110105491331002",  # 15-digit with month 13
-    "11010519491231002",  # 17 digits
-    "1101051949123100X",
-    "11010519491231002Y",
-    "",
-    "unknown",
-    "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X",  # Arabic-Indic digits are not ID digits
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "110105194912310021",  # wrong check character
+        "11010519491331002X",  # month 13
+        "110105491331002",  # 15-digit with month 13
+        "11010519491231002",  # 17 digits
+        "1101051949123100X",
+        "11010519491231002Y",
+        "",
+        "unknown",
+        "١١٠١٠٥١٩٤٩١٢٣١٠٠٢X",  # Arabic-Indic digits are not ID digits
+    ],
+)
 def test_resident_ids_that_fit_no_standard_form(value):
     assert normalise_resident_id(value) is None
 
 
-@pytest.mark.parametrize(("value", "standard"), [
-    ("91350100M000100Y43", "91350100M000100Y43"),
-    ("91350100m000100y43", "91350100M000100Y43"),
-    ("9135 0100 M000 100Y 43", "91350100M000100Y43"),
-    ("91420100ma4k0c1g55", "91420100MA4K0C1G55"),
-])
+@pytest.mark.parametrize(
+    ("value", "standard"),
+    [
+        ("91350100M000100Y43", "91350100M000100Y43"),
+        ("91350100m000100y43", "91350100M000100Y43"),
+        ("9135 0100 M000 100Y 43", "91350100M000100Y43"),
+        ("91420100ma4k0c1g55", "91420100MA4K0C1G55"),
+    ],
+)
 def test_credit_codes_normalise_to_gb_32100(value, standard):
     assert normalise_credit_code(value) == standard
 
 
-@pytest.mark.parametrize("value", [
-    "91350100M000100Y44",  # wrong check character
-    "91350100M000100Y4",  # 17 characters
-    "91350100M000100I43",  # I is not in the alphabet
-    "440301000123456",  # a legacy 15-digit registration number: no register to convert it
-    "MA4K0C1G5",  # an organisation code alone
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "91350100M000100Y44",  # wrong check character
+        "91350100M000100Y4",  # 17 characters
+        "91350100M000100I43",  # I is not in the alphabet
+        "440301000123456",  # a legacy 15-digit registration number: no register to convert it
+        "MA4K0C1G5",  # an organisation code alone
+    ],
+)
 def test_credit_codes_that_fit_no_standard_form(value):
     assert normalise_credit_code(value) is None
 
@@ -230,8 +259,14 @@ def test_reconcile_matches_keys_by_their_standard_form():
 
 
 def _fetched(topics, entry, source, i, record):
-    return SimpleNamespace(topic=topics.ingress(entry), partition=0, offset=i, key=record["person.id"].encode(),
-                           value=orjson.dumps(record), headers=record_headers(b"1.%d" % i, entry, source, 1, 1, "r"))
+    return SimpleNamespace(
+        topic=topics.ingress(entry),
+        partition=0,
+        offset=i,
+        key=record["person.id"].encode(),
+        value=orjson.dumps(record),
+        headers=record_headers(b"1.%d" % i, entry, source, 1, 1, "r"),
+    )
 
 
 def test_router_core_counts_each_outcome_under_its_own_name():
@@ -240,8 +275,11 @@ def test_router_core_counts_each_outcome_under_its_own_name():
     core = RouterCore(compile_policy(scenario, topics), topics, "0")
     store: dict = {}
     # the source stores its value under the standard form, whatever spelling it used
-    core.route([_fetched(topics, "population", "psb", 0, {"person.id": "11010519491231002x", "person.name": "张三"})],
-               authority=store, now=1_700_000_000_000_000_000)
+    core.route(
+        [_fetched(topics, "population", "psb", 0, {"person.id": "11010519491231002x", "person.name": "张三"})],
+        authority=store,
+        now=1_700_000_000_000_000_000,
+    )
     assert set(store) == {GB_EXAMPLE}
     copies = [
         {"person.id": "11010519491231002x", "person.name": "张三"},  # verified
@@ -251,14 +289,23 @@ def test_router_core_counts_each_outcome_under_its_own_name():
         {"person.id": "110105194912310021", "person.name": "王五"},  # wrong check char: invalid_key
         {"person.id": "N/A", "person.name": "赵六"},  # invalid_key
     ]
-    routed = core.route([_fetched(topics, "assistance", "civil", i + 1, {**c, "assistance.amount": 1.0})
-                         for i, c in enumerate(copies)], authority=store, now=1_700_000_000_000_000_000)
+    routed = core.route(
+        [_fetched(topics, "assistance", "civil", i + 1, {**c, "assistance.amount": 1.0}) for i, c in enumerate(copies)],
+        authority=store,
+        now=1_700_000_000_000_000_000,
+    )
     assert dict(routed.verifications) == {
-        ("person.name", "civil", "verified"): 2, ("person.name", "civil", "conflict"): 1,
-        ("person.name", "civil", "unverified"): 1, ("person.name", "civil", "invalid_key"): 2,
+        ("person.name", "civil", "verified"): 2,
+        ("person.name", "civil", "conflict"): 1,
+        ("person.name", "civil", "unverified"): 1,
+        ("person.name", "civil", "invalid_key"): 2,
     }
     # a source record with a key that fits no standard stores nothing and says so
-    routed = core.route([_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store, now=1_700_000_000_000_000_000)
+    routed = core.route(
+        [_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})],
+        authority=store,
+        now=1_700_000_000_000_000_000,
+    )
     assert dict(routed.verifications) == {("person.name", "psb", "invalid_key"): 1} and set(store) == {GB_EXAMPLE}
 
 
@@ -268,8 +315,11 @@ def test_results_report_invalid_keys_next_to_the_other_outcomes():
     from exchange.results.build import _one_number_one_source
     from schemas.status import VerificationCount
 
-    verifications = VerificationCount.rows(Counter({("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3,
-                                                    ("person.name", "civil", "unverified"): 1}))
+    verifications = VerificationCount.rows(
+        Counter(
+            {("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3, ("person.name", "civil", "unverified"): 1}
+        )
+    )
     v = _one_number_one_source(verifications, [])["person.name"]
     assert (v.verified, v.unverified, v.invalid_key) == (2, 1, 3)
     assert v.verification_rate == 1.0  # of what could be matched

@@ -253,9 +253,7 @@ def test_approved_subscriber_never_gets_items_outside_its_items() -> None:
 @pytest.mark.parametrize("approvals", [None, set(), {"c.secret", "b.secret"}])
 @pytest.mark.parametrize("source", ["prov", "a"])
 def test_not_shared_denies_every_route(approvals, source: str) -> None:
-    outcomes = decide(
-        policies(sharing_scenario())["secret"], source, {"person.id": PERSON_ID}, approvals=approvals
-    )
+    outcomes = decide(policies(sharing_scenario())["secret"], source, {"person.id": PERSON_ID}, approvals=approvals)
     assert [(o.route.consumer, o.delivered, o.reason, o.value) for o in outcomes] == [
         ("c", False, DenialReason.not_shared, None),
         ("b", False, DenialReason.not_shared, None),
@@ -504,9 +502,7 @@ def cases(draw):
     )
     sub_ids = [f"{c}.e" for c in consumers]
     approvals = draw(st.none() | st.sets(st.sampled_from([*sub_ids, "z.e", "a.x"])))
-    record = draw(
-        st.dictionaries(st.sampled_from([*keys, PAD_FIELD]), st.none() | st.text(max_size=20), max_size=n_items + 1)
-    )
+    record = draw(st.dictionaries(st.sampled_from([*keys, PAD_FIELD]), st.none() | st.text(max_size=20), max_size=n_items + 1))
     source = draw(st.sampled_from(["prov", "prov", "prov", "a"]))
     return s, approvals, record, source
 

@@ -24,8 +24,13 @@ def test_presets_are_listed_and_valid():
 
 def run_preset(name: str, tmp_path, seconds: int) -> Result:
     out = tmp_path / name
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", name, "--duration", str(seconds), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", name, "--duration", str(seconds), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     result = Result.model_validate_json((out / "result.json").read_text())
     assert result.conservation.ok and result.counts.unaccounted == 0
@@ -68,6 +73,10 @@ def test_guizhou_cascade_and_flat_share_one_workload():
     assert len(cascade.hubs_in_use) == 13 and set(flat.hubs_in_use) == {"gz", "nation", "gd"}
     assert cascade.catalogue == flat.catalogue and cascade.subscriptions == flat.subscriptions and cascade.load == flat.load
     assert cascade.subscription_path(next(s for s in cascade.subscriptions if s.id == "gd-market.gy-licence")) == (
-        "gy", "gz", "nation", "gd")  # 跨省通办 through the national hub
+        "gy",
+        "gz",
+        "nation",
+        "gd",
+    )  # 跨省通办 through the national hub
     assert flat.subscription_path(next(s for s in flat.subscriptions if s.id == "gd-market.gy-licence")) == ("gz", "nation", "gd")
     assert cascade.gateway_of("gy-psb").max_records_per_s == 500

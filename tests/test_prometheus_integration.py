@@ -85,8 +85,7 @@ class RealRun:
         return None  # the run is live while the queries are evaluated
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "exchange", "run", SCENARIO, "--duration", "40", "--workers", "2",
-                "--out", str(self.log_dir / "run")]
+        argv = [sys.executable, "-m", "exchange", "run", SCENARIO, "--duration", "40", "--workers", "2", "--out", str(self.log_dir / "run")]
         env = {**os.environ, "DX_METRICS_SD_DIR": str(self.sd_dir)}
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_dir / "run.err", "wb"))  # noqa: SIM115
         deadline = time.monotonic() + 90
@@ -279,5 +278,3 @@ def test_promtool_accepts_the_config_and_the_exposition(metrics_source) -> None:
         output = (done.stdout + done.stderr).decode(errors="replace")
         assert done.returncode == 0, f"{url}: promtool check metrics:\n{output}"
         assert "error" not in output.lower(), output
-
-

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.policy.audit import AuditWriter, verify
-from exchange.router.tables import ApprovalBook
 from exchange.policy.sharing import compile_policy, decide
+from exchange.router.tables import ApprovalBook
 from schemas.applications import ControlEvent, IllegalTransition, State
 from schemas.envelope import Topics
 
@@ -18,14 +18,24 @@ from .harness import sharing_scenario
 
 SCENARIO = sharing_scenario()
 POLICY = compile_policy(SCENARIO, Topics("t1"))["cond"]
-RECORD = {"enterprise.code": "91441900MA4W1X2Y3Z", "enterprise.name": "东莞市某某公司", "enterprise.phone": "13800138000", "enterprise.count": 3}
+RECORD = {
+    "enterprise.code": "91441900MA4W1X2Y3Z",
+    "enterprise.name": "东莞市某某公司",
+    "enterprise.phone": "13800138000",
+    "enterprise.count": 3,
+}
 
 actions = st.sampled_from(["apply", "review", "approve", "reject", "revoke", "expire"])
 actors = st.sampled_from(["prov", "a", "b", "c", "platform"])
 steps = st.lists(
-    st.tuples(actions, actors, st.sampled_from(["a", "b"]), st.one_of(st.none(), st.floats(0.5, 5)),
-              st.one_of(st.none(), st.lists(st.sampled_from(sorted(SCENARIO.entries["cond"].item_keys)), min_size=1, max_size=3, unique=True)),
-              st.integers(0, 3_000_000_000)),
+    st.tuples(
+        actions,
+        actors,
+        st.sampled_from(["a", "b"]),
+        st.one_of(st.none(), st.floats(0.5, 5)),
+        st.one_of(st.none(), st.lists(st.sampled_from(sorted(SCENARIO.entries["cond"].item_keys)), min_size=1, max_size=3, unique=True)),
+        st.integers(0, 3_000_000_000),
+    ),
     max_size=25,
 )
 
@@ -38,8 +48,9 @@ def test_no_sequence_of_control_events_delivers_outside_a_valid_approval(sequenc
     now = 1_000_000_000
     for action, actor, consumer, valid_for, items, dt in sequence:
         now += dt
-        event = ControlEvent(action=action, actor=actor, consumer=consumer, entry="cond", items=items, purpose="测试",
-                             valid_for_s=valid_for, at_ns=now)
+        event = ControlEvent(
+            action=action, actor=actor, consumer=consumer, entry="cond", items=items, purpose="测试", valid_for_s=valid_for, at_ns=now
+        )
         try:
             book.apply(event)
         except IllegalTransition:
@@ -92,15 +103,14 @@ def test_verify_catches_any_single_rewritten_record(n_blocks, data):
         from exchange.policy.audit import block_hash
 
         block["hash"] = block_hash(block)
-    tampered = [*messages[:i], (0, i, orjson.dumps(block)), *messages[i + 1:]]
+    tampered = [*messages[:i], (0, i, orjson.dumps(block)), *messages[i + 1 :]]
     result = verify(tampered)
     if reseal and i == n_blocks - 1 and field in ("rows", "worker"):
         return  # rewriting the newest block and resealing it leaves no later link to break (as in any hash chain)
     assert not result.ok
 
 
-row_values = st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1), st.none(),
-                       st.lists(st.text(max_size=6), max_size=3))
+row_values = st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1), st.none(), st.lists(st.text(max_size=6), max_size=3))
 
 
 @settings(max_examples=200, deadline=None)
@@ -117,8 +127,7 @@ def test_an_event_delivered_twice_is_applied_once():
     """At-least-once control topic: the second delivery of an event (same request id) gets the same answer."""
     book = ApprovalBook(SCENARIO, {}, started_ns=0)
     for action, actor in (("apply", "b"), ("review", "prov"), ("approve", "prov")):
-        event = ControlEvent(action=action, actor=actor, consumer="b", entry="cond", purpose="测试", at_ns=1,
-                             request_id=f"r-{action}")
+        event = ControlEvent(action=action, actor=actor, consumer="b", entry="cond", purpose="测试", at_ns=1, request_id=f"r-{action}")
         first = book.apply(event)
         assert book.apply(event) == first  # no "cannot approve in state approved"
     assert book.current("b.cond").state is State.approved
@@ -136,8 +145,10 @@ def test_a_large_routed_batch_is_split_into_blocks_that_fit_one_kafka_record():
     from exchange.policy.audit import MAX_BLOCK_ROWS
 
     writer = AuditWriter("0")
-    rows = [[f"1.{j}.{j}", "r" * 40, "prov", j, "cond", "a", "a.cond", "delivered", "approved", ["x"] * 5, []]
-            for j in range(MAX_BLOCK_ROWS * 2 + 7)]
+    rows = [
+        [f"1.{j}.{j}", "r" * 40, "prov", j, "cond", "a", "a.cond", "delivered", "approved", ["x"] * 5, []]
+        for j in range(MAX_BLOCK_ROWS * 2 + 7)
+    ]
     blocks = writer.blocks(0, rows)
     assert len(blocks) == 3
     assert max(len(b) for b in blocks) < 1_000_000

@@ -38,8 +38,7 @@ DEMO = DATA / "demo" / "result.json"
 DEMO2 = DATA / "demo-2workers" / "result.json"
 HUBEI = DATA / "hubei" / "result.json"
 CHROMIUM = Path("/usr/bin/chromium")
-REPORT_CHARTS = ["chart-rates", "chart-latency-time", "chart-percentiles", "chart-flow-latency", "chart-matrix",
-                 "chart-outcomes"]
+REPORT_CHARTS = ["chart-rates", "chart-latency-time", "chart-percentiles", "chart-flow-latency", "chart-matrix", "chart-outcomes"]
 COMPARE_CHARTS = ["chart-rates", "chart-latency-time", "chart-percentiles", "chart-flow-latency"]
 
 
@@ -65,7 +64,7 @@ def assert_self_contained(page: str) -> None:
     assert '"Noto Sans CJK SC", "Microsoft YaHei"' in page
     assert page.count("Plotly.newPlot") >= 1
     # plotly.js embedded exactly once
-    assert page.count("<script type=\"text/javascript\">/**\n* plotly.js") == 1
+    assert page.count('<script type="text/javascript">/**\n* plotly.js') == 1
 
 
 # ---------------------------------------------------------------- report (no browser)
@@ -101,7 +100,7 @@ def test_slo_table_and_verdicts():
         {"name": "accounted", "target": "≤ 0", "measured": 0, "unit": "records", "passed": True},
     ]
     page = build_report_html(result, None)
-    slo_table = page[page.index('id="slos"'):]
+    slo_table = page[page.index('id="slos"') :]
     assert "✕ fail" in slo_table and "✓ pass" in slo_table and "250.5" in slo_table and "records" in slo_table
     assert "1 of 2 SLOs missed" in page
     del result["slos"]
@@ -111,9 +110,15 @@ def test_slo_table_and_verdicts():
 def test_older_result_without_interval_lists_still_renders():
     """What exists is charted; what does not is said, not drawn empty."""
     result = load_result(DEMO)
-    old = {k: v for k, v in result.items()
-           if not (k.startswith(("endToEndLatency", "publishLatency", "publishDelayLatency")) or k.endswith("Quantiles")
-                   or k in ("slos", "backlog", "publishErrorRate"))}
+    old = {
+        k: v
+        for k, v in result.items()
+        if not (
+            k.startswith(("endToEndLatency", "publishLatency", "publishDelayLatency"))
+            or k.endswith("Quantiles")
+            or k in ("slos", "backlog", "publishErrorRate")
+        )
+    }
     for flow in old["flows"].values():
         flow.pop("interval_p50_ms", None), flow.pop("interval_p99_ms", None)
     page = build_report_html(old, None)
@@ -232,10 +237,25 @@ def render(page: Path, tmp_path: Path, height: int = 3000) -> tuple[str, Path]:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium) : cannot render the page")
     tmp_path.mkdir(parents=True, exist_ok=True)
     png = tmp_path / f"{page.stem}.png"
-    args = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={png}",
-            f"--window-size=1400,{height}", "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()]
+    args = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--screenshot={png}",
+        f"--window-size=1400,{height}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         dom, err = proc.communicate(timeout=90)
@@ -260,8 +280,8 @@ def png_stats(path: Path) -> tuple[int, int, float, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, size = 8, [], (0, 0)
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         pos += 12 + n
         if kind == b"IHDR":
             size = struct.unpack(">II", body[:8])
@@ -300,17 +320,21 @@ def test_compare_renders_in_chromium(tmp_path):
 
 
 def _q(p50: float, p99: float) -> dict:
-    return {"50pct": p50, "75pct": p50, "95pct": p99, "99pct": p99, "999pct": p99, "9999pct": p99, "99999pct": p99,
-            "max": p99, "avg": p50}
+    return {"50pct": p50, "75pct": p50, "95pct": p99, "99pct": p99, "999pct": p99, "9999pct": p99, "99999pct": p99, "max": p99, "avg": p50}
 
 
 def test_cascade_against_flat_compares_hubs_hops_and_paths():
     flat, cascade = load_result(DEMO), load_result(DEMO)
     flat["paths"] = {"gz": {"hubs": ["gz"], "delivered": 100, "end_to_end_ms": _q(10, 40)}}
-    flat["hops"] = {"producer → gz": {"count": 100, "latency_ms": _q(4, 20)}, "gz": {"count": 100, "latency_ms": _q(0.3, 2)},
-                    "gz → consumer": {"count": 100, "latency_ms": _q(5, 20)}}
-    cascade["paths"] = {"gy": {"hubs": ["gy"], "delivered": 50, "end_to_end_ms": _q(10, 40)},
-                        "gy > gz": {"hubs": ["gy", "gz"], "delivered": 50, "end_to_end_ms": _q(30, 90)}}
+    flat["hops"] = {
+        "producer → gz": {"count": 100, "latency_ms": _q(4, 20)},
+        "gz": {"count": 100, "latency_ms": _q(0.3, 2)},
+        "gz → consumer": {"count": 100, "latency_ms": _q(5, 20)},
+    }
+    cascade["paths"] = {
+        "gy": {"hubs": ["gy"], "delivered": 50, "end_to_end_ms": _q(10, 40)},
+        "gy > gz": {"hubs": ["gy", "gz"], "delivered": 50, "end_to_end_ms": _q(30, 90)},
+    }
     cascade["hops"] = {"gy → gz": {"count": 50, "latency_ms": _q(12, 45)}}
     sections = {s.title: s for s in comparison(flat, cascade)}
     hubs = {r.label: (r.a, r.b) for r in sections["hubs"].rows}

@@ -52,8 +52,7 @@ def records_for(entry_id: str, n: int, seed: int = 3):
 
 async def produce(exchange, entry: str, n: int, run: str, source: str = "prov"):
     messages = [
-        (key, orjson.dumps(value), envelope(entry, source, f"1.{i + 1}", run))
-        for i, (key, value) in enumerate(records_for(entry, n))
+        (key, orjson.dumps(value), envelope(entry, source, f"1.{i + 1}", run)) for i, (key, value) in enumerate(records_for(entry, n))
     ]
     await publish(exchange.bootstrap, exchange.topics.ingress(entry), messages)
     return messages
@@ -220,8 +219,9 @@ async def test_sigterm_commits_every_routed_batch_and_writes_the_final_report(tm
         final = [m.body for m in StatusReader(router.status_path).read() if m.kind == "final"]
         assert len(final) == 1 and final[0].records == len(sent)
         topic = router.topics.ingress("open")
-        async with clients.started(clients.consumer("topic_reader", broker.bootstrap, group_id=group_id(scenario.platform.id)),
-                                   broker.bootstrap, "reading offsets") as consumer:
+        async with clients.started(
+            clients.consumer("topic_reader", broker.bootstrap, group_id=group_id(scenario.platform.id)), broker.bootstrap, "reading offsets"
+        ) as consumer:
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)]
             committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
         # a fresh broker: the test's records are all the topic holds, so their count is its end

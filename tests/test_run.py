@@ -28,7 +28,10 @@ _runs: dict[Path, int] = {}  # run dir → pid of its `exchange run`
 def start_run(out: Path, *args: str, broker: str = "tansu") -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "exchange", "run", *args, "--out", str(out), "--broker", broker],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _runs[out] = proc.pid
     return proc
@@ -84,6 +87,7 @@ def assert_nothing_left(run_dir: Path, port: str | None) -> None:
         if run_dir in _runs:  # a Kafka JVM's command line names its data dir, which names the run's pid
             left += pids_mentioning(f"dx-kafka-{_runs[run_dir]}-")
         return not left
+
     wait_for(gone, 10, f"every process of {run_dir} to exit")
 
 
@@ -101,7 +105,9 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
     assert result.counts.expected == result.counts.delivered + result.counts.denied + result.counts.dead_lettered
     flows = result.flows
     assert flows["psb.enterprise-registration"].delivered == 0  # pending application
-    assert flows["psb.enterprise-registration"].denied_by_reason == {"not_approved": result.counts_by_entry["enterprise-registration"].produced}
+    assert flows["psb.enterprise-registration"].denied_by_reason == {
+        "not_approved": result.counts_by_entry["enterprise-registration"].produced
+    }
     assert flows["urban.population"].delivered == 0 and set(flows["urban.population"].denied_by_reason) == {"not_shared"}
     assert flows["urban.gps-fix"].delivered == result.counts_by_entry["gps-fix"].produced
     town = flows["nancheng.gps-fix"]
@@ -110,8 +116,18 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
     assert len(result.publishRate) >= 2 and len(result.consumeRate) >= 2
     assert result.aggregatedEndToEndLatency99pct > 0
     raw = json.loads((out / "result.json").read_text())
-    for field in ("workload", "driver", "messageSize", "topics", "partitions", "publishRate", "consumeRate",
-                  "aggregatedEndToEndLatency50pct", "aggregatedEndToEndLatency9999pct", "aggregatedEndToEndLatencyMax"):
+    for field in (
+        "workload",
+        "driver",
+        "messageSize",
+        "topics",
+        "partitions",
+        "publishRate",
+        "consumeRate",
+        "aggregatedEndToEndLatency50pct",
+        "aggregatedEndToEndLatency9999pct",
+        "aggregatedEndToEndLatencyMax",
+    ):
         assert field in raw
     assert result.run.broker is not None and result.run.broker in result.driver
     assert result.run.broker.startswith("Apache Kafka" if broker.startswith("kafka") else "Tansu")
@@ -171,13 +187,34 @@ def test_python_dash_m_exchange_works(argv):
 def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_path):
     """The demo's SLOs, plus one no exchange can meet; at a tenth of the rate."""
     text = (ROOT / "exchange" / "scenarios" / "presets" / "demo.yaml").read_text(encoding="utf-8")
-    text = text.replace("slos:\n", "slos:\n  - {name: impossible, metric: e2e_p50_ms, max: 0.001}\n"
-                                   "  - {name: never reached, metric: delivered_per_s, min: 1000000}\n", 1)
+    text = text.replace(
+        "slos:\n",
+        "slos:\n  - {name: impossible, metric: e2e_p50_ms, max: 0.001}\n  - {name: never reached, metric: delivered_per_s, min: 1000000}\n",
+        1,
+    )
     scenario = tmp_path / "demo-slos.yaml"
     scenario.write_text(text, encoding="utf-8")
     out = tmp_path / "slo-run"
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", str(scenario), "--duration", "3", "--out", str(out),
-                           "--rate-multiplier", "0.1", "--fail-on-slo"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "run",
+            str(scenario),
+            "--duration",
+            "3",
+            "--out",
+            str(out),
+            "--rate-multiplier",
+            "0.1",
+            "--fail-on-slo",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     result = Result.model_validate_json((out / "result.json").read_text())
     verdicts = {v.name: v for v in result.slos}

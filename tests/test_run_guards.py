@@ -15,15 +15,15 @@ import time
 import pytest
 import pytest_asyncio
 
+from exchange.errors import TopicMismatch
 from exchange.kafka import clients
 from exchange.kafka.tansu import EmbeddedBroker
-from exchange.workflow import publish_control
-from exchange.errors import TopicMismatch
-from exchange.runner.processes import CRASHED, spawn, terminate
-from exchange.scenarios.loader import parse
-from exchange.runner.controller import RunFailed, _check_alive, _Child
-from exchange.runner.status import StatusReader
 from exchange.kafka.topics import changelog_plan, create_topics, topic_plan
+from exchange.runner.controller import RunFailed, _check_alive, _Child
+from exchange.runner.processes import CRASHED, spawn, terminate
+from exchange.runner.status import StatusReader
+from exchange.scenarios.loader import parse
+from exchange.workflow import publish_control
 from schemas.applications import ControlEvent
 from schemas.envelope import Topics
 
@@ -66,8 +66,7 @@ async def test_a_run_refuses_a_control_topic_with_other_partitions_before_starti
     await create_topics(broker.bootstrap, {"dx.g1.control": 4})
     out = tmp_path / "run"
     started = time.monotonic()
-    done = exchange("run", str(scenario_file(tmp_path, "g1")), "--bootstrap", broker.bootstrap, "--duration", "2",
-                    "--out", str(out))
+    done = exchange("run", str(scenario_file(tmp_path, "g1")), "--bootstrap", broker.bootstrap, "--duration", "2", "--out", str(out))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "dx.g1.control has 4 partitions, needs 1" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -84,8 +83,19 @@ async def test_faust_changelog_topics_with_other_partitions_are_refused_too(brok
 
 
 async def test_a_workflow_command_on_a_fresh_broker_creates_the_topics_as_a_run_does(broker, tmp_path):
-    done = exchange("apply", str(scenario_file(tmp_path, "g2")), "--bootstrap", broker.bootstrap, "--consumer", "b",
-                    "--entry", "cond", "--purpose", "测试", "--no-wait")
+    done = exchange(
+        "apply",
+        str(scenario_file(tmp_path, "g2")),
+        "--bootstrap",
+        broker.bootstrap,
+        "--consumer",
+        "b",
+        "--entry",
+        "cond",
+        "--purpose",
+        "测试",
+        "--no-wait",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     parts = await partitions(broker.bootstrap)
     plan = topic_plan(sharing_scenario())
@@ -104,8 +114,19 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
     scenario_json = tmp_path / "scenario.json"
     scenario_json.write_text(scenario.model_dump_json())
     status, log = tmp_path / "router-0.jsonl", tmp_path / "router-0.log"
-    argv = [sys.executable, "-m", "exchange.router", "--scenario", str(scenario_json), "--bootstrap", broker.bootstrap,
-            "--status", str(status), "--datadir", str(tmp_path / "data")]
+    argv = [
+        sys.executable,
+        "-m",
+        "exchange.router",
+        "--scenario",
+        str(scenario_json),
+        "--bootstrap",
+        broker.bootstrap,
+        "--status",
+        str(status),
+        "--datadir",
+        str(tmp_path / "data"),
+    ]
     proc = spawn(argv, log_path=log)
     child = _Child("router-0", proc, StatusReader(status), log, argv, pids=[proc.pid])
     try:
@@ -115,8 +136,11 @@ async def test_a_crashed_agent_in_a_live_router_is_reported_and_fails_the_run(br
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             await asyncio.sleep(0.05)
         _check_alive([child], None, allow_exit=set())  # nothing crashed yet
-        await publish_control(broker.bootstrap, topics.control, ControlEvent(
-            action="apply", actor="b", consumer="b", entry="cond", purpose="测试", at_ns=time.time_ns()))
+        await publish_control(
+            broker.bootstrap,
+            topics.control,
+            ControlEvent(action="apply", actor="b", consumer="b", entry="cond", purpose="测试", at_ns=time.time_ns()),
+        )
         while not any(m.kind == CRASHED for m in child.events):
             child.read()
             assert time.monotonic() < deadline + 30, log.read_text()[-2000:]
@@ -168,8 +192,7 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     from exchange.runner.controller import RunOptions, run
 
     said: list[str] = []
-    result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap),
-                          say=said.append)
+    result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap), say=said.append)
     assert result.conservation.ok, result.conservation.message
     assert any(re.fullmatch(r"controller 0: metrics on port \d+", line) for line in said), said
     assert "metrics on port" not in capfd.readouterr().err
@@ -179,15 +202,17 @@ async def test_applications_filed_before_a_run_are_decided_when_its_router_start
     """The issue's sequence, now working: workflow commands against a fresh broker before any
     run (fire and forget), then the run: its router applies them in order and psb receives the
     conditional entry it had no approval for in the scenario."""
-    from exchange.scenarios import loader as scenarios
     from exchange.runner.controller import RunOptions, run
+    from exchange.scenarios import loader as scenarios
 
     flow = "psb.enterprise-registration"
     for action, *extra in (("apply", "--purpose", "企业开办"), ("review",), ("approve",)):
-        done = exchange(action, "demo", "--bootstrap", broker.bootstrap, "--consumer", "psb", "--entry",
-                        "enterprise-registration", *extra, "--no-wait")
+        done = exchange(
+            action, "demo", "--bootstrap", broker.bootstrap, "--consumer", "psb", "--entry", "enterprise-registration", *extra, "--no-wait"
+        )
         assert done.returncode == 0, done.stdout + done.stderr
-    result, _ = await run(RunOptions(scenarios.load("demo"), duration=3.0, out=tmp_path / "run", bootstrap=broker.bootstrap,
-                                     rate_multiplier=0.2))
+    result, _ = await run(
+        RunOptions(scenarios.load("demo"), duration=3.0, out=tmp_path / "run", bootstrap=broker.bootstrap, rate_multiplier=0.2)
+    )
     assert result.conservation.ok, result.conservation.message
     assert result.flows[flow].delivered > 0 and not result.flows[flow].denied_by_reason.get("not_approved"), result.flows[flow]

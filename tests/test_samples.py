@@ -29,8 +29,13 @@ PER_FLOW = 5  # consumers/samples.py DEFAULT_PER_FLOW
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("samples") / "demo"
-    proc = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--duration", "3", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "3", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return out
 
@@ -84,9 +89,9 @@ def test_the_report_shows_the_samples_side_by_side(demo_run):
     assert 'id="samples"' in page
     assert "every masked value is its masking rule applied to the source value" in page
     hrss = next(s for s in lines(demo_run) if s["flow"] == "hrss.enterprise-registration" and s["n"] == 1)
-    section = page[page.index('id="samples"'):]
-    flow_block = section[section.index('data-flow="hrss.enterprise-registration"'):]
-    flow_block = flow_block[:flow_block.index("</details>")]
+    section = page[page.index('id="samples"') :]
+    flow_block = section[section.index('data-flow="hrss.enterprise-registration"') :]
+    flow_block = flow_block[: flow_block.index("</details>")]
     for item in hrss["masks"]:
         assert hrss["source"][item] in flow_block and hrss["delivered"][item] in flow_block
     assert f"trace {hrss['trace']}" in flow_block
@@ -107,7 +112,12 @@ def test_a_samples_file_that_is_not_one_is_refused_naming_the_line(tmp_path):
 
 def test_what_happened_to_each_item_is_read_off_the_values():
     sample = {
-        "flow": "b.e", "entry": "e", "consumer": "b", "n": 1, "trace": "1.1", "items": ["id", "name", "phone", "addr"],
+        "flow": "b.e",
+        "entry": "e",
+        "consumer": "b",
+        "n": 1,
+        "trace": "1.1",
+        "items": ["id", "name", "phone", "addr"],
         "masks": {"id": "id_number", "phone": "phone"},
         "source": {"id": "441900199001011234", "name": "张三", "phone": "13800138000", "addr": "甲", "secret": "x"},
         "delivered": {"id": "441900********1234", "name": "张三", "phone": "13800138000", "addr": "乙"},
@@ -120,8 +130,11 @@ def test_what_happened_to_each_item_is_read_off_the_values():
     assert "authoritative source" in how["addr"]
     assert "not in the subscription's items" in how["secret"]
     assert tally == {"masked": 1, "mask_wrong": 1, "same": 1, "replaced": 1, "not_shared": 1}
-    copy = sample | {"copies": {"name": "psb", "addr": "market"}, "masks": {"name": "name"},
-                     "delivered": {"name": "李**", "addr": "乙"}}  # the copies differed from their sources
+    copy = sample | {
+        "copies": {"name": "psb", "addr": "market"},
+        "masks": {"name": "name"},
+        "delivered": {"name": "李**", "addr": "乙"},
+    }  # the copies differed from their sources
     how = {row[0]: row[3] for row in sample_item_rows(copy, Names(None))[0]}
     assert "of the authoritative value (一数一源: psb's" in how["name"] and "authoritative source's value (market)" in how["addr"]
     wrong = copy | {"delivered": {"name": "李四"}}  # a copy's value in clear is still not masked
@@ -137,8 +150,8 @@ async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this
     from consumers.samples import DeliverySampler, Sample, find_sources, write_samples
     from exchange.kafka import clients
     from exchange.kafka.tansu import EmbeddedBroker
-    from exchange.scenarios.loader import load
     from exchange.kafka.topics import create_topics, topic_plan
+    from exchange.scenarios.loader import load
     from schemas.envelope import record_headers
 
     scenario = load("demo")
@@ -149,16 +162,23 @@ async def test_sources_are_found_by_trace_id_far_into_the_topic_and_only_of_this
         await producer.start()
         try:
             for run, count in (("old", 100), ("this", 3000)):  # an earlier run used the same trace ids
-                futures = [await producer.send(topic, key=b"k%d" % i, value=orjson.dumps({"vehicle.plate": f"{run}-{i}"}),
-                                               headers=record_headers(b"1.%d" % i, "gps-fix", "transport", 0, 0, run))
-                           for i in range(count)]
+                futures = [
+                    await producer.send(
+                        topic,
+                        key=b"k%d" % i,
+                        value=orjson.dumps({"vehicle.plate": f"{run}-{i}"}),
+                        headers=record_headers(b"1.%d" % i, "gps-fix", "transport", 0, 0, run),
+                    )
+                    for i in range(count)
+                ]
                 await asyncio.gather(*futures)
         finally:
             await producer.stop()
         sampler = DeliverySampler(per_flow=3)
         for n, trace in enumerate(("1.7", "1.2999", "1.99999"), 1):
             sampler.samples.setdefault("urban.gps-fix", []).append(
-                Sample("urban.gps-fix", "urban", "gps-fix", n, trace, b"k", b'{"vehicle.plate": "x"}', 0, n, 0, 0))
+                Sample("urban.gps-fix", "urban", "gps-fix", n, trace, b"k", b'{"vehicle.plate": "x"}', 0, n, 0, 0)
+            )
         missing = await find_sources(sampler, scenario, broker.bootstrap, "this", budget_s=5.0)
     found = {s.trace: s for s in sampler.samples["urban.gps-fix"]}
     assert missing == 1 and found["1.99999"].source is None

@@ -157,21 +157,66 @@ def test_problem_str_format() -> None:
     assert str(Problem("a.yaml", 1, 1, "", "the file is empty")) == "a.yaml:1:1: (document): the file is empty"
 
 
-@pytest.mark.parametrize(("old", "new", "base", "field", "at", "nth", "words"), [
-    # an edit of a valid scenario → the one problem: its field, the text it points at (nth occurrence), words its message has
-    pytest.param("    entry: cond\n", "    entry: nosuch\n", BASE, "subscriptions.1.entry", "nosuch", 0, ["'beta'", "'nosuch'"],
-                 id="subscription_to_unknown_entry"),
-    pytest.param("{consumer: b, entry: cond,", "{consumer: b, entry: gone,", SHARING_SCENARIO, "subscriptions.2.entry", "gone", 0,
-                 ["'b'", "'gone'"], id="subscription_to_unknown_entry_flow_style"),
-    pytest.param("consumer: alpha", "consumer: gamma", BASE, "subscriptions.0.consumer", "gamma", 0, ["'gamma'"], id="unknown_consumer"),
-    pytest.param("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional", BASE,
-                 "catalogue.1.provider", "ghost", 0, ["'ghost'", "'cond'"], id="unknown_provider"),
-    pytest.param("    name: 乙局\n", "    name: 乙局\n  - id: alpha\n    name: 重复\n", BASE, "departments.3.id", "alpha", 1,
-                 ["duplicate", "'alpha'"], id="duplicate_department_id"),
-    pytest.param("partitions: 2", "partitions: many", BASE, "catalogue.0.partitions", "many", 0, ["integer"], id="wrong_type"),
-    pytest.param("{id: b, name: 乙局}", "{id: b}", SHARING_SCENARIO, "departments.2.name", "{id: b}", 0, [],
-                 id="missing_required_field_flow_style"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "base", "field", "at", "nth", "words"),
+    [
+        # an edit of a valid scenario → the one problem: its field, the text it points at (nth occurrence), words its message has
+        pytest.param(
+            "    entry: cond\n",
+            "    entry: nosuch\n",
+            BASE,
+            "subscriptions.1.entry",
+            "nosuch",
+            0,
+            ["'beta'", "'nosuch'"],
+            id="subscription_to_unknown_entry",
+        ),
+        pytest.param(
+            "{consumer: b, entry: cond,",
+            "{consumer: b, entry: gone,",
+            SHARING_SCENARIO,
+            "subscriptions.2.entry",
+            "gone",
+            0,
+            ["'b'", "'gone'"],
+            id="subscription_to_unknown_entry_flow_style",
+        ),
+        pytest.param(
+            "consumer: alpha", "consumer: gamma", BASE, "subscriptions.0.consumer", "gamma", 0, ["'gamma'"], id="unknown_consumer"
+        ),
+        pytest.param(
+            "    provider: prov\n    sharing: conditional",
+            "    provider: ghost\n    sharing: conditional",
+            BASE,
+            "catalogue.1.provider",
+            "ghost",
+            0,
+            ["'ghost'", "'cond'"],
+            id="unknown_provider",
+        ),
+        pytest.param(
+            "    name: 乙局\n",
+            "    name: 乙局\n  - id: alpha\n    name: 重复\n",
+            BASE,
+            "departments.3.id",
+            "alpha",
+            1,
+            ["duplicate", "'alpha'"],
+            id="duplicate_department_id",
+        ),
+        pytest.param("partitions: 2", "partitions: many", BASE, "catalogue.0.partitions", "many", 0, ["integer"], id="wrong_type"),
+        pytest.param(
+            "{id: b, name: 乙局}",
+            "{id: b}",
+            SHARING_SCENARIO,
+            "departments.2.name",
+            "{id: b}",
+            0,
+            [],
+            id="missing_required_field_flow_style",
+        ),
+    ],
+)
 def test_a_wrong_value_is_reported_where_it_stands(old, new, base, field, at, nth, words) -> None:
     text = edit(old, new, base)
     p = only_problem(text)
@@ -387,16 +432,20 @@ def test_cli_schema_is_json(runner: CliRunner) -> None:
 
 def rates_scenario(load: dict) -> Scenario:
     def entry(i: str, provider: str) -> dict:
-        return {"id": i, "name": i, "provider": provider, "sharing": "unconditional",
-                "items": [{"key": "x.v", "name": "v", "type": "text"}]}
+        return {
+            "id": i,
+            "name": i,
+            "provider": provider,
+            "sharing": "unconditional",
+            "items": [{"key": "x.v", "name": "v", "type": "text"}],
+        }
 
     return Scenario.model_validate(
         {
             "name": "rates",
             "platform": {"id": "r", "name": "r", "region": "441900"},
             "departments": [{"id": d, "name": d} for d in ("p", "q", "r")],
-            "catalogue": [entry("p1", "p"), entry("p2", "p"), entry("p3", "p"), entry("q1", "q"), entry("q2", "q"),
-                          entry("r1", "r")],
+            "catalogue": [entry("p1", "p"), entry("p2", "p"), entry("p3", "p"), entry("q1", "q"), entry("q2", "q"), entry("r1", "r")],
             "load": load,
         }
     )
@@ -421,9 +470,7 @@ def test_entry_rates_named_entries_and_default_rate() -> None:
 
 
 def test_entry_rates_two_producers_of_one_department_add_up() -> None:
-    s = rates_scenario(
-        {"producers": [{"department": "q", "rate": 10}, {"department": "q", "rate": 4, "entries": ["q1"]}]}
-    )
+    s = rates_scenario({"producers": [{"department": "q", "rate": 10}, {"department": "q", "rate": 4, "entries": ["q1"]}]})
     assert s.entry_rates() == pytest.approx({"q1": 9.0, "q2": 5.0})
 
 
@@ -496,7 +543,9 @@ def test_a_responsibility_nobody_fulfils_is_an_error():
 def test_a_region_code_that_does_not_exist_is_an_error():
     problems = _rules(RULES_BASE.replace("AUTH", "false").replace('region: "441900"}', 'region: "991900"}'))
     assert any(p.field == "platform.region" and "does not exist" in p.message for p in problems)
-    problems = _rules(RULES_BASE.replace("AUTH", "false").replace("{id: tax, name: 税务局}", '{id: tax, name: 税务局, region: "441900999"}'))
+    problems = _rules(
+        RULES_BASE.replace("AUTH", "false").replace("{id: tax, name: 税务局}", '{id: tax, name: 税务局, region: "441900999"}')
+    )
     assert any(p.field == "departments.1.region" for p in problems)
 
 
@@ -545,17 +594,20 @@ def test_a_cycle_in_platform_parents_names_the_parent_field():
         assert p.line == pos(text, "parent: p2" if p.field == "platform.parent" else "parent: p1")[0]
 
 
-@pytest.mark.parametrize(("yaml_field", "value", "field", "words"), [
-    ("rate", "1e12", "load.producers.0.rate", "less than or equal to 10000000"),
-    ("rate", "-5", "load.producers.0.rate", "greater than 0"),
-    ("rate", "0", "load.producers.0.rate", "greater than 0"),
-    ("rate", ".inf", "load.producers.0.rate", "finite"),
-    ("rate", ".nan", "load.producers.0.rate", ""),
-    ("rate", "fast", "load.producers.0.rate", "valid number"),
-    ("profile", "{kind: burst, multiplier: .inf}", "load.producers.0.profile.multiplier", "finite"),
-    ("profile", "{kind: steps, steps: [[0.5, .inf]]}", "load.producers.0.profile.steps.0.1", "finite"),
-    ("profile", "{kind: ramp, end: .nan}", "load.producers.0.profile.end", "finite"),
-])
+@pytest.mark.parametrize(
+    ("yaml_field", "value", "field", "words"),
+    [
+        ("rate", "1e12", "load.producers.0.rate", "less than or equal to 10000000"),
+        ("rate", "-5", "load.producers.0.rate", "greater than 0"),
+        ("rate", "0", "load.producers.0.rate", "greater than 0"),
+        ("rate", ".inf", "load.producers.0.rate", "finite"),
+        ("rate", ".nan", "load.producers.0.rate", ""),
+        ("rate", "fast", "load.producers.0.rate", "valid number"),
+        ("profile", "{kind: burst, multiplier: .inf}", "load.producers.0.profile.multiplier", "finite"),
+        ("profile", "{kind: steps, steps: [[0.5, .inf]]}", "load.producers.0.profile.steps.0.1", "finite"),
+        ("profile", "{kind: ramp, end: .nan}", "load.producers.0.profile.end", "finite"),
+    ],
+)
 def test_absurd_rates_are_refused_at_their_line(yaml_field, value, field, words):
     rate = value if yaml_field == "rate" else "5"
     profile = f"      profile: {value}\n" if yaml_field == "profile" else ""
@@ -566,11 +618,14 @@ def test_absurd_rates_are_refused_at_their_line(yaml_field, value, field, words)
     assert words in p.message
 
 
-@pytest.mark.parametrize(("text_in", "field"), [
-    ("load:\n  default_rate: .inf\n", "load.default_rate"),
-    ("load:\n  default_rate: 1e15\n", "load.default_rate"),
-    ("load:\n  duration: .nan\n", "load.duration"),
-])
+@pytest.mark.parametrize(
+    ("text_in", "field"),
+    [
+        ("load:\n  default_rate: .inf\n", "load.default_rate"),
+        ("load:\n  default_rate: 1e15\n", "load.default_rate"),
+        ("load:\n  duration: .nan\n", "load.duration"),
+    ],
+)
 def test_absurd_load_settings_are_refused(text_in, field):
     text = BASE + text_in
     p = only_problem(text)
@@ -589,16 +644,24 @@ def test_cli_validate_lists_every_class_of_reference_problem_at_once(runner: Cli
         'platforms:\n  - {id: p2, name: 省平台, region: "440000", parent: p1}\n'  # a cycle
     )
     text = text.replace("  - {id: tax, name: 税务局}\n", "  - {id: tax, name: 税务局}\n  - {id: tax, name: 重复}\n")  # duplicate id
-    text = text.replace("  - {consumer: tax, entry: reg, items: [enterprise.name]}\n",
-                        "  - {consumer: tax, entry: reg, items: [enterprise.name]}\n  - {consumer: ghost, entry: nosuch}\n")
+    text = text.replace(
+        "  - {consumer: tax, entry: reg, items: [enterprise.name]}\n",
+        "  - {consumer: tax, entry: reg, items: [enterprise.name]}\n  - {consumer: ghost, entry: nosuch}\n",
+    )
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
     lines = [m for m in (PROBLEM_LINE.match(line) for line in result.stdout.splitlines()) if m]
     fields = {m["field"] for m in lines}
-    assert {"departments.2.id", "subscriptions.1.consumer", "subscriptions.1.entry", "catalogue.1.items.1.authoritative",
-            "platform.parent", "platforms.0.parent"} <= fields, fields
+    assert {
+        "departments.2.id",
+        "subscriptions.1.consumer",
+        "subscriptions.1.entry",
+        "catalogue.1.items.1.authoritative",
+        "platform.parent",
+        "platforms.0.parent",
+    } <= fields, fields
     assert all(m["file"] == str(path) and int(m["line"]) > 1 for m in lines)
     assert f"{len(lines)} problem(s)" in result.output
 
@@ -609,11 +672,14 @@ PID = "      - key: person.name\n        name: 姓名\n        type: person_name
 
 
 def test_merge_keys_merge_and_written_keys_win() -> None:
-    text = edit(PID, (
-        "      - &pid {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}\n"
-        "      - {<<: *pid, key: person.name}\n"
-        "      - {<<: [*pid, {mask: redact}], key: person.phone, name: 手机}\n"
-    ))
+    text = edit(
+        PID,
+        (
+            "      - &pid {key: person.id, name: 身份证号, type: resident_id, sensitivity: personal}\n"
+            "      - {<<: *pid, key: person.name}\n"
+            "      - {<<: [*pid, {mask: redact}], key: person.phone, name: 手机}\n"
+        ),
+    )
     s = parse(text, FILE)
     pid, name, phone = s.entries["open"].items
     assert (name.key, name.name, name.type, name.sensitivity.value) == ("person.name", "身份证号", pid.type, "personal")
@@ -626,11 +692,14 @@ def test_a_merge_key_with_no_mapping_is_a_problem() -> None:
     assert any("merge key" in p.message and p.field == "catalogue.0.items.1" for p in problems)
 
 
-@pytest.mark.parametrize(("old", "new", "field", "alias"), [
-    ("name: base", "name: &n [hunt, *n]", "name.1", "*n"),
-    ("    name: 甲局\n", "    name: 甲局\n    x: &m {a: *m}\n", "departments.1.x.a", "*m"),
-    ("  - id: alpha\n    name: 甲局\n", "  - &d {id: alpha, name: 甲局, <<: *d}\n", "departments.1", "*d"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field", "alias"),
+    [
+        ("name: base", "name: &n [hunt, *n]", "name.1", "*n"),
+        ("    name: 甲局\n", "    name: 甲局\n    x: &m {a: *m}\n", "departments.1.x.a", "*m"),
+        ("  - id: alpha\n    name: 甲局\n", "  - &d {id: alpha, name: 甲局, <<: *d}\n", "departments.1", "*d"),
+    ],
+)
 def test_a_recursive_alias_is_a_problem_line(old: str, new: str, field: str, alias: str) -> None:
     text = edit(old, new)
     problems = problems_of(text)
@@ -679,11 +748,17 @@ def test_alias_bombs_of_mappings_and_merges_are_refused(bomb: str) -> None:
 
 def test_aliases_within_the_bound_are_expanded() -> None:
     # a catalogue that reuses one list of items 50 times: 50 × 4 items, far within the bound
-    entries = "".join(
-        f"  - {{id: e{n}, name: 资源{n}, provider: prov, sharing: unconditional, items: *items}}\n" for n in range(50)
+    entries = "".join(f"  - {{id: e{n}, name: 资源{n}, provider: prov, sharing: unconditional, items: *items}}\n" for n in range(50))
+    text = edit(
+        "catalogue:\n",
+        "catalogue:\n"
+        + entries.replace(
+            "items: *items",
+            "items: &items [{key: a.b, name: 甲, type: text}, "
+            "{key: a.c, name: 乙, type: text}, {key: a.d, name: 丙, type: text}, {key: a.e, name: 丁, type: text}]",
+            1,
+        ),
     )
-    text = edit("catalogue:\n", "catalogue:\n" + entries.replace("items: *items", "items: &items [{key: a.b, name: 甲, type: text}, "
-                "{key: a.c, name: 乙, type: text}, {key: a.d, name: 丙, type: text}, {key: a.e, name: 丁, type: text}]", 1))
     s = parse(text, FILE)
     assert len(s.catalogue) == 52 and all(len(s.entries[f"e{n}"].items) == 4 for n in range(50))
 
@@ -750,12 +825,15 @@ def test_a_directory_is_a_problem_line(tmp_path: Path) -> None:
     assert p.file == str(tmp_path) and "cannot read" in p.message
 
 
-@pytest.mark.parametrize(("old", "new", "field"), [
-    ('  region: "441900"\n', "  region: 000000\n", "platform.region"),
-    ("    name: 乙局\n", "    name: 乙局\n    region: 0441900\n", None),  # not octal (9): YAML keeps it as text
-    ("partitions: 2", "partitions: 010", "catalogue.0.partitions"),
-    ("partitions: 2", "partitions: 07", "catalogue.0.partitions"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('  region: "441900"\n', "  region: 000000\n", "platform.region"),
+        ("    name: 乙局\n", "    name: 乙局\n    region: 0441900\n", None),  # not octal (9): YAML keeps it as text
+        ("partitions: 2", "partitions: 010", "catalogue.0.partitions"),
+        ("partitions: 2", "partitions: 07", "catalogue.0.partitions"),
+    ],
+)
 def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, new: str, field: str | None) -> None:
     text = edit(old, new)
     if field is None:
@@ -768,8 +846,10 @@ def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, n
     assert "octal" in p.message and f'"{written}"' in p.message and "quotes" in p.message
 
 
-@pytest.mark.parametrize(("written", "read_as"), [("no", "the boolean false"), ("On", "the boolean true"),
-                                                   ("12:30", "the number 750"), ("0x1F", "the number 31")])
+@pytest.mark.parametrize(
+    ("written", "read_as"),
+    [("no", "the boolean false"), ("On", "the boolean true"), ("12:30", "the number 750"), ("0x1F", "the number 31")],
+)
 def test_a_value_yaml_changes_says_so(written: str, read_as: str) -> None:
     text = edit("    name: 甲局\n", f"    name: {written}\n")
     p = only_problem(text)
@@ -805,7 +885,11 @@ def test_references_to_a_refused_element_are_not_reported_again() -> None:
 
 def test_reference_problems_after_dropped_list_elements_keep_their_written_place() -> None:
     text = edit("  - id: alpha\n    name: 甲局\n", "  - id: alpha\n    name: 甲局\n    kind: 外星\n")
-    text = edit("    purpose: 测试\n", "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n", text)
+    text = edit(
+        "    purpose: 测试\n",
+        "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n",
+        text,
+    )
     problems = {p.field: p for p in problems_of(text)}
     # items: 5 is refused, and the subscription's entry is checked all the same
     assert set(problems) == {"departments.1.kind", "subscriptions.2.items", "subscriptions.2.entry", "subscriptions.3.entry"}
@@ -825,16 +909,23 @@ def test_every_problem_when_the_only_entry_and_the_platform_are_refused() -> Non
     )
     problems = problems_of(text)
     assert [p.field for p in problems] == [
-        "platform.region", "catalogue.0.sharing", "catalogue.0.items.0.type",
-        "subscriptions.0.consumer", "subscriptions.1.entry", "load.duration",
+        "platform.region",
+        "catalogue.0.sharing",
+        "catalogue.0.items.0.type",
+        "subscriptions.0.consumer",
+        "subscriptions.1.entry",
+        "load.duration",
     ]
     assert [p.line for p in problems] == [2, 5, 5, 6, 6, 7]
 
 
-@pytest.mark.parametrize(("old", "new", "terms"), [
-    ("sharing: conditional", "sharing: 部分共享", "无条件共享, 有条件共享, 不予共享"),
-    ("    name: 乙局\n", "    name: 乙局\n    kind: 外星\n", "委办局, 垂直部门"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "terms"),
+    [
+        ("sharing: conditional", "sharing: 部分共享", "无条件共享, 有条件共享, 不予共享"),
+        ("    name: 乙局\n", "    name: 乙局\n    kind: 外星\n", "委办局, 垂直部门"),
+    ],
+)
 def test_enum_messages_list_the_chinese_terms(old: str, new: str, terms: str) -> None:
     p = only_problem(edit(old, new))
     assert terms in p.message and "'" in p.message
@@ -876,6 +967,7 @@ def test_cli_run_refuses_a_duration_that_load_duration_refuses(runner: CliRunner
 def test_both_yaml_parsers_give_the_same_problems(monkeypatch: pytest.MonkeyPatch, composer: str) -> None:
     # libyaml's parser when PyYAML has it, PyYAML's own otherwise: the same rules either way
     from exchange.scenarios import loader as scenario_file
+
     if not hasattr(scenario_file, composer):
         pytest.skip("PyYAML built without libyaml")
     monkeypatch.setattr(scenario_file, "_COMPOSER", getattr(scenario_file, composer))
@@ -886,7 +978,11 @@ def test_both_yaml_parsers_give_the_same_problems(monkeypatch: pytest.MonkeyPatc
     text = edit("    name: 甲局\n", "    name: no\n", text)
     problems = problems_of(text)
     assert [(p.field, p.line, p.column) for p in problems] == [
-        ("name", 1, 7), ("name.1", 1, 17), ("platform.region", 5, 11), ("departments.1.name", 10, 11)]
+        ("name", 1, 7),
+        ("name.1", 1, 17),
+        ("platform.region", 5, 11),
+        ("departments.1.name", 10, 11),
+    ]
     assert "recursive alias" in problems[1].message and "octal" in problems[2].message and "boolean" in problems[3].message
     assert "alias bomb" in only_problem(alias_bomb(9) + BASE).message
 
@@ -901,10 +997,49 @@ def test_cli_validate_notes_conditional_subscriptions_left_pending(runner: CliRu
     assert "note:" not in runner.invoke(app, ["validate", str(path)]).stdout  # said on purpose
 
 
-YAML_BITS = ["*a", "&a x", "&a", "<<: *a", "{<<: *a}", "[*a, *a]", "{", "]", "000000", "0o17", "0x1F", "012", "1:30",
-             "yes", "~", "!!binary aGk=", "!!python/object:os.system x", "!!set {a, b}", "!!omap [a: 1]", "? [a]",
-             ".inf", "-.nan", "'quoted'", '"\\u0000"', "2001-12-14", "- x", "a: b: c", "\t", "%YAML 1.1", "---", "...",
-             "é", "测试", "\\x80", "@", "`", "|\n  text", ">-\n  text", "&b [*b]", "&c {k: *c}", "{<<: [*a, *a]}"]
+YAML_BITS = [
+    "*a",
+    "&a x",
+    "&a",
+    "<<: *a",
+    "{<<: *a}",
+    "[*a, *a]",
+    "{",
+    "]",
+    "000000",
+    "0o17",
+    "0x1F",
+    "012",
+    "1:30",
+    "yes",
+    "~",
+    "!!binary aGk=",
+    "!!python/object:os.system x",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "? [a]",
+    ".inf",
+    "-.nan",
+    "'quoted'",
+    '"\\u0000"',
+    "2001-12-14",
+    "- x",
+    "a: b: c",
+    "\t",
+    "%YAML 1.1",
+    "---",
+    "...",
+    "é",
+    "测试",
+    "\\x80",
+    "@",
+    "`",
+    "|\n  text",
+    ">-\n  text",
+    "&b [*b]",
+    "&c {k: *c}",
+    "{<<: [*a, *a]}",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -44,7 +44,8 @@ ROUTER = Sender(run_id="a1b2c3d4", role=Role.router, worker="1", hub="gz", pid=4
 
 def router_final() -> RouterFinal:
     return RouterFinal(
-        records=10, batches=2,
+        records=10,
+        batches=2,
         decisions=DecisionCount.rows(Counter({("urban.gps", "delivered", "unconditional"): 7, ("gps", "denied", "no_subscription"): 3})),
         verifications=VerificationCount.rows(Counter({("person.name", "civil", "conflict"): 1})),
         control_actions=ControlActionCount.rows(Counter({("approve", "accepted"): 2})),
@@ -55,15 +56,41 @@ def router_final() -> RouterFinal:
 BODIES = {
     "router ready": (ROUTER, RouterReady(seconds=1.25)),
     "router final": (ROUTER, router_final()),
-    "router stats": (ROUTER, RouterStats(records=5, lag=3, acked=5, batches=1, first_ns=1, last_ack_ns=2, peak_rss_bytes=10,
-                                         dead_lettered=0, handling_s=0.1, committing_s=0.0, verifications=[], control_actions=[])),
-    "producers stats": (ROUTER.model_copy(update={"role": Role.producers, "hub": None}),
-                        ProducersStats(t=1.0, produced=100, sent=101, retried=0, publish_latency={"50pct": 1.5, "max": 3.0},
-                                       publish_delay_us={})),
-    "producers final": (ROUTER.model_copy(update={"role": Role.producers, "hub": None}),
-                        ProducersFinal(elapsed_s=4.0, produced={"gps": 100}, sent=100, retried=0, publish_delay="HISTFAAAA",
-                                       publish_latency="HISTFAAAB", warmup_published=0, warmup_publish_delay="HISTFAAAC",
-                                       warmup_publish_latency="HISTFAAAD")),
+    "router stats": (
+        ROUTER,
+        RouterStats(
+            records=5,
+            lag=3,
+            acked=5,
+            batches=1,
+            first_ns=1,
+            last_ack_ns=2,
+            peak_rss_bytes=10,
+            dead_lettered=0,
+            handling_s=0.1,
+            committing_s=0.0,
+            verifications=[],
+            control_actions=[],
+        ),
+    ),
+    "producers stats": (
+        ROUTER.model_copy(update={"role": Role.producers, "hub": None}),
+        ProducersStats(t=1.0, produced=100, sent=101, retried=0, publish_latency={"50pct": 1.5, "max": 3.0}, publish_delay_us={}),
+    ),
+    "producers final": (
+        ROUTER.model_copy(update={"role": Role.producers, "hub": None}),
+        ProducersFinal(
+            elapsed_s=4.0,
+            produced={"gps": 100},
+            sent=100,
+            retried=0,
+            publish_delay="HISTFAAAA",
+            publish_latency="HISTFAAAB",
+            warmup_published=0,
+            warmup_publish_delay="HISTFAAAC",
+            warmup_publish_latency="HISTFAAAD",
+        ),
+    ),
     "consumers ready": (ROUTER.model_copy(update={"role": Role.consumers, "hub": None}), ConsumersReady(subscribers=3, restored=True)),
     "passthrough final": (ROUTER.model_copy(update={"role": Role.passthrough}), PassthroughFinal(records=5, first_ns=1, last_ns=9)),
     "error": (ROUTER, Error(message="KafkaConnectionError: no broker")),
@@ -117,17 +144,26 @@ def test_the_writer_stamps_each_message_and_the_reader_waits_for_whole_lines(tmp
         StatusWriter(tmp_path / "x.jsonl")
 
 
-@pytest.mark.parametrize(("line", "says"), [
-    (b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "router", "pid": 1}, '
-     b'"body": {"kind": "final", "role": "router", "records": -1}}', "body.final.router.records: Input should be greater than or equal to 0"),
-    (b'{"v": 2, "sent_ns": 1}', "a status message of version 2; this reader knows version 1"),
-    (b'{"event": "ready", "pid": 12}', "no format version (v)"),
-    (b'{"v": 1, "sent_ns": 1', "not JSON"),
-    (b'[1, 2]', "not a JSON object"),
-    (b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "consumers", "pid": 1}, "body": {"kind": "ready", "role": "router", '
-     b'"seconds": 1.0}}', "a router ready body in a message from a consumers process"),
-    (b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "router", "pid": 1}, "body": {"kind": "finished"}}', "body"),
-])
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (
+            b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "router", "pid": 1}, '
+            b'"body": {"kind": "final", "role": "router", "records": -1}}',
+            "body.final.router.records: Input should be greater than or equal to 0",
+        ),
+        (b'{"v": 2, "sent_ns": 1}', "a status message of version 2; this reader knows version 1"),
+        (b'{"event": "ready", "pid": 12}', "no format version (v)"),
+        (b'{"v": 1, "sent_ns": 1', "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (
+            b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "consumers", "pid": 1}, "body": {"kind": "ready", "role": "router", '
+            b'"seconds": 1.0}}',
+            "a router ready body in a message from a consumers process",
+        ),
+        (b'{"v": 1, "sent_ns": 1, "sender": {"run_id": "r", "role": "router", "pid": 1}, "body": {"kind": "finished"}}', "body"),
+    ],
+)
 def test_a_line_that_is_no_message_is_refused_naming_the_file_the_line_and_what_is_wrong(tmp_path, line, says):
     path = tmp_path / "router-0.jsonl"
     path.write_bytes(encode(message(ROUTER, RouterReady(seconds=1.0))) + b"\n\n" + line + b"\n")
@@ -163,4 +199,3 @@ def test_exchange_schema_status_prints_a_schema_every_message_satisfies():
     assert StatusMessage.model_json_schema()["properties"]["v"]["const"] == VERSION
     wrong = subprocess.run([sys.executable, "-m", "exchange", "schema", "statuses"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "'statuses': scenario or status" in wrong.stderr
-

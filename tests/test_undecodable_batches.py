@@ -25,8 +25,8 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
 from exchange.router import lenient_records
-from exchange.router.lenient_records import UndecodableBatch
 from exchange.router.app import batch_dead_letter
+from exchange.router.lenient_records import UndecodableBatch
 from schemas.envelope import DeadLetter
 from schemas.outcomes import DeadLetterReason
 
@@ -43,8 +43,13 @@ def batch(base: int, n: int, codec: int = NONE, headers: list | None = None) -> 
     """A v2 record batch of ``n`` records at offsets base…base+n-1, compressed with ``codec``."""
     builder = _DefaultRecordBatchBuilderPy(2, codec, 0, -1, -1, -1, 1 << 22)
     for i in range(n):  # compressible values, so that the builder keeps the compressed form
-        builder.append(i, 1_700_000_000_000 + i, b"k", orjson.dumps({"person.status": "在办 " * 20, "n": base + i}),
-                       headers or [("trace-id", b"8.%d" % (base + i))])
+        builder.append(
+            i,
+            1_700_000_000_000 + i,
+            b"k",
+            orjson.dumps({"person.status": "在办 " * 20, "n": base + i}),
+            headers or [("trace-id", b"8.%d" % (base + i))],
+        )
     raw = builder.build()
     struct.pack_into(">q", raw, 0, base)  # the broker sets the base offset; it is outside the CRC
     if codec:
@@ -184,7 +189,7 @@ def _with_raw_header_key(raw: bytes, key: bytes) -> bytes:
     raw = bytearray(raw)
     i = raw.index(marker)
     assert len(key) <= len(marker)
-    raw[i:i + len(marker)] = key + b"_" * (len(marker) - len(key))
+    raw[i : i + len(marker)] = key + b"_" * (len(marker) - len(key))
     return with_crc(raw)
 
 
@@ -195,7 +200,13 @@ def test_the_dead_letter_of_an_undecodable_batch_names_topic_partition_offsets_a
     key, value, headers = batch_dead_letter(u, "open", 123)
     letter = DeadLetter.model_validate_json(value)
     assert (letter.reason, letter.topic, letter.partition, letter.offset, letter.last_offset, letter.records) == (
-        DeadLetterReason.corrupt_batch, TP.topic, 1, 3, 6, 4)
+        DeadLetterReason.corrupt_batch,
+        TP.topic,
+        1,
+        3,
+        6,
+        4,
+    )
     assert letter.entry == "open" and letter.trace is None and letter.headers == []
     assert "lz4 batch of 4 records at offsets 3..6" in letter.detail
     assert base64.b64decode(letter.value_b64) == bad
@@ -235,10 +246,12 @@ def test_the_conservation_message_names_undecodable_records_only_where_they_can_
     from schemas.results import Counts, EntryCounts
 
     def check(unaccounted: int, undecodable: int):
-        entry = EntryCounts(produced=10, subscriptions=1, expected=10, delivered=10 - unaccounted, denied=0, dead_lettered=0,
-                            unaccounted=unaccounted)
-        counts = Counts(produced=10, expected=10, delivered=entry.delivered, denied=0, dead_lettered=0, unaccounted=unaccounted,
-                        undecodable=undecodable)
+        entry = EntryCounts(
+            produced=10, subscriptions=1, expected=10, delivered=10 - unaccounted, denied=0, dead_lettered=0, unaccounted=unaccounted
+        )
+        counts = Counts(
+            produced=10, expected=10, delivered=entry.delivered, denied=0, dead_lettered=0, unaccounted=unaccounted, undecodable=undecodable
+        )
         return _conservation(counts, {"open": entry})
 
     ok = check(0, 4)
@@ -260,12 +273,12 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     from rich.console import Console
 
     from consumers.accountant import Accountant
-    from exchange.runner.display import input_warnings
     from exchange.results import report
     from exchange.results.build import _by_reason
-    from schemas.status import DeadLetterCount
+    from exchange.runner.display import input_warnings
     from schemas.envelope import H_RUN, Topics
     from schemas.results import Counts
+    from schemas.status import DeadLetterCount
 
     class Fetched:
         def __init__(self, value: bytes, headers=()) -> None:
@@ -273,8 +286,20 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
 
     def letter(reason: str, offset: int, run: bytes | None) -> bytes:
         headers = [(H_RUN, base64.b64encode(run).decode())] if run is not None else []
-        return orjson.dumps({"reason": reason, "detail": "", "topic": "dx.t1.in.open", "partition": 0, "offset": offset,
-                             "trace": None, "entry": "open", "subscription": None, "value_b64": "", "headers": headers})
+        return orjson.dumps(
+            {
+                "reason": reason,
+                "detail": "",
+                "topic": "dx.t1.in.open",
+                "partition": 0,
+                "offset": offset,
+                "trace": None,
+                "entry": "open",
+                "subscription": None,
+                "value_b64": "",
+                "headers": headers,
+            }
+        )
 
     accountant = Accountant(Topics("t1"), "127.0.0.1:9", {"open": 2}, run_id="r1")  # counts without connecting
     accountant._dead_letter(Fetched(letter("missing_header", 0, None)))
@@ -287,8 +312,16 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     assert restored.foreign_dead_letters == accountant.foreign_dead_letters
 
     rows = DeadLetterCount.rows(accountant.foreign_dead_letters)
-    counts = Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0,
-                    foreign_dead_lettered=3, foreign_dead_letters_by_reason=_by_reason(rows))
+    counts = Counts(
+        produced=0,
+        expected=0,
+        delivered=0,
+        denied=0,
+        dead_lettered=0,
+        unaccounted=0,
+        foreign_dead_lettered=3,
+        foreign_dead_letters_by_reason=_by_reason(rows),
+    )
     assert counts.foreign_dead_letters_by_reason == {"bad_json": 1, "missing_header": 2}
 
     class _Result:  # the two fields input_warnings reads
@@ -302,5 +335,9 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     assert "3 dead-lettered records carry no run id or another run's (bad_json 1, missing_header 2)" in text
     banner = report.input_warnings({"counts": counts.model_dump()})
     assert 'id="foreign-dead-letters"' in banner and "missing_header: 2" in banner
-    assert report.input_warnings({"counts": Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0,
-                                                   unaccounted=0).model_dump()}) == ""
+    assert (
+        report.input_warnings(
+            {"counts": Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0).model_dump()}
+        )
+        == ""
+    )

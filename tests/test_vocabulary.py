@@ -73,9 +73,17 @@ def _routed_rows():
     core = RouterCore(compile_policy(scenario, topics), topics, "w")
     records = []
     for i, entry in enumerate(scenario.catalogue):
-        records.append(SimpleNamespace(topic=topics.ingress(entry.id), partition=0, offset=i, key=None, value=b"{}",
-                                       headers=record_headers(b"1.%d" % i, entry.id, entry.provider, 1, 1, "r")))
-    routed = core.route(records)
+        records.append(
+            SimpleNamespace(
+                topic=topics.ingress(entry.id),
+                partition=0,
+                offset=i,
+                key=None,
+                value=b"{}",
+                headers=record_headers(b"1.%d" % i, entry.id, entry.provider, 1, 1, "r"),
+            )
+        )
+    routed = core.route(records, now=1)
     return scenario, routed, [row for rows in routed.audit.values() for row in rows]
 
 
@@ -112,8 +120,7 @@ def test_compiled_audit_decisions_have_names() -> None:
             audit = route.delivered_audit
             assert (audit.entry, audit.subscription, audit.consumer) == (policy.entry_id, route.subscription, route.consumer)
             assert route.decision_key == (route.subscription, audit.decision, audit.reason)
-            outcome = next(o for o in decide(policy, policy.provider, {}, approvals={route.subscription})
-                           if o.route is route)
+            outcome = next(o for o in decide(policy, policy.provider, {}, approvals={route.subscription}) if o.route is route)
             if outcome.delivered:
                 assert outcome.reason == audit.reason
 
@@ -165,8 +172,12 @@ def test_decide_gives_only_possible_outcomes(case) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["unconditional", "conditional", "not_shared"]), st.sampled_from(REGIONS),
-       st.none() | st.sets(st.sampled_from(SUBS)), st.sampled_from(["prov", "city"]))
+@given(
+    st.sampled_from(["unconditional", "conditional", "not_shared"]),
+    st.sampled_from(REGIONS),
+    st.none() | st.sets(st.sampled_from(SUBS)),
+    st.sampled_from(["prov", "city"]),
+)
 def test_row_filters_give_only_possible_outcomes(sharing, region, approvals, source) -> None:
     policy = policies(row_scenario(sharing))["gps"]
     possible = set(possible_outcomes(policy))
@@ -208,7 +219,8 @@ def test_label_sets_cover_what_a_cascade_decides() -> None:
         if compile_transit(scenario, hub):
             assert (hub, metrics.TRANSIT_ENTRY) in labels["dx_router_records_in"]
             assert (hub, "forwarded") in labels["dx_audit_records_written"] or all(
-                t.final or t.denied for t in compile_transit(scenario, hub).values())
+                t.final or t.denied for t in compile_transit(scenario, hub).values()
+            )
     # deliveries are counted on the consumer's own hub, where its subscriber runs
     for hub, _sub, consumer in labels["dx_records_delivered"]:
         assert scenario.platform_of(consumer) == hub
@@ -226,13 +238,21 @@ def test_label_sets_cover_what_the_router_core_counts() -> None:
     for entry in scenario.catalogue:
         for dept in scenario.departments:
             n += 1
-            records.append(SimpleNamespace(topic=topics.ingress(entry.id), partition=0, offset=n, key=None,
-                                           value=orjson.dumps({}), headers=record_headers(b"1.%d" % n, entry.id, dept.id, 1, 1, "r")))
+            records.append(
+                SimpleNamespace(
+                    topic=topics.ingress(entry.id),
+                    partition=0,
+                    offset=n,
+                    key=None,
+                    value=orjson.dumps({}),
+                    headers=record_headers(b"1.%d" % n, entry.id, dept.id, 1, 1, "r"),
+                )
+            )
     records.append(SimpleNamespace(topic=topics.ingress("nope"), partition=0, offset=n + 1, key=None, value=b"{}", headers=[]))
     labels = _labels(scenario)
     p = scenario.platform.id
     for approvals in (None, set(), {s.id for s in scenario.subscriptions}):
-        routed = core.route(records, approvals)
+        routed = core.route(records, approvals, now=1)
         for (scope, decision, reason), _ in routed.decisions.items():
             entry, sub = scope_labels.get(scope, (scope, ""))
             assert (p, entry, sub, decision, reason) in labels["dx_router_decisions"]

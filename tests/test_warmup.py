@@ -46,8 +46,15 @@ def test_the_default_warmup_is_five_seconds_or_a_fifth_of_a_short_run():
 
 
 def _record(offset: int, trace: int, intended_ns: int, sent_ns: int, hops: bytes | None = None) -> ConsumerRecord:
-    headers = [(H_TRACE, b"1.%d" % trace), (H_ENTRY, b"open"), (H_SOURCE, b"src"), (H_INTENDED, b"%d" % intended_ns),
-               (H_SENT, b"%d" % sent_ns), (H_RUN, b"r1"), (H_SUBSCRIPTION, b"a.open")]
+    headers = [
+        (H_TRACE, b"1.%d" % trace),
+        (H_ENTRY, b"open"),
+        (H_SOURCE, b"src"),
+        (H_INTENDED, b"%d" % intended_ns),
+        (H_SENT, b"%d" % sent_ns),
+        (H_RUN, b"r1"),
+        (H_SUBSCRIPTION, b"a.open"),
+    ]
     if hops is not None:
         headers.append((H_HOPS, hops))
     return ConsumerRecord(TOPIC, 0, offset, sent_ns // MS, 0, b"k", b"{}", None, 2, 2, headers)
@@ -65,8 +72,10 @@ async def test_warmup_records_are_counted_but_do_not_move_the_aggregated_percent
     # 1,000 records of the warm-up, a minute late or more; 1,000 after it, 2-3 ms late
     warm = [_record(i, i, start + i * MS, now - 60 * S - i * MS, b"gz:%d:%d" % (now - 60 * S, now - 60 * S)) for i in range(1000)]
     late_start = start + 5 * S
-    measured = [_record(1000 + i, 1000 + i, late_start + i * MS, now - 2 * MS - (i % 1000) * 1000,
-                        b"gz:%d:%d" % (now - MS, now - MS)) for i in range(1000)]
+    measured = [
+        _record(1000 + i, 1000 + i, late_start + i * MS, now - 2 * MS - (i % 1000) * 1000, b"gz:%d:%d" % (now - MS, now - MS))
+        for i in range(1000)
+    ]
     last = _record(2000, 2000, late_start - 1, now - 3 * MS)  # one nanosecond before the end: warm-up
     assert sub.ingest({TopicPartition(TOPIC, 0): [*warm, *measured, last]}, now) == 2001
     flow = sub.flows["a.open"]
@@ -98,8 +107,27 @@ async def test_without_a_warmup_every_record_is_measured():
 
 def test_a_short_run_reports_its_warmup_apart_and_still_accounts_for_every_record(tmp_path):
     out = tmp_path / "warm"
-    done = subprocess.run([sys.executable, "-m", "exchange", "run", "demo", "--duration", "4", "--warmup", "1.5",
-                           "--rate-multiplier", "0.5", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exchange",
+            "run",
+            "demo",
+            "--duration",
+            "4",
+            "--warmup",
+            "1.5",
+            "--rate-multiplier",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warm-up, first 1.5 s" in done.stdout and "after the 1.5 s warm-up" in done.stdout
     result = Result.model_validate_json((out / "result.json").read_text())

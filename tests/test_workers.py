@@ -34,11 +34,15 @@ async def test_workers_leave_and_join_mid_stream_and_nothing_is_lost(broker, tmp
     try:
         await asyncio.gather(workers[0].start(), workers[1].start())  # inside: one failing to start stops the other
         for step in range(30):  # ~3 s of publishing, 100 records at a time
-            chunk = records[step * 100:(step + 1) * 100]
-            await publish(broker.bootstrap, topic, [
-                (key, orjson.dumps(value), envelope("open", "prov", f"1.{step * 100 + i + 1}", run))
-                for i, (key, value) in enumerate(chunk)
-            ])
+            chunk = records[step * 100 : (step + 1) * 100]
+            await publish(
+                broker.bootstrap,
+                topic,
+                [
+                    (key, orjson.dumps(value), envelope("open", "prov", f"1.{step * 100 + i + 1}", run))
+                    for i, (key, value) in enumerate(chunk)
+                ],
+            )
             if step == 8:
                 workers[1].stop()  # leaves: its partitions move to worker 0
             if step == 16:

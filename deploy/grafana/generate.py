@@ -99,8 +99,9 @@ def _panel(p: P, ids: _Ids, title: str, targets: list[Target], description: str,
     return p
 
 
-def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 12, height: int = 8,
-               description: str = "") -> ts_b.Panel:
+def timeseries(
+    ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 12, height: int = 8, description: str = ""
+) -> ts_b.Panel:
     p = (
         ts_b.Panel()
         .unit(unit)
@@ -118,9 +119,17 @@ def timeseries(ids: _Ids, title: str, targets: list[Target], unit: str = "short"
     return _panel(p, ids, title, targets, description, span, height)
 
 
-def stat(ids: _Ids, title: str, targets: list[Target], unit: str = "short", span: int = 4, height: int = 4,
-         description: str = "", thresholds: list[tuple[float | None, str]] | None = None,
-         mappings: list[dash_m.ValueMap] | None = None) -> stat_b.Panel:
+def stat(
+    ids: _Ids,
+    title: str,
+    targets: list[Target],
+    unit: str = "short",
+    span: int = 4,
+    height: int = 4,
+    description: str = "",
+    thresholds: list[tuple[float | None, str]] | None = None,
+    mappings: list[dash_m.ValueMap] | None = None,
+) -> stat_b.Panel:
     p = (
         stat_b.Panel()
         .unit(unit)
@@ -247,67 +256,145 @@ def _overview_run(ids: _Ids, s: str) -> list:
         stat(ids, "Published", [Target(_sum_rate("dx_records_published_total", s), "published")], RECORDS_PER_S),
         stat(ids, "Delivered", [Target(_sum_rate("dx_records_delivered_total", s), "delivered")], RECORDS_PER_S),
         stat(ids, "Denied", [Target(_sum_rate("dx_router_decisions_total", DENIED), "denied")], RECORDS_PER_S),
-        stat(ids, "Dead-lettered", [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")], RECORDS_PER_S,
-             thresholds=[(None, "green"), (0.001, "orange")]),
-        stat(ids, "Unaccounted outcomes", [Target(f"sum(dx_run_unaccounted_outcomes{s})", "unaccounted")],
-             thresholds=[(None, "green"), (1, "red")],
-             description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run."),
+        stat(
+            ids,
+            "Dead-lettered",
+            [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")],
+            RECORDS_PER_S,
+            thresholds=[(None, "green"), (0.001, "orange")],
+        ),
+        stat(
+            ids,
+            "Unaccounted outcomes",
+            [Target(f"sum(dx_run_unaccounted_outcomes{s})", "unaccounted")],
+            thresholds=[(None, "green"), (1, "red")],
+            description="Expected outcomes not yet delivered, denied or dead-lettered: 0 at the end of a good run.",
+        ),
         stat(ids, "Run progress", [Target(f"max(dx_run_elapsed_seconds{s}) / max(dx_run_duration_seconds{s})", "progress")], "percentunit"),
-        stat(ids, "SLO status", [Target(f"min by (slo) (dx_slo_status{s})", "{{slo}}")], span=8, mappings=PASS_FAIL,
-             thresholds=[(None, "red"), (1, "green")], description="1 = the objective holds (PASS), 0 = violated (FAIL)."),
-        stat(ids, "Outcomes", [Target(f"sum(dx_run_produced_records{s})", "produced records"),
-                               Target(f"sum(dx_run_expected_outcomes{s})", "expected"),
-                               Target(f"sum(dx_run_accounted_outcomes{s})", "accounted")], span=16),
+        stat(
+            ids,
+            "SLO status",
+            [Target(f"min by (slo) (dx_slo_status{s})", "{{slo}}")],
+            span=8,
+            mappings=PASS_FAIL,
+            thresholds=[(None, "red"), (1, "green")],
+            description="1 = the objective holds (PASS), 0 = violated (FAIL).",
+        ),
+        stat(
+            ids,
+            "Outcomes",
+            [
+                Target(f"sum(dx_run_produced_records{s})", "produced records"),
+                Target(f"sum(dx_run_expected_outcomes{s})", "expected"),
+                Target(f"sum(dx_run_accounted_outcomes{s})", "accounted"),
+            ],
+            span=16,
+        ),
     ]
 
 
 def _overview_throughput(ids: _Ids, s: str) -> list:
     return [
-        timeseries(ids, "Publish rate by department (top 10)",
-                   [Target(_top10(_sum_rate("dx_records_published_total", s, "department")), "{{department}}")], RECORDS_PER_S),
-        timeseries(ids, "Consume rate by department (top 10)",
-                   [Target(_top10(_sum_rate("dx_records_delivered_total", s, "consumer")), "{{consumer}}")], RECORDS_PER_S),
+        timeseries(
+            ids,
+            "Publish rate by department (top 10)",
+            [Target(_top10(_sum_rate("dx_records_published_total", s, "department")), "{{department}}")],
+            RECORDS_PER_S,
+        ),
+        timeseries(
+            ids,
+            "Consume rate by department (top 10)",
+            [Target(_top10(_sum_rate("dx_records_delivered_total", s, "consumer")), "{{consumer}}")],
+            RECORDS_PER_S,
+        ),
         timeseries(ids, "Bytes published", [Target(_sum_rate("dx_published_bytes_total", s, "platform"), "{{platform}}")], "Bps"),
-        timeseries(ids, "Publish errors and retries", [Target(_sum_rate("dx_publish_errors_total", s), "errors"),
-                                                       Target(_sum_rate("dx_publish_retries_total", s), "retries")], "reqps"),
+        timeseries(
+            ids,
+            "Publish errors and retries",
+            [Target(_sum_rate("dx_publish_errors_total", s), "errors"), Target(_sum_rate("dx_publish_retries_total", s), "retries")],
+            "reqps",
+        ),
     ]
 
 
 def _overview_latency(ids: _Ids, s: str) -> list:
     e2e = "dx_end_to_end_latency_seconds"
     return [
-        timeseries(ids, "End-to-end latency, all flows",
-                   [Target(_q(q, e2e, "le", s), f"p{label}") for q, label in ((0.5, "50"), (0.99, "99"), (0.999, "99.9"))], "s",
-                   description="Receive time minus send time (from the producer's send to the subscriber)."),
-        timeseries(ids, "End-to-end p99 per flow (worst 10)", [Target(_top10(_q(0.99, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
-        timeseries(ids, "End-to-end p50 per flow (worst 10)", [Target(_top10(_q(0.5, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
-        timeseries(ids, "Publish latency and delay", [Target(_q(0.5, "dx_publish_latency_seconds", "le", s), "publish latency p50"),
-                                                      Target(_q(0.99, "dx_publish_latency_seconds", "le", s), "publish latency p99"),
-                                                      Target(_q(0.99, "dx_publish_delay_seconds", "le", s), "publish delay p99")], "s",
-                   description="Latency: broker acknowledgement minus send time. Delay: send time minus intended send time "
-                   "(a producer behind its schedule)."),
+        timeseries(
+            ids,
+            "End-to-end latency, all flows",
+            [Target(_q(q, e2e, "le", s), f"p{label}") for q, label in ((0.5, "50"), (0.99, "99"), (0.999, "99.9"))],
+            "s",
+            description="Receive time minus send time (from the producer's send to the subscriber).",
+        ),
+        timeseries(
+            ids, "End-to-end p99 per flow (worst 10)", [Target(_top10(_q(0.99, e2e, "subscription, le", s)), "{{subscription}}")], "s"
+        ),
+        timeseries(
+            ids, "End-to-end p50 per flow (worst 10)", [Target(_top10(_q(0.5, e2e, "subscription, le", s)), "{{subscription}}")], "s"
+        ),
+        timeseries(
+            ids,
+            "Publish latency and delay",
+            [
+                Target(_q(0.5, "dx_publish_latency_seconds", "le", s), "publish latency p50"),
+                Target(_q(0.99, "dx_publish_latency_seconds", "le", s), "publish latency p99"),
+                Target(_q(0.99, "dx_publish_delay_seconds", "le", s), "publish delay p99"),
+            ],
+            "s",
+            description="Latency: broker acknowledgement minus send time. Delay: send time minus intended send time "
+            "(a producer behind its schedule).",
+        ),
     ]
 
 
 def _overview_sharing(ids: _Ids, s: str) -> list:
     return [
-        timeseries(ids, "Denied by reason", [Target(_sum_rate("dx_router_decisions_total", DENIED, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
-        timeseries(ids, "Masked deliveries by flow (top 10)",
-                   [Target(_top10(_sum_rate("dx_router_masked_records_total", s, "subscription")), "{{subscription}}")], RECORDS_PER_S, span=8),
-        timeseries(ids, "Rows filtered out of jurisdiction (top 10 flows)",
-                   [Target(_top10(_sum_rate("dx_router_decisions_total", OUT_OF_JURISDICTION, "subscription")), "{{subscription}}")],
-                   RECORDS_PER_S, span=8),
-        timeseries(ids, "Dead letters by reason", [Target(_sum_rate("dx_dead_letters_total", s, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
-        timeseries(ids, "Audit records by decision", [Target(_sum_rate("dx_audit_records_written_total", s, "decision"), "written {{decision}}"),
-                                                      Target(_sum_rate("dx_audit_records_read_total", s, "decision"), "read {{decision}}")],
-                   RECORDS_PER_S, span=8),
-        timeseries(ids, "Duplicates dropped", [Target(_sum_rate("dx_duplicates_dropped_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S, span=8),
+        timeseries(
+            ids, "Denied by reason", [Target(_sum_rate("dx_router_decisions_total", DENIED, "reason"), "{{reason}}")], RECORDS_PER_S, span=8
+        ),
+        timeseries(
+            ids,
+            "Masked deliveries by flow (top 10)",
+            [Target(_top10(_sum_rate("dx_router_masked_records_total", s, "subscription")), "{{subscription}}")],
+            RECORDS_PER_S,
+            span=8,
+        ),
+        timeseries(
+            ids,
+            "Rows filtered out of jurisdiction (top 10 flows)",
+            [Target(_top10(_sum_rate("dx_router_decisions_total", OUT_OF_JURISDICTION, "subscription")), "{{subscription}}")],
+            RECORDS_PER_S,
+            span=8,
+        ),
+        timeseries(
+            ids, "Dead letters by reason", [Target(_sum_rate("dx_dead_letters_total", s, "reason"), "{{reason}}")], RECORDS_PER_S, span=8
+        ),
+        timeseries(
+            ids,
+            "Audit records by decision",
+            [
+                Target(_sum_rate("dx_audit_records_written_total", s, "decision"), "written {{decision}}"),
+                Target(_sum_rate("dx_audit_records_read_total", s, "decision"), "read {{decision}}"),
+            ],
+            RECORDS_PER_S,
+            span=8,
+        ),
+        timeseries(
+            ids,
+            "Duplicates dropped",
+            [Target(_sum_rate("dx_duplicates_dropped_total", s, "consumer"), "{{consumer}}")],
+            RECORDS_PER_S,
+            span=8,
+        ),
     ]
 
 
 def _overview_backlog(ids: _Ids, s: str) -> list:
     return [
-        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8),
+        timeseries(
+            ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8
+        ),
         timeseries(ids, "Router lag by worker", [Target(f"sum by (worker) (dx_router_lag_records{s})", "{{worker}}")], "short", span=8),
         timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], "short", span=8),
     ]
@@ -321,15 +408,19 @@ def overview() -> dash.Dashboard:
         "dx-overview",
         "Data exchange: overview",
         "Publish and consume rates, end-to-end latency per flow, denials, masking, dead letters, lag and SLOs.",
-        platform_var(), run_var(),
+        platform_var(),
+        run_var(),
     )
-    return _with_rows(d, [
-        ("Run", _overview_run(ids, s)),
-        ("Throughput", _overview_throughput(ids, s)),
-        ("Latency", _overview_latency(ids, s)),
-        ("Sharing rules", _overview_sharing(ids, s)),
-        ("Backlog and approvals", _overview_backlog(ids, s)),
-    ])
+    return _with_rows(
+        d,
+        [
+            ("Run", _overview_run(ids, s)),
+            ("Throughput", _overview_throughput(ids, s)),
+            ("Latency", _overview_latency(ids, s)),
+            ("Sharing rules", _overview_sharing(ids, s)),
+            ("Backlog and approvals", _overview_backlog(ids, s)),
+        ],
+    )
 
 
 def one_number_one_source() -> dash.Dashboard:
@@ -341,24 +432,56 @@ def one_number_one_source() -> dash.Dashboard:
         "dx-onos",
         "Data exchange: one number, one source (一数一源)",
         "Copied items verified against their authoritative source department: verification rate, conflicts by item and department.",
-        platform_var(), run_var(),
+        platform_var(),
+        run_var(),
     )
-    return _with_panels(d, [
-        stat(ids, "Verifications", [Target(_sum_rate("dx_verifications_total", s), "verifications")], "suffix: /s", span=6),
-        stat(ids, "Conflict ratio",
-             [Target(f"{_sum_rate('dx_verifications_total', conflict)} / {_sum_rate('dx_verifications_total', s)}", "conflicts")],
-             "percentunit", span=6, thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")]),
-        stat(ids, "Quality events", [Target(_sum_rate("dx_quality_events_total", s), "quality events")], "suffix: /s", span=6),
-        stat(ids, "Unverified copies", [Target(_sum_rate("dx_verifications_total", UNVERIFIED), "unverified")], "suffix: /s", span=6),
-        timeseries(ids, "Verification rate by result", [Target(_sum_rate("dx_verifications_total", s, "result"), "{{result}}")], "suffix: /s"),
-        timeseries(ids, "Quality events by reason", [Target(_sum_rate("dx_quality_events_total", s, "reason"), "{{reason}}")], "suffix: /s"),
-        timeseries(ids, "Conflicts by item (top 10)", [Target(_top10(_sum_rate("dx_verifications_total", conflict, "item")), "{{item}}")], "suffix: /s"),
-        timeseries(ids, "Conflicts by department holding the copy (top 10)",
-                   [Target(_top10(_sum_rate("dx_verifications_total", conflict, "department")), "{{department}}")], "suffix: /s"),
-        table(ids, "Conflicts by item and department over the time range",
-              [Target(f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))", "", instant=True, table=True)],
-              description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times."),
-    ])
+    return _with_panels(
+        d,
+        [
+            stat(ids, "Verifications", [Target(_sum_rate("dx_verifications_total", s), "verifications")], "suffix: /s", span=6),
+            stat(
+                ids,
+                "Conflict ratio",
+                [Target(f"{_sum_rate('dx_verifications_total', conflict)} / {_sum_rate('dx_verifications_total', s)}", "conflicts")],
+                "percentunit",
+                span=6,
+                thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            ),
+            stat(ids, "Quality events", [Target(_sum_rate("dx_quality_events_total", s), "quality events")], "suffix: /s", span=6),
+            stat(ids, "Unverified copies", [Target(_sum_rate("dx_verifications_total", UNVERIFIED), "unverified")], "suffix: /s", span=6),
+            timeseries(
+                ids, "Verification rate by result", [Target(_sum_rate("dx_verifications_total", s, "result"), "{{result}}")], "suffix: /s"
+            ),
+            timeseries(
+                ids, "Quality events by reason", [Target(_sum_rate("dx_quality_events_total", s, "reason"), "{{reason}}")], "suffix: /s"
+            ),
+            timeseries(
+                ids,
+                "Conflicts by item (top 10)",
+                [Target(_top10(_sum_rate("dx_verifications_total", conflict, "item")), "{{item}}")],
+                "suffix: /s",
+            ),
+            timeseries(
+                ids,
+                "Conflicts by department holding the copy (top 10)",
+                [Target(_top10(_sum_rate("dx_verifications_total", conflict, "department")), "{{department}}")],
+                "suffix: /s",
+            ),
+            table(
+                ids,
+                "Conflicts by item and department over the time range",
+                [
+                    Target(
+                        f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))",
+                        "",
+                        instant=True,
+                        table=True,
+                    )
+                ],
+                description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times.",
+            ),
+        ],
+    )
 
 
 def _platform_panels(ids: _Ids, s: str) -> list:
@@ -367,10 +490,21 @@ def _platform_panels(ids: _Ids, s: str) -> list:
         stat(ids, "Delivered", [Target(_sum_rate("dx_records_delivered_total", s), "delivered")], RECORDS_PER_S, span=6),
         stat(ids, "Denied", [Target(_sum_rate("dx_router_decisions_total", DENIED), "denied")], RECORDS_PER_S, span=6),
         stat(ids, "Dead letters", [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")], RECORDS_PER_S, span=6),
-        timeseries(ids, "Records in by entry (top 10)", [Target(_top10(_sum_rate("dx_router_records_in_total", s, "entry")), "{{entry}}")], RECORDS_PER_S),
-        timeseries(ids, "Outcomes by decision", [Target(_sum_rate("dx_router_decisions_total", s, "decision"), "{{decision}}")], RECORDS_PER_S),
-        timeseries(ids, "Deliveries by department", [Target(_sum_rate("dx_records_delivered_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S),
-        timeseries(ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s"),
+        timeseries(
+            ids,
+            "Records in by entry (top 10)",
+            [Target(_top10(_sum_rate("dx_router_records_in_total", s, "entry")), "{{entry}}")],
+            RECORDS_PER_S,
+        ),
+        timeseries(
+            ids, "Outcomes by decision", [Target(_sum_rate("dx_router_decisions_total", s, "decision"), "{{decision}}")], RECORDS_PER_S
+        ),
+        timeseries(
+            ids, "Deliveries by department", [Target(_sum_rate("dx_records_delivered_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S
+        ),
+        timeseries(
+            ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s"
+        ),
         timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], span=12),
         timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], span=12),
     ]
@@ -379,12 +513,25 @@ def _platform_panels(ids: _Ids, s: str) -> list:
 def _cascade_panels(ids: _Ids) -> list:
     every = '{run_id=~"$run_id"}'
     return [
-        timeseries(ids, "Records in, every platform of the cascade",
-                   [Target(_sum_rate("dx_router_records_in_total", every, "platform"), "{{platform}}")], RECORDS_PER_S),
-        timeseries(ids, "Deliveries, every platform of the cascade",
-                   [Target(_sum_rate("dx_records_delivered_total", every, "platform"), "{{platform}}")], RECORDS_PER_S),
-        timeseries(ids, "p99 per hop (into a hub, inside it, between hubs, to the consumer)",
-                   [Target(_q(0.99, "dx_hop_latency_seconds", "segment, le", every), "{{segment}}")], "s", span=24),
+        timeseries(
+            ids,
+            "Records in, every platform of the cascade",
+            [Target(_sum_rate("dx_router_records_in_total", every, "platform"), "{{platform}}")],
+            RECORDS_PER_S,
+        ),
+        timeseries(
+            ids,
+            "Deliveries, every platform of the cascade",
+            [Target(_sum_rate("dx_records_delivered_total", every, "platform"), "{{platform}}")],
+            RECORDS_PER_S,
+        ),
+        timeseries(
+            ids,
+            "p99 per hop (into a hub, inside it, between hubs, to the consumer)",
+            [Target(_q(0.99, "dx_hop_latency_seconds", "segment, le", every), "{{segment}}")],
+            "s",
+            span=24,
+        ),
     ]
 
 
@@ -395,7 +542,8 @@ def per_platform() -> dash.Dashboard:
         "dx-platform",
         "Data exchange: platform",
         "One platform (hub) at a time: what comes in, what the rules decide, who receives it. Cascades: every platform's intake side by side.",
-        platform_var(multi=False), run_var(),
+        platform_var(multi=False),
+        run_var(),
     )
     d = _with_panels(d, _platform_panels(ids, _sel()))
     return _with_rows(d, [("Cascade (级联)", _cascade_panels(ids))])
@@ -403,16 +551,32 @@ def per_platform() -> dash.Dashboard:
 
 def _router_panels(ids: _Ids, r: str) -> list:
     return [
-        timeseries(ids, "Records in per worker", [Target(_sum_rate("dx_router_batch_records_sum", r, "worker"), "{{worker}}")], RECORDS_PER_S),
-        timeseries(ids, "Batches per worker", [Target(_sum_rate("dx_router_batch_records_count", r, "worker"), "{{worker}}")], "suffix: batches/s"),
+        timeseries(
+            ids, "Records in per worker", [Target(_sum_rate("dx_router_batch_records_sum", r, "worker"), "{{worker}}")], RECORDS_PER_S
+        ),
+        timeseries(
+            ids, "Batches per worker", [Target(_sum_rate("dx_router_batch_records_count", r, "worker"), "{{worker}}")], "suffix: batches/s"
+        ),
         _p50_p99(ids, "Batch size", "dx_router_batch_records", "short", r),
         _p50_p99(ids, "Batch handling time", "dx_router_batch_seconds", "s", r),
         _p50_p99(ids, "Commit time", "dx_router_commit_seconds", "s", r),
-        stat(ids, "Ready after", [Target(f"max by (worker) (dx_router_ready_seconds{r})", "{{worker}}")], "s", span=8, height=8,
-             description="Seconds from process start to routing, per worker."),
+        stat(
+            ids,
+            "Ready after",
+            [Target(f"max by (worker) (dx_router_ready_seconds{r})", "{{worker}}")],
+            "s",
+            span=8,
+            height=8,
+            description="Seconds from process start to routing, per worker.",
+        ),
         timeseries(ids, "Lag per worker", [Target(f"sum by (worker) (dx_router_lag_records{r})", "{{worker}}")], span=8),
-        timeseries(ids, "Records in by entry (top 10)",
-                   [Target(_top10(_sum_rate("dx_router_records_in_total", _sel(base=SEL), "entry")), "{{entry}}")], RECORDS_PER_S, span=8),
+        timeseries(
+            ids,
+            "Records in by entry (top 10)",
+            [Target(_top10(_sum_rate("dx_router_records_in_total", _sel(base=SEL), "entry")), "{{entry}}")],
+            RECORDS_PER_S,
+            span=8,
+        ),
     ]
 
 
@@ -420,11 +584,28 @@ def _faust_panels(ids: _Ids, r: str) -> list:
     f = "{" + FAUST_SEL + "}"
     return [
         timeseries(ids, "Rebalances in progress", [Target(f"max by (worker) (faust_total_rebalances{f})", "{{worker}}")], span=6),
-        timeseries(ids, "Batch to committed offsets p99", [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")], "s", span=6,
-                   description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval."),
-        timeseries(ids, "Faust consumer commit latency p99",
-                   [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6),
-        timeseries(ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6),
+        timeseries(
+            ids,
+            "Batch to committed offsets p99",
+            [Target(_q(0.99, "dx_router_commit_seconds", "worker, le", r), "{{worker}}")],
+            "s",
+            span=6,
+            description="From a routed batch handed to the producer to its offsets committed: acknowledgement plus up to 1 s of commit interval.",
+        ),
+        timeseries(
+            ids,
+            "Faust consumer commit latency p99",
+            [Target(_q(0.99, "faust_consumer_commit_latency_seconds", "worker, le", f), "{{worker}}")],
+            "s",
+            span=6,
+        ),
+        timeseries(
+            ids,
+            "Faust assignment latency p99",
+            [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")],
+            "s",
+            span=6,
+        ),
     ]
 
 
@@ -436,7 +617,9 @@ def router_internals() -> dash.Dashboard:
         "dx-router",
         "Data exchange: router internals",
         "Router workers: batches, handling and commit time, readiness, lag; Faust's own rebalance and commit figures.",
-        platform_var(), run_var(), worker_var(),
+        platform_var(),
+        run_var(),
+        worker_var(),
     )
     d = _with_panels(d, _router_panels(ids, r))
     return _with_rows(d, [("Faust", _faust_panels(ids, r))])

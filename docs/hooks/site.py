@@ -111,7 +111,11 @@ def _definition(name: str, node: dict) -> list[str]:
     required = set(node.get("required", []))
     out += ["| field | type | required / default | description |", "| --- | --- | --- | --- |"]
     for key, prop in props.items():
-        need = "**required**" if key in required else (f"`{json.dumps(prop['default'], ensure_ascii=False)}`" if "default" in prop else "optional")
+        need = (
+            "**required**"
+            if key in required
+            else (f"`{json.dumps(prop['default'], ensure_ascii=False)}`" if "default" in prop else "optional")
+        )
         desc = _one_line(prop.get("description", ""))
         rules = _constraints(prop)
         if rules:
@@ -151,8 +155,14 @@ def _type(node: dict) -> str:
 
 def _constraints(node: dict) -> str:
     words = {
-        "minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<",
-        "minLength": "length ≥", "maxLength": "length ≤", "minItems": "items ≥", "maxItems": "items ≤",
+        "minimum": "≥",
+        "exclusiveMinimum": ">",
+        "maximum": "≤",
+        "exclusiveMaximum": "<",
+        "minLength": "length ≥",
+        "maxLength": "length ≤",
+        "minItems": "items ≥",
+        "maxItems": "items ≤",
     }
     parts = [f"{sign} {node[key]}" for key, sign in words.items() if key in node]
     if "pattern" in node:

@@ -15,17 +15,17 @@ import time
 import uuid
 from typing import Any
 
-
 from exchange.kafka import brokers, clients
-from exchange.results.latency import sample_quantiles
 from exchange.kafka.topics import create_topics
+from exchange.results.latency import sample_quantiles
 
 PARTITIONS = 4
 WINDOW_S = 5.0
 
 
-async def broker_floor(rate: float, seconds: float, record_size: int = 1024, bootstrap: str | None = None,
-                       broker_spec: str = "tansu") -> dict[str, Any]:
+async def broker_floor(
+    rate: float, seconds: float, record_size: int = 1024, bootstrap: str | None = None, broker_spec: str = "tansu"
+) -> dict[str, Any]:
     broker = None if bootstrap else brokers.make(broker_spec)
     kind = broker.kind if broker is not None else None
     try:

@@ -22,12 +22,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from schemas.results import Result
-from schemas.scenario import Scenario
-
 from exchange.kafka import brokers
 from exchange.kafka.topics import create_router_internal_topics
 from exchange.runner.controller import RunFailed, RunOptions, resolve_guarantee, run
+from schemas.results import Result
+from schemas.scenario import Scenario
 
 GUARANTEES = ("at-least-once", "exactly-once")
 
@@ -56,9 +55,17 @@ def cost(alo: dict[str, Any], eos: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def guarantee_cost(scenario: Scenario, duration: float, *, broker: str = "kafka", bootstrap: str | None = None,
-                         out: Path | None = None, rounds: int = 1, rate_multiplier: float = 1.0,
-                         say=lambda text: None) -> dict[str, Any]:
+async def guarantee_cost(
+    scenario: Scenario,
+    duration: float,
+    *,
+    broker: str = "kafka",
+    bootstrap: str | None = None,
+    out: Path | None = None,
+    rounds: int = 1,
+    rate_multiplier: float = 1.0,
+    say=lambda text: None,
+) -> dict[str, Any]:
     """Run ``scenario`` under each guarantee on one Kafka; returns the figures (module docstring).
 
     Raises :class:`~exchange.runner.controller.GuaranteeError` on Tansu, :class:`RunFailed`
@@ -83,16 +90,28 @@ async def guarantee_cost(scenario: Scenario, duration: float, *, broker: str = "
             for guarantee in GUARANTEES:
                 say(f"round {n + 1}/{rounds}: {scenario.name}, {guarantee}, {duration:g} s…")
                 where = run_dir / f"{guarantee}-{n + 1}"
-                result, _ = await run(RunOptions(scenario, duration, where, address, rate_multiplier=rate_multiplier,
-                                                 guarantee=guarantee, drain_timeout=60.0,
-                                                 ready_timeout=brokers.KAFKA_READY_TIMEOUT_S))
+                result, _ = await run(
+                    RunOptions(
+                        scenario,
+                        duration,
+                        where,
+                        address,
+                        rate_multiplier=rate_multiplier,
+                        guarantee=guarantee,
+                        drain_timeout=60.0,
+                        ready_timeout=brokers.KAFKA_READY_TIMEOUT_S,
+                    )
+                )
                 per_run[guarantee].append(figures_of(result))
                 results[guarantee].append(str(where / "result.json"))
     finally:
         if node is not None:
             await node.astop()
     summary: dict[str, Any] = {
-        "scenario": scenario.name, "duration_s": duration, "rate_multiplier": rate_multiplier, "rounds": rounds,
+        "scenario": scenario.name,
+        "duration_s": duration,
+        "rate_multiplier": rate_multiplier,
+        "rounds": rounds,
         "broker": node.describe() if node is not None else f"Kafka at {bootstrap}",
     }
     means = {}

@@ -13,21 +13,24 @@ from types import SimpleNamespace
 
 import orjson
 
+from exchange.policy.routing import RouterCore
+from exchange.policy.sharing import compile_policy
+from exchange.scenarios.presets import dongguan
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import Topics, record_headers
 from schemas.scenario import Scenario
 
-from exchange.policy.sharing import compile_policy
-from exchange.scenarios.presets import dongguan
-from exchange.policy.routing import RouterCore
-
 
 def _small(entry: dict, provider: str, consumer: str) -> Scenario:
-    return Scenario.model_validate({
-        "name": "small", "platform": {"id": "dg", "name": "小平台", "region": "441900"},
-        "departments": [{"id": provider, "name": "提供方"}, {"id": consumer, "name": "使用方"}],
-        "catalogue": [entry], "subscriptions": [{"consumer": consumer, "entry": entry["id"], "purpose": "测试"}],
-    })
+    return Scenario.model_validate(
+        {
+            "name": "small",
+            "platform": {"id": "dg", "name": "小平台", "region": "441900"},
+            "departments": [{"id": provider, "name": "提供方"}, {"id": consumer, "name": "使用方"}],
+            "catalogue": [entry],
+            "subscriptions": [{"consumer": consumer, "entry": entry["id"], "purpose": "测试"}],
+        }
+    )
 
 
 def decisions_per_second(scenario: Scenario, entry_id: str, records: int = 20_000, rounds: int = 3) -> float:
@@ -38,10 +41,16 @@ def decisions_per_second(scenario: Scenario, entry_id: str, records: int = 20_00
     batch = []
     for i in range(records):
         key, value = factory.make()
-        batch.append(SimpleNamespace(
-            topic=topics.ingress(entry_id), partition=0, offset=i, key=key, value=orjson.dumps(value),
-            headers=record_headers(b"1.%d" % i, entry_id, entry.provider, 1, 1, ""),
-        ))
+        batch.append(
+            SimpleNamespace(
+                topic=topics.ingress(entry_id),
+                partition=0,
+                offset=i,
+                key=key,
+                value=orjson.dumps(value),
+                headers=record_headers(b"1.%d" % i, entry_id, entry.provider, 1, 1, ""),
+            )
+        )
     approvals = {s.id: None for s in scenario.subscriptions}
     best = float("inf")
     for _ in range(rounds):

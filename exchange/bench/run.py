@@ -25,16 +25,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from exchange.errors import EXIT_FAILED, ExchangeError
+from exchange.kafka import brokers
+from exchange.kafka.topics import create_topics, topic_plan
+from exchange.runner.controller import RunOptions, _Child, run
+from exchange.runner.maxrate import find_max_rate
+from exchange.runner.processes import terminate
 from schemas.envelope import Topics
 from schemas.scenario import Scenario
 from schemas.status import ConsumersStats, Error, PassthroughFinal, ProducersFinal, RouterReady, RouterStats
-
-from exchange.kafka import brokers
-from exchange.errors import EXIT_FAILED, ExchangeError
-from exchange.runner.maxrate import find_max_rate
-from exchange.runner.processes import terminate
-from exchange.runner.controller import RunOptions, _Child, run
-from exchange.kafka.topics import create_topics, topic_plan
 
 ENTRY = "enterprise-registration"
 FAST_RATE = 5_000_000.0  # records/s asked of the producer: "as fast as you can"
@@ -79,15 +78,25 @@ def bench_scenario(record_size: int, rate: float, duration: float) -> Scenario:
                     "purpose": "企业开办 — 发票申领",
                     "status": "approved",
                     "items": [
-                        "enterprise.credit_code", "enterprise.name", "enterprise.address", "enterprise.region",
-                        "enterprise.legal_rep", "enterprise.legal_rep_id", "enterprise.registered_on", "enterprise.status",
+                        "enterprise.credit_code",
+                        "enterprise.name",
+                        "enterprise.address",
+                        "enterprise.region",
+                        "enterprise.legal_rep",
+                        "enterprise.legal_rep_id",
+                        "enterprise.registered_on",
+                        "enterprise.status",
                     ],
                 }
             ],
             # Records come from Dongguan; tax's jurisdiction (441900) is narrower than the
             # provincial platform's, so the row filter runs on every record and passes it.
-            "load": {"duration": duration, "record_size": record_size, "regions": ["441900"],
-                     "producers": [{"department": "market", "rate": rate}]},
+            "load": {
+                "duration": duration,
+                "record_size": record_size,
+                "regions": ["441900"],
+                "producers": [{"department": "market", "rate": rate}],
+            },
         }
     )
 
@@ -157,14 +166,33 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
 
             peer = f"{topics.prefix}.producer-performance"
             await create_topics(bootstrap, {peer: scenario.catalogue[0].partitions}, replication_factor=broker.replication_factor)
-            java = await asyncio.to_thread(producer_performance, bootstrap, peer, n, options.record_size,
-                                           run_dir / "producer-performance.log", {"acks": "all", "batch.size": str(512 * 1024)})
+            java = await asyncio.to_thread(
+                producer_performance,
+                bootstrap,
+                peer,
+                n,
+                options.record_size,
+                run_dir / "producer-performance.log",
+                {"acks": "all", "batch.size": str(512 * 1024)},
+            )
             out["java_producer_records_per_s"] = java["records_per_s"]
             out["java_producer_p99_ms"] = java["p99_ms"]
 
         say("raw aiokafka pass-through…")
-        raw = start("raw", ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target,
-                            "--records", str(produced)])
+        raw = start(
+            "raw",
+            [
+                "exchange.bench.raw",
+                "--bootstrap",
+                bootstrap,
+                "--source",
+                topics.ingress(ENTRY),
+                "--target",
+                raw_target,
+                "--records",
+                str(produced),
+            ],
+        )
         copied = await _wait_event(raw, PassthroughFinal, 600)
         out["raw_records"] = copied.records
         out["raw_records_per_s"] = per_second(copied.records, copied.first_ns, copied.last_ns)
@@ -201,14 +229,20 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
             # the live maximum: producers, router, subscribers and broker together on this machine
             say("searching the live maximum sustainable rate (trials of 10 s)…")
             probe = bench_scenario(options.record_size, half / 4, 10.0)
-            found = await find_max_rate(RunOptions(probe, 10.0, None, live_bootstrap, workers=options.workers, broker=options.broker),
-                                        run_dir / "max-rate", slo_p99_ms=1000.0, trial_s=10.0, say=say)
+            found = await find_max_rate(
+                RunOptions(probe, 10.0, None, live_bootstrap, workers=options.workers, broker=options.broker),
+                run_dir / "max-rate",
+                slo_p99_ms=1000.0,
+                trial_s=10.0,
+                say=say,
+            )
             out["live_max_records_per_s"] = found.max_rate_per_s
             half = found.max_rate_per_s / 2
         say(f"end-to-end latency at {half:,.0f} records/s for {options.latency_seconds:.0f} s…")
         live = bench_scenario(options.record_size, half, options.latency_seconds)
-        result, _ = await run(RunOptions(live, options.latency_seconds, run_dir / "half-rate", live_bootstrap, workers=options.workers,
-                                           broker=options.broker))
+        result, _ = await run(
+            RunOptions(live, options.latency_seconds, run_dir / "half-rate", live_bootstrap, workers=options.workers, broker=options.broker)
+        )
         out["half_rate_records_per_s"] = round(half)
         out["half_rate_warmup_s"] = result.run.warmup_s  # its first seconds are kept out of the percentiles (exchange/runner/warmup.py)
         out["half_rate_e2e_p50_ms"] = result.aggregatedEndToEndLatency50pct

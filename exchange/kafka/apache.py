@@ -17,7 +17,6 @@ its own session with ``PR_SET_PDEATHSIG=SIGKILL`` (forked from a long-lived thre
 and a start that fails or is interrupted stops everything it started before raising.
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -36,13 +35,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from collections.abc import Callable
 
-from exchange.kafka.tansu import BrokerError, BrokerLifecycle, free_port
-from exchange.runner.processes import in_long_lived_thread, pdeathsig_preexec
 from exchange.kafka.distribution import (  # noqa: F401 - importable from here, as before
     FETCH_HINT,
     JAVA_HINT,
@@ -55,6 +52,8 @@ from exchange.kafka.distribution import (  # noqa: F401 - importable from here, 
     locate,
     pinned_version,
 )
+from exchange.kafka.tansu import BrokerError, BrokerLifecycle, free_port
+from exchange.runner.processes import in_long_lived_thread, pdeathsig_preexec
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_ENV = ROOT / "deploy" / "kafka" / "cluster.env"
@@ -173,7 +172,7 @@ def metadata_leaders(host: str, port: int, topics: list[str], timeout: float = 1
         pos += 4
         for _ in range(n):  # topics: error, name, partitions
             err, nlen = struct.unpack_from(">hh", data, pos)
-            name = data[pos + 4:pos + 4 + nlen].decode()
+            name = data[pos + 4 : pos + 4 + nlen].decode()
             pos += 4 + nlen
             (parts,) = struct.unpack_from(">i", data, pos)
             pos += 4
@@ -220,9 +219,17 @@ class KafkaBroker(BrokerLifecycle):
 
     kind = "kafka"
 
-    def __init__(self, *, nodes: int = 1, port: int | None = None, host: str = "127.0.0.1",
-                 log_path: Path | None = None, ready_timeout: float = 120.0, heap_mb: int | None = None,
-                 runtime: KafkaRuntime | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        nodes: int = 1,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        ready_timeout: float = 120.0,
+        heap_mb: int | None = None,
+        runtime: KafkaRuntime | None = None,
+    ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
         self.nodes, self.host, self.port = nodes, host, port
@@ -254,8 +261,10 @@ class KafkaBroker(BrokerLifecycle):
     def describe(self) -> str:
         """E.g. ``Apache Kafka 4.1.1 (KRaft, 3 nodes, RF 3, min ISR 2)``, for results and reports."""
         s = broker_settings(self.nodes)
-        return (f"Apache Kafka {self.version} (KRaft, {self.nodes} node{'s' if self.nodes > 1 else ''}, "
-                f"RF {s['default.replication.factor']}, min ISR {s['min.insync.replicas']})")
+        return (
+            f"Apache Kafka {self.version} (KRaft, {self.nodes} node{'s' if self.nodes > 1 else ''}, "
+            f"RF {s['default.replication.factor']}, min ISR {s['min.insync.replicas']})"
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -494,8 +503,19 @@ class KafkaBroker(BrokerLifecycle):
         # A short-lived tool (StorageTool) starts faster with the C1 compiler alone.
         quick = ["-XX:TieredStopAtLevel=1"] if short_lived else []
         cds = self._cds("storage-tool" if short_lived else "broker")
-        return [self.runtime.java, f"-Xmx{self.heap_mb}m", "-Xms64m", "-XX:+UseSerialGC", "-Xss512k", *quick, *cds,
-                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", self.runtime.classpath]
+        return [
+            self.runtime.java,
+            f"-Xmx{self.heap_mb}m",
+            "-Xms64m",
+            "-XX:+UseSerialGC",
+            "-Xss512k",
+            *quick,
+            *cds,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            self.runtime.classpath,
+        ]
 
     def _spawn(self, args: list[str], log_path: Path | None, mode: str = "ab") -> subprocess.Popen:
         pending = len(self._cds_pending)
@@ -506,9 +526,16 @@ class KafkaBroker(BrokerLifecycle):
         else:
             out = subprocess.DEVNULL
         try:
-            proc = in_long_lived_thread(lambda: subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=pdeathsig_preexec()))
+            proc = in_long_lived_thread(
+                lambda: subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=pdeathsig_preexec(),
+                )
+            )
             if len(self._cds_pending) > pending:
                 self._cds_pending[-1][2] = proc
             return proc
@@ -523,8 +550,10 @@ class KafkaBroker(BrokerLifecycle):
         assert self._data is not None
         # without a log_path, the tool's output still goes somewhere a failure can quote
         logs = [n.log_path or self._data / f"node-{n.node_id}-format.log" for n in self._nodes]
-        procs = [self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], log, mode="wb")
-                 for cfg, log in zip(configs, logs, strict=True)]
+        procs = [
+            self._spawn(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)], log, mode="wb")
+            for cfg, log in zip(configs, logs, strict=True)
+        ]
         try:
             deadline = time.monotonic() + timeout
             for n, p, log in zip(self._nodes, procs, logs, strict=True):
@@ -556,8 +585,10 @@ class KafkaBroker(BrokerLifecycle):
                     tail = self.tail_log(node=n.node_id)
                     if not self._explicit_port and "Address already in use" in tail:
                         raise _PortLost(f"Kafka node {n.node_id}: port taken before it could bind")
-                    raise BrokerError(f"Kafka node {n.node_id} on {self.host}:{n.port} exited with code {proc.returncode} "
-                                      f"before becoming ready{self._log_suffix(n)}")
+                    raise BrokerError(
+                        f"Kafka node {n.node_id} on {self.host}:{n.port} exited with code {proc.returncode} "
+                        f"before becoming ready{self._log_suffix(n)}"
+                    )
             if all(metadata_brokers(self.host, n.port) == self.nodes for n in self._nodes):
                 return
             if time.monotonic() >= deadline:
@@ -626,13 +657,15 @@ class KafkaBroker(BrokerLifecycle):
             await asyncio.sleep(interval)
 
 
+_PERF = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th"
+)
 
-_PERF = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
-                   r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
 
-
-def producer_performance(bootstrap: str, topic: str, records: int, record_size: int, log_path: Path,
-                         props: dict[str, str] | None = None, timeout: float = 600.0) -> dict[str, float]:
+def producer_performance(
+    bootstrap: str, topic: str, records: int, record_size: int, log_path: Path, props: dict[str, str] | None = None, timeout: float = 600.0
+) -> dict[str, float]:
     """Apache Kafka's own producer benchmark (``org.apache.kafka.tools.ProducerPerformance``,
     kafka-tools) as fast as it can: ``records`` of ``record_size`` bytes to ``topic``.
 
@@ -643,10 +676,26 @@ def producer_performance(bootstrap: str, topic: str, records: int, record_size: 
     from exchange.runner.processes import spawn, terminate
 
     rt = locate()
-    argv = [rt.java, "-Xmx256m", "-XX:+UseSerialGC", "-Dlog4j2.configurationFile=/dev/null", "-cp", rt.classpath,
-            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-            "--record-size", str(record_size), "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
-            *(f"{k}={v}" for k, v in (props or {}).items())]
+    argv = [
+        rt.java,
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        "-Dlog4j2.configurationFile=/dev/null",
+        "-cp",
+        rt.classpath,
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        *(f"{k}={v}" for k, v in (props or {}).items()),
+    ]
     proc = spawn(argv, log_path=log_path)
     try:
         rc = proc.wait(timeout)
@@ -660,8 +709,16 @@ def producer_performance(bootstrap: str, topic: str, records: int, record_size: 
         tail = " | ".join(text.strip().splitlines()[-3:])
         raise BrokerError(f"ProducerPerformance failed (exit {rc}): {tail}")
     sent, rate, mb, avg, mx, p50, p95, p99 = found[-1]
-    return {"records": int(sent), "records_per_s": round(float(rate)), "mb_per_s": float(mb), "avg_ms": float(avg),
-            "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(mx)}
+    return {
+        "records": int(sent),
+        "records_per_s": round(float(rate)),
+        "mb_per_s": float(mb),
+        "avg_ms": float(avg),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(mx),
+    }
 
 
 class _PortLost(BrokerError):
@@ -722,5 +779,14 @@ def _remove_stale_data_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = ["KafkaBroker", "KafkaRuntime", "KafkaUnavailable", "broker_settings", "cache_dir", "fetch", "free_port",
-           "locate", "pinned_version"]
+__all__ = [
+    "KafkaBroker",
+    "KafkaRuntime",
+    "KafkaUnavailable",
+    "broker_settings",
+    "cache_dir",
+    "fetch",
+    "free_port",
+    "locate",
+    "pinned_version",
+]

@@ -8,15 +8,14 @@ exchange/kafka/distribution.py).
 
 from __future__ import annotations
 
-from exchange.errors import ExchangeError
-
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.kafka.tansu import BrokerError, EmbeddedBroker
+from exchange.errors import ExchangeError
 from exchange.kafka.apache import KafkaBroker
 from exchange.kafka.clients import KAFKA_FETCH_WAIT_MS, fetch_wait_ms
+from exchange.kafka.tansu import BrokerError, EmbeddedBroker
 
 KINDS = ("tansu", "kafka", "kafka:3")
 MAX_NODES = 5

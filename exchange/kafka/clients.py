@@ -97,50 +97,119 @@ def _profiles(*profiles: Profile) -> dict[tuple[Kind, str], Profile]:
 #: Every profile, by (kind, name).
 PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
     # --- producers ---------------------------------------------------------------------
-    Profile("publisher", "producer", dict(
-        client_id="dx-publisher", acks="all", max_batch_size=512 * 1024, max_request_size=4 * MiB,
-        request_timeout_ms=30_000, retry_backoff_ms=200),
-        doc="a department publishing its catalogued datasets (producers/publisher.py)"),
-    Profile("router_sink", "producer", dict(
-        client_id="dx-router", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB, linger_ms=0),
-        doc="the router's output: deliveries, audit blocks, dead letters, quality events"),
-    Profile("reactions", "producer", dict(client_id="reactions", acks="all", max_batch_size=1 * MiB),
-        doc="departments' systems publishing in reaction to what they received (consumers/reactions.py)"),
-    Profile("control", "producer", dict(client_id="dx-control", acks="all"),
-        doc="one-off writes acknowledged by every replica: control events, test records"),
-    Profile("bench_raw", "producer", dict(
-        client_id="dx-bench-raw", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB),
-        doc="the raw pass-through bench (exchange/bench/raw.py)"),
-    Profile("broker_floor", "producer", dict(
-        client_id="dx-broker-floor", acks="all", linger_ms=5, max_batch_size=512 * 1024),
-        doc="the broker-floor bench (exchange/bench/broker_floor.py)"),
+    Profile(
+        "publisher",
+        "producer",
+        dict(
+            client_id="dx-publisher",
+            acks="all",
+            max_batch_size=512 * 1024,
+            max_request_size=4 * MiB,
+            request_timeout_ms=30_000,
+            retry_backoff_ms=200,
+        ),
+        doc="a department publishing its catalogued datasets (producers/publisher.py)",
+    ),
+    Profile(
+        "router_sink",
+        "producer",
+        dict(client_id="dx-router", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB, linger_ms=0),
+        doc="the router's output: deliveries, audit blocks, dead letters, quality events",
+    ),
+    Profile(
+        "reactions",
+        "producer",
+        dict(client_id="reactions", acks="all", max_batch_size=1 * MiB),
+        doc="departments' systems publishing in reaction to what they received (consumers/reactions.py)",
+    ),
+    Profile(
+        "control",
+        "producer",
+        dict(client_id="dx-control", acks="all"),
+        doc="one-off writes acknowledged by every replica: control events, test records",
+    ),
+    Profile(
+        "bench_raw",
+        "producer",
+        dict(client_id="dx-bench-raw", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB),
+        doc="the raw pass-through bench (exchange/bench/raw.py)",
+    ),
+    Profile(
+        "broker_floor",
+        "producer",
+        dict(client_id="dx-broker-floor", acks="all", linger_ms=5, max_batch_size=512 * 1024),
+        doc="the broker-floor bench (exchange/bench/broker_floor.py)",
+    ),
     # --- consumers ---------------------------------------------------------------------
-    Profile("subscriber", "consumer", dict(
-        auto_offset_reset="earliest", auto_commit_interval_ms=1000, max_poll_records=5000,
-        fetch_max_wait_ms=TANSU_FETCH_WAIT_MS, fetch_max_bytes=16 * MiB, max_partition_fetch_bytes=8 * MiB),
-        follows=True, doc="a department's system reading its deliveries (consumers/subscriber.py)"),
-    Profile("audit_reader", "consumer", dict(
-        client_id="dx-accountant", enable_auto_commit=False, auto_offset_reset="earliest",
-        max_poll_records=10_000, fetch_max_bytes=32 * MiB, max_partition_fetch_bytes=16 * MiB),
-        doc="the accountant following the audit, dead-letter and quality topics (consumers/accountant.py)"),
-    Profile("topic_reader", "consumer", dict(enable_auto_commit=False, fetch_max_wait_ms=TANSU_FETCH_WAIT_MS),
-        doc="reading a topic to its end offsets, without a group (audit verification, tests)"),
-    Profile("control", "consumer", dict(client_id="dx-control", enable_auto_commit=False, fetch_max_wait_ms=100),
-        doc="waiting for the router's verdict on a control event (exchange/workflow.py)"),
-    Profile("samples", "consumer", dict(
-        client_id="samples", enable_auto_commit=False, fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * MiB),
-        doc="reading back sampled source records after a run (consumers/samples.py)"),
-    Profile("bench_raw", "consumer", dict(
-        auto_offset_reset="earliest", enable_auto_commit=True, max_poll_records=5000,
-        fetch_max_wait_ms=TANSU_FETCH_WAIT_MS, fetch_max_bytes=32 * MiB, max_partition_fetch_bytes=8 * MiB),
-        follows=True, doc="the raw pass-through bench (exchange/bench/raw.py)"),
-    Profile("broker_floor", "consumer", dict(auto_offset_reset="earliest", fetch_max_wait_ms=TANSU_FETCH_WAIT_MS),
-        follows=True, doc="the broker-floor bench (exchange/bench/broker_floor.py)"),
+    Profile(
+        "subscriber",
+        "consumer",
+        dict(
+            auto_offset_reset="earliest",
+            auto_commit_interval_ms=1000,
+            max_poll_records=5000,
+            fetch_max_wait_ms=TANSU_FETCH_WAIT_MS,
+            fetch_max_bytes=16 * MiB,
+            max_partition_fetch_bytes=8 * MiB,
+        ),
+        follows=True,
+        doc="a department's system reading its deliveries (consumers/subscriber.py)",
+    ),
+    Profile(
+        "audit_reader",
+        "consumer",
+        dict(
+            client_id="dx-accountant",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=10_000,
+            fetch_max_bytes=32 * MiB,
+            max_partition_fetch_bytes=16 * MiB,
+        ),
+        doc="the accountant following the audit, dead-letter and quality topics (consumers/accountant.py)",
+    ),
+    Profile(
+        "topic_reader",
+        "consumer",
+        dict(enable_auto_commit=False, fetch_max_wait_ms=TANSU_FETCH_WAIT_MS),
+        doc="reading a topic to its end offsets, without a group (audit verification, tests)",
+    ),
+    Profile(
+        "control",
+        "consumer",
+        dict(client_id="dx-control", enable_auto_commit=False, fetch_max_wait_ms=100),
+        doc="waiting for the router's verdict on a control event (exchange/workflow.py)",
+    ),
+    Profile(
+        "samples",
+        "consumer",
+        dict(client_id="samples", enable_auto_commit=False, fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * MiB),
+        doc="reading back sampled source records after a run (consumers/samples.py)",
+    ),
+    Profile(
+        "bench_raw",
+        "consumer",
+        dict(
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+            max_poll_records=5000,
+            fetch_max_wait_ms=TANSU_FETCH_WAIT_MS,
+            fetch_max_bytes=32 * MiB,
+            max_partition_fetch_bytes=8 * MiB,
+        ),
+        follows=True,
+        doc="the raw pass-through bench (exchange/bench/raw.py)",
+    ),
+    Profile(
+        "broker_floor",
+        "consumer",
+        dict(auto_offset_reset="earliest", fetch_max_wait_ms=TANSU_FETCH_WAIT_MS),
+        follows=True,
+        doc="the broker-floor bench (exchange/bench/broker_floor.py)",
+    ),
     # --- admin -------------------------------------------------------------------------
-    Profile("topology", "admin", dict(client_id="dx-topology"),
-        doc="creating and checking a scenario's topics (exchange/kafka/topics.py)"),
-    Profile("prepare", "admin", dict(client_id="dx-prepare"),
-        doc="creating topics on a cluster before a deployment (deploy/prepare.py)"),
+    Profile("topology", "admin", dict(client_id="dx-topology"), doc="creating and checking a scenario's topics (exchange/kafka/topics.py)"),
+    Profile("prepare", "admin", dict(client_id="dx-prepare"), doc="creating topics on a cluster before a deployment (deploy/prepare.py)"),
 )
 
 
@@ -169,8 +238,15 @@ def settings(kind: Kind, name: str, *, broker_kind: str | None = None, **overrid
     return out
 
 
-def producer(name: str, bootstrap: str, *, broker_kind: str | None = None, idempotent: bool = False,
-             transactional_id: str | None = None, **overrides: Any) -> AIOKafkaProducer:
+def producer(
+    name: str,
+    bootstrap: str,
+    *,
+    broker_kind: str | None = None,
+    idempotent: bool = False,
+    transactional_id: str | None = None,
+    **overrides: Any,
+) -> AIOKafkaProducer:
     """An unstarted :class:`~aiokafka.AIOKafkaProducer` of profile ``name``.
 
     ``idempotent`` sets ``enable_idempotence`` (and ``acks="all"``); ``transactional_id``
@@ -190,7 +266,9 @@ def producer(name: str, bootstrap: str, *, broker_kind: str | None = None, idemp
 def consumer(name: str, bootstrap: str, *topics: str, broker_kind: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
     """An unstarted :class:`~aiokafka.AIOKafkaConsumer` of profile ``name``, subscribed to
     ``topics`` when given (else assign partitions yourself)."""
-    return AIOKafkaConsumer(*topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides))
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides)
+    )
 
 
 def admin(name: str, bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:
@@ -225,8 +303,7 @@ def faust_router_settings(bootstrap: str, partitions: int) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, bootstrap: str,
-                  doing: str) -> AsyncIterator[Any]:
+async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, bootstrap: str, doing: str) -> AsyncIterator[Any]:
     """Start ``client``, yield it, stop it; aiokafka errors inside become
     :class:`~exchange.errors.BrokerUnreachable` / :class:`~exchange.errors.KafkaRequestFailed`
     naming ``bootstrap`` and ``doing`` (``"reading dx.dg.audit"``).
@@ -242,5 +319,19 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminCli
             await stop()
 
 
-__all__ = ["KAFKA_FETCH_WAIT_MS", "PROFILES", "BadBootstrap", "Profile", "UnknownProfile", "check_bootstrap", "admin", "consumer", "faust_router_settings",
-           "fetch_wait_ms", "producer", "profile", "settings", "started"]
+__all__ = [
+    "KAFKA_FETCH_WAIT_MS",
+    "PROFILES",
+    "BadBootstrap",
+    "Profile",
+    "UnknownProfile",
+    "check_bootstrap",
+    "admin",
+    "consumer",
+    "faust_router_settings",
+    "fetch_wait_ms",
+    "producer",
+    "profile",
+    "settings",
+    "started",
+]

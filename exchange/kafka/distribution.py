@@ -19,10 +19,10 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from collections.abc import Callable
 
 from exchange.kafka.tansu import BrokerError
 
@@ -121,8 +121,11 @@ def fetch(say: Callable[[str], None] = lambda text: None) -> Path:
     tmp = lib.with_name(f"lib.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     say(f"resolving Apache Kafka {version} from Maven Central into {lib} …")
-    proc = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
-                           f"-DoutputDirectory={tmp}"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0 or not (tmp / f"kafka_2.13-{version}.jar").exists():
         shutil.rmtree(tmp, ignore_errors=True)
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
@@ -133,5 +136,15 @@ def fetch(say: Callable[[str], None] = lambda text: None) -> Path:
     return lib
 
 
-__all__ = ["FETCH_HINT", "JAVA_HINT", "POM", "KafkaRuntime", "KafkaUnavailable", "cache_dir", "fetch", "java_binary",
-           "locate", "pinned_version"]
+__all__ = [
+    "FETCH_HINT",
+    "JAVA_HINT",
+    "POM",
+    "KafkaRuntime",
+    "KafkaUnavailable",
+    "cache_dir",
+    "fetch",
+    "java_binary",
+    "locate",
+    "pinned_version",
+]

@@ -33,9 +33,9 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
-from collections.abc import Callable
 
 from exchange.errors import ExchangeError
 from exchange.runner.processes import in_long_lived_thread, pdeathsig_preexec
@@ -153,9 +153,15 @@ class EmbeddedBroker(BrokerLifecycle):
         """For results and reports: which broker, which version."""
         return f"Tansu (embedded, memory storage; {self.version})"
 
-    def __init__(self, *, port: int | None = None, host: str = "127.0.0.1",
-                 log_path: Path | None = None, binary: str | None = None,
-                 ready_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        binary: str | None = None,
+        ready_timeout: float = 15.0,
+    ) -> None:
         self.host, self.port = host, port
         self._explicit_port = port is not None
         self.log_path = Path(log_path) if log_path is not None else None
@@ -217,18 +223,24 @@ class EmbeddedBroker(BrokerLifecycle):
 
     def _spawn(self, binary: str) -> None:
         url = f"tcp://{self.host}:{self.port}"
-        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             out = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps its own copy
         else:
             out = subprocess.DEVNULL
         try:
-            self._proc = in_long_lived_thread(lambda: subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, "NO_COLOR": "1"}, start_new_session=True,
-                preexec_fn=pdeathsig_preexec()))
+            self._proc = in_long_lived_thread(
+                lambda: subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "NO_COLOR": "1"},
+                    start_new_session=True,
+                    preexec_fn=pdeathsig_preexec(),
+                )
+            )
         except OSError as exc:
             raise BrokerError(f"cannot run broker binary {binary!r}: {exc}") from exc
         finally:
@@ -244,8 +256,7 @@ class EmbeddedBroker(BrokerLifecycle):
                 raise BrokerError("broker is not started")
             if proc.poll() is not None:
                 # Tansu exits with code 0 even when it panics on a busy port, so say so.
-                why = f"port {self.port} is already in use" if _port_busy(self.host, self.port) \
-                    else f"exited with code {proc.returncode}"
+                why = f"port {self.port} is already in use" if _port_busy(self.host, self.port) else f"exited with code {proc.returncode}"
                 raise _Exited(f"broker on {self.bootstrap} {why} before becoming ready{self._log_suffix()}")
             if _metadata_probe(self.host, self.port):
                 return
@@ -302,4 +313,3 @@ class EmbeddedBroker(BrokerLifecycle):
                 on_death(rc)
                 return
             await asyncio.sleep(interval)
-

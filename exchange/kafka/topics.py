@@ -17,11 +17,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas.envelope import Topics
-from schemas.scenario import Scenario
-
 from exchange.errors import ExchangeError, TopicMismatch
 from exchange.kafka import clients
+from schemas.envelope import Topics
+from schemas.scenario import Scenario
 
 
 def topic_plan(scenario: Scenario) -> dict[str, int]:
@@ -31,11 +30,13 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
     plan: dict[str, int] = {}
     for hub in scenario.hubs_in_use:
         topics = Topics(hub)
-        plan.update({
-            topics.ingress(e.id): e.partitions
-            for e in scenario.catalogue
-            if e.id in scenario.live_entries and scenario.platform_of(e.provider) == hub
-        })
+        plan.update(
+            {
+                topics.ingress(e.id): e.partitions
+                for e in scenario.catalogue
+                if e.id in scenario.live_entries and scenario.platform_of(e.provider) == hub
+            }
+        )
         for consumer in sorted({s.consumer for s in scenario.subscriptions if scenario.platform_of(s.consumer) == hub}):
             plan[topics.delivery(consumer)] = max_parts
         for name in (topics.audit, topics.dead_letter, topics.quality):
@@ -87,18 +88,31 @@ def changelog_plan(scenario: Scenario) -> dict[str, int]:
 async def create_router_internal_topics(bootstrap: str, scenario: Scenario, replication_factor: int = 1) -> None:
     """Create :func:`router_internal_topics` (those missing) and wait until they are visible."""
     topics = router_internal_topics(scenario)
-    await create_topics(bootstrap, {name: parts for name, (parts, _) in topics.items()}, replication_factor=replication_factor,
-                        configs={name: config for name, (_, config) in topics.items()})
+    await create_topics(
+        bootstrap,
+        {name: parts for name, (parts, _) in topics.items()},
+        replication_factor=replication_factor,
+        configs={name: config for name, (_, config) in topics.items()},
+    )
 
 
 def mismatches(plan: dict[str, int], existing: dict[str, int]) -> list[str]:
     """``topic has N partitions, needs M`` for every planned topic that exists with another count."""
-    return [f"{name} has {existing[name]} partitions, needs {parts}"
-            for name, parts in sorted(plan.items()) if name in existing and existing[name] != parts]
+    return [
+        f"{name} has {existing[name]} partitions, needs {parts}"
+        for name, parts in sorted(plan.items())
+        if name in existing and existing[name] != parts
+    ]
 
 
-async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, check: dict[str, int] | None = None,
-                        replication_factor: int = 1, configs: dict[str, dict[str, str]] | None = None) -> None:
+async def create_topics(
+    bootstrap: str,
+    plan: dict[str, int],
+    batch: int = 200,
+    check: dict[str, int] | None = None,
+    replication_factor: int = 1,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Create the topics of ``plan`` (name → partitions) that do not exist.
 
     ``replication_factor`` replicas (the broker's: 1 on Tansu and one Kafka node, 3 on
@@ -119,8 +133,11 @@ async def create_topics(bootstrap: str, plan: dict[str, int], batch: int = 200, 
                 f"{'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}. Delete them (kafka-topics.sh --delete --topic NAME), "
                 "or use a fresh broker"
             )
-        missing = [NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
-                   for name, parts in plan.items() if name not in existing]
+        missing = [
+            NewTopic(name, parts, replication_factor, topic_configs=(configs or {}).get(name, {}))
+            for name, parts in plan.items()
+            if name not in existing
+        ]
         for start in range(0, len(missing), batch):
             try:
                 await admin.create_topics(missing[start : start + batch])

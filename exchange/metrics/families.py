@@ -20,12 +20,8 @@ BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _P = "platform"
 
 # Producers ----------------------------------------------------------------------------
-RECORDS_PUBLISHED = Counter(
-    "dx_records_published", "Records acknowledged by the broker, per catalogue entry", [_P, "entry", "department"]
-)
-PUBLISHED_BYTES = Counter(
-    "dx_published_bytes", "Bytes of record values acknowledged by the broker", [_P, "entry", "department"]
-)
+RECORDS_PUBLISHED = Counter("dx_records_published", "Records acknowledged by the broker, per catalogue entry", [_P, "entry", "department"])
+PUBLISHED_BYTES = Counter("dx_published_bytes", "Bytes of record values acknowledged by the broker", [_P, "entry", "department"])
 PUBLISH_ERRORS = Counter("dx_publish_errors", "Produce requests that failed for good", [_P, "department"])
 PUBLISH_RETRIES = Counter("dx_publish_retries", "Produce requests sent again after a retriable error", [_P, "department"])
 PUBLISH_LATENCY = Histogram(
@@ -51,9 +47,7 @@ ROUTER_MASKED_RECORDS = Counter(
 )
 DEAD_LETTERS = Counter("dx_dead_letters", "Records sent to the dead-letter topic", [_P, "reason"])
 AUDIT_RECORDS_WRITTEN = Counter("dx_audit_records_written", "Audit rows written by the router", [_P, "decision"])
-ROUTER_BATCH_RECORDS = Histogram(
-    "dx_router_batch_records", "Ingress records per routed batch", [_P, "worker"], buckets=BATCH_BUCKETS
-)
+ROUTER_BATCH_RECORDS = Histogram("dx_router_batch_records", "Ingress records per routed batch", [_P, "worker"], buckets=BATCH_BUCKETS)
 ROUTER_BATCH_SECONDS = Histogram(
     "dx_router_batch_seconds",
     "Time to route one batch: decode, decide, mask, encode, hand to the producer",
@@ -67,9 +61,7 @@ ROUTER_COMMIT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 ROUTER_READY_SECONDS = Gauge("dx_router_ready_seconds", "Seconds from process start to the worker routing", [_P, "worker"])
-ROUTER_LAG = Gauge(
-    "dx_router_lag_records", "Ingress records not yet taken in by this worker (end offsets minus positions)", [_P, "worker"]
-)
+ROUTER_LAG = Gauge("dx_router_lag_records", "Ingress records not yet taken in by this worker (end offsets minus positions)", [_P, "worker"])
 
 # Consumers ----------------------------------------------------------------------------
 RECORDS_DELIVERED = Counter(
@@ -93,9 +85,7 @@ HOP_LATENCY = Histogram(
     [_P, "segment"],
     buckets=LATENCY_BUCKETS,
 )
-CONSUMER_LAG = Gauge(
-    "dx_consumer_lag_records", "Records on a department's delivery topic not yet consumed", [_P, "consumer"]
-)
+CONSUMER_LAG = Gauge("dx_consumer_lag_records", "Records on a department's delivery topic not yet consumed", [_P, "consumer"])
 AUDIT_RECORDS_READ = Counter("dx_audit_records_read", "Audit rows read by the accountant", [_P, "decision"])
 
 # One number, one source (一数一源) -------------------------------------------------------
@@ -104,9 +94,7 @@ VERIFICATIONS = Counter(
     "Copied items checked against their authoritative source department (department: the one holding the copy)",
     [_P, "item", "department", "result"],
 )
-QUALITY_EVENTS = Counter(
-    "dx_quality_events", "Data-quality events published on the quality topic", [_P, "department", "reason"]
-)
+QUALITY_EVENTS = Counter("dx_quality_events", "Data-quality events published on the quality topic", [_P, "department", "reason"])
 
 # Approvals (审批) -----------------------------------------------------------------------
 APPROVALS = Gauge("dx_approvals", "Applications (申请) for conditional entries by approval state", [_P, "state"])
@@ -183,4 +171,3 @@ def series_per_child(metric: MetricWrapperBase) -> int:
     if metric._type == "summary":
         return 2
     return 1
-

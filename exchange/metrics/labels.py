@@ -20,19 +20,6 @@ from typing import NamedTuple
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from schemas.applications import State
-from schemas.envelope import Topics, hop_segments
-from schemas.outcomes import (
-    OUTCOME_DECISIONS,
-    DeadLetterReason,
-    Decision,
-    DeliveryReason,
-    DenialReason,
-    QualityReason,
-    VerificationResult,
-)
-from schemas.scenario import Scenario
-
 from exchange.metrics.families import (
     APPROVALS,
     AUDIT_RECORDS_READ,
@@ -69,6 +56,18 @@ from exchange.metrics.families import (
 )
 from exchange.metrics.faust import FAUST_PER_TOPIC_FIELDS, faust_family_names
 from exchange.policy.sharing import EntryPolicy, compile_policy, compile_transit, possible_outcomes
+from schemas.applications import State
+from schemas.envelope import Topics, hop_segments
+from schemas.outcomes import (
+    OUTCOME_DECISIONS,
+    DeadLetterReason,
+    Decision,
+    DeliveryReason,
+    DenialReason,
+    QualityReason,
+    VerificationResult,
+)
+from schemas.scenario import Scenario
 
 # Bounded label values (schemas/outcomes.py) ---------------------------------------------
 #: ``reason`` of a delivered (or forwarded) outcome
@@ -89,8 +88,14 @@ APPROVAL_STATES = tuple(s.value for s in State)
 TRANSIT_ENTRY = "?"
 
 LabelSets = dict[MetricWrapperBase, list[tuple[str, ...]]]
-_PLATFORM_ONLY = (RUN_ELAPSED_SECONDS, RUN_DURATION_SECONDS, RUN_PRODUCED_RECORDS, RUN_EXPECTED_OUTCOMES,
-                  RUN_ACCOUNTED_OUTCOMES, RUN_UNACCOUNTED_OUTCOMES)
+_PLATFORM_ONLY = (
+    RUN_ELAPSED_SECONDS,
+    RUN_DURATION_SECONDS,
+    RUN_PRODUCED_RECORDS,
+    RUN_EXPECTED_OUTCOMES,
+    RUN_ACCOUNTED_OUTCOMES,
+    RUN_UNACCOUNTED_OUTCOMES,
+)
 
 
 class Possible(NamedTuple):
@@ -128,7 +133,7 @@ def router_outcomes(scenario: Scenario, policies: dict[str, dict[str, EntryPolic
     for p, routes in transit.items():
         for t in routes.values():
             path = scenario.subscription_path(subs[t.subscription])
-            before = path[1:path.index(p)]
+            before = path[1 : path.index(p)]
             if t.subscription in let_through and not any((h, t.subscription) in refused_at for h in before):
                 out.append(Possible(p, t.entry, t.subscription, t.audit.decision, t.audit.reason, transit=True))
     return out
@@ -262,8 +267,13 @@ PROCESS_SERIES = 16
 def _faust_series(scenario: Scenario, workers: int, per_topic: bool) -> int:
     """Series of Faust's sensor over all router workers."""
     fixed = 0
-    labelled = {"total_events_per_stream": 1, "assignment_operations": 2, "table_operations": 0,  # one stream, completed/error
-                "metrics_by_name": 0, "http_status_codes": 0}
+    labelled = {
+        "total_events_per_stream": 1,
+        "assignment_operations": 2,
+        "table_operations": 0,  # one stream, completed/error
+        "metrics_by_name": 0,
+        "http_status_codes": 0,
+    }
     for field, (_, kind, _) in faust_family_names("faust").items():
         if field in FAUST_PER_TOPIC_FIELDS:
             continue

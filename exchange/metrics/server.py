@@ -80,9 +80,7 @@ def sd_target_path(run_dir: Path | str, role: str, ident: str) -> Path:
     return directory / f"sd-{safe}.json"
 
 
-def write_sd_target(
-    run_dir: Path | str, role: str, ident: str, port: int, labels: Mapping[str, str], host: str | None = None
-) -> Path:
+def write_sd_target(run_dir: Path | str, role: str, ident: str, port: int, labels: Mapping[str, str], host: str | None = None) -> Path:
     """Write this process's Prometheus ``file_sd`` target, atomically; return the file.
 
     The file is ``sd-<role>-<ident>.json`` in ``$DX_METRICS_SD_DIR`` or ``run_dir``:
@@ -114,8 +112,17 @@ def remove_sd_target(path: Path | str | None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def expose(role: str, ident: str, scenario: Any, run_dir: Path | str | None, port: int = 0, run_id: str = "", worker: str = "0",
-           platform: str | None = None, say: Callable[[str], None] | None = None) -> Path | None:
+def expose(
+    role: str,
+    ident: str,
+    scenario: Any,
+    run_dir: Path | str | None,
+    port: int = 0,
+    run_id: str = "",
+    worker: str = "0",
+    platform: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Path | None:
     """Everything a process does to be scraped: serve, advertise, pre-create its series.
 
     The ``ROLE IDENT: metrics on port N`` line goes to ``say`` (default: stderr). Returns

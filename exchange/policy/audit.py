@@ -56,7 +56,7 @@ class AuditWriter:
 
     def blocks(self, partition: int, rows: list, max_rows: int = MAX_BLOCK_ROWS) -> list[bytes]:
         """The next blocks of ``partition``'s chain for ``rows``, each of at most ``max_rows`` rows, in order."""
-        return [self.block(partition, rows[i:i + max_rows]) for i in range(0, len(rows), max_rows)]
+        return [self.block(partition, rows[i : i + max_rows]) for i in range(0, len(rows), max_rows)]
 
     def block(self, partition: int, rows: list) -> bytes:
         """The next block of ``partition``'s chain, encoded.
@@ -154,6 +154,8 @@ def verify(messages: Iterable[tuple[int, int, bytes]]) -> Verification:
             problem = "a block is missing before this one" if seq > expected_seq else "sequence goes backwards"
             if seq == expected_seq:
                 problem = "previous-hash link broken"
-            result.broken.append(BrokenLink(partition, offset, chain, problem, f"seq {expected_seq}, prev {expected_prev}", f"seq {seq}, prev {prev}"))
+            result.broken.append(
+                BrokenLink(partition, offset, chain, problem, f"seq {expected_seq}, prev {expected_prev}", f"seq {seq}, prev {prev}")
+            )
         last[chain] = (seq, digest)
     return result

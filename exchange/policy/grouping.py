@@ -21,12 +21,11 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from typing import Any, NamedTuple
 
+from exchange.policy.masking import apply_mask
+from exchange.policy.sharing import EntryPolicy, Route, delivery_reason
 from schemas.envelope import AuditDecision
 from schemas.outcomes import Decision, DeliveryReason, DenialReason
 from schemas.scenario import Sharing
-
-from exchange.policy.masking import apply_mask
-from exchange.policy.sharing import EntryPolicy, Route, delivery_reason
 
 MAX_CACHED_REGIONS = 4096  # distinct region values remembered per entry and batch; beyond, computed each time
 
@@ -51,8 +50,7 @@ class DeniedGroup:
         elif len(routes) == 1:
             self.audit = AuditDecision(entry_id, routes[0].consumer, routes[0].subscription, Decision.denied, reason)
         else:
-            self.audit = AuditDecision(
-                entry_id, [r.consumer for r in routes], [r.subscription for r in routes], Decision.denied, reason)
+            self.audit = AuditDecision(entry_id, [r.consumer for r in routes], [r.subscription for r in routes], Decision.denied, reason)
 
     def __repr__(self) -> str:
         return f"DeniedGroup({self.reason!r}, {list(self.scopes)})"
@@ -72,11 +70,12 @@ class Grouped(NamedTuple):
 class Grant:
     """What the approvals in force allow on one entry, for every record of a batch."""
 
-    __slots__ = ("policy", "reason", "whole", "not_provider", "not_approved", "open", "filtered", "index",
-                 "unfit", "_by_region")
+    __slots__ = ("policy", "reason", "whole", "not_provider", "not_approved", "open", "filtered", "index", "unfit", "_by_region")
 
     def __init__(
-        self, policy: EntryPolicy, approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
+        self,
+        policy: EntryPolicy,
+        approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
     ) -> None:
         self.policy = policy
         entry, routes = policy.entry_id, policy.routes

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.names import surname_of
 from schemas import regions
+from schemas.names import surname_of
 from schemas.scenario import MaskRule
 
 regions.table()  # load the division table now, not on the first record

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from exchange.policy.grouping import Grant, decide_grouped
+from exchange.policy.sharing import EntryPolicy, InvalidRecord, TransitRoute, check_record, master_key_of, reconcile
 from schemas.envelope import (
     H_ENTRY,
     H_HOPS,
@@ -32,9 +34,6 @@ from schemas.envelope import (
     Topics,
 )
 from schemas.outcomes import DeadLetterReason, Decision, VerificationResult
-
-from exchange.policy.grouping import Grant, decide_grouped
-from exchange.policy.sharing import EntryPolicy, InvalidRecord, TransitRoute, check_record, master_key_of, reconcile
 
 _REQUIRED = frozenset(REQUIRED_HEADERS)
 
@@ -83,7 +82,11 @@ class RouterCore:
     """The router's per-record logic for one platform, compiled from its scenario."""
 
     def __init__(
-        self, policies: dict[str, EntryPolicy], topics: Topics, worker: str, audit_partitions: int = 1,
+        self,
+        policies: dict[str, EntryPolicy],
+        topics: Topics,
+        worker: str,
+        audit_partitions: int = 1,
         transit: dict[bytes, TransitRoute] | None = None,
     ) -> None:
         self.policies = policies
@@ -170,17 +173,31 @@ class RouterCore:
         return out
 
     def _relay(
-        self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header: tuple[str, bytes], decisions: Counter,
+        self,
+        out: Routed,
+        r: FetchedRecord,
+        now: int,
+        stamp: bytes,
+        routed_header: tuple[str, bytes],
+        decisions: Counter,
         clock: Callable[[], int],
     ) -> None:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
         headers = dict(raw)
         route = self.transit.get(headers.get(H_SUBSCRIPTION, b""))
-        if (route is None or len(headers) != len(raw) or None in headers.values() or not _REQUIRED.issubset(headers)
-                or headers[H_ENTRY] != route.entry.encode()):
-            detail = ("duplicate or missing headers" if route is not None
-                      else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}")
+        if (
+            route is None
+            or len(headers) != len(raw)
+            or None in headers.values()
+            or not _REQUIRED.issubset(headers)
+            or headers[H_ENTRY] != route.entry.encode()
+        ):
+            detail = (
+                "duplicate or missing headers"
+                if route is not None
+                else f"subscription {headers.get(H_SUBSCRIPTION, b'')[:80]!r} does not cross hub {self.topics.platform!r}"
+            )
             self._dead_letter(out, r, DeadLetterReason.bad_transit, detail, now, route.entry if route else None)
             return
         trace = headers[H_TRACE].decode(errors="replace")
@@ -199,7 +216,14 @@ class RouterCore:
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
     def _reconcile(
-        self, out: Routed, policy: EntryPolicy, source: str, record: dict[str, Any], store: AuthorityStore, headers: dict[str, bytes], now: int,
+        self,
+        out: Routed,
+        policy: EntryPolicy,
+        source: str,
+        record: dict[str, Any],
+        store: AuthorityStore,
+        headers: dict[str, bytes],
+        now: int,
     ) -> dict[str, Any]:
         assert policy.authority is not None  # the caller routes only entries with an authority here
         raw = record.get(policy.authority.master_key)
@@ -223,10 +247,16 @@ class RouterCore:
             assert master is not None  # a conflict is with the values stored under a master key
             count[(item, source, VerificationResult.conflict)] += 1
             event = {
-                "item": item, "master_key": master, "entry": policy.entry_id,
-                "authority": authority, "authoritative_value": truth,
-                "department": source, "copy_value": copy,
-                "trace": headers[H_TRACE].decode(), "run": headers.get(H_RUN, b"").decode(errors="replace"), "at_ns": now,
+                "item": item,
+                "master_key": master,
+                "entry": policy.entry_id,
+                "authority": authority,
+                "authoritative_value": truth,
+                "department": source,
+                "copy_value": copy,
+                "trace": headers[H_TRACE].decode(),
+                "run": headers.get(H_RUN, b"").decode(errors="replace"),
+                "at_ns": now,
             }
             out.quality.append((master.encode(), orjson.dumps(event), [(H_TRACE, headers[H_TRACE]), (H_RUN, headers.get(H_RUN, b""))]))
         return result.record
@@ -254,7 +284,9 @@ class RouterCore:
         if policy is None or entry_id is None:
             raise InvalidRecord(DeadLetterReason.unknown_entry, f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
-            raise InvalidRecord(DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
+            raise InvalidRecord(
+                DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}"
+            )
         try:
             source = headers[H_SOURCE].decode()
             headers[H_TRACE].decode()
@@ -262,7 +294,9 @@ class RouterCore:
             raise InvalidRecord(DeadLetterReason.bad_header, f"header is not UTF-8: {exc}") from None
         return policy, headers, source
 
-    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> None:
+    def _dead_letter(
+        self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None
+    ) -> None:
         raw = list(r.headers or ())
         trace = next((v for k, v in raw if k == H_TRACE), None)
         subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None
@@ -299,7 +333,6 @@ def _decode(value: bytes | None) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise InvalidRecord(DeadLetterReason.bad_json, str(exc)) from None
-
 
 
 def _utf8(key: str) -> bool:

@@ -12,11 +12,12 @@ from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from exchange.policy.masking import apply_mask
 from schemas.envelope import PAD_FIELD, AuditDecision, Topics
 from schemas.keys import normalise_key
+from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, Reason
 from schemas.regions import contains as region_contains
 from schemas.regions import jurisdiction_prefix
-from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, Reason
 from schemas.scenario import (
     CatalogueEntry,
     ItemType,
@@ -26,8 +27,6 @@ from schemas.scenario import (
     Subscription,
     SubscriptionStatus,
 )
-
-from exchange.policy.masking import apply_mask
 
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
@@ -130,7 +129,10 @@ def delivery_reason(sharing: Sharing) -> DeliveryReason:
 
 
 def compile_policy(
-    scenario: Scenario, topics: Topics, platform: str | None = None, entries: Collection[str] | None = None,
+    scenario: Scenario,
+    topics: Topics,
+    platform: str | None = None,
+    entries: Collection[str] | None = None,
 ) -> dict[str, EntryPolicy]:
     """Compile the rules of every entry published on ``platform`` (the main one by
     default) once, before any record arrives; entry id → its policy. ``entries``
@@ -142,7 +144,12 @@ def compile_policy(
     negative_entries = set(scenario.negative_list.entries) | set(hub.negative_list.entries)
     return {
         entry.id: _compile_entry(
-            scenario, entry, subs.get(entry.id, ()), topics, _authority(entry, scenario.authority), entry.id in negative_entries,
+            scenario,
+            entry,
+            subs.get(entry.id, ()),
+            topics,
+            _authority(entry, scenario.authority),
+            entry.id in negative_entries,
         )
         for entry in (scenario.catalogue if entries is None else [scenario.entries[e] for e in entries])
         if scenario.platform_of(entry.provider) == platform
@@ -189,7 +196,12 @@ def _authority(entry: CatalogueEntry, authority: Mapping[str, str]) -> Authority
 
 
 def _compile_entry(
-    scenario: Scenario, entry: CatalogueEntry, subs: Iterable[Subscription], topics: Topics, authority: Authority | None = None, negative_listed: bool = False,
+    scenario: Scenario,
+    entry: CatalogueEntry,
+    subs: Iterable[Subscription],
+    topics: Topics,
+    authority: Authority | None = None,
+    negative_listed: bool = False,
 ) -> EntryPolicy:
     routes = []
     region_key = entry.region_item.key if entry.region_item else None

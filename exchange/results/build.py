@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange.results.latency import HdrHistogram, merge, new_histogram, quantile_map, quantiles_ms
+from schemas.outcomes import DeadLetterReason
 from schemas.results import (
     ClockSkewResult,
     Conservation,
@@ -26,7 +28,6 @@ from schemas.results import (
     WarmupResult,
     WorkflowResult,
 )
-from schemas.outcomes import DeadLetterReason
 from schemas.scenario import Scenario
 from schemas.status import (
     ConsumersFinal,
@@ -40,8 +41,6 @@ from schemas.status import (
     RouterStats,
     VerificationCount,
 )
-
-from exchange.results.latency import HdrHistogram, merge, new_histogram, quantile_map, quantiles_ms
 
 
 @dataclass
@@ -119,8 +118,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         hops=_hops(consumers),
         paths=_paths(consumers),
         conservation=_conservation(counts, by_entry),
-        one_number_one_source=_one_number_one_source([v for r in reports.routers for v in r.verifications],
-                                                     consumers.quality_events),
+        one_number_one_source=_one_number_one_source([v for r in reports.routers for v in r.verifications], consumers.quality_events),
         workflows={
             name: WorkflowResult(completed=w.completed, incomplete=w.incomplete, time_ms=Quantiles(**quantiles_ms(merge([w.times]))))
             for name, w in consumers.workflows.items()
@@ -173,8 +171,9 @@ def _flows(scenario: Scenario, consumers: ConsumersFinal, duration_s: float) -> 
     return flows, total
 
 
-def _counts_by_entry(scenario: Scenario, produced: dict[str, int], flows: dict[str, FlowResult],
-                     consumers: ConsumersFinal) -> dict[str, EntryCounts]:
+def _counts_by_entry(
+    scenario: Scenario, produced: dict[str, int], flows: dict[str, FlowResult], consumers: ConsumersFinal
+) -> dict[str, EntryCounts]:
     """The conservation check's figures per entry that produced records or has dead letters."""
     denials: Counter = Counter()  # scope → records denied
     for d in consumers.decisions:
@@ -194,8 +193,9 @@ def _counts_by_entry(scenario: Scenario, produced: dict[str, int], flows: dict[s
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for scope, c in denials.items() if scope in scopes)
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items()
-                            if e == entry.id)
+        dead_lettered = sum(
+            c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items() if e == entry.id
+        )
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),
@@ -238,8 +238,9 @@ def _omb_latencies(reports: Reports, e2e: HdrHistogram) -> dict[str, Any]:
     }
 
 
-def _interval_latencies(scenario: Scenario, flows: dict[str, FlowResult], consumers: ConsumersFinal,
-                        intervals: list[ConsumersStats]) -> None:
+def _interval_latencies(
+    scenario: Scenario, flows: dict[str, FlowResult], consumers: ConsumersFinal, intervals: list[ConsumersStats]
+) -> None:
     """Each flow's per-interval p50/p99, and a batch entry's share delivered within its cycle."""
     batch_entries = {e for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for name, flow in flows.items():
@@ -265,13 +266,26 @@ def _paths(consumers: ConsumersFinal) -> dict[str, PathResult]:
     out = {}
     for name, p in sorted(consumers.paths.items()):
         h = merge([p.e2e])
-        out[name] = PathResult(hubs=list(p.hubs), delivered=h.get_total_count() + p.warmup, warmup_delivered=p.warmup,
-                               end_to_end_ms=Quantiles(**quantiles_ms(h)))
+        out[name] = PathResult(
+            hubs=list(p.hubs),
+            delivered=h.get_total_count() + p.warmup,
+            warmup_delivered=p.warmup,
+            end_to_end_ms=Quantiles(**quantiles_ms(h)),
+        )
     return out
 
 
-_OMB = {"Avg": "avg", "50pct": "50pct", "75pct": "75pct", "95pct": "95pct", "99pct": "99pct", "999pct": "999pct",
-        "9999pct": "9999pct", "99999pct": "99999pct", "Max": "max"}
+_OMB = {
+    "Avg": "avg",
+    "50pct": "50pct",
+    "75pct": "75pct",
+    "95pct": "95pct",
+    "99pct": "99pct",
+    "999pct": "999pct",
+    "9999pct": "9999pct",
+    "99999pct": "99999pct",
+    "Max": "max",
+}
 
 
 def _warmup(seconds: float, producers: ProducersFinal, flows: dict[str, FlowResult], e2e: _EndToEnd) -> WarmupResult | None:
@@ -309,8 +323,7 @@ def _series(prefix: str, intervals: list[dict[str, float]]) -> dict[str, list[fl
     return {prefix + suffix: [round(i.get(key, 0.0), 3) for i in intervals] for suffix, key in _OMB.items()}
 
 
-def _one_number_one_source(verifications: list[VerificationCount],
-                           quality_events: list[QualityEventCount]) -> dict[str, ItemVerification]:
+def _one_number_one_source(verifications: list[VerificationCount], quality_events: list[QualityEventCount]) -> dict[str, ItemVerification]:
     """一数一源 per item: the routers' checks of copies against the authority, and the quality events."""
     totals: dict[str, Counter] = {}
     by_dept: dict[str, Counter] = {}
@@ -325,7 +338,10 @@ def _one_number_one_source(verifications: list[VerificationCount],
         c = totals.get(item, Counter())
         checked = c["verified"] + c["conflict"]
         out[item] = ItemVerification(
-            verified=c["verified"], conflicts=c["conflict"], unverified=c["unverified"], invalid_key=c["invalid_key"],
+            verified=c["verified"],
+            conflicts=c["conflict"],
+            unverified=c["unverified"],
+            invalid_key=c["invalid_key"],
             verification_rate=round(c["verified"] / checked, 4) if checked else 0.0,
             quality_events=events[item],
             by_department=dict(sorted(by_dept.get(item, Counter()).items())),
@@ -343,21 +359,25 @@ def _control_actions(actions: list[ControlActionCount]) -> dict[str, int]:
 
 def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservation:
     if counts.unaccounted == 0 and all(e.unaccounted == 0 for e in by_entry.values()):
-        undecodable = (f"; {counts.undecodable:,} records in ingress batches that could not be decoded were "
-                       "dead-lettered and are not this run's" if counts.undecodable else "")
+        undecodable = (
+            f"; {counts.undecodable:,} records in ingress batches that could not be decoded were dead-lettered and are not this run's"
+            if counts.undecodable
+            else ""
+        )
         return Conservation(
             ok=True,
             message=(
                 f"all {counts.expected:,} outcomes of {counts.produced:,} records accounted for: "
-                f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered"
-                + undecodable
+                f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered" + undecodable
             ),
         )
     off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
     undecodable = ""
     if counts.undecodable and any(e.unaccounted > 0 for e in by_entry.values()):
-        undecodable = (f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
-                       "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read")
+        undecodable = (
+            f"; {counts.undecodable:,} records sit in ingress batches the router could not decode "
+            "(dead letters unsupported_codec / corrupt_batch), whose run cannot be read"
+        )
     if any(e.unaccounted < 0 for e in by_entry.values()):  # more outcomes than the run's producers produced
         undecodable += "; negative: records carrying this run's id were written by another client"
     return Conservation(

@@ -74,8 +74,16 @@ def slo_kind(metric: str | None) -> str:
     return "value"
 
 
-LATENCY = [("Avg", "mean"), ("50pct", "p50"), ("75pct", "p75"), ("95pct", "p95"), ("99pct", "p99"),
-           ("999pct", "p99.9"), ("9999pct", "p99.99"), ("Max", "max")]
+LATENCY = [
+    ("Avg", "mean"),
+    ("50pct", "p50"),
+    ("75pct", "p75"),
+    ("95pct", "p95"),
+    ("99pct", "p99"),
+    ("999pct", "p99.9"),
+    ("9999pct", "p99.99"),
+    ("Max", "max"),
+]
 RUN_COLORS = ("#2563eb", "#ea580c")  # A, B
 
 
@@ -116,8 +124,7 @@ class Row:
         a, b = self.a, self.b
         if self.kind == "verdict":
             ma, mb = self.measured
-            moved = (isinstance(ma, (int, float)) and isinstance(mb, (int, float))
-                     and not within_noise(ma, mb, self.measured_kind))
+            moved = isinstance(ma, (int, float)) and isinstance(mb, (int, float)) and not within_noise(ma, mb, self.measured_kind)
             same_verdict = a == b or (isinstance(a, str) and isinstance(b, str) and a[:1] == b[:1])
             return ("" if same_verdict and not moved else "changed"), ""  # the cells say how
         if self.kind == "text" or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
@@ -159,55 +166,101 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     """Every compared figure, grouped; missing figures are None."""
     ca, cb = a.get("counts") or {}, b.get("counts") or {}
     ra, rb = a.get("run") or {}, b.get("run") or {}
-    run = Section("run", [
-        Row("workload", a.get("workload"), b.get("workload"), kind="text"),
-        Row("run id", ra.get("run_id"), rb.get("run_id"), kind="text"),
-        # results from before the setting existed were at-least-once
-        Row("delivery guarantee", ra.get("guarantee", "at-least-once") if ra else None,
-            rb.get("guarantee", "at-least-once") if rb else None, kind="text"),
-        Row("router workers", ra.get("router_workers"), rb.get("router_workers")),
-        Row("duration, s", ra.get("duration_s"), rb.get("duration_s"), kind="value"),
-        Row("warm-up, s (out of the latency)", ra.get("warmup_s", 0), rb.get("warmup_s", 0), kind="value"),
-        Row("record size, B", a.get("messageSize"), b.get("messageSize")),
-        Row("conservation", "✓ ok" if (a.get("conservation") or {}).get("ok") else "✕ FAILED",
-            "✓ ok" if (b.get("conservation") or {}).get("ok") else "✕ FAILED", kind="verdict"),
-    ])
-    rates = Section("rates, records/s (mean over intervals)", [
-        Row("publish rate", mean(a.get("publishRate") or []), mean(b.get("publishRate") or []), kind="rate"),
-        Row("consume rate", mean(a.get("consumeRate") or []), mean(b.get("consumeRate") or []), kind="rate"),
-    ])
-    counts = Section("outcomes", [
-        Row(label, ca.get(key), cb.get(key), better=better)
-        for key, label, better in (("produced", "produced", None), ("expected", "expected", None),
-                                   ("delivered", "delivered", None), ("masked", "masked", None),
-                                   ("denied", "denied", None), ("dead_lettered", "dead-lettered", "lower"),
-                                   ("unaccounted", "unaccounted", "lower"), ("duplicates", "duplicates", "lower"))
-        if key in ca or key in cb
-    ])
-    latency = Section("latency, ms (all flows)", [
-        Row(f"end to end {label}", a.get("aggregatedEndToEndLatency" + k), b.get("aggregatedEndToEndLatency" + k),
-            better="lower", kind="ms") for k, label in LATENCY
-    ] + [
-        Row("publish p99", a.get("aggregatedPublishLatency99pct"), b.get("aggregatedPublishLatency99pct"),
-            better="lower", kind="ms"),
-        Row("publish delay p99", _us_to_ms(a.get("aggregatedPublishDelayLatency99pct")),
-            _us_to_ms(b.get("aggregatedPublishDelayLatency99pct")), better="lower", kind="ms"),
-    ])
+    run = Section(
+        "run",
+        [
+            Row("workload", a.get("workload"), b.get("workload"), kind="text"),
+            Row("run id", ra.get("run_id"), rb.get("run_id"), kind="text"),
+            # results from before the setting existed were at-least-once
+            Row(
+                "delivery guarantee",
+                ra.get("guarantee", "at-least-once") if ra else None,
+                rb.get("guarantee", "at-least-once") if rb else None,
+                kind="text",
+            ),
+            Row("router workers", ra.get("router_workers"), rb.get("router_workers")),
+            Row("duration, s", ra.get("duration_s"), rb.get("duration_s"), kind="value"),
+            Row("warm-up, s (out of the latency)", ra.get("warmup_s", 0), rb.get("warmup_s", 0), kind="value"),
+            Row("record size, B", a.get("messageSize"), b.get("messageSize")),
+            Row(
+                "conservation",
+                "✓ ok" if (a.get("conservation") or {}).get("ok") else "✕ FAILED",
+                "✓ ok" if (b.get("conservation") or {}).get("ok") else "✕ FAILED",
+                kind="verdict",
+            ),
+        ],
+    )
+    rates = Section(
+        "rates, records/s (mean over intervals)",
+        [
+            Row("publish rate", mean(a.get("publishRate") or []), mean(b.get("publishRate") or []), kind="rate"),
+            Row("consume rate", mean(a.get("consumeRate") or []), mean(b.get("consumeRate") or []), kind="rate"),
+        ],
+    )
+    counts = Section(
+        "outcomes",
+        [
+            Row(label, ca.get(key), cb.get(key), better=better)
+            for key, label, better in (
+                ("produced", "produced", None),
+                ("expected", "expected", None),
+                ("delivered", "delivered", None),
+                ("masked", "masked", None),
+                ("denied", "denied", None),
+                ("dead_lettered", "dead-lettered", "lower"),
+                ("unaccounted", "unaccounted", "lower"),
+                ("duplicates", "duplicates", "lower"),
+            )
+            if key in ca or key in cb
+        ],
+    )
+    latency = Section(
+        "latency, ms (all flows)",
+        [
+            Row(
+                f"end to end {label}",
+                a.get("aggregatedEndToEndLatency" + k),
+                b.get("aggregatedEndToEndLatency" + k),
+                better="lower",
+                kind="ms",
+            )
+            for k, label in LATENCY
+        ]
+        + [
+            Row("publish p99", a.get("aggregatedPublishLatency99pct"), b.get("aggregatedPublishLatency99pct"), better="lower", kind="ms"),
+            Row(
+                "publish delay p99",
+                _us_to_ms(a.get("aggregatedPublishDelayLatency99pct")),
+                _us_to_ms(b.get("aggregatedPublishDelayLatency99pct")),
+                better="lower",
+                kind="ms",
+            ),
+        ],
+    )
     fa, fb = _flows_by_label(a), _flows_by_label(b)
     flows = Section("per flow, end to end, ms")
     for label in sorted(set(fa) | set(fb)):
         for key, name in (("50pct", "p50"), ("99pct", "p99")):
             if _flow_q(fa.get(label), key) is None and _flow_q(fb.get(label), key) is None:
                 continue  # delivered nothing in either run
-            flows.rows.append(Row(f"{label} {name}", _flow_q(fa.get(label), key), _flow_q(fb.get(label), key),
-                                  better="lower", kind="ms"))
+            flows.rows.append(Row(f"{label} {name}", _flow_q(fa.get(label), key), _flow_q(fb.get(label), key), better="lower", kind="ms"))
     sections = [run, rates, counts, latency, flows, *_cascade_sections(a, b)]
     sa = {s.get("name"): s for s in a.get("slos") or []}
     sb = {s.get("name"): s for s in b.get("slos") or []}
-    slos = Section("SLOs", [Row(name, _slo_text(sa.get(name)), _slo_text(sb.get(name)), kind="verdict",
-                                measured=((sa.get(name) or {}).get("measured"), (sb.get(name) or {}).get("measured")),
-                                measured_kind=slo_kind((sa.get(name) or sb.get(name) or {}).get("metric")))
-                            for name in list(sa) + [n for n in sb if n not in sa]])
+    slos = Section(
+        "SLOs",
+        [
+            Row(
+                name,
+                _slo_text(sa.get(name)),
+                _slo_text(sb.get(name)),
+                kind="verdict",
+                measured=((sa.get(name) or {}).get("measured"), (sb.get(name) or {}).get("measured")),
+                measured_kind=slo_kind((sa.get(name) or sb.get(name) or {}).get("metric")),
+            )
+            for name in list(sa) + [n for n in sb if n not in sa]
+        ],
+    )
     if not slos.rows:
         slos.rows.append(Row("SLOs", "no SLOs declared", "no SLOs declared", kind="text"))
     return [*sections, slos]
@@ -223,22 +276,39 @@ def _cascade_sections(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     """What the hub topology costs: hubs crossed, and the latency of every hop and path."""
     if not a.get("hops") and not b.get("hops"):
         return []  # results written before hop stamps existed
-    topology = Section("hubs", [
-        Row("hubs crossed per delivery (mean)", _hubs_per_delivery(a), _hubs_per_delivery(b), kind="value"),
-        Row("distinct paths", len(a.get("paths") or {}), len(b.get("paths") or {})),
-    ])
+    topology = Section(
+        "hubs",
+        [
+            Row("hubs crossed per delivery (mean)", _hubs_per_delivery(a), _hubs_per_delivery(b), kind="value"),
+            Row("distinct paths", len(a.get("paths") or {}), len(b.get("paths") or {})),
+        ],
+    )
     hops = Section("per hop (into a hub, inside it, out to the consumer), ms")
     ha, hb = a.get("hops") or {}, b.get("hops") or {}
     for name in sorted(set(ha) | set(hb)):
         for key, label in (("50pct", "p50"), ("99pct", "p99")):
-            hops.rows.append(Row(f"{name} {label}", ((ha.get(name) or {}).get("latency_ms") or {}).get(key),
-                                 ((hb.get(name) or {}).get("latency_ms") or {}).get(key), better="lower", kind="ms"))
+            hops.rows.append(
+                Row(
+                    f"{name} {label}",
+                    ((ha.get(name) or {}).get("latency_ms") or {}).get(key),
+                    ((hb.get(name) or {}).get("latency_ms") or {}).get(key),
+                    better="lower",
+                    kind="ms",
+                )
+            )
     paths = Section("per hub path, end to end, ms")
     pa, pb = a.get("paths") or {}, b.get("paths") or {}
     for name in sorted(set(pa) | set(pb), key=lambda n: (n.count(">"), n)):
         for key, label in (("50pct", "p50"), ("99pct", "p99")):
-            paths.rows.append(Row(f"{name} {label}", ((pa.get(name) or {}).get("end_to_end_ms") or {}).get(key),
-                                  ((pb.get(name) or {}).get("end_to_end_ms") or {}).get(key), better="lower", kind="ms"))
+            paths.rows.append(
+                Row(
+                    f"{name} {label}",
+                    ((pa.get(name) or {}).get("end_to_end_ms") or {}).get(key),
+                    ((pb.get(name) or {}).get("end_to_end_ms") or {}).get(key),
+                    better="lower",
+                    kind="ms",
+                )
+            )
     return [topology, hops, paths]
 
 
@@ -256,8 +326,9 @@ def labels_of(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str]:
 def compare_table(a: dict[str, Any], b: dict[str, Any], paths: tuple[str, str] | None = None) -> Group:
     """The comparison as rich tables (one, with a section per group of figures)."""
     la, lb = labels_of(a, b)
-    t = Table(title=f"{la}  vs  {lb}", title_justify="left", caption=(f"A: {paths[0]}\nB: {paths[1]}" if paths else None),
-              caption_justify="left")
+    t = Table(
+        title=f"{la}  vs  {lb}", title_justify="left", caption=(f"A: {paths[0]}\nB: {paths[1]}" if paths else None), caption_justify="left"
+    )
     t.add_column("figure", overflow="fold")
     t.add_column(la, justify="right")
     t.add_column(lb, justify="right")
@@ -293,8 +364,7 @@ def html_table(sections: list[Section], la: str, lb: str, div_id: str = "compari
         rows.append(f'<tr class="sec"><td colspan="4">{esc(section.title)}</td></tr>')
         for row in section.rows:
             delta, judgement = row.delta()
-            cells = [esc(row.label), esc(row.text(row.a)), esc(row.text(row.b)),
-                     f'<span class="{judgement}">{esc(delta)}</span>']
+            cells = [esc(row.label), esc(row.text(row.a)), esc(row.text(row.b)), f'<span class="{judgement}">{esc(delta)}</span>']
             rows.append("<tr>" + f'<td class="l">{cells[0]}</td>' + "".join(f"<td>{c}</td>" for c in cells[1:]) + "</tr>")
     head = f'<tr><th class="l">figure</th><th>{esc(la)}</th><th>{esc(lb)}</th><th>B vs A</th></tr>'
     return f'<div class="card" id="{div_id}"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -320,8 +390,15 @@ def fig_latency_time_ab(a: dict[str, Any], b: dict[str, Any], la: str, lb: str) 
         for key, name, dash in (("endToEndLatency99pct", "p99", "solid"), ("endToEndLatency50pct", "p50", "dot")):
             if nonempty_list(r.get(key)):
                 ys = r[key]
-                fig.add_trace(go.Scatter(x=interval_x(r, len(ys)), y=ys, name=f"{label}: end to end {name}", mode="lines",
-                                         line={"color": color, "width": 2.5 if name == "p99" else 1.8, "dash": dash}))
+                fig.add_trace(
+                    go.Scatter(
+                        x=interval_x(r, len(ys)),
+                        y=ys,
+                        name=f"{label}: end to end {name}",
+                        mode="lines",
+                        line={"color": color, "width": 2.5 if name == "p99" else 1.8, "dash": dash},
+                    )
+                )
     if not fig.data:
         return None
     base_layout(fig, "End-to-end latency over time, A against B")
@@ -340,11 +417,17 @@ def fig_flow_p99_ab(a: dict[str, Any], b: dict[str, Any], la: str, lb: str) -> g
         labels = sorted(labels, key=lambda k: -abs((_flow_q(fa.get(k), "99pct") or 0) - (_flow_q(fb.get(k), "99pct") or 0)))[:40]
     fig = go.Figure()
     for flows, label, color in ((fa, la, RUN_COLORS[0]), (fb, lb, RUN_COLORS[1])):
-        fig.add_trace(go.Bar(y=labels, x=[_flow_q(flows.get(k), "99pct") for k in labels], name=f"{label}: p99",
-                             orientation="h", marker_color=color,
-                             hovertemplate="%{y}: %{x:.1f} ms<extra>" + esc(label) + "</extra>"))
-    base_layout(fig, "End-to-end p99 per flow, A against B", height=max(320, 120 + 34 * len(labels)), barmode="group",
-                bargap=0.3)
+        fig.add_trace(
+            go.Bar(
+                y=labels,
+                x=[_flow_q(flows.get(k), "99pct") for k in labels],
+                name=f"{label}: p99",
+                orientation="h",
+                marker_color=color,
+                hovertemplate="%{y}: %{x:.1f} ms<extra>" + esc(label) + "</extra>",
+            )
+        )
+    base_layout(fig, "End-to-end p99 per flow, A against B", height=max(320, 120 + 34 * len(labels)), barmode="group", bargap=0.3)
     fig.update_xaxes(ticksuffix=" ms")
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_layout(margin={"l": 10})
@@ -353,38 +436,52 @@ def fig_flow_p99_ab(a: dict[str, Any], b: dict[str, Any], la: str, lb: str) -> g
 
 def _run_card(r: dict[str, Any], label: str, scenario: dict[str, Any] | None, path: str) -> str:
     names = Names(scenario)
-    return (f'<div class="card" style="padding:14px 16px"><h2 style="margin:0 0 4px">{esc(label)}'
-            f'<small style="font-weight:400;color:#64748b;margin-left:8px">{esc(names.platform)}</small></h2>'
-            f'{run_meta(r)}<div class="meta">file <b>{esc(path)}</b></div>'
-            f'<div style="display:grid;gap:8px;margin-top:10px">{verdict(r)}{slo_verdict(r)}</div></div>')
+    return (
+        f'<div class="card" style="padding:14px 16px"><h2 style="margin:0 0 4px">{esc(label)}'
+        f'<small style="font-weight:400;color:#64748b;margin-left:8px">{esc(names.platform)}</small></h2>'
+        f'{run_meta(r)}<div class="meta">file <b>{esc(path)}</b></div>'
+        f'<div style="display:grid;gap:8px;margin-top:10px">{verdict(r)}{slo_verdict(r)}</div></div>'
+    )
 
 
-def build_compare_html(a: dict[str, Any], b: dict[str, Any], scenario_a: dict[str, Any] | None = None,
-                       scenario_b: dict[str, Any] | None = None, paths: tuple[str, str] = ("A", "B")) -> str:
+def build_compare_html(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    scenario_a: dict[str, Any] | None = None,
+    scenario_b: dict[str, Any] | None = None,
+    paths: tuple[str, str] = ("A", "B"),
+) -> str:
     """The comparison page: both runs' headers, the table, and overlaid charts."""
     la, lb = labels_of(a, b)
     sections = comparison(a, b)
     rates = fig_rates([(la, a), (lb, b)])
     rates.update_layout(title={"text": "Throughput over time, A (solid) against B (dashed)"})
     body = [
-        (f"<header class=\"top\"><div><h1>{esc(a.get('workload', '?'))} <small>against</small> "
-         f"{esc(b.get('workload', '?'))}</h1></div></header>"),
-        '<div class="grid">', _run_card(a, la, scenario_a, paths[0]), _run_card(b, lb, scenario_b, paths[1]), "</div>",
-        "<h2>Throughput and latency</h2>", '<div class="grid">',
+        (
+            f'<header class="top"><div><h1>{esc(a.get("workload", "?"))} <small>against</small> '
+            f"{esc(b.get('workload', '?'))}</h1></div></header>"
+        ),
+        '<div class="grid">',
+        _run_card(a, la, scenario_a, paths[0]),
+        _run_card(b, lb, scenario_b, paths[1]),
+        "</div>",
+        "<h2>Throughput and latency</h2>",
+        '<div class="grid">',
         chart(rates, "chart-rates"),
-        chart(fig_latency_time_ab(a, b, la, lb), "chart-latency-time",
-              empty="No per-interval latency lists in these results."),
+        chart(fig_latency_time_ab(a, b, la, lb), "chart-latency-time", empty="No per-interval latency lists in these results."),
         chart(fig_percentiles_ab(a, b, la, lb), "chart-percentiles", empty="no latency figures"),
         chart(fig_flow_p99_ab(a, b, la, lb), "chart-flow-latency", empty="no flow delivered anything"),
         "</div>",
-        "<h2>Side by side</h2>", '<div class="grid" style="align-items:start">',
-        html_table([s for s in sections if s.title in ("run", "outcomes", "SLOs") or s.title.startswith("rates")],
-                   la, lb, "comparison"),
+        "<h2>Side by side</h2>",
+        '<div class="grid" style="align-items:start">',
+        html_table([s for s in sections if s.title in ("run", "outcomes", "SLOs") or s.title.startswith("rates")], la, lb, "comparison"),
         html_table([s for s in sections if s.title.startswith(("latency", "per flow"))], la, lb, "comparison-latency"),
         "</div>",
-        ("<footer>exchange compare · B vs A: relative change; green where lower latency or fewer losses, red where "
-         "worse; ≈: within run-to-run noise (latency 5 % and 1 ms, rates 2 %, counts 1 %, losses any difference), "
-         "not judged</footer>"),
+        (
+            "<footer>exchange compare · B vs A: relative change; green where lower latency or fewer losses, red where "
+            "worse; ≈: within run-to-run noise (latency 5 % and 1 ms, rates 2 %, counts 1 %, losses any difference), "
+            "not judged</footer>"
+        ),
     ]
     return page(f"{la} vs {lb} · exchange compare", "\n".join(body))
 
@@ -395,6 +492,7 @@ def run_compare(a_path: Path, b_path: Path, out_path: Path | None = None) -> tup
     a, b = load_result(a_path), load_result(b_path)
     out = Path(out_path) if out_path else Path("compare.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_compare_html(a, b, load_scenario_beside(a_path), load_scenario_beside(b_path),
-                                      (str(a_path), str(b_path))), encoding="utf-8")
+    out.write_text(
+        build_compare_html(a, b, load_scenario_beside(a_path), load_scenario_beside(b_path), (str(a_path), str(b_path))), encoding="utf-8"
+    )
     return compare_table(a, b, (str(a_path), str(b_path))), out

@@ -14,8 +14,31 @@ HIGHEST_US = 3_600_000_000  # one hour: a stalled run must still be measurable
 SIGNIFICANT_DIGITS = 3
 PERCENTILES = {"50pct": 50.0, "75pct": 75.0, "95pct": 95.0, "99pct": 99.0, "999pct": 99.9, "9999pct": 99.99, "99999pct": 99.999}
 #: percentiles of the aggregated quantile maps (OpenMessaging Benchmark's ``aggregated…Quantiles``)
-MAP_PERCENTILES = (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0,
-                   99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0)
+MAP_PERCENTILES = (
+    1.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    70.0,
+    75.0,
+    80.0,
+    85.0,
+    90.0,
+    95.0,
+    97.5,
+    99.0,
+    99.5,
+    99.9,
+    99.95,
+    99.99,
+    99.995,
+    99.999,
+    100.0,
+)
 
 
 #: The longest end-to-end latency taken as true: one hour, the histograms' range (a stalled
@@ -69,8 +92,10 @@ class ClockSkew:
 
     def report(self) -> dict[str, dict[str, float]]:
         """Per source: ``records``, ``min_ms`` and ``max_ms`` (the impossible latencies, ms)."""
-        return {source: {"records": n, "min_ms": round(lo / 1e6, 3), "max_ms": round(hi / 1e6, 3)}
-                for source, (n, lo, hi) in sorted(self.by_source.items())}
+        return {
+            source: {"records": n, "min_ms": round(lo / 1e6, 3), "max_ms": round(hi / 1e6, 3)}
+            for source, (n, lo, hi) in sorted(self.by_source.items())
+        }
 
 
 def new_histogram() -> HdrHistogram:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from exchange.results.latency import merge, new_histogram
 from schemas.results import Result, SloVerdict
 from schemas.scenario import SLO, Scenario
-
-from exchange.results.latency import merge, new_histogram
 
 
 def judge(scenario: Scenario, result: Result, flow_histograms: dict[str, str]) -> list[SloVerdict]:
@@ -19,8 +18,7 @@ def _verdict(slo: SLO, measured: float | None) -> SloVerdict:
         target, ok = f"≤ {slo.max:g}", measured is not None and measured <= slo.max
     else:
         target, ok = f"≥ {slo.min:g}", measured is not None and measured >= slo.min
-    return SloVerdict(name=slo.name, metric=slo.metric, target=target,
-                      measured=None if measured is None else round(measured, 4), passed=ok)
+    return SloVerdict(name=slo.name, metric=slo.metric, target=target, measured=None if measured is None else round(measured, 4), passed=ok)
 
 
 def _measure(slo: SLO, result: Result, flow_histograms: dict[str, str]) -> float | None:

@@ -25,25 +25,23 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from faust import Service
 
+from exchange import metrics
+from exchange.kafka import clients
+from exchange.kafka.batching import BatchSender
+from exchange.policy.audit import AuditWriter
+from exchange.policy.routing import RouterCore
+from exchange.policy.sharing import compile_policy, compile_transit
+from exchange.router import lenient_records
+from exchange.router.faust_bulk import BulkApp
+from exchange.router.lenient_records import UndecodableBatch
+from exchange.router.tables import ApprovalBook, AuthorityTable
+from exchange.router.transactions import TransactionalCommits, transactional_id
+from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
+from exchange.runner.status import StatusWriter, sender
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
 from schemas.envelope import AuditRow, Topics
 from schemas.outcomes import Decision, QualityReason, VerificationResult
 from schemas.scenario import DeliveryGuarantee, Scenario
-
-from exchange.router import lenient_records
-
-from exchange import metrics
-from exchange.policy.audit import AuditWriter
-from exchange.kafka import clients
-from exchange.kafka.batching import BatchSender
-from exchange.router.tables import ApprovalBook, AuthorityTable
-from exchange.router.faust_bulk import BulkApp
-from exchange.router.transactions import TransactionalCommits, transactional_id
-from exchange.router.lenient_records import UndecodableBatch
-from exchange.policy.sharing import compile_policy, compile_transit
-from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
-from exchange.policy.routing import RouterCore
-from exchange.runner.status import StatusWriter, sender
 from schemas.status import ControlActionCount, DecisionCount, Role, RouterFinal, RouterReady, RouterStats, VerificationCount
 
 log = logging.getLogger(__name__)
@@ -83,7 +81,13 @@ class Router(Service):
     """
 
     def __init__(
-        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None,
+        self,
+        scenario: Scenario,
+        bootstrap: str,
+        worker: str,
+        status: StatusWriter,
+        datadir: Path,
+        platform: str | None = None,
         run_id: str = "",
     ) -> None:
         super().__init__()
@@ -99,8 +103,9 @@ class Router(Service):
         # exchange/router/transactions.py: outputs and input offsets committed together
         self.exactly_once = scenario.guarantee is DeliveryGuarantee.exactly_once
         transit = compile_transit(scenario, platform)
-        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts,
-                               transit=transit)
+        self.core = RouterCore(
+            compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts, transit=transit
+        )
         self.decisions: Counter = Counter()
         self.dead: Counter = Counter()
         self.verifications: Counter = Counter()
@@ -126,8 +131,10 @@ class Router(Service):
         self._output_ready = asyncio.Event()  # set once the output producer has started
         self.app = self._build_app(datadir)
         self._declare_tables()
-        self._declare_streams(ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
-                              + ([self.topics.transit] if transit else []))
+        self._declare_streams(
+            ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
+            + ([self.topics.transit] if transit else [])
+        )
         self.app.add_dependency(self)
 
     def _build_app(self, datadir: Path) -> BulkApp:
@@ -170,7 +177,9 @@ class Router(Service):
         (``TRANSACTION_TIMEOUT_MS``, 10 s as Kafka Streams; aiokafka's default is 60 s).
         """
         self._producer = clients.producer(
-            "router_sink", self.bootstrap, client_id=f"router-{self.worker}",
+            "router_sink",
+            self.bootstrap,
+            client_id=f"router-{self.worker}",
             transactional_id=transactional_id(group_id(self.platform), self.worker, self.run_id) if self.exactly_once else None,
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         )
@@ -184,8 +193,9 @@ class Router(Service):
             # reads a changelog to its end offset, and a transaction marker there (the last offset,
             # never a record) holds a restarted worker in recovery. Its writes are upserts that a
             # re-routed batch writes again, the same, so at-least-once (idempotent) is exact for it.
-            self._table_producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}-tables",
-                                                    idempotent=True)
+            self._table_producer = clients.producer(
+                "router_sink", self.bootstrap, client_id=f"router-{self.worker}-tables", idempotent=True
+            )
             await self._table_producer.start()
             self._table_sender = BatchSender(self._table_producer)
         self._output_ready.set()
@@ -296,24 +306,58 @@ class Router(Service):
             try:
                 event = ControlEvent.model_validate_json(message)
                 app = self.book.apply(event)
-                row = AuditRow(trace=event.application, run="", source=event.actor, at_ns=now, entry=event.entry,
-                               consumer=event.consumer, subscription=event.application, decision=app.state.value,
-                               reason=event.reason or event.purpose or event.action, items=event.items or [], masked=[])
+                row = AuditRow(
+                    trace=event.application,
+                    run="",
+                    source=event.actor,
+                    at_ns=now,
+                    entry=event.entry,
+                    consumer=event.consumer,
+                    subscription=event.application,
+                    decision=app.state.value,
+                    reason=event.reason or event.purpose or event.action,
+                    items=event.items or [],
+                    masked=[],
+                )
                 self.control_actions[(event.action, "accepted")] += 1
-                verdict = ControlVerdict(request_id=event.request_id, action=event.action, actor=event.actor,
-                                         application=event.application, accepted=True, state=app.state.value,
-                                         worker=self.worker, at_ns=now)
+                verdict = ControlVerdict(
+                    request_id=event.request_id,
+                    action=event.action,
+                    actor=event.actor,
+                    application=event.application,
+                    accepted=True,
+                    state=app.state.value,
+                    worker=self.worker,
+                    at_ns=now,
+                )
             except (ValueError, IllegalTransition) as exc:  # pydantic's ValidationError is a ValueError
                 fields = _control_fields(message)
-                row = AuditRow(trace=fields.get("application", "?"), run="", source=fields.get("actor", "?"), at_ns=now,
-                               entry=fields.get("entry", "?"), consumer=fields.get("consumer"),
-                               subscription=fields.get("application"), decision="refused", reason=str(exc)[:300],
-                               items=[], masked=[])
+                row = AuditRow(
+                    trace=fields.get("application", "?"),
+                    run="",
+                    source=fields.get("actor", "?"),
+                    at_ns=now,
+                    entry=fields.get("entry", "?"),
+                    consumer=fields.get("consumer"),
+                    subscription=fields.get("application"),
+                    decision="refused",
+                    reason=str(exc)[:300],
+                    items=[],
+                    masked=[],
+                )
                 self.control_actions[(fields.get("action", "?"), "refused")] += 1
                 log.warning("control event refused: %s", exc)
-                verdict = ControlVerdict(request_id=fields.get("request_id", ""), action=fields.get("action", "?"),
-                                         actor=fields.get("actor", "?"), application=fields.get("application", "?"),
-                                         accepted=False, state="refused", reason=str(exc)[:300], worker=self.worker, at_ns=now)
+                verdict = ControlVerdict(
+                    request_id=fields.get("request_id", ""),
+                    action=fields.get("action", "?"),
+                    actor=fields.get("actor", "?"),
+                    application=fields.get("application", "?"),
+                    accepted=False,
+                    state="refused",
+                    reason=str(exc)[:300],
+                    worker=self.worker,
+                    at_ns=now,
+                )
             await self._audit_control([row])
             # after the audit row: an answer is given only for what the trail holds
             await self._send_and_ack(self.topics.verdicts, [(verdict.application.encode(), verdict.model_dump_json().encode(), [])])
@@ -333,8 +377,9 @@ class Router(Service):
                 if self._expiring.get(app.id) == app.valid_until_ns:
                     continue
                 self._expiring[app.id] = app.valid_until_ns
-                event = ControlEvent(action="expire", actor="platform", consumer=app.consumer, entry=app.entry,
-                                     reason="validity ended", at_ns=now)
+                event = ControlEvent(
+                    action="expire", actor="platform", consumer=app.consumer, entry=app.entry, reason="validity ended", at_ns=now
+                )
                 await self._control_topic.send(key=app.id.encode(), value=event.model_dump_json().encode())
         except Exception:  # a timer must never take the worker down
             log.exception("expiry check failed")
@@ -365,33 +410,37 @@ class Router(Service):
         handling, committing = self.app.handle_seconds, self.app.commits.commit_seconds
         lag = sum(self._lag.values())
         metrics.ROUTER_LAG.labels(self.platform, self.worker).set(lag)
-        self.status.write(RouterStats(
-            records=self.records,
-            lag=lag,
-            acked=self.acked,
-            batches=self.batches,
-            first_ns=self.first_ns,
-            last_ack_ns=self.last_ack_ns,
-            peak_rss_bytes=peak_rss_bytes(),
-            dead_lettered=sum(self.dead.values()),
-            handling_s=round(handling, 3),
-            committing_s=round(committing, 3),
-            # so the figures of a worker killed before its final report are not lost
-            verifications=VerificationCount.rows(self.verifications),
-            control_actions=ControlActionCount.rows(self.control_actions),
-        ))
+        self.status.write(
+            RouterStats(
+                records=self.records,
+                lag=lag,
+                acked=self.acked,
+                batches=self.batches,
+                first_ns=self.first_ns,
+                last_ack_ns=self.last_ack_ns,
+                peak_rss_bytes=peak_rss_bytes(),
+                dead_lettered=sum(self.dead.values()),
+                handling_s=round(handling, 3),
+                committing_s=round(committing, 3),
+                # so the figures of a worker killed before its final report are not lost
+                verifications=VerificationCount.rows(self.verifications),
+                control_actions=ControlActionCount.rows(self.control_actions),
+            )
+        )
 
     def final_report(self) -> None:
         """Send the worker's ``final`` message (:class:`~schemas.status.RouterFinal`): records,
         batches, and the decision, verification, control-action and dead-letter counts."""
-        self.status.write(RouterFinal(
-            records=self.records,
-            batches=self.batches,
-            decisions=DecisionCount.rows(self.decisions),
-            verifications=VerificationCount.rows(self.verifications),
-            control_actions=ControlActionCount.rows(self.control_actions),
-            dead_letters={str(reason): n for reason, n in self.dead.items()},
-        ))
+        self.status.write(
+            RouterFinal(
+                records=self.records,
+                batches=self.batches,
+                decisions=DecisionCount.rows(self.decisions),
+                verifications=VerificationCount.rows(self.verifications),
+                control_actions=ControlActionCount.rows(self.control_actions),
+                dead_letters={str(reason): n for reason, n in self.dead.items()},
+            )
+        )
 
 
 def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple[None, bytes, list[tuple[str, bytes]]]:
@@ -405,8 +454,9 @@ def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple
     kept = "" if u.raw is not None else f"; the batch ({u.size:,} bytes) is not copied here, read it from the topic"
     letter = {
         "reason": u.reason,
-        "detail": (f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: "
-                   f"{u.detail}{kept}")[:1000],
+        "detail": (
+            f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: {u.detail}{kept}"
+        )[:1000],
         "topic": u.topic,
         "partition": u.partition,
         "offset": u.first_offset,
@@ -444,9 +494,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loglevel", default="warning")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     parser.add_argument("--run-id", default="")
-    parser.add_argument("--no-declare-topics", action="store_true",
-                        help="Faust's own topics were created up front (exchange/kafka/topics.py): never create them. A worker "
-                             "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit")
+    parser.add_argument(
+        "--no-declare-topics",
+        action="store_true",
+        help="Faust's own topics were created up front (exchange/kafka/topics.py): never create them. A worker "
+        "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit",
+    )
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
@@ -458,8 +511,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_declare_topics:
         router.app.conf.topic_allow_declare = False
     ident = args.worker if router.platform == scenario.platform.id else f"{router.platform}-{args.worker}"
-    sd_file = metrics.expose("router", ident, scenario, args.status.parent if args.status else None,
-                             args.metrics_port, args.run_id, args.worker, router.platform)
+    sd_file = metrics.expose(
+        "router", ident, scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id, args.worker, router.platform
+    )
     metrics.faust_sensor(router.app)
     from faust.worker import Worker
 

@@ -59,12 +59,39 @@ class UndecodableBatch:
     and ``headers`` are empty, as on a record without them.
     """
 
-    __slots__ = ("topic", "partition", "first_offset", "offset", "records", "codec", "reason", "detail", "raw", "size",
-                 "timestamp", "timestamp_type", "key", "value", "headers", "checksum", "serialized_key_size",
-                 "serialized_value_size")
+    __slots__ = (
+        "topic",
+        "partition",
+        "first_offset",
+        "offset",
+        "records",
+        "codec",
+        "reason",
+        "detail",
+        "raw",
+        "size",
+        "timestamp",
+        "timestamp_type",
+        "key",
+        "value",
+        "headers",
+        "checksum",
+        "serialized_key_size",
+        "serialized_value_size",
+    )
 
-    def __init__(self, first_offset: int, last_offset: int, records: int, codec: str, reason: str, detail: str,
-                 raw: bytes | None, size: int, timestamp: int = -1) -> None:
+    def __init__(
+        self,
+        first_offset: int,
+        last_offset: int,
+        records: int,
+        codec: str,
+        reason: str,
+        detail: str,
+        raw: bytes | None,
+        size: int,
+        timestamp: int = -1,
+    ) -> None:
         self.topic, self.partition = "", -1  # set by the partition's reader
         self.first_offset, self.offset, self.records = first_offset, last_offset, records
         self.codec, self.reason, self.detail, self.raw, self.size = codec, reason, detail, raw, size
@@ -74,8 +101,10 @@ class UndecodableBatch:
         self.serialized_key_size = self.serialized_value_size = -1
 
     def __repr__(self) -> str:
-        return (f"UndecodableBatch({self.topic}[{self.partition}] offsets {self.first_offset}..{self.offset}, "
-                f"{self.records} records, {self.codec}: {self.reason}: {self.detail})")
+        return (
+            f"UndecodableBatch({self.topic}[{self.partition}] offsets {self.first_offset}..{self.offset}, "
+            f"{self.records} records, {self.codec}: {self.reason}: {self.detail})"
+        )
 
 
 class _LenientBytes(bytes):
@@ -154,9 +183,17 @@ class _SafeBatch:
             count = min(count, header_count - len(decoded))
         unsupported = isinstance(exc, (UnsupportedCodecError, NotImplementedError))
         raw = bytes(self._raw) if len(self._raw) <= MAX_KEPT_BYTES else None
-        return UndecodableBatch(first, last, max(0, count), codec, DeadLetterReason.unsupported_codec if unsupported else DeadLetterReason.corrupt_batch,
-                                f"{type(exc).__name__}: {exc}"[:500], raw, len(self._raw),
-                                getattr(batch, "first_timestamp", -1))
+        return UndecodableBatch(
+            first,
+            last,
+            max(0, count),
+            codec,
+            DeadLetterReason.unsupported_codec if unsupported else DeadLetterReason.corrupt_batch,
+            f"{type(exc).__name__}: {exc}"[:500],
+            raw,
+            len(self._raw),
+            getattr(batch, "first_timestamp", -1),
+        )
 
 
 class _LenientRecords(_MemoryRecordsPy):
@@ -204,8 +241,13 @@ class _LenientPartitionRecords(fetcher.PartitionRecords):
             raw = getattr(self._records, "raw", None)
             if raw is None:
                 raise
-            log.warning("%s: a fetched batch at offset %d cannot be decoded (%s: %s); reading the fetch leniently",
-                        self._tp, self.next_fetch_offset, type(exc).__name__, exc)
+            log.warning(
+                "%s: a fetched batch at offset %d cannot be decoded (%s: %s); reading the fetch leniently",
+                self._tp,
+                self.next_fetch_offset,
+                type(exc).__name__,
+                exc,
+            )
         # Offsets before ``resume`` were handed out already: the lenient pass skips them.
         resume = self._resume = self.next_fetch_offset
         self._records = _LenientRecords(raw, self._check_crcs, resume)

@@ -34,14 +34,18 @@ class ApprovalBook:
         # applications are made to the hub the entry is published on
         platform = platform or scenario.platform.id
         self.conditional = [
-            s for s in scenario.subscriptions
+            s
+            for s in scenario.subscriptions
             if scenario.entries[s.entry].sharing is Sharing.conditional
             and scenario.platform_of(scenario.entries[s.entry].provider) == platform
         ]
         self.known = {s.id for s in scenario.subscriptions}
         self.scenario_default: dict[str, Application] = {
             s.id: preapproved(
-                s.consumer, s.entry, list(s.items) if s.items else None, s.purpose,
+                s.consumer,
+                s.entry,
+                list(s.items) if s.items else None,
+                s.purpose,
                 started_ns + int(s.valid_for * 1e9) if s.valid_for else None,
             )
             for s in self.conditional

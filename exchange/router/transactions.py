@@ -132,9 +132,12 @@ class TransactionalCommits:
                 # two round trips overlapped, not added (a failed output fails the commit below)
                 if offsets:
                     await self._producer.send_offsets_to_transaction(
-                        {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")  # type: ignore[attr-defined]
-                         for tp, o in offsets.items()},
-                        self._group)
+                        {
+                            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")  # type: ignore[attr-defined]
+                            for tp, o in offsets.items()
+                        },
+                        self._group,
+                    )
                 if done:
                     await asyncio.gather(*done)
                 await self._producer.commit_transaction()
@@ -175,8 +178,9 @@ class TransactionalCommits:
 
     async def _until_visible(self) -> None:
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._producer.client._bootstrap_servers,
-                                              client_id=f"{self._group}-offsets")
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._producer.client._bootstrap_servers, client_id=f"{self._group}-offsets"
+            )
             await self._admin.start()
         want = dict(self._committed)
         while True:

@@ -141,8 +141,7 @@ def parse(
     return faults
 
 
-def _parse_one(part: str, duration: float, workers: int, departments, broker: BrokerHandle | None,
-               restartable: bool) -> Fault:
+def _parse_one(part: str, duration: float, workers: int, departments, broker: BrokerHandle | None, restartable: bool) -> Fault:
     m = _FAULT.match(part)
     if m is None:
         raise ChaosError(f"--chaos: {part!r}: expected KIND[:TARGET]@TIME[+DURATION], e.g. pause-router:0@5s+2s")
@@ -180,8 +179,10 @@ def _parse_one(part: str, duration: float, workers: int, departments, broker: Br
     if target_kind == "node":
         target = _broker_node(part, kind, target, broker)
     if kind == "kill-consumers" and not restartable:
-        raise ChaosError(f"--chaos: {part!r}: kill-consumers is not supported for scenarios with reactions or workflows "
-                         "(their state is not checkpointed)")
+        raise ChaosError(
+            f"--chaos: {part!r}: kill-consumers is not supported for scenarios with reactions or workflows "
+            "(their state is not checkpointed)"
+        )
     return Fault(kind, target, at, length, restart)
 
 
@@ -189,15 +190,21 @@ def _broker_node(part: str, kind: str, target: str | None, broker: BrokerHandle 
     """The node a broker fault names (checked), or None: the whole broker, or on a cluster the
     node the run picks when it injects the fault."""
     if broker is None:
-        raise ChaosError(f"--chaos: {part!r}: {kind} needs a broker the run starts itself (--broker), "
-                         "not one given with --bootstrap: the run has no handle on its processes")
+        raise ChaosError(
+            f"--chaos: {part!r}: {kind} needs a broker the run starts itself (--broker), "
+            "not one given with --bootstrap: the run has no handle on its processes"
+        )
     if not broker.cluster and (kind == "kill-broker" or target is not None):
         what = "the embedded Tansu broker" if broker.kind == "tansu" else "a single Kafka node"
         if kind == "kill-broker":
-            raise ChaosError(f"--chaos: {part!r}: kill-broker needs a Kafka cluster (--broker kafka:3), not {what}: "
-                             "no replica would take over from the node killed")
-        raise ChaosError(f"--chaos: {part!r}: {kind}:NODE needs a Kafka cluster (--broker kafka:3), not {what}, "
-                         f"which is one node: write {kind}@… to stop the whole broker")
+            raise ChaosError(
+                f"--chaos: {part!r}: kill-broker needs a Kafka cluster (--broker kafka:3), not {what}: "
+                "no replica would take over from the node killed"
+            )
+        raise ChaosError(
+            f"--chaos: {part!r}: {kind}:NODE needs a Kafka cluster (--broker kafka:3), not {what}, "
+            f"which is one node: write {kind}@… to stop the whole broker"
+        )
     if target is None:
         return None
     if not target.isdigit() or not 1 <= int(target) <= broker.nodes:
@@ -210,16 +217,20 @@ def _check_overlaps(faults: list[Fault]) -> None:
     for f in faults:  # in time order
         before = last.get(f.resource)
         if before is not None and (before.down_for_good or f.at_s <= before.end_s):
-            raise ChaosError(f"--chaos: {f.label!r} overlaps {before.label!r} (same {f.resource}"
-                             f"{', down for the rest of the run: add +restart' if before.down_for_good else ''})")
+            raise ChaosError(
+                f"--chaos: {f.label!r} overlaps {before.label!r} (same {f.resource}"
+                f"{', down for the rest of the run: add +restart' if before.down_for_good else ''})"
+            )
         last[f.resource] = f
     # a broker fault whose node the run picks may hit any node: nothing else on the broker at that time
     broker = [f for f in faults if f.kind in BROKER_KINDS]
     for i, first in enumerate(broker):
-        for then in broker[i + 1:]:
+        for then in broker[i + 1 :]:
             if (first.target is None or then.target is None) and (first.down_for_good or then.at_s <= first.end_s):
-                raise ChaosError(f"--chaos: {then.label!r} overlaps {first.label!r} (a broker fault without a node "
-                                 "may hit any node): name the node of each, e.g. kill-broker:2@…")
+                raise ChaosError(
+                    f"--chaos: {then.label!r} overlaps {first.label!r} (a broker fault without a node "
+                    "may hit any node): name the node of each, e.g. kill-broker:2@…"
+                )
 
 
 @dataclass

@@ -27,6 +27,19 @@ from typing import Any, BinaryIO, TypeVar
 import orjson
 from pydantic import BaseModel
 
+from exchange import metrics
+from exchange.errors import EXIT_FAILED, ExchangeError
+from exchange.kafka import brokers
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
+from exchange.results.build import Reports, build_result, expected_outcomes
+from exchange.results.slos import judge
+from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
+from exchange.runner import chaos
+from exchange.runner.faults import FaultInjector
+from exchange.runner.processes import spawn, terminate
+from exchange.runner.status import StatusReader
+from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
@@ -42,22 +55,6 @@ from schemas.status import (
     RouterStats,
     StatusMessage,
 )
-
-from exchange.kafka import brokers
-
-from exchange.runner import chaos
-
-from exchange import metrics
-from exchange.kafka.tansu import EmbeddedBroker
-from exchange.errors import EXIT_FAILED, ExchangeError
-from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
-from exchange.runner.faults import FaultInjector
-from exchange.runner.processes import spawn, terminate
-from exchange.results.build import Reports, build_result, expected_outcomes
-from exchange.results.slos import judge
-from exchange.runner.status import StatusReader
-from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
-from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 
 POLL_S = 0.2
 
@@ -105,8 +102,10 @@ def resolve_guarantee(options: RunOptions) -> DeliveryGuarantee:
         raise GuaranteeError(f"--guarantee {options.guarantee!r}: expected at-least-once or exactly-once") from None
     if chosen is DeliveryGuarantee.exactly_once and options.bootstrap is None and brokers.parse(options.broker)[0] == "tansu":
         named = "--guarantee exactly-once" if options.guarantee else f"{options.scenario.name}: guarantee exactly-once"
-        raise GuaranteeError(f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
-                             "the embedded Tansu broker rejects idempotent and transactional producers")
+        raise GuaranteeError(
+            f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
+            "the embedded Tansu broker rejects idempotent and transactional producers"
+        )
     return chosen
 
 
@@ -116,7 +115,9 @@ def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
         return []
     scenario = options.scenario
     return chaos.parse(
-        options.chaos, duration=duration, workers=options.workers,
+        options.chaos,
+        duration=duration,
+        workers=options.workers,
         departments={s.consumer for s in scenario.subscriptions},
         broker=None if options.bootstrap else chaos.BrokerHandle(*brokers.parse(options.broker)),
         restartable_consumers=not scenario.reactions and not scenario.workflows,
@@ -227,8 +228,9 @@ def default_run_dir(scenario: Scenario) -> Path:
     return path
 
 
-async def run(options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None,
-              say: Callable[[str], None] | None = None) -> tuple[Result, Path]:
+async def run(
+    options: RunOptions, on_progress: Callable[[Progress], None] = lambda p: None, say: Callable[[str], None] | None = None
+) -> tuple[Result, Path]:
     """Run a scenario end to end; returns the result and the run directory.
 
     ``say`` takes the controller's informational lines (its metrics port; default stderr),
@@ -272,8 +274,9 @@ class _Run:
         self.scenario_json = self.run_dir / "scenario.runtime.json"  # what the processes read: live entries only
         self.scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
         self.progress = Progress(duration=duration)
-        self.broker = None if options.bootstrap else (
-            options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
+        self.broker = (
+            None if options.bootstrap else (options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
+        )
         self.kind = self.broker.kind if self.broker is not None else None
         self.bootstrap = options.bootstrap or ""
         self.children: list[_Child] = []
@@ -295,8 +298,11 @@ class _Run:
 
     def start(self, name: str, module: str, *args: str) -> _Child:
         """Spawn a child with the run's scenario, bootstrap and id."""
-        child = _Child.spawn(self.run_dir, name, [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap,
-                                                  "--run-id", self.run_id, *args])
+        child = _Child.spawn(
+            self.run_dir,
+            name,
+            [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *args],
+        )
         self.children.append(child)
         return child
 
@@ -314,8 +320,7 @@ class _Run:
             existing = await brokers.describe(self.bootstrap)
             self.kind, replication = existing.kind, existing.replication_factor
         self.phase("creating topics")
-        await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario),
-                            replication_factor=replication)
+        await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario), replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
             await create_router_internal_topics(self.bootstrap, self.scenario, replication)
         self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
@@ -327,25 +332,39 @@ class _Run:
         names = _router_names(self.scenario, self.options.workers)
         self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
         self.routers = [
-            self.start(name, "exchange.router", "--worker", str(i), "--platform", hub,
-                       "--datadir", str(self.run_dir / f"{name}-data"), "--fetch-wait-ms", str(self.fetch_wait_ms),
-                       *(["--no-declare-topics"] if self.kind == "kafka" else []))  # created up front: see exchange/router/app.py
+            self.start(
+                name,
+                "exchange.router",
+                "--worker",
+                str(i),
+                "--platform",
+                hub,
+                "--datadir",
+                str(self.run_dir / f"{name}-data"),
+                "--fetch-wait-ms",
+                str(self.fetch_wait_ms),
+                *(["--no-declare-topics"] if self.kind == "kafka" else []),
+            )  # created up front: see exchange/router/app.py
             for hub, i, name in names
         ]
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
         self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers, strict=True) if hub == names[0][0]}
         chaos_args: list[str] = []
         if self.faults:  # resumable after a kill, and pausable per department
-            chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"),
-                          "--pause-file", str(self.run_dir / "consumers.paused")]
+            chaos_args = [
+                "--checkpoint",
+                str(self.run_dir / "consumers.checkpoint"),
+                "--pause-file",
+                str(self.run_dir / "consumers.paused"),
+            ]
         # long-poll on Kafka (the consumers' own default is tuned for Tansu)
         wait = brokers.fetch_wait_ms(self.kind)
         long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
         (self.run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
-        self.consumers = self.start("consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll,
-                                    *self._schedule_args())
-        await _wait_ready([*self.routers, self.consumers], self.broker,
-                          brokers.ready_timeout(self.kind, self.options.ready_timeout))
+        self.consumers = self.start(
+            "consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *self._schedule_args()
+        )
+        await _wait_ready([*self.routers, self.consumers], self.broker, brokers.ready_timeout(self.kind, self.options.ready_timeout))
         self.router_ready = [ready.seconds for r in self.routers if (ready := r.last(RouterReady)) is not None]
 
     def _schedule_args(self) -> list[str]:
@@ -355,15 +374,31 @@ class _Run:
         """The producers, and the chaos schedule's clock with them."""
         self.progress.phase = "publishing"
         options = self.options
-        self.producers = self.start("producers", "producers", "--duration", str(self.duration), "--seed", str(options.seed),
-                                    "--rate-multiplier", str(options.rate_multiplier), "--warmup", str(self.warmup_s),
-                                    *self._schedule_args())
+        self.producers = self.start(
+            "producers",
+            "producers",
+            "--duration",
+            str(self.duration),
+            "--seed",
+            str(options.seed),
+            "--rate-multiplier",
+            str(options.rate_multiplier),
+            "--warmup",
+            str(self.warmup_s),
+            *self._schedule_args(),
+        )
         self.t0 = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
-            self.injector = FaultInjector(self.faults, self.workers_by_id, self.consumers, self.broker,
-                                          self.run_dir / "consumers.paused", ingress_topics=ingress_topics(self.scenario))
+            self.injector = FaultInjector(
+                self.faults,
+                self.workers_by_id,
+                self.consumers,
+                self.broker,
+                self.run_dir / "consumers.paused",
+                ingress_topics=ingress_topics(self.scenario),
+            )
 
     async def publish_and_drain(self) -> Reports:
         """Watch the children until the producers are done and every outcome is accounted for
@@ -404,10 +439,18 @@ class _Run:
         progress = self.progress
         pids = {c.name: c.proc.pid for c in [*self.routers, self.consumers]}
         complete = watch.lag_known and self.injector.complete(progress.elapsed, pids)
-        self.lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete,
-                                                watch.interval_p99))
-        self._chaos_line({"t": round(progress.elapsed, 3), "router_lag": progress.router_lag,
-                          "consumer_lag": progress.consumer_lag, "complete": complete, "p99_ms": watch.interval_p99})
+        self.lag_samples.append(
+            chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete, watch.interval_p99)
+        )
+        self._chaos_line(
+            {
+                "t": round(progress.elapsed, 3),
+                "router_lag": progress.router_lag,
+                "consumer_lag": progress.consumer_lag,
+                "complete": complete,
+                "p99_ms": watch.interval_p99,
+            }
+        )
 
     def _chaos_line(self, line: dict[str, Any]) -> None:
         if self.chaos_log is not None:
@@ -479,8 +522,13 @@ class _Watch:
         self.run = run
         self.progress = run.progress
         # counts start at zero when publishing starts
-        self.reports = Reports(producers=None, consumers=None,  # the final reports come last
-                               publish_samples=[(0.0, 0)], error_samples=[(0.0, 0)], consume_samples=[(0.0, 0)])
+        self.reports = Reports(
+            producers=None,
+            consumers=None,  # the final reports come last
+            publish_samples=[(0.0, 0)],
+            error_samples=[(0.0, 0)],
+            consume_samples=[(0.0, 0)],
+        )
         self.lag_known = True
         self.interval_p99: float | None = None  # the consumers' last interval; None: nothing delivered in it
         self.drain_started = 0.0  # 0: publishing
@@ -538,8 +586,7 @@ class _Watch:
         final = run.producers.last(ProducersFinal)
         if final is None:
             if run.producers.proc.poll() is not None:
-                raise RunFailed(f"producers exited ({run.producers.proc.returncode}) without a final report\n"
-                                f"{run.producers.tail()}")
+                raise RunFailed(f"producers exited ({run.producers.proc.returncode}) without a final report\n{run.producers.tail()}")
             return False
         self.reports.producers = final
         produced = Counter(final.produced) + Counter(self.reactions)
@@ -586,23 +633,36 @@ def _router_names(scenario: Scenario, workers: int) -> list[tuple[str, int, str]
     return [(hub, i, f"router-{hub}-{i}") for hub in hubs for i in range(workers)]
 
 
-def _fault_results(injector: FaultInjector, samples: list[chaos.LagSample], publish_intervals: list[ProducersStats],
-                   end_s: float) -> list[FaultResult]:
+def _fault_results(
+    injector: FaultInjector, samples: list[chaos.LagSample], publish_intervals: list[ProducersStats], end_s: float
+) -> list[FaultResult]:
     out = []
     for entry in injector.injected:
         f = entry.fault
         rec = chaos.recovery(f, samples, until_s=end_s)
         window_end = f.end_s + rec.recovered_after_s if rec.recovered_after_s is not None else end_s
         # producer intervals overlapping the fault: does publishing show the stall?
-        delays = [i.publish_delay_us["max"] / 1000 for i in publish_intervals
-                  if f.at_s <= i.t <= window_end + 1 and i.publish_delay_us]
-        out.append(FaultResult(
-            spec=f.label, kind=f.kind, target=f.target, at_s=f.at_s, duration_s=f.duration_s,
-            injected_at_s=entry.at_s, baseline_lag=rec.baseline_lag, peak_lag=rec.peak_lag,
-            recovered_after_s=rec.recovered_after_s, node=entry.node, node_chosen=entry.chosen,
-            lag_recovered_after_s=rec.lag_recovered_after_s, latency_recovered_after_s=rec.latency_recovered_after_s,
-            baseline_p99_ms=rec.baseline_p99_ms, peak_p99_ms=rec.peak_p99_ms, publish_delay_max_ms=round(max(delays), 1) if delays else None,
-        ))
+        delays = [i.publish_delay_us["max"] / 1000 for i in publish_intervals if f.at_s <= i.t <= window_end + 1 and i.publish_delay_us]
+        out.append(
+            FaultResult(
+                spec=f.label,
+                kind=f.kind,
+                target=f.target,
+                at_s=f.at_s,
+                duration_s=f.duration_s,
+                injected_at_s=entry.at_s,
+                baseline_lag=rec.baseline_lag,
+                peak_lag=rec.peak_lag,
+                recovered_after_s=rec.recovered_after_s,
+                node=entry.node,
+                node_chosen=entry.chosen,
+                lag_recovered_after_s=rec.lag_recovered_after_s,
+                latency_recovered_after_s=rec.latency_recovered_after_s,
+                baseline_p99_ms=rec.baseline_p99_ms,
+                peak_p99_ms=rec.peak_p99_ms,
+                publish_delay_max_ms=round(max(delays), 1) if delays else None,
+            )
+        )
     return out
 
 
@@ -634,8 +694,11 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
     (read from the status lines read so far)."""
     _check_crashed(children)
     if broker is not None and not broker.running:
-        what = ("the embedded broker died", "its storage is memory, so the run's records are gone") if broker.kind == "tansu" \
+        what = (
+            ("the embedded broker died", "its storage is memory, so the run's records are gone")
+            if broker.kind == "tansu"
             else (f"{broker.describe()}: a node died", "the run cannot go on without it")
+        )
         raise RunFailed(f"{what[0]} (exit code {broker.returncode}); {what[1]}.\n{broker.tail_log()}")
     for child in children:
         code = child.proc.poll()

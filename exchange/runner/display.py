@@ -10,9 +10,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from schemas.results import FlowResult, Result
-
 from exchange.runner.controller import Progress
+from schemas.results import FlowResult, Result
 
 
 class LiveProgress:
@@ -63,8 +62,17 @@ MAX_TIED_EXTRA = 10  # flows tied at the cut are shown together, up to this many
 
 # Columns of the summary, (header, key); left out right to left of DROP_ORDER, one at a time,
 # until the table fits the terminal (the flow names are never cut: see SummaryTable).
-COLUMNS = (("produced", "produced"), ("delivered", "delivered"), ("denied", "denied"), ("dead", "dead"),
-           ("rec/s", "rate"), ("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
+COLUMNS = (
+    ("produced", "produced"),
+    ("delivered", "delivered"),
+    ("denied", "denied"),
+    ("dead", "dead"),
+    ("rec/s", "rate"),
+    ("p50", "p50"),
+    ("p99", "p99"),
+    ("p99.9", "p999"),
+    ("max", "max"),
+)
 DROP_ORDER = ("p999", "max", "dead", "p50", "rate", "produced")
 
 
@@ -144,8 +152,10 @@ class SummaryTable:
                 table.add_column(header, justify="right", no_wrap=True)
         for entry_id, entry_flows in by_entry.items():
             entry = result.counts_by_entry.get(entry_id)
-            cells = {"produced": f"{entry.produced:,}" if entry else "—",
-                     "dead": f"{entry.dead_lettered // max(1, entry.subscriptions):,}" if entry else "—"}
+            cells = {
+                "produced": f"{entry.produced:,}" if entry else "—",
+                "dead": f"{entry.dead_lettered // max(1, entry.subscriptions):,}" if entry else "—",
+            }
             table.add_row(Text(entry_id, style="bold"), *(cells.get(key, "") for _, key in COLUMNS if key in columns))
             for flow in entry_flows:
                 lat = flow.end_to_end_ms
@@ -194,24 +204,34 @@ def warmup_line(result: Result) -> str:
     if w.delivered == 0:
         return f"warm-up, first {w.seconds:g} s (counted, kept out of the latency figures): nothing delivered"
     e = w.end_to_end_ms
-    return (f"warm-up, first {w.seconds:g} s (counted, kept out of the latency figures): {w.delivered:,} delivered, "
-            f"p50 {e.p50:.1f} ms, p99 {e.p99:.1f} ms, max {e.max:.1f} ms")
+    return (
+        f"warm-up, first {w.seconds:g} s (counted, kept out of the latency figures): {w.delivered:,} delivered, "
+        f"p50 {e.p50:.1f} ms, p99 {e.p99:.1f} ms, max {e.max:.1f} ms"
+    )
 
 
 def input_warnings(result: Result) -> str:
     """Caption lines for input the figures leave out (empty when there is none)."""
     out = ""
     if result.clock_skew:
-        per = escape(", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items())))
-        out += ("\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
-                f"kept out of the latency figures — by source: {per}")
+        per = escape(
+            ", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items()))
+        )
+        out += (
+            "\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
+            f"kept out of the latency figures — by source: {per}"
+        )
     if result.counts.foreign_dead_lettered:
         why = escape(", ".join(f"{r} {n:,}" for r, n in result.counts.foreign_dead_letters_by_reason.items()))
-        out += (f"\n[yellow]records from other clients:[/yellow] {result.counts.foreign_dead_lettered:,} dead-lettered records "
-                f"carry no run id or another run's ({why}); not this run's outcomes, kept in the dead-letter topic")
+        out += (
+            f"\n[yellow]records from other clients:[/yellow] {result.counts.foreign_dead_lettered:,} dead-lettered records "
+            f"carry no run id or another run's ({why}); not this run's outcomes, kept in the dead-letter topic"
+        )
     if result.counts.undecodable:
-        out += (f"\n[yellow]undecodable batches:[/yellow] {result.counts.undecodable:,} ingress records the router could not "
-                "decode were dead-lettered (unsupported_codec / corrupt_batch); their run cannot be read")
+        out += (
+            f"\n[yellow]undecodable batches:[/yellow] {result.counts.undecodable:,} ingress records the router could not "
+            "decode were dead-lettered (unsupported_codec / corrupt_batch); their run cannot be read"
+        )
     return out
 
 
@@ -241,8 +261,10 @@ def fault_table(result: Result) -> Table:
             "not within the run" if f.recovered_after_s is None else f"{f.recovered_after_s:.1f} s",
             "—" if f.publish_delay_max_ms is None else f"{f.publish_delay_max_ms:,.0f} ms",
         )
-    table.caption = (f"{result.counts.duplicates:,} duplicates dropped by trace id (redeliveries, not counted as deliveries); "
-                     "recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
-                     "after the fault ended")
+    table.caption = (
+        f"{result.counts.duplicates:,} duplicates dropped by trace id (redeliveries, not counted as deliveries); "
+        "recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
+        "after the fault ended"
+    )
     table.caption_justify = "left"
     return table

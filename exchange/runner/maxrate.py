@@ -50,7 +50,11 @@ class MaxRate:
 
 
 async def find_max_rate(
-    options: RunOptions, out: Path, slo_p99_ms: float, trial_s: float, bisections: int = 3,
+    options: RunOptions,
+    out: Path,
+    slo_p99_ms: float,
+    trial_s: float,
+    bisections: int = 3,
     say: Callable[[str], None] = lambda text: None,
 ) -> MaxRate:
     base = sum(options.scenario.entry_rates().values())
@@ -60,8 +64,9 @@ async def find_max_rate(
     async def attempt(multiplier: float) -> bool:
         n = len(trials) + 1
         say(f"trial {n}: {multiplier:g}× = {base * multiplier:,.0f} records/s for {trial_s:g} s")
-        trial_options = replace(options, duration=trial_s, out=out / f"trial-{n}", rate_multiplier=multiplier,
-                                drain_timeout=2 * allowed_drain)
+        trial_options = replace(
+            options, duration=trial_s, out=out / f"trial-{n}", rate_multiplier=multiplier, drain_timeout=2 * allowed_drain
+        )
         result, _ = await run(trial_options)
         p99 = result.aggregatedEndToEndLatency99pct
         drain = result.run.drain_s
@@ -70,8 +75,18 @@ async def find_max_rate(
             why.append(f"backlog: {drain:.1f} s to drain (allowed {allowed_drain:.1f} s)")
         if p99 > slo_p99_ms:
             why.append(f"p99 {p99:.0f} ms > {slo_p99_ms:g} ms")
-        trials.append(Trial(multiplier, round(base * multiplier, 1), not why, "; ".join(why) or "held", p99, drain,
-                            round(result.aggregatedPublishDelayLatency99pct / 1000, 1), result.run.warmup_s))
+        trials.append(
+            Trial(
+                multiplier,
+                round(base * multiplier, 1),
+                not why,
+                "; ".join(why) or "held",
+                p99,
+                drain,
+                round(result.aggregatedPublishDelayLatency99pct / 1000, 1),
+                result.run.warmup_s,
+            )
+        )
         say(f"  → {'held' if not why else 'failed: ' + '; '.join(why)}")
         return not why
 

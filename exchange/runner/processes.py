@@ -67,7 +67,9 @@ def in_long_lived_thread(fn: Callable[[], subprocess.Popen]) -> subprocess.Popen
     return fut.result()
 
 
-def spawn(argv: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None, new_session: bool = True) -> subprocess.Popen:
+def spawn(
+    argv: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None, new_session: bool = True
+) -> subprocess.Popen:
     """Start ``argv`` with output to ``log_path``; it dies with us whatever happens."""
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,6 @@ def process_age_s() -> float:
         return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
-
 
 
 # ---------------------------------------------------------------- crashes inside a live process

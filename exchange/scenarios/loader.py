@@ -68,9 +68,7 @@ def resolve(name_or_path: str) -> Path:
     preset = PRESETS_DIR / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
-    raise ScenarioError(
-        [Problem(name_or_path, 0, 0, "", f"no such file, and not a preset (presets: {', '.join(preset_names())})")]
-    )
+    raise ScenarioError([Problem(name_or_path, 0, 0, "", f"no such file, and not a preset (presets: {', '.join(preset_names())})")])
 
 
 def load(name_or_path: str | Path, seed: int = 1) -> Scenario:
@@ -83,7 +81,9 @@ def load(name_or_path: str | Path, seed: int = 1) -> Scenario:
         try:
             return module.build(seed)
         except ValidationError as exc:
-            raise ScenarioError([Problem(f"preset {name_or_path}", 0, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from None
+            raise ScenarioError(
+                [Problem(f"preset {name_or_path}", 0, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+            ) from None
     path = resolve(str(name_or_path))
     try:
         raw = path.read_bytes()
@@ -115,12 +115,20 @@ def decode(raw: bytes, filename: str = "<scenario>") -> str:
     for bom, codec, label in _BOMS:
         if raw.startswith(bom):
             try:
-                return raw[len(bom):].decode(codec)
+                return raw[len(bom) :].decode(codec)
             except UnicodeDecodeError as exc:
                 line, col = _byte_position(raw, len(bom) + exc.start, codec)
-                raise ScenarioError([Problem(filename, line, col, "", (
-                    f"the file starts with a {label} byte-order mark but byte {exc.start + len(bom)} is not {label}"
-                ))]) from None
+                raise ScenarioError(
+                    [
+                        Problem(
+                            filename,
+                            line,
+                            col,
+                            "",
+                            (f"the file starts with a {label} byte-order mark but byte {exc.start + len(bom)} is not {label}"),
+                        )
+                    ]
+                ) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -128,10 +136,20 @@ def decode(raw: bytes, filename: str = "<scenario>") -> str:
         looks = _looks_like(raw)
         hint = f"; it looks like {looks[0]}" if looks else ""
         fix = f" (iconv -f {looks[1]} -t UTF-8 OLD.yaml > NEW.yaml)" if looks and looks[1] else ""
-        raise ScenarioError([Problem(filename, line, col, "", (
-            f"not UTF-8 (byte 0x{raw[exc.start]:02X} cannot start or continue a UTF-8 character){hint}: "
-            f"save the file as UTF-8{fix}"
-        ))]) from None
+        raise ScenarioError(
+            [
+                Problem(
+                    filename,
+                    line,
+                    col,
+                    "",
+                    (
+                        f"not UTF-8 (byte 0x{raw[exc.start]:02X} cannot start or continue a UTF-8 character){hint}: "
+                        f"save the file as UTF-8{fix}"
+                    ),
+                )
+            ]
+        ) from None
 
 
 def _byte_position(raw: bytes, offset: int, codec: str) -> tuple[int, int]:
@@ -260,10 +278,18 @@ class _Builder:
         self.visits += count
         if self.visits > self.budget:
             mark = self.expanding[0] if self.expanding else mark  # the alias written in the document's own lines
-            raise _TooMuch(Problem(self.filename, mark.line + 1, mark.column + 1, "", (
-                f"aliases expand this file beyond {MAX_ALIAS_EXPANSION:,} values (an alias bomb?); "
-                "write repeated parts out, or generate the scenario from a preset module"
-            )))
+            raise _TooMuch(
+                Problem(
+                    self.filename,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "",
+                    (
+                        f"aliases expand this file beyond {MAX_ALIAS_EXPANSION:,} values (an alias bomb?); "
+                        "write repeated parts out, or generate the scenario from a preset module"
+                    ),
+                )
+            )
 
     def build(self, node: yaml.Node | _Alias, loc: Loc) -> Any:
         mark = node.mark if isinstance(node, _Alias) else node.start_mark
@@ -305,7 +331,7 @@ class _Builder:
         for key_node, value_node in node.value:
             self.tick(node.start_mark)
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE:
-                for source in (value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]):
+                for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
                     for key, pair in self.merge_source(source, loc).items():
                         merged.setdefault(key, pair)
                 continue
@@ -351,10 +377,14 @@ class _Builder:
         if not node.style and not isinstance(value, str) and value is not None:
             text = node.value
             if isinstance(value, int) and not isinstance(value, bool) and _OCTAL.fullmatch(text):
-                self.problem(node.start_mark, loc, (
-                    f"{text} without quotes is the octal number {value} to YAML (a leading 0 makes a number octal): "
-                    f'write "{text}" in quotes if it is a code, or the number without leading zeros'
-                ))
+                self.problem(
+                    node.start_mark,
+                    loc,
+                    (
+                        f"{text} without quotes is the octal number {value} to YAML (a leading 0 makes a number octal): "
+                        f'write "{text}" in quotes if it is a code, or the number without leading zeros'
+                    ),
+                )
                 return text  # validation goes on as if quoted (the problem stands)
             elif isinstance(value, bool) and text.lower() not in ("true", "false"):
                 self.hints[loc] = f"YAML reads the unquoted {text} as the boolean {str(value).lower()}; put it in quotes to keep it as text"
@@ -410,6 +440,7 @@ def parse(text: str, filename: str = "<scenario>") -> Scenario:
 
 
 # --- the schema and the references, in one pass -----------------------------------------
+
 
 def _validate(data: Any, builder: _Builder) -> Scenario:
     """Validate; where a value is refused, repair the data and validate again, so that
@@ -554,8 +585,9 @@ def _materialize(value: Any, deleted: set[Loc], removed: set[Loc], injected: dic
     each shortened list the written index of each element left."""
     maps = {} if maps is None else maps
     if isinstance(value, dict):
-        out: Any = {k: _materialize(v, deleted, removed, injected, (*path, k), maps)[0]
-                    for k, v in value.items() if (*path, k) not in deleted}
+        out: Any = {
+            k: _materialize(v, deleted, removed, injected, (*path, k), maps)[0] for k, v in value.items() if (*path, k) not in deleted
+        }
         out |= {loc[-1]: v for loc, v in injected.items() if loc[:-1] == path}
     elif isinstance(value, list):
         keep = [n for n in range(len(value)) if (*path, n) not in removed]

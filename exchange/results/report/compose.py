@@ -38,8 +38,7 @@ def title_of(r: dict[str, Any], names: Names) -> str:
     return str(r.get("workload", "result")) + (f" — {names.platform}" if names.platform else "")
 
 
-def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = None,
-                      samples: list[dict[str, Any]] | None = None) -> str:
+def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = None, samples: list[dict[str, Any]] | None = None) -> str:
     """The whole page, from the raw result dict (and scenario.json's dict and the lines of
     samples.jsonl, if there are any)."""
     names = Names(scenario)
@@ -48,8 +47,14 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
     body = [
         '<header class="top"><div>',
         f"<h1>{esc(r.get('workload', 'result'))}<small>{esc(names.platform)}</small></h1>",
-        run_meta(r), "</div></header>",
-        '<div class="verdicts">', verdict(r), slo_verdict(r), "</div>", input_warnings(r), kpis(r),
+        run_meta(r),
+        "</div></header>",
+        '<div class="verdicts">',
+        verdict(r),
+        slo_verdict(r),
+        "</div>",
+        input_warnings(r),
+        kpis(r),
         "<h2>Throughput and latency</h2>",
         '<div class="grid">',
         chart(fig_rates([("", r)]), "chart-rates"),
@@ -61,15 +66,24 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         '<div class="grid">',
         chart(fig_matrix(r, names), "chart-matrix", wide=True),
         chart(fig_outcomes(r, names), "chart-outcomes", wide=True),
-        chart(fig_exceptions(r), "chart-exceptions", wide=True,
-              empty="No dead letters and no one-number-one-source conflicts in this run."),
+        chart(
+            fig_exceptions(r), "chart-exceptions", wide=True, empty="No dead letters and no one-number-one-source conflicts in this run."
+        ),
         "</div>",
-        warmup_section(r), fault_section(r),
-        "<h2>Service-level objectives</h2>", slo_section(r),
-        workflow_section(r), onss_section(r), samples_section(samples, names), hops_section(r),
-        "<h2>Flows</h2>", flow_table(r, names),
-        ("<footer>exchange report · latencies in ms (publish delay converted from µs) · "
-         "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>"),
+        warmup_section(r),
+        fault_section(r),
+        "<h2>Service-level objectives</h2>",
+        slo_section(r),
+        workflow_section(r),
+        onss_section(r),
+        samples_section(samples, names),
+        hops_section(r),
+        "<h2>Flows</h2>",
+        flow_table(r, names),
+        (
+            "<footer>exchange report · latencies in ms (publish delay converted from µs) · "
+            "rates per sampleRateMillis interval · generated offline, plotly.js embedded</footer>"
+        ),
     ]
     return page(f"{title_of(r, names)} · exchange report", "\n".join(body))
 

@@ -11,8 +11,11 @@ from plotly.offline import get_plotlyjs
 
 from exchange.results.report.charts import FONT
 
-CONFIG = {"displaylogo": False, "responsive": True,
-          "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "pan2d"]}
+CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "pan2d"],
+}
 
 
 CSS = """
@@ -74,8 +77,7 @@ def chart(fig: go.Figure | None, div_id: str, wide: bool = False, empty: str = "
     return f'<div class="{cls} chart">{body}</div>'
 
 
-def table(headers: list[str], rows: Iterable[list[Any]], left: int = 1, scroll: bool = False,
-          last_left: bool = False) -> str:
+def table(headers: list[str], rows: Iterable[list[Any]], left: int = 1, scroll: bool = False, last_left: bool = False) -> str:
     """An HTML table; cells are HTML already (escape them), the first ``left`` columns align left."""
     n = len(headers)
 
@@ -90,7 +92,7 @@ def table(headers: list[str], rows: Iterable[list[Any]], left: int = 1, scroll: 
 
 def page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n"
         f'<script type="text/javascript">{get_plotlyjs()}</script>\n'

@@ -22,8 +22,10 @@ def verdict(result: dict[str, Any]) -> str:
     cons = result.get("conservation") or {}
     ok = cons.get("ok") is True
     icon, word = ("✓", "Conservation check passed") if ok else ("✕", "Conservation check FAILED")
-    return (f'<div class="verdict {"ok" if ok else "bad"}" id="conservation"><span class="icon">{icon}</span>'
-            f'<div>{word}<div class="sub">{esc(cons.get("message", "no conservation check in this result"))}</div></div></div>')
+    return (
+        f'<div class="verdict {"ok" if ok else "bad"}" id="conservation"><span class="icon">{icon}</span>'
+        f'<div>{word}<div class="sub">{esc(cons.get("message", "no conservation check in this result"))}</div></div></div>'
+    )
 
 
 def input_warnings(result: dict[str, Any]) -> str:
@@ -32,22 +34,31 @@ def input_warnings(result: dict[str, Any]) -> str:
     skew = result.get("clock_skew") or {}
     if isinstance(skew, dict) and skew:
         total = sum(int(v.get("records", 0)) for v in skew.values() if isinstance(v, dict))
-        per = "; ".join(f"{src}: {fmt_int(v.get('records'))} ({fmt_ms(v.get('min_ms'))} … {fmt_ms(v.get('max_ms'))} ms)"
-                        for src, v in sorted(skew.items()) if isinstance(v, dict))
-        out.append(f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
-                   "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
-                   f'<div class="sub">by source: {esc(per)}</div></div></div>')
+        per = "; ".join(
+            f"{src}: {fmt_int(v.get('records'))} ({fmt_ms(v.get('min_ms'))} … {fmt_ms(v.get('max_ms'))} ms)"
+            for src, v in sorted(skew.items())
+            if isinstance(v, dict)
+        )
+        out.append(
+            f'<div class="verdict bad" id="clock-skew"><span class="icon">⚠</span><div>Clock skew: {fmt_int(total)} '
+            "deliveries with a latency that cannot be true (negative or over an hour), kept out of every latency figure"
+            f'<div class="sub">by source: {esc(per)}</div></div></div>'
+        )
     foreign = (result.get("counts") or {}).get("foreign_dead_lettered")
     if foreign:
         why = "; ".join(f"{r}: {fmt_int(n)}" for r, n in ((result.get("counts") or {}).get("foreign_dead_letters_by_reason") or {}).items())
-        out.append(f'<div class="verdict bad" id="foreign-dead-letters"><span class="icon">⚠</span><div>{fmt_int(foreign)} records '
-                   "dead-lettered during the run carry no run id or another run's (written to an ingress topic by another client)"
-                   f'<div class="sub">not among this run\'s outcomes; by reason: {esc(why)}</div></div></div>')
+        out.append(
+            f'<div class="verdict bad" id="foreign-dead-letters"><span class="icon">⚠</span><div>{fmt_int(foreign)} records '
+            "dead-lettered during the run carry no run id or another run's (written to an ingress topic by another client)"
+            f'<div class="sub">not among this run\'s outcomes; by reason: {esc(why)}</div></div></div>'
+        )
     undecodable = (result.get("counts") or {}).get("undecodable")
     if undecodable:
-        out.append(f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '
-                   "ingress batches the router could not decode (dead-lettered as unsupported_codec / corrupt_batch)"
-                   '<div class="sub">their run cannot be read from them, so they are not among this run\'s outcomes</div></div></div>')
+        out.append(
+            f'<div class="verdict bad" id="undecodable"><span class="icon">⚠</span><div>{fmt_int(undecodable)} records in '
+            "ingress batches the router could not decode (dead-lettered as unsupported_codec / corrupt_batch)"
+            '<div class="sub">their run cannot be read from them, so they are not among this run\'s outcomes</div></div></div>'
+        )
     return "".join(out)
 
 
@@ -57,24 +68,39 @@ def slo_verdict(result: dict[str, Any]) -> str:
         return '<div class="verdict none"><span class="icon">–</span><div>SLOs<div class="sub">no SLOs declared</div></div></div>'
     failed = [s.get("name", "?") for s in slos if not s.get("passed")]
     if not failed:
-        return (f'<div class="verdict ok"><span class="icon">✓</span><div>All {len(slos)} SLOs met'
-                f'<div class="sub">{esc(", ".join(s.get("name", "?") for s in slos))}</div></div></div>')
-    return (f'<div class="verdict bad"><span class="icon">✕</span><div>{len(failed)} of {len(slos)} SLOs missed'
-            f'<div class="sub">{esc(", ".join(failed))}</div></div></div>')
+        return (
+            f'<div class="verdict ok"><span class="icon">✓</span><div>All {len(slos)} SLOs met'
+            f'<div class="sub">{esc(", ".join(s.get("name", "?") for s in slos))}</div></div></div>'
+        )
+    return (
+        f'<div class="verdict bad"><span class="icon">✕</span><div>{len(failed)} of {len(slos)} SLOs missed'
+        f'<div class="sub">{esc(", ".join(failed))}</div></div></div>'
+    )
 
 
 def run_meta(r: dict[str, Any]) -> str:
     run = r.get("run") or {}
     ready = ", ".join(f"{s:.1f} s" for s in run.get("router_ready_s") or [])
-    items = [("driver", r.get("driver")), ("run", run.get("run_id")), ("started", run.get("started_at")),
-             ("duration", f"{run.get('duration_s')} s" if run.get("duration_s") is not None else None),
-             ("seed", run.get("seed")), ("guarantee", run.get("guarantee")),
-             ("router workers", run.get("router_workers")), ("router ready", ready or None),
-             ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
-             ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
-             ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
-             ("broker", (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "")
-              + str(run.get("bootstrap", "")) if run else None)]
+    items = [
+        ("driver", r.get("driver")),
+        ("run", run.get("run_id")),
+        ("started", run.get("started_at")),
+        ("duration", f"{run.get('duration_s')} s" if run.get("duration_s") is not None else None),
+        ("seed", run.get("seed")),
+        ("guarantee", run.get("guarantee")),
+        ("router workers", run.get("router_workers")),
+        ("router ready", ready or None),
+        ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
+        ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
+        ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
+        (
+            "broker",
+            (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "")
+            + str(run.get("bootstrap", ""))
+            if run
+            else None,
+        ),
+    ]
     return '<div class="meta">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in items if v not in (None, "")) + "</div>"
 
 
@@ -96,9 +122,14 @@ def kpis(r: dict[str, Any]) -> str:
         cards[-3:] = [(label.replace(", ms", " after warm-up, ms"), v, warn) for label, v, warn in cards[-3:]]
     if isinstance(c.get("masked"), int):
         cards.insert(2, ("masked", fmt_int(c["masked"]), False))
-    return '<div class="kpis">' + "".join(
-        f'<div class="kpi{" warn" if warn else ""}"><div class="v">{esc(v)}</div><div class="l">{esc(label)}</div></div>'
-        for label, v, warn in cards) + "</div>"
+    return (
+        '<div class="kpis">'
+        + "".join(
+            f'<div class="kpi{" warn" if warn else ""}"><div class="v">{esc(v)}</div><div class="l">{esc(label)}</div></div>'
+            for label, v, warn in cards
+        )
+        + "</div>"
+    )
 
 
 def slo_unit(slo: dict[str, Any]) -> str:
@@ -120,9 +151,17 @@ def slo_section(r: dict[str, Any]) -> str:
     slos = r.get("slos")
     if not isinstance(slos, list) or not slos:
         return '<div class="card" id="slos"><div class="note">no SLOs declared</div></div>'
-    rows = [[esc(s.get("name", "")), esc(s.get("metric", "")), esc(fmt_value(s.get("target"))),
-             esc(fmt_value(s.get("measured"))), esc(slo_unit(s)),
-             '<span class="pass">✓ pass</span>' if s.get("passed") else '<span class="fail">✕ fail</span>'] for s in slos]
+    rows = [
+        [
+            esc(s.get("name", "")),
+            esc(s.get("metric", "")),
+            esc(fmt_value(s.get("target"))),
+            esc(fmt_value(s.get("measured"))),
+            esc(slo_unit(s)),
+            '<span class="pass">✓ pass</span>' if s.get("passed") else '<span class="fail">✕ fail</span>',
+        ]
+        for s in slos
+    ]
     return '<div class="card" id="slos">' + table(["SLO", "metric", "target", "measured", "unit", "verdict"], rows, left=2) + "</div>"
 
 
@@ -135,19 +174,44 @@ def fault_section(r: dict[str, Any]) -> str:
         recovered = f.get("recovered_after_s")
         target = f.get("target") or (f"node {f['node']} ({f.get('node_chosen') or 'chosen by the run'})" if f.get("node") else "—")
         p99 = " → ".join("—" if f.get(k) is None else f"{f[k]:,.0f}" for k in ("baseline_p99_ms", "peak_p99_ms"))
-        rows.append([esc(f.get("spec", "")), esc(f.get("kind", "")), esc(target),
-                     esc(f"{f['injected_at_s']:.1f} s" if f.get("injected_at_s") is not None else "not injected"),
-                     esc(f"{f.get('duration_s', 0):g} s"), fmt_int(round(f.get("baseline_lag", 0))), fmt_int(f.get("peak_lag")), esc(p99),
-                     '<span class="fail">not within the run</span>' if recovered is None else esc(f"{recovered:.1f} s"),
-                     fmt_ms(f.get("publish_delay_max_ms"))])
+        rows.append(
+            [
+                esc(f.get("spec", "")),
+                esc(f.get("kind", "")),
+                esc(target),
+                esc(f"{f['injected_at_s']:.1f} s" if f.get("injected_at_s") is not None else "not injected"),
+                esc(f"{f.get('duration_s', 0):g} s"),
+                fmt_int(round(f.get("baseline_lag", 0))),
+                fmt_int(f.get("peak_lag")),
+                esc(p99),
+                '<span class="fail">not within the run</span>' if recovered is None else esc(f"{recovered:.1f} s"),
+                fmt_ms(f.get("publish_delay_max_ms")),
+            ]
+        )
     duplicates = (r.get("counts") or {}).get("duplicates", 0)
-    return ('<h2>Faults injected (--chaos) and recovery</h2><div class="card" id="faults">'
-            + table(["fault", "kind", "target", "injected at", "duration", "baseline lag", "peak lag", "p99 before → peak ms",
-                     "recovered after", "publish delay max ms"], rows, left=3)
-            + f'<div class="note">lag: router + subscriber lag, records; p99: subscribers\' end-to-end p99 per second; '
-              f"recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
-              f"after the fault ended (a kill: from the kill, so the restart or failover counts). "
-              f"{duplicates:,} redeliveries were dropped as duplicates by trace id, not counted as deliveries.</div></div>")
+    return (
+        '<h2>Faults injected (--chaos) and recovery</h2><div class="card" id="faults">'
+        + table(
+            [
+                "fault",
+                "kind",
+                "target",
+                "injected at",
+                "duration",
+                "baseline lag",
+                "peak lag",
+                "p99 before → peak ms",
+                "recovered after",
+                "publish delay max ms",
+            ],
+            rows,
+            left=3,
+        )
+        + f'<div class="note">lag: router + subscriber lag, records; p99: subscribers\' end-to-end p99 per second; '
+        f"recovered: lag back to ≤ max(baseline × 1.5, baseline + 100) and p99 to ≤ max(baseline × 1.5, baseline + 50 ms) "
+        f"after the fault ended (a kill: from the kill, so the restart or failover counts). "
+        f"{duplicates:,} redeliveries were dropped as duplicates by trace id, not counted as deliveries.</div></div>"
+    )
 
 
 def warmup_section(r: dict[str, Any]) -> str:
@@ -157,16 +221,22 @@ def warmup_section(r: dict[str, Any]) -> str:
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         return ""
     rows = []
-    for label, key in (("end to end", "end_to_end_ms"), ("end to end, from intended send time", "end_to_end_from_intended_ms"),
-                       ("publish latency", "publish_latency_ms"), ("publish delay", "publish_delay_ms")):
+    for label, key in (
+        ("end to end", "end_to_end_ms"),
+        ("end to end, from intended send time", "end_to_end_from_intended_ms"),
+        ("publish latency", "publish_latency_ms"),
+        ("publish delay", "publish_delay_ms"),
+    ):
         q = w.get(key) or {}
         rows.append([esc(label), *(fmt_ms(q.get(k)) for k in ("50pct", "99pct", "999pct", "max"))])
-    return (f'<h2>Warm-up: the first {seconds:g} s, reported apart</h2><div class="card" id="warmup">'
-            + table(["warm-up latency, ms", "p50", "p99", "p99.9", "max"], rows)
-            + f'<div class="note">{fmt_int(w.get("published"))} records published and {fmt_int(w.get("delivered"))} deliveries '
-              "with an intended send time in the warm-up: routed and counted in every total and the conservation check, "
-              "kept out of the aggregated and per-flow percentiles, the hops and the SLO verdicts above; "
-              "the per-interval charts show every second, the warm-up shaded.</div></div>")
+    return (
+        f'<h2>Warm-up: the first {seconds:g} s, reported apart</h2><div class="card" id="warmup">'
+        + table(["warm-up latency, ms", "p50", "p99", "p99.9", "max"], rows)
+        + f'<div class="note">{fmt_int(w.get("published"))} records published and {fmt_int(w.get("delivered"))} deliveries '
+        "with an intended send time in the warm-up: routed and counted in every total and the conservation check, "
+        "kept out of the aggregated and per-flow percentiles, the hops and the SLO verdicts above; "
+        "the per-interval charts show every second, the warm-up shaded.</div></div>"
+    )
 
 
 def workflow_section(r: dict[str, Any]) -> str:
@@ -176,25 +246,48 @@ def workflow_section(r: dict[str, Any]) -> str:
     rows = []
     for name, w in workflows.items():
         q = w.get("time_ms") or {}
-        rows.append([esc(name), fmt_int(w.get("completed")), fmt_int(w.get("incomplete")),
-                     *(fmt_ms(q.get(k)) for k in ("50pct", "95pct", "99pct", "max"))])
-    return ('<h2>Workflows (joint processes, per master key: start → last step)</h2><div class="card" id="workflows">'
-            + table(["workflow", "completed", "incomplete", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows) + "</div>")
+        rows.append(
+            [
+                esc(name),
+                fmt_int(w.get("completed")),
+                fmt_int(w.get("incomplete")),
+                *(fmt_ms(q.get(k)) for k in ("50pct", "95pct", "99pct", "max")),
+            ]
+        )
+    return (
+        '<h2>Workflows (joint processes, per master key: start → last step)</h2><div class="card" id="workflows">'
+        + table(["workflow", "completed", "incomplete", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows)
+        + "</div>"
+    )
 
 
 def onss_section(r: dict[str, Any]) -> str:
     items = r.get("one_number_one_source") or {}
     if not items:
         return ""
-    rows = [[esc(k), fmt_int(v.get("verified")), fmt_int(v.get("conflicts")), fmt_int(v.get("unverified")),
-             fmt_int(v.get("invalid_key", 0)), f"{v.get('verification_rate', 0) * 100:.1f} %", fmt_int(v.get("quality_events")),
-             esc(", ".join(f"{d} {n:,}" for d, n in sorted((v.get("by_department") or {}).items())))]
-            for k, v in sorted(items.items())]
-    return ('<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>'
-            '<div class="card" id="one-source">' + table(
-                ["item", "verified", "conflicts", "unverified", "invalid key", "verification rate", "quality events",
-                 "by department"],
-                rows, last_left=True) + "</div>")
+    rows = [
+        [
+            esc(k),
+            fmt_int(v.get("verified")),
+            fmt_int(v.get("conflicts")),
+            fmt_int(v.get("unverified")),
+            fmt_int(v.get("invalid_key", 0)),
+            f"{v.get('verification_rate', 0) * 100:.1f} %",
+            fmt_int(v.get("quality_events")),
+            esc(", ".join(f"{d} {n:,}" for d, n in sorted((v.get("by_department") or {}).items()))),
+        ]
+        for k, v in sorted(items.items())
+    ]
+    return (
+        "<h2>One number, one source (一数一源): copies verified against the authoritative source</h2>"
+        '<div class="card" id="one-source">'
+        + table(
+            ["item", "verified", "conflicts", "unverified", "invalid key", "verification rate", "quality events", "by department"],
+            rows,
+            last_left=True,
+        )
+        + "</div>"
+    )
 
 
 def hops_section(r: dict[str, Any]) -> str:
@@ -202,15 +295,27 @@ def hops_section(r: dict[str, Any]) -> str:
     paths, hops = r.get("paths") or {}, r.get("hops") or {}
     if not paths:
         return ""
-    path_rows = [[esc(name), fmt_int(len(p.get("hubs", ()))), fmt_int(p.get("delivered")),
-                  *(fmt_ms((p.get("end_to_end_ms") or {}).get(k)) for k in ("50pct", "99pct", "max"))]
-                 for name, p in sorted(paths.items(), key=lambda kv: (len(kv[1].get("hubs", ())), kv[0]))]
-    hop_rows = [[esc(name), fmt_int(h.get("count")), *(fmt_ms((h.get("latency_ms") or {}).get(k)) for k in ("50pct", "99pct", "max"))]
-                for name, h in sorted(hops.items())]
-    return ('<h2>Hub paths and hops (级联: each hub stamps a record in and out)</h2><div class="grid" style="align-items:start">'
-            '<div class="card" id="paths">' + table(["path (hubs in order)", "hubs", "delivered", "p50 ms", "p99 ms", "max ms"], path_rows)
-            + '</div><div class="card" id="hops">'
-            + table(["segment (a → b: into b; b: inside b)", "records", "p50 ms", "p99 ms", "max ms"], hop_rows) + "</div></div>")
+    path_rows = [
+        [
+            esc(name),
+            fmt_int(len(p.get("hubs", ()))),
+            fmt_int(p.get("delivered")),
+            *(fmt_ms((p.get("end_to_end_ms") or {}).get(k)) for k in ("50pct", "99pct", "max")),
+        ]
+        for name, p in sorted(paths.items(), key=lambda kv: (len(kv[1].get("hubs", ())), kv[0]))
+    ]
+    hop_rows = [
+        [esc(name), fmt_int(h.get("count")), *(fmt_ms((h.get("latency_ms") or {}).get(k)) for k in ("50pct", "99pct", "max"))]
+        for name, h in sorted(hops.items())
+    ]
+    return (
+        '<h2>Hub paths and hops (级联: each hub stamps a record in and out)</h2><div class="grid" style="align-items:start">'
+        '<div class="card" id="paths">'
+        + table(["path (hubs in order)", "hubs", "delivered", "p50 ms", "p99 ms", "max ms"], path_rows)
+        + '</div><div class="card" id="hops">'
+        + table(["segment (a → b: into b; b: inside b)", "records", "p50 ms", "p99 ms", "max ms"], hop_rows)
+        + "</div></div>"
+    )
 
 
 def flow_table(r: dict[str, Any], names: Names) -> str:
@@ -223,14 +328,44 @@ def flow_table(r: dict[str, Any], names: Names) -> str:
         lat = [fmt_ms(q.get(k)) if f.get("delivered") else "—" for k in ("50pct", "99pct", "999pct", "max")]
         ec = by_entry.get(entry) or {}  # an entry's dead letters count once per subscription
         denied = ", ".join(f"{k} {v:,}" for k, v in sorted((f.get("denied_by_reason") or {}).items()))
-        rows.append([esc(flow_label(f, name)), esc(names.entry(entry)),
-                     esc(f"{names.dept(provider)} → {names.dept(consumer)}" if provider else names.dept(consumer)),
-                     fmt_int(ec.get("produced")), fmt_int(f.get("delivered")), fmt_int(f.get("denied")), esc(denied),
-                     fmt_int(ec.get("dead_lettered", 0) // max(1, ec.get("subscriptions", 1)) if ec else None),
-                     fmt_int(round(f.get("records_per_s", 0))), *lat])
-    return '<div class="card">' + table(
-        ["flow (entry → consumer)", "entry", "departments", "produced", "delivered", "denied", "denied by reason",
-         "dead", "rec/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"], rows, left=3, scroll=True) + "</div>"
+        rows.append(
+            [
+                esc(flow_label(f, name)),
+                esc(names.entry(entry)),
+                esc(f"{names.dept(provider)} → {names.dept(consumer)}" if provider else names.dept(consumer)),
+                fmt_int(ec.get("produced")),
+                fmt_int(f.get("delivered")),
+                fmt_int(f.get("denied")),
+                esc(denied),
+                fmt_int(ec.get("dead_lettered", 0) // max(1, ec.get("subscriptions", 1)) if ec else None),
+                fmt_int(round(f.get("records_per_s", 0))),
+                *lat,
+            ]
+        )
+    return (
+        '<div class="card">'
+        + table(
+            [
+                "flow (entry → consumer)",
+                "entry",
+                "departments",
+                "produced",
+                "delivered",
+                "denied",
+                "denied by reason",
+                "dead",
+                "rec/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "max ms",
+            ],
+            rows,
+            left=3,
+            scroll=True,
+        )
+        + "</div>"
+    )
 
 
 def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[str]], Counter]:
@@ -255,11 +390,20 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
             expected = apply_mask(MaskRule(rule), src) if rule in MaskRule._value2member_map_ else None
             if out == expected:
                 how, kind = f'<span class="pass">脱敏 masked</span> ({esc(rule)})', "masked"
-            elif key in copies and expected is not None and out != src and (
-                    rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out):
+            elif (
+                key in copies
+                and expected is not None
+                and out != src
+                and (rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out)
+            ):
                 # the copy differed: the authoritative value, masked (the rule leaves a masked value as it is)
-                how, kind = (f'<span class="pass">脱敏 masked</span> ({esc(rule)}), of the authoritative value '
-                             f"(一数一源: {esc(copies[key])}'s; the copy differed)"), "masked"
+                how, kind = (
+                    (
+                        f'<span class="pass">脱敏 masked</span> ({esc(rule)}), of the authoritative value '
+                        f"(一数一源: {esc(copies[key])}'s; the copy differed)"
+                    ),
+                    "masked",
+                )
             else:
                 how, kind = f'<span class="fail">✕ not masked as its rule ({esc(rule)}) says</span>', "mask_wrong"
         elif has_src and not has_out:
@@ -299,11 +443,19 @@ def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
         for s in kept[:SAMPLES_SHOWN]:
             rows, t = sample_item_rows(s, names)
             tally += t
-            head = (f"delivery #{s.get('n')} · trace {s.get('trace')}" + (f" · key {s['key']}" if s.get("key") else "")
-                    + (f" · from {s['source_at']['topic']}[{s['source_at']['partition']}]@{s['source_at']['offset']}"
-                       if isinstance(s.get("source_at"), dict) else ""))
-            blocks.append([f'<tr class="sec"><td colspan="4">{esc(head)}</td></tr>'] +
-                          ["<tr>" + "".join(f'<td class="l">{c}</td>' for c in row) + "</tr>" for row in rows])
+            head = (
+                f"delivery #{s.get('n')} · trace {s.get('trace')}"
+                + (f" · key {s['key']}" if s.get("key") else "")
+                + (
+                    f" · from {s['source_at']['topic']}[{s['source_at']['partition']}]@{s['source_at']['offset']}"
+                    if isinstance(s.get("source_at"), dict)
+                    else ""
+                )
+            )
+            blocks.append(
+                [f'<tr class="sec"><td colspan="4">{esc(head)}</td></tr>']
+                + ["<tr>" + "".join(f'<td class="l">{c}</td>' for c in row) + "</tr>" for row in rows]
+            )
         for s in kept[SAMPLES_SHOWN:]:
             tally += sample_item_rows(s, names)[1]
         totals += tally
@@ -315,28 +467,54 @@ def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
         s = kept[0]
         provider = s.get("provider") or names.provider(s.get("entry", ""))
         who = f"{names.dept(provider)} → {names.dept(s.get('consumer', ''))}" if provider else names.dept(s.get("consumer", ""))
-        said = [f"{tally[k]:,} {label}" for k, label in (("masked", "masked"), ("replaced", "from the authoritative source"),
-                                                        ("not_shared", "not shared"), ("left_out", "left out"),
-                                                        ("mask_wrong", "NOT masked as the rule says")) if tally[k]]
-        summary = (f"<b>{esc(s.get('entry'))} → {esc(s.get('consumer'))}</b> · {esc(names.entry(s.get('entry', '')))}: "
-                   f"{esc(who)} · {len(kept)} deliveries sampled" + (f" · {esc(', '.join(said))}" if said else ""))
-        body = ("<table><thead><tr><th class=\"l\">item</th><th class=\"l\">source record (as published)</th>"
-                "<th class=\"l\">as the subscriber received it</th><th class=\"l\">what happened</th></tr></thead><tbody>"
-                + "".join(line for block in blocks for line in block) + "</tbody></table>")
+        said = [
+            f"{tally[k]:,} {label}"
+            for k, label in (
+                ("masked", "masked"),
+                ("replaced", "from the authoritative source"),
+                ("not_shared", "not shared"),
+                ("left_out", "left out"),
+                ("mask_wrong", "NOT masked as the rule says"),
+            )
+            if tally[k]
+        ]
+        summary = (
+            f"<b>{esc(s.get('entry'))} → {esc(s.get('consumer'))}</b> · {esc(names.entry(s.get('entry', '')))}: "
+            f"{esc(who)} · {len(kept)} deliveries sampled" + (f" · {esc(', '.join(said))}" if said else "")
+        )
+        body = (
+            '<table><thead><tr><th class="l">item</th><th class="l">source record (as published)</th>'
+            '<th class="l">as the subscriber received it</th><th class="l">what happened</th></tr></thead><tbody>'
+            + "".join(line for block in blocks for line in block)
+            + "</tbody></table>"
+        )
         more = f'<div class="note">{len(kept) - SAMPLES_SHOWN} more in {SAMPLES_FILE}</div>' if len(kept) > SAMPLES_SHOWN else ""
-        html_cards.append(f'<details class="sample" data-flow="{esc(flow)}"{" open" if i < SAMPLE_FLOWS_OPEN else ""}>'
-                          f"<summary>{summary}</summary>{body}{more}</details>")
+        html_cards.append(
+            f'<details class="sample" data-flow="{esc(flow)}"{" open" if i < SAMPLE_FLOWS_OPEN else ""}>'
+            f"<summary>{summary}</summary>{body}{more}</details>"
+        )
     bad = totals["mask_wrong"]
-    verdict_line = (f'<span class="fail">✕ {bad:,} masked values do not match their rule</span>' if bad else
-                    '<span class="pass">✓</span> every masked value is its masking rule applied to the source value'
-                    if totals["masked"] else "no masked items in these flows")
+    verdict_line = (
+        f'<span class="fail">✕ {bad:,} masked values do not match their rule</span>'
+        if bad
+        else '<span class="pass">✓</span> every masked value is its masking rule applied to the source value'
+        if totals["masked"]
+        else "no masked items in these flows"
+    )
     left = len(cards) - SAMPLE_FLOWS_SHOWN
-    return ('<h2>What each subscriber received (脱敏 and 一数一源): sampled deliveries beside their source records</h2>'
-            '<div class="card" id="samples"><div class="note">'
-            f"The first deliveries of each flow as its subscriber received them, next to the record the provider published "
-            f"(same trace id). {len(samples):,} deliveries of {len(cards):,} flows: {totals['masked']:,} masked values, "
-            f"{totals['replaced']:,} from the authoritative source, {totals['not_shared']:,} items not shared. {verdict_line}."
-            + (f" {unread:,} deliveries without their source record (not read back within the time budget)."
-               if (unread := sum(1 for x in samples if x.get("source") is None)) else "")
-            + (f" {left:,} more flows are in {SAMPLES_FILE}." if left > 0 else "")
-            + "</div>" + "".join(html_cards) + "</div>")
+    return (
+        "<h2>What each subscriber received (脱敏 and 一数一源): sampled deliveries beside their source records</h2>"
+        '<div class="card" id="samples"><div class="note">'
+        f"The first deliveries of each flow as its subscriber received them, next to the record the provider published "
+        f"(same trace id). {len(samples):,} deliveries of {len(cards):,} flows: {totals['masked']:,} masked values, "
+        f"{totals['replaced']:,} from the authoritative source, {totals['not_shared']:,} items not shared. {verdict_line}."
+        + (
+            f" {unread:,} deliveries without their source record (not read back within the time budget)."
+            if (unread := sum(1 for x in samples if x.get("source") is None))
+            else ""
+        )
+        + (f" {left:,} more flows are in {SAMPLES_FILE}." if left > 0 else "")
+        + "</div>"
+        + "".join(html_cards)
+        + "</div>"
+    )

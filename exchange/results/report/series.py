@@ -6,8 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9),
-            ("9999pct", 99.99), ("99999pct", 99.999)]
+PCT_KEYS = [("50pct", 50.0), ("75pct", 75.0), ("95pct", 95.0), ("99pct", 99.0), ("999pct", 99.9), ("9999pct", 99.99), ("99999pct", 99.999)]
 MAX_X = 1e6  # where "max" sits on the percentile axis (one decade past p99.999)
 MAX_LINES = 12  # per-flow lines drawn in one chart; the rest are in the table
 
@@ -38,8 +37,7 @@ def flow_label(flow: dict[str, Any], name: str = "") -> str:
 
 
 def delivered_flows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return sorted(((n, f) for n, f in (result.get("flows") or {}).items() if f.get("delivered")),
-                  key=lambda kv: flow_label(kv[1], kv[0]))
+    return sorted(((n, f) for n, f in (result.get("flows") or {}).items() if f.get("delivered")), key=lambda kv: flow_label(kv[1], kv[0]))
 
 
 def worst_flows(result: dict[str, Any], n: int = MAX_LINES) -> list[tuple[str, dict[str, Any]]]:

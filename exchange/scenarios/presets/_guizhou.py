@@ -27,9 +27,16 @@ from schemas.scenario import Scenario
 #: no division code of its own (it spans Guiyang and Anshun): its sub-platform serves 花溪区
 #: 520111, where its directly administered core (湖潮乡, 党武街道) lies in the division table.
 CITIES = (
-    ("gy", "贵阳市", "520100"), ("lps", "六盘水市", "520200"), ("zy", "遵义市", "520300"), ("as", "安顺市", "520400"),
-    ("bj", "毕节市", "520500"), ("tr", "铜仁市", "520600"), ("qxn", "黔西南州", "522300"), ("qdn", "黔东南州", "522600"),
-    ("qn", "黔南州", "522700"), ("ga", "贵安新区", "520111"),
+    ("gy", "贵阳市", "520100"),
+    ("lps", "六盘水市", "520200"),
+    ("zy", "遵义市", "520300"),
+    ("as", "安顺市", "520400"),
+    ("bj", "毕节市", "520500"),
+    ("tr", "铜仁市", "520600"),
+    ("qxn", "黔西南州", "522300"),
+    ("qdn", "黔东南州", "522600"),
+    ("qn", "黔南州", "522700"),
+    ("ga", "贵安新区", "520111"),
 )
 RESOURCES = 9_000  # the province's target of shared data resources (共享数据资源)
 CROSS_PROVINCE = ("gy", "zy")  # cities whose licences Guangdong and the national regulator look up
@@ -73,13 +80,19 @@ def _design(seed: int, cascade: bool) -> dict:
     rng = random.Random(seed)
     province = {"id": "gz", "name": "贵州省数据共享交换平台", "level": "provincial", "region": "520000", "parent": "nation"}
     platforms = [
-        {"id": "nation", "name": "国家数据共享交换平台", "level": "national", "region": "000000",
-         "negative_list": {"entries": [f"{c}-population" for c, _, _ in CITIES]}},  # personal data stays in the province
+        {
+            "id": "nation",
+            "name": "国家数据共享交换平台",
+            "level": "national",
+            "region": "000000",
+            "negative_list": {"entries": [f"{c}-population" for c, _, _ in CITIES]},
+        },  # personal data stays in the province
         {"id": "gd", "name": "广东省数据共享交换平台", "level": "provincial", "region": "440000", "parent": "nation"},
     ]
     if cascade:
-        platforms += [{"id": c, "name": f"{name}数据共享交换平台", "level": "municipal", "region": code, "parent": "gz"}
-                      for c, name, code in CITIES]
+        platforms += [
+            {"id": c, "name": f"{name}数据共享交换平台", "level": "municipal", "region": code, "parent": "gz"} for c, name, code in CITIES
+        ]
 
     def on(city: str) -> str:
         return city if cascade else "gz"
@@ -111,8 +124,13 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": f"{c}-hrss", "entry": f"{c}-licence"},
             {"consumer": "gz-market", "entry": f"{c}-licence"},
             {"consumer": "gz-tax", "entry": f"{c}-licence"},
-            {"consumer": "gz-hrss", "entry": f"{c}-population", "purpose": "社保参保资格核验", "items": ["person.id", "person.name", "person.region"],
-             "status": "approved"},
+            {
+                "consumer": "gz-hrss",
+                "entry": f"{c}-population",
+                "purpose": "社保参保资格核验",
+                "items": ["person.id", "person.name", "person.region"],
+                "status": "approved",
+            },
             {"consumer": f"{c}-market", "entry": "gz-credit-list"},  # 回流: each city its own rows
         ]
         producers += [
@@ -125,14 +143,22 @@ def _design(seed: int, cascade: bool) -> dict:
             {"consumer": "samr", "entry": f"{c}-licence"},
         ]
     # asked for, approved by the provider, and still refused at the national hub by its negative list
-    subscriptions.append({"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"],
-                          "status": "approved"})
+    subscriptions.append(
+        {
+            "consumer": "gd-hrss",
+            "entry": "gy-population",
+            "purpose": "异地社保转移",
+            "items": ["person.id", "person.name"],
+            "status": "approved",
+        }
+    )
     catalogue += _dormant(rng, departments, RESOURCES - len(catalogue))
     return {
         "name": "guizhou-cascade" if cascade else "guizhou-flat",
         "description": (
             "贵州: national hub, provincial hub, nine cities and 贵安新区 as sub-platforms (级联), cross-province licence lookups"
-            if cascade else "贵州, flat: the cascade's workload with every Guizhou department on the provincial hub"
+            if cascade
+            else "贵州, flat: the cascade's workload with every Guizhou department on the provincial hub"
         ),
         "platform": province,
         "platforms": platforms,
@@ -140,8 +166,7 @@ def _design(seed: int, cascade: bool) -> dict:
         "departments": departments,
         "catalogue": catalogue,
         "subscriptions": subscriptions,
-        "load": {"default_rate": 0, "duration": 30, "record_size": 512, "producers": producers,
-                 "regions": [code for _, _, code in CITIES]},
+        "load": {"default_rate": 0, "duration": 30, "record_size": 512, "producers": producers, "regions": [code for _, _, code in CITIES]},
         "slos": [
             {"name": "nothing lost", "metric": "unaccounted", "max": 0},
             {"name": "licences within a second", "metric": "e2e_p99_ms", "entries": [f"{c}-licence" for c, _, _ in CITIES], "max": 1000},
@@ -156,14 +181,34 @@ def _dormant(rng: random.Random, departments: list[dict], n: int) -> list[dict]:
     for k in range(n):
         provider = providers[k % len(providers)]
         items = [
-            {"key": f"r{k:04d}.f{f}", "name": f"{rng.choice(SUBJECTS)}字段{f + 1}", "type": rng.choice(("text", "date", "integer", "status"))}
+            {
+                "key": f"r{k:04d}.f{f}",
+                "name": f"{rng.choice(SUBJECTS)}字段{f + 1}",
+                "type": rng.choice(("text", "date", "integer", "status")),
+            }
             for f in range(rng.randint(3, 8))
         ]
-        out.append(_entry(f"{provider}-r{k:04d}", f"{rng.choice(THEMES)}{rng.choice(SUBJECTS)}信息", provider,
-                          rng.choice(("无条件共享", "无条件共享", "有条件共享")), rng.choice(THEMES), items))
+        out.append(
+            _entry(
+                f"{provider}-r{k:04d}",
+                f"{rng.choice(THEMES)}{rng.choice(SUBJECTS)}信息",
+                provider,
+                rng.choice(("无条件共享", "无条件共享", "有条件共享")),
+                rng.choice(THEMES),
+                items,
+            )
+        )
     return out
 
 
 def _entry(id: str, name: str, provider: str, sharing: str, theme: str, items: list[dict], partitions: int = 1) -> dict:
-    return {"id": id, "name": name, "provider": provider, "sharing": sharing, "theme": theme,
-            "update_cycle": "实时", "partitions": partitions, "items": items}
+    return {
+        "id": id,
+        "name": name,
+        "provider": provider,
+        "sharing": sharing,
+        "theme": theme,
+        "update_cycle": "实时",
+        "partitions": partitions,
+        "items": items,
+    }
