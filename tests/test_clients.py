@@ -101,3 +101,40 @@ def test_the_router_app_settings_name_every_bootstrap_host():
     s = clients.faust_router_settings("h1:1, h2:2", partitions=4)
     assert s["broker"] == ["kafka://h1:1", "kafka://h2:2"] and s["topic_partitions"] == 4
     assert s["broker_session_timeout"] == clients.ROUTER_SESSION_TIMEOUT_S and s["producer_acks"] == -1
+
+
+async def test_a_batch_refused_by_aiokafkas_shrinking_timeout_is_asked_again():
+    """aiokafka's add_batch gives up long before request_timeout_ms when batches queue for one
+    partition (it subtracts the time waited cumulatively); the batch was not appended, so
+    send_batches asks again until the producer's own timeout (seen: guizhou-cascade's gateways)."""
+    import asyncio
+
+    from aiokafka.errors import KafkaTimeoutError
+
+    from exchange.kafka.batching import send_batches
+
+    class Producer:  # only the accumulator's answer is stubbed: what it does is aiokafka's bug
+        _request_timeout_ms = 30_000
+
+        def __init__(self, refusals: int) -> None:
+            self.refusals, self.sent = refusals, []
+
+        def create_batch(self):
+            from aiokafka.producer.message_accumulator import BatchBuilder
+
+            return BatchBuilder(16384, 0)
+
+        async def send_batch(self, batch, topic, *, partition):
+            if self.refusals:
+                self.refusals -= 1
+                raise KafkaTimeoutError()
+            self.sent.append((topic, partition))
+            return asyncio.get_running_loop().create_future()
+
+    producer = Producer(refusals=3)
+    sent = await send_batches(producer, "t", 0, [(None, b"v", [])] * 5)
+    assert len(sent) == 1 and producer.sent == [("t", 0)] and len(sent[0][1]) == 5
+    producer = Producer(refusals=10**9)
+    producer._request_timeout_ms = 50
+    with pytest.raises(KafkaTimeoutError):
+        await send_batches(producer, "t", 0, [(None, b"v", [])])

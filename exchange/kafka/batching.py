@@ -9,7 +9,9 @@ the broker (see docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -81,9 +83,27 @@ async def send_batches(producer: AIOKafkaProducer, topic: str, partition: int, m
             end += 1
         if end == start:
             raise ValueError(f"a message for {topic} is larger than the producer's max_batch_size")
-        futures.append((await producer.send_batch(batch, topic, partition=partition), messages[start:end]))
+        futures.append((await _send_batch(producer, batch, topic, partition), messages[start:end]))
         start = end
     return futures
+
+
+async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> asyncio.Future:
+    """``producer.send_batch``, waiting up to the producer's ``request_timeout_ms`` for room.
+
+    aiokafka's accumulator (0.12-0.14, ``MessageAccumulator.add_batch``) subtracts the time
+    waited since its *first* wait on every turn of its loop, so where several batches queue for
+    one partition (a boundary gateway releasing a second's worth at once) it raises
+    ``KafkaTimeoutError`` after a fraction of ``request_timeout_ms`` while the partition drains.
+    The batch was not appended then, so asking again is safe; a real timeout still raises.
+    """
+    deadline = time.monotonic() + producer._request_timeout_ms / 1000
+    while True:
+        try:
+            return await producer.send_batch(batch, topic, partition=partition)
+        except KafkaTimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 Sent = tuple[asyncio.Future, str, int, list]  # (ack future, topic, partition, messages)
