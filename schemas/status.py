@@ -19,7 +19,7 @@ and the like: JSON object keys can only be single strings); latency histograms t
 encoded as :func:`exchange.results.latency.encode` makes them (HdrHistogram, compressed,
 base64), so that the controller merges them before reading any percentile.
 
-``exchange schema --of status`` prints the JSON Schema of :class:`StatusMessage`.
+``exchange schema status`` prints the JSON Schema of :class:`StatusMessage`.
 This module imports nothing of the project.
 """
 

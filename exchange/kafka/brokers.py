@@ -55,7 +55,18 @@ def ready_timeout(kind: str | None, requested: float) -> float:
     return max(requested, KAFKA_READY_TIMEOUT_S) if kind == "kafka" else requested
 
 
-__all__ = ["KAFKA_FETCH_WAIT_MS", "KINDS", "BrokerError", "BrokerSpecError", "fetch_wait_ms", "make", "parse"]
+__all__ = [
+    "KAFKA_FETCH_WAIT_MS",
+    "KINDS",
+    "BrokerError",
+    "BrokerSpecError",
+    "ExistingCluster",
+    "describe",
+    "fetch_wait_ms",
+    "make",
+    "parse",
+    "ready_timeout",
+]
 
 
 @dataclass(frozen=True)
