@@ -254,12 +254,35 @@ class DepartmentPublisher:
         await self._send_records(topic, partition, records, sent_ns)
 
     async def _send_records(self, topic: str, partition: int, records: list, sent_ns: int) -> None:
-        for future, chunk in await send_batches(self._producer, topic, partition, records):
-            self._in_flight += len(chunk)
-            self.stats.sent += len(chunk)
-            task = asyncio.ensure_future(self._await_ack(future, topic, partition, chunk, sent_ns))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Hand ``records`` to the client; a retriable refusal (the partition's queue did not drain in
+        ``request_timeout_ms``: a slow or paused broker) sends what did not go out again, anything
+        else fails the process (:class:`PublishFailed`). Each batch's ack is awaited in a task."""
+        while records:
+            sent: list = []
+            try:
+                await send_batches(self._producer, topic, partition, records, out=sent)
+                records = []
+            except KafkaError as exc:
+                records = records[sum(len(chunk) for _, chunk in sent) :]
+                if not retriable(exc):
+                    self.failed = self.failed or PublishFailed(
+                        f"{self.department}: the client refused {len(records):,} records for {topic}[{partition}] with "
+                        f"{type(exc).__name__} ({exc}), which resending cannot cure"
+                    )
+                    self._acked.set()
+                    records = []
+                else:
+                    self.stats.retried += len(records)
+                    metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
+                    log.warning("publish to %s[%d] not taken (%r); sending %d records again", topic, partition, exc, len(records))
+            for future, chunk in sent:
+                self._in_flight += len(chunk)
+                self.stats.sent += len(chunk)
+                task = asyncio.ensure_future(self._await_ack(future, topic, partition, chunk, sent_ns))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if records:
+                await asyncio.sleep(0.5)
 
     async def _await_ack(self, future: asyncio.Future, topic: str, partition: int, chunk: list, sent_ns: int) -> None:
         try:

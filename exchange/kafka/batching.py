@@ -65,13 +65,18 @@ class Partitioner:
         return found
 
 
-async def send_batches(producer: AIOKafkaProducer, topic: str, partition: int, messages: list) -> list[tuple[asyncio.Future, list]]:
+async def send_batches(
+    producer: AIOKafkaProducer, topic: str, partition: int, messages: list, out: list | None = None
+) -> list[tuple[asyncio.Future, list]]:
     """Append messages to as few batches as fit and send each.
 
     Returns (future, the messages of that batch) pairs; a future resolves on the broker's
     ack. Messages may carry extra fields after (key, value, headers); they are ignored.
+    ``out``, when given, receives each pair as its batch is appended, so a caller still has
+    the batches that went out when a later one raises (their messages are the first
+    ``sum(len(m) for _, m in out)``).
     """
-    futures = []
+    futures = [] if out is None else out
     start = 0
     while start < len(messages):
         batch = producer.create_batch()
