@@ -22,12 +22,7 @@ from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
 class Accountant:
     def __init__(
-        self,
-        topics: Topics | list[Topics],
-        bootstrap: str,
-        fanout: dict[str, int],
-        run_id: str = "",
-        isolation_level: str = "read_uncommitted",
+        self, topics: Topics | list[Topics], bootstrap: str, fanout: dict[str, int], run_id: str = "", isolation_level: str = "read_uncommitted"
     ) -> None:
         # every hub of a cascade keeps its own audit trail: all are read
         self.hubs = topics if isinstance(topics, list) else [topics]

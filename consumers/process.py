@@ -206,9 +206,7 @@ async def _report(
     while not stop.is_set():
         await asyncio.gather(*(s.refresh_lag() for s in subscribers))
         status.write(
-            ConsumersStats(
-                **_totals(subscribers, accountant, reactions), **_interval(subscribers), lag_known=all(s.lag_known for s in subscribers)
-            )
+            ConsumersStats(**_totals(subscribers, accountant, reactions), **_interval(subscribers), lag_known=all(s.lag_known for s in subscribers))
         )
         accountant.flush_metrics(scenario.platform.id)
         for s in subscribers:

@@ -37,9 +37,7 @@ class ReactionEngine:
         for n, r in enumerate(scenario.reactions):
             entry = scenario.entries[r.publish]
             copies = tuple(scenario.copied_items(r.publish))
-            factory = RecordFactory(
-                entry, pool, random.Random(seed * 977 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate
-            )
+            factory = RecordFactory(entry, pool, random.Random(seed * 977 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate)
             self.by_trigger[(r.department, r.on)].append((n, r, factory))
         self.produced: dict[str, int] = defaultdict(int)
         self.pending = 0
@@ -78,13 +76,7 @@ class ReactionEngine:
             k, record = factory.for_key(key.decode(errors="replace"))
             self._seq[n] += 1
             headers_out = record_headers(
-                trace_id(REACTION_PRODUCER_BASE + n, self._seq[n]),
-                reaction.publish,
-                reaction.department,
-                due,
-                due,
-                self.run,
-                origin,
+                trace_id(REACTION_PRODUCER_BASE + n, self._seq[n]), reaction.publish, reaction.department, due, due, self.run, origin
             )
             self._due.append((due, reaction.publish, k, orjson.dumps(record), headers_out))
             self.pending += 1

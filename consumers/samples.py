@@ -224,9 +224,7 @@ async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool
     return True
 
 
-def sample_line(
-    sample: Sample, masks: dict[str, str], items: list[str], provider: str, copies: dict[str, str] | None = None
-) -> dict[str, Any]:
+def sample_line(sample: Sample, masks: dict[str, str], items: list[str], provider: str, copies: dict[str, str] | None = None) -> dict[str, Any]:
     """One line of ``samples.jsonl``: a delivery and its source, side by side.
 
     ``flow``, ``entry``, ``consumer``, ``provider``; ``n`` (1 for the flow's first
@@ -252,12 +250,7 @@ def sample_line(
         "trace": sample.trace,
         "key": sample.key.decode(errors="replace") if sample.key is not None else None,
         "delivered": delivered,
-        "delivered_at": {
-            "partition": sample.partition,
-            "offset": sample.offset,
-            "received_ns": sample.received_ns,
-            "sent_ns": sample.sent_ns,
-        },
+        "delivered_at": {"partition": sample.partition, "offset": sample.offset, "received_ns": sample.received_ns, "sent_ns": sample.sent_ns},
         "source": sample.source,
         "source_at": sample.source_at,
         "items": items,

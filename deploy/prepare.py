@@ -26,9 +26,7 @@ from exchange.kafka.topics import topic_plan  # noqa: E402
 from exchange.scenarios import loader as scenario_file  # noqa: E402 - after the sys.path line above
 
 
-async def create_replicated_topics(
-    bootstrap: str, plan: dict[str, int], replication: int, min_isr: int, timeout_s: float = 120.0
-) -> list[str]:
+async def create_replicated_topics(bootstrap: str, plan: dict[str, int], replication: int, min_isr: int, timeout_s: float = 120.0) -> list[str]:
     """Create the missing topics of ``plan``; return the names created."""
     from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError

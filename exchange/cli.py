@@ -65,9 +65,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
-) -> None:
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False) -> None:
     """Simulate government data-sharing exchange platforms (政务数据共享交换平台) on Kafka."""
 
 
@@ -127,9 +125,7 @@ def _check_duration(value: float | None) -> float | None:
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="YAML path or preset name (see `exchange scenarios`)")],
-    duration: Annotated[
-        float | None, typer.Option(callback=_check_duration, help="seconds of publishing (default: the scenario's)")
-    ] = None,
+    duration: Annotated[float | None, typer.Option(callback=_check_duration, help="seconds of publishing (default: the scenario's)")] = None,
     out: Annotated[Path | None, typer.Option(help="directory for result.json and logs (default: runs/NAME-TIME)")] = None,
     bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
@@ -150,12 +146,10 @@ def run(
         ),
     ] = None,
     find_max_rate: Annotated[
-        bool,
-        typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)"),
+        bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")
     ] = False,
     slo_p99: Annotated[
-        float | None,
-        typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000"),
+        float | None, typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")
     ] = None,
     chaos: Annotated[
         str | None,
@@ -231,16 +225,12 @@ def run(
     if result.faults:
         console.print(fault_table(result))
     ok = result.conservation.ok
-    console.print(
-        ("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message
-    )
+    console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
     for v in result.slos:
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
-    console.print(
-        f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True
-    )
+    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 
@@ -272,9 +262,7 @@ def _find_max_rate(options, slo_p99: float | None) -> None:
             t.why,
         )
     console.print(table)
-    console.print(
-        f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s", soft_wrap=True
-    )
+    console.print(f"maximum sustainable: {found.max_multiplier:g}× the scenario's rates = {found.max_rate_per_s:,.0f} records/s", soft_wrap=True)
     (out / "max-rate.json").write_text(json.dumps(found.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     console.print(f"trials and figures: {out / 'max-rate.json'}", soft_wrap=True)
 
@@ -304,17 +292,10 @@ def bench(
     bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
     out: Annotated[Path | None, typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
-    policy: Annotated[
-        bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")
-    ] = False,
-    find_max: Annotated[
-        bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")
-    ] = False,
+    policy: Annotated[bool, typer.Option("--policy", help="only the decision cost: a 10-item vs the 14,722-item catalogue, no Kafka")] = False,
+    find_max: Annotated[bool, typer.Option("--find-max-rate", help="latency at half the live maximum rate, found by search (minutes)")] = False,
     broker_floor: Annotated[
-        bool,
-        typer.Option(
-            "--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window"
-        ),
+        bool, typer.Option("--broker-floor", help="only the broker: one aiokafka hop at --floor-rate for --latency-seconds, latency per 5 s window")
     ] = False,
     floor_rate: Annotated[float, typer.Option(min=1, help="records/s of --broker-floor")] = 2000.0,
     broker_kind: BrokerOption = "tansu",
@@ -432,9 +413,7 @@ def audit_verify(
             raise typer.Exit(EXIT_COULD_NOT_CHECK)
         topic = Topics(platform_id).audit
     result = verify(_run_async(read_topic(bootstrap, topic)))
-    console.print(
-        f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False, soft_wrap=True
-    )
+    console.print(f"{topic}: {result.blocks:,} blocks, {result.rows:,} audit records, {len(result.chains)} chains", highlight=False, soft_wrap=True)
     if result.ok:
         console.print("[green]every chain intact[/green]", soft_wrap=True)
         return
@@ -543,13 +522,7 @@ def apply(
 
 @app.command()
 def review(
-    scenario: ScenarioArg,
-    consumer: Consumer,
-    entry: Entry,
-    bootstrap: Bootstrap,
-    actor: Actor = None,
-    wait: Wait = True,
-    timeout: Timeout = 15.0,
+    scenario: ScenarioArg, consumer: Consumer, entry: Entry, bootstrap: Bootstrap, actor: Actor = None, wait: Wait = True, timeout: Timeout = 15.0
 ) -> None:
     """Take an application under review (the provider); prints the router's verdict."""
     _control("review", scenario, consumer, entry, bootstrap, actor, wait, timeout)
@@ -608,9 +581,7 @@ def _result_path(path: Path) -> Path:
 @app.command()
 def report(
     result: Annotated[Path, typer.Argument(help="a run's directory or its result.json (scenario.json beside it adds department names)")],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")] = None,
 ) -> None:
     """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
     from exchange.results.report import write_report
@@ -660,9 +631,7 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
     )
     from schemas.scenario import Sharing
 
-    unsaid = [
-        sub.id for sub in s.subscriptions if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set
-    ]
+    unsaid = [sub.id for sub in s.subscriptions if s.entries[sub.entry].sharing is Sharing.conditional and "status" not in sub.model_fields_set]
     if unsaid:  # pending by default (nothing flows until approved): say so, in case approved was meant
         console.print(
             f"note: {len(unsaid)} conditional subscription(s) without status are pending, nothing flows to them "

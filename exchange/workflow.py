@@ -48,9 +48,7 @@ async def publish_control(bootstrap: str, topic: str, event: ControlEvent) -> No
         await producer.send_and_wait(topic, event.model_dump_json().encode(), key=event.application.encode())
 
 
-async def request_control(
-    bootstrap: str, topic: str, verdicts: str, event: ControlEvent, timeout_s: float = DEFAULT_TIMEOUT_S
-) -> ControlVerdict:
+async def request_control(bootstrap: str, topic: str, verdicts: str, event: ControlEvent, timeout_s: float = DEFAULT_TIMEOUT_S) -> ControlVerdict:
     """Publish ``event`` to ``topic`` and return the router's verdict on it from ``verdicts``.
 
     The event gets a request id when it has none. Raises :class:`Refused` when the router

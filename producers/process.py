@@ -31,12 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def build_publishers(
-    scenario: Scenario,
-    bootstrap: str,
-    seed: int,
-    stats: PublishStats,
-    run_id: str = "",
-    rate_multiplier: float = 1.0,
+    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0
 ) -> list[DepartmentPublisher]:
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
@@ -48,11 +43,7 @@ def build_publishers(
         by_dept.setdefault(entry.provider, []).append(
             # each department publishes into its own hub
             Schedule(
-                entry_id,
-                Topics(scenario.platform_of(entry.provider)).ingress(entry_id),
-                rate * rate_multiplier,
-                factory,
-                profiles.get(entry_id),
+                entry_id, Topics(scenario.platform_of(entry.provider)).ingress(entry_id), rate * rate_multiplier, factory, profiles.get(entry_id)
             )
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
@@ -144,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=Path)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
-    parser.add_argument(
-        "--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)"
-    )
+    parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
@@ -156,17 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(
-            run(
-                scenario,
-                args.bootstrap,
-                args.seed,
-                args.duration,
-                status,
-                args.run_id,
-                args.rate_multiplier,
-                args.warmup,
-                args.schedule_file,
-            )
+            run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier, args.warmup, args.schedule_file)
         )
     except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
         status.write(Error(message=str(exc)))

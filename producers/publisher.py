@@ -26,16 +26,7 @@ from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import new_histogram, record_many_ns, record_ns
 from producers.profiles import RateSchedule
 from producers.records import RecordFactory
-from schemas.envelope import (
-    H_ENTRY,
-    H_INTENDED,
-    H_RUN,
-    H_SCHEMA,
-    H_SENT,
-    H_SOURCE,
-    H_TRACE,
-    SCHEMA_VERSION,
-)
+from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_TRACE, SCHEMA_VERSION
 from schemas.scenario import LoadProfile
 
 log = logging.getLogger(__name__)
@@ -204,13 +195,7 @@ class DepartmentPublisher:
     def _build(self, s: Schedule, n: int, start_ns: int, batches: dict) -> None:
         """Append ``n`` records of the schedule, with their headers, to the per-partition lists."""
         sent = b"%d" % time.time_ns()
-        tail = (
-            (H_ENTRY, s.entry_id.encode()),
-            (H_SOURCE, self._source),
-            (H_SENT, sent),
-            (H_SCHEMA, SCHEMA_VERSION),
-            (H_RUN, self._run),
-        )
+        tail = ((H_ENTRY, s.entry_id.encode()), (H_SOURCE, self._source), (H_SENT, sent), (H_SCHEMA, SCHEMA_VERSION), (H_RUN, self._run))
         lists = {p: batches.setdefault((s.topic, p), []) for p in s.partitions}
         offsets = s.schedule.offsets(s.next_index, n)
         corpus = s.corpus

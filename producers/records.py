@@ -71,9 +71,7 @@ class EntityPool:
     ``regions`` are the divisions records come from, each equally likely; inside one, a
     township is chosen level by level (``sample_leaf``)."""
 
-    def __init__(
-        self, seed: int, regions: list[identity.Region], people: int = 20_000, enterprises: int = 5_000, vehicles: int = 37_000
-    ) -> None:
+    def __init__(self, seed: int, regions: list[identity.Region], people: int = 20_000, enterprises: int = 5_000, vehicles: int = 37_000) -> None:
         rng = random.Random(seed)
         self.regions = regions
         self.people = [self._person(rng) for _ in range(people)]

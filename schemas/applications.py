@@ -125,8 +125,7 @@ def transition(current: Application | None, event: ControlEvent, provider: str) 
     if state not in sources:
         allowed = ", ".join(sorted(s.value if s else "(none)" for s in sources))
         raise IllegalTransition(
-            f"cannot {event.action} application {event.application!r} in state {state.value if state else '(none)'}; "
-            f"allowed from: {allowed}"
+            f"cannot {event.action} application {event.application!r} in state {state.value if state else '(none)'}; allowed from: {allowed}"
         )
     if event.action == "apply":
         return Application(

@@ -217,8 +217,7 @@ class DeadLetter(BaseModel):
         default=None, description="set when a hub of a cascade refused a record in transit (it carried this one subscription)"
     )
     last_offset: int | None = Field(
-        default=None,
-        description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset",
+        default=None, description="set when the letter stands for a fetched batch that cannot be decoded: its offsets run from offset to last_offset"
     )
     records: int | None = Field(default=None, description="records an undecodable batch's letter stands for (from the batch header)")
     value_b64: str = Field(description="the original value bytes, base64 (for an undecodable batch: the batch as fetched, up to 1 MiB)")

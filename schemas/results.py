@@ -253,9 +253,7 @@ class Result(_Model):
     publishRate: list[float]
     publishErrorRate: list[float] = Field(default_factory=list)
     consumeRate: list[float]
-    backlog: list[int] = Field(
-        default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)"
-    )
+    backlog: list[int] = Field(default_factory=list, description="ingress records not yet taken in by the router (end offsets minus positions)")
     consumer_lag: dict[str, list[int]] = Field(default_factory=dict, description="per delivery topic (department), per interval")
     publishLatencyAvg: list[float] = Field(default_factory=list)
     publishLatency50pct: list[float] = Field(default_factory=list)

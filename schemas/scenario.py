@@ -12,22 +12,11 @@ from enum import Enum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-Identifier = Annotated[
-    str,
-    Field(pattern=_ID, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)"),
-]
+Identifier = Annotated[str, Field(pattern=_ID, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)")]
 RegionCode = Annotated[
     str,
     BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
@@ -57,9 +46,7 @@ def _aliases(enum: type[Enum], mapping: dict[str, str]) -> BeforeValidator:
         value = mapping.get(value.strip(), value.strip())
         if value not in values:
             raise PydanticCustomError(
-                "enum",
-                "Input should be {expected} (or {terms})",
-                {"expected": ", ".join(map(repr, values)), "terms": ", ".join(mapping)},
+                "enum", "Input should be {expected} (or {terms})", {"expected": ", ".join(map(repr, values)), "terms": ", ".join(mapping)}
             )
         return value
 
@@ -105,10 +92,7 @@ class Sharing(str, Enum):
     not_shared = "not_shared"  # 不予共享
 
 
-SharingField = Annotated[
-    Sharing,
-    _aliases(Sharing, {"无条件共享": "unconditional", "有条件共享": "conditional", "不予共享": "not_shared"}),
-]
+SharingField = Annotated[Sharing, _aliases(Sharing, {"无条件共享": "unconditional", "有条件共享": "conditional", "不予共享": "not_shared"})]
 
 
 class OpenData(str, Enum):
@@ -119,10 +103,7 @@ class OpenData(str, Enum):
     not_open = "not_open"  # 不予开放
 
 
-OpenDataField = Annotated[
-    OpenData,
-    _aliases(OpenData, {"无条件开放": "open", "有条件开放": "conditional", "不予开放": "not_open"}),
-]
+OpenDataField = Annotated[OpenData, _aliases(OpenData, {"无条件开放": "open", "有条件开放": "conditional", "不予开放": "not_open"})]
 
 
 class DepartmentKind(str, Enum):
@@ -135,9 +116,7 @@ class DepartmentKind(str, Enum):
 
 DepartmentKindField = Annotated[
     DepartmentKind,
-    _aliases(
-        DepartmentKind, {"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}
-    ),
+    _aliases(DepartmentKind, {"委办局": "local_bureau", "垂直部门": "vertical", "事业单位": "public_institution", "镇街": "local_government"}),
 ]
 
 
@@ -324,9 +303,7 @@ class Department(_Model):
     region: RegionCode | None = Field(default=None, description="the jurisdiction it serves; defaults to the platform's")
     kind: DepartmentKindField = DepartmentKind.local_bureau
     platform: Identifier | None = Field(default=None, description="the platform it attaches to; the main platform when omitted")
-    consume_rate: float | None = Field(
-        default=None, gt=0, description="records/s its system can take in at most (its consumer reads no faster)"
-    )
+    consume_rate: float | None = Field(default=None, gt=0, description="records/s its system can take in at most (its consumer reads no faster)")
     gateway: Identifier | None = Field(
         default=None, description="the boundary gateway it reaches its hub through (a separate network zone, e.g. 公安网)"
     )
@@ -415,9 +392,7 @@ class LoadProfile(_Model):
 class ProducerLoad(_Model):
     department: Identifier
     rate: float = Field(gt=0, le=10_000_000, description="records/s for the department, split over its entries")
-    entries: tuple[Identifier, ...] | None = Field(
-        default=None, min_length=1, description="entries to publish; all of its own when omitted"
-    )
+    entries: tuple[Identifier, ...] | None = Field(default=None, min_length=1, description="entries to publish; all of its own when omitted")
     profile: LoadProfile | None = Field(default=None, description="shape of the rate over the run; constant when omitted")
 
 
@@ -770,10 +745,7 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         for k, entry_id in enumerate(p.negative_list.entries):
             if entry_id not in scenario.entries:
                 errors.append(
-                    (
-                        (*loc, "negative_list", "entries", k),
-                        f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue",
-                    )
+                    ((*loc, "negative_list", "entries", k), f"platform {p.id!r}: negative list names entry {entry_id!r}, not in the catalogue")
                 )
         seen, cur = {p.id}, p
         while cur.parent is not None and cur.parent in platforms:
@@ -860,10 +832,7 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         missing = [i for i in duty.items if i not in provided]
         if missing:
             errors.append(
-                (
-                    ("responsibilities", n, "items"),
-                    (f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"),
-                )
+                (("responsibilities", n, "items"), (f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"))
             )
     return errors
 

@@ -160,9 +160,7 @@ class RouterProcess:
 
 
 @contextmanager
-def router_on_embedded_broker(
-    workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None
-) -> Iterator[RouterProcess]:
+def router_on_embedded_broker(workdir: Path, scenario: Scenario | None = None, env: dict[str, str] | None = None) -> Iterator[RouterProcess]:
     """A started embedded broker and a ready router worker on it (default: the sharing
     scenario), for synchronous fixtures; both stopped when the block ends."""
     with EmbeddedBroker() as broker:
@@ -189,9 +187,7 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
         await producer.stop()
 
 
-async def read_all(
-    bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5
-):
+async def read_all(bootstrap: str, topic: str, *, run: str | None = None, until: int | None = None, timeout: float = 15.0, idle: float = 1.5):
     """Every record on a topic (of one run, when given), read until ``until`` records or an idle spell."""
     consumer = clients.consumer("topic_reader", bootstrap, client_id="dx-test")
     await consumer.start()

@@ -51,9 +51,7 @@ def wait_gone(pid: int, timeout: float = 3.0) -> bool:
 
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, int]:
     """Run a Python child that starts a broker and prints its pid; return (child, broker pid)."""
-    code = (
-        "import atexit, os, sys, time\nfrom exchange.kafka.tansu import EmbeddedBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
-    )
+    code = "import atexit, os, sys, time\nfrom exchange.kafka.tansu import EmbeddedBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     line = child.stdout.readline()
     if not line.strip().isdigit():

@@ -112,19 +112,7 @@ def test_a_router_restarted_while_a_node_is_down_for_good_starts_and_nothing_is_
 
 def test_broker_node_faults_are_refused_on_tansu_before_anything_starts(tmp_path):
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exchange",
-            "run",
-            "demo",
-            "--duration",
-            "5",
-            "--out",
-            str(tmp_path / "x"),
-            "--chaos",
-            "kill-broker@2s+restart",
-        ],
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "5", "--out", str(tmp_path / "x"), "--chaos", "kill-broker@2s+restart"],
         cwd=ROOT,
         capture_output=True,
         text=True,

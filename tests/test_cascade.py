@@ -198,9 +198,7 @@ def _rows(records, run_id):
 
 
 def test_a_department_behind_an_unknown_gateway_is_an_error():
-    bad = CASCADE.replace(
-        "{id: prov-tax, name: 省税务局, platform: gz}", "{id: prov-tax, name: 省税务局, platform: gz, gateway: police-net}"
-    )
+    bad = CASCADE.replace("{id: prov-tax, name: 省税务局, platform: gz}", "{id: prov-tax, name: 省税务局, platform: gz, gateway: police-net}")
     with pytest.raises(ScenarioError) as exc:
         parse(bad, "cascade-test.yaml")
     assert "departments.1.gateway" in str(exc.value) and "police-net" in str(exc.value)

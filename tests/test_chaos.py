@@ -31,9 +31,7 @@ def parse(spec: str, **kw):
 
 # the spec --------------------------------------------------------------------------------
 def test_every_kind_parses_and_comes_out_in_time_order():
-    faults = parse(
-        "pause-broker@10s+3s, kill-router@20s,pause-router:1@1.5s+500ms,kill-consumers@25s,pause-consumer:urban@5s+2s,kill-router:1@8s"
-    )
+    faults = parse("pause-broker@10s+3s, kill-router@20s,pause-router:1@1.5s+500ms,kill-consumers@25s,pause-consumer:urban@5s+2s,kill-router:1@8s")
     assert faults == [
         Fault("pause-router", "1", 1.5, 0.5),
         Fault("pause-consumer", "urban", 5.0, 2.0),
@@ -106,10 +104,7 @@ def test_broker_faults_on_a_cluster_name_a_node_or_leave_it_to_the_run():
         ("kill-broker@3s+0s", "the duration must be more than 0"),
         ("kill-broker@3s+again", "time 'again' must look like 20s"),
         ("pause-broker:2@3s", "pause-broker needs a duration"),
-        (
-            "kill-broker:2@3s,pause-broker:2@20s+1s",
-            "overlaps 'kill-broker:2@3s' (same broker node 2, down for the rest of the run: add +restart)",
-        ),
+        ("kill-broker:2@3s,pause-broker:2@20s+1s", "overlaps 'kill-broker:2@3s' (same broker node 2, down for the rest of the run: add +restart)"),
         ("kill-broker:2@3s+5s,kill-broker:2@6s", "overlaps 'kill-broker:2@3s+5s' (same broker node 2)"),
         ("kill-broker@3s+restart,pause-broker:1@3s+1s", "a broker fault without a node may hit any node"),
         ("pause-broker:1@3s+5s,kill-broker@4s", "a broker fault without a node may hit any node"),
@@ -218,8 +213,7 @@ def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float =
     assert sum(f.duplicates for f in result.flows.values()) <= c.duplicates
     on_disk = json.loads((run_dir / "result.json").read_text())
     assert [f["spec"] for f in on_disk["faults"]] == [
-        f.label
-        for f in chaos.parse(spec, duration=duration, workers=workers, departments={s.consumer for s in options.scenario.subscriptions})
+        f.label for f in chaos.parse(spec, duration=duration, workers=workers, departments={s.consumer for s in options.scenario.subscriptions})
     ]
     assert (run_dir / "chaos.jsonl").exists()
     return result

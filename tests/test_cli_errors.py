@@ -44,6 +44,4 @@ def test_no_broker_at_bootstrap_is_one_line_and_exit_2(command, tmp_path):
 def test_a_port_out_of_range_is_one_line_naming_it(tmp_path):
     done = exchange("run", "demo", "--duration", "2", "--bootstrap", "127.0.0.1:99999", "--out", str(tmp_path / "run"))
     assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT with a port from 1 to 65535"
-    )
+    assert done.stderr.strip() == ("error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT with a port from 1 to 65535")

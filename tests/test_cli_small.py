@@ -60,12 +60,7 @@ def test_piped_output_obeys_columns():
 
     args = ("compare", str(DATA / "demo"), str(DATA / "demo-2workers"))
     narrow = subprocess.run(
-        [sys.executable, "-m", "exchange", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "80"},
+        [sys.executable, "-m", "exchange", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"}
     )
     wide = subprocess.run(
         [sys.executable, "-m", "exchange", *args],
@@ -82,13 +77,7 @@ def test_piped_output_obeys_columns():
 
 def test_compare_says_changed_only_beyond_the_noise():
     def slo(measured, passed=True):
-        return {
-            "name": "denied share",
-            "metric": "denied_rate",
-            "target": 0.6,
-            "measured": measured,
-            "passed": passed,
-        }
+        return {"name": "denied share", "metric": "denied_rate", "target": 0.6, "measured": measured, "passed": passed}
 
     a, b = load_result(DATA / "demo" / "result.json"), load_result(DATA / "demo" / "result.json")
     a["slos"], b["slos"] = [slo(0.4765)], [slo(0.4766)]

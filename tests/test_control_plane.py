@@ -264,9 +264,7 @@ async def test_a_workflow_command_with_no_router_to_answer_exits_2_after_its_tim
 
     other = SHARING_SCENARIO.replace("platform: {id: t1,", "platform: {id: t9,")
     started = time.monotonic()
-    done = _workflow_cli(
-        plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试", "--timeout", "1", scenario_text=other
-    )
+    done = _workflow_cli(plane, tmp_path, "apply", "--consumer", "b", "--entry", "cond", "--purpose", "测试", "--timeout", "1", scenario_text=other)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no verdict on dx.t9.verdicts within 1 s" in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - started < 30

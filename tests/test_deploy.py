@@ -504,21 +504,13 @@ def test_label_values_match_the_code() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r'InvalidRecord\(\s*"', text), f"{path}: a dead-letter reason as a bare string"
         dead |= set(re.findall(r"DeadLetterReason\.([a-z_]+)", text))
-    assert dead and dead <= set(metrics.DEAD_LETTER_REASONS), (
-        f"dead-letter reasons missing: {sorted(dead - set(metrics.DEAD_LETTER_REASONS))}"
-    )
+    assert dead and dead <= set(metrics.DEAD_LETTER_REASONS), f"dead-letter reasons missing: {sorted(dead - set(metrics.DEAD_LETTER_REASONS))}"
     assert set(metrics.DEAD_LETTER_REASONS) == set(DeadLetterReason)
     assert set(metrics.DELIVERED_REASONS) == set(DeliveryReason) == {"unconditional", "approved", "relayed"}
     assert set(metrics.DENIED_REASONS) == set(DenialReason)
-    assert {
-        "not_shared",
-        "not_approved",
-        "not_provider",
-        "out_of_jurisdiction",
-        "no_subscriber",
-        "negative_list",
-        "hub_negative_list",
-    } == set(DenialReason)
+    assert {"not_shared", "not_approved", "not_provider", "out_of_jurisdiction", "no_subscriber", "negative_list", "hub_negative_list"} == set(
+        DenialReason
+    )
 
 
 def test_serve_metrics_and_sd_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -626,9 +618,7 @@ def dongguan_shaped() -> Scenario:
             items.append({"key": f"e{n}.f{len(items)}", "name": "数据项", "type": "text"})
         total_items += len(items)
         sharing = ("unconditional", "unconditional", "unconditional", "conditional", "conditional", "not_shared")[n % 6]
-        catalogue.append(
-            {"id": f"e{n:04d}", "name": f"目录{n}", "provider": provider, "sharing": sharing, "partitions": 1 + n % 3, "items": items}
-        )
+        catalogue.append({"id": f"e{n:04d}", "name": f"目录{n}", "provider": provider, "sharing": sharing, "partitions": 1 + n % 3, "items": items})
     assert total_items == 14722
     subs, seen = [], set()
     for k in range(420):
@@ -659,10 +649,7 @@ def test_series_estimate_for_a_dongguan_sized_scenario_is_sane() -> None:
     assert (len(scenario.departments), len(scenario.catalogue)) == (84, 1322)
     one = metrics.estimated_series(scenario, workers=1)
     three = metrics.estimated_series(scenario, workers=3)
-    print(
-        f"\ndongguan-shaped ({len(scenario.subscriptions)} subscriptions): {one['total']:,} series with 1 router worker, "
-        f"{three['total']:,} with 3"
-    )
+    print(f"\ndongguan-shaped ({len(scenario.subscriptions)} subscriptions): {one['total']:,} series with 1 router worker, {three['total']:,} with 3")
     for name, n in sorted(((k, v) for k, v in one.items() if k != "total"), key=lambda kv: -kv[1])[:10]:
         print(f"  {name:40s} {n:>7,}")
     assert one["total"] < 40_000 and three["total"] < 80_000

@@ -46,9 +46,7 @@ def dongguan_like() -> Result:
     for n in range(338):
         flows[f"dept-{n % 84:02}.entry-{n:03}"] = flow(t, f"entry-{n:03}", f"dept-{n % 84:02}", 800 + n, 0)
     counts = {
-        e: EntryCounts(
-            produced=24_666 if e == "gps-fix" else 500, subscriptions=1, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0
-        )
+        e: EntryCounts(produced=24_666 if e == "gps-fix" else 500, subscriptions=1, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0)
         for e in {f.entry for f in flows.values()}
     }
     return r.model_copy(update={"flows": flows, "counts_by_entry": counts})

@@ -183,12 +183,7 @@ def fetched(draw, name: str, offset: int):
     header_entry = draw(st.sampled_from([entry] * 8 + [scenario.catalogue[0].id]))
     trace = b"7.%d" % offset
     return Fetched(
-        topic,
-        offset % 4,
-        offset,
-        draw(st.sampled_from([key, None, b"\xff"])),
-        draw(values(record)),
-        draw(headers_for(header_entry, source, trace)),
+        topic, offset % 4, offset, draw(st.sampled_from([key, None, b"\xff"])), draw(values(record)), draw(headers_for(header_entry, source, trace))
     )
 
 
@@ -263,12 +258,7 @@ def _good(name: str, entry: str, trace: bytes, offset: int) -> Fetched:
     scenario, topics, _, factories = _world(name)
     key, record = factories[entry].make()
     return Fetched(
-        topics.ingress(entry),
-        0,
-        offset,
-        key,
-        orjson.dumps(record),
-        record_headers(trace, entry, scenario.entries[entry].provider, 1, 2, "fuzz"),
+        topics.ingress(entry), 0, offset, key, orjson.dumps(record), record_headers(trace, entry, scenario.entries[entry].provider, 1, 2, "fuzz")
     )
 
 
@@ -459,9 +449,7 @@ GARBLE = {
 
 
 def _producer(kafka, bootstrap: str, codec: str | None = None):
-    return kafka.KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", compression_type=codec, linger_ms=50, max_request_size=16 * 1024 * 1024
-    )
+    return kafka.KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=codec, linger_ms=50, max_request_size=16 * 1024 * 1024)
 
 
 def _send(producer, topic: str, messages: list, partition: int = 0) -> list[int]:

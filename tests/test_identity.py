@@ -99,16 +99,7 @@ def test_invalid_resident_ids(value):
 
 
 @pytest.mark.parametrize(
-    "value",
-    [
-        "",
-        "91350100M000100Y4",
-        "91350100M000100Y433",
-        "91350100M000100Y4I",
-        "9135A100M000100Y43",
-        "91350100m000100y43",
-        "91350100M000100Y44",
-    ],
+    "value", ["", "91350100M000100Y4", "91350100M000100Y433", "91350100M000100Y4I", "9135A100M000100Y43", "91350100m000100y43", "91350100M000100Y44"]
 )
 def test_invalid_credit_codes(value):
     assert not is_valid_credit_code(value)
@@ -159,10 +150,7 @@ def test_single_substitution_detected(generate, alphabet, is_valid, seed, pos, d
 
 
 def test_all_single_substitutions_detected_exhaustively():
-    for value, alphabet, valid in (
-        ("11010519491231002X", ID_CHARS, is_valid_resident_id),
-        ("91350100M000100Y43", CC_ALPHABET, is_valid_credit_code),
-    ):
+    for value, alphabet, valid in (("11010519491231002X", ID_CHARS, is_valid_resident_id), ("91350100M000100Y43", CC_ALPHABET, is_valid_credit_code)):
         for pos in range(18):
             for ch in alphabet:
                 if ch != value[pos]:
@@ -174,16 +162,7 @@ def test_all_single_substitutions_detected_exhaustively():
 
 @pytest.mark.parametrize(
     "name, surname",
-    [
-        ("张三", "张"),
-        ("王小明", "王"),
-        ("欧阳娜娜", "欧阳"),
-        ("司马光", "司马"),
-        ("诸葛亮", "诸葛"),
-        ("欧阳", "欧阳"),
-        ("李", "李"),
-        ("", ""),
-    ],
+    [("张三", "张"), ("王小明", "王"), ("欧阳娜娜", "欧阳"), ("司马光", "司马"), ("诸葛亮", "诸葛"), ("欧阳", "欧阳"), ("李", "李"), ("", "")],
 )
 def test_surname_of(name, surname):
     assert surname_of(name) == surname
@@ -276,31 +255,14 @@ def test_every_level_of_the_table():
         assert code not in REGIONS and not division_table.exists(code)
 
 
-@pytest.mark.parametrize(
-    ("code", "first"),
-    [
-        ("441900130", "441900129"),
-        ("441323", "441323"),
-        ("441329", "441324"),
-        ("110100", "110101"),
-    ],
-)
+@pytest.mark.parametrize(("code", "first"), [("441900130", "441900129"), ("441323", "441323"), ("441329", "441324"), ("110100", "110101")])
 def test_nearest_real_neighbours(code, first):
     near = division_table.nearest(code)
     assert near and near[0].code == first and all(division_table.exists(r.code) for r in near)
     assert len({r.code for r in near}) == len(near) <= 3
 
 
-@pytest.mark.parametrize(
-    ("code", "size"),
-    [
-        ("441322", 16),
-        ("440305", 8),
-        ("440305001", 1),
-        ("441900", 32),
-        ("440000", 1610),
-    ],
-)
+@pytest.mark.parametrize(("code", "size"), [("441322", 16), ("440305", 8), ("440305001", 1), ("441900", 32), ("440000", 1610)])
 def test_regions_of_are_the_townships_inside(code, size):
     from producers.records import regions_of
 

@@ -55,9 +55,7 @@ def test_cluster_ids_never_look_like_an_option(monkeypatch):
     assert cid == "AAAAAAAAAAAAAAAAAAAAAA" and len(cid) == 22
 
 
-@pytest.mark.parametrize(
-    "spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)), ("KAFKA:1", ("kafka", 1))]
-)
+@pytest.mark.parametrize("spec, parsed", [("tansu", ("tansu", 1)), ("kafka", ("kafka", 1)), ("kafka:3", ("kafka", 3)), ("KAFKA:1", ("kafka", 1))])
 def test_broker_specs(spec, parsed):
     assert brokers.parse(spec) == parsed
 
@@ -198,9 +196,7 @@ async def test_long_poll_answers_as_soon_as_data_arrives(kafka):
 # Lifecycle: nothing is left behind -----------------------------------------------------------------
 def spawn_child(body: str, prelude: str = "", **kw) -> tuple[subprocess.Popen, list[int]]:
     """A Python child that starts Kafka and prints its JVM pids; returns (child, pids)."""
-    code = (
-        "import atexit, os, sys, time\nfrom exchange.kafka.apache import KafkaBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
-    )
+    code = "import atexit, os, sys, time\nfrom exchange.kafka.apache import KafkaBroker\n" + textwrap.dedent(prelude) + textwrap.dedent(body)
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     line = child.stdout.readline()
     if not line.strip():

@@ -17,10 +17,6 @@ def test_record_many_matches_one_by_one(values):
     record_many_ns(many, values)
     assert list(many.counts) == list(one.counts)
     assert many.get_total_count() == one.get_total_count() == len(values)
-    assert (many.get_min_value(), many.get_max_value(), many.get_mean_value()) == (
-        one.get_min_value(),
-        one.get_max_value(),
-        one.get_mean_value(),
-    )
+    assert (many.get_min_value(), many.get_max_value(), many.get_mean_value()) == (one.get_min_value(), one.get_max_value(), one.get_mean_value())
     assert [many.get_value_at_percentile(p) for p in PERCENTILES.values()] == [one.get_value_at_percentile(p) for p in PERCENTILES.values()]
     assert many.encode() == one.encode()

@@ -8,25 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.policy.masking import (
-    MASKERS,
-    apply_mask,
-    mask_address,
-    mask_id_number,
-    mask_name,
-    mask_phone,
-    redact,
-)
-from producers.identity import (
-    DONGGUAN_TOWNS,
-    REGIONS,
-    address,
-    chinese_name,
-    district_prefix,
-    mobile_phone,
-    resident_id,
-    surname_of,
-)
+from exchange.policy.masking import MASKERS, apply_mask, mask_address, mask_id_number, mask_name, mask_phone, redact
+from producers.identity import DONGGUAN_TOWNS, REGIONS, address, chinese_name, district_prefix, mobile_phone, resident_id, surname_of
 from schemas.scenario import MaskRule
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -37,8 +20,7 @@ REGION_CODES = sorted(REGIONS)
 
 
 @pytest.mark.parametrize(
-    ("name", "masked"),
-    [("张三", "张*"), ("王小明", "王**"), ("欧阳娜娜", "欧阳**"), ("司马光", "司马*"), ("张", "张*"), ("欧阳", "欧阳*")],
+    ("name", "masked"), [("张三", "张*"), ("王小明", "王**"), ("欧阳娜娜", "欧阳**"), ("司马光", "司马*"), ("张", "张*"), ("欧阳", "欧阳*")]
 )
 def test_mask_name_keeps_only_the_surname(name: str, masked: str) -> None:
     assert mask_name(name) == masked
@@ -141,8 +123,7 @@ _TOKENS = [
     "—",
 ]
 SUFFIXES = st.one_of(
-    st.text(min_size=1, max_size=40),
-    st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=3)), min_size=1, max_size=12).map("".join),
+    st.text(min_size=1, max_size=40), st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=3)), min_size=1, max_size=12).map("".join)
 )
 
 

@@ -60,12 +60,10 @@ async def test_copies_are_verified_and_only_authoritative_values_are_delivered(t
                         CODE_A.encode(),
                         orjson.dumps({"enterprise.credit_code": CODE_A, "enterprise.name": TRUE_NAME, "enterprise.address": TRUE_ADDRESS}),
                         envelope("registration", "market", "1.1", run),
-                    ),
+                    )
                 ],
             )
-            await read_all(
-                broker.bootstrap, t.audit, run=None, until=1, timeout=30
-            )  # the source's record routed first, however loaded the machine
+            await read_all(broker.bootstrap, t.audit, run=None, until=1, timeout=30)  # the source's record routed first, however loaded the machine
             copies = [
                 (CODE_A, TRUE_NAME, TRUE_ADDRESS),  # agrees
                 (CODE_A, "武汉市华盛科技有限公司（分公司）", TRUE_ADDRESS),  # a stale name
@@ -79,9 +77,7 @@ async def test_copies_are_verified_and_only_authoritative_values_are_delivered(t
                 [
                     (
                         code.encode(),
-                        orjson.dumps(
-                            {"enterprise.credit_code": code, "enterprise.name": name, "enterprise.address": address, "tax.status": "正常"}
-                        ),
+                        orjson.dumps({"enterprise.credit_code": code, "enterprise.name": name, "enterprise.address": address, "tax.status": "正常"}),
                         envelope("tax-record", "tax", f"2.{i + 1}", run),
                     )
                     for i, (code, name, address) in enumerate(copies)
@@ -302,9 +298,7 @@ def test_router_core_counts_each_outcome_under_its_own_name():
     }
     # a source record with a key that fits no standard stores nothing and says so
     routed = core.route(
-        [_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})],
-        authority=store,
-        now=1_700_000_000_000_000_000,
+        [_fetched(topics, "population", "psb", 9, {"person.id": "N/A", "person.name": "某"})], authority=store, now=1_700_000_000_000_000_000
     )
     assert dict(routed.verifications) == {("person.name", "psb", "invalid_key"): 1} and set(store) == {GB_EXAMPLE}
 
@@ -316,9 +310,7 @@ def test_results_report_invalid_keys_next_to_the_other_outcomes():
     from schemas.status import VerificationCount
 
     verifications = VerificationCount.rows(
-        Counter(
-            {("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3, ("person.name", "civil", "unverified"): 1}
-        )
+        Counter({("person.name", "civil", "verified"): 2, ("person.name", "civil", "invalid_key"): 3, ("person.name", "civil", "unverified"): 1})
     )
     v = _one_number_one_source(verifications, [])["person.name"]
     assert (v.verified, v.unverified, v.invalid_key) == (2, 1, 3)

@@ -8,15 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from exchange.policy.masking import mask_id_number, mask_name, mask_phone
-from exchange.policy.sharing import (
-    MAX_ITEM_CHARS,
-    EntryPolicy,
-    InvalidRecord,
-    Outcome,
-    check_record,
-    compile_policy,
-    decide,
-)
+from exchange.policy.sharing import MAX_ITEM_CHARS, EntryPolicy, InvalidRecord, Outcome, check_record, compile_policy, decide
 from schemas.envelope import PAD_FIELD, Topics
 from schemas.outcomes import DeliveryReason, DenialReason
 from schemas.scenario import MaskRule, Scenario, Sharing
@@ -37,12 +29,7 @@ def by_sub(outcomes: list[Outcome]) -> dict[str, Outcome]:
     return out
 
 
-def scenario(
-    catalogue: list[dict],
-    subscriptions: list[dict],
-    departments: list[dict] | None = None,
-    region: str = "441900",
-) -> Scenario:
+def scenario(catalogue: list[dict], subscriptions: list[dict], departments: list[dict] | None = None, region: str = "441900") -> Scenario:
     depts = departments or [{"id": d, "name": d} for d in ("prov", "a", "b", "c")]
     return Scenario.model_validate(
         {
@@ -103,11 +90,7 @@ def test_unconditional_delivers_all_items_in_entry_order_with_personal_items_mas
     assert outcome.reason == DeliveryReason.unconditional
     assert outcome.route.consumer == "a"
     assert list(outcome.value) == ["person.id", "person.name", "person.status"]
-    assert outcome.value == {
-        "person.id": "441900********123X",
-        "person.name": "欧阳**",
-        "person.status": "正常",
-    }
+    assert outcome.value == {"person.id": "441900********123X", "person.name": "欧阳**", "person.status": "正常"}
     # the record handed in is not modified by masking
     assert record["person.id"] == PERSON_ID and record["person.name"] == PERSON_NAME
 
@@ -121,10 +104,7 @@ def test_unconditional_ignores_approvals() -> None:
 def test_unconditional_subscription_items_subset_in_entry_order() -> None:
     s = scenario(
         [{"id": "people", "name": "人口", "provider": "prov", "sharing": "unconditional", "items": PERSON_ITEMS}],
-        [
-            {"consumer": "a", "entry": "people", "items": ["person.status", "person.id"]},
-            {"consumer": "b", "entry": "people"},
-        ],
+        [{"consumer": "a", "entry": "people", "items": ["person.status", "person.id"]}, {"consumer": "b", "entry": "people"}],
     )
     out = by_sub(decide(policies(s)["people"], "prov", dict(PERSON_RECORD)))
     a, b = out["a.people"], out["b.people"]
@@ -149,10 +129,7 @@ def test_explicit_mask_rules_override_auto() -> None:
         {"key": "x.other", "name": "其他", "type": "text", "sensitivity": "personal"},  # auto → redact
         {"key": "x.addr", "name": "地址", "type": "address", "sensitivity": "public"},  # auto, not personal → clear
     ]
-    s = scenario(
-        [{"id": "e", "name": "e", "provider": "prov", "sharing": "unconditional", "items": items}],
-        [{"consumer": "a", "entry": "e"}],
-    )
+    s = scenario([{"id": "e", "name": "e", "provider": "prov", "sharing": "unconditional", "items": items}], [{"consumer": "a", "entry": "e"}])
     record = {"x.name": "张三", "x.note": "秘密", "x.other": "别的", "x.addr": "广东省东莞市南城街道鸿福路1号"}
     [o] = decide(policies(s)["e"], "prov", record)
     assert o.value == {"x.name": "张三", "x.note": "***", "x.other": "***", "x.addr": "广东省东莞市南城街道鸿福路1号"}
@@ -286,10 +263,7 @@ def test_source_other_than_provider_is_denied_on_every_route(entry: str, approva
 
 # --- row filter (jurisdiction) -----------------------------------------------------
 
-ROW_ITEMS = [
-    {"key": "vehicle.plate", "name": "车牌", "type": "plate"},
-    {"key": "vehicle.region", "name": "所在镇街", "type": "region_code"},
-]
+ROW_ITEMS = [{"key": "vehicle.plate", "name": "车牌", "type": "plate"}, {"key": "vehicle.region", "name": "所在镇街", "type": "region_code"}]
 
 
 def row_scenario(sharing: str = "unconditional") -> Scenario:
@@ -395,10 +369,7 @@ def number_policy() -> EntryPolicy:
         {"key": "v.count", "name": "数量", "type": "integer"},
         {"key": "v.note", "name": "备注", "type": "text"},
     ]
-    s = scenario(
-        [{"id": "n", "name": "n", "provider": "prov", "sharing": "unconditional", "items": items}],
-        [{"consumer": "a", "entry": "n"}],
-    )
+    s = scenario([{"id": "n", "name": "n", "provider": "prov", "sharing": "unconditional", "items": items}], [{"consumer": "a", "entry": "n"}])
     return policies(s)["n"]
 
 

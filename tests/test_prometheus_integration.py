@@ -41,14 +41,7 @@ PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 PLATFORM = "sz"  # the platform of SCENARIO
-SUBSTITUTIONS = {
-    "$__rate_interval": "5s",
-    "$__interval": "5s",
-    "$__range": "1m",
-    "$platform": ".*",
-    "$run_id": ".*",
-    "$worker": ".*",
-}
+SUBSTITUTIONS = {"$__rate_interval": "5s", "$__interval": "5s", "$__range": "1m", "$platform": ".*", "$run_id": ".*", "$worker": ".*"}
 
 needs_prometheus = pytest.mark.skipif(
     not PROMETHEUS.exists() or not PROMTOOL.exists(),

@@ -18,12 +18,7 @@ from .harness import sharing_scenario
 
 SCENARIO = sharing_scenario()
 POLICY = compile_policy(SCENARIO, Topics("t1"))["cond"]
-RECORD = {
-    "enterprise.code": "91441900MA4W1X2Y3Z",
-    "enterprise.name": "东莞市某某公司",
-    "enterprise.phone": "13800138000",
-    "enterprise.count": 3,
-}
+RECORD = {"enterprise.code": "91441900MA4W1X2Y3Z", "enterprise.name": "东莞市某某公司", "enterprise.phone": "13800138000", "enterprise.count": 3}
 
 actions = st.sampled_from(["apply", "review", "approve", "reject", "revoke", "expire"])
 actors = st.sampled_from(["prov", "a", "b", "c", "platform"])
@@ -145,10 +140,7 @@ def test_a_large_routed_batch_is_split_into_blocks_that_fit_one_kafka_record():
     from exchange.policy.audit import MAX_BLOCK_ROWS
 
     writer = AuditWriter("0")
-    rows = [
-        [f"1.{j}.{j}", "r" * 40, "prov", j, "cond", "a", "a.cond", "delivered", "approved", ["x"] * 5, []]
-        for j in range(MAX_BLOCK_ROWS * 2 + 7)
-    ]
+    rows = [[f"1.{j}.{j}", "r" * 40, "prov", j, "cond", "a", "a.cond", "delivered", "approved", ["x"] * 5, []] for j in range(MAX_BLOCK_ROWS * 2 + 7)]
     blocks = writer.blocks(0, rows)
     assert len(blocks) == 3
     assert max(len(b) for b in blocks) < 1_000_000

@@ -20,16 +20,12 @@ from exchange.kafka.batching import retriable
 from producers.publisher import DepartmentPublisher, PublishFailed, PublishStats
 
 
-@pytest.mark.parametrize(
-    "exc", [KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), NotEnoughReplicasError()], ids=type
-)
+@pytest.mark.parametrize("exc", [KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), NotEnoughReplicasError()], ids=type)
 def test_errors_resending_can_cure_are_retriable(exc):
     assert retriable(exc)
 
 
-@pytest.mark.parametrize(
-    "exc", [MessageSizeTooLargeError(), RecordTooLargeError(), TopicAuthorizationFailedError(), ValueError("a bug")], ids=type
-)
+@pytest.mark.parametrize("exc", [MessageSizeTooLargeError(), RecordTooLargeError(), TopicAuthorizationFailedError(), ValueError("a bug")], ids=type)
 def test_errors_resending_cannot_cure_are_not(exc):
     assert not retriable(exc)
 

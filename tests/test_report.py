@@ -23,15 +23,7 @@ import pytest
 from rich.console import Console
 
 from exchange.results.compare import Row, build_compare_html, comparison, run_compare
-from exchange.results.report import (
-    Names,
-    ReportError,
-    build_report_html,
-    department_matrix,
-    load_result,
-    load_scenario_beside,
-    write_report,
-)
+from exchange.results.report import Names, ReportError, build_report_html, department_matrix, load_result, load_scenario_beside, write_report
 
 DATA = Path(__file__).parent / "data"
 DEMO = DATA / "demo" / "result.json"

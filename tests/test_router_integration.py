@@ -14,16 +14,7 @@ from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import H_SUBSCRIPTION, H_TRACE
 from schemas.envelope import audit_records as rows_of
 
-from .harness import (
-    RouterProcess,
-    broker_kinds,
-    envelope,
-    new_run,
-    publish,
-    read_all,
-    running_broker,
-    sharing_scenario,
-)
+from .harness import RouterProcess, broker_kinds, envelope, new_run, publish, read_all, running_broker, sharing_scenario
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -51,9 +42,7 @@ def records_for(entry_id: str, n: int, seed: int = 3):
 
 
 async def produce(exchange, entry: str, n: int, run: str, source: str = "prov"):
-    messages = [
-        (key, orjson.dumps(value), envelope(entry, source, f"1.{i + 1}", run)) for i, (key, value) in enumerate(records_for(entry, n))
-    ]
+    messages = [(key, orjson.dumps(value), envelope(entry, source, f"1.{i + 1}", run)) for i, (key, value) in enumerate(records_for(entry, n))]
     await publish(exchange.bootstrap, exchange.topics.ingress(entry), messages)
     return messages
 

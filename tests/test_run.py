@@ -105,9 +105,7 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
     assert result.counts.expected == result.counts.delivered + result.counts.denied + result.counts.dead_lettered
     flows = result.flows
     assert flows["psb.enterprise-registration"].delivered == 0  # pending application
-    assert flows["psb.enterprise-registration"].denied_by_reason == {
-        "not_approved": result.counts_by_entry["enterprise-registration"].produced
-    }
+    assert flows["psb.enterprise-registration"].denied_by_reason == {"not_approved": result.counts_by_entry["enterprise-registration"].produced}
     assert flows["urban.population"].delivered == 0 and set(flows["urban.population"].denied_by_reason) == {"not_shared"}
     assert flows["urban.gps-fix"].delivered == result.counts_by_entry["gps-fix"].produced
     town = flows["nancheng.gps-fix"]
@@ -196,20 +194,7 @@ def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_pa
     scenario.write_text(text, encoding="utf-8")
     out = tmp_path / "slo-run"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exchange",
-            "run",
-            str(scenario),
-            "--duration",
-            "3",
-            "--out",
-            str(out),
-            "--rate-multiplier",
-            "0.1",
-            "--fail-on-slo",
-        ],
+        [sys.executable, "-m", "exchange", "run", str(scenario), "--duration", "3", "--out", str(out), "--rate-multiplier", "0.1", "--fail-on-slo"],
         cwd=ROOT,
         capture_output=True,
         text=True,

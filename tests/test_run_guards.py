@@ -211,8 +211,6 @@ async def test_applications_filed_before_a_run_are_decided_when_its_router_start
             action, "demo", "--bootstrap", broker.bootstrap, "--consumer", "psb", "--entry", "enterprise-registration", *extra, "--no-wait"
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    result, _ = await run(
-        RunOptions(scenarios.load("demo"), duration=3.0, out=tmp_path / "run", bootstrap=broker.bootstrap, rate_multiplier=0.2)
-    )
+    result, _ = await run(RunOptions(scenarios.load("demo"), duration=3.0, out=tmp_path / "run", bootstrap=broker.bootstrap, rate_multiplier=0.2))
     assert result.conservation.ok, result.conservation.message
     assert result.flows[flow].delivered > 0 and not result.flows[flow].denied_by_reason.get("not_approved"), result.flows[flow]

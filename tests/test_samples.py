@@ -30,11 +30,7 @@ PER_FLOW = 5  # consumers/samples.py DEFAULT_PER_FLOW
 def demo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("samples") / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "3", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "3", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return out

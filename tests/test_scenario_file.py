@@ -13,14 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.scenarios.loader import (
-    PRESETS_DIR,
-    Problem,
-    ScenarioError,
-    load,
-    parse,
-    preset_names,
-)
+from exchange.scenarios.loader import PRESETS_DIR, Problem, ScenarioError, load, parse, preset_names
 from schemas.scenario import Scenario, Sharing, UpdateCycle, json_schema
 from tests.harness import SHARING_SCENARIO
 
@@ -181,9 +174,7 @@ def test_problem_str_format() -> None:
             ["'b'", "'gone'"],
             id="subscription_to_unknown_entry_flow_style",
         ),
-        pytest.param(
-            "consumer: alpha", "consumer: gamma", BASE, "subscriptions.0.consumer", "gamma", 0, ["'gamma'"], id="unknown_consumer"
-        ),
+        pytest.param("consumer: alpha", "consumer: gamma", BASE, "subscriptions.0.consumer", "gamma", 0, ["'gamma'"], id="unknown_consumer"),
         pytest.param(
             "    provider: prov\n    sharing: conditional",
             "    provider: ghost\n    sharing: conditional",
@@ -206,14 +197,7 @@ def test_problem_str_format() -> None:
         ),
         pytest.param("partitions: 2", "partitions: many", BASE, "catalogue.0.partitions", "many", 0, ["integer"], id="wrong_type"),
         pytest.param(
-            "{id: b, name: 乙局}",
-            "{id: b}",
-            SHARING_SCENARIO,
-            "departments.2.name",
-            "{id: b}",
-            0,
-            [],
-            id="missing_required_field_flow_style",
+            "{id: b, name: 乙局}", "{id: b}", SHARING_SCENARIO, "departments.2.name", "{id: b}", 0, [], id="missing_required_field_flow_style"
         ),
     ],
 )
@@ -432,13 +416,7 @@ def test_cli_schema_is_json(runner: CliRunner) -> None:
 
 def rates_scenario(load: dict) -> Scenario:
     def entry(i: str, provider: str) -> dict:
-        return {
-            "id": i,
-            "name": i,
-            "provider": provider,
-            "sharing": "unconditional",
-            "items": [{"key": "x.v", "name": "v", "type": "text"}],
-        }
+        return {"id": i, "name": i, "provider": provider, "sharing": "unconditional", "items": [{"key": "x.v", "name": "v", "type": "text"}]}
 
     return Scenario.model_validate(
         {
@@ -457,15 +435,7 @@ def test_entry_rates_split_evenly_over_own_entries() -> None:
 
 
 def test_entry_rates_named_entries_and_default_rate() -> None:
-    s = rates_scenario(
-        {
-            "default_rate": 7,
-            "producers": [
-                {"department": "p", "rate": 90},
-                {"department": "q", "rate": 40, "entries": ["q2"]},
-            ],
-        }
-    )
+    s = rates_scenario({"default_rate": 7, "producers": [{"department": "p", "rate": 90}, {"department": "q", "rate": 40, "entries": ["q2"]}]})
     assert s.entry_rates() == pytest.approx({"p1": 30.0, "p2": 30.0, "p3": 30.0, "q1": 7.0, "q2": 40.0, "r1": 7.0})
 
 
@@ -543,9 +513,7 @@ def test_a_responsibility_nobody_fulfils_is_an_error():
 def test_a_region_code_that_does_not_exist_is_an_error():
     problems = _rules(RULES_BASE.replace("AUTH", "false").replace('region: "441900"}', 'region: "991900"}'))
     assert any(p.field == "platform.region" and "does not exist" in p.message for p in problems)
-    problems = _rules(
-        RULES_BASE.replace("AUTH", "false").replace("{id: tax, name: 税务局}", '{id: tax, name: 税务局, region: "441900999"}')
-    )
+    problems = _rules(RULES_BASE.replace("AUTH", "false").replace("{id: tax, name: 税务局}", '{id: tax, name: 税务局, region: "441900999"}'))
     assert any(p.field == "departments.1.region" for p in problems)
 
 
@@ -847,8 +815,7 @@ def test_an_unquoted_number_with_a_leading_zero_says_how_to_write_it(old: str, n
 
 
 @pytest.mark.parametrize(
-    ("written", "read_as"),
-    [("no", "the boolean false"), ("On", "the boolean true"), ("12:30", "the number 750"), ("0x1F", "the number 31")],
+    ("written", "read_as"), [("no", "the boolean false"), ("On", "the boolean true"), ("12:30", "the number 750"), ("0x1F", "the number 31")]
 )
 def test_a_value_yaml_changes_says_so(written: str, read_as: str) -> None:
     text = edit("    name: 甲局\n", f"    name: {written}\n")
@@ -885,11 +852,7 @@ def test_references_to_a_refused_element_are_not_reported_again() -> None:
 
 def test_reference_problems_after_dropped_list_elements_keep_their_written_place() -> None:
     text = edit("  - id: alpha\n    name: 甲局\n", "  - id: alpha\n    name: 甲局\n    kind: 外星\n")
-    text = edit(
-        "    purpose: 测试\n",
-        "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n",
-        text,
-    )
+    text = edit("    purpose: 测试\n", "    purpose: 测试\n  - {consumer: beta, entry: nowhere, items: 5}\n  - {consumer: beta, entry: gone}\n", text)
     problems = {p.field: p for p in problems_of(text)}
     # items: 5 is refused, and the subscription's entry is checked all the same
     assert set(problems) == {"departments.1.kind", "subscriptions.2.items", "subscriptions.2.entry", "subscriptions.3.entry"}

@@ -246,9 +246,7 @@ def test_the_conservation_message_names_undecodable_records_only_where_they_can_
     from schemas.results import Counts, EntryCounts
 
     def check(unaccounted: int, undecodable: int):
-        entry = EntryCounts(
-            produced=10, subscriptions=1, expected=10, delivered=10 - unaccounted, denied=0, dead_lettered=0, unaccounted=unaccounted
-        )
+        entry = EntryCounts(produced=10, subscriptions=1, expected=10, delivered=10 - unaccounted, denied=0, dead_lettered=0, unaccounted=unaccounted)
         counts = Counts(
             produced=10, expected=10, delivered=entry.delivered, denied=0, dead_lettered=0, unaccounted=unaccounted, undecodable=undecodable
         )
@@ -335,9 +333,4 @@ async def test_dead_letters_of_records_other_clients_wrote_are_reported_apart_no
     assert "3 dead-lettered records carry no run id or another run's (bad_json 1, missing_header 2)" in text
     banner = report.input_warnings({"counts": counts.model_dump()})
     assert 'id="foreign-dead-letters"' in banner and "missing_header: 2" in banner
-    assert (
-        report.input_warnings(
-            {"counts": Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0).model_dump()}
-        )
-        == ""
-    )
+    assert report.input_warnings({"counts": Counts(produced=0, expected=0, delivered=0, denied=0, dead_lettered=0, unaccounted=0).model_dump()}) == ""

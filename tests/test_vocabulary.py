@@ -14,30 +14,10 @@ from hypothesis import strategies as st
 from exchange import metrics
 from exchange.policy.audit import AuditWriter, block_hash, verify
 from exchange.policy.routing import RouterCore
-from exchange.policy.sharing import (
-    compile_policy,
-    compile_transit,
-    decide,
-    possible_outcomes,
-)
+from exchange.policy.sharing import compile_policy, compile_transit, decide, possible_outcomes
 from exchange.scenarios.loader import parse
-from schemas.envelope import (
-    AUDIT_FIELDS,
-    AuditRecord,
-    AuditRow,
-    Topics,
-    audit_records,
-    audit_rows,
-    record_headers,
-)
-from schemas.outcomes import (
-    DeadLetterReason,
-    Decision,
-    DeliveryReason,
-    DenialReason,
-    QualityReason,
-    VerificationResult,
-)
+from schemas.envelope import AUDIT_FIELDS, AuditRecord, AuditRow, Topics, audit_records, audit_rows, record_headers
+from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, QualityReason, VerificationResult
 from tests.harness import sharing_scenario
 from tests.test_grouping import REGIONS, SUBS
 from tests.test_one_source import SCENARIO as ONE_SOURCE

@@ -73,8 +73,7 @@ async def test_warmup_records_are_counted_but_do_not_move_the_aggregated_percent
     warm = [_record(i, i, start + i * MS, now - 60 * S - i * MS, b"gz:%d:%d" % (now - 60 * S, now - 60 * S)) for i in range(1000)]
     late_start = start + 5 * S
     measured = [
-        _record(1000 + i, 1000 + i, late_start + i * MS, now - 2 * MS - (i % 1000) * 1000, b"gz:%d:%d" % (now - MS, now - MS))
-        for i in range(1000)
+        _record(1000 + i, 1000 + i, late_start + i * MS, now - 2 * MS - (i % 1000) * 1000, b"gz:%d:%d" % (now - MS, now - MS)) for i in range(1000)
     ]
     last = _record(2000, 2000, late_start - 1, now - 3 * MS)  # one nanosecond before the end: warm-up
     assert sub.ingest({TopicPartition(TOPIC, 0): [*warm, *measured, last]}, now) == 2001
@@ -108,21 +107,7 @@ async def test_without_a_warmup_every_record_is_measured():
 def test_a_short_run_reports_its_warmup_apart_and_still_accounts_for_every_record(tmp_path):
     out = tmp_path / "warm"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exchange",
-            "run",
-            "demo",
-            "--duration",
-            "4",
-            "--warmup",
-            "1.5",
-            "--rate-multiplier",
-            "0.5",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "4", "--warmup", "1.5", "--rate-multiplier", "0.5", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -38,10 +38,7 @@ async def test_workers_leave_and_join_mid_stream_and_nothing_is_lost(broker, tmp
             await publish(
                 broker.bootstrap,
                 topic,
-                [
-                    (key, orjson.dumps(value), envelope("open", "prov", f"1.{step * 100 + i + 1}", run))
-                    for i, (key, value) in enumerate(chunk)
-                ],
+                [(key, orjson.dumps(value), envelope("open", "prov", f"1.{step * 100 + i + 1}", run)) for i, (key, value) in enumerate(chunk)],
             )
             if step == 8:
                 workers[1].stop()  # leaves: its partitions move to worker 0

@@ -327,12 +327,8 @@ def _overview_latency(ids: _Ids, s: str) -> list:
             "s",
             description="Receive time minus send time (from the producer's send to the subscriber).",
         ),
-        timeseries(
-            ids, "End-to-end p99 per flow (worst 10)", [Target(_top10(_q(0.99, e2e, "subscription, le", s)), "{{subscription}}")], "s"
-        ),
-        timeseries(
-            ids, "End-to-end p50 per flow (worst 10)", [Target(_top10(_q(0.5, e2e, "subscription, le", s)), "{{subscription}}")], "s"
-        ),
+        timeseries(ids, "End-to-end p99 per flow (worst 10)", [Target(_top10(_q(0.99, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
+        timeseries(ids, "End-to-end p50 per flow (worst 10)", [Target(_top10(_q(0.5, e2e, "subscription, le", s)), "{{subscription}}")], "s"),
         timeseries(
             ids,
             "Publish latency and delay",
@@ -350,9 +346,7 @@ def _overview_latency(ids: _Ids, s: str) -> list:
 
 def _overview_sharing(ids: _Ids, s: str) -> list:
     return [
-        timeseries(
-            ids, "Denied by reason", [Target(_sum_rate("dx_router_decisions_total", DENIED, "reason"), "{{reason}}")], RECORDS_PER_S, span=8
-        ),
+        timeseries(ids, "Denied by reason", [Target(_sum_rate("dx_router_decisions_total", DENIED, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
         timeseries(
             ids,
             "Masked deliveries by flow (top 10)",
@@ -367,9 +361,7 @@ def _overview_sharing(ids: _Ids, s: str) -> list:
             RECORDS_PER_S,
             span=8,
         ),
-        timeseries(
-            ids, "Dead letters by reason", [Target(_sum_rate("dx_dead_letters_total", s, "reason"), "{{reason}}")], RECORDS_PER_S, span=8
-        ),
+        timeseries(ids, "Dead letters by reason", [Target(_sum_rate("dx_dead_letters_total", s, "reason"), "{{reason}}")], RECORDS_PER_S, span=8),
         timeseries(
             ids,
             "Audit records by decision",
@@ -381,20 +373,14 @@ def _overview_sharing(ids: _Ids, s: str) -> list:
             span=8,
         ),
         timeseries(
-            ids,
-            "Duplicates dropped",
-            [Target(_sum_rate("dx_duplicates_dropped_total", s, "consumer"), "{{consumer}}")],
-            RECORDS_PER_S,
-            span=8,
+            ids, "Duplicates dropped", [Target(_sum_rate("dx_duplicates_dropped_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S, span=8
         ),
     ]
 
 
 def _overview_backlog(ids: _Ids, s: str) -> list:
     return [
-        timeseries(
-            ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8
-        ),
+        timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], "short", span=8),
         timeseries(ids, "Router lag by worker", [Target(f"sum by (worker) (dx_router_lag_records{s})", "{{worker}}")], "short", span=8),
         timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], "short", span=8),
     ]
@@ -449,17 +435,10 @@ def one_number_one_source() -> dash.Dashboard:
             ),
             stat(ids, "Quality events", [Target(_sum_rate("dx_quality_events_total", s), "quality events")], "suffix: /s", span=6),
             stat(ids, "Unverified copies", [Target(_sum_rate("dx_verifications_total", UNVERIFIED), "unverified")], "suffix: /s", span=6),
+            timeseries(ids, "Verification rate by result", [Target(_sum_rate("dx_verifications_total", s, "result"), "{{result}}")], "suffix: /s"),
+            timeseries(ids, "Quality events by reason", [Target(_sum_rate("dx_quality_events_total", s, "reason"), "{{reason}}")], "suffix: /s"),
             timeseries(
-                ids, "Verification rate by result", [Target(_sum_rate("dx_verifications_total", s, "result"), "{{result}}")], "suffix: /s"
-            ),
-            timeseries(
-                ids, "Quality events by reason", [Target(_sum_rate("dx_quality_events_total", s, "reason"), "{{reason}}")], "suffix: /s"
-            ),
-            timeseries(
-                ids,
-                "Conflicts by item (top 10)",
-                [Target(_top10(_sum_rate("dx_verifications_total", conflict, "item")), "{{item}}")],
-                "suffix: /s",
+                ids, "Conflicts by item (top 10)", [Target(_top10(_sum_rate("dx_verifications_total", conflict, "item")), "{{item}}")], "suffix: /s"
             ),
             timeseries(
                 ids,
@@ -472,10 +451,7 @@ def one_number_one_source() -> dash.Dashboard:
                 "Conflicts by item and department over the time range",
                 [
                     Target(
-                        f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))",
-                        "",
-                        instant=True,
-                        table=True,
+                        f"sort_desc(sum by (item, department) (increase(dx_verifications_total{conflict}[$__range])))", "", instant=True, table=True
                     )
                 ],
                 description="Each row: a semantic item, the department whose copy disagreed with the source, and how many times.",
@@ -491,20 +467,11 @@ def _platform_panels(ids: _Ids, s: str) -> list:
         stat(ids, "Denied", [Target(_sum_rate("dx_router_decisions_total", DENIED), "denied")], RECORDS_PER_S, span=6),
         stat(ids, "Dead letters", [Target(_sum_rate("dx_dead_letters_total", s), "dead letters")], RECORDS_PER_S, span=6),
         timeseries(
-            ids,
-            "Records in by entry (top 10)",
-            [Target(_top10(_sum_rate("dx_router_records_in_total", s, "entry")), "{{entry}}")],
-            RECORDS_PER_S,
+            ids, "Records in by entry (top 10)", [Target(_top10(_sum_rate("dx_router_records_in_total", s, "entry")), "{{entry}}")], RECORDS_PER_S
         ),
-        timeseries(
-            ids, "Outcomes by decision", [Target(_sum_rate("dx_router_decisions_total", s, "decision"), "{{decision}}")], RECORDS_PER_S
-        ),
-        timeseries(
-            ids, "Deliveries by department", [Target(_sum_rate("dx_records_delivered_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S
-        ),
-        timeseries(
-            ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s"
-        ),
+        timeseries(ids, "Outcomes by decision", [Target(_sum_rate("dx_router_decisions_total", s, "decision"), "{{decision}}")], RECORDS_PER_S),
+        timeseries(ids, "Deliveries by department", [Target(_sum_rate("dx_records_delivered_total", s, "consumer"), "{{consumer}}")], RECORDS_PER_S),
+        timeseries(ids, "End-to-end p99 by department", [Target(_q(0.99, "dx_end_to_end_latency_seconds", "consumer, le", s), "{{consumer}}")], "s"),
         timeseries(ids, "Consumer lag by department", [Target(f"sum by (consumer) (dx_consumer_lag_records{s})", "{{consumer}}")], span=12),
         timeseries(ids, "Applications by approval state", [Target(f"max by (state) (dx_approvals{s})", "{{state}}")], span=12),
     ]
@@ -551,12 +518,8 @@ def per_platform() -> dash.Dashboard:
 
 def _router_panels(ids: _Ids, r: str) -> list:
     return [
-        timeseries(
-            ids, "Records in per worker", [Target(_sum_rate("dx_router_batch_records_sum", r, "worker"), "{{worker}}")], RECORDS_PER_S
-        ),
-        timeseries(
-            ids, "Batches per worker", [Target(_sum_rate("dx_router_batch_records_count", r, "worker"), "{{worker}}")], "suffix: batches/s"
-        ),
+        timeseries(ids, "Records in per worker", [Target(_sum_rate("dx_router_batch_records_sum", r, "worker"), "{{worker}}")], RECORDS_PER_S),
+        timeseries(ids, "Batches per worker", [Target(_sum_rate("dx_router_batch_records_count", r, "worker"), "{{worker}}")], "suffix: batches/s"),
         _p50_p99(ids, "Batch size", "dx_router_batch_records", "short", r),
         _p50_p99(ids, "Batch handling time", "dx_router_batch_seconds", "s", r),
         _p50_p99(ids, "Commit time", "dx_router_commit_seconds", "s", r),
@@ -600,11 +563,7 @@ def _faust_panels(ids: _Ids, r: str) -> list:
             span=6,
         ),
         timeseries(
-            ids,
-            "Faust assignment latency p99",
-            [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")],
-            "s",
-            span=6,
+            ids, "Faust assignment latency p99", [Target(_q(0.99, "faust_assign_latency_seconds", "worker, le", f), "{{worker}}")], "s", span=6
         ),
     ]
 

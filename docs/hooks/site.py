@@ -61,14 +61,7 @@ def schema_page() -> str:
     out += _definition("Scenario", schema)
     for name in sorted(defs):
         out += _definition(name, defs[name])
-    out += [
-        "## The schema",
-        "",
-        "```json",
-        json.dumps(schema, ensure_ascii=False, indent=2),
-        "```",
-        "",
-    ]
+    out += ["## The schema", "", "```json", json.dumps(schema, ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(out)
 
 
@@ -111,11 +104,7 @@ def _definition(name: str, node: dict) -> list[str]:
     required = set(node.get("required", []))
     out += ["| field | type | required / default | description |", "| --- | --- | --- | --- |"]
     for key, prop in props.items():
-        need = (
-            "**required**"
-            if key in required
-            else (f"`{json.dumps(prop['default'], ensure_ascii=False)}`" if "default" in prop else "optional")
-        )
+        need = "**required**" if key in required else (f"`{json.dumps(prop['default'], ensure_ascii=False)}`" if "default" in prop else "optional")
         desc = _one_line(prop.get("description", ""))
         rules = _constraints(prop)
         if rules:

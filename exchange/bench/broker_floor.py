@@ -83,8 +83,7 @@ async def broker_floor(
         "received": len(everything),
         **_p50_p99(everything),
         "windows": [
-            {"from_s": k * WINDOW_S, "to_s": min((k + 1) * WINDOW_S, seconds), "received": len(w), **_p50_p99(w)}
-            for k, w in sorted(windows.items())
+            {"from_s": k * WINDOW_S, "to_s": min((k + 1) * WINDOW_S, seconds), "received": len(w), **_p50_p99(w)} for k, w in sorted(windows.items())
         ],
     }
 

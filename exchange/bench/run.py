@@ -47,10 +47,7 @@ def bench_scenario(record_size: int, rate: float, duration: float) -> Scenario:
             "name": "bench",
             "description": "one conditional entry, full policy on every record",
             "platform": {"id": "bench", "name": "广东省政务数据共享交换平台", "level": "provincial", "region": "440000"},
-            "departments": [
-                {"id": "market", "name": "市场监管局"},
-                {"id": "tax", "name": "东莞市税务局", "region": "441900"},
-            ],
+            "departments": [{"id": "market", "name": "市场监管局"}, {"id": "tax", "name": "东莞市税务局", "region": "441900"}],
             "catalogue": [
                 {
                     "id": ENTRY,
@@ -91,12 +88,7 @@ def bench_scenario(record_size: int, rate: float, duration: float) -> Scenario:
             ],
             # Records come from Dongguan; tax's jurisdiction (441900) is narrower than the
             # provincial platform's, so the row filter runs on every record and passes it.
-            "load": {
-                "duration": duration,
-                "record_size": record_size,
-                "regions": ["441900"],
-                "producers": [{"department": "market", "rate": rate}],
-            },
+            "load": {"duration": duration, "record_size": record_size, "regions": ["441900"], "producers": [{"department": "market", "rate": rate}]},
         }
     )
 
@@ -181,17 +173,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
         say("raw aiokafka pass-through…")
         raw = start(
             "raw",
-            [
-                "exchange.bench.raw",
-                "--bootstrap",
-                bootstrap,
-                "--source",
-                topics.ingress(ENTRY),
-                "--target",
-                raw_target,
-                "--records",
-                str(produced),
-            ],
+            ["exchange.bench.raw", "--bootstrap", bootstrap, "--source", topics.ingress(ENTRY), "--target", raw_target, "--records", str(produced)],
         )
         copied = await _wait_event(raw, PassthroughFinal, 600)
         out["raw_records"] = copied.records

@@ -528,12 +528,7 @@ class KafkaBroker(BrokerLifecycle):
         try:
             proc = in_long_lived_thread(
                 lambda: subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=pdeathsig_preexec(),
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pdeathsig_preexec()
                 )
             )
             if len(self._cds_pending) > pending:
@@ -779,14 +774,4 @@ def _remove_stale_data_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = [
-    "KafkaBroker",
-    "KafkaRuntime",
-    "KafkaUnavailable",
-    "broker_settings",
-    "cache_dir",
-    "fetch",
-    "free_port",
-    "locate",
-    "pinned_version",
-]
+__all__ = ["KafkaBroker", "KafkaRuntime", "KafkaUnavailable", "broker_settings", "cache_dir", "fetch", "free_port", "locate", "pinned_version"]

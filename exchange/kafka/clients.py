@@ -101,12 +101,7 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         "publisher",
         "producer",
         dict(
-            client_id="dx-publisher",
-            acks="all",
-            max_batch_size=512 * 1024,
-            max_request_size=4 * MiB,
-            request_timeout_ms=30_000,
-            retry_backoff_ms=200,
+            client_id="dx-publisher", acks="all", max_batch_size=512 * 1024, max_request_size=4 * MiB, request_timeout_ms=30_000, retry_backoff_ms=200
         ),
         doc="a department publishing its catalogued datasets (producers/publisher.py)",
     ),
@@ -239,13 +234,7 @@ def settings(kind: Kind, name: str, *, broker_kind: str | None = None, **overrid
 
 
 def producer(
-    name: str,
-    bootstrap: str,
-    *,
-    broker_kind: str | None = None,
-    idempotent: bool = False,
-    transactional_id: str | None = None,
-    **overrides: Any,
+    name: str, bootstrap: str, *, broker_kind: str | None = None, idempotent: bool = False, transactional_id: str | None = None, **overrides: Any
 ) -> AIOKafkaProducer:
     """An unstarted :class:`~aiokafka.AIOKafkaProducer` of profile ``name``.
 
@@ -266,9 +255,7 @@ def producer(
 def consumer(name: str, bootstrap: str, *topics: str, broker_kind: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
     """An unstarted :class:`~aiokafka.AIOKafkaConsumer` of profile ``name``, subscribed to
     ``topics`` when given (else assign partitions yourself)."""
-    return AIOKafkaConsumer(
-        *topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides)
-    )
+    return AIOKafkaConsumer(*topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides))
 
 
 def admin(name: str, bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:

@@ -136,15 +136,4 @@ def fetch(say: Callable[[str], None] = lambda text: None) -> Path:
     return lib
 
 
-__all__ = [
-    "FETCH_HINT",
-    "JAVA_HINT",
-    "POM",
-    "KafkaRuntime",
-    "KafkaUnavailable",
-    "cache_dir",
-    "fetch",
-    "java_binary",
-    "locate",
-    "pinned_version",
-]
+__all__ = ["FETCH_HINT", "JAVA_HINT", "POM", "KafkaRuntime", "KafkaUnavailable", "cache_dir", "fetch", "java_binary", "locate", "pinned_version"]

@@ -24,9 +24,7 @@ RECORDS_PUBLISHED = Counter("dx_records_published", "Records acknowledged by the
 PUBLISHED_BYTES = Counter("dx_published_bytes", "Bytes of record values acknowledged by the broker", [_P, "entry", "department"])
 PUBLISH_ERRORS = Counter("dx_publish_errors", "Produce requests that failed for good", [_P, "department"])
 PUBLISH_RETRIES = Counter("dx_publish_retries", "Produce requests sent again after a retriable error", [_P, "department"])
-PUBLISH_LATENCY = Histogram(
-    "dx_publish_latency_seconds", "Broker acknowledgement minus send time", [_P, "department"], buckets=LATENCY_BUCKETS
-)
+PUBLISH_LATENCY = Histogram("dx_publish_latency_seconds", "Broker acknowledgement minus send time", [_P, "department"], buckets=LATENCY_BUCKETS)
 PUBLISH_DELAY = Histogram(
     "dx_publish_delay_seconds",
     "Send time minus intended send time: the producer behind its schedule (no coordinated omission)",
@@ -49,10 +47,7 @@ DEAD_LETTERS = Counter("dx_dead_letters", "Records sent to the dead-letter topic
 AUDIT_RECORDS_WRITTEN = Counter("dx_audit_records_written", "Audit rows written by the router", [_P, "decision"])
 ROUTER_BATCH_RECORDS = Histogram("dx_router_batch_records", "Ingress records per routed batch", [_P, "worker"], buckets=BATCH_BUCKETS)
 ROUTER_BATCH_SECONDS = Histogram(
-    "dx_router_batch_seconds",
-    "Time to route one batch: decode, decide, mask, encode, hand to the producer",
-    [_P, "worker"],
-    buckets=LATENCY_BUCKETS,
+    "dx_router_batch_seconds", "Time to route one batch: decode, decide, mask, encode, hand to the producer", [_P, "worker"], buckets=LATENCY_BUCKETS
 )
 ROUTER_COMMIT_SECONDS = Histogram(
     "dx_router_commit_seconds",
@@ -64,13 +59,9 @@ ROUTER_READY_SECONDS = Gauge("dx_router_ready_seconds", "Seconds from process st
 ROUTER_LAG = Gauge("dx_router_lag_records", "Ingress records not yet taken in by this worker (end offsets minus positions)", [_P, "worker"])
 
 # Consumers ----------------------------------------------------------------------------
-RECORDS_DELIVERED = Counter(
-    "dx_records_delivered", "Deliveries received by subscribers, duplicates dropped", [_P, "subscription", "consumer"]
-)
+RECORDS_DELIVERED = Counter("dx_records_delivered", "Deliveries received by subscribers, duplicates dropped", [_P, "subscription", "consumer"])
 DUPLICATES_DROPPED = Counter(
-    "dx_duplicates_dropped",
-    "Redelivered records dropped by trace id (consumer=accountant for the audit and dead-letter topics)",
-    [_P, "consumer"],
+    "dx_duplicates_dropped", "Redelivered records dropped by trace id (consumer=accountant for the audit and dead-letter topics)", [_P, "consumer"]
 )
 END_TO_END_LATENCY = Histogram(
     "dx_end_to_end_latency_seconds",

@@ -58,15 +58,7 @@ from exchange.metrics.faust import FAUST_PER_TOPIC_FIELDS, faust_family_names
 from exchange.policy.sharing import EntryPolicy, compile_policy, compile_transit, possible_outcomes
 from schemas.applications import State
 from schemas.envelope import Topics, hop_segments
-from schemas.outcomes import (
-    OUTCOME_DECISIONS,
-    DeadLetterReason,
-    Decision,
-    DeliveryReason,
-    DenialReason,
-    QualityReason,
-    VerificationResult,
-)
+from schemas.outcomes import OUTCOME_DECISIONS, DeadLetterReason, Decision, DeliveryReason, DenialReason, QualityReason, VerificationResult
 from schemas.scenario import Scenario
 
 # Bounded label values (schemas/outcomes.py) ---------------------------------------------

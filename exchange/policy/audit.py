@@ -71,15 +71,7 @@ class AuditWriter:
         """
         seq, prev = self._last.get(partition, (0, GENESIS))
         body = orjson.dumps(
-            {
-                "v": 2,
-                "worker": self.worker,
-                "chain": self.chain(partition),
-                "seq": seq + 1,
-                "prev": prev,
-                "fields": AUDIT_FIELDS,
-                "rows": rows,
-            },
+            {"v": 2, "worker": self.worker, "chain": self.chain(partition), "seq": seq + 1, "prev": prev, "fields": AUDIT_FIELDS, "rows": rows},
             option=orjson.OPT_SORT_KEYS,
             default=_row,
         )
@@ -101,10 +93,7 @@ class BrokenLink:
     found: str
 
     def __str__(self) -> str:
-        return (
-            f"partition {self.partition}, offset {self.offset} (chain {self.chain}): {self.problem}; "
-            f"expected {self.expected}, found {self.found}"
-        )
+        return f"partition {self.partition}, offset {self.offset} (chain {self.chain}): {self.problem}; expected {self.expected}, found {self.found}"
 
 
 @dataclass

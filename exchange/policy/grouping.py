@@ -72,11 +72,7 @@ class Grant:
 
     __slots__ = ("policy", "reason", "whole", "not_provider", "not_approved", "open", "filtered", "index", "unfit", "_by_region")
 
-    def __init__(
-        self,
-        policy: EntryPolicy,
-        approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
-    ) -> None:
+    def __init__(self, policy: EntryPolicy, approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None) -> None:
         self.policy = policy
         entry, routes = policy.entry_id, policy.routes
         conditional = policy.sharing is Sharing.conditional

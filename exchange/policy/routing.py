@@ -173,14 +173,7 @@ class RouterCore:
         return out
 
     def _relay(
-        self,
-        out: Routed,
-        r: FetchedRecord,
-        now: int,
-        stamp: bytes,
-        routed_header: tuple[str, bytes],
-        decisions: Counter,
-        clock: Callable[[], int],
+        self, out: Routed, r: FetchedRecord, now: int, stamp: bytes, routed_header: tuple[str, bytes], decisions: Counter, clock: Callable[[], int]
     ) -> None:
         """A record another hub of the cascade handed on: pass it unopened, or refuse it here."""
         raw = r.headers or ()
@@ -216,14 +209,7 @@ class RouterCore:
         out.deliveries.setdefault(route.topic, []).append((r.key, r.value, h))
 
     def _reconcile(
-        self,
-        out: Routed,
-        policy: EntryPolicy,
-        source: str,
-        record: dict[str, Any],
-        store: AuthorityStore,
-        headers: dict[str, bytes],
-        now: int,
+        self, out: Routed, policy: EntryPolicy, source: str, record: dict[str, Any], store: AuthorityStore, headers: dict[str, bytes], now: int
     ) -> dict[str, Any]:
         assert policy.authority is not None  # the caller routes only entries with an authority here
         raw = record.get(policy.authority.master_key)
@@ -284,9 +270,7 @@ class RouterCore:
         if policy is None or entry_id is None:
             raise InvalidRecord(DeadLetterReason.unknown_entry, f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
-            raise InvalidRecord(
-                DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}"
-            )
+            raise InvalidRecord(DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
         try:
             source = headers[H_SOURCE].decode()
             headers[H_TRACE].decode()
@@ -294,9 +278,7 @@ class RouterCore:
             raise InvalidRecord(DeadLetterReason.bad_header, f"header is not UTF-8: {exc}") from None
         return policy, headers, source
 
-    def _dead_letter(
-        self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None
-    ) -> None:
+    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> None:
         raw = list(r.headers or ())
         trace = next((v for k, v in raw if k == H_TRACE), None)
         subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None

@@ -18,15 +18,7 @@ from schemas.keys import normalise_key
 from schemas.outcomes import DeadLetterReason, Decision, DeliveryReason, DenialReason, Reason
 from schemas.regions import contains as region_contains
 from schemas.regions import jurisdiction_prefix
-from schemas.scenario import (
-    CatalogueEntry,
-    ItemType,
-    MaskRule,
-    Scenario,
-    Sharing,
-    Subscription,
-    SubscriptionStatus,
-)
+from schemas.scenario import CatalogueEntry, ItemType, MaskRule, Scenario, Sharing, Subscription, SubscriptionStatus
 
 MAX_ITEM_CHARS = 65_536  # no data item of a catalogue is longer; anything bigger is an attack or a bug
 
@@ -128,12 +120,7 @@ def delivery_reason(sharing: Sharing) -> DeliveryReason:
     return DeliveryReason.approved if sharing is Sharing.conditional else DeliveryReason.unconditional
 
 
-def compile_policy(
-    scenario: Scenario,
-    topics: Topics,
-    platform: str | None = None,
-    entries: Collection[str] | None = None,
-) -> dict[str, EntryPolicy]:
+def compile_policy(scenario: Scenario, topics: Topics, platform: str | None = None, entries: Collection[str] | None = None) -> dict[str, EntryPolicy]:
     """Compile the rules of every entry published on ``platform`` (the main one by
     default) once, before any record arrives; entry id → its policy. ``entries``
     restricts it to those entries (the live ones, say: most of a real catalogue is
@@ -143,14 +130,7 @@ def compile_policy(
     hub = scenario.all_platforms[platform]
     negative_entries = set(scenario.negative_list.entries) | set(hub.negative_list.entries)
     return {
-        entry.id: _compile_entry(
-            scenario,
-            entry,
-            subs.get(entry.id, ()),
-            topics,
-            _authority(entry, scenario.authority),
-            entry.id in negative_entries,
-        )
+        entry.id: _compile_entry(scenario, entry, subs.get(entry.id, ()), topics, _authority(entry, scenario.authority), entry.id in negative_entries)
         for entry in (scenario.catalogue if entries is None else [scenario.entries[e] for e in entries])
         if scenario.platform_of(entry.provider) == platform
     }
@@ -219,9 +199,7 @@ def _compile_entry(
         items = tuple(i.key for i in entry.items if i.key in wanted)
         clear = set(sub.unmasked)
         masks = tuple(
-            (i.key, i.effective_mask)
-            for i in entry.items
-            if i.key in wanted and i.effective_mask is not MaskRule.none and i.key not in clear
+            (i.key, i.effective_mask) for i in entry.items if i.key in wanted and i.effective_mask is not MaskRule.none and i.key not in clear
         )
         consumer_region = depts[sub.consumer].region or platforms[scenario.platform_of(sub.consumer)].region
         narrower = consumer_region != platform_region and region_contains(platform_region, consumer_region)
@@ -280,10 +258,7 @@ def _reject(policy: EntryPolicy, key: str, value: object, expected: frozenset[ty
 
 
 def decide(
-    policy: EntryPolicy,
-    source: str,
-    record: Mapping[str, Any],
-    approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None,
+    policy: EntryPolicy, source: str, record: Mapping[str, Any], approvals: Container[str] | Mapping[str, frozenset[str] | None] | None = None
 ) -> list[Outcome]:
     """One outcome per subscription on the entry (one denial when nobody subscribes).
 

@@ -171,9 +171,7 @@ def _flows(scenario: Scenario, consumers: ConsumersFinal, duration_s: float) -> 
     return flows, total
 
 
-def _counts_by_entry(
-    scenario: Scenario, produced: dict[str, int], flows: dict[str, FlowResult], consumers: ConsumersFinal
-) -> dict[str, EntryCounts]:
+def _counts_by_entry(scenario: Scenario, produced: dict[str, int], flows: dict[str, FlowResult], consumers: ConsumersFinal) -> dict[str, EntryCounts]:
     """The conservation check's figures per entry that produced records or has dead letters."""
     denials: Counter = Counter()  # scope → records denied
     for d in consumers.decisions:
@@ -193,9 +191,7 @@ def _counts_by_entry(
         delivered = sum(flows[s.id].delivered for s in subs)
         denied = sum(c for scope, c in denials.items() if scope in scopes)
         # a record refused in transit by a hub of a cascade carried one subscription
-        dead_lettered = sum(
-            c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items() if e == entry.id
-        )
+        dead_lettered = sum(c * (1 if r == DeadLetterReason.bad_transit else fanout[entry.id]) for (e, r), c in dead.items() if e == entry.id)
         by_entry[entry.id] = EntryCounts(
             produced=n,
             subscriptions=len(subs),
@@ -238,9 +234,7 @@ def _omb_latencies(reports: Reports, e2e: HdrHistogram) -> dict[str, Any]:
     }
 
 
-def _interval_latencies(
-    scenario: Scenario, flows: dict[str, FlowResult], consumers: ConsumersFinal, intervals: list[ConsumersStats]
-) -> None:
+def _interval_latencies(scenario: Scenario, flows: dict[str, FlowResult], consumers: ConsumersFinal, intervals: list[ConsumersStats]) -> None:
     """Each flow's per-interval p50/p99, and a batch entry's share delivered within its cycle."""
     batch_entries = {e for e, p in scenario.entry_profiles().items() if p.kind == "batch"}
     for name, flow in flows.items():
@@ -267,10 +261,7 @@ def _paths(consumers: ConsumersFinal) -> dict[str, PathResult]:
     for name, p in sorted(consumers.paths.items()):
         h = merge([p.e2e])
         out[name] = PathResult(
-            hubs=list(p.hubs),
-            delivered=h.get_total_count() + p.warmup,
-            warmup_delivered=p.warmup,
-            end_to_end_ms=Quantiles(**quantiles_ms(h)),
+            hubs=list(p.hubs), delivered=h.get_total_count() + p.warmup, warmup_delivered=p.warmup, end_to_end_ms=Quantiles(**quantiles_ms(h))
         )
     return out
 
@@ -380,10 +371,7 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
         )
     if any(e.unaccounted < 0 for e in by_entry.values()):  # more outcomes than the run's producers produced
         undecodable += "; negative: records carrying this run's id were written by another client"
-    return Conservation(
-        ok=False,
-        message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}",
-    )
+    return Conservation(ok=False, message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}")
 
 
 def _by_reason(rows: list[DeadLetterCount]) -> dict[str, int]:

@@ -217,13 +217,7 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     latency = Section(
         "latency, ms (all flows)",
         [
-            Row(
-                f"end to end {label}",
-                a.get("aggregatedEndToEndLatency" + k),
-                b.get("aggregatedEndToEndLatency" + k),
-                better="lower",
-                kind="ms",
-            )
+            Row(f"end to end {label}", a.get("aggregatedEndToEndLatency" + k), b.get("aggregatedEndToEndLatency" + k), better="lower", kind="ms")
             for k, label in LATENCY
         ]
         + [
@@ -326,9 +320,7 @@ def labels_of(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str]:
 def compare_table(a: dict[str, Any], b: dict[str, Any], paths: tuple[str, str] | None = None) -> Group:
     """The comparison as rich tables (one, with a section per group of figures)."""
     la, lb = labels_of(a, b)
-    t = Table(
-        title=f"{la}  vs  {lb}", title_justify="left", caption=(f"A: {paths[0]}\nB: {paths[1]}" if paths else None), caption_justify="left"
-    )
+    t = Table(title=f"{la}  vs  {lb}", title_justify="left", caption=(f"A: {paths[0]}\nB: {paths[1]}" if paths else None), caption_justify="left")
     t.add_column("figure", overflow="fold")
     t.add_column(la, justify="right")
     t.add_column(lb, justify="right")
@@ -457,10 +449,7 @@ def build_compare_html(
     rates = fig_rates([(la, a), (lb, b)])
     rates.update_layout(title={"text": "Throughput over time, A (solid) against B (dashed)"})
     body = [
-        (
-            f'<header class="top"><div><h1>{esc(a.get("workload", "?"))} <small>against</small> '
-            f"{esc(b.get('workload', '?'))}</h1></div></header>"
-        ),
+        (f'<header class="top"><div><h1>{esc(a.get("workload", "?"))} <small>against</small> {esc(b.get("workload", "?"))}</h1></div></header>'),
         '<div class="grid">',
         _run_card(a, la, scenario_a, paths[0]),
         _run_card(b, lb, scenario_b, paths[1]),
@@ -492,7 +481,5 @@ def run_compare(a_path: Path, b_path: Path, out_path: Path | None = None) -> tup
     a, b = load_result(a_path), load_result(b_path)
     out = Path(out_path) if out_path else Path("compare.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        build_compare_html(a, b, load_scenario_beside(a_path), load_scenario_beside(b_path), (str(a_path), str(b_path))), encoding="utf-8"
-    )
+    out.write_text(build_compare_html(a, b, load_scenario_beside(a_path), load_scenario_beside(b_path), (str(a_path), str(b_path))), encoding="utf-8")
     return compare_table(a, b, (str(a_path), str(b_path))), out

@@ -81,14 +81,7 @@ class Router(Service):
     """
 
     def __init__(
-        self,
-        scenario: Scenario,
-        bootstrap: str,
-        worker: str,
-        status: StatusWriter,
-        datadir: Path,
-        platform: str | None = None,
-        run_id: str = "",
+        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None, run_id: str = ""
     ) -> None:
         super().__init__()
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
@@ -103,9 +96,7 @@ class Router(Service):
         # exchange/router/transactions.py: outputs and input offsets committed together
         self.exactly_once = scenario.guarantee is DeliveryGuarantee.exactly_once
         transit = compile_transit(scenario, platform)
-        self.core = RouterCore(
-            compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts, transit=transit
-        )
+        self.core = RouterCore(compile_policy(scenario, self.topics, platform), self.topics, worker, audit_partitions=self.max_parts, transit=transit)
         self.decisions: Counter = Counter()
         self.dead: Counter = Counter()
         self.verifications: Counter = Counter()
@@ -132,8 +123,7 @@ class Router(Service):
         self.app = self._build_app(datadir)
         self._declare_tables()
         self._declare_streams(
-            ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries]
-            + ([self.topics.transit] if transit else [])
+            ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries] + ([self.topics.transit] if transit else [])
         )
         self.app.add_dependency(self)
 
@@ -193,9 +183,7 @@ class Router(Service):
             # reads a changelog to its end offset, and a transaction marker there (the last offset,
             # never a record) holds a restarted worker in recovery. Its writes are upserts that a
             # re-routed batch writes again, the same, so at-least-once (idempotent) is exact for it.
-            self._table_producer = clients.producer(
-                "router_sink", self.bootstrap, client_id=f"router-{self.worker}-tables", idempotent=True
-            )
+            self._table_producer = clients.producer("router_sink", self.bootstrap, client_id=f"router-{self.worker}-tables", idempotent=True)
             await self._table_producer.start()
             self._table_sender = BatchSender(self._table_producer)
         self._output_ready.set()
@@ -377,9 +365,7 @@ class Router(Service):
                 if self._expiring.get(app.id) == app.valid_until_ns:
                     continue
                 self._expiring[app.id] = app.valid_until_ns
-                event = ControlEvent(
-                    action="expire", actor="platform", consumer=app.consumer, entry=app.entry, reason="validity ended", at_ns=now
-                )
+                event = ControlEvent(action="expire", actor="platform", consumer=app.consumer, entry=app.entry, reason="validity ended", at_ns=now)
                 await self._control_topic.send(key=app.id.encode(), value=event.model_dump_json().encode())
         except Exception:  # a timer must never take the worker down
             log.exception("expiry check failed")
@@ -454,9 +440,7 @@ def batch_dead_letter(u: UndecodableBatch, entry: str | None, now: int) -> tuple
     kept = "" if u.raw is not None else f"; the batch ({u.size:,} bytes) is not copied here, read it from the topic"
     letter = {
         "reason": u.reason,
-        "detail": (
-            f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: {u.detail}{kept}"
-        )[:1000],
+        "detail": (f"a {u.codec} batch of {u.records:,} records at offsets {u.first_offset}..{u.offset} cannot be decoded: {u.detail}{kept}")[:1000],
         "topic": u.topic,
         "partition": u.partition,
         "offset": u.first_offset,

@@ -14,14 +14,7 @@ from typing import Any
 
 import orjson
 
-from schemas.applications import (
-    Application,
-    ControlEvent,
-    IllegalTransition,
-    State,
-    preapproved,
-    transition,
-)
+from schemas.applications import Application, ControlEvent, IllegalTransition, State, preapproved, transition
 from schemas.scenario import Scenario, Sharing, SubscriptionStatus
 
 
@@ -36,17 +29,12 @@ class ApprovalBook:
         self.conditional = [
             s
             for s in scenario.subscriptions
-            if scenario.entries[s.entry].sharing is Sharing.conditional
-            and scenario.platform_of(scenario.entries[s.entry].provider) == platform
+            if scenario.entries[s.entry].sharing is Sharing.conditional and scenario.platform_of(scenario.entries[s.entry].provider) == platform
         ]
         self.known = {s.id for s in scenario.subscriptions}
         self.scenario_default: dict[str, Application] = {
             s.id: preapproved(
-                s.consumer,
-                s.entry,
-                list(s.items) if s.items else None,
-                s.purpose,
-                started_ns + int(s.valid_for * 1e9) if s.valid_for else None,
+                s.consumer, s.entry, list(s.items) if s.items else None, s.purpose, started_ns + int(s.valid_for * 1e9) if s.valid_for else None
             )
             for s in self.conditional
             if s.status is SubscriptionStatus.approved

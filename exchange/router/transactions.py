@@ -178,9 +178,7 @@ class TransactionalCommits:
 
     async def _until_visible(self) -> None:
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._producer.client._bootstrap_servers, client_id=f"{self._group}-offsets"
-            )
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._producer.client._bootstrap_servers, client_id=f"{self._group}-offsets")
             await self._admin.start()
         want = dict(self._committed)
         while True:

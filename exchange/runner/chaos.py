@@ -180,8 +180,7 @@ def _parse_one(part: str, duration: float, workers: int, departments, broker: Br
         target = _broker_node(part, kind, target, broker)
     if kind == "kill-consumers" and not restartable:
         raise ChaosError(
-            f"--chaos: {part!r}: kill-consumers is not supported for scenarios with reactions or workflows "
-            "(their state is not checkpointed)"
+            f"--chaos: {part!r}: kill-consumers is not supported for scenarios with reactions or workflows (their state is not checkpointed)"
         )
     return Fault(kind, target, at, length, restart)
 

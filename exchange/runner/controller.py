@@ -274,9 +274,7 @@ class _Run:
         self.scenario_json = self.run_dir / "scenario.runtime.json"  # what the processes read: live entries only
         self.scenario_json.write_text(scenario.runtime_json(), encoding="utf-8")
         self.progress = Progress(duration=duration)
-        self.broker = (
-            None if options.bootstrap else (options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
-        )
+        self.broker = None if options.bootstrap else (options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
         self.kind = self.broker.kind if self.broker is not None else None
         self.bootstrap = options.bootstrap or ""
         self.children: list[_Child] = []
@@ -299,9 +297,7 @@ class _Run:
     def start(self, name: str, module: str, *args: str) -> _Child:
         """Spawn a child with the run's scenario, bootstrap and id."""
         child = _Child.spawn(
-            self.run_dir,
-            name,
-            [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *args],
+            self.run_dir, name, [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *args]
         )
         self.children.append(child)
         return child
@@ -351,19 +347,12 @@ class _Run:
         self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers, strict=True) if hub == names[0][0]}
         chaos_args: list[str] = []
         if self.faults:  # resumable after a kill, and pausable per department
-            chaos_args = [
-                "--checkpoint",
-                str(self.run_dir / "consumers.checkpoint"),
-                "--pause-file",
-                str(self.run_dir / "consumers.paused"),
-            ]
+            chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"), "--pause-file", str(self.run_dir / "consumers.paused")]
         # long-poll on Kafka (the consumers' own default is tuned for Tansu)
         wait = brokers.fetch_wait_ms(self.kind)
         long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
         (self.run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
-        self.consumers = self.start(
-            "consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *self._schedule_args()
-        )
+        self.consumers = self.start("consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *self._schedule_args())
         await _wait_ready([*self.routers, self.consumers], self.broker, brokers.ready_timeout(self.kind, self.options.ready_timeout))
         self.router_ready = [ready.seconds for r in self.routers if (ready := r.last(RouterReady)) is not None]
 
@@ -439,9 +428,7 @@ class _Run:
         progress = self.progress
         pids = {c.name: c.proc.pid for c in [*self.routers, self.consumers]}
         complete = watch.lag_known and self.injector.complete(progress.elapsed, pids)
-        self.lag_samples.append(
-            chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete, watch.interval_p99)
-        )
+        self.lag_samples.append(chaos.LagSample(progress.elapsed, progress.router_lag + progress.consumer_lag, complete, watch.interval_p99))
         self._chaos_line(
             {
                 "t": round(progress.elapsed, 3),

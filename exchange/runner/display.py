@@ -214,9 +214,7 @@ def input_warnings(result: Result) -> str:
     """Caption lines for input the figures leave out (empty when there is none)."""
     out = ""
     if result.clock_skew:
-        per = escape(
-            ", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items()))
-        )
+        per = escape(", ".join(f"{src} {v.records:,} ({v.min_ms:,.0f} … {v.max_ms:,.0f} ms)" for src, v in sorted(result.clock_skew.items())))
         out += (
             "\n[yellow]clock skew:[/yellow] deliveries with a latency that cannot be true (negative or over an hour), "
             f"kept out of the latency figures — by source: {per}"

@@ -50,12 +50,7 @@ class MaxRate:
 
 
 async def find_max_rate(
-    options: RunOptions,
-    out: Path,
-    slo_p99_ms: float,
-    trial_s: float,
-    bisections: int = 3,
-    say: Callable[[str], None] = lambda text: None,
+    options: RunOptions, out: Path, slo_p99_ms: float, trial_s: float, bisections: int = 3, say: Callable[[str], None] = lambda text: None
 ) -> MaxRate:
     base = sum(options.scenario.entry_rates().values())
     trials: list[Trial] = []
@@ -64,9 +59,7 @@ async def find_max_rate(
     async def attempt(multiplier: float) -> bool:
         n = len(trials) + 1
         say(f"trial {n}: {multiplier:g}× = {base * multiplier:,.0f} records/s for {trial_s:g} s")
-        trial_options = replace(
-            options, duration=trial_s, out=out / f"trial-{n}", rate_multiplier=multiplier, drain_timeout=2 * allowed_drain
-        )
+        trial_options = replace(options, duration=trial_s, out=out / f"trial-{n}", rate_multiplier=multiplier, drain_timeout=2 * allowed_drain)
         result, _ = await run(trial_options)
         p99 = result.aggregatedEndToEndLatency99pct
         drain = result.run.drain_s

@@ -67,9 +67,7 @@ def in_long_lived_thread(fn: Callable[[], subprocess.Popen]) -> subprocess.Popen
     return fut.result()
 
 
-def spawn(
-    argv: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None, new_session: bool = True
-) -> subprocess.Popen:
+def spawn(argv: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None, new_session: bool = True) -> subprocess.Popen:
     """Start ``argv`` with output to ``log_path``; it dies with us whatever happens."""
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,9 +81,7 @@ def load(name_or_path: str | Path, seed: int = 1) -> Scenario:
         try:
             return module.build(seed)
         except ValidationError as exc:
-            raise ScenarioError(
-                [Problem(f"preset {name_or_path}", 0, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-            ) from None
+            raise ScenarioError([Problem(f"preset {name_or_path}", 0, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from None
     path = resolve(str(name_or_path))
     try:
         raw = path.read_bytes()
@@ -143,10 +141,7 @@ def decode(raw: bytes, filename: str = "<scenario>") -> str:
                     line,
                     col,
                     "",
-                    (
-                        f"not UTF-8 (byte 0x{raw[exc.start]:02X} cannot start or continue a UTF-8 character){hint}: "
-                        f"save the file as UTF-8{fix}"
-                    ),
+                    (f"not UTF-8 (byte 0x{raw[exc.start]:02X} cannot start or continue a UTF-8 character){hint}: save the file as UTF-8{fix}"),
                 )
             ]
         ) from None
@@ -585,9 +580,7 @@ def _materialize(value: Any, deleted: set[Loc], removed: set[Loc], injected: dic
     each shortened list the written index of each element left."""
     maps = {} if maps is None else maps
     if isinstance(value, dict):
-        out: Any = {
-            k: _materialize(v, deleted, removed, injected, (*path, k), maps)[0] for k, v in value.items() if (*path, k) not in deleted
-        }
+        out: Any = {k: _materialize(v, deleted, removed, injected, (*path, k), maps)[0] for k, v in value.items() if (*path, k) not in deleted}
         out |= {loc[-1]: v for loc, v in injected.items() if loc[:-1] == path}
     elif isinstance(value, list):
         keep = [n for n in range(len(value)) if (*path, n) not in removed]

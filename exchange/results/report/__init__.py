@@ -33,11 +33,7 @@ from exchange.results.report.charts import (
     mark_warmup,
     percentile_axes,
 )
-from exchange.results.report.compose import (
-    build_report_html,
-    title_of,
-    write_report,
-)
+from exchange.results.report.compose import build_report_html, title_of, write_report
 from exchange.results.report.load import (
     ESSENTIAL,
     SAMPLE_KEYS,
@@ -48,14 +44,7 @@ from exchange.results.report.load import (
     load_samples_beside,
     load_scenario_beside,
 )
-from exchange.results.report.markup import (
-    CONFIG,
-    CSS,
-    chart,
-    esc,
-    page,
-    table,
-)
+from exchange.results.report.markup import CONFIG, CSS, chart, esc, page, table
 from exchange.results.report.sections import (
     SAMPLE_FLOWS_OPEN,
     SAMPLE_FLOWS_SHOWN,

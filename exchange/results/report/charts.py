@@ -25,20 +25,7 @@ from exchange.results.report.series import (
 
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", "Helvetica Neue", Arial, sans-serif'
 MAX_BARS = 40  # flows in the outcome chart
-COLORS = [
-    "#2563eb",
-    "#ea580c",
-    "#16a34a",
-    "#9333ea",
-    "#dc2626",
-    "#0891b2",
-    "#ca8a04",
-    "#db2777",
-    "#4b5563",
-    "#65a30d",
-    "#7c3aed",
-    "#0d9488",
-]
+COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"]
 REASON_COLORS = ["#f97316", "#ef4444", "#a855f7", "#eab308", "#64748b", "#be123c", "#0ea5e9"]
 
 
@@ -84,9 +71,7 @@ def fig_rates(runs: list[tuple[str, dict[str, Any]]]) -> go.Figure:
         if nonempty_list(r.get("publishErrorRate")):
             ys = r["publishErrorRate"]
             fig.add_trace(
-                go.Scatter(
-                    x=interval_x(r, len(ys)), y=ys, name=prefix + "publish errors", mode="lines", line={"color": COLORS[4], "dash": dash}
-                )
+                go.Scatter(x=interval_x(r, len(ys)), y=ys, name=prefix + "publish errors", mode="lines", line={"color": COLORS[4], "dash": dash})
             )
         if nonempty_list(r.get("backlog")) and not compare:
             ys = r["backlog"]
@@ -131,9 +116,7 @@ def mark_faults(fig: go.Figure, r: dict[str, Any]) -> None:
             continue
         label = {"text": html.escape(str(f.get("spec", ""))), "font": {"size": 10, "color": "#b91c1c"}}
         if f.get("duration_s"):
-            fig.add_vrect(
-                x0=at, x1=at + f["duration_s"], fillcolor="rgba(220,38,38,0.10)", line_width=0, label={**label, "textposition": "top left"}
-            )
+            fig.add_vrect(x0=at, x1=at + f["duration_s"], fillcolor="rgba(220,38,38,0.10)", line_width=0, label={**label, "textposition": "top left"})
         else:
             fig.add_vline(
                 x=at,
@@ -182,11 +165,7 @@ def fig_latency_time(r: dict[str, Any]) -> go.Figure | None:
     palette = {"end-to-end p50": COLORS[0], "end-to-end p99": COLORS[4], "publish p99": COLORS[2], "publish delay p99": COLORS[6]}
     flow_colors = iter(COLORS[3:] + COLORS[:3])
     for name, ys, kind in series:
-        line = (
-            {"color": palette[name], "width": width.get(name, 2)}
-            if kind == "total"
-            else {"color": next(flow_colors), "width": 1.2, "dash": "dot"}
-        )
+        line = {"color": palette[name], "width": width.get(name, 2)} if kind == "total" else {"color": next(flow_colors), "width": 1.2, "dash": "dot"}
         fig.add_trace(
             go.Scatter(
                 x=interval_x(r, len(ys)),
@@ -421,8 +400,6 @@ def fig_matrix(r: dict[str, Any], names: Names) -> go.Figure | None:
     if big:
         fig.update_traces(texttemplate=None, text=None, xgap=1, ygap=1)
     base_layout(fig, "Flows between departments: delivered (✕ denied)", height=max(300, 150 + (18 if big else 46) * len(rows)))
-    fig.update_xaxes(
-        title_text="consuming department", side="bottom", showgrid=False, automargin=True, tickfont={"size": 11 if big else 13}
-    )
+    fig.update_xaxes(title_text="consuming department", side="bottom", showgrid=False, automargin=True, tickfont={"size": 11 if big else 13})
     fig.update_yaxes(title_text=label, autorange="reversed", showgrid=False, automargin=True, tickfont={"size": 11 if big else 13})
     return fig

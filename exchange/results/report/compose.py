@@ -5,15 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from exchange.results.report.charts import (
-    fig_exceptions,
-    fig_flow_latency,
-    fig_latency_time,
-    fig_matrix,
-    fig_outcomes,
-    fig_percentiles,
-    fig_rates,
-)
+from exchange.results.report.charts import fig_exceptions, fig_flow_latency, fig_latency_time, fig_matrix, fig_outcomes, fig_percentiles, fig_rates
 from exchange.results.report.load import load_result, load_samples_beside, load_scenario_beside
 from exchange.results.report.markup import chart, esc, page
 from exchange.results.report.sections import (
@@ -66,9 +58,7 @@ def build_report_html(result: dict[str, Any], scenario: dict[str, Any] | None = 
         '<div class="grid">',
         chart(fig_matrix(r, names), "chart-matrix", wide=True),
         chart(fig_outcomes(r, names), "chart-outcomes", wide=True),
-        chart(
-            fig_exceptions(r), "chart-exceptions", wide=True, empty="No dead letters and no one-number-one-source conflicts in this run."
-        ),
+        chart(fig_exceptions(r), "chart-exceptions", wide=True, empty="No dead letters and no one-number-one-source conflicts in this run."),
         "</div>",
         warmup_section(r),
         fault_section(r),

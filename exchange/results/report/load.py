@@ -46,9 +46,7 @@ def load_result(path: Path) -> dict[str, Any]:
     try:
         Result.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            e for e in exc.errors() if e["type"] != "extra_forbidden" and not (e["type"] == "missing" and e["loc"][0] not in ESSENTIAL)
-        ]
+        problems = [e for e in exc.errors() if e["type"] != "extra_forbidden" and not (e["type"] == "missing" and e["loc"][0] not in ESSENTIAL)]
         if problems:
             lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in problems[:10]]
             raise ReportError(f"{path}: not a result.json:\n  " + "\n  ".join(lines)) from None

@@ -95,8 +95,7 @@ def run_meta(r: dict[str, Any]) -> str:
         ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
         (
             "broker",
-            (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "")
-            + str(run.get("bootstrap", ""))
+            (f"{run['broker']} at " if run.get("broker") else "embedded " if run.get("embedded_broker") else "") + str(run.get("bootstrap", ""))
             if run
             else None,
         ),
@@ -247,12 +246,7 @@ def workflow_section(r: dict[str, Any]) -> str:
     for name, w in workflows.items():
         q = w.get("time_ms") or {}
         rows.append(
-            [
-                esc(name),
-                fmt_int(w.get("completed")),
-                fmt_int(w.get("incomplete")),
-                *(fmt_ms(q.get(k)) for k in ("50pct", "95pct", "99pct", "max")),
-            ]
+            [esc(name), fmt_int(w.get("completed")), fmt_int(w.get("incomplete")), *(fmt_ms(q.get(k)) for k in ("50pct", "95pct", "99pct", "max"))]
         )
     return (
         '<h2>Workflows (joint processes, per master key: start → last step)</h2><div class="card" id="workflows">'
@@ -390,12 +384,7 @@ def sample_item_rows(sample: dict[str, Any], names: Names) -> tuple[list[list[st
             expected = apply_mask(MaskRule(rule), src) if rule in MaskRule._value2member_map_ else None
             if out == expected:
                 how, kind = f'<span class="pass">脱敏 masked</span> ({esc(rule)})', "masked"
-            elif (
-                key in copies
-                and expected is not None
-                and out != src
-                and (rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out)
-            ):
+            elif key in copies and expected is not None and out != src and (rule == MaskRule.address.value or apply_mask(MaskRule(rule), out) == out):
                 # the copy differed: the authoritative value, masked (the rule leaves a masked value as it is)
                 how, kind = (
                     (

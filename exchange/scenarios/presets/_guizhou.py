@@ -90,9 +90,7 @@ def _design(seed: int, cascade: bool) -> dict:
         {"id": "gd", "name": "广东省数据共享交换平台", "level": "provincial", "region": "440000", "parent": "nation"},
     ]
     if cascade:
-        platforms += [
-            {"id": c, "name": f"{name}数据共享交换平台", "level": "municipal", "region": code, "parent": "gz"} for c, name, code in CITIES
-        ]
+        platforms += [{"id": c, "name": f"{name}数据共享交换平台", "level": "municipal", "region": code, "parent": "gz"} for c, name, code in CITIES]
 
     def on(city: str) -> str:
         return city if cascade else "gz"
@@ -138,19 +136,10 @@ def _design(seed: int, cascade: bool) -> dict:
             {"department": f"{c}-psb", "rate": POPULATION_RATE, "entries": [f"{c}-population"]},
         ]
     for c in CROSS_PROVINCE:  # 跨省通办: through the national hub
-        subscriptions += [
-            {"consumer": "gd-market", "entry": f"{c}-licence"},
-            {"consumer": "samr", "entry": f"{c}-licence"},
-        ]
+        subscriptions += [{"consumer": "gd-market", "entry": f"{c}-licence"}, {"consumer": "samr", "entry": f"{c}-licence"}]
     # asked for, approved by the provider, and still refused at the national hub by its negative list
     subscriptions.append(
-        {
-            "consumer": "gd-hrss",
-            "entry": "gy-population",
-            "purpose": "异地社保转移",
-            "items": ["person.id", "person.name"],
-            "status": "approved",
-        }
+        {"consumer": "gd-hrss", "entry": "gy-population", "purpose": "异地社保转移", "items": ["person.id", "person.name"], "status": "approved"}
     )
     catalogue += _dormant(rng, departments, RESOURCES - len(catalogue))
     return {
@@ -181,11 +170,7 @@ def _dormant(rng: random.Random, departments: list[dict], n: int) -> list[dict]:
     for k in range(n):
         provider = providers[k % len(providers)]
         items = [
-            {
-                "key": f"r{k:04d}.f{f}",
-                "name": f"{rng.choice(SUBJECTS)}字段{f + 1}",
-                "type": rng.choice(("text", "date", "integer", "status")),
-            }
+            {"key": f"r{k:04d}.f{f}", "name": f"{rng.choice(SUBJECTS)}字段{f + 1}", "type": rng.choice(("text", "date", "integer", "status"))}
             for f in range(rng.randint(3, 8))
         ]
         out.append(

@@ -177,8 +177,7 @@ def build(seed: int = 1) -> Scenario:
     ]
     departments[NAMED.index(("operator", "政务服务数据管理局"))]["kind"] = "platform_operator"
     towns = [
-        {"id": f"town-{code[-3:]}", "name": regions.get(code).name, "region": code, "kind": "local_government"}
-        for code in regions.children(CITY)
+        {"id": f"town-{code[-3:]}", "name": regions.get(code).name, "region": code, "kind": "local_government"} for code in regions.children(CITY)
     ]
     dept_ids = [d["id"] for d in departments]
 
@@ -223,11 +222,7 @@ def build(seed: int = 1) -> Scenario:
             base = PERSON[:2] if subject == "person" else ENTERPRISE[:2] if subject == "enterprise" else []
             base = base[: max(0, n_items - 2)]
             own = [
-                {
-                    "key": f"{d.replace('-', '_')}.e{j:02d}_f{f:02d}",
-                    "name": f"{rng.choice(SUBJECTS)}字段{f + 1}",
-                    "type": rng.choice(FIELD_TYPES),
-                }
+                {"key": f"{d.replace('-', '_')}.e{j:02d}_f{f:02d}", "name": f"{rng.choice(SUBJECTS)}字段{f + 1}", "type": rng.choice(FIELD_TYPES)}
                 for f in range(n_items - len(base) - 1)
             ]
             catalogue.append(
