@@ -164,7 +164,18 @@ def _slo_text(s: dict[str, Any] | None) -> str | None:
 
 def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     """Every compared figure, grouped; missing figures are None."""
-    ca, cb = a.get("counts") or {}, b.get("counts") or {}
+    return [
+        _run_section(a, b),
+        _rates_section(a, b),
+        _counts_section(a, b),
+        _latency_section(a, b),
+        _flows_section(a, b),
+        *_cascade_sections(a, b),
+        _slos_section(a, b),
+    ]
+
+
+def _run_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
     ra, rb = a.get("run") or {}, b.get("run") or {}
     run = Section(
         "run",
@@ -190,14 +201,22 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
             ),
         ],
     )
-    rates = Section(
+    return run
+
+
+def _rates_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
+    return Section(
         "rates, records/s (mean over intervals)",
         [
             Row("publish rate", mean(a.get("publishRate") or []), mean(b.get("publishRate") or []), kind="rate"),
             Row("consume rate", mean(a.get("consumeRate") or []), mean(b.get("consumeRate") or []), kind="rate"),
         ],
     )
-    counts = Section(
+
+
+def _counts_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
+    ca, cb = a.get("counts") or {}, b.get("counts") or {}
+    return Section(
         "outcomes",
         [
             Row(label, ca.get(key), cb.get(key), better=better)
@@ -214,7 +233,10 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
             if key in ca or key in cb
         ],
     )
-    latency = Section(
+
+
+def _latency_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
+    return Section(
         "latency, ms (all flows)",
         [
             Row(f"end to end {label}", a.get("aggregatedEndToEndLatency" + k), b.get("aggregatedEndToEndLatency" + k), better="lower", kind="ms")
@@ -231,6 +253,9 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
             ),
         ],
     )
+
+
+def _flows_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
     fa, fb = _flows_by_label(a), _flows_by_label(b)
     flows = Section("per flow, end to end, ms")
     for label in sorted(set(fa) | set(fb)):
@@ -238,7 +263,10 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
             if _flow_q(fa.get(label), key) is None and _flow_q(fb.get(label), key) is None:
                 continue  # delivered nothing in either run
             flows.rows.append(Row(f"{label} {name}", _flow_q(fa.get(label), key), _flow_q(fb.get(label), key), better="lower", kind="ms"))
-    sections = [run, rates, counts, latency, flows, *_cascade_sections(a, b)]
+    return flows
+
+
+def _slos_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
     sa = {s.get("name"): s for s in a.get("slos") or []}
     sb = {s.get("name"): s for s in b.get("slos") or []}
     slos = Section(
@@ -257,7 +285,7 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     )
     if not slos.rows:
         slos.rows.append(Row("SLOs", "no SLOs declared", "no SLOs declared", kind="text"))
-    return [*sections, slos]
+    return slos
 
 
 def _hubs_per_delivery(r: dict[str, Any]) -> float | None:

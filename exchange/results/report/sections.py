@@ -418,10 +418,8 @@ def _value(v: Any) -> str:
     return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
-    """What each subscriber actually received: sampled deliveries beside their source records."""
-    if not samples:
-        return ""
+def _sample_cards(samples: list[dict[str, Any]], names: Names) -> tuple[list, Counter]:
+    """Per flow: (flow, its samples in order, the table rows shown, what they show), most telling first; and the totals."""
     by_flow: dict[str, list[dict[str, Any]]] = {}
     for s in samples:
         by_flow.setdefault(s["flow"], []).append(s)
@@ -451,37 +449,48 @@ def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
         cards.append((flow, kept, blocks, tally))
     # flows whose deliveries differ from the source first: those show masking and 一数一源
     cards.sort(key=lambda c: (-(c[3]["masked"] + c[3]["replaced"] + c[3]["mask_wrong"]), c[0]))
-    html_cards = []
-    for i, (flow, kept, blocks, tally) in enumerate(cards[:SAMPLE_FLOWS_SHOWN]):
-        s = kept[0]
-        provider = s.get("provider") or names.provider(s.get("entry", ""))
-        who = f"{names.dept(provider)} → {names.dept(s.get('consumer', ''))}" if provider else names.dept(s.get("consumer", ""))
-        said = [
-            f"{tally[k]:,} {label}"
-            for k, label in (
-                ("masked", "masked"),
-                ("replaced", "from the authoritative source"),
-                ("not_shared", "not shared"),
-                ("left_out", "left out"),
-                ("mask_wrong", "NOT masked as the rule says"),
-            )
-            if tally[k]
-        ]
-        summary = (
-            f"<b>{esc(s.get('entry'))} → {esc(s.get('consumer'))}</b> · {esc(names.entry(s.get('entry', '')))}: "
-            f"{esc(who)} · {len(kept)} deliveries sampled" + (f" · {esc(', '.join(said))}" if said else "")
+    return cards, totals
+
+
+def _sample_card(i: int, flow: str, kept: list[dict[str, Any]], blocks: list, tally: Counter, names: Names) -> str:
+    """One flow's <details> card: its sampled deliveries beside their source records."""
+    s = kept[0]
+    provider = s.get("provider") or names.provider(s.get("entry", ""))
+    who = f"{names.dept(provider)} → {names.dept(s.get('consumer', ''))}" if provider else names.dept(s.get("consumer", ""))
+    said = [
+        f"{tally[k]:,} {label}"
+        for k, label in (
+            ("masked", "masked"),
+            ("replaced", "from the authoritative source"),
+            ("not_shared", "not shared"),
+            ("left_out", "left out"),
+            ("mask_wrong", "NOT masked as the rule says"),
         )
-        body = (
-            '<table><thead><tr><th class="l">item</th><th class="l">source record (as published)</th>'
-            '<th class="l">as the subscriber received it</th><th class="l">what happened</th></tr></thead><tbody>'
-            + "".join(line for block in blocks for line in block)
-            + "</tbody></table>"
-        )
-        more = f'<div class="note">{len(kept) - SAMPLES_SHOWN} more in {SAMPLES_FILE}</div>' if len(kept) > SAMPLES_SHOWN else ""
-        html_cards.append(
-            f'<details class="sample" data-flow="{esc(flow)}"{" open" if i < SAMPLE_FLOWS_OPEN else ""}>'
-            f"<summary>{summary}</summary>{body}{more}</details>"
-        )
+        if tally[k]
+    ]
+    summary = (
+        f"<b>{esc(s.get('entry'))} → {esc(s.get('consumer'))}</b> · {esc(names.entry(s.get('entry', '')))}: "
+        f"{esc(who)} · {len(kept)} deliveries sampled" + (f" · {esc(', '.join(said))}" if said else "")
+    )
+    body = (
+        '<table><thead><tr><th class="l">item</th><th class="l">source record (as published)</th>'
+        '<th class="l">as the subscriber received it</th><th class="l">what happened</th></tr></thead><tbody>'
+        + "".join(line for block in blocks for line in block)
+        + "</tbody></table>"
+    )
+    more = f'<div class="note">{len(kept) - SAMPLES_SHOWN} more in {SAMPLES_FILE}</div>' if len(kept) > SAMPLES_SHOWN else ""
+    return (
+        f'<details class="sample" data-flow="{esc(flow)}"{" open" if i < SAMPLE_FLOWS_OPEN else ""}>'
+        f"<summary>{summary}</summary>{body}{more}</details>"
+    )
+
+
+def samples_section(samples: list[dict[str, Any]] | None, names: Names) -> str:
+    """What each subscriber actually received: sampled deliveries beside their source records."""
+    if not samples:
+        return ""
+    cards, totals = _sample_cards(samples, names)
+    html_cards = [_sample_card(i, flow, kept, blocks, tally, names) for i, (flow, kept, blocks, tally) in enumerate(cards[:SAMPLE_FLOWS_SHOWN])]
     bad = totals["mask_wrong"]
     verdict_line = (
         f'<span class="fail">✕ {bad:,} masked values do not match their rule</span>'
