@@ -249,17 +249,8 @@ class DepartmentPublisher:
                 records = []
             except KafkaError as exc:
                 records = records[sum(len(chunk) for _, chunk in sent) :]
-                if not retriable(exc):
-                    self.failed = self.failed or PublishFailed(
-                        f"{self.department}: the client refused {len(records):,} records for {topic}[{partition}] with "
-                        f"{type(exc).__name__} ({exc}), which resending cannot cure"
-                    )
-                    self._acked.set()
+                if not self._resendable(exc, topic, partition, len(records)):
                     records = []
-                else:
-                    self.stats.retried += len(records)
-                    metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
-                    log.warning("publish to %s[%d] not taken (%r); sending %d records again", topic, partition, exc, len(records))
             for future, chunk in sent:
                 self._in_flight += len(chunk)
                 self.stats.sent += len(chunk)
@@ -269,23 +260,28 @@ class DepartmentPublisher:
             if records:
                 await asyncio.sleep(0.5)
 
+    def _resendable(self, exc: KafkaError, topic: str, partition: int, n: int) -> bool:
+        """Whether ``n`` records the client or the broker did not take can be sent again (counted as
+        retried); else the process fails with :class:`PublishFailed` naming what was refused."""
+        if not retriable(exc):
+            self.failed = self.failed or PublishFailed(
+                f"{self.department}: the broker refused {n:,} records for {topic}[{partition}] with "
+                f"{type(exc).__name__} ({exc}), which resending cannot cure"
+            )
+            self._acked.set()
+            return False
+        self.stats.retried += n
+        metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
+        log.warning("publish to %s[%d] failed (%r); sending %d records again", topic, partition, exc, n)
+        return True
+
     async def _await_ack(self, future: asyncio.Future, topic: str, partition: int, chunk: list, sent_ns: int) -> None:
         try:
             await future
         except KafkaError as exc:
-            if not retriable(exc):
-                self._in_flight -= len(chunk)
-                self.failed = self.failed or PublishFailed(
-                    f"{self.department}: the broker refused {len(chunk):,} records for {topic}[{partition}] with "
-                    f"{type(exc).__name__} ({exc}), which resending cannot cure"
-                )
-                self._acked.set()
-                return
-            # the broker went away or could not take them yet: send the same records again
-            self.stats.retried += len(chunk)
-            metrics.PUBLISH_RETRIES.labels(self.platform, self.department).inc()
-            log.warning("publish to %s[%d] failed (%s); resending %d records", topic, partition, exc, len(chunk))
             self._in_flight -= len(chunk)
+            if not self._resendable(exc, topic, partition, len(chunk)):
+                return
             await asyncio.sleep(0.5)
             await self._send_records(topic, partition, chunk, sent_ns)
             return

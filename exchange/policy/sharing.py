@@ -52,7 +52,6 @@ class Route:
     masked: tuple[str, ...] = ()
     delivered_audit: AuditDecision | None = None  # decision delivered (its consumer's hub) or forwarded (the next hub)
     decision_key: tuple[str, Decision, DeliveryReason] | None = None  # (subscription, decision, reason): what a delivery is counted under
-    next_hub: str | None = None  # the hub it is handed to when the consumer is on another platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +219,6 @@ def _compile_entry(
                 masked=tuple(k for k, _ in masks),
                 delivered_audit=AuditDecision(entry.id, sub.consumer, sub.id, decision, reason),
                 decision_key=(sub.id, decision, reason),
-                next_hub=None if local else path[1],
             )
         )
     return EntryPolicy(

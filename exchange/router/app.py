@@ -175,7 +175,7 @@ class Router(Service):
         )
         await self._producer.start()
         if self.exactly_once:
-            self.app.use_transactions(TransactionalCommits(self._producer, group_id(self.platform), observe=self.app.observe_commit))
+            self.app.use_transactions(TransactionalCommits(self._producer, group_id(self.platform), self.bootstrap, observe=self.app.observe_commit))
         self._sender = BatchSender(self._producer)
         self._table_sender = self._sender
         if self.exactly_once:

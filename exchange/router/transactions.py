@@ -34,6 +34,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from exchange.kafka import clients
+
 log = logging.getLogger(__name__)
 
 #: seconds a transaction stays open for more batches (Kafka Streams' EOS commit.interval.ms: 100 ms)
@@ -59,12 +61,14 @@ class TransactionalCommits:
         self,
         producer: AIOKafkaProducer,
         group_id: str,
+        bootstrap: str,
         interval_s: float = COMMIT_INTERVAL_S,
         max_batches: int = MAX_BATCHES_PER_TRANSACTION,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         self._producer = producer
         self._group = group_id
+        self._bootstrap = bootstrap
         self._interval = interval_s
         self._max_batches = max_batches
         self._observe = observe  # seconds from a batch added to its transaction committed
@@ -178,7 +182,7 @@ class TransactionalCommits:
 
     async def _until_visible(self) -> None:
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._producer.client._bootstrap_servers, client_id=f"{self._group}-offsets")
+            self._admin = clients.admin("topology", self._bootstrap, client_id=f"{self._group}-offsets")
             await self._admin.start()
         want = dict(self._committed)
         while True:

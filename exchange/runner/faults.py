@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from exchange.runner.chaos import Fault
+from exchange.runner.chaos import BROKER_KINDS, Fault
 
 STALE_S = 2.5  # a process whose last report is older than this is not reporting
 
@@ -105,7 +105,7 @@ class FaultInjector:
 
     def _start(self, entry: Injected, t: float) -> str:
         f = entry.fault
-        if f.kind in ("kill-broker", "pause-broker") and self._cluster:
+        if f.kind in BROKER_KINDS and self._cluster:
             return self._start_node(entry, t)
         if f.kind == "kill-router":
             return self._kill_and_restart(self.routers[f.target], t)
@@ -127,7 +127,7 @@ class FaultInjector:
 
     def _end(self, entry: Injected, t: float) -> str:
         f = entry.fault
-        if f.kind in ("kill-broker", "pause-broker") and self._cluster:
+        if f.kind in BROKER_KINDS and self._cluster:
             return self._end_node(entry, t)
         if f.kind == "pause-router":
             child = self.routers[f.target]
