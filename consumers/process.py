@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -23,10 +24,13 @@ from consumers.reactions import ReactionEngine, WorkflowTracker
 from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
 from consumers.subscriber import Subscriber
 from exchange import metrics
+from exchange.errors import ExchangeError
+from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
 from exchange.runner.processes import report_crashes
 from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
+from schemas.clock import ClockOffset
 from schemas.envelope import Topics
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
@@ -66,6 +70,7 @@ async def run(
     samples_per_flow: int = DEFAULT_PER_FLOW,
     fetch_wait_ms: int | None = None,
     schedule_file: Path | None = None,
+    clock_offset: ClockOffset | None = None,
 ) -> None:
     """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
 
@@ -87,7 +92,7 @@ async def run(
     sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     _listen(scenario, subscribers, reactions, workflows, sampler)
     await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
-    status.write(ConsumersReady(subscribers=len(subscribers), restored=state is not None))
+    status.write(ConsumersReady(subscribers=len(subscribers), restored=state is not None, clock=clock_offset))
     background = [asyncio.create_task(_report(scenario, status, stop, subscribers, accountant, reactions, at_once=bool(state)))]
     if pause_file is not None:
         background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
@@ -382,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)",
     )
+    add_clock_arguments(parser)
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status, sender(Role.consumers, args.run_id))
@@ -407,10 +413,16 @@ def main(argv: list[str] | None = None) -> None:
             args.samples,
             args.fetch_wait_ms,
             args.schedule_file,
+            clock_offset=offset,
         )
 
     try:
+        offset = clock_at_start(args, args.bootstrap, "consumers")
         asyncio.run(_main())
+    except ExchangeError as exc:  # expected (no clock server answered): one line
+        status.write(Error(message=str(exc)))
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         status.write(Error(message=f"{type(exc).__name__}: {exc}"))
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import defaultdict
 
 import orjson
@@ -20,6 +19,7 @@ import orjson
 from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
 from exchange.results.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
+from exchange.runner import clock
 from producers.records import EntityPool, RecordFactory
 from schemas.envelope import H_INTENDED, H_ORIGIN, Topics, record_headers, trace_id
 from schemas.scenario import Reaction, Scenario
@@ -84,7 +84,7 @@ class ReactionEngine:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(0.01)
-            now = time.time_ns()
+            now = clock.now_ns()
             ready = [d for d in self._due if d[0] <= now]
             if not ready:
                 continue

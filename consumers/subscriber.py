@@ -22,6 +22,7 @@ from consumers.hops import HopStats
 from exchange import metrics
 from exchange.kafka import clients
 from exchange.results.latency import MAX_PLAUSIBLE_NS, ClockSkew, decode, encode, new_histogram, record_many_ns
+from exchange.runner import clock
 from exchange.runner.warmup import read_warmup_end
 from schemas.envelope import H_ENTRY, H_HOPS, H_INTENDED, H_RUN, H_SENT, H_SOURCE, H_SUBSCRIPTION, H_TRACE
 
@@ -253,7 +254,7 @@ class Subscriber:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if self.gateway_latency_ns and batches:
             await self._cross_gateway(batches)
-        return self.ingest(batches, time.time_ns())
+        return self.ingest(batches, clock.now_ns())
 
     def ingest(self, batches: dict, now: int) -> int:
         """Count and measure fetched records (``{TopicPartition: [ConsumerRecord]}``) received at
@@ -346,6 +347,6 @@ class Subscriber:
     async def _cross_gateway(self, batches) -> None:
         """Hold the batch until its oldest record has spent the gateway's latency in it."""
         oldest = min(records[0].timestamp for records in batches.values() if records) * 1_000_000  # ms → ns
-        wait = oldest + self.gateway_latency_ns - time.time_ns()
+        wait = oldest + self.gateway_latency_ns - clock.now_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)

@@ -10,18 +10,20 @@ import asyncio
 import logging
 import random
 import sys
-import time
 from pathlib import Path
 
 from exchange import metrics
 from exchange.errors import ExchangeError
 from exchange.kafka.gateway import GatewayGate
+from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import encode, sample_quantiles
+from exchange.runner import clock
 from exchange.runner.processes import report_crashes
 from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import warmup_end_ns, write_schedule
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule
 from producers.records import RecordFactory, entity_pool
+from schemas.clock import ClockOffset
 from schemas.envelope import Topics
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
@@ -73,6 +75,7 @@ async def run(
     rate_multiplier: float = 1.0,
     warmup_s: float = 0.0,
     schedule_path: Path | None = None,
+    clock_offset: ClockOffset | None = None,
 ) -> PublishStats:
     stats = PublishStats()
     publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
@@ -81,8 +84,8 @@ async def run(
         await asyncio.gather(*(p.start() for p in publishers))
         for p in publishers:
             p.prepare(duration)
-        status.write(ProducersReady(departments=len(publishers)))
-        start_ns = time.time_ns()
+        status.write(ProducersReady(departments=len(publishers), clock=clock_offset))
+        start_ns = clock.now_ns()
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
         if schedule_path is not None:  # before the first record: whoever receives one can read it
             write_schedule(schedule_path, start_ns, warmup_s)
@@ -96,7 +99,7 @@ async def run(
                 log.error("stopping %s's producer failed", p.department, exc_info=stopped)
     status.write(
         ProducersFinal(
-            elapsed_s=(time.time_ns() - start_ns) / 1e9,
+            elapsed_s=(clock.now_ns() - start_ns) / 1e9,
             produced=dict(stats.produced),
             sent=stats.sent,
             retried=stats.retried,
@@ -116,7 +119,7 @@ async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> N
         delay, latency = stats.take_interval()
         status.write(
             ProducersStats(
-                t=(time.time_ns() - start_ns) / 1e9,
+                t=(clock.now_ns() - start_ns) / 1e9,
                 produced=stats.total,
                 sent=stats.sent,
                 retried=stats.retried,
@@ -138,14 +141,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
+    add_clock_arguments(parser)
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     status = StatusWriter(args.status, sender(Role.producers, args.run_id))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
+        offset = clock_at_start(args, args.bootstrap, "producers")
         asyncio.run(
-            run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier, args.warmup, args.schedule_file)
+            run(
+                scenario,
+                args.bootstrap,
+                args.seed,
+                args.duration,
+                status,
+                args.run_id,
+                args.rate_multiplier,
+                args.warmup,
+                args.schedule_file,
+                clock_offset=offset,
+            )
         )
     except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
         status.write(Error(message=str(exc)))

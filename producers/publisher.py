@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from exchange.kafka import clients
 from exchange.kafka.batching import Partitioner, retriable, send_batches
 from exchange.kafka.gateway import GatewayGate
 from exchange.results.latency import new_histogram, record_many_ns, record_ns
+from exchange.runner import clock
 from producers.profiles import RateSchedule
 from producers.records import RecordFactory
 from schemas.envelope import H_ENTRY, H_INTENDED, H_RUN, H_SCHEMA, H_SENT, H_SOURCE, H_TRACE, SCHEMA_VERSION
@@ -165,7 +165,7 @@ class DepartmentPublisher:
         active = list(self.schedules)
         while active:
             self._raise_failure()
-            elapsed = time.time_ns() - start_ns
+            elapsed = clock.now_ns() - start_ns
             limit = MAX_RECORDS_PER_TICK if self.gate is None else self.gate.allowance(MAX_RECORDS_PER_TICK)
             budget = limit
             batches: dict[tuple[str, int], list] = {}
@@ -194,7 +194,7 @@ class DepartmentPublisher:
 
     def _build(self, s: Schedule, n: int, start_ns: int, batches: dict) -> None:
         """Append ``n`` records of the schedule, with their headers, to the per-partition lists."""
-        sent = b"%d" % time.time_ns()
+        sent = b"%d" % clock.now_ns()
         tail = ((H_ENTRY, s.entry_id.encode()), (H_SOURCE, self._source), (H_SENT, sent), (H_SCHEMA, SCHEMA_VERSION), (H_RUN, self._run))
         lists = {p: batches.setdefault((s.topic, p), []) for p in s.partitions}
         offsets = s.schedule.offsets(s.next_index, n)
@@ -213,7 +213,7 @@ class DepartmentPublisher:
         s.next_index += n
 
     async def _send(self, batches: dict) -> None:
-        sent_ns = time.time_ns()
+        sent_ns = clock.now_ns()
         delay = self.stats.publish_delay
         interval = self.stats.interval_delay
         for (topic, partition), records in batches.items():
@@ -285,7 +285,7 @@ class DepartmentPublisher:
             await asyncio.sleep(0.5)
             await self._send_records(topic, partition, chunk, sent_ns)
             return
-        ack_ns = time.time_ns()
+        ack_ns = clock.now_ns()
         warmup_end = self.stats.warmup_end_ns
         warm = sum(1 for r in chunk if r[3] < warmup_end) if chunk[0][3] < warmup_end or chunk[-1][3] < warmup_end else 0
         if warm:

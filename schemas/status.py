@@ -33,6 +33,8 @@ from typing import Annotated, Literal, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from schemas.clock import ClockOffset
+
 VERSION: Literal[1] = 1  #: the format version every message carries as ``v``; a reader refuses another
 
 
@@ -115,6 +117,11 @@ class ControlActionCount(_CountRow):
 
 # ---------------------------------------------------------------- bodies: ready
 
+ReadyClock = Annotated[
+    ClockOffset | None,
+    Field(description="the process's clock offset to the controller, measured at start-up (exchange/kafka/timesync.py); null: not measured"),
+]
+
 
 class ProducersReady(_Model):
     """The producers' clients are started; publishing starts next."""
@@ -122,6 +129,7 @@ class ProducersReady(_Model):
     kind: Literal["ready"] = "ready"
     role: Literal[Role.producers] = Role.producers
     departments: int = Field(ge=0, description="publishing departments, their clients started")
+    clock: ReadyClock = None
 
 
 class RouterReady(_Model):
@@ -130,6 +138,7 @@ class RouterReady(_Model):
     kind: Literal["ready"] = "ready"
     role: Literal[Role.router] = Role.router
     seconds: float = Field(ge=0, description="from the process's start to ready, s")
+    clock: ReadyClock = None
 
 
 class ConsumersReady(_Model):
@@ -139,6 +148,7 @@ class ConsumersReady(_Model):
     role: Literal[Role.consumers] = Role.consumers
     subscribers: int = Field(ge=0, description="subscribing departments, their clients started")
     restored: bool = Field(description="resumed from a checkpoint (a restart under --chaos)")
+    clock: ReadyClock = None
 
 
 class PassthroughReady(_Model):

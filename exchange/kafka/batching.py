@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
+from exchange.runner import clock
+
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
@@ -80,10 +82,12 @@ async def send_batches(
     start = 0
     while start < len(messages):
         batch = producer.create_batch()
+        # CreateTime in the run's time base (exchange/runner/clock.py); aiokafka's own when uncorrected
+        stamp = clock.now_ns() // 1_000_000 if clock.offset_ns() else None
         end = start
         while end < len(messages):
             key, value, headers = messages[end][:3]
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            if batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                 break
             end += 1
         if end == start:

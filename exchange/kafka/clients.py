@@ -124,6 +124,12 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         doc="one-off writes acknowledged by every replica: control events, test records",
     ),
     Profile(
+        "clock",
+        "producer",
+        dict(client_id="dx-clock", acks=1, linger_ms=0),
+        doc="clock probes and their replies (exchange/kafka/timesync.py): the leader's ack is enough",
+    ),
+    Profile(
         "bench_raw",
         "producer",
         dict(client_id="dx-bench-raw", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB),
@@ -174,6 +180,12 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         "consumer",
         dict(client_id="dx-control", enable_auto_commit=False, fetch_max_wait_ms=100),
         doc="waiting for the router's verdict on a control event (exchange/workflow.py)",
+    ),
+    Profile(
+        "clock",
+        "consumer",
+        dict(client_id="dx-clock", enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=2),
+        doc="clock probes and replies (exchange/kafka/timesync.py): a 2 ms wait on every broker, Tansu holds an empty fetch for all of it",
     ),
     Profile(
         "samples",

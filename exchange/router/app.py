@@ -16,7 +16,7 @@ import asyncio
 import base64
 import logging
 import os
-import time
+import sys
 from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
@@ -26,8 +26,10 @@ from aiokafka import AIOKafkaProducer
 from faust import Service
 
 from exchange import metrics
+from exchange.errors import ExchangeError
 from exchange.kafka import clients
 from exchange.kafka.batching import BatchSender
+from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.policy.audit import AuditWriter
 from exchange.policy.routing import RouterCore
 from exchange.policy.sharing import compile_policy, compile_transit
@@ -36,13 +38,15 @@ from exchange.router.faust_bulk import BulkApp
 from exchange.router.lenient_records import UndecodableBatch
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.transactions import TransactionalCommits, transactional_id
+from exchange.runner import clock
 from exchange.runner.processes import peak_rss_bytes, process_age_s, report_crashes
 from exchange.runner.status import StatusWriter, sender
 from schemas.applications import ControlEvent, ControlVerdict, IllegalTransition
+from schemas.clock import ClockOffset
 from schemas.envelope import AuditRow, Topics
 from schemas.outcomes import Decision, QualityReason, VerificationResult
 from schemas.scenario import DeliveryGuarantee, Scenario
-from schemas.status import ControlActionCount, DecisionCount, Role, RouterFinal, RouterReady, RouterStats, VerificationCount
+from schemas.status import ControlActionCount, DecisionCount, Error, Role, RouterFinal, RouterReady, RouterStats, VerificationCount
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class Router(Service):
         self.bootstrap = bootstrap
         self.max_parts = max(e.partitions for e in scenario.catalogue)
         self.run_id = run_id
+        self.clock_offset: ClockOffset | None = None  # measured at start-up (exchange/kafka/timesync.py), told in ready
         # exchange/router/transactions.py: outputs and input offsets committed together
         self.exactly_once = scenario.guarantee is DeliveryGuarantee.exactly_once
         transit = compile_transit(scenario, platform)
@@ -140,7 +145,7 @@ class Router(Service):
         # bytes keys and values travel raw on the changelogs (JSON documents, written by us)
         self.approvals_table = self.app.GlobalTable("approvals", key_type=bytes, value_type=bytes, partitions=1)
         self.authority_table = self.app.GlobalTable("authority", key_type=bytes, value_type=bytes, partitions=self.max_parts)
-        self.book = ApprovalBook(self.scenario, self.approvals_table, time.time_ns(), self.platform)
+        self.book = ApprovalBook(self.scenario, self.approvals_table, clock.now_ns(), self.platform)
         self.authority = AuthorityTable(self.authority_table.data)
 
     def _declare_streams(self, ingress: list[str]) -> None:
@@ -209,7 +214,7 @@ class Router(Service):
         await self._output_ready.wait()
         ready = round(process_age_s(), 3)
         metrics.ROUTER_READY_SECONDS.labels(self.platform, self.worker).set(ready)
-        self.status.write(RouterReady(seconds=ready))
+        self.status.write(RouterReady(seconds=ready, clock=self.clock_offset))
 
     async def handle(self, batch) -> Awaitable[None]:
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
@@ -219,10 +224,10 @@ class Router(Service):
         undecodable = [r for r in records if type(r) is UndecodableBatch]
         if undecodable:
             records = [r for r in records if type(r) is not UndecodableBatch]
-        now = time.time_ns()
+        now = clock.now_ns()
         if not self.first_ns:
             self.first_ns = now
-        routed = self.core.route(records, self.book.approvals_at(now), self.authority, now=now, clock=time.time_ns)
+        routed = self.core.route(records, self.book.approvals_at(now), self.authority, now=now, clock=clock.now_ns)
         for u in undecodable:
             routed.dead_letters.append(batch_dead_letter(u, self.core.entry_of(u.topic), now))
             routed.dead_reasons[u.reason] += u.records
@@ -245,7 +250,7 @@ class Router(Service):
             changelog = self.authority_table.changelog_topic.get_topic_name()
             table_sent = await self._table_sender.send(changelog, [(k.encode(), orjson.dumps(v), []) for k, v in routed.authority_writes])
         self.verifications.update(routed.verifications)
-        self._metrics(batch, routed, time.time_ns() - now)
+        self._metrics(batch, routed, clock.now_ns() - now)
         self.records += routed.records
         self.batches += 1
         self.decisions.update(routed.decisions)
@@ -258,7 +263,7 @@ class Router(Service):
         if table_sent:
             await self._table_sender.acknowledged(list(table_sent))
         self.acked += records
-        self.last_ack_ns = time.time_ns()
+        self.last_ack_ns = clock.now_ns()
 
     def _metrics(self, batch, routed, handling_ns: int) -> None:
         p = self.platform
@@ -290,7 +295,7 @@ class Router(Service):
     async def _control(self, stream) -> None:
         """Applications, approvals, rejections, revocations: each applied and audited."""
         async for message in stream:
-            now = time.time_ns()
+            now = clock.now_ns()
             try:
                 event = ControlEvent.model_validate_json(message)
                 app = self.book.apply(event)
@@ -360,7 +365,7 @@ class Router(Service):
         try:
             if not self._holds_control:
                 return
-            now = time.time_ns()
+            now = clock.now_ns()
             for app in self.book.expired(now):
                 if self._expiring.get(app.id) == app.valid_until_ns:
                     continue
@@ -484,12 +489,21 @@ def main(argv: list[str] | None = None) -> None:
         help="Faust's own topics were created up front (exchange/kafka/topics.py): never create them. A worker "
         "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit",
     )
+    add_clock_arguments(parser)
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, args.platform or scenario.platform.id))
+    hub = args.platform or scenario.platform.id
+    status = StatusWriter(args.status, sender(Role.router, args.run_id, args.worker, hub))
     report_crashes(status)  # an agent, task or timer that crashes fails the run, though the worker lives on
+    try:
+        offset = clock_at_start(args, args.bootstrap, f"router-{hub}-{args.worker}")
+    except ExchangeError as exc:  # no clock server answered: one line
+        status.write(Error(message=str(exc)))
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id)
+    router.clock_offset = offset
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms
     if args.no_declare_topics:
