@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -181,6 +182,24 @@ def run(
             )
         ),
     ] = None,
+    clock_correction: Annotated[
+        bool,
+        typer.Option(
+            "--clock-correction/--no-clock-correction",
+            help="every process measures its clock offset to the controller's at its start (NTP-style, over Kafka) and reads its "
+            "clock corrected by it; --no-clock-correction measures and reports the offsets but leaves the clocks alone",
+        ),
+    ] = True,
+    clock_offset_limit_ms: Annotated[
+        float, typer.Option(min=0, help="warn loudly (summary and result.json warnings) of a process whose clock is further off, ms")
+    ] = 50.0,
+    child_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ROLE:VAR=VALUE: a variable added to the environment of a role's processes (producers, router, consumers) or of one "
+            "process (router-1); repeatable. E.g. consumers:PYTHONASYNCIODEBUG=1, or a clock shifted by libfaketime"
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
@@ -203,6 +222,9 @@ def run(
         broker=_check_broker(broker_kind, bootstrap),
         warmup=warmup,
         guarantee=guarantee,
+        clock_correction=clock_correction,
+        clock_offset_limit_ms=clock_offset_limit_ms,
+        child_env=_child_env(child_env or []),
     )
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
@@ -230,9 +252,30 @@ def run(
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
+    for warning in result.warnings:
+        console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
+
+
+CHILD_ROLES = ("producers", "router", "consumers")
+
+
+def _child_env(specs: list[str]) -> dict[str, dict[str, str]]:
+    """``--child-env ROLE:VAR=VALUE`` options as role (or process name) → variables; a bad one is a usage error naming it."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        target, _, assignment = spec.partition(":")
+        var, eq, value = assignment.partition("=")
+        role_ok = target in CHILD_ROLES or re.fullmatch(r"router-[\w.-]+", target) is not None
+        if not role_ok or not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+            raise typer.BadParameter(
+                f"{spec!r}: expected ROLE:VAR=VALUE with ROLE one of {', '.join(CHILD_ROLES)} or a router process (router-1)",
+                param_hint="--child-env",
+            )
+        out.setdefault(target, {})[var] = value
+    return out
 
 
 def _find_max_rate(options, slo_p99: float | None) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.clock import ClockOffset
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -201,6 +203,17 @@ class RunInfo(_Model):
     )
     drain_s: float
     dead_letters_by_reason: dict[str, int]
+    clock_offsets: dict[str, ClockOffset] = Field(
+        default_factory=dict,
+        description="per process (router-0, consumers, producers…): its clock offset to the controller's, measured at its start "
+        "(controller − process, ns, ± error_ns); a process measured nothing when it is missing",
+    )
+    clock_correction: bool = Field(
+        default=True, description="the processes read their clocks corrected by their offsets (false: exchange run --no-clock-correction)"
+    )
+    clock_offset_limit_ms: float = Field(
+        default=50.0, description="offsets larger than this, ms, are warned of (exchange run --clock-offset-limit-ms)"
+    )
 
 
 _SUFFIXES = ("Avg", "50pct", "75pct", "95pct", "99pct", "999pct", "9999pct", "99999pct", "Max")
@@ -333,4 +346,7 @@ class Result(_Model):
     warmup: WarmupResult | None = Field(default=None, description="the warm-up's counts and latencies; null when there was none")
     slos: list[SloVerdict] = Field(default_factory=list)
     faults: list[FaultResult] = Field(default_factory=list, description="faults injected with --chaos, each with its recovery")
+    warnings: list[str] = Field(
+        default_factory=list, description="what a reader of the figures must know, one line each (e.g. clock offsets over the limit)"
+    )
     run: RunInfo

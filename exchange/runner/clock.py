@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from schemas.clock import ClockOffset
 
-__all__ = ["ClockError", "Sample", "estimate", "now_ns", "offset_and_delay", "offset_ns", "set_offset"]
+__all__ = ["ClockError", "Sample", "estimate", "now_ns", "offset_and_delay", "offset_ns", "offset_warning", "set_offset"]
 
 
 class ClockError(ValueError):
@@ -99,3 +99,19 @@ def offset_ns() -> int:
 def now_ns() -> int:
     """The wall clock in the controller's time base, epoch ns: ``time.time_ns()`` plus the offset."""
     return time.time_ns() + _offset_ns
+
+
+def offset_warning(offsets: dict[str, ClockOffset], limit_ms: float, corrected: bool) -> str | None:
+    """One line naming the processes whose clock is more than ``limit_ms`` off the
+    controller's (largest first), or None when none is; it says whether their latencies
+    were corrected. The estimate is compared, not its error bound."""
+    over = sorted(((name, o) for name, o in offsets.items() if abs(o.offset_ns) > limit_ms * 1e6), key=lambda kv: -abs(kv[1].offset_ns))
+    if not over:
+        return None
+    named = ", ".join(f"{name} {o.offset_ns / 1e6:+,.1f} ms ± {o.error_ns / 1e6:,.1f}" for name, o in over)
+    what = (
+        "corrected for in every latency; fix the machines' time synchronisation (NTP, chrony) all the same"
+        if corrected
+        else "NOT corrected (--no-clock-correction): latencies between these processes and the others are off by as much"
+    )
+    return f"clock offsets over {limit_ms:g} ms to the controller's clock: {named}; {what}"

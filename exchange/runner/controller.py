@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import secrets
 import subprocess
 import sys
@@ -31,15 +32,18 @@ from exchange import metrics
 from exchange.errors import EXIT_FAILED, ExchangeError
 from exchange.kafka import brokers
 from exchange.kafka.tansu import EmbeddedBroker
+from exchange.kafka.timesync import ClockServer, clock_topic
 from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos
+from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.processes import spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
+from schemas.clock import ClockOffset
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
@@ -83,6 +87,9 @@ class RunOptions:
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
     broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
     guarantee: str | None = None  # at-least-once | exactly-once; None: the scenario's (see resolve_guarantee)
+    clock_correction: bool = True  # children read their clocks corrected by the offset they measure at start-up
+    clock_offset_limit_ms: float = 50.0  # offsets beyond it are warned of (summary line, result.warnings)
+    child_env: dict[str, dict[str, str]] = field(default_factory=dict)  # role or process name → variables added to its environment
 
 
 class GuaranteeError(ExchangeError, ValueError):
@@ -163,18 +170,26 @@ class _Child:
     pids: list[int] = field(default_factory=list)  # every incarnation, in order
     last_stats: dict[int, StatusMessage] = field(default_factory=dict)  # by pid
 
+    env: dict[str, str] | None = None  # the whole environment when variables were added (RunOptions.child_env)
+
     @classmethod
-    def spawn(cls, run_dir: Path, name: str, module_args: list[str]) -> _Child:
-        """``python -m <module_args…> --status RUN_DIR/NAME.jsonl``, logging to RUN_DIR/NAME.log."""
+    def spawn(cls, run_dir: Path, name: str, module_args: list[str], env: dict[str, str] | None = None) -> _Child:
+        """``python -m <module_args…> --status RUN_DIR/NAME.jsonl``, logging to RUN_DIR/NAME.log;
+        ``env``: variables added to the environment it inherits."""
         status, log = run_dir / f"{name}.jsonl", run_dir / f"{name}.log"
         argv = [sys.executable, "-m", *module_args, "--status", str(status)]
-        proc = spawn(argv, log_path=log)
-        return cls(name, proc, StatusReader(status), log, argv, pids=[proc.pid])
+        full_env = {**os.environ, **env} if env else None
+        proc = spawn(argv, log_path=log, env=full_env)
+        return cls(name, proc, StatusReader(status), log, argv, pids=[proc.pid], env=full_env)
 
     def restart(self) -> None:
         """Start the same command again (the old process must be gone); files are appended to."""
-        self.proc = spawn(self.argv, log_path=self.log)
+        self.proc = spawn(self.argv, log_path=self.log, env=self.env)
         self.pids.append(self.proc.pid)
+
+    def clock(self) -> ClockOffset | None:
+        """The clock offset the running incarnation measured at its start (its ``ready`` message)."""
+        return next((m.body.clock for m in reversed(self.events) if m.kind == "ready" and m.pid == self.proc.pid), None)
 
     def read(self) -> list[StatusMessage]:
         """The messages sent since the last call; :class:`RunFailed` naming the file and line of one that cannot be read."""
@@ -289,16 +304,19 @@ class _Run:
         self.router_ready: list[float] = []
         self.fetch_wait_ms = 0
         self.drain_s = self.end_s = 0.0
+        self.clock_server: ClockServer | None = None
 
     def phase(self, phase: str) -> None:
         self.progress.phase = phase
         self.on_progress(self.progress)
 
     def start(self, name: str, module: str, *args: str) -> _Child:
-        """Spawn a child with the run's scenario, bootstrap and id."""
-        child = _Child.spawn(
-            self.run_dir, name, [module, "--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *args]
-        )
+        """Spawn a child with the run's scenario, bootstrap, id and clock topic (and the variables ``--child-env`` adds)."""
+        role = "router" if module == "exchange.router" else module
+        env = {**self.options.child_env.get(role, {}), **self.options.child_env.get(name, {})}
+        clock = ["--clock-topic", clock_topic(self.run_id), *([] if self.options.clock_correction else ["--no-clock-correction"])]
+        common = ["--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *clock]
+        child = _Child.spawn(self.run_dir, name, [module, *common, *args], env)
         self.children.append(child)
         return child
 
@@ -319,6 +337,8 @@ class _Run:
         await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario), replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
             await create_router_internal_topics(self.bootstrap, self.scenario, replication)
+        # every child measures its clock offset against this at its start (exchange/kafka/timesync.py)
+        self.clock_server = await ClockServer(bootstrap=self.bootstrap, topic=clock_topic(self.run_id), replication_factor=replication).start()
         self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
@@ -474,11 +494,16 @@ class _Run:
             broker=broker.describe() if broker is not None else None,
             broker_start_s=broker.start_seconds if broker is not None else None,
             guarantee=self.guarantee.value,
+            clock_offsets={c.name: offset for c in self.children if (offset := c.clock()) is not None},
+            clock_correction=options.clock_correction,
+            clock_offset_limit_ms=options.clock_offset_limit_ms,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
         if self.injector is not None:
             result.faults = _fault_results(self.injector, self.lag_samples, reports.publish_intervals, self.end_s)
+        warning = offset_warning(result.run.clock_offsets, options.clock_offset_limit_ms, options.clock_correction)
+        result.warnings = [warning] if warning else []
         result.slos = judge(self.scenario, result, {name: f.e2e for name, f in reports.consumers.flows.items()})
         for verdict in result.slos:
             metrics.SLO_STATUS.labels(p, verdict.name).set(1 if verdict.passed else 0)
@@ -497,6 +522,8 @@ class _Run:
         broker = self.broker
         grace = 5.0 if broker is None or broker.running else 1.0
         await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in self.children))
+        if self.clock_server is not None:
+            await self.clock_server.stop()
         if broker is not None and broker is not self.options.broker_instance:
             await broker.astop()
         metrics.remove_sd_target(self.sd_file)

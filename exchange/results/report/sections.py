@@ -52,6 +52,8 @@ def input_warnings(result: dict[str, Any]) -> str:
             "dead-lettered during the run carry no run id or another run's (written to an ingress topic by another client)"
             f'<div class="sub">not among this run\'s outcomes; by reason: {esc(why)}</div></div></div>'
         )
+    for warning in result.get("warnings") or []:
+        out.append(f'<div class="verdict bad" id="run-warning"><span class="icon">⚠</span><div>{esc(warning)}</div></div>')
     undecodable = (result.get("counts") or {}).get("undecodable")
     if undecodable:
         out.append(
@@ -91,6 +93,7 @@ def run_meta(r: dict[str, Any]) -> str:
         ("router workers", run.get("router_workers")),
         ("router ready", ready or None),
         ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
+        ("clock offsets", clock_offsets(run)),
         ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
         ("topics / partitions", f"{r.get('topics')} / {r.get('partitions')}" if r.get("topics") else None),
         (
@@ -101,6 +104,19 @@ def run_meta(r: dict[str, Any]) -> str:
         ),
     ]
     return '<div class="meta">' + "".join(f"<span>{esc(k)} <b>{esc(v)}</b></span>" for k, v in items if v not in (None, "")) + "</div>"
+
+
+def clock_offsets(run: dict[str, Any]) -> str | None:
+    """``consumers −500.2 ± 1.3 ms, router-0 +0.1 ± 1.1 ms (corrected)``: each process's clock to the controller's."""
+    offsets = run.get("clock_offsets") or {}
+    if not isinstance(offsets, dict) or not offsets:
+        return None
+    each = ", ".join(
+        f"{name} {o.get('offset_ns', 0) / 1e6:+.1f} ± {o.get('error_ns', 0) / 1e6:.1f} ms"
+        for name, o in sorted(offsets.items())
+        if isinstance(o, dict)
+    )
+    return f"{each} ({'corrected' if run.get('clock_correction', True) else 'not corrected'})"
 
 
 def kpis(r: dict[str, Any]) -> str:
