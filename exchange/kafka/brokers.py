@@ -36,12 +36,13 @@ def parse(spec: str) -> tuple[str, int]:
     return m.group(1), nodes
 
 
-def make(spec: str, *, log_path: Path | None = None, port: int | None = None) -> EmbeddedBroker | KafkaBroker:
-    """An unstarted broker of the kind ``spec`` names (see :func:`parse`)."""
+def make(spec: str, *, log_path: Path | None = None, port: int | None = None, host: str = "127.0.0.1") -> EmbeddedBroker | KafkaBroker:
+    """An unstarted broker of the kind ``spec`` names (see :func:`parse`), listening on and
+    advertising ``host`` (an address of this machine its clients reach it at)."""
     kind, nodes = parse(spec)
     if kind == "tansu":
-        return EmbeddedBroker(port=port, log_path=log_path)
-    return KafkaBroker(nodes=nodes, port=port, log_path=log_path)
+        return EmbeddedBroker(port=port, log_path=log_path, host=host)
+    return KafkaBroker(nodes=nodes, port=port, log_path=log_path, host=host)
 
 
 #: Seconds a run waits for its routers and subscribers on Kafka at least: the JVM creates
