@@ -5,6 +5,7 @@ and nobody answering is one clear error."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ from schemas.clock import ClockOffset
 from .harness import broker_kinds, running_broker
 
 MS = 1_000_000
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+#: Debian's libfaketime (package faketime), wherever the architecture puts it; "" when missing
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), "")
 
 
 def faketime_env(offset: str) -> dict[str, str]:
@@ -31,7 +33,7 @@ def faketime_env(offset: str) -> dict[str, str]:
 
 
 needs_faketime = pytest.mark.skipif(
-    not os.path.exists(LIBFAKETIME) or shutil.which("faketime") is None, reason="libfaketime missing (apt-get install faketime)"
+    not LIBFAKETIME or shutil.which("faketime") is None, reason="libfaketime missing (apt-get install faketime)"
 )
 
 
