@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Self
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from exchange.errors import ExchangeError, kafka_errors
@@ -56,6 +57,18 @@ class ClockProbeFailed(ExchangeError, RuntimeError):
 def clock_topic(run_id: str) -> str:
     """The clock topic of run ``run_id``: ``dx.clock.<run id>``."""
     return f"dx.clock.{run_id}"
+
+
+async def _stop(client) -> None:  # type: ignore[no-untyped-def]
+    """Stop an aiokafka client. With the broker gone, ``AIOKafkaConsumer.stop()`` re-raises the
+    cancellation of its own pending fetch (aiokafka 0.12-0.14, ``Fetcher.close``): that one is
+    swallowed, a cancellation of the task stopping it is not."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def _at_end(consumer, topic: str) -> TopicPartition:  # type: ignore[no-untyped-def]
@@ -97,16 +110,16 @@ class ClockServer:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         await self._close()
 
     async def _close(self) -> None:
-        await self._consumer.stop()
-        await self._producer.stop()
+        await _stop(self._consumer)
+        await _stop(self._producer)
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -115,6 +128,16 @@ class ClockServer:
         await self.stop()
 
     async def _serve(self) -> None:
+        """Answer probes until cancelled; a Kafka error (a broker paused or restarting under
+        ``--chaos``) is logged and the serving goes on: a worker started later still needs it."""
+        while True:
+            try:
+                await self._answer()
+            except KafkaError as exc:
+                log.warning("clock server on %s: %r; going on", self.topic, exc)
+                await asyncio.sleep(0.5)
+
+    async def _answer(self) -> None:
         consumer, producer, topic = self._consumer, self._producer, self.topic
         while True:
             batches = await consumer.getmany(timeout_ms=1000)
@@ -166,8 +189,8 @@ async def measure_offset(
         except TimeoutError:
             pass  # the topic's partition never showed: too few samples below
         finally:
-            await consumer.stop()
-            await producer.stop()
+            await _stop(consumer)
+            await _stop(producer)
     if len(got) < MIN_SAMPLES:
         raise ClockProbeFailed(
             f"{len(got)} of {samples} clock probes answered on {topic} at {bootstrap} within {timeout_s:g} s "
