@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exchange.results.report.sections import clock_offsets, input_warnings
 from exchange.runner import clock
-from exchange.runner.clock import ClockError, Sample, estimate, offset_and_delay
+from exchange.runner.clock import ClockError, Sample, estimate, offset_and_delay, offset_warning
+from schemas.clock import ClockOffset
 
 MS = 1_000_000
 
@@ -92,3 +94,27 @@ def test_now_ns_adds_this_process_offset() -> None:
     finally:
         clock.set_offset(0)
     assert clock.offset_ns() == 0
+
+
+def _offset(ms: float, error_ms: float = 1.0) -> ClockOffset:
+    return ClockOffset(offset_ns=int(ms * MS), error_ns=int(error_ms * MS), samples=32, min_delay_ns=int(2 * error_ms * MS))
+
+
+def test_offsets_over_the_limit_are_warned_of_largest_first() -> None:
+    offsets = {"router-0": _offset(0.4), "consumers": _offset(-500.2, 1.3), "producers": _offset(80)}
+    line = offset_warning(offsets, 50, corrected=True)
+    assert line is not None
+    assert line.startswith("clock offsets over 50 ms to the controller's clock: consumers -500.2 ms ± 1.3, producers +80.0 ms ± 1.0; corrected")
+    assert "router-0" not in line
+    assert "NOT corrected (--no-clock-correction)" in (offset_warning(offsets, 50, corrected=False) or "")
+    assert offset_warning(offsets, 600, corrected=True) is None
+    assert offset_warning({}, 50, corrected=True) is None
+
+
+def test_the_report_shows_the_offsets_and_the_warning() -> None:
+    offsets = {"consumers": _offset(-500.2, 1.3).model_dump(), "router-0": _offset(0.4).model_dump()}
+    warning = offset_warning({k: ClockOffset(**v) for k, v in offsets.items()}, 50, corrected=False)
+    result = {"run": {"clock_offsets": offsets, "clock_correction": False}, "warnings": [warning]}
+    assert clock_offsets(result["run"]) == "consumers -500.2 ± 1.3 ms, router-0 +0.4 ± 1.0 ms (not corrected)"
+    assert 'id="run-warning"' in input_warnings(result) and "consumers -500.2 ms" in input_warnings(result)
+    assert clock_offsets({}) is None and input_warnings({}) == ""

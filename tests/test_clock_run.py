@@ -59,3 +59,40 @@ def test_a_shifted_clock_is_measured_and_corrected(tmp_path: Path) -> None:
     # the shift, so neither figure can pass for the other
     assert abs(p50["shifted"] - p50["base"]) <= 200, p50
     assert abs(p50["uncorrected"] - p50["base"] - 500) <= 200, p50
+
+
+@pytest.mark.parametrize(
+    "spec", ["consumers", "consumers:FAKETIME", "broker:X=1", "consumers:1X=2", "router-:X=1"], ids=["no-var", "no-value", "role", "name", "process"]
+)
+def test_a_bad_child_env_is_one_line_naming_it(spec: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--child-env", spec, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"'{spec}': expected ROLE:VAR=VALUE" in " ".join(done.stderr.split()), done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_role_without_a_clock_server_fails_in_one_line(tmp_path: Path) -> None:
+    """A worker told to measure on a topic nobody answers says so and exits, in its status file too."""
+    from exchange.kafka.tansu import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        scenario = tmp_path / "scenario.json"
+        scenario.write_bytes(_demo_runtime_json())
+        status = tmp_path / "producers.jsonl"
+        argv = [sys.executable, "-m", "producers", "--scenario", str(scenario), "--bootstrap", broker.bootstrap, "--duration", "1"]
+        done = subprocess.run([*argv, "--status", str(status), "--clock-topic", "dx.clock.nobody"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "clock probes answered on dx.clock.nobody" in done.stderr
+    assert "is the run's controller up?" in status.read_text()
+
+
+def _demo_runtime_json() -> bytes:
+    from exchange.scenarios.loader import load
+
+    return load("demo").runtime_json().encode()
