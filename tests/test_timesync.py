@@ -32,9 +32,7 @@ def faketime_env(offset: str) -> dict[str, str]:
     return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
-needs_faketime = pytest.mark.skipif(
-    not LIBFAKETIME or shutil.which("faketime") is None, reason="libfaketime missing (apt-get install faketime)"
-)
+needs_faketime = pytest.mark.skipif(not LIBFAKETIME or shutil.which("faketime") is None, reason="libfaketime missing (apt-get install faketime)")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=broker_kinds())
