@@ -15,6 +15,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from exchange.kafka import clients
 from exchange.kafka.timesync import ClockProbeFailed, ClockServer, clock_topic, measure_offset
 from schemas.clock import ClockOffset
 
@@ -53,6 +54,17 @@ async def test_one_machine_measures_no_offset(broker) -> None:
         assert g.samples >= 24, g
         assert abs(g.offset_ns) <= g.error_ns, g
         assert abs(g.offset_ns) < 5 * MS, g
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_server_deletes_its_topic_when_asked(broker) -> None:
+    """On a cluster that outlives the run (exchange run --bootstrap) the per-run topic goes with the run."""
+    kept, deleted = clock_topic("kept"), clock_topic("deleted")
+    async with ClockServer(bootstrap=broker.bootstrap, topic=kept), ClockServer(bootstrap=broker.bootstrap, topic=deleted, delete_topic=True):
+        pass
+    async with clients.started(clients.admin("topology", broker.bootstrap), broker.bootstrap, "listing") as admin:
+        names = set(await admin.list_topics())
+    assert kept in names and deleted not in names
 
 
 @pytest.mark.asyncio(loop_scope="module")

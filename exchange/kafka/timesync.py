@@ -85,12 +85,15 @@ class ClockServer:
 
     ``async with ClockServer(bootstrap=…, topic=…)`` (or :meth:`start` / :meth:`stop`).
     :meth:`start` creates the topic (one partition, ``replication_factor`` replicas) when
-    it does not exist and returns once probes sent from then on will be answered.
-    ``answered`` counts the probes answered so far.
+    it does not exist and returns once probes sent from then on will be answered;
+    :meth:`stop` deletes it again with ``delete_topic`` (a cluster that outlives the run:
+    one topic per run would pile up), giving up after 5 s. ``answered`` counts the probes
+    answered so far.
     """
 
-    def __init__(self, *, bootstrap: str, topic: str, replication_factor: int = 1) -> None:
+    def __init__(self, *, bootstrap: str, topic: str, replication_factor: int = 1, delete_topic: bool = False) -> None:
         self.bootstrap, self.topic, self.replication_factor = bootstrap, topic, replication_factor
+        self.delete_topic = delete_topic
         self.answered = 0
         self._consumer = clients.consumer("clock", bootstrap)
         self._producer = clients.producer("clock", bootstrap)
@@ -116,6 +119,15 @@ class ClockServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._close()
+        if self.delete_topic:
+            try:
+                await asyncio.wait_for(self._delete(), 5.0)
+            except (TimeoutError, ExchangeError) as exc:
+                log.warning("could not delete the clock topic %s: %s", self.topic, exc or "no answer in 5 s")
+
+    async def _delete(self) -> None:
+        async with clients.started(clients.admin("topology", self.bootstrap), self.bootstrap, f"deleting {self.topic}") as admin:
+            await admin.delete_topics([self.topic])
 
     async def _close(self) -> None:
         await _stop(self._consumer)

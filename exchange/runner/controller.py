@@ -338,7 +338,9 @@ class _Run:
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
             await create_router_internal_topics(self.bootstrap, self.scenario, replication)
         # every child measures its clock offset against this at its start (exchange/kafka/timesync.py)
-        self.clock_server = await ClockServer(bootstrap=self.bootstrap, topic=clock_topic(self.run_id), replication_factor=replication).start()
+        self.clock_server = await ClockServer(
+            bootstrap=self.bootstrap, topic=clock_topic(self.run_id), replication_factor=replication, delete_topic=broker is None
+        ).start()
         self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
