@@ -647,10 +647,11 @@ def schema(
     of: Annotated[
         str,
         typer.Argument(
-            metavar="[scenario|status]",
+            metavar="[scenario|status|runs]",
             help=(
                 "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
-                "status: the messages every process of a run sends the run controller (schemas/status.py)"
+                "status: the messages every process of a run sends the run controller (schemas/status.py); "
+                "runs: the messages of exchange.runs and exchange.run.<run_id> (schemas/runs.py)"
             ),
         ),
     ] = "scenario",
@@ -660,8 +661,10 @@ def schema(
         from schemas.scenario import json_schema
     elif of == "status":
         from schemas.status import json_schema
+    elif of == "runs":
+        from schemas.runs import json_schema
     else:
-        raise typer.BadParameter(f"{of!r}: scenario or status", param_hint="what")
+        raise typer.BadParameter(f"{of!r}: scenario, status or runs", param_hint="what")
     console.print_json(json.dumps(json_schema()))
 
 
