@@ -181,9 +181,21 @@ def run(
             )
         ),
     ] = None,
+    external: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "processes left to `exchange join` workers on other machines, ROLE=N,…: producers=1, consumers=1, router=N "
+                "(N router workers of every hub), router:HUB=N (of one hub); needs --bootstrap. See docs/distributed.md"
+            )
+        ),
+    ] = None,
+    ready_timeout: Annotated[
+        float, typer.Option(min=1.0, help="seconds to wait for the processes to be ready, and for --external workers to join")
+    ] = 60.0,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
+    from exchange.runner.controller import RunOptions, check_external, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
@@ -203,11 +215,17 @@ def run(
         broker=_check_broker(broker_kind, bootstrap),
         warmup=warmup,
         guarantee=guarantee,
+        external=external,
+        ready_timeout=ready_timeout,
     )
+    check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
+        if external:
+            err.print("[red]error:[/red] --external cannot be combined with --find-max-rate", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
         if chaos:
             err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
@@ -233,6 +251,30 @@ def run(
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
+
+
+@app.command()
+def join(
+    bootstrap: Annotated[str, typer.Option(help="HOST:PORT of the run's Kafka, as this machine reaches it")],
+    role: Annotated[str, typer.Option(help="producers, router, router:HUB (a hub of a cascade) or consumers")],
+    run_id: Annotated[str | None, typer.Option("--run", help="the run to join (its id); default: --next")] = None,
+    next_run: Annotated[bool, typer.Option("--next", help="the latest open run with a slot of the role, else the next one announced")] = False,
+    workdir: Annotated[Path, typer.Option(help="this worker's own directory: WORKDIR/RUN_ID/SLOT/ holds the scenario, status file and log")] = Path(
+        "runs/join"
+    ),
+    wait: Annotated[float, typer.Option(min=1.0, help="seconds to wait for a run to be announced")] = 600.0,
+) -> None:
+    """Run one process of a run whose controller is elsewhere (exchange run --external): exit 0 when the run ended
+    with it, 1 when its process died, 2 when there was no run or slot to join."""
+    from exchange.kafka.clients import check_bootstrap
+    from exchange.runner.join import JoinFailed, JoinOptions
+    from exchange.runner.join import join as join_run
+
+    if run_id is not None and next_run:
+        raise JoinFailed("--run and --next: give one")
+    options = JoinOptions(check_bootstrap(bootstrap), role, run_id, workdir, wait)
+    code = _run_async(join_run(options, say=lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)))
+    raise typer.Exit(code)
 
 
 def _find_max_rate(options, slo_p99: float | None) -> None:

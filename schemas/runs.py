@@ -276,4 +276,8 @@ def _first(exc: ValidationError) -> str:
 
 def json_schema() -> dict:
     """The JSON Schema of both topics' messages (``exchange schema runs``)."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "exchange.runs and exchange.run.<run_id> messages", **_ANY.json_schema()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "exchange.runs and exchange.run.<run_id> messages",
+        **_ANY.json_schema(),
+    }
