@@ -292,7 +292,7 @@ class _Agent:
         await self._send_back()
         await self.send(SlotExited(worker_id=self.worker_id, slot=slot.name, code=code, log_tail=self._tail()))
         asked = self.stop_asked or self.ended is not None
-        if code != 0 or (not asked and slot.role != "producers"):
+        if not asked and (code != 0 or slot.role != "producers"):  # the producers end on their own when their schedule is over
             self.say(f"{slot.name} exited with code {code} unasked; last lines of {self.log_path}:\n{self._tail()}")
             return EXIT_FAILED
         self.say(f"{slot.name} done (exit {code}); waiting for the run's end")

@@ -143,11 +143,11 @@ class Channel:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.tp = TopicPartition(topic, 0)
-        self.producer = clients.producer("run_control", bootstrap)
-        self.consumer = clients.consumer("run_control", bootstrap)
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        self.producer = clients.producer("run_control", self.bootstrap)  # made here: aiokafka warns of a client never closed
+        self.consumer = clients.consumer("run_control", self.bootstrap)
         await self._stack.enter_async_context(clients.started(self.producer, self.bootstrap, f"publishing to {self.topic}"))
         await self._stack.enter_async_context(clients.started(self.consumer, self.bootstrap, f"reading {self.topic}"))
         self.consumer.assign([self.tp])
