@@ -193,6 +193,8 @@ def run(
     ready_timeout: Annotated[
         float, typer.Option(min=1.0, help="seconds to wait for the processes to be ready, and for --external workers to join")
     ] = 60.0,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="the controller's Prometheus port (0: a free one)")] = 0,
+    write_report: Annotated[bool, typer.Option("--report", help="also write report.html into the run directory (exchange report)")] = False,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
     from exchange.runner.controller import RunOptions, check_external, parse_chaos, resolve_guarantee
@@ -217,6 +219,7 @@ def run(
         guarantee=guarantee,
         external=external,
         ready_timeout=ready_timeout,
+        metrics_port=metrics_port,
     )
     check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
@@ -249,6 +252,10 @@ def run(
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
+    if write_report:
+        from exchange.results.report import write_report as write_html
+
+        console.print(f"report: {write_html(run_dir / 'result.json', None)}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 
@@ -263,6 +270,9 @@ def join(
         "runs/join"
     ),
     wait: Annotated[float, typer.Option(min=1.0, help="seconds to wait for a run to be announced")] = 600.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="the Prometheus port of the process this worker runs (default: a free one)")
+    ] = None,
 ) -> None:
     """Run one process of a run whose controller is elsewhere (exchange run --external): exit 0 when the run ended
     with it, 1 when its process died, 2 when there was no run or slot to join."""
@@ -272,7 +282,7 @@ def join(
 
     if run_id is not None and next_run:
         raise JoinFailed("--run and --next: give one")
-    options = JoinOptions(check_bootstrap(bootstrap), role, run_id, workdir, wait)
+    options = JoinOptions(check_bootstrap(bootstrap), role, run_id, workdir, wait, metrics_port)
     code = _run_async(join_run(options, say=lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)))
     raise typer.Exit(code)
 

@@ -84,6 +84,7 @@ class RunOptions:
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
     broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
     guarantee: str | None = None  # at-least-once | exactly-once; None: the scenario's (see resolve_guarantee)
+    metrics_port: int = 0  # the controller's Prometheus port; 0: a free one
     external: str | None = None  # --external ROLE=N,…: slots left to `exchange join` workers (exchange/runner/remote.py)
 
 
@@ -441,7 +442,7 @@ class _Run:
         await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario), replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
             await create_router_internal_topics(self.bootstrap, self.scenario, replication)
-        self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
+        self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, self.options.metrics_port, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
     async def start_routers_and_consumers(self) -> None:

@@ -81,6 +81,7 @@ class JoinOptions:
     run_id: str | None = None  # None: --next
     workdir: Path = Path("runs/join")
     wait_s: float = 600.0  # how long to wait for a run to be announced
+    metrics_port: int | None = None  # the child's --metrics-port (a pod's scraped port); None: its own default
 
 
 def parse_role(role: str) -> tuple[str, str | None]:
@@ -91,10 +92,10 @@ def parse_role(role: str) -> tuple[str, str | None]:
     return name, hub or None
 
 
-def child_extra_args(slot: Slot, announcement: RunAnnouncement) -> list[str]:
-    """Arguments this worker adds to the slot's command line. The hook for what only the
-    worker's machine knows (its clock's offset to the controller's, once measured)."""
-    return []
+def child_extra_args(options: JoinOptions, slot: Slot, announcement: RunAnnouncement) -> list[str]:
+    """Arguments this worker adds to the slot's command line: what only the worker's machine
+    knows (its metrics port; the hook for its clock's offset to the controller's, once measured)."""
+    return ["--metrics-port", str(options.metrics_port)] if options.metrics_port is not None else []
 
 
 async def find_run(options: JoinOptions, role: str, hub: str | None, say: Callable[[str], None]) -> RunAnnouncement:
@@ -251,7 +252,7 @@ class _Agent:
             "{status}": str(self.status_path),
         }
         args = remote.fill(slot.args, values)
-        return [sys.executable, "-m", slot.module, *args, *child_extra_args(slot, self.a), "--status", str(self.status_path)]
+        return [sys.executable, "-m", slot.module, *args, *child_extra_args(self.options, slot, self.a), "--status", str(self.status_path)]
 
     @property
     def status_path(self) -> Path:
