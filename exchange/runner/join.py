@@ -98,14 +98,17 @@ def child_extra_args(options: JoinOptions, slot: Slot, announcement: RunAnnounce
     return ["--metrics-port", str(options.metrics_port)] if options.metrics_port is not None else []
 
 
-async def find_run(options: JoinOptions, role: str, hub: str | None, say: Callable[[str], None]) -> RunAnnouncement:
-    """The run to join (see the module docstring); :class:`JoinFailed` when none came within ``wait_s``."""
+async def find_run(
+    options: JoinOptions, role: str, hub: str | None, say: Callable[[str], None], skip: frozenset[str] = frozenset()
+) -> RunAnnouncement:
+    """The run to join (see the module docstring), not one of ``skip`` (runs that refused us);
+    :class:`JoinFailed` when none came within ``wait_s``."""
     channel = remote.Channel(options.bootstrap, RUNS_TOPIC)
     announced: dict[str, RunAnnouncement] = {}
     ended: set[str] = set()
 
     def fits(a: RunAnnouncement) -> bool:
-        return any(s.role == role and (hub is None or s.hub == hub) for s in a.slots)
+        return a.run_id not in skip and any(s.role == role and (hub is None or s.hub == hub) for s in a.slots)
 
     await _wait_for_topic(options.bootstrap, options.wait_s, say)
     await channel.start()
@@ -173,15 +176,24 @@ def _role(role: str, hub: str | None) -> str:
 async def join(options: JoinOptions, say: Callable[[str], None] = lambda text: None) -> int:
     """Join a run and run one of its slots (see the module docstring); the exit code."""
     role, hub = parse_role(options.role)
-    a = await find_run(options, role, hub, say)
-    say(f"run {a.run_id} ({a.scenario_name}, {a.duration_s:g} s, seed {a.seed}) from {a.controller_host}")
-    agent = _Agent(options, a, say)
-    await agent.channel.start()
-    try:
-        slot = await agent.ask(role, hub)
-        return await agent.run(slot)
-    finally:
-        await agent.close()
+    full: set[str] = set()  # --next: runs whose slots of our role were all taken
+    while True:
+        a = await find_run(options, role, hub, say, frozenset(full))
+        say(f"run {a.run_id} ({a.scenario_name}, {a.duration_s:g} s, seed {a.seed}) from {a.controller_host}")
+        agent = _Agent(options, a, say)
+        await agent.channel.start()
+        try:
+            try:
+                slot = await agent.ask(role, hub)
+            except JoinFailed as exc:
+                if options.run_id is not None:
+                    raise
+                say(f"{exc}; waiting for another run")
+                full.add(a.run_id)
+                continue
+            return await agent.run(slot)
+        finally:
+            await agent.close()
 
 
 class _Agent:
