@@ -177,6 +177,26 @@ def test_every_role_external_counts_as_the_local_run(broker, tmp_path):
     assert not pids_mentioning(str(tmp_path))
 
 
+def test_a_mixed_run_one_router_remote_one_local_holds_conservation(broker, tmp_path):
+    """The usual case: only some routers elsewhere; the others, the producers and consumers local."""
+    out = tmp_path / "run"
+    controller = exchange("run", *DEMO, "--workers", "2", "--bootstrap", broker.bootstrap, "--out", str(out), "--external", "router=1")
+    worker = join(broker.bootstrap, "router", tmp_path / "host-1", "--next")
+    code, stdout, err = finish(controller)
+    assert code == 0, err + stdout
+    assert finish(worker, timeout=60)[0] == 0
+    result = Result.model_validate_json((out / "result.json").read_text())
+    assert result.conservation.ok and result.counts.produced > 1000 and result.run.router_workers == 2
+    assert [w.slot for w in result.run.workers] == ["router-0"]
+    remote_pid = result.run.workers[0].pid
+    assert {m.sender.pid for m in read_messages(out / "router-0.jsonl")} == {remote_pid}
+    local = {m.sender.pid for m in read_messages(out / "router-1.jsonl")}
+    assert len(local) == 1 and remote_pid not in local
+    # both routers took records: the remote one is a full member of the consumer group
+    finals = [read_messages(out / f"router-{i}.jsonl")[-1].body for i in (0, 1)]
+    assert all(f.kind == "final" and f.records > 0 for f in finals)
+
+
 @pytest.mark.parametrize("what", ["worker", "process"])
 def test_a_worker_killed_mid_run_fails_the_run_fast_naming_it(broker, tmp_path, what):
     """The worker killed (SIGKILL: its process dies with it, nothing says goodbye): the slot falls
