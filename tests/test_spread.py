@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from exchange.kafka.tansu import EmbeddedBroker
+from exchange.results.report import write_report
 from exchange.runner.remote import ExternalError, fill, parse_external
 from exchange.runner.status import read_messages
 from schemas.results import Result
@@ -195,6 +196,9 @@ def test_a_mixed_run_one_router_remote_one_local_holds_conservation(broker, tmp_
     # both routers took records: the remote one is a full member of the consumer group
     finals = [read_messages(out / f"router-{i}.jsonl")[-1].body for i in (0, 1)]
     assert all(f.kind == "final" and f.records > 0 for f in finals)
+    # the report says where the remote slot ran
+    html = write_report(out / "result.json").read_text(encoding="utf-8")
+    assert f"router-0 on {result.run.workers[0].host}" in html
 
 
 @pytest.mark.parametrize("what", ["worker", "process"])
