@@ -73,6 +73,7 @@ async def run(
     rate_multiplier: float = 1.0,
     warmup_s: float = 0.0,
     schedule_path: Path | None = None,
+    schedule_lead_s: float = 0.0,
 ) -> PublishStats:
     stats = PublishStats()
     publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
@@ -82,10 +83,13 @@ async def run(
         for p in publishers:
             p.prepare(duration)
         status.write(ProducersReady(departments=len(publishers)))
-        start_ns = time.time_ns()
+        # the schedule starts ``schedule_lead_s`` after it is written: time for the file to
+        # reach consumers on other machines before any record does (docs/distributed.md)
+        start_ns = time.time_ns() + round(schedule_lead_s * 1e9)
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
         if schedule_path is not None:  # before the first record: whoever receives one can read it
             write_schedule(schedule_path, start_ns, warmup_s)
+        await asyncio.sleep(max(0.0, (start_ns - time.time_ns()) / 1e9))
         reporter = asyncio.create_task(_report(stats, status, start_ns))
         await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
     finally:
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
+    parser.add_argument(
+        "--schedule-lead", type=float, default=0.0, help="seconds between writing the schedule file and its start (for consumers on other machines)"
+    )
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
@@ -145,7 +152,18 @@ def main(argv: list[str] | None = None) -> None:
     sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
     try:
         asyncio.run(
-            run(scenario, args.bootstrap, args.seed, args.duration, status, args.run_id, args.rate_multiplier, args.warmup, args.schedule_file)
+            run(
+                scenario,
+                args.bootstrap,
+                args.seed,
+                args.duration,
+                status,
+                args.run_id,
+                args.rate_multiplier,
+                args.warmup,
+                args.schedule_file,
+                args.schedule_lead,
+            )
         )
     except ExchangeError as exc:  # expected (a broker that refuses records for good): one line
         status.write(Error(message=str(exc)))

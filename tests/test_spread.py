@@ -165,6 +165,9 @@ def test_every_role_external_counts_as_the_local_run(broker, tmp_path):
     assert spread.conservation.ok and spread.counts.unaccounted == 0
     assert spread.counts.produced > 1000
     assert counts(spread) == counts(local)
+    # the consumers knew the warm-up's end before the first record came: the same records are the warm-up's
+    assert spread.warmup is not None and local.warmup is not None
+    assert (spread.warmup.published, spread.warmup.delivered) == (local.warmup.published, local.warmup.delivered)
     assert spread.run.router_workers == 2  # router=2 asks for two router workers
     # every process ran on a worker: named in the result, its messages and log copied into the run directory
     assert sorted(w.slot for w in spread.run.workers) == ["consumers", "producers", "router-0", "router-1"]

@@ -414,6 +414,9 @@ class _Run:
         external = [s for s in self.slots if self.is_external(s)]
         if not external:
             return
+        if any(s.role in ("producers", "consumers") for s in external):  # the schedule file travels through Kafka
+            producers = next(s for s in self.slots if s.role == "producers")
+            producers.args += ["--schedule-lead", str(remote.SCHEDULE_LEAD_S)]
         self.phase("waiting for workers")
         timeout = self.options.ready_timeout
         self.bridge = remote.Bridge(self.bootstrap, self.run_id, self.run_dir, external, say=self.say or (lambda text: None))

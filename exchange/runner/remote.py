@@ -65,6 +65,10 @@ TOPIC_CONFIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 #: files a worker may send back into the run directory, and the controller on to workers
 RELAYED_FILES = ("schedule.json", "samples.jsonl")
 CONTROLLER = "controller"
+#: seconds between the producers writing the warm-up schedule and its start when the file must
+#: travel (producers or consumers on a worker): every consumer has it before the first record, so
+#: the warm-up is told apart as in a local run (relayed in well under a second on a loaded machine)
+SCHEDULE_LEAD_S = 3.0
 
 
 class ExternalError(ExchangeError, ValueError):
