@@ -200,9 +200,23 @@ def run(
             "process (router-1); repeatable. E.g. consumers:PYTHONASYNCIODEBUG=1, or a clock shifted by libfaketime"
         ),
     ] = None,
+    external: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "processes left to `exchange join` workers on other machines, ROLE=N,…: producers=1, consumers=1, router=N "
+                "(N router workers of every hub), router:HUB=N (of one hub); needs --bootstrap. See docs/distributed.md"
+            )
+        ),
+    ] = None,
+    ready_timeout: Annotated[
+        float, typer.Option(min=1.0, help="seconds to wait for the processes to be ready, and for --external workers to join")
+    ] = 60.0,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="the controller's Prometheus port (0: a free one)")] = 0,
+    write_report: Annotated[bool, typer.Option("--report", help="also write report.html into the run directory (exchange report)")] = False,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
+    from exchange.runner.controller import RunOptions, check_external, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
@@ -225,11 +239,18 @@ def run(
         clock_correction=clock_correction,
         clock_offset_limit_ms=clock_offset_limit_ms,
         child_env=_child_env(child_env or []),
+        external=external,
+        ready_timeout=ready_timeout,
+        metrics_port=metrics_port,
     )
+    check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
+        if external:
+            err.print("[red]error:[/red] --external cannot be combined with --find-max-rate", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
         if chaos:
             err.print("[red]error:[/red] --chaos cannot be combined with --find-max-rate", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
@@ -255,6 +276,10 @@ def run(
     for warning in result.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
+    if write_report:
+        from exchange.results.report import write_report as write_html
+
+        console.print(f"report: {write_html(run_dir / 'result.json', None)}", soft_wrap=True)
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 
@@ -276,6 +301,33 @@ def _child_env(specs: list[str]) -> dict[str, dict[str, str]]:
             )
         out.setdefault(target, {})[var] = value
     return out
+
+
+@app.command()
+def join(
+    bootstrap: Annotated[str, typer.Option(help="HOST:PORT of the run's Kafka, as this machine reaches it")],
+    role: Annotated[str, typer.Option(help="producers, router, router:HUB (a hub of a cascade) or consumers")],
+    run_id: Annotated[str | None, typer.Option("--run", help="the run to join (its id); default: --next")] = None,
+    next_run: Annotated[bool, typer.Option("--next", help="the latest open run with a slot of the role, else the next one announced")] = False,
+    workdir: Annotated[Path, typer.Option(help="this worker's own directory: WORKDIR/RUN_ID/SLOT/ holds the scenario, status file and log")] = Path(
+        "runs/join"
+    ),
+    wait: Annotated[float, typer.Option(min=1.0, help="seconds to wait for a run to be announced")] = 600.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="the Prometheus port of the process this worker runs (default: a free one)")
+    ] = None,
+) -> None:
+    """Run one process of a run whose controller is elsewhere (exchange run --external): exit 0 when the run ended
+    with it, 1 when its process died, 2 when there was no run or slot to join."""
+    from exchange.kafka.clients import check_bootstrap
+    from exchange.runner.join import JoinFailed, JoinOptions
+    from exchange.runner.join import join as join_run
+
+    if run_id is not None and next_run:
+        raise JoinFailed("--run and --next: give one")
+    options = JoinOptions(check_bootstrap(bootstrap), role, run_id, workdir, wait, metrics_port)
+    code = _run_async(join_run(options, say=lambda text: err.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)))
+    raise typer.Exit(code)
 
 
 def _find_max_rate(options, slo_p99: float | None) -> None:
@@ -690,10 +742,11 @@ def schema(
     of: Annotated[
         str,
         typer.Argument(
-            metavar="[scenario|status]",
+            metavar="[scenario|status|runs]",
             help=(
                 "scenario: the scenario format (for editors; it accepts the Chinese terms too); "
-                "status: the messages every process of a run sends the run controller (schemas/status.py)"
+                "status: the messages every process of a run sends the run controller (schemas/status.py); "
+                "runs: the messages of exchange.runs and exchange.run.<run_id> (schemas/runs.py)"
             ),
         ),
     ] = "scenario",
@@ -703,8 +756,10 @@ def schema(
         from schemas.scenario import json_schema
     elif of == "status":
         from schemas.status import json_schema
+    elif of == "runs":
+        from schemas.runs import json_schema
     else:
-        raise typer.BadParameter(f"{of!r}: scenario or status", param_hint="what")
+        raise typer.BadParameter(f"{of!r}: scenario, status or runs", param_hint="what")
     console.print_json(json.dumps(json_schema()))
 
 

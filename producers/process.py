@@ -76,6 +76,7 @@ async def run(
     warmup_s: float = 0.0,
     schedule_path: Path | None = None,
     clock_offset: ClockOffset | None = None,
+    schedule_lead_s: float = 0.0,
 ) -> PublishStats:
     stats = PublishStats()
     publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
@@ -85,10 +86,13 @@ async def run(
         for p in publishers:
             p.prepare(duration)
         status.write(ProducersReady(departments=len(publishers), clock=clock_offset))
-        start_ns = clock.now_ns()
+        # the schedule starts ``schedule_lead_s`` after it is written: time for the file to
+        # reach consumers on other machines before any record does (docs/distributed.md)
+        start_ns = clock.now_ns() + round(schedule_lead_s * 1e9)
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
         if schedule_path is not None:  # before the first record: whoever receives one can read it
             write_schedule(schedule_path, start_ns, warmup_s)
+        await asyncio.sleep(max(0.0, (start_ns - clock.now_ns()) / 1e9))
         reporter = asyncio.create_task(_report(stats, status, start_ns))
         await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
     finally:
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-multiplier", type=float, default=1.0, help="scales every rate of the scenario")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of warm-up at the start of the schedule (exchange/runner/warmup.py)")
     parser.add_argument("--schedule-file", type=Path, help="where to write the schedule's start and warm-up end before publishing")
+    parser.add_argument(
+        "--schedule-lead", type=float, default=0.0, help="seconds between writing the schedule file and its start (for consumers on other machines)"
+    )
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     add_clock_arguments(parser)
     args = parser.parse_args(argv)
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.rate_multiplier,
                 args.warmup,
                 args.schedule_file,
+                schedule_lead_s=args.schedule_lead,
                 clock_offset=offset,
             )
         )

@@ -177,6 +177,16 @@ class FaultResult(_Model):
     )
 
 
+class SlotWorker(_Model):
+    """A process of the run that an ``exchange join`` worker ran (``exchange run --external``)."""
+
+    slot: str = Field(description="the process's name in the run (router-1, consumers …)")
+    role: str
+    worker_id: str = Field(description="the worker's id (host, pid and a random part)")
+    host: str
+    pid: int = Field(description="the process's pid on that host (0: never started)")
+
+
 class RunInfo(_Model):
     scenario: str
     run_id: str = Field(description="stamped on every record of the run (header run-id)")
@@ -213,6 +223,9 @@ class RunInfo(_Model):
     )
     clock_offset_limit_ms: float = Field(
         default=50.0, description="offsets larger than this, ms, are warned of (exchange run --clock-offset-limit-ms)"
+    )
+    workers: list[SlotWorker] = Field(
+        default_factory=list, description="processes run by exchange join workers on other machines (--external); empty: every process was local"
     )
 
 

@@ -41,8 +41,10 @@ PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 #: wired in. Exempt only while a module's --help does not list them; once it does, the
 #: check is strict like for every other flag.
 PENDING_FLAGS = {"--metrics-port"}
-ENTRY_POINTS = {"exchange.router", "producers", "consumers"}
+#: what the files run: the run's controller and its workers (docs/distributed.md), each an `exchange` command
+ENTRY_POINTS = {"exchange run", "exchange join"}
 SCRIPTS = {"deploy/prepare.py"}
+WORKERS = ("router", "producers", "consumers")  # the roles of `exchange join`, one service / Deployment each
 
 
 # Loading ----------------------------------------------------------------------------------
@@ -115,13 +117,18 @@ def commands() -> list[tuple[str, list[str]]]:
 
 
 def target(argv: list[str]) -> str:
-    return argv[argv.index("-m") + 1] if "-m" in argv else argv[1]
+    """``exchange run``, ``exchange join`` (``python -m exchange COMMAND``), or a script's path."""
+    if "-m" in argv:
+        i = argv.index("-m")
+        return " ".join(argv[i + 1 : i + 3]) if argv[i + 1] == "exchange" else argv[i + 1]
+    return argv[1]
 
 
 @cache
 def help_flags(target_: str) -> frozenset[str]:
-    argv = [sys.executable, "-m", target_, "--help"] if target_ in ENTRY_POINTS else [sys.executable, str(ROOT / target_), "--help"]
-    out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    argv = [sys.executable, "-m", *target_.split(), "--help"] if target_ in ENTRY_POINTS else [sys.executable, str(ROOT / target_), "--help"]
+    env = {**os.environ, "COLUMNS": "250"}  # rich's help box: no flag cut short
+    out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr
     return frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", out.stdout))
 
@@ -155,7 +162,7 @@ def test_compose_images_are_pinned_and_the_simulator_image_is_built_here() -> No
         assert "image" in svc, f"{name} has no image"
         assert image_is_pinned(svc["image"]), f"{name}: {svc['image']} is not pinned to a version"
     built = {name for name, svc in services.items() if "build" in svc}
-    assert {"router", "producers", "consumers", "prepare"} <= built
+    assert {"controller", "router", "producers", "consumers", "prepare"} <= built
     for name in built:
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         assert (COMPOSE.parent / services[name]["build"]["context"] / "deploy" / "Dockerfile").is_file()
@@ -189,7 +196,7 @@ def test_kafka_is_three_kraft_brokers_with_replication() -> None:
         assert svc.get("healthcheck")
     assert node_ids == {"1", "2", "3"}
     assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
-    for name in ("router", "producers", "consumers"):
+    for name in ("controller", *WORKERS):
         assert set(services[name]["environment"]["DX_BOOTSTRAP"].split(",")) == internal, name
     prepare = services["prepare"]["command"]
     assert set(prepare[prepare.index("--bootstrap") + 1].split(",")) == internal
@@ -233,8 +240,9 @@ def test_router_service_scales() -> None:
     assert "container_name" not in router, "--scale needs replicas without a fixed container name"
     assert "ports" not in router, "--scale needs replicas without a fixed host port"
     assert router["deploy"]["replicas"] >= 2
-    argv = commands_by_where()["compose:router"]
-    assert argv[argv.index("--worker") + 1] == "$HOSTNAME", "each replica must name itself"
+    # as many external router slots as replicas by default (each replica's worker id is its hostname)
+    external = compose()["services"]["controller"]["environment"]["DX_EXTERNAL"]
+    assert f"router={router['deploy']['replicas']}" in external
 
 
 def commands_by_where() -> dict[str, list[str]]:
@@ -254,7 +262,7 @@ def test_commands_run_existing_entry_points_with_accepted_flags() -> None:
         tgt = target(argv)
         seen.add(tgt)
         if tgt in ENTRY_POINTS:
-            assert importlib.util.find_spec(tgt) is not None, f"{where}: no module {tgt}"
+            assert importlib.util.find_spec(tgt.split()[0]) is not None, f"{where}: no module {tgt}"
         else:
             assert tgt in SCRIPTS and (ROOT / tgt).is_file(), f"{where}: runs {tgt}, not a simulator entry point"
         flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
@@ -264,14 +272,49 @@ def test_commands_run_existing_entry_points_with_accepted_flags() -> None:
         if tgt in ENTRY_POINTS:
             assert "--metrics-port" in flags, f"{where}: serve metrics on the port Prometheus scrapes"
             assert argv[argv.index("--metrics-port") + 1] == str(metrics.DEFAULT_METRICS_PORT), where
-            assert "--scenario" in flags and "--bootstrap" in flags, where
+            assert "--bootstrap" in flags, where
     assert seen >= ENTRY_POINTS | SCRIPTS
+
+
+def test_the_controller_runs_external_slots_the_workers_take() -> None:
+    """Compose and Kubernetes alike: one controller (`exchange run --external`, results on a
+    volume, the report beside them) and a worker (`exchange join --next`) of every role it leaves out."""
+    from exchange.runner.remote import parse_external
+
+    by_where = commands_by_where()
+    stacks = {
+        "compose": (by_where["compose:controller"], {r: by_where[f"compose:{r}"] for r in WORKERS}),
+        "k8s": (by_where["k8s:dx-run/controller"], {r: by_where[f"k8s:dx-{r}/{r}"] for r in WORKERS}),
+    }
+    env = {"compose": compose()["services"]["controller"]["environment"]}
+    run_job = next(w for n, w, _ in pod_specs() if n == "dx-run")
+    env["k8s"] = {e["name"]: e.get("value") for e in run_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for where, (controller, workers) in stacks.items():
+        assert target(controller) == "exchange run", where
+        spec = controller[controller.index("--external") + 1]
+        spec = env[where]["DX_EXTERNAL"] if spec in ("$DX_EXTERNAL", "$(DX_EXTERNAL)") else spec
+        spec = re.sub(r"^\$\{DX_EXTERNAL:-(.*)\}$", r"\1", spec)  # compose's default
+        roles = {role for role, _ in parse_external(spec, ("dx",))}
+        assert roles == set(WORKERS), f"{where}: --external {spec}"
+        assert "--report" in controller and controller[controller.index("--out") + 1].startswith("/results/"), where
+        for role, argv in workers.items():
+            assert target(argv) == "exchange join", f"{where}:{role}"
+            assert argv[argv.index("--role") + 1] == role and "--next" in argv, f"{where}:{role}"
+    compose_controller = compose()["services"]["controller"]
+    assert "dx-results:/results" in compose_controller["volumes"] and compose_controller["restart"] == "no"
+    volumes = {v["name"]: v for v in run_job["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes["results"]["persistentVolumeClaim"]["claimName"]
+    assert any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim for _, d in k8s_docs())
+    assert run_job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    for role in WORKERS:  # a worker exits when its run ends; its Deployment starts it again for the next
+        deployment = next(w for n, w, _ in pod_specs() if n == f"dx-{role}")
+        assert deployment["kind"] == "Deployment", role
 
 
 def test_metrics_port_matches_the_code() -> None:
     port = metrics.DEFAULT_METRICS_PORT
     services = compose()["services"]
-    for name in ("router", "producers", "consumers"):
+    for name in ("controller", *WORKERS):
         assert str(port) in [str(p) for p in services[name]["expose"]], name
         assert services[name]["environment"]["DX_METRICS_HOST"] == "0.0.0.0"
     assert f"EXPOSE {port}" in (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
@@ -319,15 +362,18 @@ def test_scenario_configmap_is_a_valid_scenario_and_its_topics_are_the_codes() -
     topics = Topics(scenario.platform.id)
     assert all(name.startswith(f"{topics.prefix}.") for name in plan)
     assert {topics.audit, topics.dead_letter} <= set(plan)
+    # only the controller reads it (the workers get the runtime scenario from the run's announcement)
+    _, _, template = next(p for p in pod_specs() if p[0] == "dx-run")
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "dx-scenario"
+    init = template["spec"]["initContainers"][0]
+    argv = [*init["command"], *init["args"]]
+    assert argv[argv.index("--scenario") + 1] == "/config/scenario.yaml"  # its topics created first, with the cluster's replication
+    main = template["spec"]["containers"][0]
+    assert main["args"][0] == "/config/scenario.yaml"
     for name, _, template in pod_specs():
-        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
-        assert volumes["config"]["configMap"]["name"] == "dx-scenario", name
-        init = template["spec"]["initContainers"][0]
-        argv = [*init["command"], *init["args"]]
-        assert argv[argv.index("--scenario") + 1] == "/config/scenario.yaml"
-        assert argv[argv.index("--json-out") + 1] == "/data/scenario.json"
-        main = template["spec"]["containers"][0]
-        assert main["args"][main["args"].index("--scenario") + 1] == "/data/scenario.json", name
+        if name != "dx-run":
+            assert "config" not in {v["name"] for v in template["spec"]["volumes"]}, f"{name}: a worker needs nothing but the broker"
 
 
 def test_prepare_script_writes_the_scenario_json(tmp_path: Path) -> None:
@@ -374,8 +420,10 @@ def test_k8s_workloads_select_their_pods_pin_images_and_set_resources() -> None:
             assert template["spec"]["restartPolicy"] in ("Never", "OnFailure")
     router = next(w for n, w, _ in pod_specs() if n == "dx-router")
     assert router["kind"] == "Deployment" and router["spec"]["replicas"] == 2
-    argv = router["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert argv[argv.index("--worker") + 1] == "$(POD_NAME)", "each router pod must name itself"
+    # as many external router slots as replicas (each pod's worker id is its hostname, the pod's name)
+    run_job = next(w for n, w, _ in pod_specs() if n == "dx-run")
+    env = {e["name"]: e.get("value") for e in run_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert f"router={router['spec']['replicas']}" in env["DX_EXTERNAL"]
 
 
 def test_strimzi_cluster_is_kraft_with_three_nodes_and_matches_the_bootstrap() -> None:
@@ -392,8 +440,8 @@ def test_strimzi_cluster_is_kraft_with_three_nodes_and_matches_the_bootstrap() -
     listener = next(item for item in kafka["spec"]["kafka"]["listeners"] if not item["tls"])
     bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap.{kafka['metadata']['namespace']}.svc:{listener['port']}"
     for name, _, template in pod_specs():
-        init = template["spec"]["initContainers"][0]["args"]
-        assert init[init.index("--bootstrap") + 1] == bootstrap, name
+        for init in template["spec"].get("initContainers", []):  # the controller's: topics first
+            assert init["args"][init["args"].index("--bootstrap") + 1] == bootstrap, name
         env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
         assert env["DX_BOOTSTRAP"] == bootstrap, name
 

@@ -9,6 +9,7 @@ Two pages are not written by hand:
   prints (``schemas.scenario.json_schema()``): one table per definition, every property with
   its type, default, constraints and description, then the schema itself. It cannot drift from
   the models the loader validates with.
+- ``reference/runs-schema.md`` likewise from ``exchange schema runs`` (the run topics' messages).
 - ``reference/status-schema.md`` is generated the same way from ``exchange schema status``
   (``schemas.status.json_schema()``): the messages the run's processes send the controller.
 """
@@ -24,6 +25,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PAGE = "reference/scenario-schema.md"
 STATUS_PAGE = "reference/status-schema.md"
+RUNS_PAGE = "reference/runs-schema.md"
 _DOCS_LINK = re.compile(r"\]\(docs/")
 
 
@@ -32,6 +34,7 @@ def on_files(files: Files, config) -> Files:
     files.append(File.generated(config, "index.md", content=_DOCS_LINK.sub("](", readme)))
     files.append(File.generated(config, SCHEMA_PAGE, content=schema_page()))
     files.append(File.generated(config, STATUS_PAGE, content=status_page()))
+    files.append(File.generated(config, RUNS_PAGE, content=runs_page()))
     return files
 
 
@@ -80,6 +83,26 @@ def status_page() -> str:
         "",
     ]
     out += _definition("StatusMessage", schema)
+    for name in sorted(schema.get("$defs", {})):
+        out += _definition(name, schema["$defs"][name])
+    out += ["## The schema", "", "```json", json.dumps(schema, ensure_ascii=False, indent=2), "```", ""]
+    return "\n".join(out)
+
+
+def runs_page() -> str:
+    """The Markdown of the run topics' messages, from ``schemas.runs.json_schema()``."""
+    from schemas.runs import json_schema
+
+    schema = json_schema()
+    out = [
+        "# Run topic message reference",
+        "",
+        "Generated at build time from the JSON Schema that `exchange schema runs` prints "
+        "(`schemas.runs.json_schema()`, from the pydantic models in `schemas/runs.py`): the messages of "
+        "`exchange.runs` and of each run's `exchange.run.<run_id>` topic, between a controller started with "
+        "`--external` and its `exchange join` workers ([runs across machines](../distributed.md)).",
+        "",
+    ]
     for name in sorted(schema.get("$defs", {})):
         out += _definition(name, schema["$defs"][name])
     out += ["## The schema", "", "```json", json.dumps(schema, ensure_ascii=False, indent=2), "```", ""]

@@ -130,6 +130,12 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         doc="clock probes and their replies (exchange/kafka/timesync.py): the leader's ack is enough",
     ),
     Profile(
+        "run_control",
+        "producer",
+        dict(client_id="dx-run-control", acks="all", linger_ms=0, max_request_size=16 * MiB),
+        doc="a run's announcements and control messages between controller and workers (exchange/runner/remote.py)",
+    ),
+    Profile(
         "bench_raw",
         "producer",
         dict(client_id="dx-bench-raw", acks="all", max_batch_size=1 * MiB, max_request_size=8 * MiB),
@@ -186,6 +192,18 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         "consumer",
         dict(client_id="dx-clock", enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=2),
         doc="clock probes and replies (exchange/kafka/timesync.py): a 2 ms wait on every broker, Tansu holds an empty fetch for all of it",
+    ),
+    Profile(
+        "run_control",
+        "consumer",
+        dict(
+            client_id="dx-run-control",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=16 * MiB,
+        ),
+        doc="following exchange.runs and a run's control topic, without a group (exchange/runner/remote.py)",
     ),
     Profile(
         "samples",

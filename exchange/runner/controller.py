@@ -37,7 +37,7 @@ from exchange.kafka.topics import changelog_plan, create_router_internal_topics,
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
-from exchange.runner import chaos
+from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.processes import spawn, terminate
@@ -45,6 +45,7 @@ from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 from schemas.clock import ClockOffset
 from schemas.results import FaultResult, Result, RunInfo
+from schemas.runs import Slot
 from schemas.scenario import DeliveryGuarantee, Scenario
 from schemas.status import (
     ConsumersFinal,
@@ -90,6 +91,8 @@ class RunOptions:
     clock_correction: bool = True  # children read their clocks corrected by the offset they measure at start-up
     clock_offset_limit_ms: float = 50.0  # offsets beyond it are warned of (summary line, result.warnings)
     child_env: dict[str, dict[str, str]] = field(default_factory=dict)  # role or process name → variables added to its environment
+    metrics_port: int = 0  # the controller's Prometheus port; 0: a free one
+    external: str | None = None  # --external ROLE=N,…: slots left to `exchange join` workers (exchange/runner/remote.py)
 
 
 class GuaranteeError(ExchangeError, ValueError):
@@ -131,6 +134,21 @@ def parse_chaos(options: RunOptions, duration: float) -> list[chaos.Fault]:
     )
 
 
+def check_external(options: RunOptions, scenario: Scenario) -> dict[tuple[str, str | None], int]:
+    """The run's ``--external`` slots by (role, hub); :class:`remote.ExternalError` for a spec
+    that cannot run: a bad part, no ``--bootstrap``, ``--chaos`` beside it."""
+    if not options.external:
+        return {}
+    counts = remote.parse_external(options.external, scenario.hubs_in_use)
+    if not options.bootstrap:
+        raise remote.ExternalError(
+            "--external needs --bootstrap HOST:PORT: workers on other machines must reach the run's Kafka, and the embedded broker listens here only"
+        )
+    if options.chaos:
+        raise remote.ExternalError("--chaos cannot be combined with --external: its faults act on processes this machine started")
+    return counts
+
+
 @dataclass
 class Progress:
     """A snapshot for the live display."""
@@ -162,7 +180,7 @@ class _Child:
     with a new process, and its messages tell the incarnations apart by their sender's pid."""
 
     name: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen | remote.RemoteProcess  # a slot an `exchange join` worker runs has no Popen
     status: StatusReader
     log: Path
     argv: list[str] = field(default_factory=list)
@@ -182,10 +200,16 @@ class _Child:
         proc = spawn(argv, log_path=log, env=full_env)
         return cls(name, proc, StatusReader(status), log, argv, pids=[proc.pid], env=full_env)
 
+    @classmethod
+    def remote(cls, run_dir: Path, proc: remote.RemoteProcess) -> _Child:
+        """A slot a worker runs: its messages and log, relayed by the bridge, land in the same files."""
+        name = proc.slot.name
+        return cls(name, proc, StatusReader(run_dir / f"{name}.jsonl"), run_dir / f"{name}.log")
+
     def restart(self) -> None:
         """Start the same command again (the old process must be gone); files are appended to."""
-        self.proc = spawn(self.argv, log_path=self.log, env=self.env)
-        self.pids.append(self.proc.pid)
+        proc = self.proc = spawn(self.argv, log_path=self.log, env=self.env)
+        self.pids.append(proc.pid)
 
     def clock(self) -> ClockOffset | None:
         """The clock offset the running incarnation measured at its start (its ``ready`` message)."""
@@ -193,6 +217,8 @@ class _Child:
 
     def read(self) -> list[StatusMessage]:
         """The messages sent since the last call; :class:`RunFailed` naming the file and line of one that cannot be read."""
+        if self.proc.pid and self.proc.pid not in self.pids:  # a remote slot's process, once its worker started it
+            self.pids.append(self.proc.pid)
         try:
             new = self.status.read()
         except MessageError as exc:
@@ -256,13 +282,18 @@ async def run(
     r = _Run(options, on_progress, say)  # ChaosError, WarmupError before anything starts
     try:
         await r.start_broker_and_topics()
+        await r.start_workers()
         await r.start_routers_and_consumers()
         r.start_producers()
         reports = await r.publish_and_drain()
         await r.collect(reports)
         result = r.result(reports)
         r.phase("done")
+        r.ok = True
         return result, r.run_dir
+    except BaseException as exc:
+        r.failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise
     finally:
         await r.close()
 
@@ -282,6 +313,11 @@ class _Run:
         self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
         self.faults = parse_chaos(options, duration)
+        self.external = check_external(options, scenario)  # ExternalError before anything starts
+        # --external router=N: at least N router workers per hub
+        self.workers = max([options.workers, *(n for (role, _), n in self.external.items() if role == "router")])
+        self.bridge: remote.Bridge | None = None
+        self.slots: list[Slot] = []  # every process of the run, local or not, in start order
         self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
         self.run_dir = options.out or default_run_dir(scenario)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -305,20 +341,111 @@ class _Run:
         self.fetch_wait_ms = 0
         self.drain_s = self.end_s = 0.0
         self.clock_server: ClockServer | None = None
+        self.replication = 1
+        self.ok, self.failure = False, ""  # for the workers' RunEnded
 
     def phase(self, phase: str) -> None:
         self.progress.phase = phase
         self.on_progress(self.progress)
 
-    def start(self, name: str, module: str, *args: str) -> _Child:
-        """Spawn a child with the run's scenario, bootstrap, id and clock topic (and the variables ``--child-env`` adds)."""
-        role = "router" if module == "exchange.router" else module
-        env = {**self.options.child_env.get(role, {}), **self.options.child_env.get(name, {})}
+    def slot(self, name: str, role: str, module: str, *args: str, hub: str | None = None) -> Slot:
+        """A process of the run: the module's command line with the run's scenario, bootstrap, id and
+        clock topic (a worker elsewhere measures its offset against the controller's clock server
+        too), paths as placeholders (``{datadir}``, ``{schedule}``: schemas/runs.py PLACEHOLDERS)."""
         clock = ["--clock-topic", clock_topic(self.run_id), *([] if self.options.clock_correction else ["--no-clock-correction"])]
-        common = ["--scenario", str(self.scenario_json), "--bootstrap", self.bootstrap, "--run-id", self.run_id, *clock]
-        child = _Child.spawn(self.run_dir, name, [module, *common, *args], env)
+        argv = ["--scenario", "{scenario}", "--bootstrap", "{bootstrap}", "--run-id", self.run_id, *clock, *args]
+        return Slot(name=name, role=role, hub=hub, module=module, args=argv, start="on-command" if role == "producers" else "on-grant")  # type: ignore[arg-type]
+
+    def is_external(self, slot: Slot) -> bool:
+        if slot.role == "router":
+            hub = slot.hub or self.platform
+            index = int(slot.name.rsplit("-", 1)[1])
+            return index < remote.external_routers(self.external, hub)
+        return (slot.role, None) in self.external
+
+    def start(self, slot: Slot) -> _Child:
+        """Spawn a slot's process here, with ``--status RUN_DIR/NAME.jsonl`` (and the variables
+        ``--child-env`` adds); or, for a slot a worker runs, its stand-in (started on its grant, or
+        by :meth:`Bridge.start_slot`)."""
+        if self.bridge is not None and slot.name in self.bridge.procs:
+            child = _Child.remote(self.run_dir, self.bridge.procs[slot.name])
+        else:
+            values = {
+                "{scenario}": str(self.scenario_json),
+                "{bootstrap}": self.bootstrap,
+                "{datadir}": str(self.run_dir / f"{slot.name}-data"),
+                "{schedule}": str(self.run_dir / SCHEDULE_FILE),
+            }
+            env = {**self.options.child_env.get(slot.role, {}), **self.options.child_env.get(slot.name, {})}
+            child = _Child.spawn(self.run_dir, slot.name, [slot.module, *remote.fill(slot.args, values)], env)
         self.children.append(child)
         return child
+
+    def plan_slots(self) -> list[Slot]:
+        """Every process of the run: router workers, the consumers, the producers (their start order)."""
+        names = _router_names(self.scenario, self.workers)
+        self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
+        routers = [
+            self.slot(
+                name,
+                "router",
+                "exchange.router",
+                "--worker",
+                str(i),
+                "--platform",
+                hub,
+                "--datadir",
+                "{datadir}",
+                "--fetch-wait-ms",
+                str(self.fetch_wait_ms),
+                *(["--no-declare-topics"] if self.kind == "kafka" else []),  # created up front: see exchange/router/app.py
+                hub=hub,
+            )
+            for hub, i, name in names
+        ]
+        chaos_args: list[str] = []
+        if self.faults:  # resumable after a kill, and pausable per department
+            chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"), "--pause-file", str(self.run_dir / "consumers.paused")]
+        # long-poll on Kafka (the consumers' own default is tuned for Tansu)
+        wait = brokers.fetch_wait_ms(self.kind)
+        long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
+        schedule = ["--schedule-file", "{schedule}"]  # the warm-up's end, written by the producers
+        consumers = self.slot("consumers", "consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *schedule)
+        options = self.options
+        producers = self.slot(
+            "producers",
+            "producers",
+            "producers",
+            "--duration",
+            str(self.duration),
+            "--seed",
+            str(options.seed),
+            "--rate-multiplier",
+            str(options.rate_multiplier),
+            "--warmup",
+            str(self.warmup_s),
+            *schedule,
+        )
+        return [*routers, consumers, producers]
+
+    async def start_workers(self) -> None:
+        """With ``--external``: announce the run and wait until a worker took every external slot."""
+        self.slots = self.plan_slots()
+        external = [s for s in self.slots if self.is_external(s)]
+        if not external:
+            return
+        if any(s.role in ("producers", "consumers") for s in external):  # the schedule file travels through Kafka
+            producers = next(s for s in self.slots if s.role == "producers")
+            producers.args += ["--schedule-lead", str(remote.SCHEDULE_LEAD_S)]
+        self.phase("waiting for workers")
+        timeout = self.options.ready_timeout
+        self.bridge = remote.Bridge(self.bootstrap, self.run_id, self.run_dir, external, say=self.say or (lambda text: None))
+        ann = remote.announcement(self.run_id, self.scenario.name, self.scenario.runtime_json(), self.duration, self.options.seed, external, timeout)
+        await remote.create_run_topics(self.bootstrap, self.run_id, self.replication)
+        await self.bridge.start(ann)
+        missing = await self.bridge.wait_joined(timeout)
+        if missing is not None:
+            raise RunFailed(f"workers did not join run {self.run_id} within {timeout:.0f} s: waiting for {missing}")
 
     async def start_broker_and_topics(self) -> None:
         """The embedded broker (without ``--bootstrap``), the run's topics, the controller's metrics."""
@@ -333,6 +460,7 @@ class _Run:
         else:  # --bootstrap: ask the cluster what it is, for its fetch waits and replication
             existing = await brokers.describe(self.bootstrap)
             self.kind, replication = existing.kind, existing.replication_factor
+        self.replication = replication
         self.phase("creating topics")
         await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario), replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
@@ -341,63 +469,30 @@ class _Run:
         self.clock_server = await ClockServer(
             bootstrap=self.bootstrap, topic=clock_topic(self.run_id), replication_factor=replication, delete_topic=broker is None
         ).start()
-        self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, 0, self.run_id, say=self.say)
+        self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, self.options.metrics_port, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
 
     async def start_routers_and_consumers(self) -> None:
         """Every router worker and the consumer process, ready to take records."""
         self.phase("starting router")
-        names = _router_names(self.scenario, self.options.workers)
-        self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
-        self.routers = [
-            self.start(
-                name,
-                "exchange.router",
-                "--worker",
-                str(i),
-                "--platform",
-                hub,
-                "--datadir",
-                str(self.run_dir / f"{name}-data"),
-                "--fetch-wait-ms",
-                str(self.fetch_wait_ms),
-                *(["--no-declare-topics"] if self.kind == "kafka" else []),
-            )  # created up front: see exchange/router/app.py
-            for hub, i, name in names
-        ]
-        # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
-        self.workers_by_id = {str(i): r for (hub, i, _), r in zip(names, self.routers, strict=True) if hub == names[0][0]}
-        chaos_args: list[str] = []
-        if self.faults:  # resumable after a kill, and pausable per department
-            chaos_args = ["--checkpoint", str(self.run_dir / "consumers.checkpoint"), "--pause-file", str(self.run_dir / "consumers.paused")]
-        # long-poll on Kafka (the consumers' own default is tuned for Tansu)
-        wait = brokers.fetch_wait_ms(self.kind)
-        long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
         (self.run_dir / SCHEDULE_FILE).unlink(missing_ok=True)
-        self.consumers = self.start("consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *self._schedule_args())
+        self.routers = [self.start(s) for s in self.slots if s.role == "router"]
+        # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
+        first_hub = self.slots[0].hub
+        self.workers_by_id = {s.args[s.args.index("--worker") + 1]: r for s, r in zip(self.slots, self.routers, strict=False) if s.hub == first_hub}
+        self.consumers = self.start(next(s for s in self.slots if s.role == "consumers"))
         await _wait_ready([*self.routers, self.consumers], self.broker, brokers.ready_timeout(self.kind, self.options.ready_timeout))
         self.router_ready = [ready.seconds for r in self.routers if (ready := r.last(RouterReady)) is not None]
-
-    def _schedule_args(self) -> list[str]:
-        return ["--schedule-file", str(self.run_dir / SCHEDULE_FILE)]  # the warm-up's end, written by the producers
 
     def start_producers(self) -> None:
         """The producers, and the chaos schedule's clock with them."""
         self.progress.phase = "publishing"
-        options = self.options
-        self.producers = self.start(
-            "producers",
-            "producers",
-            "--duration",
-            str(self.duration),
-            "--seed",
-            str(options.seed),
-            "--rate-multiplier",
-            str(options.rate_multiplier),
-            "--warmup",
-            str(self.warmup_s),
-            *self._schedule_args(),
-        )
+        slot = next(s for s in self.slots if s.role == "producers")
+        self.producers = self.start(slot)
+        if self.bridge is not None:
+            if slot.name in self.bridge.procs:
+                self.bridge.start_slot(slot.name)
+            self.bridge.relay_schedule()  # the warm-up's end, on to the workers that read it
         self.t0 = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
@@ -486,7 +581,7 @@ class _Run:
             started_at=self.started_at,
             bootstrap=self.bootstrap,
             embedded_broker=broker is not None,
-            router_workers=options.workers,
+            router_workers=self.workers,
             hubs=list(self.scenario.hubs_in_use),
             fetch_wait_ms=self.fetch_wait_ms,
             warmup_s=self.warmup_s,
@@ -499,6 +594,7 @@ class _Run:
             clock_offsets={c.name: offset for c in self.children if (offset := c.clock()) is not None},
             clock_correction=options.clock_correction,
             clock_offset_limit_ms=options.clock_offset_limit_ms,
+            workers=self.bridge.workers() if self.bridge is not None else [],
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
@@ -523,7 +619,10 @@ class _Run:
             self.injector.release()  # a stopped process cannot even take its SIGTERM
         broker = self.broker
         grace = 5.0 if broker is None or broker.running else 1.0
-        await asyncio.gather(*(asyncio.to_thread(terminate, c.proc, grace) for c in self.children))
+        local = [c.proc for c in self.children if isinstance(c.proc, subprocess.Popen)]
+        await asyncio.gather(*(asyncio.to_thread(terminate, proc, grace) for proc in local))
+        if self.bridge is not None:  # the workers stop what they still run, and exit
+            await self.bridge.end(self.ok, self.failure)
         if self.clock_server is not None:
             await self.clock_server.stop()
         if broker is not None and broker is not self.options.broker_instance:
@@ -717,9 +816,19 @@ def _check_alive(children: list[_Child], broker: EmbeddedBroker | None, allow_ex
         )
         raise RunFailed(f"{what[0]} (exit code {broker.returncode}); {what[1]}.\n{broker.tail_log()}")
     for child in children:
+        _check_remote(child)
         code = child.proc.poll()
         if code is not None and (child.name not in allow_exit or code != 0):
-            raise RunFailed(f"{child.name} exited with code {code}; last lines of {child.log}:\n{child.tail()}")
+            where = f" ({child.proc.where()})" if isinstance(child.proc, remote.RemoteProcess) else ""
+            raise RunFailed(f"{child.name}{where} exited with code {code}; last lines of {child.log}:\n{child.tail()}")
+
+
+def _check_remote(child: _Child) -> None:
+    """RunFailed when a slot a worker runs went silent, or the run topic was lost."""
+    if isinstance(child.proc, remote.RemoteProcess):
+        why = child.proc.bridge.check()
+        if why is not None:
+            raise RunFailed(why)
 
 
 def _check_crashed(children: list[_Child]) -> None:
@@ -754,6 +863,7 @@ async def _stop_for_final(child: _Child, final_type: type[T], timeout: float = 2
         child.proc.terminate()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        _check_remote(child)
         child.read()
         final = child.last(final_type)
         if final is not None:

@@ -92,6 +92,8 @@ def run_meta(r: dict[str, Any]) -> str:
         ("guarantee", run.get("guarantee")),
         ("router workers", run.get("router_workers")),
         ("router ready", ready or None),
+        # --external: which slot ran where (docs/distributed.md)
+        ("on workers", ", ".join(f"{w.get('slot')} on {w.get('host')}" for w in run.get("workers") or []) or None),
         ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
         ("clock offsets", clock_offsets(run)),
         ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
