@@ -178,7 +178,7 @@ def test_every_role_external_counts_as_the_local_run(broker, tmp_path):
         assert (spread_dir / f"{w.slot}.log").stat().st_size > 0
         assert (tmp_path / next(h for h, r in hosts.items() if w.slot.startswith(r)) / "work").is_dir()
     assert (spread_dir / "schedule.json").exists() and (spread_dir / "samples.jsonl").exists()  # relayed up from the workers
-    assert not pids_mentioning(str(tmp_path))
+    wait_for(lambda: not pids_mentioning(str(tmp_path)), 15, "every process to exit")
 
 
 def test_a_mixed_run_one_router_remote_one_local_holds_conservation(broker, tmp_path):
