@@ -67,7 +67,7 @@ def build_publishers(
             stats,
             run_id,
             scenario.platform_of(dept),
-            _gate(scenario.gateway_of(dept), share.workers),
+            worker_gate(scenario.gateway_of(dept), share.workers),
             idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once,
             share=share,
         )
@@ -75,7 +75,7 @@ def build_publishers(
     ]
 
 
-def _gate(gateway: Gateway | None, workers: int) -> GatewayGate | None:
+def worker_gate(gateway: Gateway | None, workers: int) -> GatewayGate | None:
     """The department's boundary gateway, its records/s cap shared evenly by the producer workers."""
     if gateway is None:
         return None
