@@ -563,6 +563,7 @@ class _Watch:
         self.routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
         # several workers of a role: each one's stats since the last round (one from every worker), merged when complete
         self.producer_round: dict[str, ProducersStats] = {}
+        self.producers_done: dict[str, ProducersStats] = {}  # producer workers whose final report is in, as stats
         self.consumer_round: dict[str, ConsumersStats] = {}
 
     def read_producers(self) -> None:
@@ -571,11 +572,14 @@ class _Watch:
             for m in producers.read():
                 if isinstance(m.body, ProducersStats):
                     self.producer_round[producers.name] = m.body
-                    if len(self.producer_round) == len(workers):
-                        self._published(merge.producers_stats(list(self.producer_round.values())))
-                        self.producer_round = {}
+                elif isinstance(m.body, ProducersFinal) and len(workers) > 1:  # done first: its last word stands in its rounds
+                    self.producers_done[producers.name] = _final_as_stats(m.body)
                 elif isinstance(m.body, Error):
                     raise RunFailed(f"{producers.name} failed: {m.body.message}\n{producers.tail()}")
+                done = [s for name, s in self.producers_done.items() if name not in self.producer_round]
+                if self.producer_round and len(self.producer_round) + len(done) == len(workers):
+                    self._published(merge.producers_stats([*self.producer_round.values(), *done]))
+                    self.producer_round = {}
 
     def _published(self, body: ProducersStats) -> None:
         """Take one round of the producers' stats (every worker's, merged)."""
@@ -657,6 +661,13 @@ class _Watch:
             samples.append((final.elapsed_s, sum(final.produced.values())))
             self.reports.error_samples.append((final.elapsed_s, final.retried))
         self.progress.phase = "draining"
+
+
+def _final_as_stats(final: ProducersFinal) -> ProducersStats:
+    """A producer worker's final report in the shape of its stats (no interval figures), for the rounds it is no longer in."""
+    return ProducersStats(
+        t=final.elapsed_s, produced=sum(final.produced.values()), sent=final.sent, retried=final.retried, publish_latency={}, publish_delay_us={}
+    )
 
 
 def _worker_specs(role: str, workers: int) -> list[tuple[str, list[str]]]:

@@ -89,6 +89,7 @@ def run_meta(r: dict[str, Any]) -> str:
         ("seed", run.get("seed")),
         ("guarantee", run.get("guarantee")),
         ("router workers", run.get("router_workers")),
+        ("producer / consumer workers", f"{run.get('producer_workers', 1)} / {run.get('consumer_workers', 1)}"),
         ("router ready", ready or None),
         ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
         ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
