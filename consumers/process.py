@@ -1,7 +1,10 @@
 """The consumer process: every subscribing department, plus the accountant.
 
 Started by the run controller (``python -m consumers``); runs until SIGTERM, then writes
-its final report (counts per flow and encoded latency histograms) as a status line.
+its final report (counts per flow and encoded latency histograms) as a status line. With
+``--workers C`` it is one of C consumer workers: it hosts its share of the departments
+(consumers/assignment.py), and worker 0 the accountant too; the controller merges the
+workers' reports (exchange/results/merge.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 
 from consumers import checkpoint
 from consumers.accountant import Accountant
+from consumers.assignment import ACCOUNTANT_WORKER, assign_departments
 from consumers.dedupe import SeenSet
 from consumers.hops import HopStats
 from consumers.reactions import ReactionEngine, WorkflowTracker
@@ -71,34 +75,45 @@ async def run(
     fetch_wait_ms: int | None = None,
     schedule_file: Path | None = None,
     clock_offset: ClockOffset | None = None,
+    worker: int = 0,
+    workers: int = 1,
 ) -> None:
     """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
 
     With ``checkpoint_path`` (``--chaos``) it resumes from the checkpoint there if there is one
     and writes one every second; ``pause_file`` pauses departments; ``samples_path`` receives
-    ``samples_per_flow`` delivery samples per flow when the consumers stop.
+    ``samples_per_flow`` delivery samples per flow when the consumers stop. As ``worker`` of
+    ``workers`` it reads only its departments (:func:`consumers.assignment.assign_departments`),
+    and only worker 0 reads the audit and dead-letter topics.
     """
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
     hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
-    subscribers = _subscribers(scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None)
+    departments = assign_departments(scenario, workers)[worker]
+    subscribers = _subscribers(
+        scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None, departments=departments
+    )
     _limit_and_schedule(scenario, subscribers, schedule_file)
-    accountant = Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id, isolation_level(scenario))
+    accountant = (
+        Accountant([Topics(hub) for hub in scenario.hubs_in_use], bootstrap, scenario.fanout(), run_id, isolation_level(scenario))
+        if worker == ACCOUNTANT_WORKER
+        else None
+    )
     if state:  # a restart: go on from the checkpoint's counts (see consumers/checkpoint.py)
         _restore(state, subscribers, accountant)
     reactions = ReactionEngine(scenario, bootstrap, entity_pool(scenario, seed) if scenario.reactions else None, seed, run_id)
     workflows = WorkflowTracker(scenario)
     sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     _listen(scenario, subscribers, reactions, workflows, sampler)
-    await asyncio.gather(*(s.start() for s in subscribers), accountant.start(), reactions.start())
+    readers: list[Subscriber | Accountant] = [*subscribers, *([accountant] if accountant else [])]
+    await asyncio.gather(*(r.start() for r in readers), reactions.start())
     status.write(ConsumersReady(subscribers=len(subscribers), restored=state is not None, clock=clock_offset))
     background = [asyncio.create_task(_report(scenario, status, stop, subscribers, accountant, reactions, at_once=bool(state)))]
     if pause_file is not None:
         background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
     if checkpoint_path is not None:
         background.append(asyncio.create_task(_checkpoints(checkpoint_path, seen, subscribers, accountant)))
-    readers: list[Subscriber | Accountant] = [*subscribers, accountant]
     try:
         await asyncio.gather(*(_read_until_stopped(r, stop) for r in readers))
     finally:
@@ -119,10 +134,17 @@ def isolation_level(scenario: Scenario) -> str:
 
 
 def _subscribers(
-    scenario: Scenario, bootstrap: str, seen: SeenSet, hops: HopStats, run_id: str, fetch_wait_ms: int | None, restartable: bool
+    scenario: Scenario,
+    bootstrap: str,
+    seen: SeenSet,
+    hops: HopStats,
+    run_id: str,
+    fetch_wait_ms: int | None,
+    restartable: bool,
+    departments: list[str] | None = None,
 ) -> list[Subscriber]:
-    """One subscriber per subscribing department, on its hub's delivery topic."""
-    departments = sorted({s.consumer for s in scenario.subscriptions})
+    """One subscriber per subscribing department (``departments``: these only), on its hub's delivery topic."""
+    departments = sorted({s.consumer for s in scenario.subscriptions}) if departments is None else departments
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
     wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
@@ -165,11 +187,12 @@ def _limit_and_schedule(scenario: Scenario, subscribers: list[Subscriber], sched
             s._max_records = max(1, int(limit / 10))  # read in tenths of a second's worth
 
 
-def _restore(state: dict, subscribers: list[Subscriber], accountant: Accountant) -> None:
+def _restore(state: dict, subscribers: list[Subscriber], accountant: Accountant | None) -> None:
     for s in subscribers:
         if s.department in state["subscribers"]:
             s.restore(state["subscribers"][s.department])
-    accountant.restore(state["accountant"])
+    if accountant is not None and state.get("accountant") is not None:
+        accountant.restore(state["accountant"])
 
 
 def _listen(
@@ -200,7 +223,7 @@ async def _report(
     status: StatusWriter,
     stop: asyncio.Event,
     subscribers: list[Subscriber],
-    accountant: Accountant,
+    accountant: Accountant | None,
     reactions: ReactionEngine,
     at_once: bool,
 ) -> None:
@@ -213,7 +236,8 @@ async def _report(
         status.write(
             ConsumersStats(**_totals(subscribers, accountant, reactions), **_interval(subscribers), lag_known=all(s.lag_known for s in subscribers))
         )
-        accountant.flush_metrics(scenario.platform.id)
+        if accountant is not None:
+            accountant.flush_metrics(scenario.platform.id)
         for s in subscribers:
             metrics.CONSUMER_LAG.labels(s.platform, s.department).set(s.lag())
         await asyncio.sleep(STATS_INTERVAL_S)
@@ -239,7 +263,7 @@ async def _write_samples(
 
 def _final(
     subscribers: list[Subscriber],
-    accountant: Accountant,
+    accountant: Accountant | None,
     hops: HopStats,
     reactions: ReactionEngine,
     workflows: WorkflowTracker,
@@ -269,11 +293,11 @@ def _final(
             name: PathReport(hubs=hops.path_hubs[name], e2e=encode(hops.paths[name]), warmup=hops.warmup_paths.get(name, 0))
             for name in (*hops.paths, *(p for p in hops.warmup_paths if p not in hops.paths))
         },
-        decisions=DecisionCount.rows(accountant.decisions),
-        dead_letters=DeadLetterCount.rows(accountant.dead_letters),
-        undecodable=DeadLetterCount.rows(accountant.undecodable),
-        foreign_dead_letters=DeadLetterCount.rows(accountant.foreign_dead_letters),
-        quality_events=QualityEventCount.rows(accountant.quality_events),
+        decisions=DecisionCount.rows(accountant.decisions) if accountant else [],
+        dead_letters=DeadLetterCount.rows(accountant.dead_letters) if accountant else [],
+        undecodable=DeadLetterCount.rows(accountant.undecodable) if accountant else [],
+        foreign_dead_letters=DeadLetterCount.rows(accountant.foreign_dead_letters) if accountant else [],
+        quality_events=QualityEventCount.rows(accountant.quality_events) if accountant else [],
         samples=samples,
         workflows={
             name: WorkflowReport(completed=workflows.completed[name], incomplete=workflows.incomplete().get(name, 0), times=encode(h))
@@ -304,13 +328,13 @@ async def _watch_pauses(path: Path, subscribers: list[Subscriber]) -> None:
         await asyncio.sleep(PAUSE_POLL_S)
 
 
-async def _checkpoints(path: Path, seen: SeenSet, subscribers: list[Subscriber], accountant: Accountant) -> None:
+async def _checkpoints(path: Path, seen: SeenSet, subscribers: list[Subscriber], accountant: Accountant | None) -> None:
     """Checkpoint, then commit: committed offsets never run ahead of the counts saved."""
     while True:
         await asyncio.sleep(CHECKPOINT_INTERVAL_S)
         # one synchronous step: no record is read between the snapshots
         subs = {s.department: s.snapshot() for s in subscribers}
-        checkpoint.save(path, {"seen": seen.snapshot(), "subscribers": subs, "accountant": accountant.snapshot()})
+        checkpoint.save(path, {"seen": seen.snapshot(), "subscribers": subs, "accountant": accountant.snapshot() if accountant else None})
         for s in subscribers:
             try:
                 await s.commit(subs[s.department]["positions"])
@@ -332,21 +356,21 @@ def _interval(subscribers: list[Subscriber]) -> dict:
     return {"e2e": sample_quantiles(everything), "flow_latency": flows}
 
 
-def _totals(subscribers: list[Subscriber], accountant: Accountant, reactions: ReactionEngine) -> dict:
-    """The fields of :class:`~schemas.status.ConsumersTotals`."""
+def _totals(subscribers: list[Subscriber], accountant: Accountant | None, reactions: ReactionEngine) -> dict:
+    """The fields of :class:`~schemas.status.ConsumersTotals` (the accountant's zero on a worker without it)."""
     return {
         "received": sum(s.received for s in subscribers),
         "first_ns": min((s.first_ns for s in subscribers if s.first_ns), default=0),
         "last_ns": max((s.last_ns for s in subscribers), default=0),
         "delivered": sum(f.delivered for s in subscribers for f in s.flows.values()),
-        "duplicates": sum(f.duplicates for s in subscribers for f in s.flows.values()) + accountant.duplicates,
+        "duplicates": sum(f.duplicates for s in subscribers for f in s.flows.values()) + (accountant.duplicates if accountant else 0),
         "unlabelled": sum(s.unlabelled for s in subscribers),
-        "foreign": sum(s.foreign for s in subscribers) + accountant.foreign,
-        "denied": accountant.denied,
-        "dead_lettered": accountant.dead_outcomes,
-        "dead_letter_records": sum(accountant.dead_letters.values()),
-        "audited_deliveries": accountant.audited_deliveries,
-        "conflicts": sum(accountant.quality_events.values()),
+        "foreign": sum(s.foreign for s in subscribers) + (accountant.foreign if accountant else 0),
+        "denied": accountant.denied if accountant else 0,
+        "dead_lettered": accountant.dead_outcomes if accountant else 0,
+        "dead_letter_records": sum(accountant.dead_letters.values()) if accountant else 0,
+        "audited_deliveries": accountant.audited_deliveries if accountant else 0,
+        "conflicts": sum(accountant.quality_events.values()) if accountant else 0,
         "lag": {s.department: s.lag() for s in subscribers},
         "clock_skew": _clock_skew(subscribers),
         "reactions_produced": dict(reactions.produced),
@@ -360,6 +384,12 @@ def _clock_skew(subscribers: list[Subscriber]) -> dict:
     for s in subscribers:
         total.merge(s.clock_skew)
     return total.report()
+
+
+def samples_file(worker: int, workers: int) -> str:
+    """The samples file a worker writes beside its status file: ``samples.jsonl`` alone, ``samples-K.jsonl``
+    as worker K of several (the controller joins them into ``samples.jsonl``)."""
+    return SAMPLES_FILE if workers == 1 else f"{Path(SAMPLES_FILE).stem}-{worker}{Path(SAMPLES_FILE).suffix}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -388,18 +418,29 @@ def main(argv: list[str] | None = None) -> None:
         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)",
     )
     add_clock_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1, help="consumer workers of the run, the departments divided between them")
+    parser.add_argument("--worker-index", type=int, default=0, help="this worker's number, 0 … WORKERS-1 (0 also reads the audit trail)")
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status, sender(Role.consumers, args.run_id))
+    if not 0 <= args.worker_index < args.workers:
+        parser.error(f"--worker-index {args.worker_index} is not in 0 … {args.workers - 1} (--workers {args.workers})")
+    try:
+        assign_departments(scenario, args.workers)
+    except ValueError as exc:
+        parser.error(str(exc))
+    worker = str(args.worker_index)
+    status = StatusWriter(args.status, sender(Role.consumers, args.run_id, worker))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
-    sd_file = metrics.expose("consumers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
+    sd_file = metrics.expose(
+        "consumers", worker, scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id, worker=worker
+    )
 
     async def _main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        samples = args.status.parent / SAMPLES_FILE if args.status and args.samples > 0 else None
+        samples = args.status.parent / samples_file(args.worker_index, args.workers) if args.status and args.samples > 0 else None
         await run(
             scenario,
             args.bootstrap,
@@ -414,6 +455,8 @@ def main(argv: list[str] | None = None) -> None:
             args.fetch_wait_ms,
             args.schedule_file,
             clock_offset=offset,
+            worker=args.worker_index,
+            workers=args.workers,
         )
 
     try:

@@ -131,6 +131,22 @@ def run(
     bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default starts the embedded broker")] = None,
     seed: Annotated[int, typer.Option(help="seed for the synthetic data")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
+    producer_workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="producer processes: each publishes one record in N of every entry's schedule at its intended time, "
+            "so every rate is divided between them and the records are the one-process run's",
+        ),
+    ] = 1,
+    consumer_workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="consumer processes: the subscribing departments divided between them (departments receiving a workflow's steps "
+            "stay together; the first also reads the audit trail); at most one per department, one with --chaos",
+        ),
+    ] = 1,
     drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
@@ -216,7 +232,7 @@ def run(
     write_report: Annotated[bool, typer.Option("--report", help="also write report.html into the run directory (exchange report)")] = False,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, check_external, parse_chaos, resolve_guarantee
+    from exchange.runner.controller import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
@@ -242,9 +258,12 @@ def run(
         external=external,
         ready_timeout=ready_timeout,
         metrics_port=metrics_port,
+        producer_workers=producer_workers,
+        consumer_workers=consumer_workers,
     )
     check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
+    check_workers(options)  # WorkersError (more consumer workers than departments, --chaos with several): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:

@@ -20,21 +20,32 @@ from exchange.results.latency import encode, sample_quantiles
 from exchange.runner import clock
 from exchange.runner.processes import report_crashes
 from exchange.runner.status import StatusWriter, sender
-from exchange.runner.warmup import warmup_end_ns, write_schedule
-from producers.publisher import DepartmentPublisher, PublishStats, Schedule
+from exchange.runner.warmup import read_schedule_start, warmup_end_ns, write_schedule
+from producers.publisher import DepartmentPublisher, PublishStats, Schedule, WorkerShare
 from producers.records import RecordFactory, entity_pool
 from schemas.clock import ClockOffset
 from schemas.envelope import Topics
-from schemas.scenario import DeliveryGuarantee, Scenario
+from schemas.scenario import DeliveryGuarantee, Gateway, Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
 STATS_INTERVAL_S = 1.0
+SCHEDULE_POLL_S = 0.01
 log = logging.getLogger(__name__)
 
 
 def build_publishers(
-    scenario: Scenario, bootstrap: str, seed: int, stats: PublishStats, run_id: str = "", rate_multiplier: float = 1.0
+    scenario: Scenario,
+    bootstrap: str,
+    seed: int,
+    stats: PublishStats,
+    run_id: str = "",
+    rate_multiplier: float = 1.0,
+    share: WorkerShare | None = None,
 ) -> list[DepartmentPublisher]:
+    """One publisher per publishing department; with ``share``, each publishes that worker's
+    share of its schedules (:class:`~producers.publisher.WorkerShare`) through its gateway's
+    cap divided between the workers."""
+    share = share or WorkerShare()
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     profiles = scenario.entry_profiles()
@@ -58,11 +69,21 @@ def build_publishers(
             stats,
             run_id,
             scenario.platform_of(dept),
-            GatewayGate(gateway) if (gateway := scenario.gateway_of(dept)) else None,
+            worker_gate(scenario.gateway_of(dept), share.workers),
             idempotent=scenario.guarantee is DeliveryGuarantee.exactly_once,
+            share=share,
         )
         for dept, schedules in sorted(by_dept.items(), key=lambda kv: order[kv[0]])
     ]
+
+
+def worker_gate(gateway: Gateway | None, workers: int) -> GatewayGate | None:
+    """The department's boundary gateway, its records/s cap shared evenly by the producer workers."""
+    if gateway is None:
+        return None
+    if gateway.max_records_per_s is not None and workers > 1:
+        gateway = gateway.model_copy(update={"max_records_per_s": gateway.max_records_per_s / workers})
+    return GatewayGate(gateway)
 
 
 async def run(
@@ -77,21 +98,32 @@ async def run(
     schedule_path: Path | None = None,
     clock_offset: ClockOffset | None = None,
     schedule_lead_s: float = 0.0,
+    share: WorkerShare | None = None,
+    wait_for_schedule: bool = False,
 ) -> PublishStats:
+    """Publish the schedule (this worker's ``share`` of it) for ``duration`` s, reporting on ``status``.
+
+    The schedule starts now, and its start goes to ``schedule_path``; with
+    ``wait_for_schedule`` (several producer workers) it starts when the run controller
+    writes ``schedule_path`` instead, at the start written there, the same for every worker.
+    """
     stats = PublishStats()
-    publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier)
+    publishers = build_publishers(scenario, bootstrap, seed, stats, run_id, rate_multiplier, share)
     reporter = None
     try:
         await asyncio.gather(*(p.start() for p in publishers))
         for p in publishers:
             p.prepare(duration)
         status.write(ProducersReady(departments=len(publishers), clock=clock_offset))
-        # the schedule starts ``schedule_lead_s`` after it is written: time for the file to
-        # reach consumers on other machines before any record does (docs/distributed.md)
-        start_ns = clock.now_ns() + round(schedule_lead_s * 1e9)
+        if wait_for_schedule and schedule_path is not None:  # several workers: the controller writes one start
+            start_ns = await _scheduled_start(schedule_path)
+        else:
+            # the schedule starts ``schedule_lead_s`` after it is written: time for the file to
+            # reach consumers on other machines before any record does (docs/distributed.md)
+            start_ns = clock.now_ns() + round(schedule_lead_s * 1e9)
+            if schedule_path is not None:  # before the first record: whoever receives one can read it
+                write_schedule(schedule_path, start_ns, warmup_s)
         stats.warmup_end_ns = warmup_end_ns(start_ns, warmup_s) if warmup_s else 0
-        if schedule_path is not None:  # before the first record: whoever receives one can read it
-            write_schedule(schedule_path, start_ns, warmup_s)
         await asyncio.sleep(max(0.0, (start_ns - clock.now_ns()) / 1e9))
         reporter = asyncio.create_task(_report(stats, status, start_ns))
         await asyncio.gather(*(p.run(start_ns, duration) for p in publishers))
@@ -115,6 +147,20 @@ async def run(
         )
     )
     return stats
+
+
+async def _scheduled_start(path: Path) -> int:
+    """The schedule's start (epoch ns) once the run controller has written it to ``path``,
+    after a short wait until then if it lies ahead."""
+    while True:
+        try:
+            start_ns = read_schedule_start(path)
+            break
+        except FileNotFoundError:
+            await asyncio.sleep(SCHEDULE_POLL_S)
+    if (ahead := start_ns - clock.now_ns()) > 0:
+        await asyncio.sleep(ahead / 1e9)
+    return start_ns
 
 
 async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> None:
@@ -149,11 +195,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (0: a free one)")
     add_clock_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1, help="producer workers of the run: each publishes one record in WORKERS of every entry")
+    parser.add_argument(
+        "--worker-index", type=int, default=0, help="this worker's number, 0 … WORKERS-1: it publishes positions i with i %% WORKERS == it"
+    )
+    parser.add_argument(
+        "--wait-for-schedule",
+        action="store_true",
+        help="start at the time the run controller writes to --schedule-file (several workers, one schedule) instead of writing it",
+    )
     args = parser.parse_args(argv)
+    try:
+        share = WorkerShare(args.worker_index, args.workers)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.wait_for_schedule and args.schedule_file is None:
+        parser.error("--wait-for-schedule needs --schedule-file")
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
-    status = StatusWriter(args.status, sender(Role.producers, args.run_id))
+    worker = str(share.index)
+    status = StatusWriter(args.status, sender(Role.producers, args.run_id, worker))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
-    sd_file = metrics.expose("producers", "0", scenario, args.status.parent if args.status else None, args.metrics_port, args.run_id)
+    run_dir = args.status.parent if args.status else None
+    sd_file = metrics.expose("producers", worker, scenario, run_dir, args.metrics_port, args.run_id, worker=worker)
     try:
         offset = clock_at_start(args, args.bootstrap, "producers")
         asyncio.run(
@@ -169,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.schedule_file,
                 schedule_lead_s=args.schedule_lead,
                 clock_offset=offset,
+                share=share,
+                wait_for_schedule=args.wait_for_schedule,
             )
         )
     except ExchangeError as exc:  # expected (a broker that refuses records for good): one line

@@ -85,6 +85,35 @@ class PublishStats:
         return sum(self.produced.values())
 
 
+@dataclass(frozen=True)
+class WorkerShare:
+    """Which records of every schedule one producer worker publishes: position ``i`` of an
+    entry's schedule when ``i % workers == index``.
+
+    Every worker computes the same schedule (same seed, same intended send times, same
+    corpus), so the union of the workers' records is exactly the single worker's, each
+    record keeps its intended time, and every entry's rate is divided evenly between the
+    workers (OpenMessaging Benchmark divides a topic's rate between its producers the same
+    way). A record's trace sequence is ``K + 1 + m·P`` for worker ``K`` of ``P``: disjoint
+    between workers, dense together (consumers/dedupe.py).
+    """
+
+    index: int = 0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.workers:
+            raise ValueError(f"worker index {self.index} is not in 0…{self.workers - 1} (--worker-index, --workers)")
+
+    def skip(self, position: int) -> int:
+        """How many positions from ``position`` to this worker's next one."""
+        return (self.index - position) % self.workers
+
+    def positions(self, total: int) -> range:
+        """This worker's positions among a schedule's first ``total``."""
+        return range(self.index, total, self.workers)
+
+
 @dataclass
 class Schedule:
     entry_id: str
@@ -112,8 +141,10 @@ class DepartmentPublisher:
         platform: str = "",
         gate: GatewayGate | None = None,
         idempotent: bool = False,
+        share: WorkerShare | None = None,
     ) -> None:
         self.department = department
+        self.share = share or WorkerShare()
         self.gate = gate  # the boundary gateway it publishes through, if any
         self.platform = platform
         self._run = run_id.encode()
@@ -130,7 +161,8 @@ class DepartmentPublisher:
         # behind a boundary gateway: (release ns, topic, partition, records, sent ns), in send order
         self._gateway_queue: deque[tuple[int, str, int, list, int]] = deque()
         self._pump: asyncio.Future | None = None
-        self._seq = 0
+        # trace sequences interleave across workers: worker K of P numbers K+1, K+1+P, …
+        self._seq = self.share.index + 1 - self.share.workers
         self.failed: BaseException | None = None  # the first error resending cannot cure; run() raises it
 
     async def start(self) -> None:
@@ -170,7 +202,7 @@ class DepartmentPublisher:
             self._raise_failure()
             elapsed = clock.now_ns() - start_ns
             limit = MAX_RECORDS_PER_TICK if self.gate is None else self.gate.allowance(MAX_RECORDS_PER_TICK)
-            budget = limit
+            budget = limit * self.share.workers  # in schedule positions: this worker builds one in P of them
             batches: dict[tuple[str, int], list] = {}
             for s in active:
                 n = min(s.schedule.due(elapsed) - s.next_index, budget)
@@ -196,7 +228,7 @@ class DepartmentPublisher:
             raise self.failed
 
     def _build(self, s: Schedule, n: int, start_ns: int, batches: dict) -> None:
-        """Append ``n`` records of the schedule, with their headers, to the per-partition lists."""
+        """Append this worker's share of the schedule's next ``n`` records, with their headers, to the per-partition lists."""
         sent = b"%d" % clock.now_ns()
         tail = ((H_ENTRY, s.entry_id.encode()), (H_SOURCE, self._source), (H_SENT, sent), (H_SCHEMA, SCHEMA_VERSION), (H_RUN, self._run))
         lists = {p: batches.setdefault((s.topic, p), []) for p in s.partitions}
@@ -206,10 +238,11 @@ class DepartmentPublisher:
         entry_id = s.entry_id
         prefix = b"%d." % self.index
         seq = self._seq
-        for i, offset in zip(range(s.next_index, s.next_index + n), offsets, strict=True):
+        step, skip = self.share.workers, self.share.skip(s.next_index)
+        for i, offset in zip(range(s.next_index + skip, s.next_index + n, step), offsets[skip::step], strict=True):
             key, value, p = corpus[i % size]
             intended = start_ns + offset
-            seq += 1
+            seq += step
             headers = [(H_TRACE, prefix + b"%d" % seq), (H_INTENDED, b"%d" % intended), *tail]
             lists[p].append((key, value, headers, intended, entry_id))
         self._seq = seq

@@ -196,6 +196,8 @@ class RunInfo(_Model):
     bootstrap: str
     embedded_broker: bool
     router_workers: int = Field(description="router worker processes per hub")
+    producer_workers: int = Field(default=1, description="producer processes, each publishing one record in P of every entry's schedule")
+    consumer_workers: int = Field(default=1, description="consumer processes, the subscribing departments divided between them")
     hubs: list[str] = Field(default_factory=list, description="platforms that ran a router (several in a cascade)")
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     warmup_s: float = Field(default=0.0, description="seconds of warm-up at the start of publishing (0: none)")

@@ -41,9 +41,9 @@ VERSION: Literal[1] = 1  #: the format version every message carries as ``v``; a
 class Role(StrEnum):
     """What a process does in a run (the role names of ``exchange run --external``, issue 18)."""
 
-    producers = "producers"  # every publishing department, one process
+    producers = "producers"  # every publishing department, in one process or each of P workers publishing one record in P
     router = "router"  # one router worker of one hub
-    consumers = "consumers"  # every subscribing department and the accountant, one process
+    consumers = "consumers"  # every subscribing department and the accountant, in one process or divided between workers
     passthrough = "passthrough"  # the benchmark's plain aiokafka copy (exchange/bench/raw.py)
 
 

@@ -192,7 +192,9 @@ def test_recovery_is_measured_from_the_end_of_the_fault_and_ignores_silent_proce
 
 
 # runs on the embedded broker ---------------------------------------------------------------
-def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1, broker: str = "tansu") -> Result:
+def chaos_run(
+    tmp_path, spec: str, duration: float = 8, rate_multiplier: float = 0.3, workers: int = 1, broker: str = "tansu", producer_workers: int = 1
+) -> Result:
     import asyncio
 
     options = RunOptions(
@@ -204,6 +206,7 @@ def chaos_run(tmp_path, spec: str, duration: float = 8, rate_multiplier: float =
         chaos=spec,
         drain_timeout=30,
         broker=broker,
+        producer_workers=producer_workers,
     )
     result, run_dir = asyncio.run(run(options))
     assert result.counts.unaccounted == 0, result.conservation.message
@@ -251,6 +254,14 @@ def test_a_paused_broker_stalls_the_producers_who_retry_and_drop_nothing(tmp_pat
     assert fault.publish_delay_max_ms is not None and fault.publish_delay_max_ms >= 2000  # the stall shows
     assert result.aggregatedPublishDelayLatencyMax >= 2_000_000  # µs
     assert result.flows["urban.gps-fix"].end_to_end_from_intended_ms.max >= 2000
+
+
+def test_two_producer_workers_ride_out_a_paused_broker_and_drop_nothing(tmp_path):
+    result = chaos_run(tmp_path, "pause-broker@4s+3s", producer_workers=2)  # conservation checked inside
+    (fault,) = result.faults
+    assert result.run.producer_workers == 2 and result.producersPerTopic == 2
+    assert fault.recovered_after_s is not None and result.counts.duplicates == 0
+    assert result.aggregatedPublishDelayLatencyMax >= 2_000_000  # µs: both workers' stall, in the merged histogram
 
 
 def test_a_paused_department_falls_behind_alone_and_catches_up(tmp_path):

@@ -104,7 +104,7 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
         messageSize=scenario.load.record_size,
         topics=len(produced),
         partitions=sum(e.partitions for e in scenario.catalogue if e.id in produced),
-        producersPerTopic=1,
+        producersPerTopic=info.producer_workers,  # one producer per department and worker
         consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
         publishRate=rates(reports.publish_samples),
         publishErrorRate=rates(reports.error_samples),

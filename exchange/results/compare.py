@@ -190,6 +190,8 @@ def _run_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
                 kind="text",
             ),
             Row("router workers", ra.get("router_workers"), rb.get("router_workers")),
+            Row("producer workers", ra.get("producer_workers", 1) if ra else None, rb.get("producer_workers", 1) if rb else None),
+            Row("consumer workers", ra.get("consumer_workers", 1) if ra else None, rb.get("consumer_workers", 1) if rb else None),
             Row("duration, s", ra.get("duration_s"), rb.get("duration_s"), kind="value"),
             Row("warm-up, s (out of the latency)", ra.get("warmup_s", 0), rb.get("warmup_s", 0), kind="value"),
             Row("record size, B", a.get("messageSize"), b.get("messageSize")),

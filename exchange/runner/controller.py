@@ -28,12 +28,15 @@ from typing import Any, BinaryIO, TypeVar
 import orjson
 from pydantic import BaseModel
 
+from consumers.assignment import assign_departments
+from consumers.process import samples_file
 from exchange import metrics
 from exchange.errors import EXIT_FAILED, ExchangeError
 from exchange.kafka import brokers
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.kafka.timesync import ClockServer, clock_topic
 from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
+from exchange.results import merge
 from exchange.results.build import Reports, build_result, expected_outcomes
 from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
@@ -42,7 +45,7 @@ from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.processes import spawn, terminate
 from exchange.runner.status import StatusReader
-from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
+from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.runs import Slot
@@ -62,6 +65,8 @@ from schemas.status import (
 )
 
 POLL_S = 0.2
+#: several producer workers start their schedule together this long after the last is ready
+START_MARGIN_S = 0.2
 
 
 class RunFailed(ExchangeError, RuntimeError):
@@ -93,6 +98,29 @@ class RunOptions:
     child_env: dict[str, dict[str, str]] = field(default_factory=dict)  # role or process name → variables added to its environment
     metrics_port: int = 0  # the controller's Prometheus port; 0: a free one
     external: str | None = None  # --external ROLE=N,…: slots left to `exchange join` workers (exchange/runner/remote.py)
+    producer_workers: int = 1  # producer processes, each publishing one record in P of every schedule (producers/publisher.py WorkerShare)
+    consumer_workers: int = 1  # consumer processes, the subscribing departments divided between them (consumers/assignment.py)
+
+
+class WorkersError(ExchangeError, ValueError):
+    """Worker counts the run cannot use (exit code 2, before anything starts)."""
+
+
+def check_workers(options: RunOptions) -> None:
+    """Raises :class:`WorkersError` for a producer or consumer worker count below 1, more
+    consumer workers than the scenario has units of subscribing departments, or ``--chaos``
+    with several consumer workers (its faults and recovery times are the single consumer
+    process's: ``kill-consumers`` kills it, its checkpoint resumes it)."""
+    if options.producer_workers < 1:
+        raise WorkersError(f"--producer-workers {options.producer_workers}: must be 1 or more")
+    try:
+        assign_departments(options.scenario, options.consumer_workers)
+    except ValueError as exc:
+        raise WorkersError(str(exc)) from None
+    if options.chaos and options.consumer_workers > 1:
+        raise WorkersError(
+            f"--chaos needs one consumer worker (--consumer-workers {options.consumer_workers}): its faults act on one consumer process"
+        )
 
 
 class GuaranteeError(ExchangeError, ValueError):
@@ -146,6 +174,11 @@ def check_external(options: RunOptions, scenario: Scenario) -> dict[tuple[str, s
         )
     if options.chaos:
         raise remote.ExternalError("--chaos cannot be combined with --external: its faults act on processes this machine started")
+    for role, workers in (("producers", options.producer_workers), ("consumers", options.consumer_workers)):
+        if (role, None) in counts and workers > 1:
+            raise remote.ExternalError(
+                f"--external {role}=1 runs one {role} process elsewhere; --{role[:-1]}-workers {workers} runs several here: give one"
+            )
     return counts
 
 
@@ -279,12 +312,12 @@ async def run(
     dies or crashes, and the :class:`~exchange.errors.ExchangeError` of what could not be
     set up (no broker, topics with other partitions) before anything starts.
     """
-    r = _Run(options, on_progress, say)  # ChaosError, WarmupError before anything starts
+    r = _Run(options, on_progress, say)  # ChaosError, WarmupError, WorkersError before anything starts
     try:
         await r.start_broker_and_topics()
         await r.start_workers()
         await r.start_routers_and_consumers()
-        r.start_producers()
+        await r.start_producers()
         reports = await r.publish_and_drain()
         await r.collect(reports)
         result = r.result(reports)
@@ -301,14 +334,16 @@ async def run(
 class _Run:
     """One run's state, from the broker's start to ``result.json``: :func:`run`'s steps."""
 
-    consumers: _Child  # set by start_routers_and_consumers
+    consumers: _Child  # set by start_routers_and_consumers: consumer worker 0, which --chaos addresses (one worker then)
+    consumer_workers: list[_Child]  # every consumer worker, by index
     workers_by_id: dict[str, _Child]  # router workers --chaos addresses, by number
-    producers: _Child  # set by start_producers
+    producer_workers: list[_Child]  # set by start_producers, by index
     t0: float  # monotonic time publishing started
 
     def __init__(self, options: RunOptions, on_progress: Callable[[Progress], None], say: Callable[[str], None] | None) -> None:
         self.options, self.on_progress, self.say = options, on_progress, say
         self.guarantee = resolve_guarantee(options)  # GuaranteeError before anything starts
+        check_workers(options)  # WorkersError
         # the processes read it from the runtime scenario
         self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
@@ -410,23 +445,19 @@ class _Run:
         wait = brokers.fetch_wait_ms(self.kind)
         long_poll = ["--fetch-wait-ms", str(wait)] if wait else []
         schedule = ["--schedule-file", "{schedule}"]  # the warm-up's end, written by the producers
-        consumers = self.slot("consumers", "consumers", "consumers", "--seed", str(self.options.seed), *chaos_args, *long_poll, *schedule)
         options = self.options
-        producers = self.slot(
-            "producers",
-            "producers",
-            "producers",
-            "--duration",
-            str(self.duration),
-            "--seed",
-            str(options.seed),
-            "--rate-multiplier",
-            str(options.rate_multiplier),
-            "--warmup",
-            str(self.warmup_s),
-            *schedule,
-        )
-        return [*routers, consumers, producers]
+        consumers = [
+            self.slot(name, "consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll, *schedule, *args)
+            for name, args in _worker_specs("consumers", options.consumer_workers)
+        ]
+        common = ["--duration", str(self.duration), "--seed", str(options.seed), "--rate-multiplier", str(options.rate_multiplier)]
+        common += ["--warmup", str(self.warmup_s), *schedule]
+        together = ["--wait-for-schedule"] if options.producer_workers > 1 else []  # one start for all, written by the controller
+        producers = [
+            self.slot(name, "producers", "producers", *common, *together, *args)
+            for name, args in _worker_specs("producers", options.producer_workers)
+        ]
+        return [*routers, *consumers, *producers]
 
     async def start_workers(self) -> None:
         """With ``--external``: announce the run and wait until a worker took every external slot."""
@@ -435,8 +466,8 @@ class _Run:
         if not external:
             return
         if any(s.role in ("producers", "consumers") for s in external):  # the schedule file travels through Kafka
-            producers = next(s for s in self.slots if s.role == "producers")
-            producers.args += ["--schedule-lead", str(remote.SCHEDULE_LEAD_S)]
+            for producers in (s for s in self.slots if s.role == "producers"):
+                producers.args += ["--schedule-lead", str(remote.SCHEDULE_LEAD_S)]
         self.phase("waiting for workers")
         timeout = self.options.ready_timeout
         self.bridge = remote.Bridge(self.bootstrap, self.run_id, self.run_dir, external, say=self.say or (lambda text: None))
@@ -480,19 +511,29 @@ class _Run:
         # --chaos addresses router workers by number: those of the first hub (the main one in a cascade)
         first_hub = self.slots[0].hub
         self.workers_by_id = {s.args[s.args.index("--worker") + 1]: r for s, r in zip(self.slots, self.routers, strict=False) if s.hub == first_hub}
-        self.consumers = self.start(next(s for s in self.slots if s.role == "consumers"))
-        await _wait_ready([*self.routers, self.consumers], self.broker, brokers.ready_timeout(self.kind, self.options.ready_timeout))
+        self.consumer_workers = [self.start(s) for s in self.slots if s.role == "consumers"]
+        self.consumers = self.consumer_workers[0]
+        await _wait_ready([*self.routers, *self.consumer_workers], self.broker, brokers.ready_timeout(self.kind, self.options.ready_timeout))
         self.router_ready = [ready.seconds for r in self.routers if (ready := r.last(RouterReady)) is not None]
 
-    def start_producers(self) -> None:
-        """The producers, and the chaos schedule's clock with them."""
+    async def start_producers(self) -> None:
+        """The producer workers, and the chaos schedule's clock with them.
+
+        One worker starts its schedule when it is ready and writes the schedule file; several
+        wait until all are ready, and the controller writes the file with one start for all."""
         self.progress.phase = "publishing"
-        slot = next(s for s in self.slots if s.role == "producers")
-        self.producers = self.start(slot)
+        options = self.options
+        slots = [s for s in self.slots if s.role == "producers"]
+        self.producer_workers = [self.start(s) for s in slots]
         if self.bridge is not None:
-            if slot.name in self.bridge.procs:
-                self.bridge.start_slot(slot.name)
+            for slot in slots:
+                if slot.name in self.bridge.procs:
+                    self.bridge.start_slot(slot.name)
             self.bridge.relay_schedule()  # the warm-up's end, on to the workers that read it
+        if options.producer_workers > 1:
+            await _wait_ready(self.producer_workers, self.broker, brokers.ready_timeout(self.kind, options.ready_timeout))
+            write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(START_MARGIN_S * 1e9), self.warmup_s)
+            await asyncio.sleep(START_MARGIN_S)
         self.t0 = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
@@ -513,7 +554,7 @@ class _Run:
         while True:
             await asyncio.sleep(POLL_S)
             self._inject_faults()
-            _check_alive(self.children, self.broker, allow_exit={self.producers.name})
+            _check_alive(self.children, self.broker, allow_exit={p.name for p in self.producer_workers})
             watch.read_producers()
             watch.read_consumers()
             watch.read_routers()
@@ -563,10 +604,13 @@ class _Run:
     async def collect(self, reports: Reports) -> None:
         """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
         self.phase("collecting")
-        reports.consumers = await _stop_for_final(self.consumers, ConsumersFinal)
+        workers = self.consumer_workers
+        reports.consumers = merge.consumers_final(await asyncio.gather(*(_stop_for_final(c, ConsumersFinal) for c in workers)))
+        if len(workers) > 1:
+            _join_samples(self.run_dir, len(workers))
         for r in self.routers:
             await _stop_for_final(r, RouterFinal)
-        _check_crashed([self.consumers, self.producers, *self.routers])  # a crash logged since the last look fails the run too
+        _check_crashed([*workers, *self.producer_workers, *self.routers])  # a crash logged since the last look fails the run too
         # every incarnation's figures: a killed worker's last stats stand in for its final report
         reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
 
@@ -581,7 +625,9 @@ class _Run:
             started_at=self.started_at,
             bootstrap=self.bootstrap,
             embedded_broker=broker is not None,
-            router_workers=self.workers,
+            router_workers=options.workers,
+            producer_workers=options.producer_workers,
+            consumer_workers=options.consumer_workers,
             hubs=list(self.scenario.hubs_in_use),
             fetch_wait_ms=self.fetch_wait_ms,
             warmup_s=self.warmup_s,
@@ -650,40 +696,61 @@ class _Watch:
         self.reactions: dict[str, int] = {}
         self.pending_reactions = 0
         self.routed: dict[str, int] = {}  # ingress records not yet taken in, per router worker
+        # several workers of a role: each one's stats since the last round (one from every worker), merged when complete
+        self.producer_round: dict[str, ProducersStats] = {}
+        self.producers_done: dict[str, ProducersStats] = {}  # producer workers whose final report is in, as stats
+        self.consumer_round: dict[str, ConsumersStats] = {}
 
     def read_producers(self) -> None:
-        producers = self.run.producers
-        for m in producers.read():
-            body = m.body
-            if isinstance(body, ProducersStats):
-                self.reports.publish_samples.append((body.t, body.produced))
-                self.reports.error_samples.append((body.t, body.retried))
-                self.reports.publish_intervals.append(body)
-                self.progress.produced = body.produced
-            elif isinstance(body, Error):
-                raise RunFailed(f"producers failed: {body.message}\n{producers.tail()}")
+        workers = self.run.producer_workers
+        for producers in workers:
+            for m in producers.read():
+                if isinstance(m.body, ProducersStats):
+                    self.producer_round[producers.name] = m.body
+                elif isinstance(m.body, ProducersFinal) and len(workers) > 1:  # done first: its last word stands in its rounds
+                    self.producers_done[producers.name] = _final_as_stats(m.body)
+                elif isinstance(m.body, Error):
+                    raise RunFailed(f"{producers.name} failed: {m.body.message}\n{producers.tail()}")
+                done = [s for name, s in self.producers_done.items() if name not in self.producer_round]
+                if self.producer_round and len(self.producer_round) + len(done) == len(workers):
+                    self._published(merge.producers_stats([*self.producer_round.values(), *done]))
+                    self.producer_round = {}
+
+    def _published(self, body: ProducersStats) -> None:
+        """Take one round of the producers' stats (every worker's, merged)."""
+        self.reports.publish_samples.append((body.t, body.produced))
+        self.reports.error_samples.append((body.t, body.retried))
+        self.reports.publish_intervals.append(body)
+        self.progress.produced = body.produced
 
     def read_consumers(self) -> None:
-        consumers, progress, reports = self.run.consumers, self.progress, self.reports
-        for m in consumers.current(consumers.read()):
-            e = m.body
-            if not isinstance(e, ConsumersStats):
-                continue
-            t = time.monotonic() - self.run.t0
-            if self.run.injector is not None:
-                self.run.injector.reported(consumers.name, t, m.pid)
-            self.lag_known = e.lag_known
-            # a restarted process goes on from its checkpoint, a little behind its last line
-            reports.consume_samples.append((t, max(e.received, reports.consume_samples[-1][1])))
-            reports.consume_intervals.append(e)
-            reports.backlog.append(sum(self.routed.values()))
-            progress.delivered, progress.denied = e.delivered, e.denied
-            progress.dead_lettered, progress.duplicates = e.dead_lettered, e.duplicates
-            self.reactions, self.pending_reactions = e.reactions_produced, e.reactions_pending
-            progress.consumer_lag = sum(e.lag.values())
-            progress.p99_ms = e.e2e.get("99pct", progress.p99_ms)
-            self.interval_p99 = e.e2e.get("99pct")
-            progress.conflicts = e.conflicts
+        workers = self.run.consumer_workers
+        for consumers in workers:
+            for m in consumers.current(consumers.read()):
+                if isinstance(m.body, ConsumersStats):
+                    if self.run.injector is not None:
+                        self.run.injector.reported(consumers.name, time.monotonic() - self.run.t0, m.pid)
+                    self.consumer_round[consumers.name] = m.body
+                    if len(self.consumer_round) == len(workers):
+                        self._consumed(merge.consumers_stats(list(self.consumer_round.values())))
+                        self.consumer_round = {}
+
+    def _consumed(self, e: ConsumersStats) -> None:
+        """Take one round of the consumers' stats (every worker's, merged)."""
+        progress, reports = self.progress, self.reports
+        t = time.monotonic() - self.run.t0
+        self.lag_known = e.lag_known
+        # a restarted process goes on from its checkpoint, a little behind its last line
+        reports.consume_samples.append((t, max(e.received, reports.consume_samples[-1][1])))
+        reports.consume_intervals.append(e)
+        reports.backlog.append(sum(self.routed.values()))
+        progress.delivered, progress.denied = e.delivered, e.denied
+        progress.dead_lettered, progress.duplicates = e.dead_lettered, e.duplicates
+        self.reactions, self.pending_reactions = e.reactions_produced, e.reactions_pending
+        progress.consumer_lag = sum(e.lag.values())
+        progress.p99_ms = e.e2e.get("99pct", progress.p99_ms)
+        self.interval_p99 = e.e2e.get("99pct")
+        progress.conflicts = e.conflicts
 
     def read_routers(self) -> None:
         for r in self.run.routers:
@@ -698,12 +765,15 @@ class _Watch:
         """True once the producers' final report is in and every outcome is accounted for (or
         the drain time ran out); :class:`RunFailed` if the producers exited without one."""
         run, progress = self.run, self.progress
-        final = run.producers.last(ProducersFinal)
-        if final is None:
-            if run.producers.proc.poll() is not None:
-                raise RunFailed(f"producers exited ({run.producers.proc.returncode}) without a final report\n{run.producers.tail()}")
-            return False
-        self.reports.producers = final
+        finals = []
+        for producers in run.producer_workers:
+            final = producers.last(ProducersFinal)
+            if final is None:
+                if producers.proc.poll() is not None:
+                    raise RunFailed(f"{producers.name} exited ({producers.proc.returncode}) without a final report\n{producers.tail()}")
+                return False
+            finals.append(final)
+        self.reports.producers = final = merge.producers_final(finals)
         produced = Counter(final.produced) + Counter(self.reactions)
         progress.produced = sum(produced.values())
         progress.expected = sum(expected_outcomes(run.scenario, produced).values())
@@ -726,6 +796,34 @@ class _Watch:
             samples.append((final.elapsed_s, sum(final.produced.values())))
             self.reports.error_samples.append((final.elapsed_s, final.retried))
         self.progress.phase = "draining"
+
+
+def _final_as_stats(final: ProducersFinal) -> ProducersStats:
+    """A producer worker's final report in the shape of its stats (no interval figures), for the rounds it is no longer in."""
+    return ProducersStats(
+        t=final.elapsed_s, produced=sum(final.produced.values()), sent=final.sent, retried=final.retried, publish_latency={}, publish_delay_us={}
+    )
+
+
+def _worker_specs(role: str, workers: int) -> list[tuple[str, list[str]]]:
+    """(process name, arguments) of each worker of a producer or consumer role: the role's
+    name alone for one worker (no arguments), ``ROLE-K`` with ``--worker-index K --workers N`` for several."""
+    if workers == 1:
+        return [(role, [])]
+    return [(f"{role}-{k}", ["--worker-index", str(k), "--workers", str(workers)]) for k in range(workers)]
+
+
+def _join_samples(run_dir: Path, workers: int) -> None:
+    """The consumer workers' delivery samples as one ``samples.jsonl`` (flows in name order, as one process writes it)."""
+    lines: list[bytes] = []
+    for k in range(workers):
+        part = run_dir / samples_file(k, workers)
+        if part.is_file():
+            lines.extend(line for line in part.read_bytes().splitlines() if line.strip())
+            part.unlink()
+    if lines:  # each flow is one worker's: a stable sort by flow keeps each flow's order
+        lines.sort(key=lambda line: str(orjson.loads(line).get("flow", "")))
+        (run_dir / samples_file(0, 1)).write_bytes(b"".join(line + b"\n" for line in lines))
 
 
 def default_fetch_wait(routers: int) -> int:

@@ -69,6 +69,11 @@ def read_warmup_end(path: Path) -> int:
     return int(orjson.loads(path.read_bytes())["warmup_end_ns"])
 
 
+def read_schedule_start(path: Path) -> int:
+    """The schedule's start, epoch ns, from the schedule file (``FileNotFoundError`` until it is written)."""
+    return int(orjson.loads(path.read_bytes())["start_ns"])
+
+
 def warmup_end_ns(start_ns: int, warmup_s: float) -> int:
     """Records with an intended send time before this (epoch ns) are the warm-up's."""
     return start_ns + round(warmup_s * 1e9)

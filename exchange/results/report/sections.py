@@ -91,6 +91,7 @@ def run_meta(r: dict[str, Any]) -> str:
         ("seed", run.get("seed")),
         ("guarantee", run.get("guarantee")),
         ("router workers", run.get("router_workers")),
+        ("producer / consumer workers", f"{run.get('producer_workers', 1)} / {run.get('consumer_workers', 1)}"),
         ("router ready", ready or None),
         # --external: which slot ran where (docs/distributed.md)
         ("on workers", ", ".join(f"{w.get('slot')} on {w.get('host')}" for w in run.get("workers") or []) or None),
