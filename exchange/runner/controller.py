@@ -625,7 +625,7 @@ class _Run:
             started_at=self.started_at,
             bootstrap=self.bootstrap,
             embedded_broker=broker is not None,
-            router_workers=options.workers,
+            router_workers=self.workers,
             producer_workers=options.producer_workers,
             consumer_workers=options.consumer_workers,
             hubs=list(self.scenario.hubs_in_use),
