@@ -28,7 +28,13 @@ from tests.test_grouping import REGIONS, SUBS
 from tests.test_policy import cases, row_scenario
 
 BUILT = compiled.built()
-needs_build = pytest.mark.skipif(not BUILT, reason="no compiled policy core: `make compile` builds it (mypyc, a C compiler)")
+PREFER_SOURCE = os.environ.get(compiled.PURE_ENV) == "1"
+needs_build = pytest.mark.skipif(
+    not BUILT or PREFER_SOURCE,
+    reason=f"{compiled.PURE_ENV}=1: this run tests the source"
+    if BUILT
+    else "no compiled policy core: `make compile` builds it (mypyc, a C compiler)",
+)
 
 
 @pytest.fixture(scope="module")
