@@ -37,7 +37,7 @@ from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos
 from exchange.runner.faults import FaultInjector
-from exchange.runner.processes import spawn, terminate
+from exchange.runner.processes import cpu_seconds, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
 from schemas.results import FaultResult, Result, RunInfo
@@ -288,6 +288,7 @@ class _Run:
         self.routers: list[_Child] = []
         self.router_ready: list[float] = []
         self.fetch_wait_ms = 0
+        self.router_cpu: dict[str, float] = {}
         self.drain_s = self.end_s = 0.0
 
     def phase(self, phase: str) -> None:
@@ -377,6 +378,7 @@ class _Run:
             *self._schedule_args(),
         )
         self.t0 = time.monotonic()
+        self._router_cpu0 = {r.name: (r.proc.pid, cpu_seconds(r.proc.pid)) for r in self.routers}
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
@@ -410,6 +412,7 @@ class _Run:
             self.on_progress(self.progress)
         self.drain_s = time.monotonic() - watch.drain_started
         self.end_s = time.monotonic() - self.t0
+        self.router_cpu = _router_cpu(self.routers, self._router_cpu0, self.end_s)
         if self.injector is not None:
             self.injector.release()
         return watch.reports
@@ -469,6 +472,7 @@ class _Run:
             fetch_wait_ms=self.fetch_wait_ms,
             warmup_s=self.warmup_s,
             router_ready_s=self.router_ready,
+            router_cpu=self.router_cpu,
             drain_s=round(self.drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
             broker=broker.describe() if broker is not None else None,
@@ -598,6 +602,18 @@ class _Watch:
             samples.append((final.elapsed_s, sum(final.produced.values())))
             self.reports.error_samples.append((final.elapsed_s, final.retried))
         self.progress.phase = "draining"
+
+
+def _router_cpu(routers: list[_Child], before: dict[str, tuple[int, float | None]], seconds: float) -> dict[str, float]:
+    """Each router process's CPU from the start of publishing to the end of the drain, in cores
+    (CPU seconds / wall seconds); a worker restarted meanwhile (``--chaos``) is left out."""
+    out = {}
+    for r in routers:
+        pid, cpu0 = before.get(r.name, (0, None))
+        cpu1 = cpu_seconds(pid) if pid == r.proc.pid else None
+        if cpu0 is not None and cpu1 is not None and seconds > 0:
+            out[r.name] = round((cpu1 - cpu0) / seconds, 4)
+    return out
 
 
 def default_fetch_wait(routers: int) -> int:
