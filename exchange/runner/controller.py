@@ -78,6 +78,7 @@ class RunOptions:
     ready_timeout: float = 60.0
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
+    quiet_fetch_wait_ms: int | None = None  # the routers' quiet lane's (exchange/router/lanes.py); 0: none; None: its default
     chaos: str | None = None  # a --chaos spec (exchange/runner/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
@@ -340,6 +341,7 @@ class _Run:
                 str(self.run_dir / f"{name}-data"),
                 "--fetch-wait-ms",
                 str(self.fetch_wait_ms),
+                *([] if self.options.quiet_fetch_wait_ms is None else ["--quiet-fetch-wait-ms", str(self.options.quiet_fetch_wait_ms)]),
                 *(["--no-declare-topics"] if self.kind == "kafka" else []),
             )  # created up front: see exchange/router/app.py
             for hub, i, name in names
