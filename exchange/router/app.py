@@ -132,6 +132,9 @@ class Router(Service):
         self._sender: BatchSender | None = None
         self._table_sender: BatchSender | None = None
         self._output_ready = asyncio.Event()  # set once the output producer has started
+        # the main consumer and the quiet lane hand batches in from two tasks: one routes and
+        # sends at a time, so each audit chain's blocks go out in the order they were chained
+        self._routing = asyncio.Lock()
         self.app = self._build_app(datadir)
         self._declare_tables()
         realtime, quiet = split_ingress(scenario, [e for e in self.core.policies if e in scenario.live_entries], lambda e: self.topics.ingress(e.id))
@@ -234,6 +237,10 @@ class Router(Service):
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
         if not self._output_ready.is_set():
             await self._output_ready.wait()
+        async with self._routing:
+            return await self._route_and_send(batch)
+
+    async def _route_and_send(self, batch) -> Awaitable[None]:
         records = [r for recs in batch.values() for r in recs]
         undecodable = [r for r in records if type(r) is UndecodableBatch]
         if undecodable:
