@@ -162,6 +162,17 @@ def run(
             ),
         ),
     ] = None,
+    quiet_fetch_wait_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=5000,
+            help=(
+                "fetch wait of the routers' quiet lane, a second consumer for daily, monthly and batch entries "
+                "(docs/performance.md); 0: one consumer for every topic (default 500)"
+            ),
+        ),
+    ] = None,
     find_max_rate: Annotated[
         bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")
     ] = False,
@@ -249,6 +260,7 @@ def run(
         rate_multiplier=rate_multiplier,
         chaos=chaos,
         fetch_wait_ms=fetch_wait_ms,
+        quiet_fetch_wait_ms=quiet_fetch_wait_ms,
         broker=_check_broker(broker_kind, bootstrap),
         warmup=warmup,
         guarantee=guarantee,

@@ -202,6 +202,11 @@ class RunInfo(_Model):
     fetch_wait_ms: int | None = Field(default=None, description="the routers' fetch wait (latency per idle hop against CPU per hub)")
     warmup_s: float = Field(default=0.0, description="seconds of warm-up at the start of publishing (0: none)")
     router_ready_s: list[float]
+    router_cpu: dict[str, float] = Field(
+        default_factory=dict,
+        description="each router process's CPU from the start of publishing to the end of the drain, in cores "
+        "(CPU seconds / wall seconds; 0.1 is 10 % of a core), by process name",
+    )
     broker: str | None = Field(
         default=None,
         description="the broker the run started, kind and version, e.g. "

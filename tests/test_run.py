@@ -129,6 +129,7 @@ def test_demo_run_accounts_for_every_record(tmp_path, broker):
         assert field in raw
     assert result.run.broker is not None and result.run.broker in result.driver
     assert result.run.broker.startswith("Apache Kafka" if broker.startswith("kafka") else "Tansu")
+    assert set(result.run.router_cpu) == {"router-0"} and 0 < result.run.router_cpu["router-0"] < 2  # cores while publishing
     if broker == "kafka:3":
         assert "3 nodes, RF 3, min ISR 2" in result.run.broker
         assert all((out / f"broker-{n}.log").exists() for n in (1, 2, 3))
@@ -173,6 +174,17 @@ def test_the_embedded_broker_dying_fails_the_run_with_a_clear_message(tmp_path):
     assert "the embedded broker died" in stderr and "memory" in stderr
     assert took < 20, f"failing took {took:.1f} s (a hang?)"
     assert_nothing_left(out, port)
+
+
+def test_cpu_seconds_reads_a_live_process_and_says_none_for_a_gone_one():
+    from exchange.runner.processes import cpu_seconds
+
+    child = subprocess.Popen([sys.executable, "-c", "sum(range(3_000_000))"])
+    child.wait()  # reaped: its pid is gone
+    before = cpu_seconds()
+    sum(range(3_000_000))
+    assert before is not None and cpu_seconds() > before  # type: ignore[operator]
+    assert cpu_seconds(child.pid) is None
 
 
 @pytest.mark.parametrize("argv", [["-m", "exchange", "scenarios"], ["-m", "exchange", "validate", "demo"]])

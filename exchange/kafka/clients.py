@@ -232,6 +232,25 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         follows=True,
         doc="the broker-floor bench (exchange/bench/broker_floor.py)",
     ),
+    Profile(
+        "router_quiet",
+        "consumer",
+        dict(
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=500,
+            max_partition_fetch_bytes=1 * MiB,
+            fetch_max_bytes=8 * MiB,
+            max_poll_records=1000,
+            # its heartbeats run on the worker's event loop, beside the routing (Faust's run on
+            # their own thread): a longer session than the main group's, so a long batch does not
+            # evict it; Tansu completes a join after half of it (quiet records can wait 3 s)
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            rebalance_timeout_ms=12000,
+        ),
+        doc="the router's quiet lane: daily, monthly and batch entries' ingress, long fetch wait (exchange/router/quiet.py)",
+    ),
     # --- admin -------------------------------------------------------------------------
     Profile("topology", "admin", dict(client_id="dx-topology"), doc="creating and checking a scenario's topics (exchange/kafka/topics.py)"),
     Profile("prepare", "admin", dict(client_id="dx-prepare"), doc="creating topics on a cluster before a deployment (deploy/prepare.py)"),

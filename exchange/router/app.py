@@ -6,7 +6,9 @@ blocks and dead letters sent with aiokafka batches. Run one per process with
 ``python -m exchange.router``; several workers share the ingress partitions through the
 consumer group ``dx-<platform>-router``. In a cascade each hub runs its own workers
 (``--platform``): they route the entries published on that hub and relay, unopened, the
-records other hubs hand them on the hub's transit topic.
+records other hubs hand them on the hub's transit topic. Real-time topics are read by the
+Faust app's consumer; quiet ones (daily, monthly, batch entries: :mod:`exchange.router.lanes`)
+by a second consumer with a long fetch wait, into the same handler (:mod:`exchange.router.quiet`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from exchange.policy.routing import RouterCore
 from exchange.policy.sharing import compile_policy, compile_transit
 from exchange.router import lenient_records
 from exchange.router.faust_bulk import BulkApp
+from exchange.router.lanes import QUIET_FETCH_WAIT_MS, split_ingress
 from exchange.router.lenient_records import UndecodableBatch
+from exchange.router.quiet import QuietLane, quiet_group_id
 from exchange.router.tables import ApprovalBook, AuthorityTable
 from exchange.router.transactions import TransactionalCommits, transactional_id
 from exchange.runner import clock
@@ -86,7 +90,15 @@ class Router(Service):
     """
 
     def __init__(
-        self, scenario: Scenario, bootstrap: str, worker: str, status: StatusWriter, datadir: Path, platform: str | None = None, run_id: str = ""
+        self,
+        scenario: Scenario,
+        bootstrap: str,
+        worker: str,
+        status: StatusWriter,
+        datadir: Path,
+        platform: str | None = None,
+        run_id: str = "",
+        quiet_fetch_wait_ms: int = QUIET_FETCH_WAIT_MS,
     ) -> None:
         super().__init__()
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
@@ -126,11 +138,19 @@ class Router(Service):
         self._sender: BatchSender | None = None
         self._table_sender: BatchSender | None = None
         self._output_ready = asyncio.Event()  # set once the output producer has started
+        # the main consumer and the quiet lane hand batches in from two tasks: one routes and
+        # sends at a time, so each audit chain's blocks go out in the order they were chained
+        self._routing = asyncio.Lock()
         self.app = self._build_app(datadir)
         self._declare_tables()
-        self._declare_streams(
-            ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries] + ([self.topics.transit] if transit else [])
-        )
+        realtime, quiet = split_ingress(scenario, [e for e in self.core.policies if e in scenario.live_entries], lambda e: self.topics.ingress(e.id))
+        if not quiet_fetch_wait_ms:  # no quiet lane: every topic on the one consumer
+            realtime, quiet = realtime + quiet, []
+        self.quiet_topics = frozenset(quiet)
+        self._declare_streams(ingress=realtime + ([self.topics.transit] if transit else []), quiet=quiet)
+        if quiet:
+            lane = QuietLane(self.app, bootstrap, quiet, quiet_group_id(group_id(platform)), quiet_fetch_wait_ms, client_id=f"router-{worker}-quiet")
+            self.app.read_quietly(lane)
         self.app.add_dependency(self)
 
     def _build_app(self, datadir: Path) -> BulkApp:
@@ -149,18 +169,19 @@ class Router(Service):
         self.book = ApprovalBook(self.scenario, self.approvals_table, clock.now_ns(), self.platform)
         self.authority = AuthorityTable(self.authority_table.data)
 
-    def _declare_streams(self, ingress: list[str]) -> None:
+    def _declare_streams(self, ingress: list[str], quiet: list[str]) -> None:
         self._control_topic = self.app.topic(self.topics.control, value_serializer="raw", key_serializer="raw")
         self.app.agent(self._control_topic, name="control")(self._control)
         self.app.timer(EXPIRY_CHECK_S)(self._expire)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
-        self.app.route_in_bulk(frozenset(ingress), self.handle)
+        self.app.route_in_bulk(frozenset(ingress + quiet), self.handle)
         self.app.exactly_once = self.exactly_once  # read_committed: transit records come from other hubs' transactions
         self.app.observe_commit = metrics.ROUTER_COMMIT_SECONDS.labels(self.platform, self.worker).observe
-        # The agent subscribes the group to the ingress topics; its records never reach
-        # it, the bulk handler takes them first.
-        self.app.agent(self.app.topic(*ingress, value_serializer="raw", key_serializer="raw"), name="ingress")(_unreachable)
+        # The agent subscribes the group to the real-time ingress topics; its records never
+        # reach it, the bulk handler takes them first.
+        if ingress:
+            self.app.agent(self.app.topic(*ingress, value_serializer="raw", key_serializer="raw"), name="ingress")(_unreachable)
         self.app.task(self._on_ready)
         self.app.timer(STATS_INTERVAL_S)(self._report)
 
@@ -213,6 +234,7 @@ class Router(Service):
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         report_crashes(self.status)  # again: the worker's logging set-up cleared the root logger's handlers
         await self._output_ready.wait()
+        await self.app.start_quiet_lane()  # tables are recovered (Faust starts tasks then), the handler can route
         # The start-up heap (Faust, aiokafka, the scenario and its compiled policy: ~130,000
         # objects) lives as long as the worker; frozen, the collector's full collections stop
         # walking it every few batches (docs/performance.md: 13.5 % of a busy router's samples)
@@ -225,6 +247,10 @@ class Router(Service):
         """Route a fetched batch and send its output; the returned awaitable resolves on ack."""
         if not self._output_ready.is_set():
             await self._output_ready.wait()
+        async with self._routing:
+            return await self._route_and_send(batch)
+
+    async def _route_and_send(self, batch) -> Awaitable[None]:
         records = [r for recs in batch.values() for r in recs]
         undecodable = [r for r in records if type(r) is UndecodableBatch]
         if undecodable:
@@ -273,9 +299,10 @@ class Router(Service):
     def _metrics(self, batch, routed, handling_ns: int) -> None:
         p = self.platform
         highwater = self.app.consumer.highwater
+        lane = self.app.quiet_lane
         for tp, recs in batch.items():
             metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
-            end = highwater(tp)
+            end = lane.highwater(tp) if lane is not None and tp.topic in self.quiet_topics else highwater(tp)
             if end is not None:
                 self._lag[tp] = max(0, end - recs[-1].offset - 1)
         written: Counter = Counter()
@@ -482,6 +509,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--worker", default="0")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="how long a fetch waits for data (default 10)")
+    parser.add_argument(
+        "--quiet-fetch-wait-ms",
+        type=int,
+        default=QUIET_FETCH_WAIT_MS,
+        help="fetch wait of the second consumer that reads daily, monthly and batch entries (exchange/router/lanes.py); 0: one consumer for all",
+    )
     parser.add_argument("--platform", default=None, help="the hub this worker routes for (the scenario's main platform by default)")
     parser.add_argument("--status", type=Path)
     parser.add_argument("--datadir", type=Path, default=None)
@@ -507,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{exc.label}: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
-    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id)
+    router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id, args.quiet_fetch_wait_ms)
     router.clock_offset = offset
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms

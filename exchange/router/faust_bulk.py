@@ -14,6 +14,10 @@ offsets only after its outputs, and those of every batch before it, are acknowle
 Exactly-once (:meth:`BulkApp.use_transactions`): batches are routed inside the router
 producer's open transaction and their offsets committed in it
 (:mod:`exchange.router.transactions`); the consumer reads ``read_committed``.
+
+Quiet topics (daily, monthly, batch entries: :mod:`exchange.router.lanes`) go to the same
+handler from a second consumer with a long fetch wait (:mod:`exchange.router.quiet`), so the
+main consumer's frequent fetches name only the real-time partitions.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from exchange.router.commits import CommitPipeline
+from exchange.router.quiet import QuietLane
 from exchange.router.transactions import TransactionalCommits
 
 log = logging.getLogger(__name__)
@@ -105,6 +110,7 @@ class BulkApp(faust.App):
         super().__init__(*args, **kwargs)
         self.handle_seconds = 0.0
         self._commits: CommitPipeline | None = None
+        self.quiet_lane: QuietLane | None = None
         self.observe_commit: Callable[[float], None] | None = None  # seconds from a batch routed to its offsets committed
 
     @property
@@ -125,14 +131,16 @@ class BulkApp(faust.App):
         self._commits = commits
 
     @contextlib.asynccontextmanager
-    async def sending(self) -> AsyncIterator[None]:
-        """Hold while sending with the router's producer: the open transaction under exactly-once, else nothing."""
+    async def sending(self, group: str | None = None) -> AsyncIterator[None]:
+        """Hold while sending with the router's producer: the open transaction under exactly-once, else nothing.
+
+        ``group``: the consumer group whose offsets are added meanwhile (None: the app's own)."""
         if not self.exactly_once:
             yield
             return
         while not isinstance(self._commits, TransactionalCommits):  # the producer is not started yet
             await asyncio.sleep(0.01)
-        async with self._commits.batch():
+        async with self._commits.batch(group):
             yield
 
     def _new_transport(self):
@@ -141,6 +149,9 @@ class BulkApp(faust.App):
     async def _stop_consumer(self) -> None:
         # Faust's on_stop: the fetcher is stopped here, the consumer thread only later (with
         # the app's children), so the batches still in flight can be committed in between.
+        # The quiet lane first: under exactly-once its offsets ride the same transactions.
+        if self.quiet_lane is not None:
+            await self.quiet_lane.stop()
         await super()._stop_consumer()
         if self._commits is not None:
             await self._commits.stop()
@@ -150,3 +161,13 @@ class BulkApp(faust.App):
         Faust's agents; the awaitable the handler returns resolves when the outputs are acked."""
         self.bulk_topics = frozenset(topics)
         self.bulk_handler = handler
+
+    def read_quietly(self, lane: QuietLane) -> None:
+        """Read ``lane``'s topics (a second consumer) into the bulk handler too; started with
+        :meth:`start_quiet_lane`, stopped before the app's commits."""
+        self.quiet_lane = lane
+
+    async def start_quiet_lane(self) -> None:
+        """Start the quiet lane's consumer (call once the handler can take batches)."""
+        if self.quiet_lane is not None:
+            await self.quiet_lane.start()

@@ -4,6 +4,9 @@ Consume-transform-produce (KIP-98): the router's producer is transactional; the 
 the batches routed since the last commit (deliveries, audit blocks, dead letters, quality
 events, authority changelog writes) and the ingress offsets those batches reach are
 committed together with ``send_offsets_to_transaction`` and ``commit_transaction``.
+A transaction holds one consumer group's offsets (aiokafka adds one group to a transaction):
+a batch of the quiet lane's group (:mod:`exchange.router.quiet`) commits the transaction
+open for the main group first, and the other way round.
 Subscribers read ``read_committed``, so they see a batch's outputs once or never: a router
 killed mid-transaction leaves it open, its restarted incarnation (the same
 ``transactional.id``) fences it and the broker aborts it, and the ingress is re-read from
@@ -79,8 +82,9 @@ class TransactionalCommits:
         self._added: list[float] = []
         self._full = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._committed: dict[TopicPartition, int] = {}  # offsets of the last transactions committed
-        self._unseen = False  # committed offsets the group may not show yet
+        self._txn_group = group_id  # the group whose offsets the open transaction holds
+        self._committed: dict[str, dict[TopicPartition, int]] = {}  # by group: offsets of the last transactions committed
+        self._unseen: set[str] = set()  # groups that may not show their committed offsets yet
         self._admin: AIOKafkaAdminClient | None = None
         self.failed: BaseException | None = None
         self.commit_seconds = 0.0
@@ -88,11 +92,20 @@ class TransactionalCommits:
         self.aborted = 0
 
     @contextlib.asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        """Hold while sending: a transaction is open, and none is committed until the block ends."""
+    async def batch(self, group: str | None = None) -> AsyncIterator[None]:
+        """Hold while sending: a transaction is open, and none is committed until the block ends.
+
+        ``group``: the consumer group whose offsets the block adds (the main group's when None);
+        a transaction open with another group's offsets is committed first."""
+        group = group or self._group
         async with self._lock:
             if self.failed is not None:
                 raise self.failed
+            if self._open_since is not None and self._offsets and group != self._txn_group:
+                await self._commit_locked()
+                if self.failed is not None:
+                    raise self.failed
+            self._txn_group = group
             if self._open_since is None:
                 await self._producer.begin_transaction()
                 self._open_since = time.monotonic()
@@ -124,45 +137,51 @@ class TransactionalCommits:
 
     async def _commit(self) -> None:
         async with self._lock:
-            if self._open_since is None or self.failed is not None:
-                return
-            self._full.clear()
-            offsets, self._offsets = self._offsets, {}
-            done, self._done = self._done, []
-            added, self._added = self._added, []
-            t0 = time.perf_counter()
-            try:
-                # the offsets go to the coordinator while the outputs are still being acknowledged:
-                # two round trips overlapped, not added (a failed output fails the commit below)
-                if offsets:
-                    await self._producer.send_offsets_to_transaction(
-                        {
-                            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")  # type: ignore[attr-defined]
-                            for tp, o in offsets.items()
-                        },
-                        self._group,
-                    )
-                if done:
-                    await asyncio.gather(*done)
-                await self._producer.commit_transaction()
-            except BaseException as exc:  # noqa: BLE001 - aborted below, then raised by the next add
-                self.failed = exc
-                log.error("transaction failed (%r); aborting it, its batches will be routed again by the next owner", exc)
-                with contextlib.suppress(Exception):
-                    await self._producer.abort_transaction()
-                self.aborted += 1
-                return
-            finally:
-                self._open_since = None
-                self.commit_seconds += time.perf_counter() - t0
-            self.committed += 1
+            await self._commit_locked()
+
+    async def _commit_locked(self) -> None:
+        """Commit the open transaction (the caller holds the lock)."""
+        if self._open_since is None or self.failed is not None:
+            return
+        self._full.clear()
+        group = self._txn_group
+        offsets, self._offsets = self._offsets, {}
+        done, self._done = self._done, []
+        added, self._added = self._added, []
+        t0 = time.perf_counter()
+        try:
+            # the offsets go to the coordinator while the outputs are still being acknowledged:
+            # two round trips overlapped, not added (a failed output fails the commit below)
             if offsets:
-                self._committed.update((TopicPartition(tp.topic, tp.partition), o) for tp, o in offsets.items())  # type: ignore[attr-defined]  # faust TPs
-                self._unseen = True
-            if self._observe is not None:
-                now = time.monotonic()
-                for at in added:
-                    self._observe(now - at)
+                await self._producer.send_offsets_to_transaction(
+                    {
+                        TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")  # type: ignore[attr-defined]
+                        for tp, o in offsets.items()
+                    },
+                    group,
+                )
+            if done:
+                await asyncio.gather(*done)
+            await self._producer.commit_transaction()
+        except BaseException as exc:  # noqa: BLE001 - aborted below, then raised by the next add
+            self.failed = exc
+            log.error("transaction failed (%r); aborting it, its batches will be routed again by the next owner", exc)
+            with contextlib.suppress(Exception):
+                await self._producer.abort_transaction()
+            self.aborted += 1
+            return
+        finally:
+            self._open_since = None
+            self.commit_seconds += time.perf_counter() - t0
+        self.committed += 1
+        if offsets:
+            committed = self._committed.setdefault(group, {})
+            committed.update((TopicPartition(tp.topic, tp.partition), o) for tp, o in offsets.items())  # type: ignore[attr-defined]  # faust TPs
+            self._unseen.add(group)
+        if self._observe is not None:
+            now = time.monotonic()
+            for at in added:
+                self._observe(now - at)
 
     async def flush(self) -> None:
         """Commit the open transaction now, and wait until the group shows its offsets; called
@@ -177,18 +196,19 @@ class TransactionalCommits:
         Shielded: a caller that stops waiting (a rebalance's timeout) does not cut the commit
         short, which would leave the producer committing while the next batch begins."""
         await asyncio.shield(self._commit())
-        if self._unseen and self.failed is None:
-            await self._until_visible()
+        for group in sorted(self._unseen):
+            if self.failed is None:
+                await self._until_visible(group)
 
-    async def _until_visible(self) -> None:
+    async def _until_visible(self, group: str) -> None:
         if self._admin is None:
             self._admin = clients.admin("topology", self._bootstrap, client_id=f"{self._group}-offsets")
             await self._admin.start()
-        want = dict(self._committed)
+        want = dict(self._committed[group])
         while True:
-            shown = await self._admin.list_consumer_group_offsets(self._group, partitions=list(want))
+            shown = await self._admin.list_consumer_group_offsets(group, partitions=list(want))
             if all(shown.get(tp) is not None and shown[tp].offset >= o for tp, o in want.items()):
-                self._unseen = False
+                self._unseen.discard(group)
                 return
             await asyncio.sleep(VISIBLE_POLL_S)
 

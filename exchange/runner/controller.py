@@ -43,7 +43,7 @@ from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
-from exchange.runner.processes import spawn, terminate
+from exchange.runner.processes import cpu_seconds, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
@@ -88,6 +88,7 @@ class RunOptions:
     ready_timeout: float = 60.0
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
+    quiet_fetch_wait_ms: int | None = None  # the routers' quiet lane's (exchange/router/lanes.py); 0: none; None: its default
     chaos: str | None = None  # a --chaos spec (exchange/runner/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
@@ -374,6 +375,7 @@ class _Run:
         self.routers: list[_Child] = []
         self.router_ready: list[float] = []
         self.fetch_wait_ms = 0
+        self.router_cpu: dict[str, float] = {}
         self.drain_s = self.end_s = 0.0
         self.clock_server: ClockServer | None = None
         self.replication = 1
@@ -433,6 +435,7 @@ class _Run:
                 "{datadir}",
                 "--fetch-wait-ms",
                 str(self.fetch_wait_ms),
+                *([] if self.options.quiet_fetch_wait_ms is None else ["--quiet-fetch-wait-ms", str(self.options.quiet_fetch_wait_ms)]),
                 *(["--no-declare-topics"] if self.kind == "kafka" else []),  # created up front: see exchange/router/app.py
                 hub=hub,
             )
@@ -535,6 +538,8 @@ class _Run:
             write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(START_MARGIN_S * 1e9), self.warmup_s)
             await asyncio.sleep(START_MARGIN_S)
         self.t0 = time.monotonic()
+        # local routers only: a worker elsewhere has its own /proc
+        self._router_cpu0 = {r.name: (r.proc.pid, cpu_seconds(r.proc.pid)) for r in self.routers if isinstance(r.proc, subprocess.Popen)}
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
@@ -568,6 +573,7 @@ class _Run:
             self.on_progress(self.progress)
         self.drain_s = time.monotonic() - watch.drain_started
         self.end_s = time.monotonic() - self.t0
+        self.router_cpu = _router_cpu(self.routers, self._router_cpu0, self.end_s)
         if self.injector is not None:
             self.injector.release()
         return watch.reports
@@ -632,6 +638,7 @@ class _Run:
             fetch_wait_ms=self.fetch_wait_ms,
             warmup_s=self.warmup_s,
             router_ready_s=self.router_ready,
+            router_cpu=self.router_cpu,
             drain_s=round(self.drain_s, 3),
             dead_letters_by_reason=_dead_reasons(reports.consumers),
             broker=broker.describe() if broker is not None else None,
@@ -824,6 +831,18 @@ def _join_samples(run_dir: Path, workers: int) -> None:
     if lines:  # each flow is one worker's: a stable sort by flow keeps each flow's order
         lines.sort(key=lambda line: str(orjson.loads(line).get("flow", "")))
         (run_dir / samples_file(0, 1)).write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _router_cpu(routers: list[_Child], before: dict[str, tuple[int, float | None]], seconds: float) -> dict[str, float]:
+    """Each router process's CPU from the start of publishing to the end of the drain, in cores
+    (CPU seconds / wall seconds); a worker restarted meanwhile (``--chaos``) is left out."""
+    out = {}
+    for r in routers:
+        pid, cpu0 = before.get(r.name, (0, None))
+        cpu1 = cpu_seconds(pid) if pid == r.proc.pid else None
+        if cpu0 is not None and cpu1 is not None and seconds > 0:
+            out[r.name] = round((cpu1 - cpu0) / seconds, 4)
+    return out
 
 
 def default_fetch_wait(routers: int) -> int:

@@ -117,6 +117,17 @@ def peak_rss_bytes(pid: int | str = "self") -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """CPU time (user + system, every thread) a process has used so far, in seconds; None
+    where /proc does not say (the process is gone, or this is not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5) fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_age_s() -> float:
     """Seconds since this process was started (by the kernel's clock, so imports count)."""
     try:

@@ -80,6 +80,16 @@ def slo_verdict(result: dict[str, Any]) -> str:
     )
 
 
+def _router_cpu(cpu: dict[str, float]) -> str | None:
+    """The routers' CPU while publishing: the one figure, or the total and the busiest of several."""
+    if not cpu:
+        return None
+    if len(cpu) == 1:
+        return f"{next(iter(cpu.values())):.1%} of a core"
+    busiest = max(cpu, key=cpu.__getitem__)
+    return f"{sum(cpu.values()):.1%} of a core in {len(cpu)} processes (busiest {busiest}: {cpu[busiest]:.1%})"
+
+
 def run_meta(r: dict[str, Any]) -> str:
     run = r.get("run") or {}
     ready = ", ".join(f"{s:.1f} s" for s in run.get("router_ready_s") or [])
@@ -95,6 +105,7 @@ def run_meta(r: dict[str, Any]) -> str:
         ("router ready", ready or None),
         # --external: which slot ran where (docs/distributed.md)
         ("on workers", ", ".join(f"{w.get('slot')} on {w.get('host')}" for w in run.get("workers") or []) or None),
+        ("router CPU", _router_cpu(run.get("router_cpu") or {})),
         ("drain", f"{run.get('drain_s')} s" if run.get("drain_s") is not None else None),
         ("clock offsets", clock_offsets(run)),
         ("record size", f"{r.get('messageSize')} B" if r.get("messageSize") else None),
