@@ -181,9 +181,19 @@ def run(
             )
         ),
     ] = None,
+    topics: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "ingress topic layout: per-entry (a topic per catalogue entry), per-department, per-mode (exchange mode) or "
+                "per-class (sensitivity class); shared topics carry the entry in the entry-id header. "
+                "Default: the scenario's `topics`, else per-entry"
+            )
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee
+    from exchange.runner.controller import RunOptions, parse_chaos, resolve_guarantee, resolve_topics
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
@@ -203,8 +213,10 @@ def run(
         broker=_check_broker(broker_kind, bootstrap),
         warmup=warmup,
         guarantee=guarantee,
+        topics=topics,
     )
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
+    resolve_topics(options)  # TopicLayoutError (unknown layout, colliding names): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:

@@ -199,6 +199,17 @@ class RunInfo(_Model):
         description="the run's delivery guarantee: at-least-once or exactly-once "
         "(idempotent producers, transactional routers, read_committed subscribers)",
     )
+    topic_layout: str = Field(
+        default="per-entry", description="the ingress topic layout: per-entry, per-department, per-mode or per-class (scenario `topics`)"
+    )
+    ingress_topics: int | None = Field(default=None, description="ingress topics the run created, every hub's (null: not recorded)")
+    ingress_partitions: int | None = Field(default=None, description="partitions of those topics: what the routers fetch")
+    router_cpu_s: float | None = Field(
+        default=None, description="CPU seconds the router workers spent (user + system, every worker, hub and incarnation), start to stop"
+    )
+    broker_cpu_s: float | None = Field(
+        default=None, description="CPU seconds the broker processes the run started spent, start to stop (null: an existing broker)"
+    )
     drain_s: float
     dead_letters_by_reason: dict[str, int]
 

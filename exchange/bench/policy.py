@@ -34,7 +34,7 @@ def _small(entry: dict, provider: str, consumer: str) -> Scenario:
 
 
 def decisions_per_second(scenario: Scenario, entry_id: str, records: int = 20_000, rounds: int = 3) -> float:
-    topics = Topics(scenario.platform.id)
+    topics = Topics.of(scenario)
     core = RouterCore(compile_policy(scenario, topics), topics, "bench")
     entry = scenario.entries[entry_id]
     factory = RecordFactory(entry, EntityPool(1, regions_of("441900"), people=2000, enterprises=500, vehicles=100), random.Random(1))

@@ -87,7 +87,7 @@ class Router(Service):
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
         self.platform = platform = platform or scenario.platform.id
-        self.topics = Topics(platform)
+        self.topics = Topics.of(scenario, platform)  # ingress topics as the scenario's `topics` layout cuts them
         self.worker = worker
         self.status = status
         self.bootstrap = bootstrap
@@ -123,7 +123,8 @@ class Router(Service):
         self.app = self._build_app(datadir)
         self._declare_tables()
         self._declare_streams(
-            ingress=[self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries] + ([self.topics.transit] if transit else [])
+            ingress=list(dict.fromkeys(self.topics.ingress(e) for e in self.core.policies if e in scenario.live_entries))
+            + ([self.topics.transit] if transit else [])
         )
         self.app.add_dependency(self)
 
@@ -264,10 +265,18 @@ class Router(Service):
         p = self.platform
         highwater = self.app.consumer.highwater
         for tp, recs in batch.items():
-            metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
+            entry = self.core.entry_of(tp.topic)
+            if entry is not None or not self.topics.shared_entries(tp.topic):  # a shared topic's records: by their header, below
+                metrics.ROUTER_RECORDS_IN.labels(p, entry or "?").inc(len(recs))
             end = highwater(tp)
             if end is not None:
                 self._lag[tp] = max(0, end - recs[-1].offset - 1)
+        shared = routed.shared_in
+        for entry, n in shared.items():
+            metrics.ROUTER_RECORDS_IN.labels(p, entry).inc(n)
+        unnamed = sum(len(recs) for tp, recs in batch.items() if self.topics.shared_entries(tp.topic)) - sum(shared.values())
+        if unnamed > 0:  # on a shared topic, records whose header names none of its entries
+            metrics.ROUTER_RECORDS_IN.labels(p, "?").inc(unnamed)
         written: Counter = Counter()
         for (scope, decision, reason), n in routed.decisions.items():
             entry, sub = self._scope_labels.get(scope, (scope, ""))

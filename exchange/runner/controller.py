@@ -37,11 +37,12 @@ from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos
 from exchange.runner.faults import FaultInjector
-from exchange.runner.processes import spawn, terminate
+from exchange.runner.processes import cpu_seconds, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds
+from schemas.envelope import IngressLayout
 from schemas.results import FaultResult, Result, RunInfo
-from schemas.scenario import DeliveryGuarantee, Scenario
+from schemas.scenario import DeliveryGuarantee, IngressTopics, Scenario, TopicLayout, template_problem, topic_errors
 from schemas.status import (
     ConsumersFinal,
     ConsumersStats,
@@ -83,6 +84,7 @@ class RunOptions:
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)
     broker_instance: Any = None  # a broker of kind ``broker`` the caller started: the run uses it and leaves it running
     guarantee: str | None = None  # at-least-once | exactly-once; None: the scenario's (see resolve_guarantee)
+    topics: str | None = None  # ingress topic layout (per-entry, per-department, …); None: the scenario's (see resolve_topics)
 
 
 class GuaranteeError(ExchangeError, ValueError):
@@ -106,6 +108,34 @@ def resolve_guarantee(options: RunOptions) -> DeliveryGuarantee:
             f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
             "the embedded Tansu broker rejects idempotent and transactional producers"
         )
+    return chosen
+
+
+class TopicLayoutError(ExchangeError, ValueError):
+    """A ``--topics`` layout the scenario cannot take (exit code 2, before anything starts)."""
+
+
+def resolve_topics(options: RunOptions) -> IngressTopics:
+    """The run's ingress topic layout: ``options.topics`` (``exchange run --topics``), else the scenario's ``topics``.
+
+    A layout given on the command line keeps the scenario's ``partitions`` and its name template
+    when the template suits the new layout, else takes the layout's default names. Raises
+    :class:`TopicLayoutError` for an unknown layout or names that collide (schemas/scenario.py ``topic_errors``).
+    """
+    setting = options.scenario.topics
+    if options.topics is None:
+        return setting
+    from pydantic import ValidationError
+
+    try:
+        layout = IngressTopics.model_validate({"layout": options.topics}).layout
+    except ValidationError:
+        raise TopicLayoutError(f"--topics {options.topics!r}: expected {', '.join(t.value for t in TopicLayout)}") from None
+    name = setting.name if setting.name is not None and template_problem(setting.name, layout) is None else None
+    chosen = IngressTopics(layout=layout, name=name, partitions=setting.partitions)
+    problems = topic_errors(options.scenario.model_copy(update={"topics": chosen}))
+    if problems:
+        raise TopicLayoutError(f"--topics {layout.value}: {problems[0][1]}")
     return chosen
 
 
@@ -264,7 +294,8 @@ class _Run:
         self.options, self.on_progress, self.say = options, on_progress, say
         self.guarantee = resolve_guarantee(options)  # GuaranteeError before anything starts
         # the processes read it from the runtime scenario
-        self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee})
+        self.topics = resolve_topics(options)  # TopicLayoutError before anything starts
+        self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee, "topics": self.topics})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
         self.faults = parse_chaos(options, duration)
         self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
@@ -377,6 +408,7 @@ class _Run:
             *self._schedule_args(),
         )
         self.t0 = time.monotonic()
+        self.cpu_at_start = self._cpu_now()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
@@ -446,6 +478,7 @@ class _Run:
     async def collect(self, reports: Reports) -> None:
         """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
         self.phase("collecting")
+        self.cpu_at_end = self._cpu_now()
         reports.consumers = await _stop_for_final(self.consumers, ConsumersFinal)
         for r in self.routers:
             await _stop_for_final(r, RouterFinal)
@@ -453,9 +486,29 @@ class _Run:
         # every incarnation's figures: a killed worker's last stats stand in for its final report
         reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
 
+    def _cpu_now(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of the router workers' and the broker's processes: role → pid → seconds."""
+        broker = self.broker
+        broker_pids = (getattr(broker, "pids", None) or ([broker.pid] if broker.pid else [])) if broker is not None else []
+        out: dict[str, dict[int, float]] = {"router": {}, "broker": {}}
+        for role, pids in (("router", [r.proc.pid for r in self.routers]), ("broker", broker_pids)):
+            for pid in pids:
+                if (cpu := cpu_seconds(pid)) is not None:
+                    out[role][pid] = cpu
+        return out
+
+    def cpu_spent(self, role: str) -> float | None:
+        """CPU seconds ``role`` (router, broker) spent from publishing's start to the collection
+        (a process started in between counts from its start); None when not measured."""
+        start, end = getattr(self, "cpu_at_start", None), getattr(self, "cpu_at_end", None)
+        if start is None or end is None or not end[role]:
+            return None
+        return round(sum(cpu - start[role].get(pid, 0.0) for pid, cpu in end[role].items()), 2)
+
     def result(self, reports: Reports) -> Result:
         """The result, its fault recoveries and SLO verdicts, written to ``result.json``."""
         broker, options, p = self.broker, self.options, self.platform
+        layout = IngressLayout(self.scenario)
         info = RunInfo(
             scenario=self.scenario.name,
             run_id=self.run_id,
@@ -474,6 +527,11 @@ class _Run:
             broker=broker.describe() if broker is not None else None,
             broker_start_s=broker.start_seconds if broker is not None else None,
             guarantee=self.guarantee.value,
+            topic_layout=self.topics.layout.value,
+            ingress_topics=len(layout.partitions),
+            ingress_partitions=sum(layout.partitions.values()),
+            router_cpu_s=self.cpu_spent("router"),
+            broker_cpu_s=self.cpu_spent("broker") if broker is not None else None,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")

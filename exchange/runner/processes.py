@@ -117,6 +117,16 @@ def peak_rss_bytes(pid: int | str = "self") -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """CPU seconds (user + system, all threads) process ``pid`` has spent, from /proc; None where it does not say."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_age_s() -> float:
     """Seconds since this process was started (by the kernel's clock, so imports count)."""
     try:
