@@ -242,7 +242,10 @@ def run(
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
-    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
+    ingress = f"{result.run.topic_layout}, {result.run.ingress_topics or 0:,} ingress topics, {result.run.ingress_partitions or 0:,} partitions"
+    console.print(
+        f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; {ingress}; result: {run_dir / 'result.json'}", soft_wrap=True
+    )
     slo_failed = fail_on_slo and not all(v.passed for v in result.slos)
     raise typer.Exit(0 if ok and not slo_failed else 1)
 

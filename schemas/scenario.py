@@ -56,8 +56,9 @@ def _aliases(enum: type[Enum], mapping: dict[str, str]) -> BeforeValidator:
 def json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of scenario files as `exchange validate` reads them:
     the pydantic models' schema, widened where the loader accepts more than the models'
-    types say: each enum's Chinese terms (``sharing: 无条件共享``), and region codes written
-    as numbers (``region: 441900`` unquoted, which YAML reads as an integer). An editor
+    types say: each enum's Chinese terms (``sharing: 无条件共享``), region codes written
+    as numbers (``region: 441900`` unquoted, which YAML reads as an integer), and the topic
+    layout written alone (``topics: per-department``). An editor
     pointed at it flags only what the loader refuses; the cross-references (an entry that
     is not in the catalogue, say) only `exchange validate` checks."""
     from pydantic import TypeAdapter
@@ -81,6 +82,11 @@ def json_schema() -> dict:
 
     widened = widen(schema)
     assert isinstance(widened, dict)
+    topics = widened["properties"]["topics"]  # the layout alone is the short form (``topics: per-department``)
+    widened["properties"]["topics"] = {
+        "anyOf": [{"$ref": topics["$ref"]}, {"$ref": "#/$defs/TopicLayout"}],
+        **{k: v for k, v in topics.items() if k != "$ref"},
+    }
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widened}
 
 

@@ -126,6 +126,20 @@ def test_names_are_free_within_the_rules_and_the_layout_alone_is_enough():
         parse(SHARING_SCENARIO + "topics: per-nothing\n", "f.yaml")
 
 
+def test_the_json_schema_takes_the_layout_alone_or_in_full():
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from schemas.scenario import json_schema
+
+    validator = Draft202012Validator(json_schema())
+    base = yaml.safe_load(SHARING_SCENARIO)
+    for good in ("per-department", "按部门", {"layout": "per-mode", "name": "gov.{hub}.{mode}", "partitions": 4}):
+        assert not list(validator.iter_errors({**base, "topics": good})), good
+    for bad in ("per-topic", {"layout": "per-mode", "names": "x"}, 3):
+        assert list(validator.iter_errors({**base, "topics": bad})), bad
+
+
 def test_a_cascade_needs_hub_in_a_shared_name():
     scenario = load("guizhou-cascade")
     data = scenario.model_dump(mode="json")
