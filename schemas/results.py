@@ -205,10 +205,14 @@ class RunInfo(_Model):
     ingress_topics: int | None = Field(default=None, description="ingress topics the run created, every hub's (null: not recorded)")
     ingress_partitions: int | None = Field(default=None, description="partitions of those topics: what the routers fetch")
     router_cpu_s: float | None = Field(
-        default=None, description="CPU seconds the router workers spent (user + system, every worker, hub and incarnation), start to stop"
+        default=None, description="CPU seconds (user + system) the router workers spent, every hub's, over cpu_window_s"
     )
     broker_cpu_s: float | None = Field(
-        default=None, description="CPU seconds the broker processes the run started spent, start to stop (null: an existing broker)"
+        default=None,
+        description="CPU seconds (user + system) the broker processes the run started spent, over cpu_window_s (null: an existing broker)",
+    )
+    cpu_window_s: float | None = Field(
+        default=None, description="seconds router_cpu_s and broker_cpu_s were measured over: from publishing's start to the collection"
     )
     drain_s: float
     dead_letters_by_reason: dict[str, int]

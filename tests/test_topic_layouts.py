@@ -291,13 +291,14 @@ def test_every_layout_routes_masks_filters_and_accounts_exactly_like_per_entry(t
 
 def test_compare_shows_two_layouts_side_by_side():
     a, b = load_result(DEMO), load_result(DEMO)
-    a["run"].update(topic_layout="per-entry", ingress_topics=9, ingress_partitions=12, router_cpu_s=20.0, broker_cpu_s=30.0)
-    b["run"].update(topic_layout="per-department", ingress_topics=5, ingress_partitions=6, router_cpu_s=10.0, broker_cpu_s=31.0)
+    a["run"].update(topic_layout="per-entry", ingress_topics=9, ingress_partitions=12, router_cpu_s=20.0, broker_cpu_s=30.0, cpu_window_s=40.0)
+    b["run"].update(topic_layout="per-department", ingress_topics=5, ingress_partitions=6, router_cpu_s=10.0, broker_cpu_s=31.0, cpu_window_s=40.0)
     section = next(s for s in comparison(a, b) if s.title == "ingress topics and CPU")
     rows = {r.label: r for r in section.rows}
     assert (rows["topic layout"].a, rows["topic layout"].b) == ("per-entry", "per-department")
     assert rows["ingress partitions"].delta() == ("-50.0 %", "")
     assert rows["router CPU, s"].delta() == ("-50.0 %", "better") and rows["broker CPU, s"].delta() == ("+3.3 %", "worse")
+    assert (rows["router CPU, % of a core"].a, rows["router CPU, % of a core"].b) == (50.0, 25.0)
     assert "end to end p99, ms" in rows
     assert labels_of(a, b) == ("A · demo, per-entry", "B · demo, per-department")
     del a["run"]["topic_layout"]  # a result from before the setting: per-entry, and nothing measured

@@ -220,11 +220,19 @@ def _topics_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
             Row("ingress topics", ra.get("ingress_topics"), rb.get("ingress_topics")),
             Row("ingress partitions", ra.get("ingress_partitions"), rb.get("ingress_partitions")),
             Row("router CPU, s", ra.get("router_cpu_s"), rb.get("router_cpu_s"), better="lower", kind="value"),
+            Row("router CPU, % of a core", _share(ra, "router_cpu_s"), _share(rb, "router_cpu_s"), better="lower", kind="value"),
             Row("broker CPU, s", ra.get("broker_cpu_s"), rb.get("broker_cpu_s"), better="lower", kind="value"),
+            Row("broker CPU, % of a core", _share(ra, "broker_cpu_s"), _share(rb, "broker_cpu_s"), better="lower", kind="value"),
             Row("end to end p50, ms", a.get("aggregatedEndToEndLatency50pct"), b.get("aggregatedEndToEndLatency50pct"), better="lower", kind="ms"),
             Row("end to end p99, ms", a.get("aggregatedEndToEndLatency99pct"), b.get("aggregatedEndToEndLatency99pct"), better="lower", kind="ms"),
         ],
     )
+
+
+def _share(run: dict[str, Any], key: str) -> float | None:
+    """CPU seconds ``run[key]`` as a percentage of one core over the window they were measured in."""
+    cpu, window = run.get(key), run.get("cpu_window_s")
+    return round(100 * cpu / window, 1) if cpu is not None and window else None
 
 
 def _rates_section(a: dict[str, Any], b: dict[str, Any]) -> Section:

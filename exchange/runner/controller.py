@@ -409,6 +409,7 @@ class _Run:
         )
         self.t0 = time.monotonic()
         self.cpu_at_start = self._cpu_now()
+        self.cpu_from = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
@@ -479,6 +480,7 @@ class _Run:
         """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
         self.phase("collecting")
         self.cpu_at_end = self._cpu_now()
+        self.cpu_until = time.monotonic()
         reports.consumers = await _stop_for_final(self.consumers, ConsumersFinal)
         for r in self.routers:
             await _stop_for_final(r, RouterFinal)
@@ -532,6 +534,7 @@ class _Run:
             ingress_partitions=sum(layout.partitions.values()),
             router_cpu_s=self.cpu_spent("router"),
             broker_cpu_s=self.cpu_spent("broker") if broker is not None else None,
+            cpu_window_s=round(self.cpu_until - self.cpu_from, 2) if hasattr(self, "cpu_until") else None,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
