@@ -21,7 +21,7 @@ from exchange.kafka.batching import BatchSender
 from exchange.results.latency import MAX_PLAUSIBLE_NS, new_histogram, record_ns
 from exchange.runner import clock
 from producers.records import EntityPool, RecordFactory
-from schemas.envelope import H_INTENDED, H_ORIGIN, Topics, record_headers, trace_id
+from schemas.envelope import H_INTENDED, H_ORIGIN, IngressLayout, record_headers, trace_id
 from schemas.scenario import Reaction, Scenario
 
 REACTION_PRODUCER_BASE = 9000  # trace ids <9000 + reaction index>.<seq>: apart from the producers'
@@ -30,7 +30,7 @@ REACTION_PRODUCER_BASE = 9000  # trace ids <9000 + reaction index>.<seq>: apart 
 class ReactionEngine:
     def __init__(self, scenario: Scenario, bootstrap: str, pool: EntityPool, seed: int, run_id: str) -> None:
         # a reaction is published into its provider's own hub
-        self.ingress = {e.id: Topics(scenario.platform_of(e.provider)).ingress(e.id) for e in scenario.catalogue}
+        self.ingress = IngressLayout(scenario).topic_of  # entry → its ingress topic under the scenario's `topics` layout
         self.run = run_id
         self.rng = random.Random(seed * 31 + 7)
         self.by_trigger: dict[tuple[str, str], list[tuple[int, Reaction, RecordFactory]]] = defaultdict(list)

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from exchange.kafka import clients
 from exchange.policy.sharing import compile_policy
-from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, Topics
+from schemas.envelope import H_ENTRY, H_RUN, H_SENT, H_TRACE, PAD_FIELD, IngressLayout, Topics
 from schemas.scenario import Scenario
 
 SAMPLES_FILE = "samples.jsonl"
@@ -125,7 +125,8 @@ async def find_sources(
     if not wanted:
         return 0
     wanted = {entry: by_trace for entry, by_trace in wanted.items() if entry in scenario.entries}
-    topics = {entry: Topics(scenario.platform_of(scenario.entries[entry].provider)).ingress(entry) for entry in wanted}
+    layout = IngressLayout(scenario)  # an entry's topic may be shared with others (the entry-id header tells)
+    topics = {entry: layout.topic_of[entry] for entry in wanted}
     deadline = time.monotonic() + budget_s
     consumer = clients.consumer("samples", bootstrap, request_timeout_ms=max(1000, int(budget_s * 1000)))
     try:
@@ -155,7 +156,9 @@ async def _read_back(
 ) -> None:
     """Read the topics until every wanted trace id is found, an entry's record cap is reached,
     or every partition still read is at its end (bounded from outside by a timeout)."""
-    entry_of = {topic: entry for entry, topic in topics.items()}
+    entries_on: dict[str, list[str]] = {}  # topic → the wanted entries on it (several on a shared topic)
+    for entry, topic in topics.items():
+        entries_on.setdefault(topic, []).append(entry)
     parts: dict[str, list[TopicPartition]] = {}
     for entry, topic in topics.items():
         found = consumer.partitions_for_topic(topic)
@@ -163,7 +166,7 @@ async def _read_back(
             await consumer._client.force_metadata_update()
             found = consumer.partitions_for_topic(topic) or set()
         parts[entry] = [TopicPartition(topic, p) for p in sorted(found)]
-    assignment = [tp for tps in parts.values() for tp in tps]
+    assignment = list(dict.fromkeys(tp for tps in parts.values() for tp in tps))
     if not assignment:
         return
     consumer.assign(assignment)
@@ -188,14 +191,17 @@ async def _read_back(
             stats["ended"] = "read to the end"  # the rest are gone (retention) or were never there
             return
         for tp, records in batches.items():
-            entry = entry_of[tp.topic]
-            by_trace = wanted.get(entry)
-            if by_trace is None:
+            on = entries_on[tp.topic]
+            if not any(e in wanted for e in on):
                 continue
-            read[entry] += len(records)
             stats["records_read"] += len(records)
             for r in records:
                 h = dict(r.headers)
+                entry = on[0] if len(on) == 1 else (h.get(H_ENTRY) or b"").decode(errors="replace")
+                by_trace = wanted.get(entry)
+                if by_trace is None:
+                    continue
+                read[entry] += 1
                 samples = by_trace.get((h.get(H_TRACE) or b"").decode())
                 if samples is None or h.get(H_RUN, b"") != run:
                     continue
@@ -209,11 +215,15 @@ async def _read_back(
                     s.source = source
                     s.source_at = {"topic": tp.topic, "partition": tp.partition, "offset": r.offset}
                 del by_trace[(h.get(H_TRACE) or b"").decode()]
-            if not by_trace or read[entry] >= max_records:
+            for entry in on:
+                by_trace = wanted.get(entry)
+                if by_trace is None or (by_trace and read[entry] < max_records):
+                    continue
                 if by_trace:
                     stats["ended"] = f"{max_records:,} records read of {entry}"
                 wanted.pop(entry, None)
-                consumer.pause(*parts[entry])
+                if not any(e in wanted for e in on):  # a shared topic is read until none of its wanted entries is left
+                    consumer.pause(*parts[entry])
 
 
 async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:

@@ -241,9 +241,19 @@ def run(
     ] = 60.0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="the controller's Prometheus port (0: a free one)")] = 0,
     write_report: Annotated[bool, typer.Option("--report", help="also write report.html into the run directory (exchange report)")] = False,
+    topics: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "ingress topic layout: per-entry (a topic per catalogue entry), per-department, per-mode (exchange mode) or "
+                "per-class (sensitivity class); shared topics carry the entry in the entry-id header. "
+                "Default: the scenario's `topics`, else per-entry"
+            )
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee
+    from exchange.runner.controller import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
     from exchange.runner.warmup import warmup_seconds
@@ -272,10 +282,12 @@ def run(
         metrics_port=metrics_port,
         producer_workers=producer_workers,
         consumer_workers=consumer_workers,
+        topics=topics,
     )
     check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2
     check_workers(options)  # WorkersError (more consumer workers than departments, --chaos with several): exit 2
+    resolve_topics(options)  # TopicLayoutError (unknown layout, colliding names): exit 2
     parse_chaos(options, duration if duration is not None else loaded.load.duration)  # ChaosError: exit 2
     warmup_seconds(warmup, loaded.load.warmup, duration if duration is not None else loaded.load.duration)  # WarmupError: exit 2
     if find_max_rate:
@@ -306,7 +318,10 @@ def run(
         console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
     for warning in result.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
-    console.print(f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; result: {run_dir / 'result.json'}", soft_wrap=True)
+    ingress = f"{result.run.topic_layout}, {result.run.ingress_topics or 0:,} ingress topics, {result.run.ingress_partitions or 0:,} partitions"
+    console.print(
+        f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; {ingress}; result: {run_dir / 'result.json'}", soft_wrap=True
+    )
     if write_report:
         from exchange.results.report import write_report as write_html
 

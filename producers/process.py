@@ -24,7 +24,7 @@ from exchange.runner.warmup import read_schedule_start, warmup_end_ns, write_sch
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule, WorkerShare
 from producers.records import RecordFactory, entity_pool
 from schemas.clock import ClockOffset
-from schemas.envelope import Topics
+from schemas.envelope import IngressLayout
 from schemas.scenario import DeliveryGuarantee, Gateway, Scenario
 from schemas.status import Error, ProducersFinal, ProducersReady, ProducersStats, Role
 
@@ -49,15 +49,14 @@ def build_publishers(
     pool = entity_pool(scenario, seed)
     by_dept: dict[str, list[Schedule]] = {}
     profiles = scenario.entry_profiles()
+    layout = IngressLayout(scenario)  # the scenario's `topics` layout: an entry's topic may be shared (the entry-id header tells)
     for n, (entry_id, rate) in enumerate(sorted(scenario.entry_rates().items())):
         entry = scenario.entries[entry_id]
         copies = tuple(scenario.copied_items(entry_id))
         factory = RecordFactory(entry, pool, random.Random(seed * 7919 + n), scenario.load.record_size, copies, scenario.load.mismatch_rate)
         by_dept.setdefault(entry.provider, []).append(
             # each department publishes into its own hub
-            Schedule(
-                entry_id, Topics(scenario.platform_of(entry.provider)).ingress(entry_id), rate * rate_multiplier, factory, profiles.get(entry_id)
-            )
+            Schedule(entry_id, layout.topic_of[entry_id], rate * rate_multiplier, factory, profiles.get(entry_id))
         )
     order = {d.id: i for i, d in enumerate(scenario.departments)}
     return [

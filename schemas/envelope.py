@@ -8,17 +8,21 @@ can measure latency without decoding it at all.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, get_args
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.outcomes import AUDITED_DECISIONS, Decision
 
+if TYPE_CHECKING:
+    from schemas.scenario import Scenario
+
 SCHEMA_VERSION = b"1"
 
 # Header names (bytes, as aiokafka carries them).
 H_TRACE = "trace-id"  # "<producer>.<seq>": unique per produced record, used to drop duplicates
-H_ENTRY = "entry-id"
+H_ENTRY = "entry-id"  # the catalogue entry; on a topic several entries share, the router routes by it
 H_SOURCE = "source-dept"
 H_INTENDED = "intended-ns"  # the rate schedule's send time, epoch ns (no coordinated omission)
 H_SENT = "sent-ns"  # when the producer handed it to the client, epoch ns
@@ -50,17 +54,67 @@ REQUIRED_HEADERS = (H_TRACE, H_ENTRY, H_SOURCE, H_INTENDED, H_SENT, H_SCHEMA)
 PAD_FIELD = "_pad"  # filler to reach the scenario's record size; never delivered
 
 
+class IngressLayout:
+    """Which ingress topic each catalogue entry is published on: a scenario's ``topics`` setting
+    (:class:`~schemas.scenario.IngressTopics`) applied to its catalogue.
+
+    ``topic_of``: entry id → topic, for every entry of the catalogue; ``entries_on``: topic →
+    the ``live`` entries on it (default: the scenario's, see ``Scenario.live_entries``), in
+    catalogue order; ``hub_of``: topic → its platform; ``partitions``: topic → partitions.
+    Only live entries count (a dormant entry has no topic of its own, and the processes of a
+    run see only live entries), so the controller and every process agree. A shared topic has the
+    setting's ``partitions``, else the most any of its live entries has: its busiest entry
+    keeps the parallelism it asked for, and quiet entries add no partitions (a sum would
+    bring back the per-entry count the layout exists to avoid). Records keep their master
+    key as the Kafka key, so one key's records stay on one partition, in order.
+    """
+
+    def __init__(self, scenario: Scenario, live: Collection[str] | None = None) -> None:
+        setting = scenario.topics
+        live = scenario.live_entries if live is None else live
+        self.layout = setting.layout.value
+        self.topic_of: dict[str, str] = {}
+        self.hub_of: dict[str, str] = {}
+        entries_on: dict[str, list[str]] = {}
+        for entry in scenario.catalogue:
+            hub = scenario.platform_of(entry.provider)
+            topic = self.topic_of[entry.id] = setting.topic_of(entry, hub)
+            if entry.id in live:
+                self.hub_of[topic] = hub
+                entries_on.setdefault(topic, []).append(entry.id)
+        self.entries_on = {t: tuple(es) for t, es in entries_on.items()}
+        self.partitions: dict[str, int] = {}
+        for entry in scenario.catalogue:
+            if entry.id in live:
+                topic = self.topic_of[entry.id]
+                own = entry.partitions if setting.partitions is None or not self.shared(topic) else setting.partitions
+                self.partitions[topic] = max(self.partitions.get(topic, 0), own)
+
+    def topics_of_only(self, entries: Collection[str]) -> list[str]:
+        """The topics all of whose live entries are in ``entries``, in plan order: e.g. the topics
+        a router may poll slowly because every entry on them is dormant (a topic with one busy
+        entry is busy)."""
+        wanted = set(entries)
+        return [t for t, on in self.entries_on.items() if all(e in wanted for e in on)]
+
+    def shared(self, topic: str) -> bool:
+        """Whether several entries publish on ``topic`` (the router then reads the entry from the ``entry-id`` header)."""
+        return len(self.entries_on.get(topic, ())) > 1
+
+
 class Topics:
     """Topic names for one platform: ``dx.<platform>.<kind>[.<id>]``.
 
-    One ingress topic per catalogue entry (``dx.dg.in.gps-fix``), one delivery topic per
-    subscribing department (``dx.dg.out.urban``), and per platform an audit topic, a
-    dead-letter topic, a quality topic, a control topic and its verdict topic (the router's
-    answer to each control event) and, in a cascade, a transit topic
-    where neighbouring hubs hand it records on their way up or down (``dx.gz.transit``).
+    One ingress topic per catalogue entry (``dx.dg.in.gps-fix``) unless the scenario's
+    ``topics`` setting cuts them otherwise (``layout``, an :class:`IngressLayout`: per
+    department, mode or sensitivity class), one delivery topic per subscribing department
+    (``dx.dg.out.urban``), and per platform an audit topic, a dead-letter topic, a quality
+    topic, a control topic and its verdict topic (the router's answer to each control
+    event) and, in a cascade, a transit topic where neighbouring hubs hand it records on
+    their way up or down (``dx.gz.transit``).
     """
 
-    def __init__(self, platform: str) -> None:
+    def __init__(self, platform: str, layout: IngressLayout | None = None) -> None:
         self.platform = platform
         self.prefix = f"dx.{platform}"
         self.audit = f"{self.prefix}.audit"
@@ -71,15 +125,38 @@ class Topics:
         self.transit = f"{self.prefix}.transit"
         self._ingress = f"{self.prefix}.in."
         self._delivery = f"{self.prefix}.out."
+        self.layout = layout
+
+    @classmethod
+    def of(cls, scenario: Scenario, platform: str | None = None, layout: IngressLayout | None = None) -> Topics:
+        """The topics of ``platform`` (default: the main one) under the scenario's ingress layout."""
+        return cls(platform or scenario.platform.id, layout or IngressLayout(scenario))
 
     def ingress(self, entry_id: str) -> str:
+        """The ingress topic of catalogue entry ``entry_id`` (an entry the layout does not know: per-entry's name)."""
+        if self.layout is not None:
+            found = self.layout.topic_of.get(entry_id)
+            if found is not None:
+                return found
         return self._ingress + entry_id
 
     def delivery(self, department_id: str) -> str:
         return self._delivery + department_id
 
     def entry_of(self, topic: str) -> str | None:
-        return topic[len(self._ingress) :] if topic.startswith(self._ingress) else None
+        """The one entry published on ingress topic ``topic`` of this hub; None for a shared
+        topic (see :meth:`shared_entries`) and any other topic."""
+        if self.layout is None:
+            return topic[len(self._ingress) :] if topic.startswith(self._ingress) else None
+        entries = self.layout.entries_on.get(topic)
+        return entries[0] if entries is not None and len(entries) == 1 and self.layout.hub_of[topic] == self.platform else None
+
+    def shared_entries(self, topic: str) -> tuple[str, ...]:
+        """The entries several of which share ingress topic ``topic`` of this hub; empty for any other topic."""
+        if self.layout is None or self.layout.hub_of.get(topic) != self.platform:
+            return ()
+        entries = self.layout.entries_on.get(topic, ())
+        return entries if len(entries) > 1 else ()
 
     def department_of(self, topic: str) -> str | None:
         return topic[len(self._delivery) :] if topic.startswith(self._delivery) else None

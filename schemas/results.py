@@ -218,6 +218,21 @@ class RunInfo(_Model):
         description="the run's delivery guarantee: at-least-once or exactly-once "
         "(idempotent producers, transactional routers, read_committed subscribers)",
     )
+    topic_layout: str = Field(
+        default="per-entry", description="the ingress topic layout: per-entry, per-department, per-mode or per-class (scenario `topics`)"
+    )
+    ingress_topics: int | None = Field(default=None, description="ingress topics the run created, every hub's (null: not recorded)")
+    ingress_partitions: int | None = Field(default=None, description="partitions of those topics: what the routers fetch")
+    router_cpu_s: float | None = Field(
+        default=None, description="CPU seconds (user + system) the router workers spent, every hub's, over cpu_window_s"
+    )
+    broker_cpu_s: float | None = Field(
+        default=None,
+        description="CPU seconds (user + system) the broker processes the run started spent, over cpu_window_s (null: an existing broker)",
+    )
+    cpu_window_s: float | None = Field(
+        default=None, description="seconds router_cpu_s and broker_cpu_s were measured over: from publishing's start to the collection"
+    )
     drain_s: float
     dead_letters_by_reason: dict[str, int]
     clock_offsets: dict[str, ClockOffset] = Field(

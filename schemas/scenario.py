@@ -56,8 +56,9 @@ def _aliases(enum: type[Enum], mapping: dict[str, str]) -> BeforeValidator:
 def json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of scenario files as `exchange validate` reads them:
     the pydantic models' schema, widened where the loader accepts more than the models'
-    types say: each enum's Chinese terms (``sharing: 无条件共享``), and region codes written
-    as numbers (``region: 441900`` unquoted, which YAML reads as an integer). An editor
+    types say: each enum's Chinese terms (``sharing: 无条件共享``), region codes written
+    as numbers (``region: 441900`` unquoted, which YAML reads as an integer), and the topic
+    layout written alone (``topics: per-department``). An editor
     pointed at it flags only what the loader refuses; the cross-references (an entry that
     is not in the catalogue, say) only `exchange validate` checks."""
     from pydantic import TypeAdapter
@@ -81,6 +82,11 @@ def json_schema() -> dict:
 
     widened = widen(schema)
     assert isinstance(widened, dict)
+    topics = widened["properties"]["topics"]  # the layout alone is the short form (``topics: per-department``)
+    widened["properties"]["topics"] = {
+        "anyOf": [{"$ref": topics["$ref"]}, {"$ref": "#/$defs/TopicLayout"}],
+        **{k: v for k, v in topics.items() if k != "$ref"},
+    }
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widened}
 
 
@@ -473,6 +479,147 @@ class Load(_Model):
     )
 
 
+class TopicLayout(str, Enum):
+    """How a hub's ingress topics are cut: the unit that gets its own topic.
+
+    ``per-entry``: one topic per catalogue entry (the default: what the exchange always did);
+    ``per-department``: one per provider department, all its entries on it; ``per-mode``: one
+    per exchange mode (实时事件流, 库表同步, 批量文件); ``per-class``: one per sensitivity
+    class (分类分级: an entry's class is the highest of its items'). On a topic several entries
+    share, each record names its entry in the ``entry-id`` header (schemas/envelope.py).
+    """
+
+    per_entry = "per-entry"
+    per_department = "per-department"
+    per_mode = "per-mode"
+    per_class = "per-class"
+
+
+TopicLayoutField = Annotated[
+    TopicLayout,
+    _aliases(
+        TopicLayout,
+        {
+            "per_entry": "per-entry",
+            "per_department": "per-department",
+            "per_mode": "per-mode",
+            "per_class": "per-class",
+            "按资源": "per-entry",
+            "按部门": "per-department",
+            "按交换方式": "per-mode",
+            "按分级": "per-class",
+        },
+    ),
+]
+
+#: the placeholder naming the unit of each layout in a topic name template
+LAYOUT_KEYS = {TopicLayout.per_entry: "entry", TopicLayout.per_department: "department", TopicLayout.per_mode: "mode", TopicLayout.per_class: "class"}
+#: each layout's default name template; per-entry's is the exchange's historical ``dx.<hub>.in.<entry>``
+DEFAULT_TOPIC_NAMES = {
+    TopicLayout.per_entry: "dx.{hub}.in.{entry}",
+    TopicLayout.per_department: "dx.{hub}.in.dept.{department}",
+    TopicLayout.per_mode: "dx.{hub}.in.mode.{mode}",
+    TopicLayout.per_class: "dx.{hub}.in.class.{class}",
+}
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MAX_TOPIC_NAME = 249  # Kafka's limit (kafka.common.internals.Topic)
+_SENSITIVITY_ORDER = (Sensitivity.public, Sensitivity.internal, Sensitivity.sensitive, Sensitivity.personal)
+
+
+def sensitivity_class(entry: CatalogueEntry) -> Sensitivity:
+    """An entry's sensitivity class (分类分级): the highest grade among its items."""
+    return max((i.sensitivity for i in entry.items), key=_SENSITIVITY_ORDER.index)
+
+
+class IngressTopics(_Model):
+    """The ingress topic layout: where departments publish their entries' records.
+
+    Written as the layout alone (``topics: per-department``) or in full (``topics: {layout:
+    per-mode, name: "gov.{hub}.{mode}", partitions: 12}``). ``exchange run --topics``
+    overrides the layout. Delivery, audit, dead-letter and the other topics are not affected.
+    """
+
+    layout: TopicLayoutField = Field(default=TopicLayout.per_entry, description="the unit that gets its own ingress topic")
+    name: str | None = Field(
+        default=None,
+        description=(
+            "topic name template: the literal characters Kafka allows (letters, digits, '.', '_', '-') and the "
+            "placeholders {hub} (platform id) and the layout's unit: {entry}, {department}, {mode} (event_stream, "
+            "table_sync, file) or {class} (public, internal, sensitive, personal). Default: dx.{hub}.in.{entry}, "
+            "dx.{hub}.in.dept.{department}, dx.{hub}.in.mode.{mode}, dx.{hub}.in.class.{class}"
+        ),
+    )
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="partitions of each topic several entries share; default: the most any of its entries has (per-entry: each entry's own)",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, name: str | None, info: ValidationInfo) -> str | None:
+        layout = info.data.get("layout")
+        if name is not None and layout is not None:
+            problem = template_problem(name, layout)
+            if problem is not None:
+                raise PydanticCustomError("topic_name", "{problem}", {"problem": problem})
+        return name
+
+    @property
+    def template(self) -> str:
+        """The name template in force: ``name``, else the layout's default."""
+        return self.name if self.name is not None else DEFAULT_TOPIC_NAMES[self.layout]
+
+    def unit_of(self, entry: CatalogueEntry) -> str:
+        """The value of the layout's placeholder for ``entry``: its id, provider, mode or class."""
+        layout = self.layout
+        if layout is TopicLayout.per_entry:
+            return entry.id
+        if layout is TopicLayout.per_department:
+            return entry.provider
+        if layout is TopicLayout.per_mode:
+            return entry.exchange_mode.value
+        return sensitivity_class(entry).value
+
+    def topic_of(self, entry: CatalogueEntry, hub: str) -> str:
+        """The ingress topic ``entry`` is published on, on platform ``hub`` (its provider's)."""
+        return self.template.replace("{hub}", hub).replace("{" + LAYOUT_KEYS[self.layout] + "}", self.unit_of(entry))
+
+
+def template_problem(template: str, layout: TopicLayout) -> str | None:
+    """What is wrong with a topic name template for ``layout`` (one sentence), or None."""
+    import string
+
+    key = LAYOUT_KEYS[layout]
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"topic name template {template!r} is malformed ({exc}); write placeholders as {{hub}} and {{{key}}}"
+    fields = set()
+    for literal, field, spec, conversion in parsed:
+        bad = sorted(set(literal) - _TOPIC_CHARS)
+        if bad:
+            return f"topic name template {template!r} has {''.join(bad)!r}: Kafka topic names allow only letters, digits, '.', '_' and '-'"
+        if field is None:
+            continue
+        if spec or conversion:
+            return f"topic name template {template!r}: placeholder {{{field}}} takes no format spec or conversion"
+        if field not in ("hub", key):
+            why = "it differs between the entries that share a topic" if field in LAYOUT_KEYS.values() else "it is not a placeholder"
+            return f"topic name template {template!r}: {{{field}}} cannot be used with topics: {layout.value} ({why}); use {{hub}} and {{{key}}}"
+        fields.add(field)
+    if key not in fields:
+        return f"topic name template {template!r} lacks {{{key}}}: with topics: {layout.value} each {key} needs a topic of its own"
+    if template.replace("{hub}", "").replace("{" + key + "}", "") in ("", ".", ".."):
+        return f"topic name template {template!r} needs more than placeholders"
+    return None
+
+
+def _ingress_topics(value: object) -> object:
+    return {"layout": value} if isinstance(value, str) else value
+
+
 class Scenario(_Model):
     """A whole exchange design to simulate."""
 
@@ -494,6 +641,11 @@ class Scenario(_Model):
         default=DeliveryGuarantee.at_least_once,
         description="delivery guarantee of the exchange: at-least-once (any broker) or exactly-once (Apache Kafka only: "
         "idempotent producers, transactional routers, read_committed subscribers); `exchange run --guarantee` overrides it",
+    )
+    topics: Annotated[IngressTopics, BeforeValidator(_ingress_topics)] = Field(
+        default_factory=lambda: IngressTopics(),
+        description="ingress topic layout: per-entry (default), per-department, per-mode or per-class, or a mapping with "
+        "layout, name and partitions; `exchange run --topics` overrides the layout",
     )
 
     @model_validator(mode="after")
@@ -692,6 +844,7 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
                 loc = ("workflows", n, "start") if k == 0 else ("workflows", n, "steps", k - 1)
                 errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue"))
     errors.extend(_catalogue_rule_errors(scenario))
+    errors.extend(topic_errors(scenario))
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
             errors.append((("load", "producers", n, "department"), f"producer {load.department!r} is not a department"))
@@ -835,6 +988,38 @@ def _catalogue_rule_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
                 (("responsibilities", n, "items"), (f"{duty.department!r} is responsible for {missing} (责任清单) but provides no entry with them"))
             )
     return errors
+
+
+def topic_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
+    """The ingress topic names the ``topics`` setting gives: valid Kafka names, one unit of one
+    hub each, and none taken by the exchange's other topics (delivery, audit, dead letters…)."""
+    from schemas.envelope import Topics  # envelope names the other topics; it imports nothing of this module at run time
+
+    setting = scenario.topics
+    loc: Loc = ("topics", "name") if setting.name is not None else ("topics", "layout")
+    hubs = list(scenario.all_platforms)
+    reserved: dict[str, str] = {}
+    for hub in hubs:
+        t = Topics(hub)
+        for kind in ("audit", "dead_letter", "quality", "control", "verdicts", "transit"):
+            reserved[getattr(t, kind)] = f"the {kind.replace('_', '-')} topic of hub {hub!r}"
+    for d in scenario.departments:
+        reserved[Topics(scenario.platform_of(d.id)).delivery(d.id)] = f"the delivery topic of department {d.id!r}"
+    owner: dict[str, tuple[str, str]] = {}  # topic → (hub, unit)
+    for entry in scenario.catalogue:
+        hub = scenario.platform_of(entry.provider) if entry.provider in scenario.department_ids else scenario.platform.id
+        unit = setting.unit_of(entry)
+        topic = setting.topic_of(entry, hub)
+        key = LAYOUT_KEYS[setting.layout]
+        if len(topic) > MAX_TOPIC_NAME:
+            return [(loc, f"ingress topic {topic[:60]!r}… of {key} {unit!r} is {len(topic)} characters long; Kafka allows {MAX_TOPIC_NAME}")]
+        if topic in reserved:
+            return [(loc, f"ingress topic {topic!r} of {key} {unit!r} would be {reserved[topic]}; choose another topic name template")]
+        other = owner.setdefault(topic, (hub, unit))
+        if other != (hub, unit):
+            fix = "add {hub} to the topic name template" if other[0] != hub else "choose another topic name template"
+            return [(loc, f"{key}s {other[1]!r} (hub {other[0]!r}) and {unit!r} (hub {hub!r}) would share ingress topic {topic!r}; {fix}")]
+    return []
 
 
 def _no_duplicates(section: str, ids: list[str], errors: list[tuple[Loc, str]], field: str = "id") -> None:

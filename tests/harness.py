@@ -107,7 +107,7 @@ class RouterProcess:
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.worker = worker
-        self.topics = Topics(scenario.platform.id)
+        self.topics = Topics.of(scenario)  # ingress topics as the scenario's layout names them
         self.proc: subprocess.Popen | None = None
         self.status_path = workdir / f"router-{worker}.jsonl"
         self.log_path = workdir / f"router-{worker}.log"

@@ -47,7 +47,7 @@ def _small(entry: dict, provider: str, consumer: str) -> Scenario:
 
 def _batch(scenario: Scenario, entry_id: str, records: int, record_size: int) -> list[Any]:
     """``records`` fetched-record stand-ins of ``entry_id``, as a producer would publish them."""
-    topics = Topics(scenario.platform.id)
+    topics = Topics.of(scenario)
     entry = scenario.entries[entry_id]
     pool = EntityPool(1, regions_of("441900"), people=2000, enterprises=500, vehicles=100)
     factory = RecordFactory(entry, pool, random.Random(1), record_size=record_size)
@@ -61,7 +61,7 @@ def _batch(scenario: Scenario, entry_id: str, records: int, record_size: int) ->
 
 def _seconds(modules: dict[str, ModuleType], scenario: Scenario, batch: list[Any]) -> float:
     """CPU seconds one routing of ``batch`` takes with these policy modules."""
-    topics = Topics(scenario.platform.id)
+    topics = Topics.of(scenario)
     core = modules["routing"].RouterCore(modules["sharing"].compile_policy(scenario, topics), topics, "bench", 4)
     approvals = {s.id: None for s in scenario.subscriptions}
     gc.collect()  # no collection left over from the previous round

@@ -119,7 +119,7 @@ async def run_bench(options: BenchOptions, say=lambda text: None) -> dict[str, A
     scenario = bench_scenario(options.record_size, FAST_RATE, n / FAST_RATE)
     scenario_json = run_dir / "scenario.json"
     scenario_json.write_text(scenario.model_dump_json())
-    topics = Topics(scenario.platform.id)
+    topics = Topics.of(scenario)  # the raw pass-through reads the entry's ingress topic, as the scenario's layout names it
     raw_target = f"{topics.prefix}.raw-out"
     broker = None if options.bootstrap else brokers.make(options.broker, log_path=run_dir / "broker.log")
     children: list[_Child] = []

@@ -19,24 +19,24 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from exchange.errors import ExchangeError, TopicMismatch
 from exchange.kafka import clients
-from schemas.envelope import Topics
+from schemas.envelope import IngressLayout, Topics
 from schemas.scenario import Scenario
 
 
 def topic_plan(scenario: Scenario) -> dict[str, int]:
-    """Topic name → partitions, for every topic of every hub the scenario's records cross."""
+    """Topic name → partitions, for every topic of every hub the scenario's records cross.
+
+    Ingress topics follow the scenario's ``topics`` layout (:class:`~schemas.envelope.IngressLayout`):
+    one per live entry by default, else one per department, mode or class with its live entries'
+    largest partition count (or the setting's ``partitions``).
+    """
     max_parts = max(e.partitions for e in scenario.catalogue)
     cascade = len(scenario.hubs_in_use) > 1
+    layout = IngressLayout(scenario)
     plan: dict[str, int] = {}
     for hub in scenario.hubs_in_use:
-        topics = Topics(hub)
-        plan.update(
-            {
-                topics.ingress(e.id): e.partitions
-                for e in scenario.catalogue
-                if e.id in scenario.live_entries and scenario.platform_of(e.provider) == hub
-            }
-        )
+        topics = Topics(hub, layout)
+        plan.update({name: parts for name, parts in layout.partitions.items() if layout.hub_of[name] == hub})
         for consumer in sorted({s.consumer for s in scenario.subscriptions if scenario.platform_of(s.consumer) == hub}):
             plan[topics.delivery(consumer)] = max_parts
         for name in (topics.audit, topics.dead_letter, topics.quality):
@@ -50,8 +50,7 @@ def topic_plan(scenario: Scenario) -> dict[str, int]:
 
 def ingress_topics(scenario: Scenario) -> list[str]:
     """The ingress topics of :func:`topic_plan` (where departments publish), sorted."""
-    names = {Topics(hub).ingress(e.id) for hub in scenario.hubs_in_use for e in scenario.catalogue}
-    return sorted(name for name in topic_plan(scenario) if name in names)
+    return sorted(IngressLayout(scenario).partitions)
 
 
 def router_internal_topics(scenario: Scenario) -> dict[str, tuple[int, dict[str, str]]]:
@@ -116,9 +115,10 @@ async def create_topics(
     """Create the topics of ``plan`` (name → partitions) that do not exist.
 
     ``replication_factor`` replicas (the broker's: 1 on Tansu and one Kafka node, 3 on
-    ``kafka:3``), ``configs`` per topic name. Waits until all are visible: 10 s, or 50 ms a
+    ``kafka:3``), ``configs`` per topic name. Waits until all are visible: 60 s, or 50 ms a
     partition when more (Apache Kafka creates each partition's log on disk first: 1,612 of
-    Dongguan's took 25 s on a loaded 2-core machine).
+    Dongguan's took 25 s on a loaded 2-core machine, and the ~560 of its per-department
+    layout over 28 s at load 16-20; it returns as soon as they are there).
 
     Raises :class:`~exchange.errors.TopicMismatch` when a topic of ``plan`` or ``check``
     (topics only checked, never created) exists with another partition count, before
@@ -143,7 +143,7 @@ async def create_topics(
                 await admin.create_topics(missing[start : start + batch])
             except TopicAlreadyExistsError:
                 pass
-        await _wait_visible(admin, set(plan), timeout=max(10.0, 0.05 * sum(plan.values()) * replication_factor))
+        await _wait_visible(admin, set(plan), timeout=max(60.0, 0.05 * sum(plan.values()) * replication_factor))
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 10.0) -> None:

@@ -65,6 +65,7 @@ class Routed:
     quality: list[Message] = field(default_factory=list)  # one-number-one-source conflicts
     authority_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (master key, values)
     verifications: Counter = field(default_factory=Counter)  # (item, copying department, result)
+    shared_in: Counter = field(default_factory=Counter)  # entry → records taken in from topics several entries share
     records: int = 0
 
 
@@ -96,6 +97,13 @@ class RouterCore:
         self.transit = transit or {}
         self._hub = topics.platform.encode()
         self._entry_of_topic: dict[str, str | None] = {}
+        # ingress topics several entries share (schemas/envelope.py IngressLayout): entry-id header → policy
+        self._shared: dict[str, dict[bytes, EntryPolicy]] = {}
+        if topics.layout is not None:
+            for topic in topics.layout.entries_on:
+                on = topics.shared_entries(topic)
+                if on:
+                    self._shared[topic] = {e.encode(): policies[e] for e in on if e in policies}
 
     def entry_of(self, topic: str) -> str | None:
         """The catalogue entry whose ingress topic ``topic`` is on this hub; None for any other topic."""
@@ -138,8 +146,11 @@ class RouterCore:
             if r.topic == transit_topic:
                 self._relay(out, r, now, stamp, routed_header, decisions, clock)
                 continue
+            policy: EntryPolicy | None = None
             try:
                 policy, headers, source = self._admit(r)
+                if r.topic in self._shared:
+                    out.shared_in[policy.entry_id] += 1
                 value = _decode(r.value)
                 record = check_record(policy, value)
                 if policy.authority is not None and authority is not None:
@@ -149,7 +160,9 @@ class RouterCore:
                     grant = grants[policy.entry_id] = Grant(policy, approvals)
                 delivered, denied, _ = decide_grouped(policy, source, record, approvals, grant)
             except InvalidRecord as exc:
-                self._dead_letter(out, r, exc.reason, exc.detail, now)
+                entry = self._dead_letter(out, r, exc.reason, exc.detail, now)
+                if policy is None and entry is not None and r.topic in self._shared:  # refused before it was counted
+                    out.shared_in[entry] += 1
                 continue
             trace = headers[H_TRACE].decode()
             run = headers.get(H_RUN, b"").decode(errors="replace")
@@ -266,20 +279,34 @@ class RouterCore:
             name = H_INTENDED if not _is_ns(headers[H_INTENDED]) else H_SENT
             raise InvalidRecord(DeadLetterReason.bad_header, f"{name} is not an epoch time in ns: {headers[name][:40]!r}")
         entry_id = self.entry_of(r.topic)
+        if entry_id is None and r.topic in self._shared:  # the entry travels in its header
+            policy = self._shared[r.topic].get(headers[H_ENTRY])
+            if policy is None:
+                named = headers[H_ENTRY][:80].decode(errors="replace")
+                reason = DeadLetterReason.entry_mismatch if named in self.policies else DeadLetterReason.unknown_entry
+                raise InvalidRecord(reason, f"entry-id header {named!r} names no entry of shared ingress topic {r.topic!r}")
+            return policy, headers, self._source(headers)
         policy = self.policies.get(entry_id) if entry_id else None
         if policy is None or entry_id is None:
             raise InvalidRecord(DeadLetterReason.unknown_entry, f"topic {r.topic!r} is not the ingress of a catalogue entry")
         if headers[H_ENTRY] != entry_id.encode():
             raise InvalidRecord(DeadLetterReason.entry_mismatch, f"entry-id header {headers[H_ENTRY][:80]!r} on the ingress topic of {entry_id!r}")
+        return policy, headers, self._source(headers)
+
+    @staticmethod
+    def _source(headers: dict[str, bytes]) -> str:
+        """The source department's header, with the trace id checked to be UTF-8 too."""
         try:
             source = headers[H_SOURCE].decode()
             headers[H_TRACE].decode()
         except UnicodeDecodeError as exc:
             raise InvalidRecord(DeadLetterReason.bad_header, f"header is not UTF-8: {exc}") from None
-        return policy, headers, source
+        return source
 
-    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> None:
+    def _dead_letter(self, out: Routed, r: FetchedRecord, reason: DeadLetterReason, detail: str, now: int, entry: str | None = None) -> str | None:
+        """Dead-letter ``r`` whole, with its reason; the entry it is accounted to (None: none known)."""
         raw = list(r.headers or ())
+        entry = entry or self.entry_of(r.topic) or self._header_entry(r, raw)
         trace = next((v for k, v in raw if k == H_TRACE), None)
         subscription = next((v for k, v in raw if k == H_SUBSCRIPTION), None) if r.topic == self.topics.transit else None
         letter = {
@@ -289,7 +316,7 @@ class RouterCore:
             "partition": r.partition,
             "offset": r.offset,
             "trace": trace.decode(errors="replace") if trace else None,
-            "entry": entry or self.entry_of(r.topic),
+            "entry": entry,
             # a record in transit carries one subscription: it accounts for one outcome
             "subscription": subscription.decode(errors="replace") if subscription else None,
             "value_b64": base64.b64encode(r.value or b"").decode(),
@@ -301,6 +328,17 @@ class RouterCore:
             headers.append((H_TRACE, trace))
         out.dead_letters.append((r.key, orjson.dumps(letter), headers))
         out.dead_reasons[reason] += 1
+        return entry
+
+    def _header_entry(self, r: FetchedRecord, raw: list) -> str | None:
+        """On a shared ingress topic, the entry the record's ``entry-id`` header names, when that
+        entry is on the topic (so its dead letter accounts for the entry's subscriptions); else None."""
+        policies = self._shared.get(r.topic)
+        if not policies:
+            return None
+        named = next((v for k, v in raw if k == H_ENTRY), None)
+        policy = policies.get(named) if isinstance(named, bytes) else None
+        return policy.entry_id if policy is not None else None
 
 
 def _is_ns(value: bytes) -> bool:

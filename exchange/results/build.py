@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exchange.results.latency import HdrHistogram, merge, new_histogram, quantile_map, quantiles_ms
+from schemas.envelope import IngressLayout
 from schemas.outcomes import DeadLetterReason
 from schemas.results import (
     ClockSkewResult,
@@ -98,14 +99,20 @@ def build_result(scenario: Scenario, reports: Reports, info: RunInfo, driver: st
     counts = _counts(produced, by_entry, consumers)
     _interval_latencies(scenario, flows, consumers, reports.consume_intervals)
     subs_by_entry = scenario.subscriptions_by_entry
+    layout = IngressLayout(scenario)  # OMB's topics and partitions: the ingress topics records were produced to
+    on_topic: dict[str, list[str]] = {}
+    for e in produced:
+        if e in layout.topic_of:
+            on_topic.setdefault(layout.topic_of[e], []).append(e)
     return Result(
         workload=scenario.name,
         driver=driver,
         messageSize=scenario.load.record_size,
-        topics=len(produced),
-        partitions=sum(e.partitions for e in scenario.catalogue if e.id in produced),
-        producersPerTopic=info.producer_workers,  # one producer per department and worker
-        consumersPerTopic=max((len(subs_by_entry.get(e, ())) for e in produced), default=0),
+        topics=len(on_topic),
+        partitions=sum(layout.partitions.get(t, 0) for t in on_topic),
+        # one producer per department and producer worker
+        producersPerTopic=max((len({scenario.entries[e].provider for e in es}) for es in on_topic.values()), default=1) * info.producer_workers,
+        consumersPerTopic=max((sum(len(subs_by_entry.get(e, ())) for e in es) for es in on_topic.values()), default=0),
         publishRate=rates(reports.publish_samples),
         publishErrorRate=rates(reports.error_samples),
         consumeRate=rates(reports.consume_samples),

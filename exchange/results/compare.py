@@ -166,6 +166,7 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Section]:
     """Every compared figure, grouped; missing figures are None."""
     return [
         _run_section(a, b),
+        _topics_section(a, b),
         _rates_section(a, b),
         _counts_section(a, b),
         _latency_section(a, b),
@@ -204,6 +205,36 @@ def _run_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
         ],
     )
     return run
+
+
+def _topics_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
+    """The ingress topic layout and what it costs: topics and partitions the routers fetch, and
+    the CPU the routers and the broker spent from publishing's start to the end (result.json ``run``)."""
+    ra, rb = a.get("run") or {}, b.get("run") or {}
+    return Section(
+        "ingress topics and CPU",
+        [
+            # results from before the setting existed were per-entry
+            Row(
+                "topic layout", ra.get("topic_layout", "per-entry") if ra else None, rb.get("topic_layout", "per-entry") if rb else None, kind="text"
+            ),
+            Row("broker", ra.get("broker"), rb.get("broker"), kind="text"),
+            Row("ingress topics", ra.get("ingress_topics"), rb.get("ingress_topics")),
+            Row("ingress partitions", ra.get("ingress_partitions"), rb.get("ingress_partitions")),
+            Row("router CPU, s", ra.get("router_cpu_s"), rb.get("router_cpu_s"), better="lower", kind="value"),
+            Row("router CPU, % of a core", _share(ra, "router_cpu_s"), _share(rb, "router_cpu_s"), better="lower", kind="value"),
+            Row("broker CPU, s", ra.get("broker_cpu_s"), rb.get("broker_cpu_s"), better="lower", kind="value"),
+            Row("broker CPU, % of a core", _share(ra, "broker_cpu_s"), _share(rb, "broker_cpu_s"), better="lower", kind="value"),
+            Row("end to end p50, ms", a.get("aggregatedEndToEndLatency50pct"), b.get("aggregatedEndToEndLatency50pct"), better="lower", kind="ms"),
+            Row("end to end p99, ms", a.get("aggregatedEndToEndLatency99pct"), b.get("aggregatedEndToEndLatency99pct"), better="lower", kind="ms"),
+        ],
+    )
+
+
+def _share(run: dict[str, Any], key: str) -> float | None:
+    """CPU seconds ``run[key]`` as a percentage of one core over the window they were measured in."""
+    cpu, window = run.get(key), run.get("cpu_window_s")
+    return round(100 * cpu / window, 1) if cpu is not None and window else None
 
 
 def _rates_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
@@ -341,6 +372,11 @@ def _us_to_ms(v: Any) -> float | None:
 
 
 def labels_of(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str]:
+    """``A · demo``, ``B · hubei``; when both ran one workload under two topic layouts, the layouts
+    (``A · dongguan, per-entry``)."""
+    la, lb = ((r.get("run") or {}).get("topic_layout", "per-entry") for r in (a, b))
+    if a.get("workload") == b.get("workload") and la != lb:
+        return f"A · {a.get('workload', '?')}, {la}", f"B · {b.get('workload', '?')}, {lb}"
     return f"A · {a.get('workload', '?')}", f"B · {b.get('workload', '?')}"
 
 

@@ -104,7 +104,7 @@ class Router(Service):
         lenient_records.install()  # a header key that is not UTF-8 must not crash the fetcher
         self.scenario = scenario
         self.platform = platform = platform or scenario.platform.id
-        self.topics = Topics(platform)
+        self.topics = Topics.of(scenario, platform)  # ingress topics as the scenario's `topics` layout cuts them
         self.worker = worker
         self.status = status
         self.bootstrap = bootstrap
@@ -301,10 +301,18 @@ class Router(Service):
         highwater = self.app.consumer.highwater
         lane = self.app.quiet_lane
         for tp, recs in batch.items():
-            metrics.ROUTER_RECORDS_IN.labels(p, self.core.entry_of(tp.topic) or "?").inc(len(recs))
+            entry = self.core.entry_of(tp.topic)
+            if entry is not None or not self.topics.shared_entries(tp.topic):  # a shared topic's records: by their header, below
+                metrics.ROUTER_RECORDS_IN.labels(p, entry or "?").inc(len(recs))
             end = lane.highwater(tp) if lane is not None and tp.topic in self.quiet_topics else highwater(tp)
             if end is not None:
                 self._lag[tp] = max(0, end - recs[-1].offset - 1)
+        shared = routed.shared_in
+        for entry, n in shared.items():
+            metrics.ROUTER_RECORDS_IN.labels(p, entry).inc(n)
+        unnamed = sum(len(recs) for tp, recs in batch.items() if self.topics.shared_entries(tp.topic)) - sum(shared.values())
+        if unnamed > 0:  # on a shared topic, records whose header names none of its entries
+            metrics.ROUTER_RECORDS_IN.labels(p, "?").inc(unnamed)
         written: Counter = Counter()
         for (scope, decision, reason), n in routed.decisions.items():
             entry, sub = self._scope_labels.get(scope, (scope, ""))

@@ -47,9 +47,10 @@ from exchange.runner.processes import cpu_seconds, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
+from schemas.envelope import IngressLayout
 from schemas.results import FaultResult, Result, RunInfo
 from schemas.runs import Slot
-from schemas.scenario import DeliveryGuarantee, Scenario
+from schemas.scenario import DeliveryGuarantee, IngressTopics, Scenario, TopicLayout, template_problem, topic_errors
 from schemas.status import (
     ConsumersFinal,
     ConsumersStats,
@@ -101,6 +102,7 @@ class RunOptions:
     external: str | None = None  # --external ROLE=N,…: slots left to `exchange join` workers (exchange/runner/remote.py)
     producer_workers: int = 1  # producer processes, each publishing one record in P of every schedule (producers/publisher.py WorkerShare)
     consumer_workers: int = 1  # consumer processes, the subscribing departments divided between them (consumers/assignment.py)
+    topics: str | None = None  # ingress topic layout (per-entry, per-department, …); None: the scenario's (see resolve_topics)
 
 
 class WorkersError(ExchangeError, ValueError):
@@ -145,6 +147,34 @@ def resolve_guarantee(options: RunOptions) -> DeliveryGuarantee:
             f"{named} needs Apache Kafka (--broker kafka, kafka:3 or --bootstrap): "
             "the embedded Tansu broker rejects idempotent and transactional producers"
         )
+    return chosen
+
+
+class TopicLayoutError(ExchangeError, ValueError):
+    """A ``--topics`` layout the scenario cannot take (exit code 2, before anything starts)."""
+
+
+def resolve_topics(options: RunOptions) -> IngressTopics:
+    """The run's ingress topic layout: ``options.topics`` (``exchange run --topics``), else the scenario's ``topics``.
+
+    A layout given on the command line keeps the scenario's ``partitions`` and its name template
+    when the template suits the new layout, else takes the layout's default names. Raises
+    :class:`TopicLayoutError` for an unknown layout or names that collide (schemas/scenario.py ``topic_errors``).
+    """
+    setting = options.scenario.topics
+    if options.topics is None:
+        return setting
+    from pydantic import ValidationError
+
+    try:
+        layout = IngressTopics.model_validate({"layout": options.topics}).layout
+    except ValidationError:
+        raise TopicLayoutError(f"--topics {options.topics!r}: expected {', '.join(t.value for t in TopicLayout)}") from None
+    name = setting.name if setting.name is not None and template_problem(setting.name, layout) is None else None
+    chosen = IngressTopics(layout=layout, name=name, partitions=setting.partitions)
+    problems = topic_errors(options.scenario.model_copy(update={"topics": chosen}))
+    if problems:
+        raise TopicLayoutError(f"--topics {layout.value}: {problems[0][1]}")
     return chosen
 
 
@@ -346,7 +376,8 @@ class _Run:
         self.guarantee = resolve_guarantee(options)  # GuaranteeError before anything starts
         check_workers(options)  # WorkersError
         # the processes read it from the runtime scenario
-        self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee})
+        self.topics = resolve_topics(options)  # TopicLayoutError before anything starts
+        self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee, "topics": self.topics})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
         self.faults = parse_chaos(options, duration)
         self.external = check_external(options, scenario)  # ExternalError before anything starts
@@ -538,8 +569,8 @@ class _Run:
             write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(START_MARGIN_S * 1e9), self.warmup_s)
             await asyncio.sleep(START_MARGIN_S)
         self.t0 = time.monotonic()
-        # local routers only: a worker elsewhere has its own /proc
-        self._router_cpu0 = {r.name: (r.proc.pid, cpu_seconds(r.proc.pid)) for r in self.routers if isinstance(r.proc, subprocess.Popen)}
+        self.cpu_at_start = self._cpu_now()
+        self.cpu_from = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
             self.chaos_log = open(self.run_dir / "chaos.jsonl", "ab", buffering=0)  # noqa: SIM115 - closed by close()
@@ -573,7 +604,6 @@ class _Run:
             self.on_progress(self.progress)
         self.drain_s = time.monotonic() - watch.drain_started
         self.end_s = time.monotonic() - self.t0
-        self.router_cpu = _router_cpu(self.routers, self._router_cpu0, self.end_s)
         if self.injector is not None:
             self.injector.release()
         return watch.reports
@@ -610,6 +640,9 @@ class _Run:
     async def collect(self, reports: Reports) -> None:
         """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
         self.phase("collecting")
+        self.cpu_at_end = self._cpu_now()
+        self.cpu_until = time.monotonic()
+        self.router_cpu = self._router_cores()
         workers = self.consumer_workers
         reports.consumers = merge.consumers_final(await asyncio.gather(*(_stop_for_final(c, ConsumersFinal) for c in workers)))
         if len(workers) > 1:
@@ -620,9 +653,38 @@ class _Run:
         # every incarnation's figures: a killed worker's last stats stand in for its final report
         reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
 
+    def _cpu_now(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of the router workers' and the broker's processes: role → pid → seconds."""
+        broker = self.broker
+        broker_pids = (getattr(broker, "pids", None) or ([broker.pid] if broker.pid else [])) if broker is not None else []
+        out: dict[str, dict[int, float]] = {"router": {}, "broker": {}}
+        local = [r.proc.pid for r in self.routers if isinstance(r.proc, subprocess.Popen)]  # a worker elsewhere has its own /proc
+        for role, pids in (("router", local), ("broker", broker_pids)):
+            for pid in pids:
+                if (cpu := cpu_seconds(pid)) is not None:
+                    out[role][pid] = cpu
+        return out
+
+    def _router_cores(self) -> dict[str, float]:
+        """Each local router process's CPU from publishing's start to the collection, in cores
+        (CPU seconds / wall seconds); a worker restarted meanwhile (``--chaos``) is left out."""
+        start, end = self.cpu_at_start["router"], self.cpu_at_end["router"]
+        seconds = self.cpu_until - self.cpu_from
+        pids = {r.proc.pid: r.name for r in self.routers}
+        return {pids[pid]: round((cpu - start[pid]) / seconds, 4) for pid, cpu in end.items() if pid in start and pid in pids and seconds > 0}
+
+    def cpu_spent(self, role: str) -> float | None:
+        """CPU seconds ``role`` (router, broker) spent from publishing's start to the collection
+        (a process started in between counts from its start); None when not measured."""
+        start, end = getattr(self, "cpu_at_start", None), getattr(self, "cpu_at_end", None)
+        if start is None or end is None or not end[role]:
+            return None
+        return round(sum(cpu - start[role].get(pid, 0.0) for pid, cpu in end[role].items()), 2)
+
     def result(self, reports: Reports) -> Result:
         """The result, its fault recoveries and SLO verdicts, written to ``result.json``."""
         broker, options, p = self.broker, self.options, self.platform
+        layout = IngressLayout(self.scenario)
         info = RunInfo(
             scenario=self.scenario.name,
             run_id=self.run_id,
@@ -648,6 +710,12 @@ class _Run:
             clock_correction=options.clock_correction,
             clock_offset_limit_ms=options.clock_offset_limit_ms,
             workers=self.bridge.workers() if self.bridge is not None else [],
+            topic_layout=self.topics.layout.value,
+            ingress_topics=len(layout.partitions),
+            ingress_partitions=sum(layout.partitions.values()),
+            router_cpu_s=self.cpu_spent("router"),
+            broker_cpu_s=self.cpu_spent("broker") if broker is not None else None,
+            cpu_window_s=round(self.cpu_until - self.cpu_from, 2) if hasattr(self, "cpu_until") else None,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
@@ -831,18 +899,6 @@ def _join_samples(run_dir: Path, workers: int) -> None:
     if lines:  # each flow is one worker's: a stable sort by flow keeps each flow's order
         lines.sort(key=lambda line: str(orjson.loads(line).get("flow", "")))
         (run_dir / samples_file(0, 1)).write_bytes(b"".join(line + b"\n" for line in lines))
-
-
-def _router_cpu(routers: list[_Child], before: dict[str, tuple[int, float | None]], seconds: float) -> dict[str, float]:
-    """Each router process's CPU from the start of publishing to the end of the drain, in cores
-    (CPU seconds / wall seconds); a worker restarted meanwhile (``--chaos``) is left out."""
-    out = {}
-    for r in routers:
-        pid, cpu0 = before.get(r.name, (0, None))
-        cpu1 = cpu_seconds(pid) if pid == r.proc.pid else None
-        if cpu0 is not None and cpu1 is not None and seconds > 0:
-            out[r.name] = round((cpu1 - cpu0) / seconds, 4)
-    return out
 
 
 def default_fetch_wait(routers: int) -> int:
