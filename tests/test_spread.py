@@ -188,7 +188,8 @@ def test_a_mixed_run_one_router_remote_one_local_holds_conservation(broker, tmp_
     worker = join(broker.bootstrap, "router", tmp_path / "host-1", "--next")
     code, stdout, err = finish(controller)
     assert code == 0, err + stdout
-    assert finish(worker, timeout=60)[0] == 0
+    wcode, _, werr = finish(worker, timeout=60)
+    assert wcode == 0, werr
     result = Result.model_validate_json((out / "result.json").read_text())
     assert result.conservation.ok and result.counts.produced > 1000 and result.run.router_workers == 2
     assert [w.slot for w in result.run.workers] == ["router-0"]
