@@ -28,6 +28,7 @@ from schemas.results import Result
 from schemas.runs import RunAnnouncement, Slot, StatusRelay, decode_run, decode_runs, encode, run_topic
 
 from .harness import ROOT, pids_mentioning
+from .hosts import hosts  # noqa: F401 - a fixture
 
 DEMO = ("demo", "--duration", "3", "--rate-multiplier", "0.2", "--seed", "7")
 
@@ -74,6 +75,7 @@ def wait_for(predicate, timeout: float, what: str):
 def test_external_specs_parse_per_role_and_hub():
     assert parse_external("producers=1,router=2,consumers=1", ("dg",)) == {("producers", None): 1, ("router", None): 2, ("consumers", None): 1}
     assert parse_external("router:gz=1, router=2", ("gy", "gz")) == {("router", "gz"): 1, ("router", None): 2}
+    assert parse_external("producers=2,consumers=3", ("dg",)) == {("producers", None): 2, ("consumers", None): 3}
 
 
 @pytest.mark.parametrize(
@@ -86,7 +88,6 @@ def test_external_specs_parse_per_role_and_hub():
         ("router:nowhere=1", "hub 'nowhere' routes nothing in this scenario (hubs: dg)"),
         ("consumers:dg=1", "only router takes a hub"),
         ("router=1,router=2", "router given twice"),
-        ("producers=2", "a run has one producers process"),
     ],
 )
 def test_a_bad_spec_names_the_part(spec, names):
@@ -150,8 +151,8 @@ def test_every_role_external_counts_as_the_local_run(broker, tmp_path):
     code, out, err = finish(exchange("run", *DEMO, "--workers", "2", "--bootstrap", broker.bootstrap, "--out", str(local_dir)))
     assert code == 0, err + out
     controller = exchange("run", *DEMO, "--bootstrap", broker.bootstrap, "--out", str(spread_dir), "--external", "producers=1,router=2,consumers=1")
-    hosts = {f"host-{i}": role for i, role in enumerate(("router", "router", "consumers", "producers"))}
-    workers = {name: join(broker.bootstrap, role, tmp_path / name, "--next") for name, role in hosts.items()}
+    places = {f"host-{i}": role for i, role in enumerate(("router", "router", "consumers", "producers"))}
+    workers = {name: join(broker.bootstrap, role, tmp_path / name, "--next") for name, role in places.items()}
     code, out, err = finish(controller)
     assert code == 0, err + out
     assert "conservation check passed" in out
@@ -176,7 +177,7 @@ def test_every_role_external_counts_as_the_local_run(broker, tmp_path):
         messages = read_messages(spread_dir / f"{w.slot}.jsonl")
         assert {m.sender.pid for m in messages} == {w.pid} and messages[-1].kind == "final"
         assert (spread_dir / f"{w.slot}.log").stat().st_size > 0
-        assert (tmp_path / next(h for h, r in hosts.items() if w.slot.startswith(r)) / "work").is_dir()
+        assert (tmp_path / next(h for h, r in places.items() if w.slot.startswith(r)) / "work").is_dir()
     assert (spread_dir / "schedule.json").exists() and (spread_dir / "samples.jsonl").exists()  # relayed up from the workers
     wait_for(lambda: not pids_mentioning(str(tmp_path)), 15, "every process to exit")
 
@@ -255,3 +256,41 @@ def test_join_without_a_run_says_so_in_one_line(broker, tmp_path):
     assert code == 2
     # on a broker no controller has used yet, the announcements topic is missing: that is said instead
     assert err.strip().splitlines()[-1].startswith("join failed: no run ")
+
+
+def test_two_producer_two_router_and_two_consumer_workers_on_six_hosts_count_as_the_local_run(hosts, tmp_path):  # noqa: F811 - the fixture
+    """Each worker in its own network namespace (tests/hosts.py) with its own directory, the broker
+    in the root namespace at the LAN's gateway: nothing shared but its address. Two producer
+    workers divide every schedule, two consumer workers the departments; the counts equal the
+    local run's of the same scenario and seed (one process of each role there)."""
+    lan = hosts(6)
+    with EmbeddedBroker(host=lan.gateway, log_path=tmp_path / "broker.log") as b:
+        local_dir, spread_dir = tmp_path / "local", tmp_path / "spread"
+        code, out, err = finish(exchange("run", *DEMO, "--workers", "2", "--bootstrap", b.bootstrap, "--out", str(local_dir)))
+        assert code == 0, err + out
+        spec = "producers=2,router=2,consumers=2"
+        controller = exchange("run", *DEMO, "--bootstrap", b.bootstrap, "--out", str(spread_dir), "--external", spec)
+        roles = ("router", "router", "consumers", "consumers", "producers", "producers")
+        argv = [sys.executable, "-m", "exchange", "join", "--bootstrap", b.bootstrap, "--next", "--workdir", "work", "--role"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        workers = [
+            (h, h.popen([*argv, role], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for h, role in zip(lan.hosts, roles, strict=True)
+        ]
+        code, out, err = finish(controller, timeout=300)
+        assert code == 0, err + out
+        for h, w in workers:
+            wcode, _, werr = finish(w, timeout=60)
+            assert wcode == 0, f"{h.name}: {werr}"
+    local = Result.model_validate_json((local_dir / "result.json").read_text())
+    spread = Result.model_validate_json((spread_dir / "result.json").read_text())
+    assert spread.conservation.ok and spread.counts.unaccounted == 0 and spread.counts.produced > 1000
+    assert counts(spread) == counts(local)
+    assert (spread.run.producer_workers, spread.run.consumer_workers, spread.run.router_workers) == (2, 2, 2)
+    slots = sorted(w.slot for w in spread.run.workers)
+    assert slots == ["consumers-0", "consumers-1", "producers-0", "producers-1", "router-0", "router-1"]
+    assert len({w.worker_id for w in spread.run.workers}) == 6
+    # every worker measured its clock against the controller's, over Kafka from its own host: one machine's clock, ~0
+    offsets = {name: o for name, o in spread.run.clock_offsets.items() if name in slots}
+    assert sorted(offsets) == slots and all(abs(o.offset_ns) < 50e6 for o in offsets.values()), offsets
+    assert (spread_dir / "samples.jsonl").exists()  # both consumer workers' samples, sent back and joined

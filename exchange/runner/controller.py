@@ -21,7 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -206,9 +206,10 @@ def check_external(options: RunOptions, scenario: Scenario) -> dict[tuple[str, s
     if options.chaos:
         raise remote.ExternalError("--chaos cannot be combined with --external: its faults act on processes this machine started")
     for role, workers in (("producers", options.producer_workers), ("consumers", options.consumer_workers)):
-        if (role, None) in counts and workers > 1:
+        n = counts.get((role, None))
+        if n is not None and workers > 1 and workers != n:
             raise remote.ExternalError(
-                f"--external {role}=1 runs one {role} process elsewhere; --{role[:-1]}-workers {workers} runs several here: give one"
+                f"--external {role}={n} and --{role[:-1]}-workers {workers}: every {role[:-1]} worker of a run is external or none is; give one count"
             )
     return counts
 
@@ -372,15 +373,22 @@ class _Run:
     t0: float  # monotonic time publishing started
 
     def __init__(self, options: RunOptions, on_progress: Callable[[Progress], None], say: Callable[[str], None] | None) -> None:
-        self.options, self.on_progress, self.say = options, on_progress, say
+        self.on_progress, self.say = on_progress, say
         self.guarantee = resolve_guarantee(options)  # GuaranteeError before anything starts
+        # --external producers=N / consumers=N: that many workers of the role, all of them external
+        self.external = external = check_external(options, options.scenario)  # ExternalError before anything starts
+        options = replace(
+            options,
+            producer_workers=external.get(("producers", None), options.producer_workers),
+            consumer_workers=external.get(("consumers", None), options.consumer_workers),
+        )
+        self.options = options
         check_workers(options)  # WorkersError
         # the processes read it from the runtime scenario
         self.topics = resolve_topics(options)  # TopicLayoutError before anything starts
         self.scenario = scenario = options.scenario.model_copy(update={"guarantee": self.guarantee, "topics": self.topics})
         self.duration = duration = options.duration if options.duration is not None else scenario.load.duration
         self.faults = parse_chaos(options, duration)
-        self.external = check_external(options, scenario)  # ExternalError before anything starts
         # --external router=N: at least N router workers per hub
         self.workers = max([options.workers, *(n for (role, _), n in self.external.items() if role == "router")])
         self.bridge: remote.Bridge | None = None
@@ -429,7 +437,7 @@ class _Run:
             hub = slot.hub or self.platform
             index = int(slot.name.rsplit("-", 1)[1])
             return index < remote.external_routers(self.external, hub)
-        return (slot.role, None) in self.external
+        return (slot.role, None) in self.external  # every worker of the role (see __init__)
 
     def start(self, slot: Slot) -> _Child:
         """Spawn a slot's process here, with ``--status RUN_DIR/NAME.jsonl`` (and the variables
@@ -566,8 +574,10 @@ class _Run:
             self.bridge.relay_schedule()  # the warm-up's end, on to the workers that read it
         if options.producer_workers > 1:
             await _wait_ready(self.producer_workers, self.broker, brokers.ready_timeout(self.kind, options.ready_timeout))
-            write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(START_MARGIN_S * 1e9), self.warmup_s)
-            await asyncio.sleep(START_MARGIN_S)
+            # workers elsewhere need the time the file takes to reach them (docs/distributed.md)
+            margin = remote.SCHEDULE_LEAD_S if self.bridge is not None else START_MARGIN_S
+            write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(margin * 1e9), self.warmup_s)
+            await asyncio.sleep(margin)
         self.t0 = time.monotonic()
         self.cpu_at_start = self._cpu_now()
         self.cpu_from = time.monotonic()
@@ -645,6 +655,7 @@ class _Run:
         self.router_cpu = self._router_cores()
         workers = self.consumer_workers
         reports.consumers = merge.consumers_final(await asyncio.gather(*(_stop_for_final(c, ConsumersFinal) for c in workers)))
+        await _remote_exits(workers)  # a worker sends its samples back before it says its process exited
         if len(workers) > 1:
             _join_samples(self.run_dir, len(workers))
         for r in self.routers:
@@ -1027,6 +1038,13 @@ async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, tim
                 waiting.discard(c.name)
         if time.monotonic() > deadline:
             raise RunFailed(f"not ready after {timeout:.0f} s: {sorted(waiting)}")
+        await asyncio.sleep(0.05)
+
+
+async def _remote_exits(children: list[_Child], timeout: float = 20.0) -> None:
+    """Wait (up to ``timeout`` s) until every child a worker elsewhere runs has exited; local ones are not waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(isinstance(c.proc, remote.RemoteProcess) and c.proc.returncode is None for c in children):
         await asyncio.sleep(0.05)
 
 

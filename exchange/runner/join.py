@@ -327,8 +327,8 @@ class _Agent:
         """Files the controller relayed (the schedule, for a slot that reads it)."""
         assert self.slot is not None
         for name, content in list(self.files.items()):
-            if self.slot.role == "producers":
-                continue  # they wrote it
+            if self.slot.role == "producers" and "--wait-for-schedule" not in self.slot.args:
+                continue  # a single producers process writes it itself
             tmp = self.dir / f".{name}.tmp"
             tmp.write_text(content, encoding="utf-8")
             os.replace(tmp, self.dir / name)
@@ -351,7 +351,7 @@ class _Agent:
                 break
             self._log_offset += len(log)
             await self.send(LogRelay(worker_id=self.worker_id, slot=name, text=log.decode(errors="replace")))
-        if self.slot.role == "producers":
+        if self.slot.role == "producers" and "--wait-for-schedule" not in self.slot.args:  # one of several: the controller writes it
             schedule = self.dir / SCHEDULE_FILE
             content = schedule.read_text(encoding="utf-8") if schedule.exists() else ""
             if content and content != self._schedule_sent:
@@ -361,7 +361,7 @@ class _Agent:
     async def _send_back(self) -> None:
         """The files the run directory keeps that this slot wrote (the consumers' samples)."""
         assert self.slot is not None
-        for name in remote.RELAYED_FILES:
+        for name in [*remote.RELAYED_FILES, *sorted(p.name for p in self.dir.glob("samples-*.jsonl") if remote.relayed_file(p.name))]:
             path = self.dir / name
             if name == SCHEDULE_FILE or not path.exists():
                 continue

@@ -64,6 +64,14 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 #: files a worker may send back into the run directory, and the controller on to workers
 RELAYED_FILES = ("schedule.json", "samples.jsonl")
+
+
+def relayed_file(name: str) -> bool:
+    """Whether a file of that name travels between a worker and the run directory: the
+    schedule, and the consumers' samples (``samples-K.jsonl`` as worker K of several)."""
+    return name in RELAYED_FILES or re.fullmatch(r"samples-\d+\.jsonl", name) is not None
+
+
 CONTROLLER = "controller"
 #: seconds between the producers writing the warm-up schedule and its start when the file must
 #: travel (producers or consumers on a worker): every consumer has it before the first record, so
@@ -86,8 +94,8 @@ def parse_external(spec: str, hubs: tuple[str, ...]) -> dict[tuple[str, str | No
     ``{(role, hub or None): N}``.
 
     ``router=N``: N router workers of every hub in use run external; ``router:HUB=N``: of
-    that hub (it wins over ``router=N``). ``producers`` and ``consumers`` are one process
-    each. Raises :class:`ExternalError` naming the part that is wrong.
+    that hub (it wins over ``router=N``). ``producers=N`` and ``consumers=N``: the run's N
+    producer (consumer) workers, every one external (``--producer-workers``). Raises :class:`ExternalError` naming the part that is wrong.
     """
     out: dict[tuple[str, str | None], int] = {}
     for raw in spec.split(","):
@@ -106,8 +114,6 @@ def parse_external(spec: str, hubs: tuple[str, ...]) -> dict[tuple[str, str | No
             raise ExternalError(f"--external {spec!r}: {part!r}: hub {hub!r} routes nothing in this scenario (hubs: {', '.join(hubs)})")
         if (role, hub) in out:
             raise ExternalError(f"--external {spec!r}: {part!r}: {role}{':' + hub if hub else ''} given twice")
-        if role in ("producers", "consumers") and int(n) > 1:
-            raise ExternalError(f"--external {spec!r}: {part!r}: a run has one {role} process, so {role}=1 at most")
         out[(role, hub)] = int(n)
     return out
 
@@ -347,7 +353,7 @@ class Bridge:
                 f.write(m.text)
         elif isinstance(m, SlotExited):
             proc.returncode = m.code
-        elif isinstance(m, FileRelay) and m.name in RELAYED_FILES:
+        elif isinstance(m, FileRelay) and relayed_file(m.name):
             tmp = self.run_dir / f".{m.name}.tmp"
             tmp.write_text(m.content, encoding="utf-8")
             os.replace(tmp, self.run_dir / m.name)
