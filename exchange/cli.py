@@ -231,7 +231,8 @@ def run(
         str | None,
         typer.Option(
             help=(
-                "processes left to `exchange join` workers on other machines, ROLE=N,…: producers=N, consumers=N (the run's producer or consumer workers, all of them), router=N "
+                "processes left to `exchange join` workers on other machines, ROLE=N,…: producers=N, consumers=N "
+                "(the run's producer or consumer workers, all of them), router=N "
                 "(N router workers of every hub), router:HUB=N (of one hub); needs --bootstrap. See docs/distributed.md"
             )
         ),
