@@ -50,6 +50,7 @@ class Accountant:
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
         self._scoped: dict[tuple[str, ...], list[str]] = {}  # the scopes of an audit row → their dedupe keys
+        self._counting: dict[tuple, list[tuple[str, str, str]]] = {}  # (scopes, decision, reason) → their counter keys
         self._consumer = clients.consumer(
             "audit_reader",
             bootstrap,
@@ -135,6 +136,7 @@ class Accountant:
         add_scopes = self._seen.add_scopes
         scoped = self._scoped
         decisions = self.decisions
+        counting = self._counting
         for row in block["rows"]:
             if row[i_run] != self._run:
                 self.foreign += 1
@@ -155,8 +157,14 @@ class Accountant:
             if not new:
                 continue
             reason = row[i_reason]
-            for key in fresh:
-                decisions[(key[6:], decision, reason)] += 1
+            if new == len(names):  # the common case: every subscription's outcome is new
+                counted = counting.get((names, decision, reason))
+                if counted is None:
+                    counted = counting[(names, decision, reason)] = [(scope, decision, reason) for scope in names]
+            else:
+                counted = [(key[6:], decision, reason) for key in fresh]
+            for key in counted:
+                decisions[key] += 1
             self._read[decision] += new
             if decision == Decision.denied:
                 self.denied += new

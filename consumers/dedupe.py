@@ -76,8 +76,21 @@ class SeenSet:
         if parsed is None:
             return [scope for scope in scopes if self.add(scope, trace)]
         producer, seq = parsed
-        add = self._add_seq
-        return [scope for scope in scopes if add(scope, producer, seq)]
+        byte, mask = seq >> 3, 1 << (seq & 7)
+        producers = self._producers
+        fresh = []
+        for scope in scopes:
+            p = producers.get((scope, producer))
+            if p is None or p.beyond or byte >= len(p.bits):
+                if self._add_seq(scope, producer, seq):
+                    fresh.append(scope)
+                continue
+            bits = p.bits  # the common case, inline: inside the bitmap, nothing kept beyond it
+            if not bits[byte] & mask:
+                bits[byte] |= mask
+                p.ids += 1
+                fresh.append(scope)
+        return fresh
 
     def _add_seq(self, scope: str, producer: int, seq: int) -> bool:
         p = self._producers.get((scope, producer))
