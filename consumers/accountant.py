@@ -49,6 +49,8 @@ class Accountant:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, for checkpoints
         self._resume: dict | None = None  # a checkpoint to resume from instead of the end
         self._read: Counter = Counter()  # audit rows counted since the last metrics flush
+        self._scoped: dict[tuple[str, ...], list[str]] = {}  # the scopes of an audit row → their dedupe keys
+        self._counting: dict[tuple, list[tuple[str, str, str]]] = {}  # (scopes, decision, reason) → their counter keys
         self._consumer = clients.consumer(
             "audit_reader",
             bootstrap,
@@ -131,7 +133,10 @@ class Accountant:
         fields = block["fields"]
         i_trace, i_run, i_sub, i_entry = (fields.index(f) for f in ("trace", "run", "subscription", "entry"))
         i_decision, i_reason = fields.index("decision"), fields.index("reason")
-        seen = self._seen.add
+        add_scopes = self._seen.add_scopes
+        scoped = self._scoped
+        decisions = self.decisions
+        counting = self._counting
         for row in block["rows"]:
             if row[i_run] != self._run:
                 self.foreign += 1
@@ -140,17 +145,31 @@ class Accountant:
             if decision not in OUTCOME_DECISIONS:
                 continue  # forwarded by a hub of a cascade, or a control-plane row: not an outcome
             subs = row[i_sub]
-            trace = row[i_trace].encode()
-            for scope in subs if isinstance(subs, list) else (subs or row[i_entry],):
-                if not seen("audit:" + scope, trace):
-                    self.duplicates += 1
-                    continue
-                self.decisions[(scope, decision, row[i_reason])] += 1
-                self._read[decision] += 1
-                if decision == Decision.denied:
-                    self.denied += 1
-                else:
-                    self.audited_deliveries += 1
+            # one row of a denied group names every subscription it denies: the trace id is
+            # parsed once for them all, and the scopes' dedupe keys are built once per run
+            names = tuple(subs) if isinstance(subs, list) else (subs or row[i_entry],)
+            keys = scoped.get(names)
+            if keys is None:
+                keys = scoped[names] = ["audit:" + scope for scope in names]
+            fresh = add_scopes(keys, row[i_trace].encode())
+            new = len(fresh)
+            self.duplicates += len(names) - new
+            if not new:
+                continue
+            reason = row[i_reason]
+            if new == len(names):  # the common case: every subscription's outcome is new
+                counted = counting.get((names, decision, reason))
+                if counted is None:
+                    counted = counting[(names, decision, reason)] = [(scope, decision, reason) for scope in names]
+            else:
+                counted = [(key[6:], decision, reason) for key in fresh]
+            for key in counted:
+                decisions[key] += 1
+            self._read[decision] += new
+            if decision == Decision.denied:
+                self.denied += new
+            else:
+                self.audited_deliveries += new
 
     def _quality_event(self, value: bytes) -> None:
         event = orjson.loads(value)

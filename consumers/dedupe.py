@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 
 from schemas.envelope import parse_trace_id
 
@@ -63,7 +64,35 @@ class SeenSet:
                 return False
             self._other.add(key)
             return True
+        return self._add_seq(scope, *parsed)
+
+    def add_scopes(self, scopes: Iterable[str], trace: bytes) -> list[str]:
+        """The ``scopes`` in which ``trace`` is new, in order; the trace id is parsed once for all.
+
+        Same answers as :meth:`add` per scope (a scope given twice is new only the first time);
+        one audit row of a denied group covers dozens of subscriptions with one trace id.
+        """
+        parsed = parse_trace_id(trace)
+        if parsed is None:
+            return [scope for scope in scopes if self.add(scope, trace)]
         producer, seq = parsed
+        byte, mask = seq >> 3, 1 << (seq & 7)
+        producers = self._producers
+        fresh = []
+        for scope in scopes:
+            p = producers.get((scope, producer))
+            if p is None or p.beyond or byte >= len(p.bits):
+                if self._add_seq(scope, producer, seq):
+                    fresh.append(scope)
+                continue
+            bits = p.bits  # the common case, inline: inside the bitmap, nothing kept beyond it
+            if not bits[byte] & mask:
+                bits[byte] |= mask
+                p.ids += 1
+                fresh.append(scope)
+        return fresh
+
+    def _add_seq(self, scope: str, producer: int, seq: int) -> bool:
         p = self._producers.get((scope, producer))
         if p is None:
             p = self._producers[(scope, producer)] = _Producer()

@@ -150,3 +150,12 @@ def test_the_seen_set_agrees_with_a_plain_set_and_memory_follows_the_ids(adds):
     assert seen.memory_bytes() <= 300 * len(reference) + 1024
     restored = SeenSet.restore(seen.snapshot())
     assert not any(restored.add(s, t) for s, t in reference)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(["a", "b", "c"]), max_size=5), TRACES), max_size=100))
+def test_add_scopes_answers_like_add_for_each_scope(rows):
+    """One audit row names many subscriptions: parsing its trace id once must not change any answer."""
+    together, one_by_one = SeenSet(), SeenSet()
+    for scopes, trace in rows:
+        assert together.add_scopes(scopes, trace) == [s for s in scopes if one_by_one.add(s, trace)], (scopes, trace)

@@ -27,10 +27,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -48,8 +50,40 @@ REVOKE_FLUSH_TIMEOUT_S = 5.0
 BatchHandler = Callable[[Mapping[TP, list[Any]]], Awaitable[Awaitable[None]]]
 
 
+class AssignmentCache:
+    """Faust's view (a frozenset of ``TP``) of an aiokafka assignment, converted once per assignment.
+
+    aiokafka hands out the same frozenset of ``TopicPartition`` until the next rebalance, so
+    a conversion is reused while the object is the same one. Faust's thread ``_commit``
+    (faust-streaming 0.11-0.15) asks for the assignment once per committed offset: converting
+    all ``n`` assigned partitions each time made a commit cost ``n`` x offsets (1,325 x 1,325
+    for ``dongguan``, a quarter of the router's CPU).
+    """
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._tps: frozenset[TP] = frozenset()
+
+    def __call__(self, assigned: AbstractSet[Any]) -> frozenset[TP]:
+        """``assigned`` (aiokafka ``TopicPartition`` or ``TP``) as a frozenset of ``TP``."""
+        if assigned is not self._source:
+            self._tps = frozenset(ensure_TPset(assigned))
+            self._source = assigned
+        return self._tps
+
+
 class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the app's ``fetch_max_wait_ms`` (ms) on its aiokafka consumer."""
+    """Faust's consumer thread, with the app's ``fetch_max_wait_ms`` (ms) on its aiokafka consumer,
+    and its assignment converted once per rebalance (:class:`AssignmentCache`)."""
+
+    _assignment_cache: AssignmentCache | None = None
+
+    def assignment(self) -> frozenset[TP]:  # type: ignore[override]  # read-only, as every caller in Faust uses it
+        """The assigned partitions (read-only: a frozenset shared until the next rebalance)."""
+        cache = self._assignment_cache
+        if cache is None:
+            cache = self._assignment_cache = AssignmentCache()
+        return cache(self._ensure_consumer().assignment())
 
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
