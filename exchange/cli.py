@@ -816,6 +816,13 @@ def broker(
     kind: Annotated[str, typer.Option(help="tansu (embedded, memory storage) or kafka (Apache Kafka, KRaft)")] = "tansu",
     nodes: Annotated[int, typer.Option(min=1, max=5, help="Kafka nodes, each a controller and a broker (3: RF 3, min ISR 2)")] = 1,
     log: Annotated[Path | None, typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="the address of this machine to listen on and advertise: 127.0.0.1 (default) reaches it from this machine only; "
+            "for `exchange join` workers on other machines, an address they reach it at (docs/distributed.md)"
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run a broker in the foreground until Ctrl-C; prints its bootstrap address."""
     from exchange.kafka import brokers
@@ -825,7 +832,7 @@ def broker(
         raise typer.Exit(2)
     spec = _check_broker(f"{kind}:{nodes}")
     try:  # BrokerError (port in use, no Java…) is an ExchangeError: one line, exit 2
-        b = brokers.make(spec, port=port or None, log_path=log).start()
+        b = brokers.make(spec, port=port or None, log_path=log, host=host).start()
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     with b:

@@ -184,3 +184,29 @@ def test_chinese_in_the_report_has_a_font_where_the_report_is_rendered():
     if Path("/usr/bin/chromium").exists() and shutil.which("fc-list"):
         fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout
         assert fonts.strip(), "chromium is installed but no font covers Chinese: the report would show boxes"
+
+
+def test_exchange_broker_listens_on_and_advertises_the_host_given(tmp_path):
+    """`exchange broker --host`: an address other machines reach (here 127.0.0.2, another of this machine's)."""
+    import asyncio
+    import os
+
+    from exchange.kafka import brokers
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "broker", "--host", "127.0.0.2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        bootstrap = proc.stdout.readline().strip()
+        assert re.fullmatch(r"127\.0\.0\.2:\d+", bootstrap), bootstrap
+        assert asyncio.run(brokers.describe(bootstrap)).kind == "tansu"  # it answers there
+        with socket.socket() as s:  # and not 127.0.0.1
+            assert s.connect_ex(("127.0.0.1", int(bootstrap.rsplit(":", 1)[1]))) != 0
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
