@@ -216,7 +216,14 @@ def test_a_worker_killed_mid_run_fails_the_run_fast_naming_it(broker, tmp_path, 
     )
     worker = join(broker.bootstrap, "router", tmp_path / "host-1", "--next")
     try:
-        wait_for(lambda: any(m.kind == "stats" for m in read_messages(out / "producers.jsonl")), 120, "publishing")
+        try:
+            wait_for(lambda: any(m.kind == "stats" for m in read_messages(out / "producers.jsonl")), 120, "publishing")
+        except AssertionError:  # say what the controller and the worker said (seen once under CI's load)
+            controller.kill()
+            worker.kill()
+            raise AssertionError(
+                f"no publishing within 120 s\ncontroller: {finish(controller)[2][-3000:]}\nworker: {finish(worker)[2][-3000:]}"
+            ) from None
         router = read_messages(out / "router-0.jsonl")[0].sender.pid
         killed_at = time.monotonic()
         os.kill(worker.pid if what == "worker" else router, signal.SIGKILL)
