@@ -90,13 +90,6 @@ class IngressLayout:
                 own = entry.partitions if setting.partitions is None or not self.shared(topic) else setting.partitions
                 self.partitions[topic] = max(self.partitions.get(topic, 0), own)
 
-    def topics_of_only(self, entries: Collection[str]) -> list[str]:
-        """The topics all of whose live entries are in ``entries``, in plan order: e.g. the topics
-        a router may poll slowly because every entry on them is dormant (a topic with one busy
-        entry is busy)."""
-        wanted = set(entries)
-        return [t for t, on in self.entries_on.items() if all(e in wanted for e in on)]
-
     def shared(self, topic: str) -> bool:
         """Whether several entries publish on ``topic`` (the router then reads the entry from the ``entry-id`` header)."""
         return len(self.entries_on.get(topic, ())) > 1

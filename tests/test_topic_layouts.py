@@ -84,9 +84,6 @@ def test_shared_layouts_cut_topics_by_department_mode_and_class_with_the_largest
     layout = IngressLayout(layered("per-department"))
     assert layout.entries_on["dx.t1.in.dept.prov"] == ("open", "cond", "secret") and layout.shared("dx.t1.in.dept.prov")
     assert not layout.shared("dx.t1.in.dept.a")
-    # a topic is quiet only when every entry on it is
-    assert layout.topics_of_only({"table", "secret"}) == ["dx.t1.in.dept.a"]
-    assert layout.topics_of_only({"table", "open", "cond", "secret"}) == ["dx.t1.in.dept.prov", "dx.t1.in.dept.a"]
 
 
 def test_dongguan_per_department_fetches_a_few_dozen_topics_not_1325_partitions():
