@@ -254,9 +254,9 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario end to end and check that every record is accounted for."""
-    from exchange.runner.controller import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics
     from exchange.runner.controller import run as run_scenario
     from exchange.runner.display import LiveProgress, fault_table, summary_table
+    from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics
     from exchange.runner.warmup import warmup_seconds
 
     loaded = _load(scenario, seed)

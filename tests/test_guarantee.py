@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaConsumer
 from exchange.bench.guarantee import cost
 from exchange.kafka.apache import KafkaBroker
 from exchange.kafka.topics import create_router_internal_topics
-from exchange.runner.controller import GuaranteeError, RunOptions, resolve_guarantee, run
+from exchange.runner.controller import run
+from exchange.runner.options import GuaranteeError, RunOptions, resolve_guarantee
 from exchange.runner.status import StatusReader
 from exchange.scenarios.loader import load
 from schemas.envelope import H_RUN, H_SUBSCRIPTION, H_TRACE, Topics

@@ -18,7 +18,7 @@ import pytest
 from consumers.assignment import ACCOUNTANT_WORKER, assign_departments, subscribing_units
 from exchange.results import merge
 from exchange.results.latency import decode, encode, new_histogram, record_ns
-from exchange.runner.controller import RunOptions, WorkersError, check_workers
+from exchange.runner.options import RunOptions, WorkersError, check_workers
 from exchange.runner.status import read_messages
 from exchange.scenarios.loader import load
 from producers.process import build_publishers, worker_gate

@@ -22,7 +22,7 @@ from exchange.policy.routing import RouterCore
 from exchange.policy.sharing import compile_policy
 from exchange.results.compare import comparison, labels_of
 from exchange.results.report import load_result
-from exchange.runner.controller import RunOptions, TopicLayoutError, resolve_topics
+from exchange.runner.options import RunOptions, TopicLayoutError, resolve_topics
 from exchange.scenarios.loader import ScenarioError, load, parse
 from producers.records import EntityPool, RecordFactory, regions_of
 from schemas.envelope import H_ENTRY, H_SUBSCRIPTION, H_TRACE, IngressLayout, Topics, audit_rows, record_headers

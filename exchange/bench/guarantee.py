@@ -12,7 +12,7 @@ machine's load falls on both), and reports per guarantee:
 
 and the cost of exactly-once as percentages. Each run's ``result.json`` stays in its own
 directory, for ``exchange compare``. Exactly-once needs Kafka: on Tansu this raises
-:class:`~exchange.runner.controller.GuaranteeError` before anything starts.
+:class:`~exchange.runner.options.GuaranteeError` before anything starts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 
 from exchange.kafka import brokers
 from exchange.kafka.topics import create_router_internal_topics
-from exchange.runner.controller import RunFailed, RunOptions, resolve_guarantee, run
+from exchange.runner.controller import RunFailed, run
+from exchange.runner.options import RunOptions, resolve_guarantee
 from schemas.results import Result
 from schemas.scenario import Scenario
 
@@ -68,7 +69,7 @@ async def guarantee_cost(
 ) -> dict[str, Any]:
     """Run ``scenario`` under each guarantee on one Kafka; returns the figures (module docstring).
 
-    Raises :class:`~exchange.runner.controller.GuaranteeError` on Tansu, :class:`RunFailed`
+    Raises :class:`~exchange.runner.options.GuaranteeError` on Tansu, :class:`RunFailed`
     when the broker does not start or a run fails.
     """
     resolve_guarantee(RunOptions(scenario, bootstrap=bootstrap, broker=broker, guarantee="exactly-once"))
