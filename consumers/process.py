@@ -29,6 +29,7 @@ from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, f
 from consumers.subscriber import Subscriber
 from exchange import metrics
 from exchange.errors import ExchangeError
+from exchange.kafka import offset_gaps
 from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
 from exchange.runner.processes import report_crashes
@@ -418,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)",
     )
     add_clock_arguments(parser)
+    offset_gaps.add_broker_kind_argument(parser)
     parser.add_argument("--workers", type=int, default=1, help="consumer workers of the run, the departments divided between them")
     parser.add_argument("--worker-index", type=int, default=0, help="this worker's number, 0 … WORKERS-1 (0 also reads the audit trail)")
     args = parser.parse_args(argv)
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     worker = str(args.worker_index)
+    offset_gaps.install_for(args.broker_kind)
     status = StatusWriter(args.status, sender(Role.consumers, args.run_id, worker))
     report_crashes(status)  # a task or thread that crashes fails the run, though this process lives on
     sd_file = metrics.expose(

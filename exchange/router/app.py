@@ -30,7 +30,7 @@ from faust import Service
 
 from exchange import metrics
 from exchange.errors import ExchangeError
-from exchange.kafka import clients
+from exchange.kafka import clients, offset_gaps
 from exchange.kafka.batching import BatchSender
 from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.policy.audit import AuditWriter
@@ -536,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         "starting while a broker node is down would otherwise send CreateTopics to a dead controller and exit",
     )
     add_clock_arguments(parser)
+    offset_gaps.add_broker_kind_argument(parser)
     args = parser.parse_args(argv)
     scenario = Scenario.from_runtime_json(args.scenario.read_bytes())
     hub = args.platform or scenario.platform.id
@@ -550,6 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     datadir = args.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"dx-router-{os.getpid()}"
     router = Router(scenario, args.bootstrap, args.worker, status, datadir, args.platform, args.run_id, args.quiet_fetch_wait_ms)
     router.clock_offset = offset
+    offset_gaps.install_for(args.broker_kind)  # after the lenient reader (Router's __init__), which it wraps
     if args.fetch_wait_ms is not None:
         router.app.fetch_max_wait_ms = args.fetch_wait_ms
     if args.no_declare_topics:

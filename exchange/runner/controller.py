@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from consumers.process import samples_file
 from exchange import metrics
 from exchange.errors import EXIT_FAILED, ExchangeError
-from exchange.kafka import brokers
+from exchange.kafka import brokers, offset_gaps
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.kafka.timesync import ClockServer, clock_topic
 from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
@@ -323,6 +323,7 @@ class _Run:
     def plan_slots(self) -> list[Slot]:
         """Every process of the run: router workers, the consumers, the producers (their start order)."""
         names = _router_names(self.scenario, self.workers)
+        kind = ["--broker-kind", self.kind] if self.kind else []  # on tansu, their consumers wait at offset gaps
         self.fetch_wait_ms = self.options.fetch_wait_ms or brokers.fetch_wait_ms(self.kind) or default_fetch_wait(len(names))
         routers = [
             self.slot(
@@ -339,6 +340,7 @@ class _Run:
                 str(self.fetch_wait_ms),
                 *([] if self.options.quiet_fetch_wait_ms is None else ["--quiet-fetch-wait-ms", str(self.options.quiet_fetch_wait_ms)]),
                 *(["--no-declare-topics"] if self.kind == "kafka" else []),  # created up front: see exchange/router/app.py
+                *kind,
                 hub=hub,
             )
             for hub, i, name in names
@@ -352,7 +354,7 @@ class _Run:
         schedule = ["--schedule-file", "{schedule}"]  # the warm-up's end, written by the producers
         options = self.options
         consumers = [
-            self.slot(name, "consumers", "consumers", "--seed", str(options.seed), *chaos_args, *long_poll, *schedule, *args)
+            self.slot(name, "consumers", "consumers", "--seed", str(options.seed), *kind, *chaos_args, *long_poll, *schedule, *args)
             for name, args in _worker_specs("consumers", options.consumer_workers)
         ]
         common = ["--duration", str(self.duration), "--seed", str(options.seed), "--rate-multiplier", str(options.rate_multiplier)]
@@ -397,6 +399,8 @@ class _Run:
             existing = await brokers.describe(self.bootstrap)
             self.kind, replication = existing.kind, existing.replication_factor
         self.replication = replication
+        # the bridge and the clock server read topics that many processes write at once
+        offset_gaps.install_for(self.kind)
         self.phase("creating topics")
         await create_topics(self.bootstrap, topic_plan(self.scenario), check=changelog_plan(self.scenario), replication_factor=replication)
         if self.kind == "kafka":  # Faust's own topics too: a router racing Kafka's metadata for them can hang
