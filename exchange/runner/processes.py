@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -179,9 +180,27 @@ def crash_of(record: logging.LogRecord) -> str | None:
         # callback …"); asyncio's other errors (an unclosed client found at exit) are leaks, not crashes
         if exc is None or isinstance(exc, asyncio.CancelledError):
             return None
-        first = record.getMessage().splitlines()[0] if record.getMessage() else "asyncio error"
-        return f"{first}: {_describe(exc)}"
+        lines = record.getMessage().splitlines()
+        task = next((m.group(1) for line in lines[1:] if (m := _CORO.search(line))), None)
+        if task is not None and _AIOKAFKA_TASK.search(lines[1] if len(lines) > 1 else "") and _connection_lost(exc):
+            # a connection aiokafka closed under one of its own fire-and-forget requests (a
+            # fetch or a leave-group racing close() or a reconnect): the client goes on or is
+            # stopping; conservation and the run's checks judge what that cost, not this line
+            return None
+        first = lines[0] if lines else "asyncio error"
+        return f"{first}{f' ({task})' if task else ''}: {_describe(exc)}"
     return None
+
+
+# asyncio's task repr: "<Task finished name='Task-5' coro=<Fetcher._proc_fetch_request() done, defined at …/aiokafka/…>"
+_CORO = re.compile(r"coro=<([\w.<>]+)\(")
+_AIOKAFKA_TASK = re.compile(r"defined at [^>]*[/\\]aiokafka[/\\]")
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaConnectionError
+
+    return isinstance(exc, KafkaConnectionError | ConnectionError)
 
 
 def _describe(exc: Any) -> str:
