@@ -233,6 +233,18 @@ class RunInfo(_Model):
     cpu_window_s: float | None = Field(
         default=None, description="seconds router_cpu_s and broker_cpu_s were measured over: from publishing's start to the collection"
     )
+    cpu_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="CPU seconds (user + system) over cpu_window_s by role of this machine's processes of the run: router, broker "
+        "(one the run started), producers, consumers, controller; and other: the rest of what kept the machine busy (other "
+        "processes, the kernel). Workers on other machines are not in it",
+    )
+    machine_cores: int | None = Field(default=None, description="the controller's machine's cores (os.cpu_count())")
+    machine_busy: float | None = Field(
+        default=None,
+        description="share of machine_cores busy over cpu_window_s, whoever kept them busy (/proc/stat); from 0.9 on the run "
+        "is CPU-bound and says so in warnings: its latencies include waiting for a core",
+    )
     drain_s: float
     dead_letters_by_reason: dict[str, int]
     clock_offsets: dict[str, ClockOffset] = Field(

@@ -44,16 +44,16 @@ def test_a_shifted_clock_is_measured_and_corrected(tmp_path: Path) -> None:
     # one machine: every process measures ~0 (the estimator is unbiased), and nothing is warned of
     assert set(offsets["base"]) == {"producers", "router-0", "consumers"}
     assert all(abs(o["offset_ns"]) <= 20 * MS for o in offsets["base"].values()), offsets["base"]
-    assert base["warnings"] == []
+    assert clock_warnings(base) == []  # (a loaded machine may add a CPU-bound warning: not this test's)
     # the consumers under libfaketime: 500 ms ahead, so the controller's clock is 500 ms behind theirs
     for r in (shifted, uncorrected):
         consumers = r["run"]["clock_offsets"]["consumers"]
         assert abs(consumers["offset_ns"] + 500 * MS) <= 20 * MS, consumers
         assert abs(r["run"]["clock_offsets"]["producers"]["offset_ns"]) <= 20 * MS
-        assert len(r["warnings"]) == 1 and re.search(r"consumers -(49\d|50\d)\.\d ms", r["warnings"][0]), r["warnings"]
+        assert len(clock_warnings(r)) == 1 and re.search(r"consumers -(49\d|50\d)\.\d ms", clock_warnings(r)[0]), r["warnings"]
         assert "warning: clock offsets over 50 ms" in r["stdout"]
     assert shifted["run"]["clock_correction"] and not uncorrected["run"]["clock_correction"]
-    assert "NOT corrected" in uncorrected["warnings"][0]
+    assert "NOT corrected" in clock_warnings(uncorrected)[0]
     # corrected: the latency of the run without the shift; uncorrected: 500 ms more. The
     # tolerance (200 ms: runs on a loaded 2-core machine differ by up to ~140 ms) is under half
     # the shift, so neither figure can pass for the other
@@ -96,3 +96,7 @@ def _demo_runtime_json() -> bytes:
     from exchange.scenarios.loader import load
 
     return load("demo").runtime_json().encode()
+
+
+def clock_warnings(result: dict) -> list[str]:
+    return [w for w in result["warnings"] if w.startswith("clock offsets")]

@@ -6,6 +6,7 @@ real router worker."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -205,6 +206,10 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     said: list[str] = []
     result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap), say=said.append)
     assert result.conservation.ok, result.conservation.message
+    # this machine's processes of the run, by role (the broker is not the run's), and the rest of the machine
+    assert {"router", "producers", "consumers", "controller", "other"} <= result.run.cpu_s.keys() and "broker" not in result.run.cpu_s
+    assert result.run.cpu_s["router"] > 0 and result.run.machine_cores == os.cpu_count()
+    assert result.run.machine_busy is not None and 0 < result.run.machine_busy <= 1.05  # /proc/stat counts in 10 ms ticks
     assert any(re.fullmatch(r"controller 0: metrics on port \d+", line) for line in said), said
     assert "metrics on port" not in capfd.readouterr().err
 

@@ -296,6 +296,9 @@ def test_compare_shows_two_layouts_side_by_side():
     assert rows["ingress partitions"].delta() == ("-50.0 %", "")
     assert rows["router CPU, s"].delta() == ("-50.0 %", "better") and rows["broker CPU, s"].delta() == ("+3.3 %", "worse")
     assert (rows["router CPU, % of a core"].a, rows["router CPU, % of a core"].b) == (50.0, 25.0)
+    a["run"]["machine_busy"], b["run"]["machine_busy"] = 0.97, 0.6
+    busy = {r.label: r for r in next(s for s in comparison(a, b) if s.title == "ingress topics and CPU").rows}["machine busy, % of its cores"]
+    assert (busy.a, busy.b) == (97.0, 60.0) and busy.delta()[1] == "better"
     assert "end to end p99, ms" in rows
     assert labels_of(a, b) == ("A · demo, per-entry", "B · demo, per-department")
     del a["run"]["topic_layout"]  # a result from before the setting: per-entry, and nothing measured

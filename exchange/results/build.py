@@ -387,3 +387,23 @@ def _by_reason(rows: list[DeadLetterCount]) -> dict[str, int]:
     for row in rows:
         out[row.reason] = out.get(row.reason, 0) + row.n
     return dict(sorted(out.items()))
+
+
+#: the share of the machine's cores busy from which a run is CPU-bound (:func:`cpu_warning`)
+CPU_BOUND = 0.9
+
+
+def cpu_warning(run: RunInfo) -> str | None:
+    """One line when the controller's machine was CPU-bound over the run's CPU window
+    (``run.machine_busy`` ≥ :data:`CPU_BOUND`), with the cores each role kept busy; else None.
+    Such a run's latencies include the time records waited for a core: they measure the machine
+    as much as the design."""
+    if run.machine_busy is None or run.machine_busy < CPU_BOUND or not run.cpu_window_s:
+        return None
+    window = run.cpu_window_s
+    roles = ", ".join(f"{role} {seconds / window:.2f}" for role, seconds in sorted(run.cpu_s.items(), key=lambda kv: -kv[1]) if seconds > 0)
+    return (
+        f"CPU-bound: this machine's {run.machine_cores} cores were {run.machine_busy:.0%} busy from publishing's start to the "
+        f"collection ({roles} cores); latencies include waiting for a core, so they measure this machine as much as the design: "
+        "spread the run over machines (docs/distributed.md) or lower --rate-multiplier"
+    )

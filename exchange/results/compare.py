@@ -225,10 +225,18 @@ def _topics_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
             Row("router CPU, % of a core", _share(ra, "router_cpu_s"), _share(rb, "router_cpu_s"), better="lower", kind="value"),
             Row("broker CPU, s", ra.get("broker_cpu_s"), rb.get("broker_cpu_s"), better="lower", kind="value"),
             Row("broker CPU, % of a core", _share(ra, "broker_cpu_s"), _share(rb, "broker_cpu_s"), better="lower", kind="value"),
+            # from 90 % the run is CPU-bound: its latencies include waiting for a core (result.json warnings)
+            Row("machine busy, % of its cores", _busy(ra), _busy(rb), better="lower", kind="value"),
             Row("end to end p50, ms", a.get("aggregatedEndToEndLatency50pct"), b.get("aggregatedEndToEndLatency50pct"), better="lower", kind="ms"),
             Row("end to end p99, ms", a.get("aggregatedEndToEndLatency99pct"), b.get("aggregatedEndToEndLatency99pct"), better="lower", kind="ms"),
         ],
     )
+
+
+def _busy(run: dict[str, Any]) -> float | None:
+    """The controller's machine's busy share over the CPU window, in % (result.json ``run.machine_busy``)."""
+    busy = run.get("machine_busy")
+    return round(100 * busy, 1) if busy is not None else None
 
 
 def _share(run: dict[str, Any], key: str) -> float | None:

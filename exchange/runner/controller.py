@@ -36,14 +36,14 @@ from exchange.kafka.tansu import EmbeddedBroker
 from exchange.kafka.timesync import ClockServer, clock_topic
 from exchange.kafka.topics import changelog_plan, create_router_internal_topics, create_topics, ingress_topics, topic_plan
 from exchange.results import merge
-from exchange.results.build import Reports, build_result, expected_outcomes
+from exchange.results.build import Reports, build_result, cpu_warning, expected_outcomes
 from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics
-from exchange.runner.processes import cpu_seconds, spawn, terminate
+from exchange.runner.processes import cpu_seconds, machine_cpu, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
@@ -66,6 +66,8 @@ from schemas.status import (
 )
 
 POLL_S = 0.2
+#: the roles whose processes' CPU a run measures on this machine (result.json run.cpu_s)
+CPU_ROLES = ("router", "broker", "producers", "consumers", "controller")
 #: several producer workers start their schedule together this long after the last is ready
 START_MARGIN_S = 0.2
 
@@ -447,6 +449,7 @@ class _Run:
             await asyncio.sleep(margin)
         self.t0 = time.monotonic()
         self.cpu_at_start = self._cpu_now()
+        self.machine_at_start = machine_cpu()
         self.cpu_from = time.monotonic()
         if self.faults:
             # what was done when, and every lag sample the recovery times come from
@@ -518,6 +521,7 @@ class _Run:
         """Stop the consumers and routers for their final reports; a crash logged meanwhile fails the run."""
         self.phase("collecting")
         self.cpu_at_end = self._cpu_now()
+        self.machine_at_end = machine_cpu()
         self.cpu_until = time.monotonic()
         self.router_cpu = self._router_cores()
         workers = self.consumer_workers
@@ -532,16 +536,41 @@ class _Run:
         reports.routers = [rep for r in self.routers for rep in r.reports() if isinstance(rep, RouterFinal | RouterStats)]
 
     def _cpu_now(self) -> dict[str, dict[int, float]]:
-        """CPU seconds so far of the router workers' and the broker's processes: role → pid → seconds."""
+        """CPU seconds so far of this machine's processes of the run (the router workers, the
+        broker, the producers, the consumers, the controller): role → pid → seconds."""
         broker = self.broker
         broker_pids = (getattr(broker, "pids", None) or ([broker.pid] if broker.pid else [])) if broker is not None else []
-        out: dict[str, dict[int, float]] = {"router": {}, "broker": {}}
-        local = [r.proc.pid for r in self.routers if isinstance(r.proc, subprocess.Popen)]  # a worker elsewhere has its own /proc
-        for role, pids in (("router", local), ("broker", broker_pids)):
+
+        def local(children: list[_Child]) -> list[int]:  # a worker elsewhere has its own /proc
+            return [c.proc.pid for c in children if isinstance(c.proc, subprocess.Popen)]
+
+        out: dict[str, dict[int, float]] = {role: {} for role in CPU_ROLES}
+        roles = (
+            ("router", local(self.routers)),
+            ("broker", broker_pids),
+            ("producers", local(self.producer_workers)),
+            ("consumers", local(self.consumer_workers)),
+            ("controller", [os.getpid()]),
+        )
+        for role, pids in roles:
             for pid in pids:
                 if (cpu := cpu_seconds(pid)) is not None:
                     out[role][pid] = cpu
         return out
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds by role over the CPU window (:meth:`cpu_spent`), plus ``other``: the rest of
+        what kept this machine busy meanwhile (other processes, the kernel); empty when not measured."""
+        spent = {role: cpu for role in CPU_ROLES if (cpu := self.cpu_spent(role)) is not None}
+        machine = self.machine_busy_s()
+        if spent and machine is not None:
+            spent["other"] = round(max(0.0, machine - sum(spent.values())), 2)
+        return spent
+
+    def machine_busy_s(self) -> float | None:
+        """CPU seconds this machine's cores were busy over the CPU window, whoever was busy."""
+        start, end = getattr(self, "machine_at_start", None), getattr(self, "machine_at_end", None)
+        return round(end[0] - start[0], 2) if start is not None and end is not None else None
 
     def _router_cores(self) -> dict[str, float]:
         """Each local router process's CPU from publishing's start to the collection, in cores
@@ -552,7 +581,7 @@ class _Run:
         return {pids[pid]: round((cpu - start[pid]) / seconds, 4) for pid, cpu in end.items() if pid in start and pid in pids and seconds > 0}
 
     def cpu_spent(self, role: str) -> float | None:
-        """CPU seconds ``role`` (router, broker) spent from publishing's start to the collection
+        """CPU seconds ``role`` (one of :data:`CPU_ROLES`) spent from publishing's start to the collection
         (a process started in between counts from its start); None when not measured."""
         start, end = getattr(self, "cpu_at_start", None), getattr(self, "cpu_at_end", None)
         if start is None or end is None or not end[role]:
@@ -563,6 +592,8 @@ class _Run:
         """The result, its fault recoveries and SLO verdicts, written to ``result.json``."""
         broker, options, p = self.broker, self.options, self.platform
         layout = IngressLayout(self.scenario)
+        window = round(self.cpu_until - self.cpu_from, 2) if hasattr(self, "cpu_until") else None
+        busy, cores = self.machine_busy_s(), os.cpu_count()
         info = RunInfo(
             scenario=self.scenario.name,
             run_id=self.run_id,
@@ -593,14 +624,17 @@ class _Run:
             ingress_partitions=sum(layout.partitions.values()),
             router_cpu_s=self.cpu_spent("router"),
             broker_cpu_s=self.cpu_spent("broker") if broker is not None else None,
-            cpu_window_s=round(self.cpu_until - self.cpu_from, 2) if hasattr(self, "cpu_until") else None,
+            cpu_window_s=window,
+            cpu_s=self.cpu_by_role(),
+            machine_cores=cores,
+            machine_busy=round(busy / (window * cores), 3) if busy is not None and window and cores else None,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")
         if self.injector is not None:
             result.faults = _fault_results(self.injector, self.lag_samples, reports.publish_intervals, self.end_s)
-        warning = offset_warning(result.run.clock_offsets, options.clock_offset_limit_ms, options.clock_correction)
-        result.warnings = [warning] if warning else []
+        warnings = offset_warning(result.run.clock_offsets, options.clock_offset_limit_ms, options.clock_correction), cpu_warning(result.run)
+        result.warnings = [w for w in warnings if w]
         result.slos = judge(self.scenario, result, {name: f.e2e for name, f in reports.consumers.flows.items()})
         for verdict in result.slos:
             metrics.SLO_STATUS.labels(p, verdict.name).set(1 if verdict.passed else 0)

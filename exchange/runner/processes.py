@@ -129,6 +129,25 @@ def cpu_seconds(pid: int | str = "self") -> float | None:
         return None
 
 
+def machine_cpu(stat: str | None = None) -> tuple[float, float] | None:
+    """(busy, elapsed) CPU seconds of the whole machine since boot, summed over its cores, from
+    ``/proc/stat``'s ``cpu`` line (proc(5)): busy is user + nice + system + irq + softirq + steal
+    (guest time is inside user), elapsed adds idle and iowait. Two readings give the share of the
+    machine that was busy between them, whoever kept it busy. ``stat``: the file's text (tests);
+    None where there is no such file."""
+    try:
+        if stat is None:
+            with open("/proc/stat") as f:
+                stat = f.readline()
+        fields = [int(v) for v in stat.split()[1:9]]
+        user, nice, system, idle, iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq + steal
+    return busy / tick, (busy + idle + iowait) / tick
+
+
 def process_age_s() -> float:
     """Seconds since this process was started (by the kernel's clock, so imports count)."""
     try:
