@@ -280,6 +280,7 @@ class _Run:
         self.router_ready: list[float] = []
         self.fetch_wait_ms = 0
         self.router_cpu: dict[str, float] = {}
+        self.cpu_seen: dict[int, float] = {}  # pid → its last CPU seconds read (note_cpu)
         self.drain_s = self.end_s = 0.0
         self.clock_server: ClockServer | None = None
         self.replication = 1
@@ -472,6 +473,9 @@ class _Run:
             self._inject_faults()
             _check_alive(self.children, self.broker, allow_exit={p.name for p in self.producer_workers})
             watch.read_producers()
+            for producers in self.producer_workers:
+                if isinstance(producers.proc, subprocess.Popen) and producers.proc.returncode is None:
+                    self.note_cpu(producers.proc.pid)
             watch.read_consumers()
             watch.read_routers()
             self.progress.elapsed = time.monotonic() - self.t0
@@ -554,9 +558,19 @@ class _Run:
         )
         for role, pids in roles:
             for pid in pids:
-                if (cpu := cpu_seconds(pid)) is not None:
+                cpu = self.note_cpu(pid)
+                if cpu is not None:
                     out[role][pid] = cpu
         return out
+
+    def note_cpu(self, pid: int) -> float | None:
+        """``pid``'s CPU seconds now, or the last reading when it has exited meanwhile (producers
+        exit once they published: :meth:`publish_and_drain` reads them every poll)."""
+        cpu = cpu_seconds(pid)
+        if cpu is None:
+            return self.cpu_seen.get(pid)
+        self.cpu_seen[pid] = cpu
+        return cpu
 
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds by role over the CPU window (:meth:`cpu_spent`), plus ``other``: the rest of
