@@ -403,7 +403,7 @@ def cpu_warning(run: RunInfo) -> str | None:
     window = run.cpu_window_s
     roles = ", ".join(f"{role} {seconds / window:.2f}" for role, seconds in sorted(run.cpu_s.items(), key=lambda kv: -kv[1]) if seconds > 0)
     return (
-        f"CPU-bound: this machine's {run.machine_cores} cores were {run.machine_busy:.0%} busy from publishing's start to the "
-        f"collection ({roles} cores); latencies include waiting for a core, so they measure this machine as much as the design: "
+        f"CPU-bound: this machine's {run.machine_cores} cores were {run.machine_busy:.0%} busy from the start of publishing to "
+        f"the final reports ({roles} cores); latencies include waiting for a core, so they measure this machine as much as the design: "
         "spread the run over machines (docs/distributed.md) or lower --rate-multiplier"
     )
