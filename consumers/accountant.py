@@ -19,6 +19,9 @@ from exchange.kafka import clients
 from schemas.envelope import H_RUN, H_TRACE, Topics
 from schemas.outcomes import OUTCOME_DECISIONS, Decision
 
+#: the dedupe scope of an audit outcome: a subscription id after it (the deliveries use the bare id)
+AUDIT_SCOPE = "audit:"
+
 
 class Accountant:
     def __init__(
@@ -150,7 +153,7 @@ class Accountant:
             names = tuple(subs) if isinstance(subs, list) else (subs or row[i_entry],)
             keys = scoped.get(names)
             if keys is None:
-                keys = scoped[names] = ["audit:" + scope for scope in names]
+                keys = scoped[names] = [AUDIT_SCOPE + scope for scope in names]
             fresh = add_scopes(keys, row[i_trace].encode())
             new = len(fresh)
             self.duplicates += len(names) - new
@@ -162,7 +165,7 @@ class Accountant:
                 if counted is None:
                     counted = counting[(names, decision, reason)] = [(scope, decision, reason) for scope in names]
             else:
-                counted = [(key[6:], decision, reason) for key in fresh]
+                counted = [(key[len(AUDIT_SCOPE) :], decision, reason) for key in fresh]
             for key in counted:
                 decisions[key] += 1
             self._read[decision] += new

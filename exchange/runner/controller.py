@@ -576,15 +576,18 @@ class _Run:
         """CPU seconds by role over the CPU window (:meth:`cpu_spent`), plus ``other``: the rest of
         what kept this machine busy meanwhile (other processes, the kernel); empty when not measured."""
         spent = {role: cpu for role in CPU_ROLES if (cpu := self.cpu_spent(role)) is not None}
-        machine = self.machine_busy_s()
+        machine = self.machine_spent()
         if spent and machine is not None:
-            spent["other"] = round(max(0.0, machine - sum(spent.values())), 2)
+            spent["other"] = round(max(0.0, machine[0] - sum(spent.values())), 2)
         return spent
 
-    def machine_busy_s(self) -> float | None:
-        """CPU seconds this machine's cores were busy over the CPU window, whoever was busy."""
+    def machine_spent(self) -> tuple[float, float] | None:
+        """(busy, elapsed) CPU seconds of this machine's cores over the CPU window, whoever was
+        busy (:func:`~exchange.runner.processes.machine_cpu`); None when not measured."""
         start, end = getattr(self, "machine_at_start", None), getattr(self, "machine_at_end", None)
-        return round(end[0] - start[0], 2) if start is not None and end is not None else None
+        if start is None or end is None:
+            return None
+        return end[0] - start[0], end[1] - start[1]
 
     def _router_cores(self) -> dict[str, float]:
         """Each local router process's CPU from publishing's start to the collection, in cores
@@ -607,7 +610,7 @@ class _Run:
         broker, options, p = self.broker, self.options, self.platform
         layout = IngressLayout(self.scenario)
         window = round(self.cpu_until - self.cpu_from, 2) if hasattr(self, "cpu_until") else None
-        busy, cores = self.machine_busy_s(), os.cpu_count()
+        machine = self.machine_spent()
         info = RunInfo(
             scenario=self.scenario.name,
             run_id=self.run_id,
@@ -640,8 +643,8 @@ class _Run:
             broker_cpu_s=self.cpu_spent("broker") if broker is not None else None,
             cpu_window_s=window,
             cpu_s=self.cpu_by_role(),
-            machine_cores=cores,
-            machine_busy=round(busy / (window * cores), 3) if busy is not None and window and cores else None,
+            machine_cores=os.cpu_count(),
+            machine_busy=round(machine[0] / machine[1], 3) if machine is not None and machine[1] > 0 else None,
         )
         where = broker.describe() if broker is not None else f"Kafka at {self.bootstrap}"
         result = build_result(self.scenario, reports, info, driver=f"faust-bulk-router+aiokafka on {where}, {self.guarantee.value}")

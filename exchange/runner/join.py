@@ -327,7 +327,7 @@ class _Agent:
         """Files the controller relayed (the schedule, for a slot that reads it)."""
         assert self.slot is not None
         for name, content in list(self.files.items()):
-            if self.slot.role == "producers" and "--wait-for-schedule" not in self.slot.args:
+            if self._writes_schedule():
                 continue  # a single producers process writes it itself
             tmp = self.dir / f".{name}.tmp"
             tmp.write_text(content, encoding="utf-8")
@@ -351,12 +351,18 @@ class _Agent:
                 break
             self._log_offset += len(log)
             await self.send(LogRelay(worker_id=self.worker_id, slot=name, text=log.decode(errors="replace")))
-        if self.slot.role == "producers" and "--wait-for-schedule" not in self.slot.args:  # one of several: the controller writes it
+        if self._writes_schedule():  # one of several producer workers does not: the controller writes it
             schedule = self.dir / SCHEDULE_FILE
             content = schedule.read_text(encoding="utf-8") if schedule.exists() else ""
             if content and content != self._schedule_sent:
                 self._schedule_sent = content
                 await self.send(FileRelay(sender=self.worker_id, slot=name, name=SCHEDULE_FILE, content=content))
+
+    def _writes_schedule(self) -> bool:
+        """Whether this slot's process writes the warm-up schedule: the run's only producers process
+        (several producer workers wait for the one the controller writes, ``--wait-for-schedule``)."""
+        assert self.slot is not None
+        return self.slot.role == "producers" and "--wait-for-schedule" not in self.slot.args
 
     async def _send_back(self) -> None:
         """The files the run directory keeps that this slot wrote (the consumers' samples)."""
