@@ -26,6 +26,7 @@ from consumers.dedupe import SeenSet
 from consumers.hops import HopStats
 from consumers.reactions import ReactionEngine, WorkflowTracker
 from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
+from consumers.shared import SharedFetch, shared_group, wants_own_client
 from consumers.subscriber import Subscriber
 from exchange import metrics
 from exchange.errors import ExchangeError
@@ -58,6 +59,7 @@ STATS_INTERVAL_S = 1.0
 CHECKPOINT_INTERVAL_S = 1.0
 RESTARTABLE_SESSION_MS = 2000
 PAUSE_POLL_S = 0.1
+SUBSCRIBER_CLIENTS = ("shared", "per-department")  # --subscriber-clients (consumers/shared.py)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ async def run(
     clock_offset: ClockOffset | None = None,
     worker: int = 0,
     workers: int = 1,
+    clients_per_department: bool = False,
 ) -> None:
     """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
 
@@ -92,8 +95,9 @@ async def run(
     # per-hop latency on the dashboard too, in a cascade (one hub: its end-to-end figures say it all)
     hops = HopStats(observe=metrics.HOP_LATENCY.labels if len(scenario.hubs_in_use) > 1 else None)
     departments = assign_departments(scenario, workers)[worker]
+    restartable = checkpoint_path is not None
     subscribers = _subscribers(
-        scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable=checkpoint_path is not None, departments=departments
+        scenario, bootstrap, seen, hops, run_id, fetch_wait_ms, restartable, departments=departments, clients_per_department=clients_per_department
     )
     _limit_and_schedule(scenario, subscribers, schedule_file)
     accountant = (
@@ -107,9 +111,13 @@ async def run(
     workflows = WorkflowTracker(scenario)
     sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     _listen(scenario, subscribers, reactions, workflows, sampler)
-    readers: list[Subscriber | Accountant] = [*subscribers, *([accountant] if accountant else [])]
+    readers: list[Subscriber | SharedFetch | Accountant] = [
+        *_readers(scenario, subscribers, bootstrap, fetch_wait_ms, restartable, worker),
+        *([accountant] if accountant else []),
+    ]
     await asyncio.gather(*(r.start() for r in readers), reactions.start())
-    status.write(ConsumersReady(subscribers=len(subscribers), restored=state is not None, clock=clock_offset))
+    clients = sum(not isinstance(r, Accountant) for r in readers)
+    status.write(ConsumersReady(subscribers=len(subscribers), clients=clients, restored=state is not None, clock=clock_offset))
     background = [asyncio.create_task(_report(scenario, status, stop, subscribers, accountant, reactions, at_once=bool(state)))]
     if pause_file is not None:
         background.append(asyncio.create_task(_watch_pauses(pause_file, subscribers)))
@@ -143,12 +151,19 @@ def _subscribers(
     fetch_wait_ms: int | None,
     restartable: bool,
     departments: list[str] | None = None,
+    clients_per_department: bool = False,
 ) -> list[Subscriber]:
-    """One subscriber per subscribing department (``departments``: these only), on its hub's delivery topic."""
+    """One subscriber per subscribing department (``departments``: these only), on its hub's delivery topic.
+
+    With ``clients_per_department`` each has a Kafka consumer of its own, in its own group
+    (``dx-HUB-sub-DEPT``), as a department's system would; else only those that hold back
+    their reads (:func:`consumers.shared.wants_own_client`) do, and the rest are read by one
+    shared client (``shared=True``; see :func:`_readers`)."""
     departments = sorted({s.consumer for s in scenario.subscriptions}) if departments is None else departments
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
-    wait_ms = fetch_wait_ms or min(100, max(10, len(departments)))
+    own = set(departments) if clients_per_department else {d for d in departments if wants_own_client(scenario, d)}
+    wait_ms = fetch_wait_ms or min(100, max(10, len(own)))
     isolation = isolation_level(scenario)
     return [
         Subscriber(
@@ -166,9 +181,32 @@ def _subscribers(
             # killed member's session ends; on Tansu 2 s sessions rejoin in ~4 s, 6 s in ~11 s.
             session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
             isolation_level=isolation,
+            shared=dept not in own,
         )
         for dept, hub in ((d, scenario.platform_of(d)) for d in departments)
     ]
+
+
+def _readers(
+    scenario: Scenario, subscribers: list[Subscriber], bootstrap: str, fetch_wait_ms: int | None, restartable: bool, worker: int
+) -> list[Subscriber | SharedFetch]:
+    """What the process polls: each department with a client of its own, and one
+    :class:`~consumers.shared.SharedFetch` for the rest (consumers/shared.py)."""
+    shared = [s for s in subscribers if s.shared]
+    readers: list[Subscriber | SharedFetch] = [s for s in subscribers if not s.shared]
+    if shared:
+        readers.append(
+            SharedFetch(
+                shared,
+                bootstrap=bootstrap,
+                group=shared_group(worker),
+                fetch_wait_ms=fetch_wait_ms or 10,  # one client: Tansu's shortest wait costs little
+                auto_commit=not restartable,
+                session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
+                isolation_level=isolation_level(scenario),
+            )
+        )
+    return readers
 
 
 def _limit_and_schedule(scenario: Scenario, subscribers: list[Subscriber], schedule_file: Path | None) -> None:
@@ -208,7 +246,7 @@ def _listen(
             s.listeners.append(lambda consumer, entry, key, h, now: workflows.on_delivery(entry, key, h, now))
 
 
-async def _read_until_stopped(reader: Subscriber | Accountant, stop: asyncio.Event) -> None:
+async def _read_until_stopped(reader: Subscriber | SharedFetch | Accountant, stop: asyncio.Event) -> None:
     # each reader on its own: one quiet topic must not hold up the others' polls
     while not stop.is_set():
         if getattr(reader, "paused", False):
@@ -418,6 +456,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="subscribers' fetch wait (default: 10-100 ms by department count, tuned for Tansu; 500 on Kafka)",
     )
+    parser.add_argument(
+        "--subscriber-clients",
+        choices=SUBSCRIBER_CLIENTS,
+        default="shared",
+        help="shared: one Kafka consumer reads the departments (those with a consume rate or a gateway read alone); "
+        "per-department: each its own consumer and group, as their systems would",
+    )
     add_clock_arguments(parser)
     offset_gaps.add_broker_kind_argument(parser)
     parser.add_argument("--workers", type=int, default=1, help="consumer workers of the run, the departments divided between them")
@@ -460,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
             clock_offset=offset,
             worker=args.worker_index,
             workers=args.workers,
+            clients_per_department=args.subscriber_clients == "per-department",
         )
 
     try:

@@ -87,19 +87,21 @@ class _Resume(ConsumerRebalanceListener):
     A department that loses and gets back its partitions (its group session ran out on a busy
     machine) would otherwise re-read up to a commit interval of records, counted as duplicates:
     what it already counted is behind its own position, so nothing is lost by going on from there.
+    ``subscribers`` maps each topic the client reads to the department reading it.
     """
 
-    def __init__(self, subscriber: Subscriber) -> None:
-        self._subscriber = subscriber
+    def __init__(self, consumer, subscribers: dict[str, Subscriber]) -> None:
+        self._consumer = consumer
+        self._subscribers = subscribers
 
     async def on_partitions_revoked(self, revoked) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
-        positions = self._subscriber._positions
         for tp in assigned:
-            if tp in positions:
-                self._subscriber._consumer.seek(tp, positions[tp])
+            subscriber = self._subscribers.get(tp.topic)
+            if subscriber is not None and tp in subscriber._positions:
+                self._consumer.seek(tp, subscriber._positions[tp])
 
 
 class Subscriber:
@@ -119,8 +121,11 @@ class Subscriber:
         auto_commit: bool = True,
         session_timeout_ms: int = 6000,
         isolation_level: str = "read_uncommitted",
+        shared: bool = False,
     ) -> None:
         self.department = department
+        # read by a SharedFetch (consumers/shared.py), which sets _consumer to its own client
+        self.shared = shared
         self.hops = hops if hops is not None else HopStats()
         self.topic = topic
         self.flows: dict[str, FlowStats] = defaultdict(FlowStats)
@@ -154,16 +159,20 @@ class Subscriber:
         self.lag_known = False  # False until the group has assigned the topic (and while the broker does not answer)
         # Auto-commit when nothing is checkpointed; else the process commits after each
         # checkpoint (consumers/checkpoint.py), so committed offsets never pass it.
-        self._consumer = clients.consumer(  # subscribed in start(), with _Resume
-            "subscriber",
-            bootstrap,
-            group_id=group,
-            client_id=f"sub-{department}",
-            enable_auto_commit=auto_commit,
-            fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=min(500, session_timeout_ms // 6),
-            isolation_level=isolation_level,  # read_committed under exactly-once: aborted transactions never arrive
+        self._consumer = (
+            None
+            if shared
+            else clients.consumer(  # subscribed in start(), with _Resume
+                "subscriber",
+                bootstrap,
+                group_id=group,
+                client_id=f"sub-{department}",
+                enable_auto_commit=auto_commit,
+                fetch_max_wait_ms=fetch_wait_ms,  # Tansu holds an empty fetch for the whole wait
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=min(500, session_timeout_ms // 6),
+                isolation_level=isolation_level,  # read_committed under exactly-once: aborted transactions never arrive
+            )
         )
 
     def _metric_children(self, sub: bytes):
@@ -190,6 +199,8 @@ class Subscriber:
         known (no assignment yet, or the broker does not answer).
         """
         tps = self._consumer.assignment()
+        if self.shared:  # the shared client holds every department's partitions: only ours
+            tps = {tp for tp in tps if tp.topic == self.topic}
         if not tps:
             self.lag_known = False
             return
@@ -239,11 +250,13 @@ class Subscriber:
             await self._consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "") for p, o in positions})
 
     async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.subscribe([self.topic], listener=_Resume(self))
+        if not self.shared:
+            await self._consumer.start()
+            self._consumer.subscribe([self.topic], listener=_Resume(self._consumer, {self.topic: self}))
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if not self.shared:
+            await self._consumer.stop()
 
     async def poll(self, timeout_ms: int = 200) -> int:
         """Read what is there, record it; returns how many records were read."""

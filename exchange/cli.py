@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,13 @@ from schemas.scenario import Scenario
 _WIDTH_SET = os.environ.get("COLUMNS", "").isdigit()
 console = Console(width=None if sys.stdout.isatty() or _WIDTH_SET else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() or _WIDTH_SET else 140)
+
+
+class SubscriberClients(str, Enum):
+    """``exchange run --subscriber-clients``: how the consumer workers read (consumers/shared.py)."""
+
+    shared = "shared"
+    per_department = "per-department"
 
 
 class _Commands(TyperGroup):
@@ -242,6 +250,16 @@ def run(
     ] = 60.0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="the controller's Prometheus port (0: a free one)")] = 0,
     write_report: Annotated[bool, typer.Option("--report", help="also write report.html into the run directory (exchange report)")] = False,
+    subscriber_clients: Annotated[
+        SubscriberClients,
+        typer.Option(
+            help=(
+                "how the subscribing departments read: shared (one Kafka consumer per consumer worker reads them all, so the "
+                "simulator's side costs little; departments with a consume rate or gateway read alone) or per-department "
+                "(each its own consumer and group, the fetch load their systems would put on the broker)"
+            )
+        ),
+    ] = SubscriberClients.shared,
     topics: Annotated[
         str | None,
         typer.Option(
@@ -284,6 +302,7 @@ def run(
         producer_workers=producer_workers,
         consumer_workers=consumer_workers,
         topics=topics,
+        subscriber_clients=subscriber_clients.value,
     )
     check_external(options, loaded)  # ExternalError: exit 2
     resolve_guarantee(options)  # GuaranteeError (exactly-once on Tansu): exit 2

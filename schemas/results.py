@@ -221,6 +221,12 @@ class RunInfo(_Model):
     topic_layout: str = Field(
         default="per-entry", description="the ingress topic layout: per-entry, per-department, per-mode or per-class (scenario `topics`)"
     )
+    subscriber_clients: str = Field(
+        default="per-department",
+        description="how the consumer workers read the delivery topics: shared (one Kafka consumer per worker for the "
+        "departments, those with a consume rate or gateway alone) or per-department (each its own consumer and group); "
+        "results from before the setting were per-department",
+    )
     ingress_topics: int | None = Field(default=None, description="ingress topics the run created, every hub's (null: not recorded)")
     ingress_partitions: int | None = Field(default=None, description="partitions of those topics: what the routers fetch")
     router_cpu_s: float | None = Field(

@@ -219,6 +219,12 @@ def _topics_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
                 "topic layout", ra.get("topic_layout", "per-entry") if ra else None, rb.get("topic_layout", "per-entry") if rb else None, kind="text"
             ),
             Row("broker", ra.get("broker"), rb.get("broker"), kind="text"),
+            Row(
+                "subscriber clients",
+                ra.get("subscriber_clients", "per-department") if ra else None,
+                rb.get("subscriber_clients", "per-department") if rb else None,
+                kind="text",
+            ),
             Row("ingress topics", ra.get("ingress_topics"), rb.get("ingress_topics")),
             Row("ingress partitions", ra.get("ingress_partitions"), rb.get("ingress_partitions")),
             Row("router CPU, s", ra.get("router_cpu_s"), rb.get("router_cpu_s"), better="lower", kind="value"),

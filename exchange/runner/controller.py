@@ -357,7 +357,20 @@ class _Run:
         schedule = ["--schedule-file", "{schedule}"]  # the warm-up's end, written by the producers
         options = self.options
         consumers = [
-            self.slot(name, "consumers", "consumers", "--seed", str(options.seed), *kind, *chaos_args, *long_poll, *schedule, *args)
+            self.slot(
+                name,
+                "consumers",
+                "consumers",
+                "--seed",
+                str(options.seed),
+                "--subscriber-clients",
+                options.subscriber_clients,
+                *kind,
+                *chaos_args,
+                *long_poll,
+                *schedule,
+                *args,
+            )
             for name, args in _worker_specs("consumers", options.consumer_workers)
         ]
         common = ["--duration", str(self.duration), "--seed", str(options.seed), "--rate-multiplier", str(options.rate_multiplier)]
@@ -637,6 +650,7 @@ class _Run:
             clock_offset_limit_ms=options.clock_offset_limit_ms,
             workers=self.bridge.workers() if self.bridge is not None else [],
             topic_layout=self.topics.layout.value,
+            subscriber_clients=options.subscriber_clients,
             ingress_topics=len(layout.partitions),
             ingress_partitions=sum(layout.partitions.values()),
             router_cpu_s=self.cpu_spent("router"),

@@ -43,6 +43,7 @@ class RunOptions:
     external: str | None = None  # --external ROLE=N,…: slots left to `exchange join` workers (exchange/runner/remote.py)
     producer_workers: int = 1  # producer processes, each publishing one record in P of every schedule (producers/publisher.py WorkerShare)
     consumer_workers: int = 1  # consumer processes, the subscribing departments divided between them (consumers/assignment.py)
+    subscriber_clients: str = "shared"  # shared | per-department: how the consumer workers read (consumers/shared.py)
     topics: str | None = None  # ingress topic layout (per-entry, per-department, …); None: the scenario's (see resolve_topics)
 
 

@@ -1,0 +1,107 @@
+"""One Kafka consumer reading many subscribing departments' delivery topics for them.
+
+A department's own consumer (``--subscriber-clients per-department``) is what a real
+department runs: its own group, its own fetches. Thirty-odd of them in one Python process
+cost the simulator more than the records do: each polls on its own, heartbeats its own
+group and commits its own offsets, and every fetch is a request the broker answers (on
+Dongguan at full rate, fetching, heartbeats and commits were ~45 % of the consumers
+process and a good part of the broker's CPU; docs/performance.md). ``SharedFetch``
+(``--subscriber-clients shared``, the default) reads all of a consumer worker's plain
+departments with one client in one group (:func:`shared_group`) and hands each
+department its own partitions' records: counting, deduplication, latency, lag, pauses and
+checkpoints stay per department (consumers/subscriber.py). Departments with a consume rate
+or a boundary gateway keep a client of their own, since they hold back their own reads.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from consumers.subscriber import Subscriber, _Resume
+from exchange.kafka import clients
+from exchange.runner import clock
+from schemas.scenario import Scenario
+
+__all__ = ["SharedFetch", "shared_group", "wants_own_client"]
+
+
+def shared_group(worker: int) -> str:
+    """The shared client's consumer group: one per consumer worker (its departments are its own)."""
+    return f"dx-subscribers-{worker}"
+
+
+def wants_own_client(scenario: Scenario, department: str) -> bool:
+    """A department that holds back its own reads (a consume rate, a boundary gateway) reads alone."""
+    return scenario.department_ids[department].consume_rate is not None or scenario.gateway_of(department) is not None
+
+
+class SharedFetch:
+    """One aiokafka consumer for ``subscribers`` (made with ``shared=True``), in ``group``.
+
+    ``poll`` fetches once for all of them and gives each :meth:`Subscriber.ingest` its own
+    partitions' records. A paused department's partitions are paused on the client
+    (:meth:`aiokafka.AIOKafkaConsumer.pause`), so the others read on.
+    """
+
+    paused = False  # the process's read loop asks; pauses are per department, below
+
+    def __init__(
+        self,
+        subscribers: list[Subscriber],
+        *,
+        bootstrap: str,
+        group: str,
+        fetch_wait_ms: int,
+        auto_commit: bool,
+        session_timeout_ms: int,
+        isolation_level: str,
+    ) -> None:
+        self._by_topic = {s.topic: s for s in subscribers}
+        self._consumer = clients.consumer(
+            "subscriber",
+            bootstrap,
+            group_id=group,
+            client_id=group,
+            enable_auto_commit=auto_commit,
+            fetch_max_wait_ms=fetch_wait_ms,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=min(500, session_timeout_ms // 6),
+            isolation_level=isolation_level,
+        )
+        for s in subscribers:
+            s._consumer = self._consumer
+        self._paused_topics: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"SharedFetch({len(self._by_topic)} departments)"
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(sorted(self._by_topic), listener=_Resume(self._consumer, self._by_topic))
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def _sync_pauses(self) -> None:
+        """Pause the partitions of paused departments, resume the others' (a rebalance resets them)."""
+        paused = frozenset(topic for topic, s in self._by_topic.items() if s.paused)
+        if not paused and not self._paused_topics:
+            return
+        consumer = self._consumer
+        consumer.pause(*(tp for tp in consumer.assignment() if tp.topic in paused))
+        resume = [tp for tp in consumer.paused() if tp.topic not in paused]
+        if resume:
+            consumer.resume(*resume)
+        self._paused_topics = paused
+
+    async def poll(self, timeout_ms: int = 200) -> int:
+        """Fetch once for every department and record what each received; returns how many records were read."""
+        self._sync_pauses()
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        if not batches:
+            return 0
+        now = clock.now_ns()
+        by_topic: dict[str, dict] = defaultdict(dict)
+        for tp, records in batches.items():
+            by_topic[tp.topic][tp] = records
+        return sum(self._by_topic[topic].ingest(part, now) for topic, part in by_topic.items())

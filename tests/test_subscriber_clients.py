@@ -1,0 +1,183 @@
+"""How the consumer workers read the delivery topics (``exchange run --subscriber-clients``,
+consumers/shared.py): one shared Kafka consumer for a worker's departments (the default), or
+one consumer and group per department. Either way each department counts, deduplicates,
+measures, pauses and reports its own records; a run counts the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from consumers.dedupe import SeenSet
+from consumers.process import _readers, _subscribers
+from consumers.shared import SharedFetch, shared_group
+from consumers.subscriber import Subscriber
+from exchange.kafka.tansu import EmbeddedBroker
+from exchange.kafka.topics import create_topics
+from exchange.runner.status import read_messages
+from exchange.scenarios.loader import parse
+from schemas.envelope import H_SUBSCRIPTION, Topics
+from schemas.status import ConsumersReady
+
+from .harness import ROOT, envelope, new_run, publish
+
+THREE = """
+name: three-readers
+platform: {id: sc, name: 测试平台, region: "441900"}
+departments:
+  - {id: prov, name: 提供部门}
+  - {id: a, name: 甲局}
+  - {id: b, name: 乙局}
+  - {id: slow, name: 慢速部门, consume_rate: 400}
+catalogue:
+  - id: gps
+    name: 定位
+    provider: prov
+    sharing: 无条件共享
+    partitions: 2
+    items:
+      - {key: vehicle.plate, name: 车牌, type: plate}
+subscriptions:
+  - {consumer: a, entry: gps}
+  - {consumer: b, entry: gps}
+  - {consumer: slow, entry: gps}
+load:
+  producers:
+    - {department: prov, rate: 50}
+"""
+
+
+def _run(out: Path, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "4", "--rate-multiplier", "0.2", "--seed", "5", "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "result.json").read_text())
+
+
+def _ready(run_dir: Path) -> ConsumersReady:
+    return next(m.body for m in read_messages(run_dir / "consumers.jsonl") if m.kind == "ready")
+
+
+def test_shared_and_per_department_clients_count_the_same_and_say_how_they_read(tmp_path):
+    """Same scenario and seed: every flow's delivered and denied counts equal, conservation
+    holds, no duplicates; the ready message and result.json say how the departments read."""
+    shared = _run(tmp_path / "shared")
+    own = _run(tmp_path / "own", "--subscriber-clients", "per-department")
+    for result in (shared, own):
+        assert result["conservation"]["ok"], result["conservation"]["message"]
+        assert result["counts"]["duplicates"] == 0 and result["counts"]["produced"] > 0
+    assert {n: (f["delivered"], f["denied"]) for n, f in shared["flows"].items()} == {
+        n: (f["delivered"], f["denied"]) for n, f in own["flows"].items()
+    }
+    assert shared["counts"] == own["counts"]
+    assert (shared["run"]["subscriber_clients"], own["run"]["subscriber_clients"]) == ("shared", "per-department")
+    ready_shared, ready_own = _ready(tmp_path / "shared"), _ready(tmp_path / "own")
+    assert ready_shared.subscribers == ready_own.subscribers > 1
+    assert (ready_shared.clients, ready_own.clients) == (1, ready_own.subscribers)  # demo: nobody holds back its reads
+
+
+async def test_a_department_that_holds_back_its_reads_keeps_a_client_of_its_own():
+    """A consume rate (or a boundary gateway) paces one department's reads: it reads alone,
+    the others share one client in the worker's group; per-department, everyone reads alone."""
+    scenario = parse(THREE, "three.yaml")
+    subs = _subscribers(scenario, "127.0.0.1:1", SeenSet(), None, "r", None, restartable=False)  # type: ignore[arg-type]
+    readers = _readers(scenario, subs, "127.0.0.1:1", None, restartable=False, worker=3)
+    alone = [r for r in readers if isinstance(r, Subscriber)]
+    shared = [r for r in readers if isinstance(r, SharedFetch)]
+    assert [s.department for s in alone] == ["slow"] and len(shared) == 1
+    assert sorted(s.department for s in subs if s.shared) == ["a", "b"]
+    assert shared[0]._consumer._group_id == shared_group(3) == "dx-subscribers-3"
+    own = _subscribers(scenario, "127.0.0.1:1", SeenSet(), None, "r", None, restartable=False, clients_per_department=True)  # type: ignore[arg-type]
+    assert all(isinstance(r, Subscriber) for r in _readers(scenario, own, "127.0.0.1:1", None, restartable=False, worker=0))
+
+
+async def _poll_until(fetch: SharedFetch, done, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await fetch.poll(100)
+
+
+def _delivered(s: Subscriber) -> int:
+    return sum(f.delivered for f in s.flows.values())
+
+
+async def test_one_shared_client_gives_each_department_its_own_records_and_pauses_one_alone():
+    """On a real broker: two departments' delivery topics read by one client. Each counts only
+    its own records; pausing one holds its records back (its lag shows them) while the other
+    reads on; resumed, it gets every one of them, once."""
+    run = new_run()
+    topics = Topics("sc")
+    with EmbeddedBroker() as broker:
+        await create_topics(broker.bootstrap, {topics.delivery("a"): 2, topics.delivery("b"): 2})
+        seen = SeenSet()
+        subs = [Subscriber(d, topics.delivery(d), broker.bootstrap, "unused", seen, run, shared=True) for d in ("a", "b")]
+        fetch = SharedFetch(
+            subs,
+            bootstrap=broker.bootstrap,
+            group=f"dx-test-{run}",
+            fetch_wait_ms=10,
+            auto_commit=True,
+            session_timeout_ms=6000,
+            isolation_level="read_uncommitted",
+        )
+        a, b = subs
+
+        async def deliver(dept: str, first: int, n: int) -> None:
+            await publish(
+                broker.bootstrap,
+                topics.delivery(dept),
+                [
+                    (None, b"{}", [*envelope("gps", "prov", f"9.{i}", run), (H_SUBSCRIPTION, f"gps->{dept}".encode())])
+                    for i in range(first, first + n)
+                ],
+            )
+
+        await fetch.start()
+        try:
+            await _poll_until(fetch, lambda: bool(fetch._consumer.assignment()))
+            await asyncio.gather(deliver("a", 0, 40), deliver("b", 100, 30))
+            await _poll_until(fetch, lambda: _delivered(a) == 40 and _delivered(b) == 30)
+            assert (_delivered(a), _delivered(b)) == (40, 30)
+            assert set(a.flows) == {"gps->a"} and set(b.flows) == {"gps->b"}
+
+            b.paused = True
+            await fetch.poll(50)  # the pause reaches the client
+            await asyncio.gather(deliver("a", 40, 25), deliver("b", 130, 35))
+            await _poll_until(fetch, lambda: _delivered(a) == 65)
+            for _ in range(10):  # b's records are there; paused, it takes none of them
+                await fetch.poll(50)
+            assert (_delivered(a), _delivered(b)) == (65, 30)
+            await b.refresh_lag()
+            await a.refresh_lag()
+            # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
+            assert b.lag_known and 0 < b.lag() <= 35 and a.lag() == 0
+
+            b.paused = False
+            await _poll_until(fetch, lambda: _delivered(b) == 65)
+            for _ in range(5):
+                await fetch.poll(50)
+            assert (_delivered(a), _delivered(b)) == (65, 65)
+            assert sum(f.duplicates for s in subs for f in s.flows.values()) == 0
+        finally:
+            await fetch.stop()
+
+
+def test_an_unknown_way_of_reading_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--subscriber-clients", "one-each", "--out", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "one-each" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
