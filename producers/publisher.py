@@ -45,6 +45,7 @@ MAX_IN_FLIGHT = 200_000  # unacknowledged records before the schedule waits for 
 # Records due within one tick go out together: a 5 ms tick costs at most 5 ms of publish
 # delay (measured, like Kafka's linger.ms) and saves a produce request per record.
 TICK_S = 0.005
+MAX_SLEEP_S = 1.0  # longest sleep while every entry's next record is further off (a department of daily tables)
 # Records are generated before the clock starts and replayed with fresh headers (trace
 # id, times), as OpenMessaging Benchmark replays payload files: generation then costs
 # nothing per record, and every value is still a valid, realistic one.
@@ -123,6 +124,7 @@ class Schedule:
     profile: LoadProfile | None = None
     schedule: RateSchedule | None = None  # set by prepare(): the intended send times
     next_index: int = 0
+    next_at: int = 0  # ns from the start before which none of its records is due (RateSchedule.next_at)
     partitions: list[int] = field(default_factory=list)
     corpus: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)  # (key, value, partition)
 
@@ -200,27 +202,42 @@ class DepartmentPublisher:
         if any(not s.corpus for s in self.schedules):
             self.prepare(duration_s)
         active = list(self.schedules)
+        for s in active:
+            s.next_at = s.schedule.next_at(s.next_index)
         while active:
             self._raise_failure()
             elapsed = clock.now_ns() - start_ns
             limit = MAX_RECORDS_PER_TICK if self.gate is None else self.gate.allowance(MAX_RECORDS_PER_TICK)
             budget = limit * self.share.workers  # in schedule positions: this worker builds one in P of them
             batches: dict[tuple[str, int], list] = {}
+            looked = False
             for s in active:
+                if s.next_at > elapsed:  # nothing of it can be due yet (a daily table: most ticks)
+                    continue
+                looked = True
                 n = min(s.schedule.due(elapsed) - s.next_index, budget)
                 if n > 0:
                     budget -= n
                     self._build(s, n, start_ns, batches)
+                s.next_at = s.schedule.next_at(s.next_index)
             batches = {k: v for k, v in batches.items() if v}
             if batches:
                 await self._send(batches)
-            active = [s for s in active if not s.schedule.finished(s.next_index, elapsed)]
+            if looked:
+                active = [s for s in active if not s.schedule.finished(s.next_index, elapsed)]
             while self._in_flight > MAX_IN_FLIGHT and self.failed is None:
                 self._acked.clear()
                 await self._acked.wait()
             if active:
-                # a full tick's worth: go on at once, unless the gateway is what held it back
-                await asyncio.sleep(TICK_S if budget > 0 or limit < MAX_RECORDS_PER_TICK else 0)
+                # a gateway that held it back: a tick; a full tick's worth: go on at once; else
+                # sleep a tick, or until the next record of any entry is due if that is later
+                if limit < MAX_RECORDS_PER_TICK:
+                    await asyncio.sleep(TICK_S)
+                elif budget <= 0:
+                    await asyncio.sleep(0)
+                else:  # at most a second: a send's failure is raised at the next wake
+                    wake = min(s.next_at for s in active) - (clock.now_ns() - start_ns)
+                    await asyncio.sleep(min(MAX_SLEEP_S, max(TICK_S, wake / 1e9)))
         while self._tasks and self.failed is None:  # a resend starts new tasks: wait for those too
             await asyncio.gather(*list(self._tasks))
         self._raise_failure()
