@@ -34,6 +34,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() or _WIDTH_SET else 
 class SubscriberClients(str, Enum):
     """``exchange run --subscriber-clients``: how the consumer workers read (consumers/shared.py)."""
 
+    auto = "auto"
     shared = "shared"
     per_department = "per-department"
 
@@ -256,10 +257,11 @@ def run(
             help=(
                 "how the subscribing departments read: shared (one Kafka consumer per consumer worker reads them all, so the "
                 "simulator's side costs little; departments with a consume rate or gateway read alone) or per-department "
-                "(each its own consumer and group, the fetch load their systems would put on the broker)"
+                "(each its own consumer and group, the fetch load their systems would put on the broker); "
+                "auto: per-department on the embedded broker (Tansu), shared on Apache Kafka"
             )
         ),
-    ] = SubscriberClients.shared,
+    ] = SubscriberClients.auto,
     topics: Annotated[
         str | None,
         typer.Option(

@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from consumers.dedupe import SeenSet
 from consumers.process import _readers, _subscribers
 from consumers.shared import SharedFetch, shared_group
 from consumers.subscriber import Subscriber
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.kafka.topics import create_topics
+from exchange.runner.options import subscriber_clients
 from exchange.runner.status import read_messages
 from exchange.scenarios.loader import parse
 from schemas.envelope import H_SUBSCRIPTION, Topics
@@ -69,9 +72,10 @@ def _ready(run_dir: Path) -> ConsumersReady:
 
 def test_shared_and_per_department_clients_count_the_same_and_say_how_they_read(tmp_path):
     """Same scenario and seed: every flow's delivered and denied counts equal, conservation
-    holds, no duplicates; the ready message and result.json say how the departments read."""
-    shared = _run(tmp_path / "shared")
-    own = _run(tmp_path / "own", "--subscriber-clients", "per-department")
+    holds, no duplicates; the ready message and result.json say how the departments read.
+    The default on the embedded broker (Tansu) is a consumer per department."""
+    shared = _run(tmp_path / "shared", "--subscriber-clients", "shared")
+    own = _run(tmp_path / "own")
     for result in (shared, own):
         assert result["conservation"]["ok"], result["conservation"]["message"]
         assert result["counts"]["duplicates"] == 0 and result["counts"]["produced"] > 0
@@ -83,6 +87,20 @@ def test_shared_and_per_department_clients_count_the_same_and_say_how_they_read(
     ready_shared, ready_own = _ready(tmp_path / "shared"), _ready(tmp_path / "own")
     assert ready_shared.subscribers == ready_own.subscribers > 1
     assert (ready_shared.clients, ready_own.clients) == (1, ready_own.subscribers)  # demo: nobody holds back its reads
+
+
+@pytest.mark.parametrize(
+    ("requested", "kind", "mode"),
+    [
+        ("auto", "tansu", "per-department"),
+        ("auto", "kafka", "shared"),
+        ("auto", None, "shared"),  # --bootstrap to a cluster of unknown kind
+        ("shared", "tansu", "shared"),
+        ("per-department", "kafka", "per-department"),
+    ],
+)
+def test_auto_reads_per_department_on_tansu_and_shared_on_kafka(requested, kind, mode):
+    assert subscriber_clients(requested, kind) == mode
 
 
 async def test_a_department_that_holds_back_its_reads_keeps_a_client_of_its_own():

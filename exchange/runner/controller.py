@@ -42,7 +42,7 @@ from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
 from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
-from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics
+from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics, subscriber_clients
 from exchange.runner.processes import cpu_seconds, machine_cpu, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
@@ -364,7 +364,7 @@ class _Run:
                 "--seed",
                 str(options.seed),
                 "--subscriber-clients",
-                options.subscriber_clients,
+                subscriber_clients(options.subscriber_clients, self.kind),
                 *kind,
                 *chaos_args,
                 *long_poll,
@@ -650,7 +650,7 @@ class _Run:
             clock_offset_limit_ms=options.clock_offset_limit_ms,
             workers=self.bridge.workers() if self.bridge is not None else [],
             topic_layout=self.topics.layout.value,
-            subscriber_clients=options.subscriber_clients,
+            subscriber_clients=subscriber_clients(options.subscriber_clients, self.kind),
             ingress_topics=len(layout.partitions),
             ingress_partitions=sum(layout.partitions.values()),
             router_cpu_s=self.cpu_spent("router"),
