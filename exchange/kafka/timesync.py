@@ -91,11 +91,18 @@ class ClockServer:
     answered so far.
     """
 
-    def __init__(self, *, bootstrap: str, topic: str, replication_factor: int = 1, delete_topic: bool = False) -> None:
+    def __init__(
+        self, *, bootstrap: str, topic: str, replication_factor: int = 1, delete_topic: bool = False, broker_kind: str | None = None
+    ) -> None:
         self.bootstrap, self.topic, self.replication_factor = bootstrap, topic, replication_factor
         self.delete_topic = delete_topic
         self.answered = 0
-        self._consumer = clients.consumer("clock", bootstrap)
+        # it waits for probes the whole run: on Kafka a fetch ends when a probe arrives, so a long
+        # wait costs a probe nothing, where the profile's 2 ms (for Tansu, which holds an empty
+        # fetch for the whole wait) cost 500 fetches a second, ~0.05 cores of the controller's
+        # and more of the broker's on Dongguan (docs/performance.md)
+        wait = {"fetch_max_wait_ms": clients.KAFKA_FETCH_WAIT_MS} if broker_kind == "kafka" else {}
+        self._consumer = clients.consumer("clock", bootstrap, **wait)
         self._producer = clients.producer("clock", bootstrap)
         self._task: asyncio.Task | None = None
 

@@ -423,7 +423,11 @@ class _Run:
             await create_router_internal_topics(self.bootstrap, self.scenario, replication)
         # every child measures its clock offset against this at its start (exchange/kafka/timesync.py)
         self.clock_server = await ClockServer(
-            bootstrap=self.bootstrap, topic=clock_topic(self.run_id), replication_factor=replication, delete_topic=broker is None
+            bootstrap=self.bootstrap,
+            topic=clock_topic(self.run_id),
+            replication_factor=replication,
+            delete_topic=broker is None,
+            broker_kind=self.kind,
         ).start()
         self.sd_file = metrics.expose("controller", "0", self.scenario, self.run_dir, self.options.metrics_port, self.run_id, say=self.say)
         metrics.RUN_DURATION_SECONDS.labels(self.platform).set(self.duration)
