@@ -26,7 +26,7 @@ from consumers.dedupe import SeenSet
 from consumers.hops import HopStats
 from consumers.reactions import ReactionEngine, WorkflowTracker
 from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
-from consumers.shared import SharedFetch, shared_group, wants_own_client
+from consumers.shared import MODES, SharedFetch, shared_group, subscriber_clients, wants_own_client
 from consumers.subscriber import Subscriber
 from exchange import metrics
 from exchange.errors import ExchangeError
@@ -59,7 +59,6 @@ STATS_INTERVAL_S = 1.0
 CHECKPOINT_INTERVAL_S = 1.0
 RESTARTABLE_SESSION_MS = 2000
 PAUSE_POLL_S = 0.1
-SUBSCRIBER_CLIENTS = ("shared", "per-department")  # --subscriber-clients (consumers/shared.py)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ async def run(
     sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     _listen(scenario, subscribers, reactions, workflows, sampler)
     readers: list[Subscriber | SharedFetch | Accountant] = [
-        *_readers(scenario, subscribers, bootstrap, fetch_wait_ms, restartable, worker),
+        *_readers(scenario, subscribers, bootstrap, fetch_wait_ms, restartable, worker, workers),
         *([accountant] if accountant else []),
     ]
     await asyncio.gather(*(r.start() for r in readers), reactions.start())
@@ -188,7 +187,7 @@ def _subscribers(
 
 
 def _readers(
-    scenario: Scenario, subscribers: list[Subscriber], bootstrap: str, fetch_wait_ms: int | None, restartable: bool, worker: int
+    scenario: Scenario, subscribers: list[Subscriber], bootstrap: str, fetch_wait_ms: int | None, restartable: bool, worker: int, workers: int = 1
 ) -> list[Subscriber | SharedFetch]:
     """What the process polls: each department with a client of its own, and one
     :class:`~consumers.shared.SharedFetch` for the rest (consumers/shared.py)."""
@@ -199,7 +198,7 @@ def _readers(
             SharedFetch(
                 shared,
                 bootstrap=bootstrap,
-                group=shared_group(worker),
+                group=shared_group(scenario.platform.id, worker, workers),
                 fetch_wait_ms=fetch_wait_ms or 10,  # one client: Tansu's shortest wait costs little
                 auto_commit=not restartable,
                 session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
@@ -458,10 +457,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--subscriber-clients",
-        choices=SUBSCRIBER_CLIENTS,
-        default="shared",
+        choices=MODES,
+        default="auto",
         help="shared: one Kafka consumer reads the departments (those with a consume rate or a gateway read alone); "
-        "per-department: each its own consumer and group, as their systems would",
+        "per-department: each its own consumer and group, as their systems would; auto: per-department on Tansu "
+        "(--broker-kind tansu), else shared",
     )
     add_clock_arguments(parser)
     offset_gaps.add_broker_kind_argument(parser)
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
             clock_offset=offset,
             worker=args.worker_index,
             workers=args.workers,
-            clients_per_department=args.subscriber_clients == "per-department",
+            clients_per_department=subscriber_clients(args.subscriber_clients, args.broker_kind) == "per-department",
         )
 
     try:

@@ -6,7 +6,7 @@ cost the simulator more than the records do: each polls on its own, heartbeats i
 group and commits its own offsets, and every fetch is a request the broker answers (on
 Dongguan at full rate, fetching, heartbeats and commits were ~45 % of the consumers
 process and a good part of the broker's CPU; docs/performance.md). ``SharedFetch``
-(``--subscriber-clients shared``, the default) reads all of a consumer worker's plain
+(``--subscriber-clients shared``; ``auto``, the default, on Apache Kafka) reads all of a consumer worker's plain
 departments with one client in one group (:func:`shared_group`) and hands each
 department its own partitions' records: counting, deduplication, latency, lag, pauses and
 checkpoints stay per department (consumers/subscriber.py). Departments with a consume rate
@@ -22,12 +22,33 @@ from exchange.kafka import clients
 from exchange.runner import clock
 from schemas.scenario import Scenario
 
-__all__ = ["SharedFetch", "shared_group", "wants_own_client"]
+__all__ = ["MODES", "SharedFetch", "shared_group", "subscriber_clients", "wants_own_client"]
+
+MODES = ("auto", "shared", "per-department")  # --subscriber-clients
 
 
-def shared_group(worker: int) -> str:
-    """The shared client's consumer group: one per consumer worker (its departments are its own)."""
-    return f"dx-subscribers-{worker}"
+def subscriber_clients(requested: str, broker_kind: str | None) -> str:
+    """How the consumer workers read: ``requested`` (``auto``, ``shared`` or
+    ``per-department``) unless ``auto``, which is ``per-department`` on Tansu and ``shared``
+    on Apache Kafka (and whenever the kind is not known).
+
+    Why not shared everywhere: on Dongguan at full rate (60 s, one sitting) one shared client
+    on Tansu 0.6 fell further behind every second (router-to-subscriber p50 3.1 s, e2e p99
+    21 s) where a consumer per department kept up (0.4 s, 2.1 s); on Kafka shared took that
+    hop's p50 from 139 to 42 ms. The likeliest cause, not proven: Tansu serves one fetch's
+    partitions one after another, each at a cost that grows with the batches it holds, so
+    one client's fetches of 34 partitions are slower than 34 clients' fetches of one.
+    """
+    if requested != "auto":
+        return requested
+    return "per-department" if broker_kind == "tansu" else "shared"
+
+
+def shared_group(platform: str, worker: int, workers: int) -> str:
+    """The shared client's consumer group, ``dx-PLATFORM-subscribers-K-of-C``: one per consumer
+    worker K of C (its departments are its own; another worker count deals them differently),
+    per scenario platform, so runs of other scenarios on one cluster keep out of it."""
+    return f"dx-{platform}-subscribers-{worker}-of-{workers}"
 
 
 def wants_own_client(scenario: Scenario, department: str) -> bool:
@@ -77,7 +98,8 @@ class SharedFetch:
 
     async def start(self) -> None:
         await self._consumer.start()
-        self._consumer.subscribe(sorted(self._by_topic), listener=_Resume(self._consumer, self._by_topic))
+        self._listener = _Resume(self._consumer, self._by_topic)  # re-pauses paused departments after a rebalance
+        self._consumer.subscribe(sorted(self._by_topic), listener=self._listener)
 
     async def stop(self) -> None:
         await self._consumer.stop()

@@ -98,10 +98,17 @@ class _Resume(ConsumerRebalanceListener):
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
+        paused = []
         for tp in assigned:
             subscriber = self._subscribers.get(tp.topic)
-            if subscriber is not None and tp in subscriber._positions:
+            if subscriber is None:
+                continue
+            if tp in subscriber._positions:
                 self._consumer.seek(tp, subscriber._positions[tp])
+            if subscriber.paused:  # a new assignment starts unpaused: a shared client (consumers/shared.py) must not read it
+                paused.append(tp)
+        if paused:
+            self._consumer.pause(*paused)
 
 
 class Subscriber:

@@ -65,7 +65,8 @@ class RateSchedule:
     """Intended send offsets (ns from the start) of one entry's records, in order.
 
     A constant or shaped schedule starts at a phase of its own, drawn from ``rng`` in [0, 1)
-    of a record's interval: record ``i`` is due when ``i + phase`` records' worth of the run
+    of a record's interval (the publisher's generator per entry: the same in every run and in
+    every producer worker, whatever ``--seed``): record ``i`` is due when ``i + phase`` records' worth of the run
     has passed. Independent departments do not publish in step; without it every entry of one
     rate would publish at the same instant (Dongguan's 1,319 entries at one record per 20 s
     sent 1,319 records in one tick every 20 s, a burst no real platform sees, and the run's
@@ -127,9 +128,11 @@ class RateSchedule:
         return min(self.total, max(0, math.floor(self._cum[lo] + (self._cum[hi] - self._cum[lo]) * (k - lo) - self.phase) + 1))
 
     def next_at(self, index: int) -> int:
-        """The offset (ns) from which record ``index`` can be due: a publisher need not look
-        at this schedule before then (``duration_ns`` once there is nothing left to send).
-        Never later than the record's :meth:`due` time; asking does not draw Poisson arrivals."""
+        """The offset (ns) from which record ``index``, the next one to send, can be due: a
+        publisher need not look at this schedule before then (``duration_ns`` once there is
+        nothing left to send). Never later than the record's :meth:`due` time; asking does not
+        draw Poisson arrivals (for those it is the next arrival drawn, so ``index`` must be the
+        next record to send)."""
         if self.total is not None and index >= self.total:
             return self.duration_ns
         if self.kind == "constant":

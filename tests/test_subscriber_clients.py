@@ -94,7 +94,7 @@ def test_shared_and_per_department_clients_count_the_same_and_say_how_they_read(
     [
         ("auto", "tansu", "per-department"),
         ("auto", "kafka", "shared"),
-        ("auto", None, "shared"),  # --bootstrap to a cluster of unknown kind
+        ("auto", None, "shared"),  # a consumers process started without --broker-kind
         ("shared", "tansu", "shared"),
         ("per-department", "kafka", "per-department"),
     ],
@@ -108,12 +108,12 @@ async def test_a_department_that_holds_back_its_reads_keeps_a_client_of_its_own(
     the others share one client in the worker's group; per-department, everyone reads alone."""
     scenario = parse(THREE, "three.yaml")
     subs = _subscribers(scenario, "127.0.0.1:1", SeenSet(), None, "r", None, restartable=False)  # type: ignore[arg-type]
-    readers = _readers(scenario, subs, "127.0.0.1:1", None, restartable=False, worker=3)
+    readers = _readers(scenario, subs, "127.0.0.1:1", None, restartable=False, worker=3, workers=4)
     alone = [r for r in readers if isinstance(r, Subscriber)]
     shared = [r for r in readers if isinstance(r, SharedFetch)]
     assert [s.department for s in alone] == ["slow"] and len(shared) == 1
     assert sorted(s.department for s in subs if s.shared) == ["a", "b"]
-    assert shared[0]._consumer._group_id == shared_group(3) == "dx-subscribers-3"
+    assert shared[0]._consumer._group_id == shared_group("sc", 3, 4) == "dx-sc-subscribers-3-of-4"
     own = _subscribers(scenario, "127.0.0.1:1", SeenSet(), None, "r", None, restartable=False, clients_per_department=True)  # type: ignore[arg-type]
     assert all(isinstance(r, Subscriber) for r in _readers(scenario, own, "127.0.0.1:1", None, restartable=False, worker=0))
 
@@ -178,6 +178,14 @@ async def test_one_shared_client_gives_each_department_its_own_records_and_pause
             await a.refresh_lag()
             # Tansu answers ListOffsets with the last batch's base offset + 1: a lower bound
             assert b.lag_known and 0 < b.lag() <= 35 and a.lag() == 0
+            # a rebalance hands out partitions unpaused: the listener pauses b's again
+            consumer = fetch._consumer
+            consumer.resume(*consumer.paused())
+            await fetch._listener.on_partitions_assigned(consumer.assignment())
+            assert consumer.paused() == {tp for tp in consumer.assignment() if tp.topic == b.topic} and len(consumer.paused()) == 2
+            for _ in range(5):
+                await fetch.poll(50)
+            assert _delivered(b) == 30
 
             b.paused = False
             await _poll_until(fetch, lambda: _delivered(b) == 65)

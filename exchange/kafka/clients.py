@@ -191,7 +191,8 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
         "clock",
         "consumer",
         dict(client_id="dx-clock", enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=2),
-        doc="clock probes and replies (exchange/kafka/timesync.py): a 2 ms wait on every broker, Tansu holds an empty fetch for all of it",
+        doc="clock probes and replies (exchange/kafka/timesync.py): a 2 ms wait, Tansu holds an empty fetch for all of it "
+        "(the controller's clock server long-polls on Kafka instead)",
     ),
     Profile(
         "run_control",

@@ -13,7 +13,7 @@ The rule (:func:`entry_is_quiet`), from the catalogue entry and the scenario's l
   ``yearly``: 更新周期) or a batch exchange mode (``table_sync``, ``file``: 库表同步, 批量文件),
 - unless the scenario publishes it faster than :data:`QUIET_MAX_RATE` records/s (before
   ``--rate-multiplier``): an entry busy in this run stays on the real-time lane whatever it
-  declares, since a quiet fetch may hold its records for the whole long wait on Tansu.
+  declares, since a quiet fetch may hold its records for the whole long wait.
 
 A topic is quiet only when every entry it carries is (:func:`quiet_topics`): with a shared
 topic (several entries, the entry in a header) one real-time entry keeps it on the real-time
@@ -28,9 +28,10 @@ from schemas.scenario import CatalogueEntry, ExchangeMode, Scenario, UpdateCycle
 
 #: Records/s (the scenario's rate, before --rate-multiplier) above which an entry is real-time whatever it declares.
 QUIET_MAX_RATE = 1.0
-#: The quiet lane's fetch wait (ms). Kafka answers as soon as a record is there (long-poll), so
-#: there it costs no latency; Tansu holds an empty fetch for the whole wait, so a quiet entry's
-#: record waits up to this long before it is routed.
+#: The quiet lane's fetch wait (ms): a quiet entry's record waits up to this long before it is
+#: routed, on both brokers. Tansu holds an empty fetch for the whole wait; on Kafka the lane's
+#: ``fetch_min_bytes`` (1 MiB, exchange/kafka/clients.py) makes the broker hold it too, so that
+#: the lane's fetches of ~1,300 partitions stay at two a second however the quiet records trickle in.
 QUIET_FETCH_WAIT_MS = 500
 #: Update cycles slower than real time (更新周期).
 QUIET_CYCLES = frozenset(UpdateCycle) - {UpdateCycle.realtime}

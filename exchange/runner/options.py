@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.assignment import assign_departments
+from consumers.shared import subscriber_clients  # noqa: F401 - the run resolves --subscriber-clients with it
 from exchange.errors import ExchangeError
 from exchange.kafka import brokers
 from exchange.runner import chaos, remote
@@ -45,23 +46,6 @@ class RunOptions:
     consumer_workers: int = 1  # consumer processes, the subscribing departments divided between them (consumers/assignment.py)
     subscriber_clients: str = "auto"  # auto | shared | per-department: how the consumer workers read (see subscriber_clients)
     topics: str | None = None  # ingress topic layout (per-entry, per-department, …); None: the scenario's (see resolve_topics)
-
-
-def subscriber_clients(requested: str, broker_kind: str | None) -> str:
-    """How the consumer workers read (consumers/shared.py): ``requested`` unless ``auto``,
-    which is ``per-department`` on Tansu and ``shared`` on Apache Kafka (or a cluster of
-    unknown kind at ``--bootstrap``).
-
-    Why not shared everywhere: on Dongguan at full rate (60 s, one sitting) one shared client
-    on Tansu 0.6 fell further behind every second (router-to-subscriber p50 3.1 s, e2e p99
-    21 s) where a consumer per department kept up (0.4 s, 2.1 s); on Kafka shared took that
-    hop's p50 from 139 to 42 ms. The likeliest cause, not proven: Tansu serves one fetch's
-    partitions one after another, each at a cost that grows with the batches it holds, so
-    one client's fetches of 34 partitions are slower than 34 clients' fetches of one.
-    """
-    if requested != "auto":
-        return requested
-    return "per-department" if broker_kind == "tansu" else "shared"
 
 
 class WorkersError(ExchangeError, ValueError):
