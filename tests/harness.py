@@ -234,6 +234,20 @@ def _dlq_run(record) -> str | None:
     return None
 
 
+def small_run(out: Path, scenario: str, *args: str) -> dict:
+    """``exchange run SCENARIO`` for 4 s at a fifth of its rates, seed 5, into ``out``: its
+    result.json, after asserting it exited 0 (the output's tail in the failure)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", scenario, "--duration", "4", "--rate-multiplier", "0.2", "--seed", "5", "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return orjson.loads((out / "result.json").read_bytes())
+
+
 def new_run() -> str:
     return "t" + secrets.token_hex(4)
 

@@ -5,13 +5,9 @@ divide the departments, and the run's counts are the one-process run's."""
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +24,7 @@ from schemas.envelope import H_INTENDED, H_TRACE, parse_trace_id
 from schemas.scenario import Gateway, LoadProfile, Scenario
 from schemas.status import ConsumersFinal, DecisionCount, FlowReport, ProducersFinal
 
-from .harness import ROOT
+from .harness import small_run
 
 NOW = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 PROFILES = [
@@ -225,18 +221,6 @@ def test_final_reports_merge_counts_and_histograms_exactly():
 # ---------------------------------------------------------------- end to end
 
 
-def _run(out: Path, scenario: str, *args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exchange", "run", scenario, "--duration", "4", "--rate-multiplier", "0.2", "--seed", "5", "--out", str(out), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((out / "result.json").read_text())
-
-
 def _outcomes(result: dict) -> dict:
     """What must not depend on how many workers ran: every count, per flow and per entry."""
     return {
@@ -253,8 +237,8 @@ def test_a_run_with_several_producer_and_consumer_workers_counts_what_one_of_eac
     producer worker met another's (a collision would be dropped as a duplicate and show as
     one delivery fewer). hubei-business-startup adds reactions and a workflow across the
     consumer workers."""
-    one = _run(tmp_path / "one", scenario)
-    many = _run(tmp_path / "many", scenario, "--producer-workers", "2", "--consumer-workers", str(consumer_workers))
+    one = small_run(tmp_path / "one", scenario)
+    many = small_run(tmp_path / "many", scenario, "--producer-workers", "2", "--consumer-workers", str(consumer_workers))
     assert one["conservation"]["ok"] and many["conservation"]["ok"], many["conservation"]["message"]
     assert _outcomes(many) == _outcomes(one)
     assert many["counts"]["duplicates"] == 0 and many["counts"]["produced"] > 0

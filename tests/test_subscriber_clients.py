@@ -6,7 +6,6 @@ measures, pauses and reports its own records; a run counts the same."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from exchange.scenarios.loader import parse
 from schemas.envelope import H_SUBSCRIPTION, Topics
 from schemas.status import ConsumersReady
 
-from .harness import ROOT, envelope, new_run, publish
+from .harness import ROOT, envelope, new_run, publish, small_run
 
 THREE = """
 name: three-readers
@@ -54,18 +53,6 @@ load:
 """
 
 
-def _run(out: Path, *args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exchange", "run", "demo", "--duration", "4", "--rate-multiplier", "0.2", "--seed", "5", "--out", str(out), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((out / "result.json").read_text())
-
-
 def _ready(run_dir: Path) -> ConsumersReady:
     return next(m.body for m in read_messages(run_dir / "consumers.jsonl") if m.kind == "ready")
 
@@ -74,8 +61,8 @@ def test_shared_and_per_department_clients_count_the_same_and_say_how_they_read(
     """Same scenario and seed: every flow's delivered and denied counts equal, conservation
     holds, no duplicates; the ready message and result.json say how the departments read.
     The default on the embedded broker (Tansu) is a consumer per department."""
-    shared = _run(tmp_path / "shared", "--subscriber-clients", "shared")
-    own = _run(tmp_path / "own")
+    shared = small_run(tmp_path / "shared", "demo", "--subscriber-clients", "shared")
+    own = small_run(tmp_path / "own", "demo")
     for result in (shared, own):
         assert result["conservation"]["ok"], result["conservation"]["message"]
         assert result["counts"]["duplicates"] == 0 and result["counts"]["produced"] > 0
