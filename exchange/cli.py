@@ -341,6 +341,7 @@ def run(
     for warning in result.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
     ingress = f"{result.run.topic_layout}, {result.run.ingress_topics or 0:,} ingress topics, {result.run.ingress_partitions or 0:,} partitions"
+    ingress += f"; subscriber clients: {result.run.subscriber_clients}"
     console.print(
         f"router ready in {', '.join(f'{s:.1f} s' for s in result.run.router_ready_s)}; {ingress}; result: {run_dir / 'result.json'}", soft_wrap=True
     )
