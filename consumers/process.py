@@ -33,7 +33,7 @@ from exchange.errors import ExchangeError
 from exchange.kafka import offset_gaps
 from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
-from exchange.runner.processes import report_crashes
+from exchange.runner.processes import report_crashes, settle_heap
 from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
 from schemas.clock import ClockOffset
@@ -116,6 +116,7 @@ async def run(
     ]
     await asyncio.gather(*(r.start() for r in readers), reactions.start())
     clients = sum(not isinstance(r, Accountant) for r in readers)
+    settle_heap()  # the scenario, reference data and every subscriber's state live all run long
     status.write(ConsumersReady(subscribers=len(subscribers), clients=clients, restored=state is not None, clock=clock_offset))
     background = [asyncio.create_task(_report(scenario, status, stop, subscribers, accountant, reactions, at_once=bool(state)))]
     if pause_file is not None:

@@ -18,7 +18,7 @@ from exchange.kafka.gateway import GatewayGate
 from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import encode, sample_quantiles
 from exchange.runner import clock
-from exchange.runner.processes import report_crashes
+from exchange.runner.processes import report_crashes, settle_heap
 from exchange.runner.status import StatusWriter, sender
 from exchange.runner.warmup import read_schedule_start, warmup_end_ns, write_schedule
 from producers.publisher import DepartmentPublisher, PublishStats, Schedule, WorkerShare
@@ -113,6 +113,7 @@ async def run(
         await asyncio.gather(*(p.start() for p in publishers))
         for p in publishers:
             p.prepare(duration)
+        settle_heap()  # the entity pool and every publisher's schedule live all run long
         status.write(ProducersReady(departments=len(publishers), clock=clock_offset))
         if wait_for_schedule and schedule_path is not None:  # several workers: the controller writes one start
             start_ns = await _scheduled_start(schedule_path)

@@ -194,3 +194,54 @@ def test_an_unknown_way_of_reading_is_refused_in_one_line(tmp_path):
     )
     assert proc.returncode == 2 and "one-each" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+async def test_lag_of_a_department_reading_normally_costs_no_request_even_on_partitions_it_had_nothing_from():
+    """On a real broker: a department whose partitions have had no record yet (most of
+    Dongguan's towns, most of the time) gets its lag from the fetcher's high-water marks and
+    its positions, with no ListOffsets request; a paused one asks the broker (its marks go
+    stale while nothing is fetched), which shows the spy counts."""
+    run = new_run()
+    topics = Topics("sc")
+    with EmbeddedBroker() as broker:
+        await create_topics(broker.bootstrap, {topics.delivery("a"): 2, topics.delivery("b"): 3})
+        subs = [Subscriber(d, topics.delivery(d), broker.bootstrap, "unused", SeenSet(), run, shared=True) for d in ("a", "b")]
+        fetch = SharedFetch(
+            subs,
+            bootstrap=broker.bootstrap,
+            group=f"dx-test-{run}",
+            fetch_wait_ms=10,
+            auto_commit=True,
+            session_timeout_ms=6000,
+            isolation_level="read_uncommitted",
+        )
+        a, b = subs
+        await fetch.start()
+        try:
+            await _poll_until(fetch, lambda: bool(fetch._consumer.assignment()))
+            # one key: every record on one of a's two partitions; b gets nothing at all
+            await publish(
+                broker.bootstrap,
+                topics.delivery("a"),
+                [(b"one-key", b"{}", [*envelope("gps", "prov", f"9.{i}", run), (H_SUBSCRIPTION, b"gps->a")]) for i in range(20)],
+            )
+            await _poll_until(fetch, lambda: _delivered(a) == 20)
+            consumer = fetch._consumer
+            await _poll_until(fetch, lambda: all(consumer.highwater(tp) is not None for tp in consumer.assignment()))
+            asked = []
+            end_offsets = consumer.end_offsets
+
+            async def spy(partitions):
+                asked.append(sorted(tp.topic for tp in partitions))
+                return await end_offsets(partitions)
+
+            consumer.end_offsets = spy
+            for s in subs:
+                await s.refresh_lag()
+            assert (a.lag_known, b.lag_known, a.lag(), b.lag()) == (True, True, 0, 0)
+            assert asked == []
+            b.paused = True
+            await b.refresh_lag()
+            assert asked == [[topics.delivery("b")] * 3] and b.lag_known and b.lag() == 0
+        finally:
+            await fetch.stop()

@@ -43,7 +43,7 @@ from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics, subscriber_clients
-from exchange.runner.processes import cpu_seconds, machine_cpu, spawn, terminate
+from exchange.runner.processes import cpu_seconds, machine_cpu, settle_heap, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
@@ -465,6 +465,7 @@ class _Run:
             margin = remote.SCHEDULE_LEAD_S if self.bridge is not None else START_MARGIN_S
             write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(margin * 1e9), self.warmup_s)
             await asyncio.sleep(margin)
+        settle_heap()  # the controller serves the clock and follows every status line all run long
         self.t0 = time.monotonic()
         self.cpu_at_start = self._cpu_now()
         self.machine_at_start = machine_cpu()

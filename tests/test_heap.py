@@ -1,0 +1,37 @@
+"""The collector in the run's long-lived worker processes (exchange/runner/processes.py
+``settle_heap``): the start-up heap frozen, young collections rare, cycles still collected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from exchange.runner.processes import YOUNG_THRESHOLD
+
+from .harness import ROOT
+
+PROBE = """
+import gc, weakref
+from exchange.runner.processes import settle_heap, YOUNG_THRESHOLD
+start_up = [[i] for i in range(20_000)]   # lives all run long
+class Node: pass
+garbage = Node(); garbage.me = garbage    # a cycle made before: collected, not frozen for good
+dead = weakref.ref(garbage); del garbage
+before = gc.get_threshold()
+settle_heap()
+assert dead() is None, "a cycle made before start-up ended was frozen instead of collected"
+assert gc.get_freeze_count() >= 20_000, gc.get_freeze_count()
+assert gc.get_threshold() == (YOUNG_THRESHOLD, before[1], before[2]), gc.get_threshold()
+later = Node(); later.me = later          # a cycle made while running: still collected
+dead = weakref.ref(later); del later
+gc.collect()
+assert dead() is None, "a cycle made after start-up was never collected"
+print("ok", gc.get_freeze_count())
+"""
+
+
+def test_a_worker_freezes_its_start_up_heap_collects_later_cycles_and_makes_young_collections_rare():
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok ")
+    assert YOUNG_THRESHOLD > 700  # CPython's default, which the workers replace
