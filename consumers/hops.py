@@ -14,6 +14,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from exchange import metrics
 from exchange.results.latency import new_histogram, record_many_ns
 from schemas.envelope import HOP_CONSUMER, HOP_PRODUCER, hop_link
 
@@ -35,6 +36,8 @@ class HopStats:
         # record_value each was ~19 % of a subscriber process's samples at 10,000/s
         self._pending_segments: dict[str, list[int]] = defaultdict(list)
         self._pending_paths: dict[str, list[int]] = defaultdict(list)
+        # and for Prometheus, per (consumer's hub, segment): observed a bucket at a time too
+        self._pending_observed: dict[tuple[str, str], list[int]] = defaultdict(list)
 
     def _link(self, a: str, b: str) -> str:
         name = self._names.get((a, b))
@@ -74,13 +77,16 @@ class HopStats:
             record_many_ns(self.segments[segment], values)
         for path, values in self._pending_paths.items():
             record_many_ns(self.paths[path], values)
+        for key, values in self._pending_observed.items():
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.observe(*key)  # type: ignore[misc]  # pending only when observe is set
+            metrics.observe_many_ns(child, values)
         self._pending_segments.clear()
         self._pending_paths.clear()
+        self._pending_observed.clear()
 
     def _add(self, hub: str, segment: str, ns: int) -> None:
         self._pending_segments[segment].append(ns)
         if self.observe is not None:
-            child = self._children.get((hub, segment))
-            if child is None:
-                child = self._children[(hub, segment)] = self.observe(hub, segment)
-            child.observe(max(0, ns) / 1e9)
+            self._pending_observed[(hub, segment)].append(ns)

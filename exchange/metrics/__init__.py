@@ -96,6 +96,7 @@ from exchange.metrics.families import (
     SLO_STATUS,
     VERIFICATIONS,
     exposed_names,
+    observe_many_ns,
     sample_names,
     series_per_child,
 )
@@ -188,6 +189,7 @@ __all__ = [
     "expose",
     "exposed_names",
     "faust_exposed_names",
+    "observe_many_ns",
     "faust_sensor",
     "init_series",
     "label_sets",

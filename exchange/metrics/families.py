@@ -6,6 +6,11 @@ derived from a scenario in :mod:`exchange.metrics.labels`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import Any
+
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -18,6 +23,32 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 _P = "platform"
+
+
+def observe_many_ns(child: Any, values_ns: Iterable[int]) -> None:
+    """``child.observe(v / 1e9)`` for every duration ``v`` in ``values_ns`` (nanoseconds; a
+    negative one counts as 0), a bucket at a time: the same buckets, count and sum (up to float
+    rounding) as observing each, at a fraction of the cost.
+
+    ``child`` is a labelled :class:`prometheus_client.Histogram`. A consumer process observed
+    four latencies per delivery one at a time (the end to end and three segments): ~30,000
+    ``observe`` calls a second at Dongguan's rate, each taking a lock. This reads the child's
+    bucket bounds and adds to its bucket and sum values (prometheus_client 0.2x); a child
+    without them is observed one value at a time.
+    """
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for v in values_ns:
+            child.observe(max(0, v) / 1e9)
+        return
+    bounds_ns = [b * 1e9 for b in bounds]  # the last is +Inf: every value finds a bucket
+    values = [v if v > 0 else 0 for v in values_ns]
+    for i, n in Tally(bisect_left(bounds_ns, v) for v in values).items():
+        buckets[i].inc(n)
+    total.inc(sum(values) / 1e9)
+
 
 # Producers ----------------------------------------------------------------------------
 RECORDS_PUBLISHED = Counter("dx_records_published", "Records acknowledged by the broker, per catalogue entry", [_P, "entry", "department"])
