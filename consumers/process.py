@@ -26,7 +26,7 @@ from consumers.dedupe import SeenSet
 from consumers.hops import HopStats
 from consumers.reactions import ReactionEngine, WorkflowTracker
 from consumers.samples import DEFAULT_PER_FLOW, SAMPLES_FILE, DeliverySampler, find_sources, write_samples
-from consumers.shared import MODES, SharedFetch, shared_group, subscriber_clients, wants_own_client
+from consumers.shared import MODES, SharedFetch, quiet_departments, shared_group, subscriber_clients, wants_own_client
 from consumers.subscriber import Subscriber
 from exchange import metrics
 from exchange.errors import ExchangeError
@@ -194,18 +194,24 @@ def _readers(
     :class:`~consumers.shared.SharedFetch` for the rest (consumers/shared.py)."""
     shared = [s for s in subscribers if s.shared]
     readers: list[Subscriber | SharedFetch] = [s for s in subscribers if not s.shared]
-    if shared:
-        readers.append(
-            SharedFetch(
-                shared,
-                bootstrap=bootstrap,
-                group=shared_group(scenario.platform.id, worker, workers),
-                fetch_wait_ms=fetch_wait_ms or 10,  # one client: Tansu's shortest wait costs little
-                auto_commit=not restartable,
-                session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
-                isolation_level=isolation_level(scenario),
+    quiet = quiet_departments(scenario, (s.department for s in shared))
+    group = shared_group(scenario.platform.id, worker, workers)
+    # the departments that receive only quiet entries read apart, so that the frequent fetches
+    # name only the partitions real-time records arrive on (as the router's two lanes)
+    for lane, members in (("", [s for s in shared if s.department not in quiet]), ("-quiet", [s for s in shared if s.department in quiet])):
+        if members:
+            readers.append(
+                SharedFetch(
+                    members,
+                    bootstrap=bootstrap,
+                    group=group + lane,
+                    fetch_wait_ms=fetch_wait_ms or 10,  # one client: Tansu's shortest wait costs little
+                    auto_commit=not restartable,
+                    session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
+                    isolation_level=isolation_level(scenario),
+                    quiet=bool(lane),
+                )
             )
-        )
     return readers
 
 

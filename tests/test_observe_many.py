@@ -24,7 +24,7 @@ def test_a_poll_observed_at_once_gives_the_buckets_count_and_sum_of_observing_ea
     rng = random.Random(seed)
     bounds_ns = [round(b * 1e9) for b in LATENCY_BUCKETS]
     # on and either side of every bound, zero, negatives (counted as 0) and beyond the last bound
-    values = [b + d for b in bounds_ns for d in (-1, 0, 1)] + [0, -5, -10**9, 30 * 10**9]
+    values = [b + d for b in bounds_ns for d in (-1, 0, 1)] + [0, -5, -(10**9), 30 * 10**9]
     values += [rng.randrange(0, 12 * 10**9) for _ in range(2000)]
     rng.shuffle(values)
     one_by_one, at_once = _histogram(), _histogram()

@@ -11,11 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from consumers.dedupe import SeenSet
 from consumers.process import _readers, _subscribers
-from consumers.shared import SharedFetch, shared_group
+from consumers.shared import SharedFetch, quiet_departments, shared_group
 from consumers.subscriber import Subscriber
 from exchange.kafka.tansu import EmbeddedBroker
 from exchange.kafka.topics import create_topics
@@ -245,3 +246,83 @@ async def test_lag_of_a_department_reading_normally_costs_no_request_even_on_par
             assert asked == [[topics.delivery("b")] * 3] and b.lag_known and b.lag() == 0
         finally:
             await fetch.stop()
+
+
+QUIET = """
+name: quiet-readers
+platform: {id: sq, name: 测试平台, region: "441900"}
+departments:
+  - {id: prov, name: 提供部门}
+  - {id: reg, name: 登记部门}
+  - {id: a, name: 甲局}
+  - {id: b, name: 乙局}
+  - {id: q, name: 只收日表的部门}
+catalogue:
+  - id: gps
+    name: 定位
+    provider: prov
+    sharing: 无条件共享
+    partitions: 2
+    items:
+      - {key: vehicle.plate, name: 车牌, type: plate}
+  - id: licences
+    name: 许可证日表
+    provider: reg
+    sharing: 无条件共享
+    update_cycle: 每日
+    items:
+      - {key: enterprise.credit_code, name: 统一社会信用代码, type: credit_code}
+subscriptions:
+  - {consumer: a, entry: gps}
+  - {consumer: a, entry: licences}
+  - {consumer: b, entry: gps}
+  - {consumer: q, entry: licences}
+load:
+  producers:
+    - {department: prov, rate: 50}
+    - {department: reg, rate: 1}
+"""
+
+
+async def test_departments_that_receive_only_quiet_entries_share_a_client_of_their_own_that_waits():
+    """q subscribes only to a daily table (1 record/s): it reads in the worker's quiet client,
+    whose fetches wait 500 ms and, on Kafka, for 1 MiB; a (a daily table and GPS) and b (GPS)
+    read in the frequent one, whose fetches then name only their partitions."""
+    scenario = parse(QUIET, "quiet.yaml")
+    assert quiet_departments(scenario, ["a", "q", "prov"]) == {"q", "prov"}  # prov subscribes to nothing
+    subs = _subscribers(scenario, "127.0.0.1:1", SeenSet(), None, "r", None, restartable=False)  # type: ignore[arg-type]
+    readers = _readers(scenario, subs, "127.0.0.1:1", None, restartable=False, worker=0)
+    assert all(isinstance(r, SharedFetch) for r in readers) and len(readers) == 2
+    frequent, quiet = readers
+    topics = Topics("sq")
+    assert (sorted(frequent._by_topic), sorted(quiet._by_topic)) == ([topics.delivery("a"), topics.delivery("b")], [topics.delivery("q")])
+    assert (frequent.quiet, quiet.quiet) == (False, True)
+    assert (frequent._consumer._group_id, quiet._consumer._group_id) == ("dx-sq-subscribers-0-of-1", "dx-sq-subscribers-0-of-1-quiet")
+    assert (quiet._consumer._fetch_max_wait_ms, quiet._consumer._fetch_min_bytes) == (500, 1024 * 1024)
+    assert (frequent._consumer._fetch_max_wait_ms, frequent._consumer._fetch_min_bytes) == (10, 1)
+
+
+def test_a_quiet_client_beside_the_frequent_one_counts_what_a_client_per_department_counts(tmp_path):
+    path = tmp_path / "quiet.yaml"
+    path.write_text(QUIET, encoding="utf-8")
+    results = {}
+    for mode in ("shared", "per-department"):
+        out = tmp_path / mode
+        proc = subprocess.run(
+            [sys.executable, "-m", "exchange", "run", str(path), "--duration", "6", "--seed", "5", "--out", str(out), "--subscriber-clients", mode],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        results[mode] = orjson.loads((out / "result.json").read_bytes())
+    shared, own = results["shared"], results["per-department"]
+    for result in (shared, own):
+        assert result["conservation"]["ok"], result["conservation"]["message"]
+        assert result["counts"]["duplicates"] == 0
+    assert shared["flows"]["q.licences"]["delivered"] > 0
+    assert {n: (f["delivered"], f["denied"]) for n, f in shared["flows"].items()} == {
+        n: (f["delivered"], f["denied"]) for n, f in own["flows"].items()
+    }
+    assert (_ready(tmp_path / "shared").clients, _ready(tmp_path / "per-department").clients) == (2, 3)
