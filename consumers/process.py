@@ -33,6 +33,7 @@ from exchange.errors import ExchangeError
 from exchange.kafka import offset_gaps
 from exchange.kafka.timesync import add_clock_arguments, clock_at_start
 from exchange.results.latency import ClockSkew, encode, sample_quantiles
+from exchange.router.lanes import QUIET_FETCH_WAIT_MS
 from exchange.runner.processes import report_crashes, settle_heap
 from exchange.runner.status import StatusWriter, sender
 from producers.records import entity_pool
@@ -80,6 +81,7 @@ async def run(
     worker: int = 0,
     workers: int = 1,
     clients_per_department: bool = False,
+    quiet_fetch_wait_ms: int = QUIET_FETCH_WAIT_MS,
 ) -> None:
     """Consume until ``stop`` is set, reporting ``ready``, ``stats`` every second and a ``final`` report on ``status``.
 
@@ -87,7 +89,8 @@ async def run(
     and writes one every second; ``pause_file`` pauses departments; ``samples_path`` receives
     ``samples_per_flow`` delivery samples per flow when the consumers stop. As ``worker`` of
     ``workers`` it reads only its departments (:func:`consumers.assignment.assign_departments`),
-    and only worker 0 reads the audit and dead-letter topics.
+    and only worker 0 reads the audit and dead-letter topics. ``quiet_fetch_wait_ms``: the fetch
+    wait of the shared client of departments that receive only quiet entries (0: no such client).
     """
     state = checkpoint.load(checkpoint_path)
     seen = SeenSet.restore(state["seen"]) if state else SeenSet()
@@ -111,7 +114,7 @@ async def run(
     sampler = DeliverySampler(samples_per_flow if samples_path is not None else 0)
     _listen(scenario, subscribers, reactions, workflows, sampler)
     readers: list[Subscriber | SharedFetch | Accountant] = [
-        *_readers(scenario, subscribers, bootstrap, fetch_wait_ms, restartable, worker, workers),
+        *_readers(scenario, subscribers, bootstrap, fetch_wait_ms, restartable, worker, workers, quiet_fetch_wait_ms),
         *([accountant] if accountant else []),
     ]
     await asyncio.gather(*(r.start() for r in readers), reactions.start())
@@ -157,8 +160,8 @@ def _subscribers(
 
     With ``clients_per_department`` each has a Kafka consumer of its own, in its own group
     (``dx-HUB-sub-DEPT``), as a department's system would; else only those that hold back
-    their reads (:func:`consumers.shared.wants_own_client`) do, and the rest are read by one
-    shared client (``shared=True``; see :func:`_readers`)."""
+    their reads (:func:`consumers.shared.wants_own_client`) do, and the rest are read by a
+    shared client (``shared=True``; a second one for those that receive only quiet entries; see :func:`_readers`)."""
     departments = sorted({s.consumer for s in scenario.subscriptions}) if departments is None else departments
     # Tansu answers an empty fetch only when the wait ends: 10 ms keeps an idle hop short,
     # but a hundred consumers polling every 10 ms cost the broker more than the data does.
@@ -188,13 +191,21 @@ def _subscribers(
 
 
 def _readers(
-    scenario: Scenario, subscribers: list[Subscriber], bootstrap: str, fetch_wait_ms: int | None, restartable: bool, worker: int, workers: int = 1
+    scenario: Scenario,
+    subscribers: list[Subscriber],
+    bootstrap: str,
+    fetch_wait_ms: int | None,
+    restartable: bool,
+    worker: int,
+    workers: int = 1,
+    quiet_fetch_wait_ms: int = QUIET_FETCH_WAIT_MS,
 ) -> list[Subscriber | SharedFetch]:
-    """What the process polls: each department with a client of its own, and one
-    :class:`~consumers.shared.SharedFetch` for the rest (consumers/shared.py)."""
+    """What the process polls: each department with a client of its own, one
+    :class:`~consumers.shared.SharedFetch` for the rest, and a second one, waiting
+    ``quiet_fetch_wait_ms``, for those of them that receive only quiet entries (none with 0)."""
     shared = [s for s in subscribers if s.shared]
     readers: list[Subscriber | SharedFetch] = [s for s in subscribers if not s.shared]
-    quiet = quiet_departments(scenario, (s.department for s in shared))
+    quiet = quiet_departments(scenario, (s.department for s in shared)) if quiet_fetch_wait_ms else frozenset()
     group = shared_group(scenario.platform.id, worker, workers)
     # the departments that receive only quiet entries read apart, so that the frequent fetches
     # name only the partitions real-time records arrive on (as the router's two lanes)
@@ -209,7 +220,7 @@ def _readers(
                     auto_commit=not restartable,
                     session_timeout_ms=RESTARTABLE_SESSION_MS if restartable else 6000,
                     isolation_level=isolation_level(scenario),
-                    quiet=bool(lane),
+                    quiet_fetch_wait_ms=quiet_fetch_wait_ms if lane else None,
                 )
             )
     return readers
@@ -470,6 +481,13 @@ def main(argv: list[str] | None = None) -> None:
         "per-department: each its own consumer and group, as their systems would; auto: per-department on Tansu "
         "(--broker-kind tansu), else shared",
     )
+    parser.add_argument(
+        "--quiet-fetch-wait-ms",
+        type=int,
+        default=QUIET_FETCH_WAIT_MS,
+        help="fetch wait of the shared client of the departments that receive only daily, monthly and batch entries; "
+        f"0: they read with the others (default {QUIET_FETCH_WAIT_MS})",
+    )
     add_clock_arguments(parser)
     offset_gaps.add_broker_kind_argument(parser)
     parser.add_argument("--workers", type=int, default=1, help="consumer workers of the run, the departments divided between them")
@@ -513,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
             worker=args.worker_index,
             workers=args.workers,
             clients_per_department=subscriber_clients(args.subscriber_clients, args.broker_kind) == "per-department",
+            quiet_fetch_wait_ms=args.quiet_fetch_wait_ms,
         )
 
     try:

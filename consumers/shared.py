@@ -11,6 +11,9 @@ departments with one client in one group (:func:`shared_group`) and hands each
 department its own partitions' records: counting, deduplication, latency, lag, pauses and
 checkpoints stay per department (consumers/subscriber.py). Departments with a consume rate
 or a boundary gateway keep a client of their own, since they hold back their own reads.
+Departments that receive only quiet entries (daily, monthly, batch: :func:`quiet_departments`)
+share a second client, group ``…-quiet``, whose fetches wait as the router's quiet lane does,
+so that the frequent fetches name only the partitions real-time records arrive on.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterable
 
 from consumers.subscriber import Subscriber, _Resume
 from exchange.kafka import clients
-from exchange.router.lanes import QUIET_FETCH_WAIT_MS, entry_is_quiet
+from exchange.router.lanes import entry_is_quiet
 from exchange.runner import clock
 from schemas.scenario import Scenario
 
@@ -96,15 +99,19 @@ class SharedFetch:
         auto_commit: bool,
         session_timeout_ms: int,
         isolation_level: str,
-        quiet: bool = False,
+        quiet_fetch_wait_ms: int | None = None,
     ) -> None:
-        """``quiet``: ``subscribers`` receive only quiet entries (:func:`quiet_departments`); the
-        client's fetches wait :data:`~exchange.router.lanes.QUIET_FETCH_WAIT_MS` (500 ms) and, on
-        Kafka, for 1 MiB, as the router's quiet lane does: a quiet delivery can wait up to 500 ms
-        more, and the client fetches twice a second instead of whenever one trickles in."""
+        """With ``quiet_fetch_wait_ms``, ``subscribers`` receive only quiet entries
+        (:func:`quiet_departments`): the client's fetches wait that long (``exchange run
+        --quiet-fetch-wait-ms``, :data:`~exchange.router.lanes.QUIET_FETCH_WAIT_MS` by default)
+        instead of ``fetch_wait_ms`` and, on Kafka, for 1 MiB, as the router's quiet lane does. A
+        quiet delivery can wait that much more; the client fetches twice a second instead of
+        whenever one trickles in."""
         self._by_topic = {s.topic: s for s in subscribers}
-        self.quiet = quiet
-        waits = dict(fetch_max_wait_ms=QUIET_FETCH_WAIT_MS, fetch_min_bytes=clients.MiB) if quiet else dict(fetch_max_wait_ms=fetch_wait_ms)
+        self.quiet = quiet_fetch_wait_ms is not None
+        waits: dict = (
+            dict(fetch_max_wait_ms=quiet_fetch_wait_ms, fetch_min_bytes=clients.MiB) if self.quiet else dict(fetch_max_wait_ms=fetch_wait_ms)
+        )
         self._consumer = clients.consumer(
             "subscriber",
             bootstrap,

@@ -198,12 +198,13 @@ class Subscriber:
         return self._lag
 
     async def refresh_lag(self, timeout_s: float = 1.0) -> None:
-        """Lag from the broker's end offsets and our positions, once a second.
+        """Lag from high-water marks and our positions, once a second.
 
-        The fetcher's high-water marks go stale while the department is paused (nothing is
-        fetched), and a just-restarted consumer has no positions yet; asking the broker
-        keeps the figure honest in both cases, and ``lag_known`` says when it cannot be
-        known (no assignment yet, or the broker does not answer).
+        Reading normally, the fetcher's high-water marks and the consumer's positions give it
+        without a request. While the department is paused the marks go stale (nothing is
+        fetched), and a just-restarted consumer has no marks yet: then the broker's end
+        offsets are asked for. ``lag_known`` says when it cannot be known (no assignment yet,
+        or the broker does not answer).
         """
         tps = self._consumer.assignment()
         if self.shared:  # the shared client holds every department's partitions: only ours

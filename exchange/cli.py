@@ -177,8 +177,9 @@ def run(
             min=0,
             max=5000,
             help=(
-                "fetch wait of the routers' quiet lane, a second consumer for daily, monthly and batch entries "
-                "(docs/performance.md); 0: one consumer for every topic (default 500)"
+                "fetch wait of the quiet lanes, for daily, monthly and batch entries: the routers' second consumer, and the "
+                "consumer workers' shared client for departments that receive only those (docs/performance.md); "
+                "0: no quiet lane, one consumer for every topic (default 500)"
             ),
         ),
     ] = None,

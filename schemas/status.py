@@ -147,7 +147,12 @@ class ConsumersReady(_Model):
     kind: Literal["ready"] = "ready"
     role: Literal[Role.consumers] = Role.consumers
     subscribers: int = Field(ge=0, description="subscribing departments, their clients started")
-    clients: int = Field(default=0, ge=0, description="Kafka consumers reading for them (--subscriber-clients: one shared, or one each)")
+    clients: int = Field(
+        default=0,
+        ge=0,
+        description="Kafka consumers reading for them (--subscriber-clients: shared, one, and one more for departments "
+        "that receive only quiet entries; per-department, one each)",
+    )
     restored: bool = Field(description="resumed from a checkpoint (a restart under --chaos)")
     clock: ReadyClock = None
 

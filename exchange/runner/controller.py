@@ -43,7 +43,7 @@ from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
 from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics, subscriber_clients
-from exchange.runner.processes import cpu_seconds, machine_cpu, settle_heap, spawn, terminate
+from exchange.runner.processes import cpu_seconds, machine_cpu, release_heap, settle_heap, spawn, terminate
 from exchange.runner.status import StatusReader
 from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
@@ -283,6 +283,7 @@ class _Run:
         self.cpu_seen: dict[int, float] = {}  # pid → its last CPU seconds read (note_cpu)
         self.drain_s = self.end_s = 0.0
         self.clock_server: ClockServer | None = None
+        self.heap_thresholds: tuple[int, int, int] | None = None  # settle_heap's, while publishing
         self.replication = 1
         self.ok, self.failure = False, ""  # for the workers' RunEnded
 
@@ -368,6 +369,7 @@ class _Run:
                 *kind,
                 *chaos_args,
                 *long_poll,
+                *([] if options.quiet_fetch_wait_ms is None else ["--quiet-fetch-wait-ms", str(options.quiet_fetch_wait_ms)]),
                 *schedule,
                 *args,
             )
@@ -450,6 +452,9 @@ class _Run:
 
         One worker starts its schedule when it is ready and writes the schedule file; several
         wait until all are ready, and the controller writes the file with one start for all."""
+        # the controller serves the clock and follows every status line all run long: its
+        # collector leaves the start-up heap alone until the run ends (close() releases it)
+        self.heap_thresholds = settle_heap()
         self.progress.phase = "publishing"
         options = self.options
         slots = [s for s in self.slots if s.role == "producers"]
@@ -465,7 +470,6 @@ class _Run:
             margin = remote.SCHEDULE_LEAD_S if self.bridge is not None else START_MARGIN_S
             write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(margin * 1e9), self.warmup_s)
             await asyncio.sleep(margin)
-        settle_heap()  # the controller serves the clock and follows every status line all run long
         self.t0 = time.monotonic()
         self.cpu_at_start = self._cpu_now()
         self.machine_at_start = machine_cpu()
@@ -694,6 +698,8 @@ class _Run:
             await self.bridge.end(self.ok, self.failure)
         if self.clock_server is not None:
             await self.clock_server.stop()
+        if self.heap_thresholds is not None:
+            release_heap(self.heap_thresholds)
         if broker is not None and broker is not self.options.broker_instance:
             await broker.astop()
         metrics.remove_sd_target(self.sd_file)

@@ -31,7 +31,7 @@ class RunOptions:
     ready_timeout: float = 60.0
     rate_multiplier: float = 1.0
     fetch_wait_ms: int | None = None  # routers' fetch wait; None: see default_fetch_wait
-    quiet_fetch_wait_ms: int | None = None  # the routers' quiet lane's (exchange/router/lanes.py); 0: none; None: its default
+    quiet_fetch_wait_ms: int | None = None  # the quiet lanes' (routers' and shared subscribers', exchange/router/lanes.py); 0: none; None: default
     chaos: str | None = None  # a --chaos spec (exchange/runner/chaos.py); checked before anything starts
     broker: str = "tansu"  # the broker the run starts without --bootstrap: tansu, kafka, kafka:3 (exchange/kafka/brokers.py)
     warmup: float | None = None  # seconds; None: the scenario's load.warmup, else the default (exchange/runner/warmup.py)

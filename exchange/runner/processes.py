@@ -170,9 +170,10 @@ def process_age_s() -> float:
 YOUNG_THRESHOLD = 50_000
 
 
-def settle_heap() -> None:
+def settle_heap() -> tuple[int, int, int]:
     """Freeze this process's start-up heap and make young collections rare; call it once,
     when the worker is ready (its scenario, reference data, clients and metrics built).
+    Returns the thresholds it replaced, for :func:`release_heap`.
 
     The start-up heap (the scenario's catalogue, the reference data, Faust and aiokafka:
     130,000-270,000 objects in a Dongguan worker) lives as long as the process. Left in the
@@ -182,10 +183,19 @@ def settle_heap() -> None:
     :data:`YOUNG_THRESHOLD` replaces the first threshold (the older two are kept).
     Cycles made later are still collected.
     """
+    before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+    gc.set_threshold(YOUNG_THRESHOLD, before[1], before[2])
+    return before
+
+
+def release_heap(thresholds: tuple[int, int, int]) -> None:
+    """Undo :func:`settle_heap` in a process that lives on after a run (the run controller,
+    which ``--find-max-rate``, the benches and the tests call many times): the frozen objects
+    are collectable again, and ``thresholds`` are back."""
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 # ---------------------------------------------------------------- crashes inside a live process
