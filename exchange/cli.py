@@ -167,7 +167,8 @@ def run(
             help=(
                 "how long a router's fetch waits for data; the embedded broker answers an empty fetch only when the wait ends, "
                 "so this is the latency an idle hop adds, against the CPU each hub spends polling "
-                "(default: 10 ms per three router processes, at most 50)"
+                "(default: 500 on Apache Kafka, which answers a fetch as soon as data is there; on Tansu 10 ms per three "
+                "router processes, at most 50)"
             ),
         ),
     ] = None,
@@ -256,7 +257,8 @@ def run(
         SubscriberClients,
         typer.Option(
             help=(
-                "how the subscribing departments read: shared (one Kafka consumer per consumer worker reads them all, so the "
+                "how the subscribing departments read: shared (one Kafka consumer per consumer worker reads them all, and a "
+                "second the departments that receive only daily, monthly and batch entries (see --quiet-fetch-wait-ms), so the "
                 "simulator's side costs little; departments with a consume rate or gateway read alone) or per-department "
                 "(each its own consumer and group, the fetch load their systems would put on the broker); "
                 "auto: per-department on the embedded broker (Tansu), shared on Apache Kafka"

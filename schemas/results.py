@@ -227,6 +227,11 @@ class RunInfo(_Model):
         "departments, those with a consume rate or gateway alone) or per-department (each its own consumer and group); "
         "results from before the setting were per-department",
     )
+    quiet_fetch_wait_ms: int | None = Field(
+        default=None,
+        description="the quiet lanes' fetch wait (ms): the routers' second consumer and the shared client of departments that "
+        "receive only daily, monthly and batch entries; 0: no quiet lane; null: not recorded (results from before the setting)",
+    )
     ingress_topics: int | None = Field(default=None, description="ingress topics the run created, every hub's (null: not recorded)")
     ingress_partitions: int | None = Field(default=None, description="partitions of those topics: what the routers fetch")
     router_cpu_s: float | None = Field(

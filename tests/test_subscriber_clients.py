@@ -327,6 +327,7 @@ def test_a_quiet_client_beside_the_frequent_one_counts_what_a_client_per_departm
         assert result["conservation"]["ok"], result["conservation"]["message"]
         assert result["counts"]["duplicates"] == 0
     assert shared["flows"]["q.licences"]["delivered"] > 0
+    assert shared["run"]["quiet_fetch_wait_ms"] == 500  # the default, recorded
     assert {n: (f["delivered"], f["denied"]) for n, f in shared["flows"].items()} == {
         n: (f["delivered"], f["denied"]) for n, f in own["flows"].items()
     }

@@ -225,6 +225,8 @@ def _topics_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
                 rb.get("subscriber_clients", "per-department") if rb else None,
                 kind="text",
             ),
+            # null: a result from before it was recorded
+            Row("quiet lanes' fetch wait, ms", ra.get("quiet_fetch_wait_ms"), rb.get("quiet_fetch_wait_ms"), kind="text"),
             Row("ingress topics", ra.get("ingress_topics"), rb.get("ingress_topics")),
             Row("ingress partitions", ra.get("ingress_partitions"), rb.get("ingress_partitions")),
             Row("router CPU, s", ra.get("router_cpu_s"), rb.get("router_cpu_s"), better="lower", kind="value"),

@@ -39,6 +39,7 @@ from exchange.results import merge
 from exchange.results.build import Reports, build_result, cpu_warning, expected_outcomes
 from exchange.results.slos import judge
 from exchange.router.faust_bulk import FETCH_MAX_WAIT_MS
+from exchange.router.lanes import QUIET_FETCH_WAIT_MS
 from exchange.runner import chaos, remote
 from exchange.runner.clock import offset_warning
 from exchange.runner.faults import FaultInjector
@@ -646,6 +647,7 @@ class _Run:
             consumer_workers=options.consumer_workers,
             hubs=list(self.scenario.hubs_in_use),
             fetch_wait_ms=self.fetch_wait_ms,
+            quiet_fetch_wait_ms=QUIET_FETCH_WAIT_MS if self.options.quiet_fetch_wait_ms is None else self.options.quiet_fetch_wait_ms,
             warmup_s=self.warmup_s,
             router_ready_s=self.router_ready,
             router_cpu=self.router_cpu,
