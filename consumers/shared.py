@@ -60,7 +60,7 @@ def quiet_departments(scenario: Scenario, departments: Iterable[str]) -> frozens
     """Those of ``departments`` that subscribe only to quiet entries (daily, monthly and batch
     tables at 1 record/s or less: the router's quiet lane, exchange/router/lanes.py).
 
-    A worker's shared client reads them apart (:class:`SharedFetch` with ``quiet=True``):
+    A worker's shared client reads them apart (:class:`SharedFetch` with ``quiet_fetch_wait_ms``):
     aiokafka names every partition in every fetch, and on Dongguan 75 of the 116 subscribing
     departments receive only daily tables: 300 of the 464 partitions the one client fetched
     as often as GPS records came. A department with no subscription receives nothing and is

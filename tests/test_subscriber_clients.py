@@ -112,6 +112,19 @@ async def _poll_until(fetch: SharedFetch, done, timeout: float = 20.0) -> None:
         await fetch.poll(100)
 
 
+def _test_fetch(subs: list[Subscriber], bootstrap: str, run: str) -> SharedFetch:
+    """One shared client for ``subs`` in a group of this test's own, with a short fetch wait."""
+    return SharedFetch(
+        subs,
+        bootstrap=bootstrap,
+        group=f"dx-test-{run}",
+        fetch_wait_ms=10,
+        auto_commit=True,
+        session_timeout_ms=6000,
+        isolation_level="read_uncommitted",
+    )
+
+
 def _delivered(s: Subscriber) -> int:
     return sum(f.delivered for f in s.flows.values())
 
@@ -126,15 +139,7 @@ async def test_one_shared_client_gives_each_department_its_own_records_and_pause
         await create_topics(broker.bootstrap, {topics.delivery("a"): 2, topics.delivery("b"): 2})
         seen = SeenSet()
         subs = [Subscriber(d, topics.delivery(d), broker.bootstrap, "unused", seen, run, shared=True) for d in ("a", "b")]
-        fetch = SharedFetch(
-            subs,
-            bootstrap=broker.bootstrap,
-            group=f"dx-test-{run}",
-            fetch_wait_ms=10,
-            auto_commit=True,
-            session_timeout_ms=6000,
-            isolation_level="read_uncommitted",
-        )
+        fetch = _test_fetch(subs, broker.bootstrap, run)
         a, b = subs
 
         async def deliver(dept: str, first: int, n: int) -> None:
@@ -207,15 +212,7 @@ async def test_lag_of_a_department_reading_normally_costs_no_request_even_on_par
     with EmbeddedBroker() as broker:
         await create_topics(broker.bootstrap, {topics.delivery("a"): 2, topics.delivery("b"): 3})
         subs = [Subscriber(d, topics.delivery(d), broker.bootstrap, "unused", SeenSet(), run, shared=True) for d in ("a", "b")]
-        fetch = SharedFetch(
-            subs,
-            bootstrap=broker.bootstrap,
-            group=f"dx-test-{run}",
-            fetch_wait_ms=10,
-            auto_commit=True,
-            session_timeout_ms=6000,
-            isolation_level="read_uncommitted",
-        )
+        fetch = _test_fetch(subs, broker.bootstrap, run)
         a, b = subs
         await fetch.start()
         try:
