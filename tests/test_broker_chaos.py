@@ -15,14 +15,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from exchange.kafka.apache import KafkaBroker
+from exchange.kafka.timesync import MIN_SAMPLES, ClockServer, clock_topic, measure_offset
 from exchange.kafka.topics import ingress_topics
 from exchange.runner.controller import RunOptions, run
 from exchange.runner.status import read_messages
 from exchange.scenarios.loader import load
+from schemas.clock import ClockOffset
 from schemas.results import Result
 
 from .harness import ROOT, kafka_missing, pids_mentioning
@@ -108,6 +111,30 @@ def test_a_router_restarted_while_a_node_is_down_for_good_starts_and_nothing_is_
     assert broker.node == 3 and broker.recovered_after_s is not None and router.recovered_after_s is not None
     assert cluster.down == {3} and cluster.node_pid(3) is None
     assert len({m.sender.pid for m in read_messages(tmp_path / "run" / "router-0.jsonl")}) == 2  # two incarnations
+
+
+@pytest.mark.kafka
+def test_a_worker_started_while_the_clock_topics_leader_is_dead_measures_once_the_leadership_moves(cluster):
+    """What the restarted router of the test above needs: the clock topic's one partition led by
+    a node killed the moment before. Kafka keeps the dead node as its leader until the node's
+    session times out (9 s): the controller's 3 s to answer count from the first probe the
+    broker took, not from the start (that failed: 0 of 32 answered)."""
+
+    async def measure() -> tuple[int, float, ClockOffset, int]:
+        for node in sorted(cluster.down):
+            cluster.restart_node(node)
+        await cluster.wait_ready()
+        topic = clock_topic(f"leaderless-{os.getpid()}")
+        async with ClockServer(bootstrap=cluster.bootstrap, topic=topic, replication_factor=3, broker_kind="kafka"):
+            dead = cluster.partition_leaders([topic])[(topic, 0)]
+            cluster.kill_node(dead)
+            started = time.monotonic()
+            got = await measure_offset(bootstrap=cluster.bootstrap, topic=topic, worker="restarted", timeout_s=3.0)
+            return dead, time.monotonic() - started, got, cluster.partition_leaders([topic])[(topic, 0)]
+
+    dead, took, got, leader = asyncio.run(measure())
+    assert got.samples >= MIN_SAMPLES and abs(got.offset_ns) <= got.error_ns + 20_000_000, got
+    assert leader != dead and took > 3.0, (dead, leader, took)  # it waited for the leadership to move
 
 
 def test_broker_node_faults_are_refused_on_tansu_before_anything_starts(tmp_path):

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLES = 32
 #: The fewest answered probes an estimate is made from.
 MIN_SAMPLES = 4
+#: How long a worker waits for the clock topic's partition to have a live leader, s: more than
+#: Kafka's ``broker.session.timeout.ms`` (9 s by default), after which a dead node's
+#: leaderships move to the live replicas.
+LEADER_WAIT_S = 30.0
 
 
 class ClockProbeFailed(ExchangeError, RuntimeError):
@@ -176,40 +180,65 @@ class ClockServer:
 
 
 async def measure_offset(
-    *, bootstrap: str, topic: str, worker: str, samples: int = DEFAULT_SAMPLES, timeout_s: float = 10.0, probe_timeout_s: float = 1.0
+    *,
+    bootstrap: str,
+    topic: str,
+    worker: str,
+    samples: int = DEFAULT_SAMPLES,
+    timeout_s: float = 10.0,
+    probe_timeout_s: float = 1.0,
+    leader_wait_s: float = LEADER_WAIT_S,
 ) -> ClockOffset:
     """This machine's clock offset to the :class:`ClockServer` on ``topic`` (server − local, ns).
 
     Sends ``samples`` probes one after another (the next when the last was answered, or
     after ``probe_timeout_s``) and estimates from those answered
     (:func:`exchange.runner.clock.estimate`). ``worker`` names the asker in the probes.
+
+    ``timeout_s`` is the controller's time to answer: it counts from the moment the broker
+    has taken the first probe. Before that, when the topic exists, the worker waits up to
+    ``leader_wait_s`` for its partition to have a live leader: a worker (re)started just
+    after the leader's node died (``--chaos kill-broker:N,kill-router:0``) finds it there
+    until Kafka's controller fences the node, ``broker.session.timeout.ms`` (9 s by default)
+    later. A topic that does not exist gets ``timeout_s`` only.
+
     Raises :class:`ClockProbeFailed` when fewer than :data:`MIN_SAMPLES` were answered
-    within ``timeout_s`` (no clock server on the topic), and the
+    (no clock server on the topic) or the partition had no live leader in time, and the
     :class:`~exchange.errors.BrokerUnreachable` of a broker that does not answer.
     """
     nonce = secrets.token_hex(4)
     got: list[Sample] = []
     deadline = time.monotonic() + timeout_s
+    taken = False  # the broker has the first probe: the answers' window has started
+    wait, exists = timeout_s, False
     consumer = clients.consumer("clock", bootstrap, client_id=f"dx-clock-{worker}")
     producer = clients.producer("clock", bootstrap, client_id=f"dx-clock-{worker}")
     with kafka_errors(bootstrap, f"measuring the clock offset on {topic}"):
         try:
             await producer.start()
             await consumer.start()
-            await asyncio.wait_for(_at_end(consumer, topic), timeout_s)
+            exists = topic in await consumer.topics()
+            wait = leader_wait_s if exists else timeout_s
+            await asyncio.wait_for(_at_end(consumer, topic), wait)
             for seq in range(samples):
-                if time.monotonic() >= deadline:
+                if taken and time.monotonic() >= deadline:
                     break
                 t0 = time.time_ns()
-                await producer.send(topic, ClockProbe(worker=worker, nonce=nonce, seq=seq, t0_ns=t0).model_dump_json().encode(), partition=0)
+                sent = await producer.send(topic, ClockProbe(worker=worker, nonce=nonce, seq=seq, t0_ns=t0).model_dump_json().encode(), partition=0)
+                if not taken:
+                    await asyncio.wait_for(sent, wait)
+                    taken, deadline = True, time.monotonic() + timeout_s
                 sample = await _reply(consumer, worker, nonce, seq, min(deadline, time.monotonic() + probe_timeout_s))
                 if sample is not None:
                     got.append(sample)
         except TimeoutError:
-            pass  # the topic's partition never showed: too few samples below
+            pass  # the topic's partition never had a live leader: too few samples below
         finally:
             await _stop(consumer)
             await _stop(producer)
+    if not taken:
+        why = f"its partition had no live leader within {wait:g} s" if exists else "the broker does not list the topic"
+        raise ClockProbeFailed(f"0 of {samples} clock probes answered on {topic} at {bootstrap}: {why}; is the run's controller up?")
     if len(got) < MIN_SAMPLES:
         raise ClockProbeFailed(
             f"{len(got)} of {samples} clock probes answered on {topic} at {bootstrap} within {timeout_s:g} s "
