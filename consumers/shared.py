@@ -110,7 +110,9 @@ class SharedFetch:
         self._by_topic = {s.topic: s for s in subscribers}
         self.quiet = quiet_fetch_wait_ms is not None
         waits: dict = (
-            dict(fetch_max_wait_ms=quiet_fetch_wait_ms, fetch_min_bytes=clients.MiB) if self.quiet else dict(fetch_max_wait_ms=fetch_wait_ms)
+            dict(fetch_max_wait_ms=quiet_fetch_wait_ms, fetch_min_bytes=clients.MiB, consumer_timeout_ms=clients.QUIET_WAKE_MS)
+            if self.quiet
+            else dict(fetch_max_wait_ms=fetch_wait_ms)
         )
         self._consumer = clients.consumer(
             "subscriber",

@@ -31,6 +31,8 @@ def test_fetch_wait_follows_the_broker_kind_for_following_consumers_only():
     assert clients.settings("consumer", "topic_reader", broker_kind="kafka")["fetch_max_wait_ms"] == clients.TANSU_FETCH_WAIT_MS
     # an explicit wait beats the kind's
     assert clients.settings("consumer", "subscriber", broker_kind="kafka", fetch_max_wait_ms=30)["fetch_max_wait_ms"] == 30
+    # the router's quiet lane: its fetch routine wakes once a second while its long fetch is out
+    assert clients.settings("consumer", "router_quiet")["consumer_timeout_ms"] == clients.QUIET_WAKE_MS == 1000
 
 
 def test_unknown_profile_names_the_known_ones():

@@ -297,6 +297,9 @@ async def test_departments_that_receive_only_quiet_entries_share_a_client_of_the
     assert (frequent._consumer._group_id, quiet._consumer._group_id) == ("dx-sq-subscribers-0-of-1", "dx-sq-subscribers-0-of-1-quiet")
     assert (quiet._consumer._fetch_max_wait_ms, quiet._consumer._fetch_min_bytes) == (500, 1024 * 1024)
     assert (frequent._consumer._fetch_max_wait_ms, frequent._consumer._fetch_min_bytes) == (10, 1)
+    # while its long fetch is out, the quiet client's fetch routine wakes once a second, not five
+    # times, to walk its partitions (clients.QUIET_WAKE_MS; aiokafka's default 200 ms for the other)
+    assert (quiet._consumer._consumer_timeout, frequent._consumer._consumer_timeout) == (1.0, 0.2)
     # --quiet-fetch-wait-ms: its wait; 0, no quiet client (as no quiet lane in the routers)
     (_, slower) = _readers(scenario, subs, "127.0.0.1:1", None, restartable=False, worker=0, quiet_fetch_wait_ms=250)
     assert slower._consumer._fetch_max_wait_ms == 250

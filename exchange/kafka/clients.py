@@ -47,6 +47,11 @@ MiB = 1024 * 1024
 KAFKA_FETCH_WAIT_MS = 500
 #: Consumers' fetch wait on Tansu, where a profile gives none (ms).
 TANSU_FETCH_WAIT_MS = 10
+#: How often the fetch routine of a consumer of quiet topics wakes while a fetch is out (ms;
+#: aiokafka's ``consumer_timeout_ms``, 200 by default). A fetch's answer, a rebalance and a
+#: consumed batch wake it at once; each timed wake only walks every assigned partition to
+#: find that the fetch is still out.
+QUIET_WAKE_MS = 1000
 
 Kind = Literal["producer", "consumer", "admin"]
 
@@ -248,6 +253,9 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
             max_partition_fetch_bytes=1 * MiB,
             fetch_max_bytes=8 * MiB,
             max_poll_records=1000,
+            # aiokafka's fetch routine wakes this often while a fetch is out, and each wake walks
+            # every assigned partition (200 ms by default: 2-3 walks of 1,319 per fetch)
+            consumer_timeout_ms=QUIET_WAKE_MS,
             # its heartbeats run on the worker's event loop, beside the routing (Faust's run on
             # their own thread): a longer session than the main group's, so a long batch does not
             # evict it; Tansu completes a join after half of it (quiet records can wait 3 s)
