@@ -133,6 +133,11 @@ async def run(
         for p, stopped in zip(publishers, await asyncio.gather(*(p.stop() for p in publishers), return_exceptions=True), strict=True):
             if isinstance(stopped, Exception):  # logged, not raised over what ended the run
                 log.error("stopping %s's producer failed", p.department, exc_info=stopped)
+        if reporter is not None:
+            # the last, partial interval, once the producers flushed: records held back at the end
+            # (a broker paused late in the run) are sent in it, and a fault's publish delay is
+            # read from these lines
+            _write_interval(stats, status, start_ns)
     status.write(
         ProducersFinal(
             elapsed_s=(clock.now_ns() - start_ns) / 1e9,
@@ -166,17 +171,22 @@ async def _scheduled_start(path: Path) -> int:
 async def _report(stats: PublishStats, status: StatusWriter, start_ns: int) -> None:
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
-        delay, latency = stats.take_interval()
-        status.write(
-            ProducersStats(
-                t=(clock.now_ns() - start_ns) / 1e9,
-                produced=stats.total,
-                sent=stats.sent,
-                retried=stats.retried,
-                publish_latency=sample_quantiles(latency),
-                publish_delay_us=sample_quantiles(delay, 1e3),
-            )
+        _write_interval(stats, status, start_ns)
+
+
+def _write_interval(stats: PublishStats, status: StatusWriter, start_ns: int) -> None:
+    """One ``stats`` line: the totals so far and the publish figures of the interval since the last."""
+    delay, latency = stats.take_interval()
+    status.write(
+        ProducersStats(
+            t=(clock.now_ns() - start_ns) / 1e9,
+            produced=stats.total,
+            sent=stats.sent,
+            retried=stats.retried,
+            publish_latency=sample_quantiles(latency),
+            publish_delay_us=sample_quantiles(delay, 1e3),
         )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

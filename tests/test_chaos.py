@@ -256,6 +256,29 @@ def test_a_paused_broker_stalls_the_producers_who_retry_and_drop_nothing(tmp_pat
     assert result.flows["urban.gps-fix"].end_to_end_from_intended_ms.max >= 2000
 
 
+def test_faults_count_from_the_schedule_start_not_from_the_producers_spawn(tmp_path):
+    """A producers process slow to start (3 s more, as on a loaded machine: a CI run took 5-6 s)
+    must not see the fault pass before its first record: the pause at 1 s still stalls it."""
+    import asyncio
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(3)\n")
+    options = RunOptions(
+        load("demo"),
+        duration=5,
+        out=tmp_path / "run",
+        rate_multiplier=0.3,
+        chaos="pause-broker@1s+2s",
+        drain_timeout=30,
+        child_env={"producers": {"PYTHONPATH": str(slow)}},
+    )
+    result, _ = asyncio.run(run(options))
+    assert result.conservation.ok, result.conservation.message
+    (fault,) = result.faults
+    assert fault.publish_delay_max_ms is not None and fault.publish_delay_max_ms >= 1000, fault  # the stall shows
+
+
 def test_two_producer_workers_ride_out_a_paused_broker_and_drop_nothing(tmp_path):
     result = chaos_run(tmp_path, "pause-broker@4s+3s", producer_workers=2)  # conservation checked inside
     (fault,) = result.faults

@@ -46,7 +46,7 @@ from exchange.runner.faults import FaultInjector
 from exchange.runner.options import RunOptions, check_external, check_workers, parse_chaos, resolve_guarantee, resolve_topics, subscriber_clients
 from exchange.runner.processes import cpu_seconds, machine_cpu, release_heap, settle_heap, spawn, terminate
 from exchange.runner.status import StatusReader
-from exchange.runner.warmup import SCHEDULE_FILE, warmup_seconds, write_schedule
+from exchange.runner.warmup import SCHEDULE_FILE, read_schedule_start, warmup_seconds, write_schedule
 from schemas.clock import ClockOffset
 from schemas.envelope import IngressLayout
 from schemas.results import FaultResult, Result, RunInfo
@@ -71,6 +71,9 @@ POLL_S = 0.2
 CPU_ROLES = ("router", "broker", "producers", "consumers", "controller")
 #: several producer workers start their schedule together this long after the last is ready
 START_MARGIN_S = 0.2
+#: how long after the one producer worker said ready its schedule file may take to show (a
+#: worker elsewhere relays it) before the run counts from the ready message instead
+SCHEDULE_FILE_WAIT_S = 5.0
 
 
 class RunFailed(ExchangeError, RuntimeError):
@@ -471,7 +474,9 @@ class _Run:
             margin = remote.SCHEDULE_LEAD_S if self.bridge is not None else START_MARGIN_S
             write_schedule(self.run_dir / SCHEDULE_FILE, time.time_ns() + round(margin * 1e9), self.warmup_s)
             await asyncio.sleep(margin)
-        self.t0 = time.monotonic()
+            self.t0 = time.monotonic()
+        else:
+            self.t0 = await self._schedule_start(self.producer_workers[0], brokers.ready_timeout(self.kind, options.ready_timeout))
         self.cpu_at_start = self._cpu_now()
         self.machine_at_start = machine_cpu()
         self.cpu_from = time.monotonic()
@@ -486,6 +491,38 @@ class _Run:
                 self.run_dir / "consumers.paused",
                 ingress_topics=ingress_topics(self.scenario),
             )
+
+    async def _schedule_start(self, producers: _Child, timeout: float) -> float:
+        """When the one producer worker's schedule starts (``time.monotonic()``), read from the
+        schedule file it writes once ready.
+
+        The chaos schedule and the CPU window count from there: the worker takes 1-2 s from its
+        start to its schedule's (imports, the clock offset, the entity pool), 5-6 s on a loaded
+        machine, and a fault timed from its spawn could land before the first record (a CI run:
+        ``pause-broker@4s+3s`` stalled no producer). RunFailed as :func:`_wait_ready`; a worker that
+        said ready but whose file does not come (a worker elsewhere relays it) counts from then."""
+        path = self.run_dir / SCHEDULE_FILE
+        deadline, ready_at = time.monotonic() + timeout, None
+        while True:
+            try:
+                start_ns = read_schedule_start(path)
+            except (FileNotFoundError, ValueError, KeyError):  # not written yet, or half relayed
+                pass
+            else:
+                return time.monotonic() + (start_ns - time.time_ns()) / 1e9
+            _check_alive(self.children, self.broker, allow_exit={producers.name})
+            producers.read()
+            error = producers.last(Error)
+            if error is not None:
+                raise RunFailed(f"{producers.name} failed: {error.message}\n{producers.tail()}")
+            now = time.monotonic()
+            if producers.is_ready() and ready_at is None:
+                ready_at = now
+            if producers.proc.poll() is not None or (ready_at is not None and now > ready_at + SCHEDULE_FILE_WAIT_S):
+                return ready_at if ready_at is not None else now
+            if now > deadline:
+                raise RunFailed(f"not ready after {timeout:.0f} s: ['{producers.name}']")
+            await asyncio.sleep(0.02)
 
     async def publish_and_drain(self) -> Reports:
         """Watch the children until the producers are done and every outcome is accounted for
