@@ -219,6 +219,7 @@ async def measure_offset(
             await consumer.start()
             exists = topic in await consumer.topics()
             wait = leader_wait_s if exists else timeout_s
+            leader_by = time.monotonic() + wait  # one wait for the partition's end offset and the first probe
             await asyncio.wait_for(_at_end(consumer, topic), wait)
             for seq in range(samples):
                 if taken and time.monotonic() >= deadline:
@@ -226,7 +227,7 @@ async def measure_offset(
                 t0 = time.time_ns()
                 sent = await producer.send(topic, ClockProbe(worker=worker, nonce=nonce, seq=seq, t0_ns=t0).model_dump_json().encode(), partition=0)
                 if not taken:
-                    await asyncio.wait_for(sent, wait)
+                    await asyncio.wait_for(sent, max(0.0, leader_by - time.monotonic()))
                     taken, deadline = True, time.monotonic() + timeout_s
                 sample = await _reply(consumer, worker, nonce, seq, min(deadline, time.monotonic() + probe_timeout_s))
                 if sample is not None:

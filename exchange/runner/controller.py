@@ -123,6 +123,7 @@ class _Child:
     last_stats: dict[int, StatusMessage] = field(default_factory=dict)  # by pid
 
     env: dict[str, str] | None = None  # the whole environment when variables were added (RunOptions.child_env)
+    held: list[StatusMessage] = field(default_factory=list)  # read by peek(), given again by the next read()
 
     @classmethod
     def spawn(cls, run_dir: Path, name: str, module_args: list[str], env: dict[str, str] | None = None) -> _Child:
@@ -162,7 +163,13 @@ class _Child:
                 self.last_stats[m.pid] = m
             else:
                 self.events.append(m)
-        return new
+        out, self.held = [*self.held, *new], []
+        return out
+
+    def peek(self) -> list[StatusMessage]:
+        """As :meth:`read`, but the next ``read()`` returns these messages again."""
+        self.held = self.read()
+        return self.held
 
     def current(self, messages: list[StatusMessage]) -> list[StatusMessage]:
         """The messages of the running incarnation (an old one's last lines may come late)."""
@@ -476,7 +483,9 @@ class _Run:
             await asyncio.sleep(margin)
             self.t0 = time.monotonic()
         else:
-            self.t0 = await self._schedule_start(self.producer_workers[0], brokers.ready_timeout(self.kind, options.ready_timeout))
+            t0 = await self._schedule_start(self.producer_workers[0], brokers.ready_timeout(self.kind, options.ready_timeout))
+            await asyncio.sleep(max(0.0, t0 - time.monotonic()))  # a lead for workers elsewhere: the start lies ahead
+            self.t0 = t0
         self.cpu_at_start = self._cpu_now()
         self.machine_at_start = machine_cpu()
         self.cpu_from = time.monotonic()
@@ -504,6 +513,7 @@ class _Run:
         path = self.run_dir / SCHEDULE_FILE
         deadline, ready_at = time.monotonic() + timeout, None
         while True:
+            exited = producers.proc.poll() is not None  # before the file: one written just before exiting is read
             try:
                 start_ns = read_schedule_start(path)
             except (FileNotFoundError, ValueError, KeyError):  # not written yet, or half relayed
@@ -511,16 +521,16 @@ class _Run:
             else:
                 return time.monotonic() + (start_ns - time.time_ns()) / 1e9
             _check_alive(self.children, self.broker, allow_exit={producers.name})
-            producers.read()
+            producers.peek()  # the watch reads them again: stats lines count from the start
             error = producers.last(Error)
             if error is not None:
                 raise RunFailed(f"{producers.name} failed: {error.message}\n{producers.tail()}")
             now = time.monotonic()
             if producers.is_ready() and ready_at is None:
                 ready_at = now
-            if producers.proc.poll() is not None or (ready_at is not None and now > ready_at + SCHEDULE_FILE_WAIT_S):
+            if exited or (ready_at is not None and now > ready_at + SCHEDULE_FILE_WAIT_S):
                 return ready_at if ready_at is not None else now
-            if now > deadline:
+            if now > deadline and ready_at is None:
                 raise RunFailed(f"not ready after {timeout:.0f} s: ['{producers.name}']")
             await asyncio.sleep(0.02)
 
@@ -859,9 +869,11 @@ class _Watch:
     def _start_draining(self, final: ProducersFinal) -> None:
         self.drain_started = time.monotonic()
         samples = self.reports.publish_samples
-        # the last, partial interval of publishing
-        if not samples or samples[-1][0] < final.elapsed_s:
-            samples.append((final.elapsed_s, sum(final.produced.values())))
+        # the last, partial interval of publishing, unless the producers' last stats line had it
+        # (they write one once flushed, a moment before this report)
+        produced = sum(final.produced.values())
+        if not samples or (samples[-1][0] < final.elapsed_s and (samples[-1][1] != produced or final.elapsed_s - samples[-1][0] >= 0.5)):
+            samples.append((final.elapsed_s, produced))
             self.reports.error_samples.append((final.elapsed_s, final.retried))
         self.progress.phase = "draining"
 
