@@ -208,7 +208,9 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     assert result.conservation.ok, result.conservation.message
     # this machine's processes of the run, by role (the broker is not the run's), and the rest of the machine
     assert {"router", "producers", "consumers", "controller", "other"} <= result.run.cpu_s.keys() and "broker" not in result.run.cpu_s
-    assert result.run.cpu_s["router"] > 0 and result.run.cpu_s["producers"] > 0 and result.run.machine_cores == os.cpu_count()  # producers exit early
+    # the window opens when publishing starts (no longer at the producers' spawn, with their
+    # start-up in it): a 1 s run's producers may spend under a 10 ms tick of it, or exit unread
+    assert result.run.cpu_s["router"] > 0 and result.run.cpu_s["producers"] >= 0 and result.run.machine_cores == os.cpu_count()
     assert result.run.machine_busy is not None and 0 < result.run.machine_busy <= 1.05  # /proc/stat counts in 10 ms ticks
     assert any(re.fullmatch(r"controller 0: metrics on port \d+", line) for line in said), said
     assert "metrics on port" not in capfd.readouterr().err
