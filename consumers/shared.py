@@ -110,7 +110,7 @@ class SharedFetch:
         self._by_topic = {s.topic: s for s in subscribers}
         self.quiet = quiet_fetch_wait_ms is not None
         waits: dict = (
-            dict(fetch_max_wait_ms=quiet_fetch_wait_ms, fetch_min_bytes=clients.MiB, consumer_timeout_ms=clients.QUIET_WAKE_MS)
+            dict(fetch_max_wait_ms=quiet_fetch_wait_ms, fetch_min_bytes=clients.MiB, consumer_timeout_ms=clients.QUIET_WAKE_MS, fetch_sessions=True)
             if self.quiet
             else dict(fetch_max_wait_ms=fetch_wait_ms)
         )

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from exchange.errors import ExchangeError, kafka_errors
+from exchange.kafka.fetch_sessions import SessionConsumer
 
 MiB = 1024 * 1024
 
@@ -85,13 +86,16 @@ class Profile:
     """The settings of one job's client.
 
     ``settings`` are aiokafka constructor arguments; ``follows`` marks consumers that keep
-    polling a topic (their fetch wait follows the broker kind, see the module docstring).
+    polling a topic (their fetch wait follows the broker kind, see the module docstring);
+    ``fetch_sessions``, consumers that fetch in incremental fetch sessions (KIP-227,
+    :mod:`exchange.kafka.fetch_sessions`): many partitions, few of them with records.
     """
 
     name: str
     kind: Kind
     settings: dict[str, Any] = field(default_factory=dict)
     follows: bool = False
+    fetch_sessions: bool = False
     doc: str = ""
 
 
@@ -247,8 +251,7 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
             fetch_max_wait_ms=500,
             # Kafka answers a fetch once this much is there or the wait is over: without it a
             # quiet record (one every ~15 ms over Dongguan's 1,319 daily tables) ended each wait at
-            # once, and every fetch names all the lane's partitions (aiokafka has no incremental
-            # fetch sessions): ~66 fetches/s of 1,319 partitions instead of 2 (docs/performance.md)
+            # once: ~66 fetches/s instead of 2 (docs/performance.md)
             fetch_min_bytes=1 * MiB,
             max_partition_fetch_bytes=1 * MiB,
             fetch_max_bytes=8 * MiB,
@@ -263,6 +266,8 @@ PROFILES: dict[tuple[Kind, str], Profile] = _profiles(
             heartbeat_interval_ms=500,
             rebalance_timeout_ms=12000,
         ),
+        # a fetch names only the partitions whose offset moved (KIP-227), not all 1,319
+        fetch_sessions=True,
         doc="the router's quiet lane: daily, monthly and batch entries' ingress, long fetch wait (exchange/router/quiet.py)",
     ),
     # --- admin -------------------------------------------------------------------------
@@ -315,10 +320,17 @@ def producer(
     return AIOKafkaProducer(bootstrap_servers=check_bootstrap(bootstrap), **kwargs)
 
 
-def consumer(name: str, bootstrap: str, *topics: str, broker_kind: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+def consumer(
+    name: str, bootstrap: str, *topics: str, broker_kind: str | None = None, fetch_sessions: bool | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
     """An unstarted :class:`~aiokafka.AIOKafkaConsumer` of profile ``name``, subscribed to
-    ``topics`` when given (else assign partitions yourself)."""
-    return AIOKafkaConsumer(*topics, bootstrap_servers=check_bootstrap(bootstrap), **settings("consumer", name, broker_kind=broker_kind, **overrides))
+    ``topics`` when given (else assign partitions yourself). With ``fetch_sessions`` (default:
+    the profile's), a :class:`~exchange.kafka.fetch_sessions.SessionConsumer`."""
+    kwargs = settings("consumer", name, broker_kind=broker_kind, **overrides)
+    if fetch_sessions is None:
+        fetch_sessions = profile("consumer", name).fetch_sessions
+    cls = SessionConsumer if fetch_sessions else AIOKafkaConsumer
+    return cls(*topics, bootstrap_servers=check_bootstrap(bootstrap), **kwargs)
 
 
 def admin(name: str, bootstrap: str, **overrides: Any) -> AIOKafkaAdminClient:
