@@ -24,6 +24,11 @@ org/apache/kafka/clients/FetchSessionHandler.java):
   used: the next full fetch reads those partitions again from the consumer's positions.
 - An answer with session id 0 means the broker keeps no session (Tansu: every fetch stays
   full, as plain aiokafka's).
+- A new assignment (a rebalance) makes the next fetch to each broker full, so the new partition
+  states learn every high watermark again.
+- A stopped consumer does not close its sessions: the broker evicts an idle one when it needs
+  the slot (``max.incremental.fetch.session.cache.slots``, 1,000; idle for
+  ``min.incremental.fetch.session.eviction.ms``, 2 min). A run opens one per quiet consumer.
 
 The broker keeps a fetch offset per session partition and serves from it; it never moves that
 offset itself. The consumer's position moves only as records are consumed, and each moved
@@ -38,6 +43,7 @@ Counters for tests and benchmarks: :attr:`SessionFetcher.stats`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +77,8 @@ class FetchSession:
     id: int = 0
     epoch: int = 0
     partitions: dict[TopicPartition, _Params] = field(default_factory=dict)
-    #: False once a broker answered without a session: every fetch stays full.
+    #: False once the broker spoke a Fetch version without sessions (< 7): every fetch is then
+    #: sessionless, as aiokafka's. A broker that answers session id 0 is asked again each time.
     offered: bool = True
 
     @property
@@ -242,9 +249,16 @@ class SessionFetcher(Fetcher):
     def __init__(self, client: Any, subscriptions: Any, **kwargs: Any) -> None:
         self.sessions: dict[int, FetchSession] = {}
         self.stats = SessionStats()
+        self._assignment: Any = None
         super().__init__(_SessionClient(client), subscriptions, **kwargs)
 
     def _get_actions_per_node(self, assignment: Any) -> Any:
+        if assignment is not self._assignment:
+            # a new assignment has new partition states (high watermarks unknown): one full
+            # fetch per broker reports them all again, as the Java client's would
+            self._assignment = assignment
+            for session in self.sessions.values():
+                session.close_existing()
         fetch_requests, *rest = super()._get_actions_per_node(assignment)
         wrapped = []
         for node_id, request in fetch_requests:
@@ -294,5 +308,12 @@ async def use_fetch_sessions(consumer: AIOKafkaConsumer) -> SessionFetcher:
         client_rack=consumer._client_rack,
     )
     consumer._fetcher = fetcher
-    await old.close()
+    try:
+        await old.close()
+    except asyncio.CancelledError:
+        # aiokafka's close re-raises a fetch task's cancellation caught mid-backoff; only our
+        # own cancellation is ours to pass on
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
     return fetcher
