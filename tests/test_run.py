@@ -188,6 +188,24 @@ def test_cpu_seconds_reads_a_live_process_and_says_none_for_a_gone_one():
     assert cpu_seconds(child.pid) is None
 
 
+def test_cpu_seconds_reads_the_final_times_of_an_exited_process_not_yet_reaped():
+    """The run reads its producers' CPU before it polls (reaps) them: a process that has just
+    exited keeps its final times in /proc until then (exchange/runner/controller.py)."""
+    from exchange.runner.processes import cpu_seconds
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"])
+    deadline = time.monotonic() + 30
+    while "\nState:\tZ" not in Path(f"/proc/{child.pid}/status").read_text():  # exited, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        spent = cpu_seconds(child.pid)
+        assert spent is not None and spent >= 0.3
+    finally:
+        child.wait()
+    assert cpu_seconds(child.pid) is None
+
+
 @pytest.mark.parametrize("argv", [["-m", "exchange", "scenarios"], ["-m", "exchange", "validate", "demo"]])
 def test_python_dash_m_exchange_works(argv):
     done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -541,11 +541,13 @@ class _Run:
         while True:
             await asyncio.sleep(POLL_S)
             self._inject_faults()
-            _check_alive(self.children, self.broker, allow_exit={p.name for p in self.producer_workers})
-            watch.read_producers()
+            # read before _check_alive reaps them: a producers process that has just exited is a
+            # zombie until then, and /proc still gives its final CPU times
             for producers in self.producer_workers:
                 if isinstance(producers.proc, subprocess.Popen) and producers.proc.returncode is None:
                     self.note_cpu(producers.proc.pid)
+            _check_alive(self.children, self.broker, allow_exit={p.name for p in self.producer_workers})
+            watch.read_producers()
             watch.read_consumers()
             watch.read_routers()
             self.progress.elapsed = time.monotonic() - self.t0
