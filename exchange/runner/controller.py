@@ -184,6 +184,13 @@ class _Child:
         pid = self.proc.pid
         return next((m.body for m in reversed(self.events) if isinstance(m.body, body) and m.pid == pid), None)
 
+    def raise_reported(self) -> None:
+        """RunFailed naming the child when the running incarnation reported an ``Error``
+        (among the messages read so far), with the last lines of its log."""
+        error = self.last(Error)
+        if error is not None:
+            raise RunFailed(f"{self.name} failed: {error.message}\n{self.tail()}")
+
     def reports(self) -> list[BaseModel]:
         """Per incarnation, its final report, or its last stats if it was killed first."""
         out = []
@@ -522,9 +529,7 @@ class _Run:
                 return time.monotonic() + (start_ns - time.time_ns()) / 1e9
             _check_alive(self.children, self.broker, allow_exit={producers.name})
             producers.peek()  # the watch reads them again: stats lines count from the start
-            error = producers.last(Error)
-            if error is not None:
-                raise RunFailed(f"{producers.name} failed: {error.message}\n{producers.tail()}")
+            producers.raise_reported()
             now = time.monotonic()
             if producers.is_ready() and ready_at is None:
                 ready_at = now
@@ -1027,9 +1032,7 @@ async def _wait_ready(children: list[_Child], broker: EmbeddedBroker | None, tim
         _check_alive(children, broker, allow_exit=set())
         for c in children:
             c.read()
-            error = c.last(Error)
-            if error is not None:
-                raise RunFailed(f"{c.name} failed: {error.message}\n{c.tail()}")
+            c.raise_reported()
             if c.is_ready():
                 waiting.discard(c.name)
         if time.monotonic() > deadline:
