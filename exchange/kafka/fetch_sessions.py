@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,12 +309,17 @@ async def use_fetch_sessions(consumer: AIOKafkaConsumer) -> SessionFetcher:
         client_rack=consumer._client_rack,
     )
     consumer._fetcher = fetcher
+    await closing_fetches(old.close())
+    return fetcher
+
+
+async def closing_fetches(awaitable: Awaitable[Any]) -> None:
+    """Await an aiokafka fetcher's ``close()`` or a consumer's ``stop()``. Those re-raise the
+    cancellation of a fetch task of their own caught mid-backoff (aiokafka 0.12-0.14,
+    ``Fetcher.close``): that one is swallowed; a cancellation of the awaiting task is not."""
     try:
-        await old.close()
+        await awaitable
     except asyncio.CancelledError:
-        # aiokafka's close re-raises a fetch task's cancellation caught mid-backoff; only our
-        # own cancellation is ours to pass on
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
-    return fetcher

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from exchange.errors import ExchangeError, kafka_errors
 from exchange.kafka import clients
+from exchange.kafka.fetch_sessions import closing_fetches
 from exchange.kafka.topics import create_topics
 from exchange.runner.clock import ClockError, Sample, estimate, set_offset
 from schemas.clock import CLOCK_MESSAGE, ClockOffset, ClockProbe, ClockReply
@@ -64,15 +65,9 @@ def clock_topic(run_id: str) -> str:
 
 
 async def _stop(client) -> None:  # type: ignore[no-untyped-def]
-    """Stop an aiokafka client. With the broker gone, ``AIOKafkaConsumer.stop()`` re-raises the
-    cancellation of its own pending fetch (aiokafka 0.12-0.14, ``Fetcher.close``): that one is
-    swallowed, a cancellation of the task stopping it is not."""
-    try:
-        await client.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
+    """Stop an aiokafka client; with the broker gone, a consumer's own fetch cancellation is
+    swallowed (:func:`~exchange.kafka.fetch_sessions.closing_fetches`)."""
+    await closing_fetches(client.stop())
 
 
 async def _at_end(consumer, topic: str) -> TopicPartition:  # type: ignore[no-untyped-def]
