@@ -843,6 +843,24 @@ def test_one_bad_item_type_is_one_problem() -> None:
     assert "'credit_code'" in p.message
 
 
+def test_an_empty_item_list_is_one_plain_problem_and_its_entry_is_still_checked() -> None:
+    text = edit(
+        "    provider: prov\n    sharing: conditional\n    items:\n      - key: enterprise.code\n        name: 信用代码\n        type: credit_code\n",
+        "    provider: ghost\n    sharing: conditional\n    items: []\n",
+    )
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["catalogue.1.provider", "catalogue.1.items"]
+    assert problems[1].message == "must list at least 1 element, not 0"  # not pydantic's "Tuple should have ..."
+
+
+def test_a_refused_enum_in_one_of_several_entries_keeps_the_entry_checked() -> None:
+    # the entry is checked with the enum's first value (as a refused optional field is with its
+    # default), not dropped: its unknown provider is found in the same pass
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: 部分共享", BASE)
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["catalogue.1.provider", "catalogue.1.sharing"]
+
+
 def test_references_to_a_refused_element_are_not_reported_again() -> None:
     text = edit("  - id: alpha\n", "  - id: Alpha\n")  # refused by the id pattern
     text = edit("    sharing: conditional\n", "    sharing: conditional\n    master_key: enterprise.nope\n", text)

@@ -440,9 +440,9 @@ def parse(text: str, filename: str = "<scenario>") -> Scenario:
 def _validate(data: Any, builder: _Builder) -> Scenario:
     """Validate; where a value is refused, repair the data and validate again, so that
     reference problems come out with the schema's. A repair drops the refused field (its
-    default applies), else the list element holding it; where that would leave nothing to
-    check (the only entry of the catalogue, the platform), the value is replaced by a
-    placeholder (an enum's first value, an empty name). Problems that only the repair caused
+    default applies); a required one gets a placeholder (an enum's first value, a filler
+    text; an empty list that must not be, one filler element), and only where none fits is
+    the list element holding it dropped. Problems that only the repair caused
     (a required field now missing, a list now empty, a reference to a dropped element or
     refused id, a check of a placeholder) are not reported."""
     problems = list(builder.problems)
@@ -468,18 +468,26 @@ def _validate(data: Any, builder: _Builder) -> Scenario:
                 error["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o, _ in errors)
             )
             if not consequential and not _flagged(loc, builder.flagged):
-                message = error["msg"]
+                message = _message(error)
                 if loc in builder.hints:
                     message = f"{message} ({builder.hints[loc]})"
                 problems.append(_problem(builder.filename, loc, message, builder.positions))
             if error["type"] == "too_short" and consequential:
                 continue  # the elements below are being repaired
             written = _at(data, loc)
+            if error["type"] == "too_short" and written == [] and loc not in injected and (filler := _list_filler(loc)) is not _NOTHING:
+                # an empty list (an entry without items): check the rest of its element with a
+                # placeholder in the list, rather than dropping the element
+                injected[loc] = [filler]
+                repaired.append(loc)
+                continue
             if isinstance(written, str):
                 refused.add(written.casefold())
             first_refusal.setdefault(loc, error)
             target = _repair_target(data, loc, error["type"], deleted)
-            if (target is not None and isinstance(target[-1], int) and _left(data, target[:-1], removed) == 1) or target is None:
+            # a required value: its element is checked with a placeholder, as an optional one is
+            # with its default, rather than dropped (which would leave its references unchecked)
+            if target is None or isinstance(target[-1], int):
                 placeholder = _placeholder(loc, first_refusal[loc])
                 if placeholder is not _NOTHING and loc not in injected:
                     injected[loc] = placeholder
@@ -522,6 +530,25 @@ _NOTHING = object()
 _FILLERS = {"id": "x", "region": "110000"}  # for required fields of the platform: any valid value
 
 
+def _message(error: Any) -> str:
+    """pydantic's message, in the words of a YAML file where pydantic's are Python's."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "too_short" and "min_length" in ctx:
+        n = ctx["min_length"]
+        return f"must list at least {n} {'element' if n == 1 else 'elements'}, not {ctx.get('actual_length', 0)}"
+    return error["msg"]
+
+
+def _list_filler(loc: Loc) -> Any:
+    """One element the list at ``loc``, which must not be empty, accepts, or _NOTHING (the
+    scenario's departments and catalogue: without them there is nothing to check)."""
+    if len(loc) == 1:
+        return _NOTHING
+    if len(loc) == 3 and loc[0] == "catalogue" and loc[2] == "items":
+        return {"key": "x.x", "name": "x", "type": "text"}  # a data item
+    return "110000" if loc[-1] == "regions" else "x"  # a region code, else an id or item key
+
+
 def _placeholder(loc: Loc, error: Any) -> Any:
     """A value the schema accepts in place of the refused one, or _NOTHING."""
     if error["type"] in ("enum", "literal_error"):
@@ -530,14 +557,6 @@ def _placeholder(loc: Loc, error: Any) -> Any:
     if loc and isinstance(loc[-1], str) and error["type"] in ("missing", "string_type", "string_pattern_mismatch", "string_too_short"):
         return _FILLERS.get(loc[-1], "")
     return _NOTHING
-
-
-def _left(data: Any, path: Loc, removed: set[Loc]) -> int:
-    """Elements of the list at ``path`` not dropped yet."""
-    written = _at(data, path)
-    if not isinstance(written, list):
-        return 0
-    return sum(1 for n in range(len(written)) if (*path, n) not in removed)
 
 
 def _flagged(loc: Loc, flagged: set[Loc]) -> bool:
