@@ -125,13 +125,17 @@ def expose(
 ) -> Path | None:
     """Everything a process does to be scraped: serve, advertise, pre-create its series.
 
-    The ``ROLE IDENT: metrics on port N`` line goes to ``say`` (default: stderr). Returns
+    The ``ROLE IDENT: Prometheus metrics on http://HOST:N/metrics`` line goes to ``say``
+    (default: stderr); a run directory adds where every process's scrape target is. Returns
     the service-discovery file written (remove it at exit with :func:`remove_sd_target`),
     or None when there is no run directory to write to.
     """
     bound = serve_metrics(port=port)
     init_series(role, scenario, worker=worker)
-    line = f"{role} {ident}: metrics on port {bound}"
+    host = advertised_host()
+    line = f"{role} {ident}: Prometheus metrics on http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+    if run_dir is not None or os.environ.get(SD_DIR_ENV):
+        line += f" (every process's: {sd_target_path(run_dir or '.', role, ident).parent / 'sd-*.json'}, see docs/cluster.md)"
     if say is None:
         print(line, file=sys.stderr, flush=True)
     else:
