@@ -116,3 +116,14 @@ def test_flows_tied_at_the_cut_are_kept_together_or_counted():
     assert [n for n, _ in shown] == sorted(many)[:MAX_FLOWS_SHOWN]  # same order every time
     assert note == f"{MAX_TIED_EXTRA + 5:,} more tied at 100 delivered, 5 denied"
     assert busiest_flows(dict(list(few.items())[-3:]))[0][0][0] == "top.e"  # few flows: all, busiest first
+
+
+def test_no_line_ends_in_blanks_and_the_caption_wraps_at_the_console_not_the_table():
+    """A newcomer's finding: rows were padded with blanks to the table's width, and the lines
+    under it wrapped at the table's width (~90 columns) while the lines after it did not."""
+    for width in (80, 140):
+        lines = render(demo(), width)
+        assert lines and all(line == line.rstrip() for line in lines), [line for line in lines if line != line.rstrip()]
+    table_width = max(len(line) for line in render(demo(), 140) if "─" in line)
+    caption = [line for line in render(demo(), 140) if line.startswith("all flows")]
+    assert caption and len(caption[0]) > table_width  # one line, as wide as the console allows

@@ -7,6 +7,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -125,7 +126,13 @@ class SummaryTable:
             if key in shown:
                 shown.remove(key)
                 table = self.table(shown)
-        yield table
+        # the caption under the table, wrapped at the console's width like the lines printed
+        # after it (a table's own caption wraps at the table's), and no trailing blanks
+        caption, table.caption = table.caption, None
+        for part in (table, Text.from_markup(str(caption))) if caption else (table,):
+            for line in console.render_lines(part, options, pad=False):
+                yield from _rstripped(line)
+                yield Segment.line()
 
     def _any_dead(self) -> bool:
         return any(e.dead_lettered for e in self.result.counts_by_entry.values())
@@ -191,6 +198,17 @@ class SummaryTable:
         table.caption = caption + input_warnings(result)
         table.caption_justify = "left"
         return table
+
+
+def _rstripped(line: list[Segment]) -> list[Segment]:
+    """A rendered line without the blanks at its end (a table pads every row to its width)."""
+    line = list(line)
+    while line and not line[-1].control and not line[-1].text.rstrip():
+        line.pop()
+    if line and not line[-1].control:
+        last = line[-1]
+        line[-1] = Segment(last.text.rstrip(), last.style)
+    return line
 
 
 def summary_table(result: Result) -> SummaryTable:
