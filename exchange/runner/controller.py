@@ -520,6 +520,10 @@ class _Run:
         path = self.run_dir / SCHEDULE_FILE
         deadline, ready_at = time.monotonic() + timeout, None
         while True:
+            if isinstance(producers.proc, subprocess.Popen) and producers.proc.returncode is None:
+                # its CPU before poll() reaps it: a short run's worker can finish publishing and
+                # exit before the window opens, and then its times are gone from /proc
+                self.note_cpu(producers.proc.pid)
             exited = producers.proc.poll() is not None  # before the file: one written just before exiting is read
             try:
                 start_ns = read_schedule_start(path)
