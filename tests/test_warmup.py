@@ -39,6 +39,10 @@ def test_the_default_warmup_is_five_seconds_or_a_fifth_of_a_short_run():
     assert warmup_seconds(None, 3.0, 60) == 3.0  # the scenario's load.warmup
     assert warmup_seconds(1.5, 3.0, 60) == 1.5  # --warmup wins
     assert warmup_seconds(0, None, 60) == 0.0  # off
+    # an Apache Kafka broker the run starts: a cold JVM, 20 s, capped at a fifth of the run as well
+    assert warmup_seconds(None, None, 60, cold_kafka=True) == 12.0
+    assert warmup_seconds(None, None, 300, cold_kafka=True) == 20.0
+    assert warmup_seconds(None, 3.0, 60, cold_kafka=True) == 3.0 and warmup_seconds(1.5, None, 60, cold_kafka=True) == 1.5
     with pytest.raises(WarmupError, match="--warmup 10 s is not shorter than the run"):
         warmup_seconds(10, None, 10)
     with pytest.raises(WarmupError, match=r"load\.warmup -1 s"):

@@ -276,7 +276,6 @@ class _Run:
         self.workers = max([options.workers, *(n for (role, _), n in self.external.items() if role == "router")])
         self.bridge: remote.Bridge | None = None
         self.slots: list[Slot] = []  # every process of the run, local or not, in start order
-        self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration)
         self.run_dir = options.out or default_run_dir(scenario)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
@@ -285,6 +284,9 @@ class _Run:
         self.progress = Progress(duration=duration)
         self.broker = None if options.bootstrap else (options.broker_instance or brokers.make(options.broker, log_path=self.run_dir / "broker.log"))
         self.kind = self.broker.kind if self.broker is not None else None
+        # a broker this run starts itself: on Apache Kafka a cold JVM, whose JIT start-up gets a longer default warm-up
+        cold_kafka = self.kind == "kafka" and options.broker_instance is None
+        self.warmup_s = warmup_seconds(options.warmup, scenario.load.warmup, duration, cold_kafka=cold_kafka)
         self.bootstrap = options.bootstrap or ""
         self.children: list[_Child] = []
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

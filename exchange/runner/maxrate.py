@@ -12,7 +12,7 @@ consumer groups: a trial that failed leaves backlog the next one must get throug
 which makes the search err on the low side.
 
 Each trial has OpenMessaging Benchmark's warm-up phase: its first seconds (``--warmup``,
-default min(5 s, a fifth of the trial)) are routed and counted, so a backlog built while
+default min(5 s, a fifth of the trial), as a run's) are routed and counted, so a backlog built while
 starting up still fails the trial, but kept out of the p99 it is judged by.
 """
 

@@ -28,6 +28,12 @@ from exchange.errors import ExchangeError
 DEFAULT_WARMUP_S = 5.0
 #: ... but never more than this share of the run, so a short run keeps most of its records
 DEFAULT_WARMUP_SHARE = 0.2
+#: seconds of warm-up by default when the run starts its own Apache Kafka broker (a cold JVM):
+#: its JIT compilers take 0.3-0.5 cores for the first ~15-40 s, and the per-second p99 of full-scale
+#: Dongguan is 0.5-1.1 s for its first ~8-10 s against 50-250 ms after (docs/results.md); on a
+#: broker already running (``--bootstrap``) or on Tansu (no JIT) the start-up is the 5 s above.
+#: OpenMessaging Benchmark's default warm-up is a minute. Capped at the same share of the run.
+COLD_KAFKA_WARMUP_S = 20.0
 
 SCHEDULE_FILE = "schedule.json"
 
@@ -36,15 +42,16 @@ class WarmupError(ExchangeError, ValueError):
     """A warm-up that leaves nothing to measure (exit 2: could not check)."""
 
 
-def warmup_seconds(requested: float | None, scenario_warmup: float | None, duration_s: float) -> float:
+def warmup_seconds(requested: float | None, scenario_warmup: float | None, duration_s: float, cold_kafka: bool = False) -> float:
     """The run's warm-up in seconds: ``--warmup``, else the scenario's ``load.warmup``, else
-    ``min(DEFAULT_WARMUP_S, DEFAULT_WARMUP_SHARE × duration)``.
+    ``min(DEFAULT_WARMUP_S, DEFAULT_WARMUP_SHARE × duration)``; with ``cold_kafka`` (the run
+    starts its own Apache Kafka broker) :data:`COLD_KAFKA_WARMUP_S` instead of DEFAULT_WARMUP_S.
 
     Raises :class:`WarmupError` when it is negative or not shorter than the run (nothing
     would be measured). ``0`` turns the warm-up off.
     """
     if requested is None and scenario_warmup is None:
-        return round(min(DEFAULT_WARMUP_S, DEFAULT_WARMUP_SHARE * duration_s), 3)
+        return round(min(COLD_KAFKA_WARMUP_S if cold_kafka else DEFAULT_WARMUP_S, DEFAULT_WARMUP_SHARE * duration_s), 3)
     warmup, where = (requested, "--warmup") if requested is not None else (scenario_warmup, "load.warmup")
     if warmup < 0:
         raise WarmupError(f"{where} {warmup:g} s: must be 0 or more")
