@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_a_batch_added_while_a_commit_is_under_way_is_committed_without_another_
     """The pipeline's task must not go to sleep on a batch that arrived during a commit's round
     trip: the last batch of a stream would then stay uncommitted until the next add or a flush."""
 
-    monkeypatch.setattr(commits, "COMMIT_INTERVAL_S", 1000.0)  # offsets wait for the queue to empty, then commit
+    monkeypatch.setattr(commits, "COMMIT_INTERVAL_S", 0.2)  # offsets wait for the interval, then commit
 
     async def scenario():
         committed: list[dict] = []
@@ -185,6 +186,35 @@ def test_a_flush_given_up_on_does_not_cancel_the_batches_still_waiting_for_their
         await ack
         await asyncio.sleep(0.01)
         assert pipeline.failed is None and committed == [{("t", 0): 10}]
+        await pipeline.stop()
+
+    asyncio.run(scenario())
+
+
+def test_idle_offsets_are_committed_once_per_interval_not_once_per_batch(monkeypatch):
+    """A router at a low rate empties its queue after every batch; each batch used to be committed
+    on its own (a broker round trip through Faust's thread): now at most one commit an interval,
+    and the last batch is still committed within it, with no further add."""
+    monkeypatch.setattr(commits, "COMMIT_INTERVAL_S", 0.3)
+
+    async def scenario():
+        committed: list[tuple[float, dict]] = []
+
+        async def commit(offsets):
+            committed.append((time.monotonic(), dict(offsets)))
+
+        pipeline = CommitPipeline(commit)
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        t0 = time.monotonic()
+        for n in range(1, 11):  # ten batches, 50 ms apart: each acked before the next comes
+            await pipeline.add({("t", 0): n}, acked)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        # 0.5 s of batches and an idle 0.5 s: two or three commits, the last one of offset 10
+        assert 1 <= len(committed) <= 3, committed
+        assert committed[-1][1] == {("t", 0): 10}
+        assert all(b - a >= 0.29 for (a, _), (b, _) in zip([(t0, None), *committed], committed, strict=False))
         await pipeline.stop()
 
     asyncio.run(scenario())

@@ -9,6 +9,7 @@ by trace id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -19,7 +20,9 @@ from aiokafka.errors import KafkaError
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 8
-COMMIT_INTERVAL_S = 1.0  # a commit is a broker round trip on Faust's consumer thread; Faust itself commits every 2.8 s
+#: at most one commit this often, busy or idle (a commit is a broker round trip on Faust's
+#: consumer thread; Faust itself commits every 2.8 s); a stream's last batch is committed within it
+COMMIT_INTERVAL_S = 1.0
 
 TP = Hashable  # a topic partition: aiokafka's TopicPartition or Faust's TP
 
@@ -72,9 +75,20 @@ class CommitPipeline:
         while True:
             if not self._queue:
                 if self._pending:
-                    await self._commit_pending()
-                    continue  # a batch may have come during the commit: look again before sleeping
-                self._work.clear()  # no await between the check and the clear: no wake-up is lost
+                    # idle with acked offsets: commit them once the interval is up, or go on
+                    # with a batch that comes first. Committing at once cost a commit (a broker
+                    # round trip through Faust's consumer thread) per batch at low rates: a
+                    # cascade hub's router, ~30 batches of 1-2 records a second
+                    wait = COMMIT_INTERVAL_S - (time.monotonic() - last_commit)
+                    if wait <= 0:
+                        await self._commit_pending()
+                        last_commit = time.monotonic()
+                        continue  # a batch may have come during the commit: look again before sleeping
+                    self._work.clear()  # no await between the check and the clear: no wake-up is lost
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._work.wait(), wait)
+                    continue
+                self._work.clear()
                 await self._work.wait()
                 continue
             offsets, done, added = self._queue[0]
