@@ -14,7 +14,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -39,6 +41,10 @@ class SubscriberClients(str, Enum):
     per_department = "per-department"
 
 
+# the click that parses the command line: typer 0.29+ carries its own copy (typer._click)
+_UsageError = getattr(typer.core, "_click", click).exceptions.UsageError
+
+
 class _Commands(TyperGroup):
     """Every command's expected failures (:class:`ExchangeError`), caught in this one place:
     one line on stderr, the error's exit code (see ``exchange/errors.py``)."""
@@ -50,6 +56,10 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except ExchangeError as exc:
             err.print(f"[red]{escape(exc.label)}:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except _UsageError as exc:  # a bad option or argument: one line too, not click's box
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            err.print(f"[red]error:[/red] {escape(exc.format_message())}{where}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
 

@@ -45,3 +45,21 @@ def test_a_port_out_of_range_is_one_line_naming_it(tmp_path):
     done = exchange("run", "demo", "--duration", "2", "--bootstrap", "127.0.0.1:99999", "--out", str(tmp_path / "run"))
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: bootstrap address '127.0.0.1:99999': '127.0.0.1:99999' is not HOST:PORT with a port from 1 to 65535")
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["run", "demo", "--duration", "-1"], "error: Invalid value for '--duration': -1 seconds"),
+        (["run", "demo", "--nosuch"], "error: No such option: --nosuch"),
+        (["compare", "a"], "error: Missing argument 'b'."),
+        (["nosuchcmd"], "error: No such command 'nosuchcmd'."),
+    ],
+    ids=["bad value", "unknown option", "missing argument", "unknown command"],
+)
+def test_a_bad_command_line_is_one_line_and_exit_2(command, message):
+    """A newcomer's finding: click's usage errors came as a boxed panel of five lines."""
+    done = exchange(*command)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message) and "--help'" in lines[0], done.stderr
