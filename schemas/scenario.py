@@ -16,11 +16,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from pydantic_core import PydanticCustomError
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+REGION_PATTERN = r"^\d{6}(\d{3})?$"
+ID_PATTERN = _ID
 Identifier = Annotated[str, Field(pattern=_ID, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)")]
 RegionCode = Annotated[
     str,
     BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
-    Field(pattern=r"^\d{6}(\d{3})?$", description="administrative division code: 6 digits, or 9 for a town/street"),
+    Field(pattern=REGION_PATTERN, description="administrative division code: 6 digits, or 9 for a town/street"),
 ]
 
 
@@ -478,6 +480,16 @@ class Load(_Model):
     regions: tuple[RegionCode, ...] | None = Field(
         default=None, min_length=1, description="regions the synthetic records come from; the platform's own when omitted"
     )
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_within_the_run(cls, warmup: float | None, info: ValidationInfo) -> float | None:
+        """A warm-up as long as the file's own run leaves nothing to measure (``exchange run``
+        refuses it: exchange/runner/warmup.py); ``validate`` says so too."""
+        duration = info.data.get("duration")
+        if warmup and duration is not None and warmup >= duration:
+            raise ValueError(f"{warmup:g} s is not shorter than load.duration ({duration:g} s): nothing would be measured (0: no warm-up)")
+        return warmup
 
 
 class TopicLayout(str, Enum):

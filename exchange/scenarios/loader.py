@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.scenario import Loc, Scenario, reference_errors
+from schemas.scenario import ID_PATTERN, REGION_PATTERN, Loc, Scenario, reference_errors
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 
@@ -536,7 +536,18 @@ def _message(error: Any) -> str:
     if error["type"] == "too_short" and "min_length" in ctx:
         n = ctx["min_length"]
         return f"must list at least {n} {'element' if n == 1 else 'elements'}, not {ctx.get('actual_length', 0)}"
+    if error["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_WORDS:
+        return f"{_PATTERN_WORDS[ctx['pattern']]}, not {error.get('input')!r}"
+    if error["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
+        return str(error["msg"]).removeprefix("Value error, ")
     return error["msg"]
+
+
+#: the schema's patterns in words
+_PATTERN_WORDS = {
+    ID_PATTERN: "must be a lower-case ASCII id of up to 63 letters, digits, '-' and '_', starting with a letter or digit (ids name Kafka topics)",
+    REGION_PATTERN: "must be an administrative division code (GB/T 2260): 6 digits, or 9 for a town or street",
+}
 
 
 def _list_filler(loc: Loc) -> Any:
