@@ -796,9 +796,10 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML path or pre
     try:
         s = scenario_file.load(file)
     except ScenarioError as exc:
-        if len(exc.problems) == 1 and exc.problems[0].line == 0 and "no such file" in exc.problems[0].message:
+        only = exc.problems[0] if len(exc.problems) == 1 else None
+        if only is not None and only.line == 0 and ("no such file" in only.message or "cannot read" in only.message):
             err.print(f"error: {exc.problems[0]}", highlight=False, soft_wrap=True, markup=False)
-            raise typer.Exit(2) from None  # could not check: nothing to read
+            raise typer.Exit(2) from None  # could not check: nothing to read (missing, a directory, unreadable)
         for problem in exc.problems:
             console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(exc.problems)} problem(s)", soft_wrap=True)

@@ -1053,3 +1053,9 @@ def test_a_region_code_refused_is_said_in_words() -> None:
     text = edit('  region: "441900"\n', '  region: "4419"\n')
     p = only_problem(text)
     assert p.message == "must be an administrative division code (GB/T 2260): 6 digits, or 9 for a town or street, not '4419'"
+
+
+def test_cli_validate_a_directory_could_not_check(runner: CliRunner, tmp_path: Path) -> None:
+    """Nothing to read is exit 2 (could not check), a directory as a missing file (a newcomer's finding: it was 1)."""
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot read the file" in result.output

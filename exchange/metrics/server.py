@@ -133,9 +133,10 @@ def expose(
     bound = serve_metrics(port=port)
     init_series(role, scenario, worker=worker)
     host = advertised_host()
-    line = f"{role} {ident}: Prometheus metrics on http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+    line = f"{role} {ident}: Prometheus metrics on http://{f'[{host}]' if ':' in host else host}:{bound}/metrics while it runs"
     if run_dir is not None or os.environ.get(SD_DIR_ENV):
-        line += f" (every process's: {sd_target_path(run_dir or '.', role, ident).parent / 'sd-*.json'}, see docs/cluster.md)"
+        where = sd_target_path(run_dir or ".", role, ident).parent / "sd-*.json"
+        line += f" (every process's scrape target meanwhile: {where}; docs/cluster.md)"
     if say is None:
         print(line, file=sys.stderr, flush=True)
     else:
