@@ -58,7 +58,10 @@ def kafka_errors(bootstrap: str, doing: str) -> Iterator[None]:
     try:
         yield
     except KafkaConnectionError:
-        raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} while {doing}") from None
+        # a part without a port is Kafka's 9092 (exchange/kafka/clients.py check_bootstrap): say so
+        portless = [p.strip() for p in bootstrap.split(",") if ":" not in p.strip().rpartition("]")[2]]
+        hint = f" (no port given for {', '.join(portless)}: Kafka's 9092 was tried)" if portless else ""
+        raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} while {doing}{hint}") from None
     except KafkaError as exc:
         raise KafkaRequestFailed(f"Kafka at {bootstrap} failed while {doing}: {type(exc).__name__}: {_first_line(exc)}") from None
 

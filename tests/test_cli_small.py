@@ -210,3 +210,26 @@ def test_exchange_broker_listens_on_and_advertises_the_host_given(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_bootstrap_without_a_port_says_9092_was_tried():
+    """A newcomer's finding: `--bootstrap notahost` said only that no broker answered."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from exchange.errors import BrokerUnreachable, kafka_errors
+
+    with pytest.raises(BrokerUnreachable) as info, kafka_errors("notahost,other:9093", "reading x"):
+        raise KafkaConnectionError("nothing there")
+    assert str(info.value) == "no Kafka broker answered at notahost,other:9093 while reading x (no port given for notahost: Kafka's 9092 was tried)"
+    with pytest.raises(BrokerUnreachable) as info, kafka_errors("[::1]:9093", "reading x"):
+        raise KafkaConnectionError("nothing there")
+    assert "no port given" not in str(info.value)
+
+
+def test_report_of_a_file_that_is_not_json_says_what_to_give(tmp_path):
+    from exchange.results.report.load import ReportError, load_result
+
+    path = tmp_path / "my.yaml"
+    path.write_text("name: x\n", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"not JSON, so not a run's result\.json .*give a run's directory or its result\.json"):
+        load_result(path)

@@ -31,9 +31,9 @@ def load_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ReportError(f"{path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path}: {exc}") from None
+        raise ReportError(f"{path}: not JSON, so not a run's result.json ({exc}); give a run's directory or its result.json") from None
     if not isinstance(data, dict):
-        raise ReportError(f"{path}: not a JSON object")
+        raise ReportError(f"{path}: not a JSON object, so not a run's result.json")
     return data
 
 
