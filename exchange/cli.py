@@ -350,8 +350,9 @@ def run(
     console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
     for v in result.slos:
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
-        measured = "nothing measured" if v.measured is None else f"{v.measured:g}"
-        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}, measured {measured}", highlight=False, soft_wrap=True)
+        unit = " ms" if v.metric.endswith("_ms") else " records/s" if v.metric.endswith("_per_s") else ""
+        measured = "nothing measured" if v.measured is None else f"{v.measured:,.1f}{unit}" if unit else f"{v.measured:g}"
+        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}{unit}, measured {measured}", highlight=False, soft_wrap=True)
     for warning in result.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
     ingress = f"{result.run.topic_layout}, {result.run.ingress_topics or 0:,} ingress topics, {result.run.ingress_partitions or 0:,} partitions"

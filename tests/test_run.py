@@ -237,5 +237,6 @@ def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_pa
     assert not verdicts["impossible"].passed and verdicts["impossible"].measured > 0.001
     assert not verdicts["never reached"].passed
     assert verdicts["every record accounted for"].passed and verdicts["every record accounted for"].measured == 0
-    assert "SLO FAIL impossible" in done.stdout
+    assert "SLO FAIL impossible: e2e_p50_ms ≤ 0.001 ms, measured " in done.stdout  # with its unit
+    assert re.search(r"SLO FAIL impossible: .*, measured [\d,]+\.\d ms\n", done.stdout), done.stdout
     assert 600 < result.counts.produced < 1200  # 2,870/s × 0.1 × 3 s
