@@ -87,6 +87,9 @@ def test_compare_says_changed_only_beyond_the_noise():
     assert comparison(a, b)[-1].rows[0].delta() == ("changed", "")  # 9 % more denied
     b["slos"] = [slo(0.61, passed=False)]
     assert comparison(a, b)[-1].rows[0].delta() == ("changed", "")
+    b["slos"] = []  # a scenario without that objective (a newcomer's finding: it said "changed")
+    assert comparison(a, b)[-1].rows[0].delta() == ("only in A", "")
+    assert comparison(b, a)[-1].rows[0].delta() == ("only in B", "")
     assert Row("denied rate", 0.4765, 0.4766, kind="value").delta() == ("≈", "")
     assert Row("p99", 100.0, 100.6, better="lower", kind="ms").delta() == ("≈", "")
     assert Row("p50", 1.2, 2.0, better="lower", kind="ms").delta() == ("≈", "")  # under 1 ms

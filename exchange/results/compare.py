@@ -119,10 +119,12 @@ class Row:
         Equal: "="; within the noise of the row's kind (:data:`NOISE`): "≈", not judged;
         beyond it: the relative change, judged when the row says which way is better. A
         verdict row says "changed" when the verdicts differ or the figures behind them
-        differ beyond their noise.
+        differ beyond their noise, "only in A" / "only in B" for an objective one side has not.
         """
         a, b = self.a, self.b
         if self.kind == "verdict":
+            if (a is None) != (b is None):  # an objective one scenario has and the other has not
+                return ("only in A" if b is None else "only in B"), ""
             ma, mb = self.measured
             moved = isinstance(ma, (int, float)) and isinstance(mb, (int, float)) and not within_noise(ma, mb, self.measured_kind)
             same_verdict = a == b or (isinstance(a, str) and isinstance(b, str) and a[:1] == b[:1])
