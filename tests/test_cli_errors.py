@@ -63,3 +63,16 @@ def test_a_bad_command_line_is_one_line_and_exit_2(command, message):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message) and "--help'" in lines[0], done.stderr
+
+
+def test_a_run_that_could_not_start_leaves_no_run_directory(tmp_path):
+    """A newcomer's finding: each failed attempt left runs/NAME-TIME/ with only the scenario in it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange", "run", "demo", "--bootstrap", nobody_listening(), "--duration", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))

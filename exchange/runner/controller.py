@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -244,10 +245,27 @@ async def run(
         raise
     finally:
         await r.close()
+        if not r.ok:
+            r.forget_unstarted()
+
+
+#: what a run directory holds before anything of the run started
+_BEFORE_START = {"scenario.json", "scenario.runtime.json"}
 
 
 class _Run:
     """One run's state, from the broker's start to ``result.json``: :func:`run`'s steps."""
+
+    def forget_unstarted(self) -> None:
+        """Remove the default run directory of a run that failed before anything started (no
+        broker at ``--bootstrap``…): it holds only the scenario, and would pile up as empty runs.
+        A directory given with ``--out``, or holding anything else (a broker log), stays."""
+        if self.options.out is not None or not self.run_dir.is_dir():
+            return
+        if {p.name for p in self.run_dir.iterdir()} <= _BEFORE_START:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # runs/ itself, when this was all it held
+                self.run_dir.parent.rmdir()
 
     consumers: _Child  # set by start_routers_and_consumers: consumer worker 0, which --chaos addresses (one worker then)
     consumer_workers: list[_Child]  # every consumer worker, by index
