@@ -236,3 +236,12 @@ def test_report_of_a_file_that_is_not_json_says_what_to_give(tmp_path):
     path.write_text("name: x\n", encoding="utf-8")
     with pytest.raises(ReportError, match=r"not JSON, so not a run's result\.json .*give a run's directory or its result\.json"):
         load_result(path)
+
+
+def test_compare_rates_leave_out_the_seconds_before_the_first_record_and_after_the_last():
+    """A newcomer's finding: the mean counted start-up and drain seconds, so the consume rate
+    came out well under delivered / duration."""
+    from exchange.results.compare import _active_mean
+
+    assert _active_mean([0, 0, 5, 0, 7, 0, 0]) == 4.0  # a quiet second inside the run still counts
+    assert _active_mean([0, 0]) is None and _active_mean([]) is None

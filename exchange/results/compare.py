@@ -255,12 +255,19 @@ def _share(run: dict[str, Any], key: str) -> float | None:
     return round(100 * cpu / window, 1) if cpu is not None and window else None
 
 
+def _active_mean(series: list[float]) -> float | None:
+    """The mean of the intervals from the first to the last that saw a record: the seconds
+    before the first delivery and after the last (start-up, the drain) are not the rate."""
+    active = [n for n, v in enumerate(series) if v]
+    return mean(series[active[0] : active[-1] + 1]) if active else None
+
+
 def _rates_section(a: dict[str, Any], b: dict[str, Any]) -> Section:
     return Section(
-        "rates, records/s (mean over intervals)",
+        "rates, records/s (mean over the intervals from the first record to the last)",
         [
-            Row("publish rate", mean(a.get("publishRate") or []), mean(b.get("publishRate") or []), kind="rate"),
-            Row("consume rate", mean(a.get("consumeRate") or []), mean(b.get("consumeRate") or []), kind="rate"),
+            Row("publish rate", _active_mean(a.get("publishRate") or []), _active_mean(b.get("publishRate") or []), kind="rate"),
+            Row("consume rate", _active_mean(a.get("consumeRate") or []), _active_mean(b.get("consumeRate") or []), kind="rate"),
         ],
     )
 
