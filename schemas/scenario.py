@@ -8,6 +8,8 @@ them. Chinese terms are accepted where the people who run exchange platforms use
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import Enum
 from functools import cached_property
 from typing import Annotated, Literal
@@ -809,6 +811,12 @@ class Scenario(_Model):
 Loc = tuple[str | int, ...]
 
 
+def _did_you_mean(written: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt id, or ""."""
+    close = difflib.get_close_matches(written, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     """Cross-reference problems, each with the path of the field at fault."""
     errors: list[tuple[Loc, str]] = []
@@ -821,14 +829,21 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     entry: CatalogueEntry | None  # each loop below names its entry so
     for n, entry in enumerate(scenario.catalogue):
         if entry.provider not in depts:
-            errors.append((("catalogue", n, "provider"), f"entry {entry.id!r}: provider {entry.provider!r} is not a department"))
+            errors.append(
+                (
+                    ("catalogue", n, "provider"),
+                    f"entry {entry.id!r}: provider {entry.provider!r} is not a department{_did_you_mean(entry.provider, depts)}",
+                )
+            )
     for n, sub in enumerate(scenario.subscriptions):
         where = f"subscription of {sub.consumer!r} to {sub.entry!r}"
         if sub.consumer not in depts:
-            errors.append((("subscriptions", n, "consumer"), f"{where}: consumer {sub.consumer!r} is not a department"))
+            errors.append(
+                (("subscriptions", n, "consumer"), f"{where}: consumer {sub.consumer!r} is not a department{_did_you_mean(sub.consumer, depts)}")
+            )
         entry = entries.get(sub.entry)
         if entry is None:
-            errors.append((("subscriptions", n, "entry"), f"{where}: entry {sub.entry!r} is not in the catalogue"))
+            errors.append((("subscriptions", n, "entry"), f"{where}: entry {sub.entry!r} is not in the catalogue{_did_you_mean(sub.entry, entries)}"))
             continue
         unknown = sorted(set(sub.items or ()) - entry.item_keys)
         if unknown:
@@ -855,17 +870,22 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         for k, entry_id in enumerate((w.start, *w.steps)):
             if entry_id not in scenario.entries:
                 loc = ("workflows", n, "start") if k == 0 else ("workflows", n, "steps", k - 1)
-                errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue"))
+                errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue{_did_you_mean(entry_id, entries)}"))
     errors.extend(_catalogue_rule_errors(scenario))
     errors.extend(topic_errors(scenario))
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
-            errors.append((("load", "producers", n, "department"), f"producer {load.department!r} is not a department"))
+            errors.append(
+                (("load", "producers", n, "department"), f"producer {load.department!r} is not a department{_did_you_mean(load.department, depts)}")
+            )
         elif load.entries is None and not any(e.provider == load.department for e in scenario.catalogue):
+            # an entry whose unknown provider is a near miss of this department: most likely the cause
+            misspelt = [e for e in scenario.catalogue if e.provider not in depts and _did_you_mean(e.provider, {load.department})]
+            why = f" (entry {misspelt[0].id!r} names provider {misspelt[0].provider!r}: {load.department!r} misspelt?)" if misspelt else ""
             errors.append(
                 (
                     ("load", "producers", n, "department"),
-                    (f"producer {load.department!r} provides no entry of the catalogue, so it has nothing to publish"),
+                    (f"producer {load.department!r} provides no entry of the catalogue, so it has nothing to publish{why}"),
                 )
             )
         for k, entry_id in enumerate(load.entries or ()):

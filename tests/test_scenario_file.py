@@ -1059,3 +1059,16 @@ def test_cli_validate_a_directory_could_not_check(runner: CliRunner, tmp_path: P
     """Nothing to read is exit 2 (could not check), a directory as a missing file (a newcomer's finding: it was 1)."""
     result = runner.invoke(app, ["validate", str(tmp_path)])
     assert result.exit_code == 2 and "cannot read the file" in result.output
+
+
+def test_a_misspelt_id_or_value_names_the_likely_one() -> None:
+    """A newcomer's finding: a misspelt provider also made its producer 'provide no entry',
+    with nothing pointing at the typo."""
+    text = edit("    provider: prov\n    sharing: conditional", "    provider: porv\n    sharing: conditional")
+    text = edit("        type: credit_code\n", "        type: credit_cod\n", text)
+    text += "load:\n  producers:\n    - {department: alpha, rate: 1}\n"
+    problems = {p.field: p.message for p in problems_of(text)}
+    assert problems["catalogue.1.provider"].endswith("is not a department (did you mean 'prov'?)")
+    assert problems["catalogue.1.items.0.type"].endswith("(did you mean 'credit_code'?)")
+    ghost = only_problem(edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional"))
+    assert "did you mean" not in ghost.message  # nothing close: no guess

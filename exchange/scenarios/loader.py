@@ -11,6 +11,7 @@ YAML 1.1 changes (``000000`` is octal 0) said as such. Every problem comes out i
 from __future__ import annotations
 
 import codecs
+import difflib
 import importlib
 import re
 from dataclasses import dataclass
@@ -540,6 +541,10 @@ def _message(error: Any) -> str:
         return f"{_PATTERN_WORDS[ctx['pattern']]}, not {error.get('input')!r}"
     if error["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
         return str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "enum" and isinstance(error.get("input"), str):  # a misspelt value: the likely one
+        close = difflib.get_close_matches(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), n=1, cutoff=0.75)
+        if close:
+            return f"{error['msg']} (did you mean {close[0]!r}?)"
     return error["msg"]
 
 
