@@ -17,10 +17,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 REGION_PATTERN = r"^\d{6}(\d{3})?$"
-ID_PATTERN = _ID
-Identifier = Annotated[str, Field(pattern=_ID, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)")]
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)")]
 RegionCode = Annotated[
     str,
     BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
@@ -811,8 +810,9 @@ class Scenario(_Model):
 Loc = tuple[str | int, ...]
 
 
-def _did_you_mean(written: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt id, or ""."""
+def did_you_mean(written: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt id or value, or "";
+    the validator's messages (exchange/scenarios/loader.py) use it too."""
     close = difflib.get_close_matches(written, list(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -832,18 +832,18 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             errors.append(
                 (
                     ("catalogue", n, "provider"),
-                    f"entry {entry.id!r}: provider {entry.provider!r} is not a department{_did_you_mean(entry.provider, depts)}",
+                    f"entry {entry.id!r}: provider {entry.provider!r} is not a department{did_you_mean(entry.provider, depts)}",
                 )
             )
     for n, sub in enumerate(scenario.subscriptions):
         where = f"subscription of {sub.consumer!r} to {sub.entry!r}"
         if sub.consumer not in depts:
             errors.append(
-                (("subscriptions", n, "consumer"), f"{where}: consumer {sub.consumer!r} is not a department{_did_you_mean(sub.consumer, depts)}")
+                (("subscriptions", n, "consumer"), f"{where}: consumer {sub.consumer!r} is not a department{did_you_mean(sub.consumer, depts)}")
             )
         entry = entries.get(sub.entry)
         if entry is None:
-            errors.append((("subscriptions", n, "entry"), f"{where}: entry {sub.entry!r} is not in the catalogue{_did_you_mean(sub.entry, entries)}"))
+            errors.append((("subscriptions", n, "entry"), f"{where}: entry {sub.entry!r} is not in the catalogue{did_you_mean(sub.entry, entries)}"))
             continue
         unknown = sorted(set(sub.items or ()) - entry.item_keys)
         if unknown:
@@ -870,17 +870,17 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
         for k, entry_id in enumerate((w.start, *w.steps)):
             if entry_id not in scenario.entries:
                 loc = ("workflows", n, "start") if k == 0 else ("workflows", n, "steps", k - 1)
-                errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue{_did_you_mean(entry_id, entries)}"))
+                errors.append((loc, f"workflow {w.name!r}: {entry_id!r} is not in the catalogue{did_you_mean(entry_id, entries)}"))
     errors.extend(_catalogue_rule_errors(scenario))
     errors.extend(topic_errors(scenario))
     for n, load in enumerate(scenario.load.producers):
         if load.department not in depts:
             errors.append(
-                (("load", "producers", n, "department"), f"producer {load.department!r} is not a department{_did_you_mean(load.department, depts)}")
+                (("load", "producers", n, "department"), f"producer {load.department!r} is not a department{did_you_mean(load.department, depts)}")
             )
         elif load.entries is None and not any(e.provider == load.department for e in scenario.catalogue):
             # an entry whose unknown provider is a near miss of this department: most likely the cause
-            misspelt = [e for e in scenario.catalogue if e.provider not in depts and _did_you_mean(e.provider, {load.department})]
+            misspelt = [e for e in scenario.catalogue if e.provider not in depts and did_you_mean(e.provider, {load.department})]
             why = f" (entry {misspelt[0].id!r} names provider {misspelt[0].provider!r}: {load.department!r} misspelt?)" if misspelt else ""
             errors.append(
                 (

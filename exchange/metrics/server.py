@@ -72,6 +72,11 @@ def advertised_host(bind_host: str | None = None) -> str:
     return host
 
 
+def _bracketed(host: str) -> str:
+    """``host`` as it goes before ``:PORT``: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def sd_target_path(run_dir: Path | str, role: str, ident: str) -> Path:
     """Where this process's target file goes: ``sd-<role>-<ident>.json`` (unsafe characters
     replaced by ``_``) in ``$DX_METRICS_SD_DIR``, or else ``run_dir``."""
@@ -89,9 +94,7 @@ def write_sd_target(run_dir: Path | str, role: str, ident: str, port: int, label
     """
     path = sd_target_path(run_dir, role, ident)
     path.parent.mkdir(parents=True, exist_ok=True)
-    address = host or advertised_host()
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"  # IPv6
+    address = _bracketed(host or advertised_host())
     group = [{"targets": [f"{address}:{port}"], "labels": {**{k: str(v) for k, v in labels.items()}, "role": role}}]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # not matched by sd-*.json
     try:
@@ -132,8 +135,7 @@ def expose(
     """
     bound = serve_metrics(port=port)
     init_series(role, scenario, worker=worker)
-    host = advertised_host()
-    line = f"{role} {ident}: Prometheus metrics on http://{f'[{host}]' if ':' in host else host}:{bound}/metrics while it runs"
+    line = f"{role} {ident}: Prometheus metrics on http://{_bracketed(advertised_host())}:{bound}/metrics while it runs"
     if run_dir is not None or os.environ.get(SD_DIR_ENV):
         where = sd_target_path(run_dir or ".", role, ident).parent / "sd-*.json"
         line += f" (every process's scrape target meanwhile: {where}; docs/cluster.md)"

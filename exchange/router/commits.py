@@ -74,22 +74,18 @@ class CommitPipeline:
         last_commit = time.monotonic()
         while True:
             if not self._queue:
-                if self._pending:
-                    # idle with acked offsets: commit them once the interval is up, or go on
-                    # with a batch that comes first. Committing at once cost a commit (a broker
-                    # round trip through Faust's consumer thread) per batch at low rates: a
-                    # cascade hub's router, ~30 batches of 1-2 records a second
-                    wait = COMMIT_INTERVAL_S - (time.monotonic() - last_commit)
-                    if wait <= 0:
-                        await self._commit_pending()
-                        last_commit = time.monotonic()
-                        continue  # a batch may have come during the commit: look again before sleeping
-                    self._work.clear()  # no await between the check and the clear: no wake-up is lost
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._work.wait(), wait)
-                    continue
-                self._work.clear()
-                await self._work.wait()
+                # idle with acked offsets: commit them once the interval is up, or go on with a
+                # batch that comes first. Committing at once cost a commit (a broker round trip
+                # through Faust's consumer thread) per batch at low rates: a cascade hub's
+                # router, ~30 batches of 1-2 records a second. Nothing pending: wait for work.
+                wait = COMMIT_INTERVAL_S - (time.monotonic() - last_commit) if self._pending else None
+                if wait is not None and wait <= 0:
+                    await self._commit_pending()
+                    last_commit = time.monotonic()
+                    continue  # a batch may have come during the commit: look again before sleeping
+                self._work.clear()  # no await between the check and the clear: no wake-up is lost
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), wait)
                 continue
             offsets, done, added = self._queue[0]
             try:

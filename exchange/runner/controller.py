@@ -256,17 +256,6 @@ _BEFORE_START = {"scenario.json", "scenario.runtime.json"}
 class _Run:
     """One run's state, from the broker's start to ``result.json``: :func:`run`'s steps."""
 
-    def forget_unstarted(self) -> None:
-        """Remove the default run directory of a run that failed before anything started (no
-        broker at ``--bootstrap``…): it holds only the scenario, and would pile up as empty runs.
-        A directory given with ``--out``, or holding anything else (a broker log), stays."""
-        if self.options.out is not None or not self.run_dir.is_dir():
-            return
-        if {p.name for p in self.run_dir.iterdir()} <= _BEFORE_START:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):  # runs/ itself, when this was all it held
-                self.run_dir.parent.rmdir()
-
     consumers: _Child  # set by start_routers_and_consumers: consumer worker 0, which --chaos addresses (one worker then)
     consumer_workers: list[_Child]  # every consumer worker, by index
     workers_by_id: dict[str, _Child]  # router workers --chaos addresses, by number
@@ -324,6 +313,17 @@ class _Run:
         self.heap_thresholds: tuple[int, int, int] | None = None  # settle_heap's, while publishing
         self.replication = 1
         self.ok, self.failure = False, ""  # for the workers' RunEnded
+
+    def forget_unstarted(self) -> None:
+        """Remove the default run directory of a run that failed before anything started (no
+        broker at ``--bootstrap``…): it holds only the scenario, and would pile up as empty runs.
+        A directory given with ``--out``, or holding anything else (a broker log), stays."""
+        if self.options.out is not None or not self.run_dir.is_dir():
+            return
+        if {p.name for p in self.run_dir.iterdir()} <= _BEFORE_START:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # runs/ itself, when this was all it held
+                self.run_dir.parent.rmdir()
 
     def phase(self, phase: str) -> None:
         self.progress.phase = phase

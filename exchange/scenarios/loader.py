@@ -11,7 +11,6 @@ YAML 1.1 changes (``000000`` is octal 0) said as such. Every problem comes out i
 from __future__ import annotations
 
 import codecs
-import difflib
 import importlib
 import re
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.scenario import ID_PATTERN, REGION_PATTERN, Loc, Scenario, reference_errors
+from schemas.scenario import ID_PATTERN, REGION_PATTERN, Loc, Scenario, did_you_mean, reference_errors
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 
@@ -542,9 +541,7 @@ def _message(error: Any) -> str:
     if error["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
         return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "enum" and isinstance(error.get("input"), str):  # a misspelt value: the likely one
-        close = difflib.get_close_matches(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), n=1, cutoff=0.75)
-        if close:
-            return f"{error['msg']} (did you mean {close[0]!r}?)"
+        return error["msg"] + did_you_mean(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
     return error["msg"]
 
 
