@@ -785,6 +785,14 @@ class _Run:
         metrics.remove_sd_target(self.sd_file)
 
 
+def _sent_at(m: StatusMessage, clock: ClockOffset | None) -> float:
+    """When ``m`` was sent, on this process's ``time.monotonic()``: its sender's wall clock
+    (``sent_ns``) corrected by the sender's measured offset, no later than now."""
+    sent_ns = m.sent_ns + (clock.offset_ns if clock is not None else 0)
+    now = time.monotonic()
+    return min(now, now - (time.time_ns() - sent_ns) / 1e9)
+
+
 class _Watch:
     """What :meth:`_Run.publish_and_drain` learns from the children's messages, poll by poll."""
 
@@ -809,6 +817,7 @@ class _Watch:
         self.producer_round: dict[str, ProducersStats] = {}
         self.producers_done: dict[str, ProducersStats] = {}  # producer workers whose final report is in, as stats
         self.consumer_round: dict[str, ConsumersStats] = {}
+        self.consumer_round_sent = 0.0  # when the round's last message was sent (monotonic, this process's clock)
 
     def read_producers(self) -> None:
         workers = self.run.producer_workers
@@ -840,14 +849,18 @@ class _Watch:
                     if self.run.injector is not None:
                         self.run.injector.reported(consumers.name, time.monotonic() - self.run.t0, m.pid)
                     self.consumer_round[consumers.name] = m.body
+                    self.consumer_round_sent = max(self.consumer_round_sent, _sent_at(m, consumers.clock()))
                     if len(self.consumer_round) == len(workers):
-                        self._consumed(merge.consumers_stats(list(self.consumer_round.values())))
-                        self.consumer_round = {}
+                        self._consumed(merge.consumers_stats(list(self.consumer_round.values())), self.consumer_round_sent)
+                        self.consumer_round, self.consumer_round_sent = {}, 0.0
 
-    def _consumed(self, e: ConsumersStats) -> None:
-        """Take one round of the consumers' stats (every worker's, merged)."""
+    def _consumed(self, e: ConsumersStats, sent: float) -> None:
+        """Take one round of the consumers' stats (every worker's, merged), its last message sent
+        at ``sent`` (``time.monotonic()``): a round is timed when it was sent, not when it was
+        read, as two rounds read in one poll would otherwise be ~0 s apart and their interval's
+        rate ~1,000 times too high."""
         progress, reports = self.progress, self.reports
-        t = time.monotonic() - self.run.t0
+        t = max(sent - self.run.t0, reports.consume_samples[-1][0])
         self.lag_known = e.lag_known
         # a restarted process goes on from its checkpoint, a little behind its last line
         reports.consume_samples.append((t, max(e.received, reports.consume_samples[-1][1])))
