@@ -42,12 +42,27 @@ class SubscriberClients(str, Enum):
 
 
 # the click that parses the command line: typer 0.29+ carries its own copy (typer._click)
-_UsageError = getattr(typer.core, "_click", click).exceptions.UsageError
+_click = getattr(typer.core, "_click", click)
+_UsageError, _NoArgsIsHelp = _click.exceptions.UsageError, _click.exceptions.NoArgsIsHelpError
+
+
+def _usage_error(exc: Exception, path: str) -> typer.Exit:
+    """A bad option or argument as one line on stderr, not click's box; the exit to raise."""
+    err.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{path} --help')", highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
 
 
 class _Commands(TyperGroup):
     """Every command's expected failures (:class:`ExchangeError`), caught in this one place:
     one line on stderr, the error's exit code (see ``exchange/errors.py``)."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except _NoArgsIsHelp:  # `exchange` alone: the help
+            raise
+        except _UsageError as exc:  # an option of `exchange` itself, before any command
+            raise _usage_error(exc, ctx.command_path) from None
 
     def invoke(self, ctx):
         # aiokafka logs each failed connection attempt; the error that ends the command says it once
@@ -57,10 +72,10 @@ class _Commands(TyperGroup):
         except ExchangeError as exc:
             err.print(f"[red]{escape(exc.label)}:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except _UsageError as exc:  # a bad option or argument: one line too, not click's box
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            err.print(f"[red]error:[/red] {escape(exc.format_message())}{where}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+        except _UsageError as exc:
+            # the option parser's errors carry no context: the command is the one being invoked
+            path = exc.ctx.command_path if exc.ctx is not None else " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise _usage_error(exc, path) from None
 
 
 app = typer.Typer(
@@ -166,7 +181,7 @@ def run(
             "stay together; the first also reads the audit trail); at most one per department, one with --chaos",
         ),
     ] = 1,
-    drain_timeout: Annotated[float, typer.Option(help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
+    drain_timeout: Annotated[float, typer.Option(min=0, help="seconds to wait after publishing for every record to be accounted for")] = 30.0,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="exit 1 when any of the scenario's SLOs fails")] = False,
     rate_multiplier: Annotated[float, typer.Option(min=0.0001, help="scale every rate of the scenario")] = 1.0,
     fetch_wait_ms: Annotated[
@@ -198,7 +213,8 @@ def run(
         bool, typer.Option("--find-max-rate", help="search the highest multiple of the rates that holds (trials of --duration s, default 10)")
     ] = False,
     slo_p99: Annotated[
-        float | None, typer.Option(help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000")
+        float | None,
+        typer.Option(min=0.001, help="p99 end-to-end objective (ms) for --find-max-rate; default: the scenario's e2e_p99_ms SLO, else 1000"),
     ] = None,
     chaos: Annotated[
         str | None,
@@ -465,9 +481,9 @@ def _run_async(coro):
 @app.command()
 def bench(
     records: Annotated[int, typer.Option(min=1000, help="records through every path")] = 200_000,
-    record_size: Annotated[int, typer.Option(help="bytes per record value")] = 1024,
+    record_size: Annotated[int, typer.Option(min=1, help="bytes per record value")] = 1024,
     workers: Annotated[int, typer.Option(min=1, help="router worker processes")] = 1,
-    latency_seconds: Annotated[float, typer.Option(help="seconds of the half-rate latency run")] = 10.0,
+    latency_seconds: Annotated[float, typer.Option(min=1.0, help="seconds of the half-rate latency run")] = 10.0,
     bootstrap: Annotated[str | None, typer.Option(help="HOST:PORT of an existing Kafka; default: embedded broker")] = None,
     out: Annotated[Path | None, typer.Option(help="directory for logs (default: runs/bench-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")] = False,
@@ -713,7 +729,7 @@ def approve(
     consumer: Consumer,
     entry: Entry,
     bootstrap: Bootstrap,
-    valid_for: Annotated[float | None, typer.Option(help="seconds the approval lasts (default: no end)")] = None,
+    valid_for: Annotated[float | None, typer.Option(min=0.001, help="seconds the approval lasts (default: no end)")] = None,
     actor: Actor = None,
     wait: Wait = True,
     timeout: Timeout = 15.0,
@@ -759,7 +775,9 @@ def _result_path(path: Path) -> Path:
 
 @app.command()
 def report(
-    result: Annotated[Path, typer.Argument(help="a run's directory or its result.json (scenario.json beside it adds department names)")],
+    result: Annotated[
+        Path, typer.Argument(metavar="RUN", help="a run's directory or its result.json (scenario.json beside it adds department names)")
+    ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run's directory)")] = None,
 ) -> None:
     """One self-contained HTML page of a run (opens offline): rates, latency, outcomes, flows between departments, SLOs."""
@@ -771,8 +789,8 @@ def report(
 
 @app.command()
 def compare(
-    a: Annotated[Path, typer.Argument(help="design A: a run's directory or its result.json")],
-    b: Annotated[Path, typer.Argument(help="design B: a run's directory or its result.json")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="design A: a run's directory or its result.json")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="design B: a run's directory or its result.json")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("compare.html"),
 ) -> None:
     """Two runs side by side: a table here, and an HTML page with the same table and overlaid charts."""
@@ -850,7 +868,7 @@ def schema(
 
 @app.command()
 def broker(
-    port: Annotated[int, typer.Option(help="port to listen on (0: a free one); on several Kafka nodes, node 1's")] = 0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on (0: a free one); on several Kafka nodes, node 1's")] = 0,
     kind: Annotated[str, typer.Option(help="tansu (embedded, memory storage) or kafka (Apache Kafka, KRaft)")] = "tansu",
     nodes: Annotated[int, typer.Option(min=1, max=5, help="Kafka nodes, each a controller and a broker (3: RF 3, min ISR 2)")] = 1,
     log: Annotated[Path | None, typer.Option(help="broker log file (several Kafka nodes: one per node, -N before the suffix)")] = None,

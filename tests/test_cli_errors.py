@@ -52,10 +52,14 @@ def test_a_port_out_of_range_is_one_line_naming_it(tmp_path):
     [
         (["run", "demo", "--duration", "-1"], "error: Invalid value for '--duration': -1 seconds"),
         (["run", "demo", "--nosuch"], "error: No such option: --nosuch"),
-        (["compare", "a"], "error: Missing argument 'b'."),
+        (["compare", "a"], "error: Missing argument 'B'."),
+        (["report"], "error: Missing argument 'RUN'."),
         (["nosuchcmd"], "error: No such command 'nosuchcmd'."),
+        (["run", "demo", "--drain-timeout", "-3"], "error: Invalid value for '--drain-timeout'"),
+        (["run", "demo", "--duration"], "error: Option '--duration' requires an argument. (see 'exchange run --help')"),
+        (["--nosuch"], "error: No such option: --nosuch (see 'exchange --help')"),
     ],
-    ids=["bad value", "unknown option", "missing argument", "unknown command"],
+    ids=["bad value", "unknown option", "missing argument", "README's name", "unknown command", "negative", "no value", "before a command"],
 )
 def test_a_bad_command_line_is_one_line_and_exit_2(command, message):
     """A newcomer's finding: click's usage errors came as a boxed panel of five lines."""
