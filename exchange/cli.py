@@ -12,7 +12,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -46,7 +46,7 @@ _click = getattr(typer.core, "_click", click)
 _UsageError, _NoArgsIsHelp = _click.exceptions.UsageError, _click.exceptions.NoArgsIsHelpError
 
 
-def _usage_error(exc: Exception, path: str) -> typer.Exit:
+def _usage_error(exc: Any, path: str) -> typer.Exit:
     """A bad option or argument as one line on stderr, not click's box; the exit to raise."""
     err.print(f"[red]error:[/red] {escape(exc.format_message())} (see '{path} --help')", highlight=False, soft_wrap=True)
     return typer.Exit(exc.exit_code)
