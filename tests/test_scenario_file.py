@@ -216,7 +216,7 @@ def test_out_of_range_value() -> None:
     assert p.field == "catalogue.0.partitions"
     line, col = pos(text, "partitions: 0")
     assert (p.line, p.column) == (line, col + len("partitions: "))
-    assert "greater than or equal to 1" in p.message
+    assert p.message == "must be at least 1, not 0"
 
 
 def test_missing_required_field_reported_at_its_mapping() -> None:
@@ -241,7 +241,17 @@ def test_unknown_field() -> None:
     line, key_col = pos(text, "colour")
     assert p.line == line
     assert p.column in (key_col, pos(text, "red")[1])
-    assert "not permitted" in p.message
+    assert p.message.startswith("is not a field here (the fields here: ") and "kind, name" in p.message
+
+
+def test_a_misspelt_field_gets_the_likely_one_and_a_refused_value_is_written() -> None:
+    """A newcomer's finding: pydantic's "Extra inputs are not permitted", "Input should be
+    greater than 0" and an enum's list said neither what was written nor what was meant."""
+    text = edit("    name: 乙局\n", "    nmae: 乙局\n").replace("sharing: conditional", "sharing: 有条件共亨", 1)
+    messages = {p.field: p.message for p in problems_of(text)}
+    assert messages["departments.2.nmae"] == "is not a field here (did you mean 'name'?)"
+    sharing = next(m for f, m in messages.items() if f.endswith(".sharing"))
+    assert sharing.endswith(", not '有条件共亨' (did you mean '有条件共享'?)") and "(or 无条件共享, 有条件共享, 不予共享)" in sharing
 
 
 def test_invalid_yaml_reports_the_error_line() -> None:
@@ -567,9 +577,9 @@ def test_a_cycle_in_platform_parents_names_the_parent_field():
 @pytest.mark.parametrize(
     ("yaml_field", "value", "field", "words"),
     [
-        ("rate", "1e12", "load.producers.0.rate", "less than or equal to 10000000"),
-        ("rate", "-5", "load.producers.0.rate", "greater than 0"),
-        ("rate", "0", "load.producers.0.rate", "greater than 0"),
+        ("rate", "1e12", "load.producers.0.rate", "must be at most 10000000, not '1e12'"),
+        ("rate", "-5", "load.producers.0.rate", "must be greater than 0, not -5"),
+        ("rate", "0", "load.producers.0.rate", "must be greater than 0, not 0"),
         ("rate", ".inf", "load.producers.0.rate", "finite"),
         ("rate", ".nan", "load.producers.0.rate", ""),
         ("rate", "fast", "load.producers.0.rate", "valid number"),

@@ -531,18 +531,76 @@ _FILLERS = {"id": "x", "region": "110000"}  # for required fields of the platfor
 
 
 def _message(error: Any) -> str:
-    """pydantic's message, in the words of a YAML file where pydantic's are Python's."""
-    ctx = error.get("ctx") or {}
-    if error["type"] == "too_short" and "min_length" in ctx:
+    """pydantic's message, in the words of a YAML file where pydantic's are Python's, with the
+    value written where pydantic leaves it out."""
+    kind, ctx, written = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "too_short" and "min_length" in ctx:
         n = ctx["min_length"]
         return f"must list at least {n} {'element' if n == 1 else 'elements'}, not {ctx.get('actual_length', 0)}"
-    if error["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_WORDS:
-        return f"{_PATTERN_WORDS[ctx['pattern']]}, not {error.get('input')!r}"
-    if error["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_WORDS:
+        return f"{_PATTERN_WORDS[ctx['pattern']]}, not {written!r}"
+    if kind == "value_error":  # a validator's own message, without pydantic's "Value error, "
         return str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "enum" and isinstance(error.get("input"), str):  # a misspelt value: the likely one
-        return error["msg"] + did_you_mean(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        terms = str(ctx.get("terms", ""))  # the Chinese terms accepted too (schemas/scenario.py _aliases)
+        message = f"must be one of {ctx['expected']}" + (f" (or {terms})" if terms else "") + f", not {written!r}"
+        known = re.findall(r"'([^']*)'", str(ctx["expected"])) + [t for t in terms.split(", ") if t]
+        return message + (did_you_mean(written.strip(), known) if isinstance(written, str) else "")
+    if kind in _BOUNDS and _BOUNDS[kind][0] in ctx:
+        bound, words = _BOUNDS[kind]
+        limit = ctx[bound]
+        return f"must be {words} {int(limit) if isinstance(limit, float) and limit.is_integer() else limit}, not {written!r}"
+    if kind == "extra_forbidden" and error["loc"] and isinstance(error["loc"][-1], str):
+        fields = _fields_at(tuple(error["loc"][:-1]))
+        return "is not a field here" + (did_you_mean(error["loc"][-1], fields) or f" (the fields here: {', '.join(fields)})" if fields else "")
     return error["msg"]
+
+
+#: pydantic's number bounds: the context key, and the words
+_BOUNDS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
+
+
+def _fields_at(loc: Loc) -> list[str]:
+    """The fields the scenario's JSON Schema allows in the mapping at ``loc`` ([] if unknown)."""
+    schema = _scenario_schema()
+    defs = schema.get("$defs", {})
+
+    def branches(node: dict) -> list[dict]:
+        if "$ref" in node:
+            return branches(defs[node["$ref"].rsplit("/", 1)[-1]])
+        out = [node]
+        for key in ("anyOf", "oneOf", "allOf"):
+            out += [b for sub in node.get(key, []) for b in branches(sub)]
+        return out
+
+    nodes = [schema]
+    for part in loc:
+        step = []
+        for node in (b for n in nodes for b in branches(n)):
+            if isinstance(part, int) and isinstance(node.get("items"), dict):
+                step.append(node["items"])
+            elif isinstance(part, str) and part in node.get("properties", {}):
+                step.append(node["properties"][part])
+            elif isinstance(part, str) and isinstance(node.get("additionalProperties"), dict):
+                step.append(node["additionalProperties"])
+        nodes = step
+    return sorted({f for n in nodes for b in branches(n) for f in b.get("properties", {})})
+
+
+_SCHEMA: dict = {}
+
+
+def _scenario_schema() -> dict:
+    if not _SCHEMA:
+        from schemas.scenario import json_schema
+
+        _SCHEMA.update(json_schema())
+    return _SCHEMA
 
 
 #: the schema's patterns in words
