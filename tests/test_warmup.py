@@ -45,6 +45,8 @@ def test_the_default_warmup_is_five_seconds_or_a_fifth_of_a_short_run():
     assert warmup_seconds(None, 3.0, 60, cold_kafka=True) == 3.0 and warmup_seconds(1.5, None, 60, cold_kafka=True) == 1.5
     with pytest.raises(WarmupError, match="--warmup 10 s is not shorter than the run"):
         warmup_seconds(10, None, 10)
+    with pytest.raises(WarmupError, match=r"load\.warmup 5 s is not shorter than the run \(4 s\).*a shorter --warmup, or 0, overrides it"):
+        warmup_seconds(None, 5, 4)  # the scenario's, under a shorter --duration: the way out
     with pytest.raises(WarmupError, match=r"load\.warmup -1 s"):
         warmup_seconds(None, -1, 10)
 

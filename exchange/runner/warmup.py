@@ -56,7 +56,8 @@ def warmup_seconds(requested: float | None, scenario_warmup: float | None, durat
     if warmup < 0:
         raise WarmupError(f"{where} {warmup:g} s: must be 0 or more")
     if warmup and warmup >= duration_s:
-        raise WarmupError(f"{where} {warmup:g} s is not shorter than the run ({duration_s:g} s): nothing would be measured")
+        hint = " (a shorter --warmup, or 0, overrides it)" if where == "load.warmup" else ""
+        raise WarmupError(f"{where} {warmup:g} s is not shorter than the run ({duration_s:g} s): nothing would be measured{hint}")
     return float(warmup)
 
 
