@@ -138,7 +138,7 @@ def expose(
     line = f"{role} {ident}: Prometheus metrics on http://{_bracketed(advertised_host())}:{bound}/metrics while it runs"
     if run_dir is not None or os.environ.get(SD_DIR_ENV):
         where = sd_target_path(run_dir or ".", role, ident).parent / "sd-*.json"
-        line += f" (every process's scrape target meanwhile: {where}; docs/cluster.md)"
+        line += f" (the other processes' addresses, for Prometheus to read meanwhile: {where}; docs/cluster.md)"
     if say is None:
         print(line, file=sys.stderr, flush=True)
     else:
