@@ -368,7 +368,10 @@ def run(
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         unit = " ms" if v.metric.endswith("_ms") else " records/s" if v.metric.endswith("_per_s") else ""
         measured = "nothing measured" if v.measured is None else f"{v.measured:,.1f}{unit}" if unit else f"{v.measured:g}"
-        console.print(f"SLO {mark} {v.name}: {v.metric} {v.target}{unit}, measured {measured}", highlight=False, soft_wrap=True)
+        scope = "" if not v.entries else f" ({', '.join(v.entries[:3])}{f' and {len(v.entries) - 3} more' if len(v.entries) > 3 else ''})"
+        console.print(
+            f"SLO {mark} {escape(v.name)}{escape(scope)}: {v.metric} {v.target}{unit}, measured {measured}", highlight=False, soft_wrap=True
+        )
     for warning in result.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False, soft_wrap=True)
     ingress = f"{result.run.topic_layout}, {result.run.ingress_topics or 0:,} ingress topics, {result.run.ingress_partitions or 0:,} partitions"

@@ -136,6 +136,7 @@ class SloVerdict(_Model):
     target: str = Field(description="e.g. '≤ 200' or '≥ 0.99'")
     measured: float | None = Field(description="None when nothing was measured (no records on the flows named)")
     passed: bool
+    entries: tuple[str, ...] | None = Field(None, description="the catalogue entries whose flows it judges (the SLO's entries); None: every flow")
 
 
 class Conservation(_Model):

@@ -239,4 +239,7 @@ def test_slo_verdicts_fail_when_they_should_and_fail_on_slo_exits_nonzero(tmp_pa
     assert verdicts["every record accounted for"].passed and verdicts["every record accounted for"].measured == 0
     assert "SLO FAIL impossible: e2e_p50_ms ≤ 0.001 ms, measured " in done.stdout  # with its unit
     assert re.search(r"SLO FAIL impossible: .*, measured [\d,]+\.\d ms\n", done.stdout), done.stdout
+    # an SLO of some entries names them: the demo's realtime p99 is over gps-fix, not every flow
+    assert verdicts["realtime flows p99"].entries == ("gps-fix",) and verdicts["impossible"].entries is None
+    assert re.search(r"SLO (pass|FAIL) realtime flows p99 \(gps-fix\): e2e_p99_ms ≤ 200 ms, measured", done.stdout), done.stdout
     assert 600 < result.counts.produced < 1200  # 2,870/s × 0.1 × 3 s

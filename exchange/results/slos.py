@@ -18,7 +18,9 @@ def _verdict(slo: SLO, measured: float | None) -> SloVerdict:
         target, ok = f"≤ {slo.max:g}", measured is not None and measured <= slo.max
     else:
         target, ok = f"≥ {slo.min:g}", measured is not None and measured >= slo.min
-    return SloVerdict(name=slo.name, metric=slo.metric, target=target, measured=None if measured is None else round(measured, 4), passed=ok)
+    return SloVerdict(
+        name=slo.name, metric=slo.metric, target=target, measured=None if measured is None else round(measured, 4), passed=ok, entries=slo.entries
+    )
 
 
 def _measure(slo: SLO, result: Result, flow_histograms: dict[str, str]) -> float | None:
