@@ -234,7 +234,7 @@ def test_report_of_a_file_that_is_not_json_says_what_to_give(tmp_path):
 
     path = tmp_path / "my.yaml"
     path.write_text("name: x\n", encoding="utf-8")
-    with pytest.raises(ReportError, match=r"not JSON, so not a run's result\.json .*give a run's directory or its result\.json"):
+    with pytest.raises(ReportError, match=r":1:1: not JSON \(.*\), so not a run's result\.json; give a run's directory or its result\.json"):
         load_result(path)
 
 

@@ -100,7 +100,7 @@ def test_a_samples_file_that_is_not_one_is_refused_naming_the_line(tmp_path):
     with pytest.raises(ReportError, match=r"samples.jsonl, line 1: not a delivery sample \(missing consumer, delivered"):
         load_samples_beside(tmp_path / "result.json")
     (tmp_path / SAMPLES).write_bytes(b"\nnot json\n")
-    with pytest.raises(ReportError, match=r"samples.jsonl, line 2: not JSON"):
+    with pytest.raises(ReportError, match=r"samples.jsonl:2:1: not JSON \("):
         load_samples_beside(tmp_path / "result.json")
     (tmp_path / SAMPLES).unlink()
     assert load_samples_beside(tmp_path / "result.json") is None

@@ -31,7 +31,7 @@ def load_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ReportError(f"{path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not JSON, so not a run's result.json ({exc}); give a run's directory or its result.json") from None
+        raise ReportError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg}), so not a run's result.json; give a run's directory or its result.json") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object, so not a run's result.json")
     return data
@@ -81,7 +81,7 @@ def load_samples_beside(result_path: Path) -> list[dict[str, Any]] | None:
         try:
             sample = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ReportError(f"{path}, line {n}: not JSON ({exc})") from None
+            raise ReportError(f"{path}:{n}:{exc.colno}: not JSON ({exc.msg})") from None
         missing = SAMPLE_KEYS - set(sample) if isinstance(sample, dict) else SAMPLE_KEYS
         if missing:
             raise ReportError(f"{path}, line {n}: not a delivery sample (missing {', '.join(sorted(missing))})")
