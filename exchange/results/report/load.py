@@ -31,7 +31,8 @@ def load_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ReportError(f"{path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg}), so not a run's result.json; give a run's directory or its result.json") from None
+        where = f"{path}:{exc.lineno}:{exc.colno}"
+        raise ReportError(f"{where}: not JSON ({exc.msg}), so not a run's result.json; give a run's directory or its result.json") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a JSON object, so not a run's result.json")
     return data
