@@ -214,7 +214,8 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     assert result.run.machine_busy is not None and 0 < result.run.machine_busy <= 1.05  # /proc/stat counts in 10 ms ticks
     sd = re.escape(str(tmp_path / "run" / "sd-*.json"))
     url = r"http://127\.0\.0\.1:\d+/metrics"
-    expected = rf"controller 0: Prometheus metrics on {url} while it runs \(the other processes' addresses, for Prometheus to read meanwhile: {sd}; docs/cluster\.md\)"
+    where = rf"\(the other processes' addresses, for Prometheus to read meanwhile: {sd}; docs/cluster\.md\)"
+    expected = rf"controller 0: Prometheus metrics on {url} while it runs {where}"
     assert any(re.fullmatch(expected, line) for line in said), said
     assert "Prometheus metrics on" not in capfd.readouterr().err
 
