@@ -15,10 +15,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint bench clean kafka docs compile uncompile compile-check
 
+# PYTHONWARNINGS: setuptools' notice that an editable install exists (the project's folders are its
+# packages) is not news to anyone running make demo
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# setuptools' notice that an editable install exists (the project's folders are its packages) is not news
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
