@@ -269,14 +269,13 @@ ROW_ITEMS = [{"key": "vehicle.plate", "name": "车牌", "type": "plate"}, {"key"
 def row_scenario(sharing: str = "unconditional") -> Scenario:
     return scenario(
         [{"id": "gps", "name": "定位", "provider": "prov", "sharing": sharing, "items": ROW_ITEMS}],
-        [{"consumer": c, "entry": "gps", "purpose": "p", "status": "approved"} for c in ("city", "nancheng", "changan", "whole", "far")],
+        [{"consumer": c, "entry": "gps", "purpose": "p", "status": "approved"} for c in ("city", "nancheng", "changan", "whole")],
         departments=[
             {"id": "prov", "name": "交通局"},
             {"id": "city", "name": "城管局"},  # no region: the platform's
             {"id": "nancheng", "name": "南城街道", "region": "441900004"},
             {"id": "changan", "name": "长安镇", "region": 441900119},
             {"id": "whole", "name": "同级", "region": "441900"},
-            {"id": "far", "name": "外省", "region": "420100"},  # not inside the platform: no row filter
         ],
     )
 
@@ -304,7 +303,7 @@ def test_row_filter_by_consumer_jurisdiction(row_region, towns: set[str]) -> Non
     policy = policies(row_scenario())["gps"]
     record = {"vehicle.plate": "粤S12345", "vehicle.region": row_region}
     got = delivered_to(decide(policy, "prov", record))
-    assert got == {"city", "whole", "far"} | towns
+    assert got == {"city", "whole"} | towns
 
 
 def test_row_filter_missing_region_value_is_out_of_jurisdiction() -> None:
@@ -315,9 +314,17 @@ def test_row_filter_missing_region_value_is_out_of_jurisdiction() -> None:
     assert outcomes["city.gps"].delivered and outcomes["city.gps"].value == {"vehicle.plate": "粤S12345"}
 
 
+def test_a_department_outside_its_platforms_region_is_refused() -> None:
+    """It would get every row (rows are filtered only inside the provider's region), so the
+    scenario is refused where it names it (exchange validate: departments.N.region)."""
+    departments = [{"id": "prov", "name": "交通局"}, {"id": "far", "name": "外省", "region": "420100"}]
+    with pytest.raises(ValueError, match=r"departments\.1\.region: department 'far': region 420100 is outside its platform 't1''s region 441900"):
+        scenario([{"id": "gps", "name": "定位", "provider": "prov", "sharing": "unconditional", "items": ROW_ITEMS}], [], departments=departments)
+
+
 def test_row_filter_compiles_regions_only_for_narrower_consumers() -> None:
     routes = {r.consumer: r.region for r in policies(row_scenario())["gps"].routes}
-    assert routes == {"city": None, "nancheng": "441900004", "changan": "441900119", "whole": None, "far": None}
+    assert routes == {"city": None, "nancheng": "441900004", "changan": "441900119", "whole": None}
 
 
 def test_no_row_filter_on_an_entry_without_region_item() -> None:

@@ -1082,3 +1082,13 @@ def test_a_misspelt_id_or_value_names_the_likely_one() -> None:
     assert problems["catalogue.1.items.0.type"].endswith("(did you mean 'credit_code'?)")
     ghost = only_problem(edit("    provider: prov\n    sharing: conditional", "    provider: ghost\n    sharing: conditional"))
     assert "did you mean" not in ghost.message  # nothing close: no guess
+
+
+def test_a_department_outside_its_platforms_region_is_a_problem() -> None:
+    """A newcomer's finding: a town outside the platform's region was silently given every row
+    (rows are filtered to a region only inside the platform's). Now validate says so."""
+    text = edit("    name: 甲局\n", '    name: 甲局\n    region: "110101001"\n')  # a Beijing street on Dongguan's platform
+    p = only_problem(text)
+    assert p.field == "departments.1.region"
+    assert p.message == "department 'alpha': region 110101001 is outside its platform 't1''s region 441900"
+    assert parse(edit("    name: 甲局\n", '    name: 甲局\n    region: "441900004"\n'), FILE).departments[1].region == "441900004"  # a town inside
