@@ -945,12 +945,16 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     for n, d in enumerate(scenario.departments):
         if d.region is not None and (problem := region_problem(d.region)) is not None:
             errors.append((("departments", n, "region"), f"department {d.id!r}: {problem}"))
-        elif d.region is not None and (hub := platforms.get(d.platform or scenario.platform.id)) is not None:
-            # its rows are filtered to its region only inside its platform's: outside it, it would get every row
-            if region_problem(hub.region) is None and not regions.contains(hub.region, d.region):
-                errors.append(
-                    (("departments", n, "region"), f"department {d.id!r}: region {d.region} is outside its platform {hub.id!r}'s region {hub.region}")
-                )
+        # rows are filtered to a region only inside the platform's: outside it, it would get every row
+        elif (
+            d.region is not None
+            and (hub := platforms.get(d.platform or scenario.platform.id)) is not None
+            and region_problem(hub.region) is None
+            and not regions.contains(hub.region, d.region)
+        ):
+            errors.append(
+                (("departments", n, "region"), f"department {d.id!r}: region {d.region} is outside its platform {hub.id!r}'s region {hub.region}")
+            )
         if d.platform is not None and d.platform not in platforms:
             errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))
         if d.gateway is not None and d.gateway not in scenario.gateway_ids:
