@@ -80,3 +80,15 @@ def test_a_run_that_could_not_start_leaves_no_run_directory(tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
+
+
+def test_a_run_never_writes_over_another_runs_directory(tmp_path):
+    """A newcomer's finding: --out naming an earlier run's directory replaced its result.json."""
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / "result.json").write_text('{"earlier": true}', encoding="utf-8")
+    done = exchange("run", "demo", "--duration", "2", "--out", str(earlier))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: {earlier} holds a run already (result.json): give another --out, or remove that run first"
+    assert sorted(p.name for p in earlier.iterdir()) == ["result.json"]
+    assert (earlier / "result.json").read_text(encoding="utf-8") == '{"earlier": true}'

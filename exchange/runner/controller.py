@@ -77,6 +77,10 @@ START_MARGIN_S = 0.2
 SCHEDULE_FILE_WAIT_S = 5.0
 
 
+class RunDirInUse(ExchangeError, ValueError):
+    """``--out`` names a directory that holds a run already (exit 2: nothing is started or overwritten)."""
+
+
 class RunFailed(ExchangeError, RuntimeError):
     """The run could not complete; the message says what died, crashed or timed out (exit code 1)."""
 
@@ -284,6 +288,8 @@ class _Run:
         self.bridge: remote.Bridge | None = None
         self.slots: list[Slot] = []  # every process of the run, local or not, in start order
         self.run_dir = options.out or default_run_dir(scenario)
+        if (self.run_dir / "result.json").exists():  # another run's record: never written over
+            raise RunDirInUse(f"{self.run_dir} holds a run already (result.json): give another --out, or remove that run first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "scenario.json").write_text(scenario.model_dump_json(indent=2), encoding="utf-8")  # the record of the run
         self.scenario_json = self.run_dir / "scenario.runtime.json"  # what the processes read: live entries only
