@@ -775,6 +775,18 @@ def test_other_encodings_are_refused_saying_what_they_look_like(tmp_path: Path, 
     assert p.file == str(path) and "not UTF-8" in p.message and looks in p.message
 
 
+def test_a_binary_file_is_not_text_and_a_tab_is_named(tmp_path: Path) -> None:
+    """A newcomer's findings: /bin/ls was said to look like UTF-16, and a tab's YAML error never said 'tab'."""
+    path = tmp_path / "ls.yaml"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00\x01\x00\x00\x00\x10\x6b\x00\x00")
+    with pytest.raises(ScenarioError) as info:
+        load(path)
+    [p] = info.value.problems
+    assert p.message == "not a text file (a scenario is YAML text, saved as UTF-8)" and (p.line, p.column) == (1, 8)
+    [p] = problems_of(edit("  id: t1\n", "\tid: t1\n"))
+    assert p.message.startswith("not valid YAML: ") and p.message.endswith("(a tab: YAML indents with spaces only)")
+
+
 def test_a_latin1_file_is_refused_without_a_false_guess(tmp_path: Path) -> None:
     text = "name: café\n"
     path = _written(tmp_path, text, "latin-1")

@@ -127,11 +127,19 @@ def decode(raw: bytes, filename: str = "<scenario>") -> str:
                         )
                     ]
                 ) from None
+    if b"\x00" in raw:  # valid UTF-8, but never YAML: UTF-16/32 without a byte-order mark, or not text at all
+        looks, at = _looks_like(raw), raw.index(b"\x00")
+        line, col = _byte_position(raw, at, "utf-8")
+        if looks is not None and looks[0] != BINARY:
+            raise ScenarioError([Problem(filename, line, col, "", f"not UTF-8 (a NUL byte); it looks like {looks[0]}: save the file as UTF-8")])
+        raise ScenarioError([Problem(filename, line, col, "", "not a text file (a scenario is YAML text, saved as UTF-8)")])
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _byte_position(raw, exc.start, "utf-8")
         looks = _looks_like(raw)
+        if looks is not None and looks[0] == BINARY:
+            raise ScenarioError([Problem(filename, line, col, "", "not a text file (a scenario is YAML text, saved as UTF-8)")]) from None
         hint = f"; it looks like {looks[0]}" if looks else ""
         fix = f" (iconv -f {looks[1]} -t UTF-8 OLD.yaml > NEW.yaml)" if looks and looks[1] else ""
         raise ScenarioError(
@@ -163,10 +171,18 @@ def _cjk_share(text: str) -> float:
     return len(cjk) / len(wide) if wide else 0.0
 
 
+BINARY = "binary data, not text"
+
+
 def _looks_like(raw: bytes) -> tuple[str, str | None] | None:
     """(what the bytes look like, the iconv name to convert from), or None when unknown."""
     if b"\x00" in raw:
-        return "UTF-16 or UTF-32 without a byte-order mark", None
+        head = raw[:4096]
+        for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+            text = head[: len(head) // 4 * 4].decode(codec, errors="replace")
+            if text and sum(c.isprintable() or c.isspace() for c in text) >= 0.9 * len(text):
+                return "UTF-16 or UTF-32 without a byte-order mark", None
+        return BINARY, None
     try:
         text = raw.decode("gb18030")
     except UnicodeDecodeError:
@@ -399,6 +415,12 @@ def read_yaml(text: str, filename: str = "<scenario>") -> Any:
     return data
 
 
+def _char_at(text: str, line: int, column: int) -> str:
+    """The character at 0-based ``line`` and ``column`` of ``text`` ("" past its end)."""
+    lines = text.split("\n", line + 1)
+    return lines[line][column : column + 1] if line < len(lines) else ""
+
+
 def _build(text: str, builder: _Builder) -> Any:
     filename = builder.filename
     composer = _COMPOSER(text)
@@ -411,7 +433,10 @@ def _build(text: str, builder: _Builder) -> Any:
             mark_at = (line, exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1)
         else:
             mark_at = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise ScenarioError([Problem(filename, *mark_at, "", f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
+        problem = getattr(exc, "problem", None) or exc
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem = f"{problem} (a tab: YAML indents with spaces only)"
+        raise ScenarioError([Problem(filename, *mark_at, "", f"not valid YAML: {problem}")]) from None
     except RecursionError:
         problem = f"values nested deeper than YAML can be read here (a scenario needs under {MAX_DEPTH} levels)"
         raise ScenarioError([Problem(filename, 0, 0, "", problem)]) from None
