@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+ITEM_KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 REGION_PATTERN = r"^\d{6}(\d{3})?$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case ASCII id: letters, digits, '-' and '_' (used in topic names)")]
@@ -91,6 +92,33 @@ def json_schema() -> dict:
         **{k: v for k, v in topics.items() if k != "$ref"},
     }
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **widened}
+
+
+class PlatformLevel(str, Enum):
+    """A platform's administrative level (国家级 / 省级 / 市级 / 县级 / 乡镇级)."""
+
+    national = "national"
+    provincial = "provincial"
+    municipal = "municipal"
+    county = "county"
+    township = "township"
+
+
+PlatformLevelField = Annotated[
+    PlatformLevel,
+    _aliases(
+        PlatformLevel,
+        {
+            "国家级": "national",
+            "省级": "provincial",
+            "市级": "municipal",
+            "县级": "county",
+            "区县级": "county",
+            "乡镇级": "township",
+            "镇街级": "township",
+        },
+    ),
+]
 
 
 class Sharing(str, Enum):
@@ -174,7 +202,9 @@ class UpdateCycle(str, Enum):
 
 UpdateCycleField = Annotated[
     UpdateCycle,
-    _aliases(UpdateCycle, {"实时": "realtime", "每小时": "hourly", "每日": "daily", "每周": "weekly", "每月": "monthly", "每年": "yearly"}),
+    _aliases(
+        UpdateCycle, {"实时": "realtime", "每小时": "hourly", "每日": "daily", "每天": "daily", "每周": "weekly", "每月": "monthly", "每年": "yearly"}
+    ),
 ]
 
 
@@ -231,7 +261,7 @@ _AUTO_MASK = {
 class DataItem(_Model):
     """数据项: one field of a catalogue entry, named by a semantic key."""
 
-    key: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", description="semantic key, e.g. person.name")
+    key: str = Field(pattern=ITEM_KEY_PATTERN, description="semantic key, e.g. person.name")
     name: str = Field(description="Chinese name of the item, e.g. 姓名")
     type: ItemType
     sensitivity: Sensitivity = Sensitivity.internal
@@ -362,7 +392,7 @@ class Platform(_Model):
 
     id: Identifier
     name: str
-    level: Literal["national", "provincial", "municipal", "county", "township"] = "municipal"
+    level: PlatformLevelField = PlatformLevel.municipal
     region: RegionCode
     parent: Identifier | None = Field(default=None, description="the platform it cascades up to (级联)")
     negative_list: NegativeList = Field(

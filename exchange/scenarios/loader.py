@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.scenario import ID_PATTERN, REGION_PATTERN, Loc, Scenario, did_you_mean, reference_errors
+from schemas.scenario import ID_PATTERN, ITEM_KEY_PATTERN, REGION_PATTERN, Loc, Scenario, did_you_mean, reference_errors
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 
@@ -575,10 +575,31 @@ def _message(error: Any) -> str:
         bound, words = _BOUNDS[kind]
         limit = ctx[bound]
         return f"must be {words} {int(limit) if isinstance(limit, float) and limit.is_integer() else limit}, not {written!r}"
+    if kind == "missing":
+        return "required, and not given"
+    if kind in ("int_parsing", "int_type", "float_parsing", "float_type") and written is not None:
+        what = "a whole number" if kind.startswith("int") else "a number"
+        unit = (
+            " (the number alone: the field's unit is implied)"
+            if isinstance(written, str) and re.fullmatch(r"\s*[\d.]+\s*[^\d\s.]+\s*", written)
+            else ""
+        )
+        return f"must be {what}, not {written!r}{unit}"
+    if kind in ("model_type", "dict_type") and not isinstance(written, dict):
+        return f"must be a mapping of fields (name: value), not {_kind_of(written)}"
     if kind == "extra_forbidden" and error["loc"] and isinstance(error["loc"][-1], str):
         fields = _fields_at(tuple(error["loc"][:-1]))
         return "is not a field here" + (did_you_mean(error["loc"][-1], fields) or f" (the fields here: {', '.join(fields)})" if fields else "")
     return error["msg"]
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    return f"{value!r}"
 
 
 #: pydantic's number bounds: the context key, and the words
@@ -632,6 +653,7 @@ def _scenario_schema() -> dict:
 _PATTERN_WORDS = {
     ID_PATTERN: "must be a lower-case ASCII id of up to 63 letters, digits, '-' and '_', starting with a letter or digit (ids name Kafka topics)",
     REGION_PATTERN: "must be an administrative division code (GB/T 2260): 6 digits, or 9 for a town or street",
+    ITEM_KEY_PATTERN: "must be a dotted lower-case key such as person.name: two or more parts of a-z, 0-9 and '_', each starting with a letter",
 }
 
 
