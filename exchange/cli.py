@@ -364,6 +364,8 @@ def run(
         console.print(fault_table(result))
     ok = result.conservation.ok
     console.print(("[green]conservation check passed:[/green] " if ok else "[red]conservation check FAILED:[/red] ") + result.conservation.message)
+    if not ok and result.run.drain_s >= drain_timeout:
+        console.print(f"  the drain stopped at --drain-timeout ({drain_timeout:g} s) with outcomes still to come: a longer one waits for them")
     for v in result.slos:
         mark = "[green]pass[/green]" if v.passed else "[red]FAIL[/red]"
         unit = " ms" if v.metric.endswith("_ms") else " records/s" if v.metric.endswith("_per_s") else ""

@@ -369,7 +369,7 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
                 f"{counts.delivered:,} delivered, {counts.denied:,} denied, {counts.dead_lettered:,} dead-lettered" + undecodable
             ),
         )
-    off = {k: e.unaccounted for k, e in by_entry.items() if e.unaccounted}
+    by = ", ".join(f"{k} {e.unaccounted:,}" for k, e in by_entry.items() if e.unaccounted)
     undecodable = ""
     if counts.undecodable and any(e.unaccounted > 0 for e in by_entry.values()):
         undecodable = (
@@ -378,7 +378,7 @@ def _conservation(counts: Counts, by_entry: dict[str, EntryCounts]) -> Conservat
         )
     if any(e.unaccounted < 0 for e in by_entry.values()):  # more outcomes than the run's producers produced
         undecodable += "; negative: records carrying this run's id were written by another client"
-    return Conservation(ok=False, message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {off}){undecodable}")
+    return Conservation(ok=False, message=f"{counts.unaccounted:,} of {counts.expected:,} outcomes unaccounted for (by entry: {by}){undecodable}")
 
 
 def _by_reason(rows: list[DeadLetterCount]) -> dict[str, int]:
