@@ -307,16 +307,6 @@ class CatalogueEntry(_Model):
                 raise ValueError(f"master_key {self.master_key!r} is a {item.type.value}, not an ID number, credit code or plate")
         return self
 
-    @field_validator("items")
-    @classmethod
-    def _unique_item_keys(cls, items: tuple[DataItem, ...]) -> tuple[DataItem, ...]:
-        seen: set[str] = set()
-        for item in items:
-            if item.key in seen:
-                raise ValueError(f"item {item.key!r} appears twice in this entry")
-            seen.add(item.key)
-        return items
-
     @cached_property
     def item_keys(self) -> frozenset[str]:
         return frozenset(i.key for i in self.items)
@@ -855,9 +845,16 @@ def reference_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
     _no_duplicates("gateways", [g.id for g in scenario.gateways], errors)
     _no_duplicates("subscriptions", [s.id for s in scenario.subscriptions], errors, field="entry")
     depts = {d.id for d in scenario.departments}
-    entries = {e.id: e for e in scenario.catalogue}
+    entries: dict[str, CatalogueEntry] = {}
+    for e in scenario.catalogue:  # a duplicate id is reported above; the checks below use the first
+        entries.setdefault(e.id, e)
     entry: CatalogueEntry | None  # each loop below names its entry so
     for n, entry in enumerate(scenario.catalogue):
+        seen: set[str] = set()
+        for k, item in enumerate(entry.items):  # checked here, at the item, so the entry stays in the other checks
+            if item.key in seen:
+                errors.append((("catalogue", n, "items", k, "key"), f"item {item.key!r} appears twice in entry {entry.id!r}"))
+            seen.add(item.key)
         if entry.provider not in depts:
             errors.append(
                 (

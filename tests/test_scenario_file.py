@@ -1125,3 +1125,17 @@ def test_more_of_pydantics_words_are_the_files() -> None:
         FILE,
     )
     assert s.platform.level.value == "municipal" and s.catalogue[0].update_cycle is UpdateCycle.daily
+
+
+def test_a_duplicate_is_one_problem_without_follow_ons() -> None:
+    """A newcomer's findings: a duplicate item key dropped its entry (so its producer 'provided no
+    entry'), and a duplicate entry id had the later copy judged in the first one's place."""
+    twice = BASE.replace(
+        "      - key: person.name\n", "      - key: person.name\n        name: 姓名\n        type: person_name\n      - key: person.name\n", 1
+    )
+    [p] = problems_of(twice)
+    assert (p.field, p.message) == ("catalogue.0.items.1.key", "item 'person.name' appears twice in entry 'open'")
+    # the second entry renamed to the first's id: only the duplicate, and the subscription to the id that is gone
+    messages = [p.message for p in problems_of(BASE.replace("  - id: cond\n", "  - id: open\n", 1))]
+    assert messages[0] == "duplicate id 'open' in catalogue"
+    assert not any("needs a purpose" in m for m in messages), messages
