@@ -774,8 +774,15 @@ def revoke(
 
 
 def _result_path(path: Path) -> Path:
-    """A run's result.json, given the file or its run directory."""
-    return path / "result.json" if path.is_dir() else path
+    """A run's result.json, given the file or its run directory (:class:`ReportError` for a run
+    directory without one: a run writes it when it ends, so an interrupted or failed one has none)."""
+    if not path.is_dir():
+        return path
+    if not (path / "result.json").is_file() and (path / "scenario.json").is_file():
+        from exchange.results.report import ReportError
+
+        raise ReportError(f"{path}: a run directory without result.json: the run did not end (interrupted, or it failed); nothing to report")
+    return path / "result.json"
 
 
 @app.command()
@@ -867,7 +874,7 @@ def schema(
     elif of == "runs":
         from schemas.runs import json_schema
     else:
-        raise typer.BadParameter(f"{of!r}: scenario, status or runs", param_hint="what")
+        raise typer.BadParameter(f"{of!r} is not one of scenario, status or runs", param_hint="SCHEMA")
     console.print_json(json.dumps(json_schema()))
 
 

@@ -238,6 +238,26 @@ def test_report_of_a_file_that_is_not_json_says_what_to_give(tmp_path):
         load_result(path)
 
 
+def test_report_of_other_json_or_of_an_unfinished_run_is_one_line_saying_so(tmp_path):
+    """A newcomer's findings: other JSON gave one line per missing field, and the directory of an
+    interrupted run said only 'result.json: no such file'."""
+    from exchange.cli import _result_path
+    from exchange.results.report.load import ReportError, load_result
+
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}', encoding="utf-8")
+    with pytest.raises(ReportError) as info:
+        load_result(other)
+    assert str(info.value) == f"{other}: not a run's result.json (no workload, counts, flows, conservation)"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "scenario.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"a run directory without result\.json: the run did not end \(interrupted, or it failed\)"):
+        _result_path(run)
+    (run / "result.json").write_text("{}", encoding="utf-8")
+    assert _result_path(run) == run / "result.json"
+
+
 def test_compare_rates_leave_out_the_seconds_before_the_first_record_and_after_the_last():
     """A newcomer's finding: the mean counted start-up and drain seconds, so the consume rate
     came out well under delivered / duration."""

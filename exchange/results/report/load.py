@@ -48,9 +48,11 @@ def load_result(path: Path) -> dict[str, Any]:
         Result.model_validate(data)
     except ValidationError as exc:
         problems = [e for e in exc.errors() if e["type"] != "extra_forbidden" and not (e["type"] == "missing" and e["loc"][0] not in ESSENTIAL)]
-        if problems:
-            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in problems[:10]]
-            raise ReportError(f"{path}: not a result.json:\n  " + "\n  ".join(lines)) from None
+        if problems:  # one line: what is missing, then what is wrong
+            missing = [".".join(map(str, e["loc"])) for e in problems if e["type"] == "missing"]
+            wrong = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in problems if e["type"] != "missing"]
+            parts = ([f"no {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}"] if missing else []) + wrong[:3]
+            raise ReportError(f"{path}: not a run's result.json ({'; '.join(parts)})") from None
     return data
 
 
