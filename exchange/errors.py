@@ -60,10 +60,29 @@ def kafka_errors(bootstrap: str, doing: str) -> Iterator[None]:
     except KafkaConnectionError:
         # a part without a port is Kafka's 9092 (exchange/kafka/clients.py check_bootstrap): say so
         portless = [p.strip() for p in bootstrap.split(",") if ":" not in p.strip().rpartition("]")[2]]
-        hint = f" (no port given for {', '.join(portless)}: Kafka's 9092 was tried)" if portless else ""
+        unknown = _unresolved(bootstrap)
+        hints = ([f"no port given for {', '.join(portless)}: Kafka's 9092 was tried"] if portless else []) + (
+            [f"no such host name: {', '.join(unknown)}"] if unknown else []
+        )
+        hint = f" ({'; '.join(hints)})" if hints else ""
         raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} while {doing}{hint}") from None
     except KafkaError as exc:
         raise KafkaRequestFailed(f"Kafka at {bootstrap} failed while {doing}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _unresolved(bootstrap: str) -> list[str]:
+    """The host names of ``bootstrap`` that do not resolve (the error path only: a lookup each)."""
+    import socket
+
+    out = []
+    for part in (p.strip() for p in bootstrap.split(",") if p.strip()):
+        host = part.rpartition(":")[0] if ":" in part.rpartition("]")[2] else part
+        host = host.strip("[]")
+        try:
+            socket.getaddrinfo(host, None)
+        except (OSError, UnicodeError):
+            out.append(host)
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
