@@ -204,8 +204,11 @@ async def test_the_controllers_metrics_line_goes_to_the_live_views_console(broke
     from exchange.runner.controller import RunOptions, run
 
     said: list[str] = []
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "sd-producers-9.json").write_text("[]")  # a target a killed child left (a newcomer's Ctrl-C)
     result, _ = await run(RunOptions(scenario_for("g4"), duration=1.0, out=tmp_path / "run", bootstrap=broker.bootstrap), say=said.append)
     assert result.conservation.ok, result.conservation.message
+    assert not list((tmp_path / "run").glob("sd-*.json"))  # no target outlives the run
     # this machine's processes of the run, by role (the broker is not the run's), and the rest of the machine
     assert {"router", "producers", "consumers", "controller", "other"} <= result.run.cpu_s.keys() and "broker" not in result.run.cpu_s
     # the window opens when publishing starts (no longer at the producers' spawn, with their

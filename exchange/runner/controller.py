@@ -789,6 +789,8 @@ class _Run:
         if broker is not None and broker is not self.options.broker_instance:
             await broker.astop()
         metrics.remove_sd_target(self.sd_file)
+        for target in self.run_dir.glob("sd-*.json"):  # a child killed before its own exit code ran (Ctrl-C) leaves its own
+            metrics.remove_sd_target(target)
 
 
 def _sent_at(m: StatusMessage, clock: ClockOffset | None) -> float:
