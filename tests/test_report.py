@@ -203,6 +203,15 @@ def test_compare_table_and_page(tmp_path):
     assert "demo" in page and "hubei-business-startup" in page
 
 
+def test_compare_says_when_the_runs_lasted_differently():
+    """A newcomer's finding: a 30 s and a 10 s run side by side, their totals compared as if alike."""
+    from exchange.results.compare import durations_differ
+
+    a, b = {"run": {"duration_s": 30.0}}, {"run": {"duration_s": 10.0}}
+    assert durations_differ(a, b) == "A ran 30 s and B 10 s: rates and latencies compare, totals (records, outcomes) do not"
+    assert durations_differ(a, {"run": {"duration_s": 30.2}}) is None and durations_differ(a, {}) is None
+
+
 def test_compare_rows_judge_latency_and_slos():
     a, b = load_result(DEMO), load_result(DEMO2)
     sections = {s.title: s for s in comparison(a, b)}

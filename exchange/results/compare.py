@@ -405,13 +405,24 @@ def labels_of(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str]:
     return f"A · {a.get('workload', '?')}", f"B · {b.get('workload', '?')}"
 
 
+def durations_differ(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """A note when the two runs lasted differently: rates and percentiles compare, totals do not."""
+    da, db = (r.get("run", {}).get("duration_s") for r in (a, b))
+    if not da or not db or abs(da - db) < 0.5:
+        return None
+    return f"A ran {da:g} s and B {db:g} s: rates and latencies compare, totals (records, outcomes) do not"
+
+
 # ---------------------------------------------------------------- terminal
 
 
 def compare_table(a: dict[str, Any], b: dict[str, Any], paths: tuple[str, str] | None = None) -> Group:
     """The comparison as rich tables (one, with a section per group of figures)."""
     la, lb = labels_of(a, b)
-    t = Table(title=f"{la}  vs  {lb}", title_justify="left", caption=(f"A: {paths[0]}\nB: {paths[1]}" if paths else None), caption_justify="left")
+    caption = [f"A: {paths[0]}", f"B: {paths[1]}"] if paths else []
+    if (lengths := durations_differ(a, b)) is not None:
+        caption.append(lengths)
+    t = Table(title=f"{la}  vs  {lb}", title_justify="left", caption="\n".join(caption) or None, caption_justify="left")
     t.add_column("figure", overflow="fold")
     t.add_column(la, justify="right")
     t.add_column(lb, justify="right")
@@ -545,6 +556,7 @@ def build_compare_html(
         _run_card(a, la, scenario_a, paths[0]),
         _run_card(b, lb, scenario_b, paths[1]),
         "</div>",
+        *([f'<p class="note">{esc(lengths)}</p>'] if (lengths := durations_differ(a, b)) else []),
         "<h2>Throughput and latency</h2>",
         '<div class="grid">',
         chart(rates, "chart-rates"),
