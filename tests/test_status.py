@@ -198,4 +198,4 @@ def test_exchange_schema_status_prints_a_schema_every_message_satisfies():
     assert list(validator.iter_errors(bad))
     assert StatusMessage.model_json_schema()["properties"]["v"]["const"] == VERSION
     wrong = subprocess.run([sys.executable, "-m", "exchange", "schema", "statuses"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and "'statuses': scenario, status or runs" in wrong.stderr
+    assert wrong.returncode == 2 and "SCHEMA: 'statuses' is not one of scenario, status or runs" in wrong.stderr
