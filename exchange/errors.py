@@ -59,8 +59,9 @@ def kafka_errors(bootstrap: str, doing: str) -> Iterator[None]:
         yield
     except KafkaConnectionError:
         # a part without a port is Kafka's 9092 (exchange/kafka/clients.py check_bootstrap): say so
-        portless = [p.strip() for p in bootstrap.split(",") if ":" not in p.strip().rpartition("]")[2]]
-        unknown = _unresolved(bootstrap)
+        hosts = _hosts(bootstrap)
+        portless = [host for host, has_port in hosts if not has_port]
+        unknown = [host for host, _ in hosts if not _resolves(host)]
         hints = ([f"no port given for {', '.join(portless)}: Kafka's 9092 was tried"] if portless else []) + (
             [f"no such host name: {', '.join(unknown)}"] if unknown else []
         )
@@ -70,19 +71,24 @@ def kafka_errors(bootstrap: str, doing: str) -> Iterator[None]:
         raise KafkaRequestFailed(f"Kafka at {bootstrap} failed while {doing}: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
-def _unresolved(bootstrap: str) -> list[str]:
-    """The host names of ``bootstrap`` that do not resolve (the error path only: a lookup each)."""
-    import socket
-
+def _hosts(bootstrap: str) -> list[tuple[str, bool]]:
+    """Each part of ``bootstrap`` as (host, whether a port is given), IPv6 brackets kept."""
     out = []
     for part in (p.strip() for p in bootstrap.split(",") if p.strip()):
-        host = part.rpartition(":")[0] if ":" in part.rpartition("]")[2] else part
-        host = host.strip("[]")
-        try:
-            socket.getaddrinfo(host, None)
-        except (OSError, UnicodeError):
-            out.append(host)
+        has_port = ":" in part.rpartition("]")[2]
+        out.append((part.rpartition(":")[0] if has_port else part, has_port))
     return out
+
+
+def _resolves(host: str) -> bool:
+    """Whether ``host`` resolves (the error path only: one lookup)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host.strip("[]"), None)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:

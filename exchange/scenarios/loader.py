@@ -11,6 +11,7 @@ YAML 1.1 changes (``000000`` is octal 0) said as such. Every problem comes out i
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
 import re
 from dataclasses import dataclass
@@ -137,9 +138,7 @@ def decode(raw: bytes, filename: str = "<scenario>") -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _byte_position(raw, exc.start, "utf-8")
-        looks = _looks_like(raw)
-        if looks is not None and looks[0] == BINARY:
-            raise ScenarioError([Problem(filename, line, col, "", "not a text file (a scenario is YAML text, saved as UTF-8)")]) from None
+        looks = _looks_like(raw)  # never BINARY here: a file with a NUL byte was refused above
         hint = f"; it looks like {looks[0]}" if looks else ""
         fix = f" (iconv -f {looks[1]} -t UTF-8 OLD.yaml > NEW.yaml)" if looks and looks[1] else ""
         raise ScenarioError(
@@ -638,15 +637,12 @@ def _fields_at(loc: Loc) -> list[str]:
     return sorted({f for n in nodes for b in branches(n) for f in b.get("properties", {})})
 
 
-_SCHEMA: dict = {}
-
-
+@functools.cache
 def _scenario_schema() -> dict:
-    if not _SCHEMA:
-        from schemas.scenario import json_schema
+    """The scenario's JSON Schema, built once (only when a file has an unknown field)."""
+    from schemas.scenario import json_schema
 
-        _SCHEMA.update(json_schema())
-    return _SCHEMA
+    return json_schema()
 
 
 #: the schema's patterns in words
