@@ -980,7 +980,10 @@ def _platform_errors(scenario: Scenario) -> list[tuple[Loc, str]]:
             and not regions.contains(hub.region, d.region)
         ):
             errors.append(
-                (("departments", n, "region"), f"department {d.id!r}: region {d.region} is outside its platform {hub.id!r}'s region {hub.region}")
+                (
+                    ("departments", n, "region"),
+                    f"department {d.id!r}: region {d.region} is outside the region of its platform {hub.id!r} ({hub.region})",
+                )
             )
         if d.platform is not None and d.platform not in platforms:
             errors.append((("departments", n, "platform"), f"department {d.id!r}: platform {d.platform!r} is not a platform"))

@@ -318,7 +318,9 @@ def test_a_department_outside_its_platforms_region_is_refused() -> None:
     """It would get every row (rows are filtered only inside the provider's region), so the
     scenario is refused where it names it (exchange validate: departments.N.region)."""
     departments = [{"id": "prov", "name": "交通局"}, {"id": "far", "name": "外省", "region": "420100"}]
-    with pytest.raises(ValueError, match=r"departments\.1\.region: department 'far': region 420100 is outside its platform 't1''s region 441900"):
+    with pytest.raises(
+        ValueError, match=r"departments\.1\.region: department 'far': region 420100 is outside the region of its platform 't1' \(441900\)"
+    ):
         scenario([{"id": "gps", "name": "定位", "provider": "prov", "sharing": "unconditional", "items": ROW_ITEMS}], [], departments=departments)
 
 

@@ -1104,8 +1104,11 @@ def test_a_department_outside_its_platforms_region_is_a_problem() -> None:
     text = edit("    name: 甲局\n", '    name: 甲局\n    region: "110101001"\n')  # a Beijing street on Dongguan's platform
     p = only_problem(text)
     assert p.field == "departments.1.region"
-    assert p.message == "department 'alpha': region 110101001 is outside its platform 't1''s region 441900"
+    assert p.message == "department 'alpha': region 110101001 is outside the region of its platform 't1' (441900)"
     assert parse(edit("    name: 甲局\n", '    name: 甲局\n    region: "441900004"\n'), FILE).departments[1].region == "441900004"  # a town inside
+    # a refused platform region is the only problem: its placeholder (the nation) holds every town
+    text = edit("    name: 甲局\n", '    name: 甲局\n    region: "441900004"\n').replace('region: "441900"', 'region: "4419"', 1)
+    assert only_problem(text).field == "platform.region"
 
 
 def test_more_of_pydantics_words_are_the_files() -> None:

@@ -551,7 +551,7 @@ def _validate(data: Any, builder: _Builder) -> Scenario:
 
 
 _NOTHING = object()
-_FILLERS = {"id": "x", "region": "110000"}  # for required fields of the platform: any valid value
+_FILLERS = {"id": "x", "region": "000000"}  # for required fields of the platform: the nation, which contains every region (no follow-on)
 
 
 def _message(error: Any) -> str:
